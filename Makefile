@@ -1,0 +1,83 @@
+# Parley: every command the README names. Each target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+
+# jsii (the bridge aws-cdk-lib runs on) warns about Node.js versions it has not
+# been tested with or that are past end of life; the warning is noise here.
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_KNOWN_BROKEN_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_CLI_TELEMETRY := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help serve test lint typecheck pytest synth deploy diff destroy bench demo soak fmt clean install
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt client/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Parley needs Python 3.11 or newer")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# the Lambda package is importable in the venv as it is in the Lambda asset
+	@echo "$(CURDIR)/lambdas" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parley-lambdas.pth"
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install everything
+
+serve: $(STAMP)  ## run the whole service on this machine (127.0.0.1:8787, PARLEY_PORT to change)
+	$(PY) -m local
+
+test: lint typecheck pytest  ## ruff, mypy and every test (unit, infra, integration, e2e)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+fmt: $(STAMP)  ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+synth: $(STAMP) $(NODE_STAMP)  ## synthesize the CDK app into cdk.out (offline, no Docker)
+	$(CDK) synth --quiet --no-notices
+
+deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy; endpoints land in cdk-outputs.json for the CLI
+	$(CDK) deploy --no-notices --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
+
+diff: $(STAMP) $(NODE_STAMP)  ## cdk diff against the deployed stack
+	$(CDK) diff --no-notices
+
+destroy: $(STAMP) $(NODE_STAMP)  ## cdk destroy
+	$(CDK) destroy --no-notices
+
+bench: $(STAMP)  ## run every benchmark and print the figures
+	$(PY) -m bench
+
+demo: $(STAMP)  ## a scripted two-person conversation on the local stack
+	$(PY) -m parley.demo
+
+soak: $(STAMP)  ## the reliability suites at full size
+	PARLEY_SOAK=1 $(BIN)/pytest -q -m soak tests
+
+clean:  ## remove build output (keeps .venv and node_modules)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis

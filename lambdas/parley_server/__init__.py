@@ -1,0 +1,1 @@
+"""Parley server: the code of every Lambda function (one asset, one package)."""

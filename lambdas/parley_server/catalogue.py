@@ -1,0 +1,189 @@
+"""What the service is made of: settings, functions and routes.
+
+One source of truth for the CDK stack (which builds a function, its environment
+and its routes from these specs) and for the local stack (which serves the same
+routes with the same handlers). Neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "FUNCTIONS",
+    "HTTP_ROUTES",
+    "WS_ROUTES",
+    "FunctionSpec",
+    "RouteSpec",
+    "Setting",
+    "function",
+]
+
+
+class Setting(StrEnum):
+    """Environment variables a function may read (its whole configuration)."""
+
+    USERS_TABLE = "PARLEY_USERS_TABLE"
+    CONNECTIONS_TABLE = "PARLEY_CONNECTIONS_TABLE"
+    MAILBOX_TABLE = "PARLEY_MAILBOX_TABLE"
+    OTP_TABLE = "PARLEY_OTP_TABLE"
+    PREKEYS_TABLE = "PARLEY_PREKEYS_TABLE"
+    GROUPS_TABLE = "PARLEY_GROUPS_TABLE"
+    RATELIMITS_TABLE = "PARLEY_RATELIMITS_TABLE"
+    MEDIA_BUCKET = "PARLEY_MEDIA_BUCKET"
+    SIGNING_SECRET_ARN = "PARLEY_SIGNING_SECRET_ARN"  # noqa: S105 (a variable name)
+    # https://{api-id}.execute-api.{region}.amazonaws.com/{stage}: the @connections API
+    WS_ENDPOINT = "PARLEY_WS_ENDPOINT"
+    # JSON object {"fcm": platform application ARN, "apns": ...}; "{}" when none
+    PUSH_APPS = "PARLEY_PUSH_APPS"
+    # JSON object of tunables (limits, TTLs); "{}" means the defaults
+    LIMITS = "PARLEY_LIMITS"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its handler, what it reads, and how it is sized."""
+
+    id: str
+    handler: str
+    settings: frozenset[Setting]
+    description: str
+    memory_mb: int = 512
+    timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A WebSocket route and the function that serves it."""
+
+    route_key: str
+    function: str
+    # two-way routes return their handler's body to the caller as the route response
+    two_way: bool = False
+
+
+S = Setting
+_MESSAGING = frozenset(
+    {S.USERS_TABLE, S.CONNECTIONS_TABLE, S.MAILBOX_TABLE, S.WS_ENDPOINT, S.LIMITS}
+)
+
+# Memory: 512 MB gives a Lambda about a third of a vCPU, enough for JSON and
+# boto3 calls at low latency; these functions are I/O bound, so more memory
+# mostly buys a faster cold start. Timeouts: API Gateway gives up after 29 s
+# (HTTP) and 29 s (WebSocket integration); no route here should take 10 s.
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        id="HttpApi",
+        handler="parley_server.handlers.http_api.handler",
+        settings=frozenset(
+            {
+                S.USERS_TABLE,
+                S.OTP_TABLE,
+                S.PREKEYS_TABLE,
+                S.GROUPS_TABLE,
+                S.RATELIMITS_TABLE,
+                S.MEDIA_BUCKET,
+                S.SIGNING_SECRET_ARN,
+                S.PUSH_APPS,
+                S.LIMITS,
+            }
+        ),
+        description="HTTP API: signup, tokens, keys, directory, push, media, groups",
+        timeout_s=15,
+    ),
+    FunctionSpec(
+        id="WsAuthorizer",
+        handler="parley_server.handlers.ws_authorizer.handler",
+        settings=frozenset({S.USERS_TABLE, S.SIGNING_SECRET_ARN}),
+        description="WebSocket $connect REQUEST authorizer: verifies the access token",
+        timeout_s=5,
+    ),
+    FunctionSpec(
+        id="WsConnect",
+        handler="parley_server.handlers.ws_connect.handler",
+        settings=frozenset({S.CONNECTIONS_TABLE, S.LIMITS}),
+        description="WebSocket $connect: records the device's connection",
+        timeout_s=5,
+    ),
+    FunctionSpec(
+        id="WsDisconnect",
+        handler="parley_server.handlers.ws_disconnect.handler",
+        settings=frozenset({S.CONNECTIONS_TABLE, S.USERS_TABLE}),
+        description="WebSocket $disconnect: forgets the connection, records last seen",
+        timeout_s=5,
+    ),
+    FunctionSpec(
+        id="WsDefault",
+        handler="parley_server.handlers.ws_default.handler",
+        settings=frozenset({S.WS_ENDPOINT}),
+        description="WebSocket $default: answers unknown actions with an error event",
+        timeout_s=5,
+    ),
+    FunctionSpec(
+        id="WsSend",
+        handler="parley_server.handlers.ws_send.handler",
+        settings=_MESSAGING | {S.RATELIMITS_TABLE, S.GROUPS_TABLE, S.PUSH_APPS},
+        description="WebSocket send: stores an envelope per device and delivers it",
+    ),
+    FunctionSpec(
+        id="WsAck",
+        handler="parley_server.handlers.ws_ack.handler",
+        settings=_MESSAGING,
+        description="WebSocket ack: deletes envelopes, sends delivered receipts",
+    ),
+    FunctionSpec(
+        id="WsReceipt",
+        handler="parley_server.handlers.ws_receipt.handler",
+        settings=_MESSAGING,
+        description="WebSocket receipt: stores and delivers read receipts",
+    ),
+    FunctionSpec(
+        id="WsSync",
+        handler="parley_server.handlers.ws_sync.handler",
+        settings=frozenset({S.MAILBOX_TABLE, S.WS_ENDPOINT, S.LIMITS}),
+        description="WebSocket sync: delivers every pending envelope, oldest first",
+        timeout_s=29,
+    ),
+    FunctionSpec(
+        id="WsTyping",
+        handler="parley_server.handlers.ws_typing.handler",
+        settings=frozenset({S.CONNECTIONS_TABLE, S.WS_ENDPOINT, S.LIMITS}),
+        description="WebSocket typing: relays typing state to live connections",
+        timeout_s=5,
+    ),
+)
+
+WS_ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("$connect", "WsConnect"),
+    RouteSpec("$disconnect", "WsDisconnect"),
+    RouteSpec("$default", "WsDefault"),
+    RouteSpec("send", "WsSend", two_way=True),
+    RouteSpec("ack", "WsAck"),
+    RouteSpec("receipt", "WsReceipt"),
+    RouteSpec("sync", "WsSync"),
+    RouteSpec("typing", "WsTyping"),
+)
+
+# Every HTTP route is served by the HttpApi function (Powertools resolver).
+HTTP_ROUTES: tuple[str, ...] = (
+    "GET /v1/openapi.json",
+    "POST /v1/auth/otp",
+    "POST /v1/auth/verify",
+    "POST /v1/auth/refresh",
+    "PUT /v1/keys",
+    "GET /v1/keys/count",
+    "GET /v1/keys/{user_id}",
+    "GET /v1/users",
+    "PUT /v1/push",
+    "GET /v1/presence/{user_id}",
+    "PUT /v1/settings/presence",
+)
+
+
+def function(function_id: str) -> FunctionSpec:
+    """The spec of one function, by id."""
+    for spec in FUNCTIONS:
+        if spec.id == function_id:
+            return spec
+    raise KeyError(function_id)

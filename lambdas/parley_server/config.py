@@ -1,0 +1,138 @@
+"""Configuration: parsed once per cold start, lazily, into a typed object."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from parley_server.catalogue import Setting
+from parley_server.models.errors import ConfigError
+
+__all__ = ["Config", "Limits", "load_config", "reset_config"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Tunables. Defaults are the service's documented behaviour."""
+
+    mailbox_ttl_s: int = 30 * 24 * 3600
+    # API Gateway closes a WebSocket after 2 h; a record lives a little longer
+    # so a missed $disconnect cannot leave it forever.
+    connection_ttl_s: int = 2 * 3600 + 15 * 60
+    max_payload_bytes: int = 64 * 1024
+    otp_ttl_s: int = 300
+    otp_max_attempts: int = 5
+    otp_resend_cooldown_s: int = 30
+    otp_hourly_cap: int = 5
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 60 * 24 * 3600
+    max_one_time_prekeys_per_upload: int = 100
+    send_rate_per_s: int = 60
+    group_max_members: int = 1024
+    media_max_bytes: int = 100 * 1024 * 1024
+
+    @classmethod
+    def from_json(cls, text: str) -> Limits:
+        try:
+            raw = json.loads(text or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{Setting.LIMITS.value} is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{Setting.LIMITS.value} must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{Setting.LIMITS.value} has unknown keys: {sorted(unknown)}")
+        bad = [k for k, v in raw.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+        if bad:
+            raise ConfigError(f"{Setting.LIMITS.value}: {sorted(bad)} must be positive integers")
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of one function. Reading a setting that is not set is a ConfigError."""
+
+    environ: Mapping[str, str] = field(repr=False)
+    limits: Limits
+
+    def get(self, setting: Setting) -> str:
+        value = self.environ.get(setting.value)
+        if not value:
+            raise ConfigError(f"{setting.value} is not set for this function")
+        return value
+
+    @property
+    def users_table(self) -> str:
+        return self.get(Setting.USERS_TABLE)
+
+    @property
+    def connections_table(self) -> str:
+        return self.get(Setting.CONNECTIONS_TABLE)
+
+    @property
+    def mailbox_table(self) -> str:
+        return self.get(Setting.MAILBOX_TABLE)
+
+    @property
+    def otp_table(self) -> str:
+        return self.get(Setting.OTP_TABLE)
+
+    @property
+    def prekeys_table(self) -> str:
+        return self.get(Setting.PREKEYS_TABLE)
+
+    @property
+    def groups_table(self) -> str:
+        return self.get(Setting.GROUPS_TABLE)
+
+    @property
+    def ratelimits_table(self) -> str:
+        return self.get(Setting.RATELIMITS_TABLE)
+
+    @property
+    def media_bucket(self) -> str:
+        return self.get(Setting.MEDIA_BUCKET)
+
+    @property
+    def signing_secret_arn(self) -> str:
+        return self.get(Setting.SIGNING_SECRET_ARN)
+
+    @property
+    def ws_endpoint(self) -> str:
+        return self.get(Setting.WS_ENDPOINT)
+
+    @property
+    def push_apps(self) -> dict[str, str]:
+        raw: Any
+        try:
+            raw = json.loads(self.environ.get(Setting.PUSH_APPS.value) or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{Setting.PUSH_APPS.value} is not JSON: {exc}") from exc
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+        ):
+            raise ConfigError(f"{Setting.PUSH_APPS.value} must map platform to ARN")
+        return dict(raw)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Config:
+        return cls(
+            environ=dict(environ),
+            limits=Limits.from_json(environ.get(Setting.LIMITS.value, "{}")),
+        )
+
+
+@cache
+def load_config() -> Config:
+    """The process's configuration, read from the environment on first use."""
+    return Config.from_environ(os.environ)
+
+
+def reset_config() -> None:
+    """Forget the cached configuration (tests and the local stack use this)."""
+    load_config.cache_clear()

@@ -1,0 +1,1 @@
+"""Use cases. Plain Python: no boto3, no os.environ."""

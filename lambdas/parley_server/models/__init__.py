@@ -1,0 +1,1 @@
+"""Wire frames, stored items and errors."""

@@ -1,0 +1,150 @@
+"""One error hierarchy for the server.
+
+Logic raises these; exactly one place maps them to an HTTP answer
+(`handlers.http_api`) and one to a WebSocket `error` event
+(`handlers._ws`). Nobody matches on message text: the `code` is the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "DependencyUnavailable",
+    "Forbidden",
+    "InvalidCode",
+    "InvalidPhone",
+    "InvalidToken",
+    "MismatchedDevices",
+    "NotFound",
+    "ParleyError",
+    "PayloadTooLarge",
+    "RateLimited",
+    "TooManyAttempts",
+    "Unauthorized",
+]
+
+
+class ParleyError(Exception):
+    """Base of every error the service answers with."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `error` object of the wire protocol."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class ConfigError(ParleyError):
+    """The function is misconfigured (a deploy problem, never the caller's)."""
+
+    status = 500
+    code = "misconfigured"
+
+
+class BadRequest(ParleyError):
+    """The input is malformed or breaks a rule."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidPhone(BadRequest):
+    """The phone number cannot be parsed or is not a valid number."""
+
+    code = "invalid_phone"
+
+
+class PayloadTooLarge(BadRequest):
+    """A body, upload or batch is larger than allowed."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(ParleyError):
+    """No valid credentials."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class InvalidToken(Unauthorized):
+    """A token is malformed, forged, expired, spent or revoked."""
+
+    code = "invalid_token"
+
+
+class InvalidCode(Unauthorized):
+    """A one-time code is wrong, expired or already used."""
+
+    code = "invalid_code"
+
+
+class Forbidden(ParleyError):
+    """Authenticated, but not allowed to do this."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ParleyError):
+    """The thing asked for does not exist (or is not visible to the caller)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ParleyError):
+    """The request conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class MismatchedDevices(Conflict):
+    """A send's device set differs from the recipient's registered devices."""
+
+    code = "mismatched_devices"
+
+    def __init__(self, missing: list[str], extra: list[str]) -> None:
+        super().__init__(
+            "payloads do not match the recipient's devices",
+            missing=sorted(missing),
+            extra=sorted(extra),
+        )
+
+
+class RateLimited(ParleyError):
+    """Too many requests; `retry_after` seconds tells when to try again."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code, retry_after=max(1, int(retry_after)))
+        self.retry_after = max(1, int(retry_after))
+
+
+class TooManyAttempts(RateLimited):
+    """A one-time code was guessed wrongly too often; it is dead."""
+
+    code = "too_many_attempts"
+
+
+class DependencyUnavailable(ParleyError):
+    """An AWS dependency failed; the request changed nothing and may be retried."""
+
+    status = 503
+    code = "service_unavailable"

@@ -1,0 +1,104 @@
+"""Shared fixtures: AWS (moto, in-process) built from the same table specs as the
+CDK stack, and an invoker that runs a handler with exactly the environment the
+stack gives its function (so a handler that reads an undeclared setting fails)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from parley_server.catalogue import Setting, function
+from parley_server.config import reset_config
+from parley_server.store.aws import reset_clients
+from parley_server.store.schema import TABLES, create_table_kwargs
+
+REGION = "us-east-1"
+AWS_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_SERVICE_NAME": "parley",
+    "POWERTOOLS_METRICS_NAMESPACE": "Parley",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+@dataclass
+class FakeAws:
+    """Resources created in moto, and the settings that name them."""
+
+    settings: dict[Setting, str] = field(default_factory=dict)
+    boto: Any = None  # the boto3 module, for tests that inspect resources
+
+    def env_for(self, function_id: str) -> dict[str, str]:
+        """Exactly the environment the CDK stack gives `function_id`."""
+        spec = function(function_id)
+        env = dict(AWS_ENV)
+        for setting in spec.settings:
+            env[setting.value] = self.settings[setting]
+        return env
+
+    def client(self, service: str) -> Any:
+        return self.boto.client(service, region_name=REGION)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
+    """Every table, the bucket and the signing secret, in moto (in-process)."""
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws():
+        import boto3
+
+        reset_clients()
+        reset_config()
+        fake = FakeAws(boto=boto3)
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for spec in TABLES:
+            name = f"parley-test-{spec.id.lower()}"
+            ddb.create_table(**create_table_kwargs(spec, name))
+            if spec.ttl_attribute:
+                ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+                )
+            fake.settings[spec.setting] = name
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="parley-test-media")
+        fake.settings[Setting.MEDIA_BUCKET] = "parley-test-media"
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="parley-test-signing", SecretString="k" * 64
+        )
+        fake.settings[Setting.SIGNING_SECRET_ARN] = secret["ARN"]
+        fake.settings[Setting.WS_ENDPOINT] = "https://ws.local.test/test"
+        fake.settings[Setting.PUSH_APPS] = "{}"
+        fake.settings[Setting.LIMITS] = "{}"
+        yield fake
+        reset_clients()
+        reset_config()
+
+
+@pytest.fixture
+def function_env(aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Call with a function id to give the process exactly that function's environment."""
+
+    def use(function_id: str) -> dict[str, str]:
+        env = aws.env_for(function_id)
+        for setting in Setting:
+            monkeypatch.delenv(setting.value, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        reset_config()
+        return dict(os.environ)
+
+    return use
