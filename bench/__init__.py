@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures something and prints figures (never asserted in tests)."""
