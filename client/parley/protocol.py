@@ -1,0 +1,662 @@
+"""The WebSocket protocol of Parley, sans I/O.
+
+`Protocol` turns calls ("send this envelope", "this message is stored") into
+frames to write, and text received from the server into typed events. It does
+no I/O and keeps no clock of its own (one is injected), so every rule of the
+protocol is tested without a network:
+
+- sync on every connect, repeated with the server's cursor while it says `more`;
+- the outbox is FIFO per conversation and only its head is in flight, because
+  the server orders a sender's messages by the time it stores them;
+- an unanswered or interrupted send is sent again with the SAME client id (the
+  server refuses a second envelope while the first is pending);
+- incoming messages are deduplicated by (sender, client id) and acked only once
+  the caller reports them stored (or deliberately dropped);
+- frames above API Gateway's 32 KB frame limit leave as several fragments.
+
+Usage by a transport::
+
+    proto.connection_made()
+    for frame in proto.data_to_send(): await ws.send(frame if len(frame) > 1 else frame[0])
+    proto.receive_data(text); for event in proto.events_received(): ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, TypeGuard
+
+__all__ = [
+    "FRAGMENT_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "DevicesMismatched",
+    "FrameTooLarge",
+    "IncomingMessage",
+    "IncomingReceipt",
+    "OutboxEntry",
+    "Protocol",
+    "ProtocolEvent",
+    "SendAccepted",
+    "SendRejected",
+    "ServerError",
+    "SyncComplete",
+    "TypingChanged",
+    "fragment",
+    "is_device_id",
+    "is_user_id",
+]
+
+log = logging.getLogger("parley.protocol")
+
+# API Gateway: at most 32 KB per WebSocket frame and 128 KB per message.
+FRAGMENT_BYTES = 32_000
+MAX_MESSAGE_BYTES = 128 * 1024
+# How long a send may stay unanswered on a live connection before it is sent again.
+SEND_TIMEOUT_S = 30.0
+# Ids acknowledged in one `ack` frame (keeps each frame far below the limits).
+ACK_BATCH = 100
+# (sender, client id) pairs remembered in memory on top of the caller's store.
+SEEN_MEMORY = 10_000
+
+_USER_ID = re.compile(r"[0-9a-f]{32}")
+_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_GROUP_TO = re.compile(r"g:[0-9a-f]{32}")
+_RECEIPT_STATUSES = frozenset({"delivered", "read"})
+_MAX_SERVER_ID = 512
+
+
+def is_user_id(value: object) -> TypeGuard[str]:
+    """A user id is 32 lowercase hex characters."""
+    return isinstance(value, str) and _USER_ID.fullmatch(value) is not None
+
+
+def is_device_id(value: object) -> TypeGuard[str]:
+    """A device id is 16 lowercase hex characters."""
+    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
+
+
+class FrameTooLarge(ValueError):
+    """A frame would exceed API Gateway's 128 KB message limit."""
+
+
+# --- what the caller hands the protocol -------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One message waiting for the server's `sent`: resent as is until answered."""
+
+    client_id: str
+    to: str  # a user id, or "g:<group id>"
+    payloads: dict[str, str] | None = None  # recipient device id -> b64 ciphertext
+    body: str | None = None  # group messages: one sender-key ciphertext
+
+    @property
+    def conversation(self) -> str:
+        return self.to
+
+    def frame(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": "send", "id": self.client_id, "to": self.to}
+        if self.body is not None:
+            out["body"] = self.body
+        else:
+            out["payloads"] = dict(self.payloads or {})
+        return out
+
+
+# --- what the protocol hands back -------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A `message` event, new to us: store it, then call `message_stored`."""
+
+    server_id: str
+    client_id: str
+    sender: str
+    sender_device: str
+    body: str  # b64 ciphertext, not yet decoded
+    ts: int
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingReceipt:
+    """A `receipt` event: apply it, then call `receipt_stored`."""
+
+    server_id: str
+    sender: str
+    sender_device: str | None
+    status: str  # "delivered" | "read"
+    client_ids: tuple[str, ...]
+    ts: int
+
+
+@dataclass(frozen=True)
+class SendAccepted:
+    """The server stored the outbox head (single tick)."""
+
+    entry: OutboxEntry
+    ts: int
+
+
+@dataclass(frozen=True)
+class SendRejected:
+    """The server refused a send. Unless `retry_after` is set, the entry is gone."""
+
+    entry: OutboxEntry
+    code: str
+    message: str
+    retry_after: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DevicesMismatched:
+    """The recipient's devices differ from the payloads: re-encrypt and call
+    `replace_payloads` (or `cancel`). The conversation waits until then."""
+
+    entry: OutboxEntry
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SyncComplete:
+    """Every pending event has been delivered after a (re)connect."""
+
+
+@dataclass(frozen=True)
+class TypingChanged:
+    sender: str
+    sender_device: str | None
+    typing: bool
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """An `error` event that answers no pending send."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+ProtocolEvent = (
+    IncomingMessage
+    | IncomingReceipt
+    | SendAccepted
+    | SendRejected
+    | DevicesMismatched
+    | SyncComplete
+    | TypingChanged
+    | ServerError
+)
+
+
+def fragment(text: str, limit: int = FRAGMENT_BYTES) -> list[str]:
+    """Split `text` into pieces of at most `limit` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    if len(data) <= limit:
+        return [text]
+    pieces: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        # step back off UTF-8 continuation bytes (10xxxxxx)
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        pieces.append(data[start:end].decode())
+        start = end
+    return pieces
+
+
+@dataclass
+class _Flight:
+    entry: OutboxEntry
+    in_flight_since: float | None = None  # None: not on the wire
+    mismatched: bool = False  # waiting for replace_payloads
+    not_before: float = 0.0  # rate limited until
+
+
+class Protocol:
+    """Sans-I/O state machine of one device's WebSocket session (across reconnects)."""
+
+    def __init__(
+        self,
+        *,
+        is_seen: Callable[[str, str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        send_timeout: float = SEND_TIMEOUT_S,
+        fragment_bytes: int = FRAGMENT_BYTES,
+    ) -> None:
+        self._is_seen_store = is_seen or (lambda _sender, _cid: False)
+        self._clock = clock
+        self._send_timeout = send_timeout
+        self._fragment_bytes = fragment_bytes
+        self.connected = False
+        self.synced = False
+        self._queues: dict[str, deque[_Flight]] = {}
+        self._by_client_id: dict[str, _Flight] = {}
+        self._control: list[dict[str, Any]] = []  # sync/receipt/typing frames
+        self._acks: list[str] = []
+        self._out: list[list[str]] = []
+        self._events: list[ProtocolEvent] = []
+        # (sender, client id) handed to the caller and not yet resolved -> duplicate server ids
+        self._surfaced: dict[tuple[str, str], set[str]] = {}
+        self._seen: dict[tuple[str, str], None] = {}  # insertion-ordered LRU
+
+    # --- connection lifecycle ------------------------------------------------
+
+    def connection_made(self) -> None:
+        """A connection is open: sync, then (re)send every conversation's head."""
+        self.connected = True
+        self.synced = False
+        self._control = [{"action": "sync"}] + [
+            f for f in self._control if f["action"] == "receipt"
+        ]
+        self._flush()
+        for queue in self._queues.values():
+            self._launch(queue)
+
+    def connection_lost(self) -> None:
+        """The connection is gone: whatever was in flight is sent again on the next one."""
+        self.connected = False
+        self.synced = False
+        for queue in self._queues.values():
+            for flight in queue:
+                flight.in_flight_since = None
+        # typing is ephemeral and a sync is issued on the next connect
+        self._control = [f for f in self._control if f["action"] == "receipt"]
+        self._out.clear()
+
+    # --- calls from the application --------------------------------------------
+
+    def send(self, entry: OutboxEntry) -> None:
+        """Queue a message; it goes out when everything before it in its conversation has."""
+        if entry.client_id in self._by_client_id:
+            return  # already queued (e.g. restored from the store twice)
+        self._check_size(entry.frame())
+        flight = _Flight(entry)
+        queue = self._queues.setdefault(entry.conversation, deque())
+        queue.append(flight)
+        self._by_client_id[entry.client_id] = flight
+        self._launch(queue)
+        self._flush()
+
+    def replace_payloads(self, client_id: str, payloads: dict[str, str]) -> None:
+        """Give a mismatched entry its re-encrypted payloads and send it again."""
+        flight = self._by_client_id.get(client_id)
+        if flight is None:
+            return
+        entry = replace(flight.entry, payloads=dict(payloads))
+        self._check_size(entry.frame())
+        flight.entry = entry
+        flight.mismatched = False
+        flight.in_flight_since = None
+        self._launch(self._queues[entry.conversation])
+        self._flush()
+
+    def cancel(self, client_id: str) -> OutboxEntry | None:
+        """Give up on an entry (the caller marks its message failed)."""
+        flight = self._by_client_id.pop(client_id, None)
+        if flight is None:
+            return None
+        queue = self._queues[flight.entry.conversation]
+        queue.remove(flight)
+        if not queue:
+            del self._queues[flight.entry.conversation]
+        else:
+            self._launch(queue)
+        self._flush()
+        return flight.entry
+
+    def pending(self) -> list[OutboxEntry]:
+        """Every entry not yet accepted by the server, in per-conversation order."""
+        return [f.entry for queue in self._queues.values() for f in queue]
+
+    def message_stored(self, message: IncomingMessage) -> None:
+        """The message is durably stored: acknowledge it (and any copy of it)."""
+        self._resolve(message)
+
+    def message_dropped(self, message: IncomingMessage) -> None:
+        """The message was rejected for good (logged by the caller): acknowledge it
+        so the server stops delivering it."""
+        self._resolve(message)
+
+    def receipt_stored(self, receipt: IncomingReceipt) -> None:
+        self._queue_ack(receipt.server_id)
+        self._flush()
+
+    def send_receipt(self, to: str, client_ids: Iterable[str], status: str = "read") -> None:
+        """Tell `to` that these of their messages were read. Kept across reconnects."""
+        ids = list(dict.fromkeys(client_ids))
+        if not ids:
+            return
+        if status not in _RECEIPT_STATUSES:
+            raise ValueError(f"unknown receipt status {status!r}")
+        for start in range(0, len(ids), ACK_BATCH):
+            self._control.append(
+                {
+                    "action": "receipt",
+                    "to": to,
+                    "status": status,
+                    "ids": ids[start : start + ACK_BATCH],
+                }
+            )
+        self._flush()
+
+    def send_typing(self, to: str, typing: bool) -> None:
+        """Typing state is never stored: dropped while offline."""
+        if not self.connected:
+            return
+        self._control.append({"action": "typing", "to": to, "state": "on" if typing else "off"})
+        self._flush()
+
+    def request_sync(self) -> None:
+        self._control.append({"action": "sync"})
+        self._flush()
+
+    # --- time ----------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timeout` has something to do (clock time), if ever."""
+        deadlines: list[float] = []
+        for queue in self._queues.values():
+            head = queue[0]
+            if head.in_flight_since is not None:
+                deadlines.append(head.in_flight_since + self._send_timeout)
+            elif head.not_before and not head.mismatched:
+                deadlines.append(head.not_before)
+        return min(deadlines) if deadlines else None
+
+    def handle_timeout(self) -> None:
+        """Resend heads unanswered for too long; release heads whose back-off ended."""
+        now = self._clock()
+        for queue in self._queues.values():
+            head = queue[0]
+            if head.in_flight_since is not None and now >= head.in_flight_since + (
+                self._send_timeout
+            ):
+                log.info("send %s unanswered; sending it again", head.entry.client_id)
+                head.in_flight_since = None
+            self._launch(queue)
+        self._flush()
+
+    # --- input ---------------------------------------------------------------
+
+    def receive_data(self, text: str | bytes) -> None:
+        """Parse one message from the server. Malformed input is logged and ignored."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("ignored a frame that is not JSON (%d bytes)", len(text))
+            return
+        if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
+            log.warning("ignored a frame without an event name")
+            return
+        handler = self._handlers.get(raw["event"])
+        if handler is None:
+            log.warning("ignored an unknown event %r", raw["event"][:40])
+            return
+        handler(self, raw)
+        self._flush()
+
+    def events_received(self) -> list[ProtocolEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[list[str]]:
+        """Frames to write, in order; each is a list of fragments of one message."""
+        out, self._out = self._out, []
+        return out
+
+    # --- event handlers ------------------------------------------------------
+
+    def _on_message(self, raw: dict[str, Any]) -> None:
+        server_id = raw.get("id")
+        if not _is_server_id(server_id):
+            log.warning("ignored a message event without a usable id")
+            return
+        sender, device, client_id = raw.get("from"), raw.get("from_device"), raw.get("client_id")
+        body, ts, group = raw.get("body"), raw.get("ts"), raw.get("group")
+        if not (is_user_id(sender) and is_device_id(device)):
+            log.warning("dropped message %s: bad sender", server_id[:80])
+            self._queue_ack(server_id)
+            return
+        if not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)):
+            log.warning("dropped message %s: bad client id", server_id[:80])
+            self._queue_ack(server_id)
+            return
+        if not isinstance(body, str) or not body:
+            log.warning("dropped message %s: no body", server_id[:80])
+            self._queue_ack(server_id)
+            return
+        if not _is_int(ts) or (group is not None and not _is_group_id(group)):
+            log.warning("dropped message %s: bad ts or group", server_id[:80])
+            self._queue_ack(server_id)
+            return
+        key = (sender, client_id)
+        if key in self._surfaced:
+            self._surfaced[key].add(server_id)  # acked with the first copy
+            return
+        if key in self._seen or self._is_seen_store(sender, client_id):
+            log.debug("duplicate message %s from %s", client_id, sender)
+            self._remember(key)
+            self._queue_ack(server_id)
+            return
+        self._surfaced[key] = {server_id}
+        self._events.append(
+            IncomingMessage(
+                server_id=server_id,
+                client_id=client_id,
+                sender=sender,
+                sender_device=device,
+                body=body,
+                ts=int(ts),
+                group=group[2:] if isinstance(group, str) and group.startswith("g:") else group,
+            )
+        )
+
+    def _on_receipt(self, raw: dict[str, Any]) -> None:
+        server_id = raw.get("id")
+        if not _is_server_id(server_id):
+            log.warning("ignored a receipt event without a usable id")
+            return
+        sender, device, status = raw.get("from"), raw.get("from_device"), raw.get("status")
+        ids, ts = raw.get("ids"), raw.get("ts")
+        if not (
+            is_user_id(sender)
+            and (device is None or is_device_id(device))
+            and isinstance(status, str)
+            and status in _RECEIPT_STATUSES
+            and _is_client_id_list(ids)
+            and _is_int(ts)
+        ):
+            log.warning("dropped a malformed receipt %s", server_id[:80])
+            self._queue_ack(server_id)
+            return
+        self._events.append(
+            IncomingReceipt(
+                server_id=server_id,
+                sender=sender,
+                sender_device=device if isinstance(device, str) else None,
+                status=status,
+                client_ids=tuple(ids),
+                ts=ts,
+            )
+        )
+
+    def _on_sent(self, raw: dict[str, Any]) -> None:
+        flight = self._in_flight(raw.get("id"))
+        if flight is None:
+            log.info("ignored `sent` for no pending send")
+            return
+        ts = raw.get("ts")
+        self._pop(flight)
+        self._events.append(SendAccepted(flight.entry, int(ts) if _is_int(ts) else 0))
+
+    def _on_error(self, raw: dict[str, Any]) -> None:
+        code = _str(raw.get("code")) or "unknown"
+        message = _str(raw.get("message"))
+        details = {k: v for k, v in raw.items() if k not in {"event", "ref", "code", "message"}}
+        flight = self._in_flight(raw.get("ref"))
+        if flight is None:
+            self._events.append(ServerError(code, message, details))
+            return
+        entry = flight.entry
+        flight.in_flight_since = None
+        if code == "mismatched_devices":
+            missing, extra = raw.get("missing"), raw.get("extra")
+            if _is_device_list(missing) and _is_device_list(extra) and (missing or extra):
+                flight.mismatched = True
+                self._events.append(DevicesMismatched(entry, tuple(missing), tuple(extra)))
+                return
+            log.warning("mismatched_devices for %s without usable device lists", entry.client_id)
+        retry_after = raw.get("retry_after")
+        if code in {"rate_limited", "service_unavailable", "internal_error"}:
+            delay = float(retry_after) if _is_number(retry_after) else 1.0
+            delay = min(max(delay, 0.1), 300.0)
+            flight.not_before = self._clock() + delay
+            self._events.append(SendRejected(entry, code, message, delay, details))
+            return
+        self._pop(flight)
+        self._events.append(SendRejected(entry, code, message, None, details))
+
+    def _on_synced(self, raw: dict[str, Any]) -> None:
+        more, cursor = raw.get("more"), raw.get("cursor")
+        if more is True and isinstance(cursor, str) and cursor:
+            self._control.append({"action": "sync", "after": cursor})
+            return
+        if more is True:
+            log.warning("server said more events wait but gave no cursor; sync stops here")
+        self.synced = True
+        self._events.append(SyncComplete())
+
+    def _on_typing(self, raw: dict[str, Any]) -> None:
+        sender, device, state = raw.get("from"), raw.get("from_device"), raw.get("state")
+        if not is_user_id(sender) or state not in {"on", "off"}:
+            log.warning("ignored a malformed typing event")
+            return
+        from_device = device if isinstance(device, str) and is_device_id(device) else None
+        self._events.append(TypingChanged(sender, from_device, state == "on"))
+
+    _handlers: ClassVar[dict[str, Callable[[Protocol, dict[str, Any]], None]]] = {
+        "message": _on_message,
+        "receipt": _on_receipt,
+        "sent": _on_sent,
+        "error": _on_error,
+        "synced": _on_synced,
+        "typing": _on_typing,
+    }
+
+    # --- internals -----------------------------------------------------------
+
+    def _in_flight(self, client_id: object) -> _Flight | None:
+        if not isinstance(client_id, str):
+            return None
+        flight = self._by_client_id.get(client_id)
+        if flight is None or flight.in_flight_since is None:
+            return None
+        return flight
+
+    def _pop(self, flight: _Flight) -> None:
+        conversation = flight.entry.conversation
+        queue = self._queues[conversation]
+        queue.remove(flight)
+        del self._by_client_id[flight.entry.client_id]
+        if queue:
+            self._launch(queue)
+        else:
+            del self._queues[conversation]
+
+    def _launch(self, queue: deque[_Flight]) -> None:
+        """Put the head of a conversation on the wire if it may go now."""
+        if not self.connected or not queue:
+            return
+        head = queue[0]
+        if head.in_flight_since is not None or head.mismatched:
+            return
+        now = self._clock()
+        if head.not_before > now:
+            return
+        head.not_before = 0.0
+        head.in_flight_since = now
+        self._out.append(self._encode(head.entry.frame()))
+
+    def _resolve(self, message: IncomingMessage) -> None:
+        key = (message.sender, message.client_id)
+        ids = self._surfaced.pop(key, set()) | {message.server_id}
+        self._remember(key)
+        for server_id in sorted(ids):
+            self._queue_ack(server_id)
+        self._flush()
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._seen.pop(key, None)
+        self._seen[key] = None
+        if len(self._seen) > SEEN_MEMORY:
+            self._seen.pop(next(iter(self._seen)))
+
+    def _queue_ack(self, server_id: str) -> None:
+        if server_id not in self._acks:
+            self._acks.append(server_id)
+
+    def _flush(self) -> None:
+        if not self.connected:
+            return
+        for frame in self._control:
+            self._out.append(self._encode(frame))
+        self._control.clear()
+        while self._acks:
+            batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
+            self._out.append(self._encode({"action": "ack", "ids": batch}))
+
+    def _encode(self, frame: dict[str, Any]) -> list[str]:
+        text = json.dumps(frame, separators=(",", ":"))
+        return fragment(text, self._fragment_bytes)
+
+    @staticmethod
+    def _check_size(frame: dict[str, Any]) -> None:
+        size = len(json.dumps(frame, separators=(",", ":")))
+        if size > MAX_MESSAGE_BYTES:
+            raise FrameTooLarge(f"a {size}-byte frame exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_server_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_SERVER_ID
+
+
+def _is_group_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and (
+        _GROUP_TO.fullmatch(value) is not None or _USER_ID.fullmatch(value) is not None
+    )
+
+
+def _is_client_id_list(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(
+        isinstance(v, str) and _CLIENT_ID.fullmatch(v) is not None for v in value
+    )
+
+
+def _is_device_list(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(is_device_id(v) for v in value)

@@ -1,0 +1,401 @@
+"""The sans-I/O protocol: frames out, events in, no network."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from parley.protocol import (
+    FRAGMENT_BYTES,
+    DevicesMismatched,
+    FrameTooLarge,
+    IncomingMessage,
+    IncomingReceipt,
+    OutboxEntry,
+    Protocol,
+    SendAccepted,
+    SendRejected,
+    ServerError,
+    SyncComplete,
+    TypingChanged,
+    fragment,
+)
+
+ALICE = "a" * 32
+BOB = "b" * 32
+CAROL = "c" * 32
+DEV1 = "1" * 16
+DEV2 = "2" * 16
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frames(proto: Protocol) -> list[dict[str, Any]]:
+    return [json.loads("".join(frame)) for frame in proto.data_to_send()]
+
+
+def entry(client_id: str, to: str = BOB) -> OutboxEntry:
+    return OutboxEntry(client_id=client_id, to=to, payloads={DEV1: "Y2lwaGVy"})
+
+
+def message_event(client_id: str = "m1", server_id: str = "s1", **over: Any) -> str:
+    event = {
+        "event": "message",
+        "id": server_id,
+        "client_id": client_id,
+        "from": ALICE,
+        "from_device": DEV1,
+        "body": "Y2lwaGVy",
+        "ts": 1_700_000_000_000,
+    }
+    event.update(over)
+    return json.dumps(event)
+
+
+def connected(**kwargs: Any) -> Protocol:
+    proto = Protocol(**kwargs)
+    proto.connection_made()
+    proto.data_to_send()  # the initial sync
+    return proto
+
+
+def test_connecting_starts_with_a_sync_and_follows_the_cursor_until_done() -> None:
+    proto = Protocol()
+    proto.connection_made()
+    assert frames(proto) == [{"action": "sync"}]
+
+    proto.receive_data(json.dumps({"event": "synced", "more": True, "cursor": "c1"}))
+    assert frames(proto) == [{"action": "sync", "after": "c1"}]
+    assert proto.events_received() == []
+    assert not proto.synced
+
+    proto.receive_data(json.dumps({"event": "synced", "more": False, "cursor": None}))
+    assert frames(proto) == []
+    assert proto.events_received() == [SyncComplete()]
+    assert proto.synced
+
+
+def test_nothing_is_written_while_disconnected_and_the_outbox_goes_out_on_connect() -> None:
+    proto = Protocol()
+    proto.send(entry("m1"))
+    assert proto.data_to_send() == []
+
+    proto.connection_made()
+    assert frames(proto) == [
+        {"action": "sync"},
+        {"action": "send", "id": "m1", "to": BOB, "payloads": {DEV1: "Y2lwaGVy"}},
+    ]
+
+
+def test_one_message_per_conversation_is_in_flight_and_the_next_waits_for_sent() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    proto.send(entry("m2"))
+    proto.send(entry("x1", to=CAROL))  # another conversation is not held up
+    assert [f["id"] for f in frames(proto)] == ["m1", "x1"]
+
+    proto.receive_data(json.dumps({"event": "sent", "id": "m1", "ts": 5}))
+    assert [f["id"] for f in frames(proto)] == ["m2"]
+    assert proto.events_received() == [SendAccepted(entry("m1"), 5)]
+    assert [e.client_id for e in proto.pending()] == ["m2", "x1"]
+
+
+def test_an_interrupted_send_is_sent_again_with_the_same_client_id_after_reconnect() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    proto.send(entry("m2"))
+    assert [f["id"] for f in frames(proto)] == ["m1"]
+
+    proto.connection_lost()
+    proto.receive_data(json.dumps({"event": "sent", "id": "m1", "ts": 5}))  # late: ignored
+    proto.events_received()
+    proto.connection_made()
+
+    out = frames(proto)
+    assert out[0] == {"action": "sync"}
+    assert [f["id"] for f in out[1:]] == ["m1"]  # m1 again, m2 still waiting behind it
+
+
+def test_an_unanswered_send_is_sent_again_after_the_timeout() -> None:
+    clock = Clock()
+    proto = connected(clock=clock, send_timeout=30)
+    proto.send(entry("m1"))
+    frames(proto)
+    assert proto.next_deadline() == 1030.0
+
+    clock.now = 1010.0
+    proto.handle_timeout()
+    assert frames(proto) == []
+
+    clock.now = 1031.0
+    proto.handle_timeout()
+    assert [f["id"] for f in frames(proto)] == ["m1"]
+
+
+def test_a_message_is_acked_only_after_it_is_reported_stored() -> None:
+    proto = connected()
+    proto.receive_data(message_event())
+    (incoming,) = proto.events_received()
+    assert isinstance(incoming, IncomingMessage)
+    assert incoming.sender == ALICE
+    assert incoming.client_id == "m1"
+    assert frames(proto) == []  # not stored yet: no ack
+
+    proto.message_stored(incoming)
+    assert frames(proto) == [{"action": "ack", "ids": ["s1"]}]
+
+
+def test_duplicates_by_sender_and_client_id_are_acked_but_not_surfaced() -> None:
+    stored: set[tuple[str, str]] = {(ALICE, "old")}
+    proto = connected(is_seen=lambda sender, cid: (sender, cid) in stored)
+
+    # already in the store from an earlier run
+    proto.receive_data(message_event(client_id="old", server_id="s0"))
+    assert proto.events_received() == []
+    assert frames(proto) == [{"action": "ack", "ids": ["s0"]}]
+
+    # the same message twice before it is stored (live delivery and sync)
+    proto.receive_data(message_event(client_id="m1", server_id="s1"))
+    proto.receive_data(message_event(client_id="m1", server_id="s1b"))
+    (incoming,) = proto.events_received()
+    proto.message_stored(incoming)
+    assert frames(proto) == [{"action": "ack", "ids": ["s1", "s1b"]}]
+
+    # and once more after it was stored
+    proto.receive_data(message_event(client_id="m1", server_id="s1c"))
+    assert proto.events_received() == []
+    assert frames(proto) == [{"action": "ack", "ids": ["s1c"]}]
+
+
+def test_the_same_client_id_from_another_sender_is_a_different_message() -> None:
+    proto = connected()
+    proto.receive_data(message_event(client_id="m1", server_id="s1"))
+    proto.receive_data(message_event(client_id="m1", server_id="s2", **{"from": CAROL}))
+    assert [e.sender for e in proto.events_received() if isinstance(e, IncomingMessage)] == [
+        ALICE,
+        CAROL,
+    ]
+
+
+def test_acks_made_while_offline_are_sent_on_the_next_connection() -> None:
+    proto = connected()
+    proto.receive_data(message_event())
+    (incoming,) = proto.events_received()
+    proto.connection_lost()
+    assert isinstance(incoming, IncomingMessage)
+    proto.message_stored(incoming)
+    assert proto.data_to_send() == []
+    proto.connection_made()
+    assert frames(proto) == [{"action": "sync"}, {"action": "ack", "ids": ["s1"]}]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("from", "not-a-user"),
+        ("from_device", "xyz"),
+        ("client_id", "bad id with spaces"),
+        ("body", ""),
+        ("body", 42),
+        ("ts", "yesterday"),
+    ],
+)
+def test_a_malformed_message_is_logged_acked_and_dropped(
+    field: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    proto = connected()
+    with caplog.at_level(logging.WARNING, logger="parley.protocol"):
+        proto.receive_data(message_event(**{field: value}))
+    assert proto.events_received() == []
+    assert frames(proto) == [{"action": "ack", "ids": ["s1"]}]
+    assert "dropped message" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", "[1,2]", '{"no":"event"}', '{"event":"bogus"}', '{"event":"message"}', "\xff"],
+)
+def test_garbage_frames_are_ignored_with_a_warning(
+    text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    proto = connected()
+    with caplog.at_level(logging.WARNING, logger="parley.protocol"):
+        proto.receive_data(text)
+    assert proto.events_received() == []
+    assert frames(proto) == []
+    assert caplog.records
+
+
+def test_receipts_are_surfaced_and_acked_once_applied() -> None:
+    proto = connected()
+    proto.receive_data(
+        json.dumps(
+            {
+                "event": "receipt",
+                "id": "r1",
+                "from": BOB,
+                "from_device": DEV2,
+                "status": "delivered",
+                "ids": ["m1", "m2"],
+                "ts": 7,
+            }
+        )
+    )
+    (receipt,) = proto.events_received()
+    assert receipt == IncomingReceipt("r1", BOB, DEV2, "delivered", ("m1", "m2"), 7)
+    assert frames(proto) == []
+    proto.receipt_stored(receipt)
+    assert frames(proto) == [{"action": "ack", "ids": ["r1"]}]
+
+
+def test_a_receipt_with_an_unknown_status_is_dropped_and_acked() -> None:
+    proto = connected()
+    proto.receive_data(
+        json.dumps(
+            {"event": "receipt", "id": "r1", "from": BOB, "status": "eaten", "ids": [], "ts": 1}
+        )
+    )
+    assert proto.events_received() == []
+    assert frames(proto) == [{"action": "ack", "ids": ["r1"]}]
+
+
+def test_mismatched_devices_parks_the_conversation_until_payloads_are_replaced() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    proto.send(entry("m2"))
+    frames(proto)
+    proto.receive_data(
+        json.dumps(
+            {
+                "event": "error",
+                "ref": "m1",
+                "code": "mismatched_devices",
+                "message": "payloads do not match",
+                "missing": [DEV2],
+                "extra": [DEV1],
+            }
+        )
+    )
+    assert proto.events_received() == [DevicesMismatched(entry("m1"), (DEV2,), (DEV1,))]
+    assert frames(proto) == []  # m2 waits behind m1
+
+    proto.replace_payloads("m1", {DEV2: "bmV3"})
+    assert frames(proto) == [{"action": "send", "id": "m1", "to": BOB, "payloads": {DEV2: "bmV3"}}]
+    proto.receive_data(json.dumps({"event": "sent", "id": "m1", "ts": 9}))
+    assert [f["id"] for f in frames(proto)] == ["m2"]
+
+
+def test_a_rate_limited_send_waits_retry_after_then_goes_again() -> None:
+    clock = Clock()
+    proto = connected(clock=clock)
+    proto.send(entry("m1"))
+    frames(proto)
+    limited = {"event": "error", "ref": "m1", "code": "rate_limited", "retry_after": 2}
+    proto.receive_data(json.dumps(limited))
+    (rejected,) = proto.events_received()
+    assert isinstance(rejected, SendRejected)
+    assert rejected.retry_after == 2
+    assert proto.next_deadline() == 1002.0
+    proto.handle_timeout()
+    assert frames(proto) == []
+    clock.now = 1002.0
+    proto.handle_timeout()
+    assert [f["id"] for f in frames(proto)] == ["m1"]
+
+
+def test_a_permanent_send_error_drops_the_entry_and_releases_the_next() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    proto.send(entry("m2"))
+    frames(proto)
+    proto.receive_data(
+        json.dumps({"event": "error", "ref": "m1", "code": "payload_too_large", "message": "big"})
+    )
+    (rejected,) = proto.events_received()
+    assert isinstance(rejected, SendRejected)
+    assert rejected.code == "payload_too_large"
+    assert rejected.retry_after is None
+    assert [f["id"] for f in frames(proto)] == ["m2"]
+
+
+def test_an_error_that_answers_no_send_is_surfaced_as_a_server_error() -> None:
+    proto = connected()
+    proto.receive_data(json.dumps({"event": "error", "code": "invalid_request", "message": "no"}))
+    assert proto.events_received() == [ServerError("invalid_request", "no", {})]
+
+
+def test_typing_is_relayed_when_connected_and_dropped_offline() -> None:
+    proto = Protocol()
+    proto.send_typing(BOB, True)
+    proto.connection_made()
+    assert frames(proto) == [{"action": "sync"}]
+    proto.send_typing(BOB, True)
+    assert frames(proto) == [{"action": "typing", "to": BOB, "state": "on"}]
+    proto.receive_data(
+        json.dumps({"event": "typing", "from": BOB, "from_device": DEV1, "state": "off"})
+    )
+    assert proto.events_received() == [TypingChanged(BOB, DEV1, False)]
+
+
+def test_read_receipts_survive_a_disconnect() -> None:
+    proto = Protocol()
+    proto.send_receipt(ALICE, ["m1", "m2", "m1"])
+    proto.connection_made()
+    assert frames(proto) == [
+        {"action": "sync"},
+        {"action": "receipt", "to": ALICE, "status": "read", "ids": ["m1", "m2"]},
+    ]
+
+
+def test_frames_over_32_kb_leave_as_fragments_under_the_limit() -> None:
+    proto = connected()
+    big = OutboxEntry("m1", BOB, payloads={DEV1: "A" * 60_000, DEV2: "B" * 20_000})
+    proto.send(big)
+    (frame,) = proto.data_to_send()
+    assert len(frame) == 3
+    assert all(len(part.encode()) <= FRAGMENT_BYTES for part in frame)
+    assert json.loads("".join(frame))["payloads"][DEV1] == "A" * 60_000
+
+
+def test_fragmenting_never_splits_a_character() -> None:
+    text = "é" * 10 + "x"
+    pieces = fragment(text, limit=3)
+    assert "".join(pieces) == text
+    assert all(len(p.encode()) <= 3 for p in pieces)
+
+
+def test_a_frame_over_the_128_kb_message_limit_is_refused_before_queueing() -> None:
+    proto = connected()
+    with pytest.raises(FrameTooLarge):
+        proto.send(OutboxEntry("m1", BOB, payloads={DEV1: "A" * 140_000}))
+    assert proto.pending() == []
+
+
+def test_cancel_releases_the_next_entry() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    proto.send(entry("m2"))
+    frames(proto)
+    proto.receive_data(
+        json.dumps(
+            {
+                "event": "error",
+                "ref": "m1",
+                "code": "mismatched_devices",
+                "missing": [DEV2],
+                "extra": [],
+            }
+        )
+    )
+    proto.events_received()
+    assert proto.cancel("m1") == entry("m1")
+    assert [f["id"] for f in frames(proto)] == ["m2"]
