@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from parley_server.models.errors import BadRequest
+from parley_server.store.push import PushNotifier
+from parley_server.store.users import Device
+from tests.conftest import FakeAws
+
+
+def _apps(sns: Any) -> dict[str, str]:
+    fcm = sns.create_platform_application(Name="fcm", Platform="GCM", Attributes={})
+    apns = sns.create_platform_application(Name="apns", Platform="APNS", Attributes={})
+    return {"fcm": fcm["PlatformApplicationArn"], "apns": apns["PlatformApplicationArn"]}
+
+
+def _sent(arn: str) -> list[str]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns import sns_backends
+
+    return list(
+        sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].platform_endpoints[arn].messages.values()
+    )
+
+
+def test_notify_sends_a_content_free_wake_up(aws: FakeAws) -> None:
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, _apps(sns))
+    arn = notifier.endpoint_for("apns", "apns-token-1")
+    assert arn is not None
+    assert notifier.notify(Device("1" * 16, "apns", arn)) is True
+    [message] = _sent(arn)
+    bodies = json.loads(message)
+    assert json.loads(bodies["APNS"]) == {"aps": {"content-available": 1}, "type": "wake"}
+    assert json.loads(bodies["default"]) == {"type": "wake"}
+
+
+def test_notify_without_an_endpoint_or_to_a_disabled_one_is_false(aws: FakeAws) -> None:
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, _apps(sns))
+    assert notifier.notify(Device("1" * 16, None, None)) is False
+    arn = notifier.endpoint_for("fcm", "fcm-token-1")
+    assert arn is not None
+    sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+    assert notifier.notify(Device("1" * 16, "fcm", arn)) is False
+    sns.delete_endpoint(EndpointArn=arn)
+    assert notifier.notify(Device("1" * 16, "fcm", arn)) is False
+
+
+def test_registering_again_keeps_a_good_endpoint_and_replaces_a_disabled_one(
+    aws: FakeAws,
+) -> None:
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, _apps(sns))
+    first = notifier.endpoint_for("fcm", "fcm-token-1")
+    assert notifier.endpoint_for("fcm", "fcm-token-1", existing=first) == first
+    assert first is not None
+    sns.set_endpoint_attributes(EndpointArn=first, Attributes={"Enabled": "false"})
+    renewed = notifier.endpoint_for("fcm", "fcm-token-1", existing=first)
+    assert renewed is not None
+    assert renewed != first
+    assert notifier.notify(Device("1" * 16, "fcm", renewed)) is True
+    # a new token for the same device gets a new endpoint; the old one is deleted
+    moved = notifier.endpoint_for("fcm", "fcm-token-2", existing=renewed)
+    assert moved not in (None, renewed)
+    assert notifier.notify(Device("1" * 16, "fcm", renewed)) is False
+
+
+def test_without_a_platform_application_nothing_is_created(aws: FakeAws) -> None:
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, {})
+    assert notifier.endpoint_for("fcm", "fcm-token-1") is None
+    assert sns.list_platform_applications()["PlatformApplications"] == []
+    with pytest.raises(BadRequest):
+        notifier.endpoint_for("blackberry", "x")
