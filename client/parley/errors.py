@@ -1,0 +1,101 @@
+"""Errors the SDK raises. Catch `ParleyClientError` for all of them.
+
+Server answers keep the service's `code` (the contract); never match on text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ContactNotFound",
+    "IdentityKeyChanged",
+    "MessageTooLarge",
+    "NotFound",
+    "NotRegistered",
+    "ParleyClientError",
+    "PassphraseRequired",
+    "RateLimited",
+    "ServiceUnavailable",
+    "StoreLocked",
+    "WrongPassphrase",
+]
+
+
+class ParleyClientError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class ConfigurationError(ParleyClientError):
+    """Endpoints or the profile directory are missing or unusable."""
+
+
+class StoreLocked(ParleyClientError):
+    """The profile's secrets cannot be opened (no keyring key, no passphrase, damage)."""
+
+
+class PassphraseRequired(StoreLocked):
+    """The profile is (or must be) protected by a passphrase and none was given."""
+
+
+class WrongPassphrase(StoreLocked):
+    """The passphrase does not open this profile."""
+
+
+class NotRegistered(ParleyClientError):
+    """The profile has no account yet: sign up first."""
+
+
+class ContactNotFound(ParleyClientError):
+    """No contact by that name, phone or user id."""
+
+
+class MessageTooLarge(ParleyClientError):
+    """The message would exceed the service's size limits."""
+
+
+class IdentityKeyChanged(ParleyClientError):
+    """A contact's identity key changed and the caller asked to be strict about it."""
+
+
+class ApiError(ParleyClientError):
+    """The service answered with an error: `status`, `code` and `message` as sent."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class AuthenticationError(ApiError):
+    """401/403: credentials missing, wrong, expired or revoked (or a wrong code)."""
+
+
+class NotFound(ApiError):
+    """404: no such user, key bundle or resource."""
+
+
+class RateLimited(ApiError):
+    """429: try again after `retry_after` seconds."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        super().__init__(status, code, message, details)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ApiError):
+    """5xx or no answer: nothing changed; try again later."""

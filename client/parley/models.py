@@ -1,0 +1,185 @@
+"""Typed models the SDK hands to applications: messages, contacts and events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "Account",
+    "Connected",
+    "Contact",
+    "Direction",
+    "Disconnected",
+    "Event",
+    "IdentityChanged",
+    "Message",
+    "MessageReceived",
+    "MessageSent",
+    "MessageState",
+    "ReceiptUpdate",
+    "SendFailed",
+    "Synced",
+    "Typing",
+]
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class MessageState(StrEnum):
+    """Outgoing: pending -> sent (✓) -> delivered (✓✓) -> read (blue ✓✓), or failed.
+    Incoming: received -> read (once the user has seen it)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    RECEIVED = "received"
+
+    @property
+    def rank(self) -> int:
+        """States only move forward: a late `delivered` never undoes `read`."""
+        return _RANK[self]
+
+    @property
+    def ticks(self) -> str:
+        return _TICKS[self]
+
+
+_RANK = {
+    MessageState.PENDING: 0,
+    MessageState.FAILED: 0,
+    MessageState.RECEIVED: 0,
+    MessageState.SENT: 1,
+    MessageState.DELIVERED: 2,
+    MessageState.READ: 3,
+}
+_TICKS = {
+    MessageState.PENDING: "🕓",
+    MessageState.FAILED: "!",
+    MessageState.RECEIVED: "",
+    MessageState.SENT: "✓",
+    MessageState.DELIVERED: "✓✓",
+    MessageState.READ: "✓✓",  # shown blue by the CLI
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who this profile is on the service."""
+
+    user_id: str
+    device_id: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Someone this profile talks to. `name` is local (None for strangers who wrote first)."""
+
+    user_id: str
+    name: str | None
+    phone: str | None
+    identity_changed: bool = False  # a device's identity key changed since last verified
+    verified: bool = False  # the user compared safety numbers and said they match
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.phone or f"user {self.user_id[:8]}"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a conversation, as stored on this device."""
+
+    id: int  # local row id
+    peer: str  # the other person's user id (the conversation)
+    direction: Direction
+    client_id: str
+    sender: str  # user id
+    text: str
+    ts: int  # ms since the epoch (the server's time once known)
+    state: MessageState
+
+    @property
+    def outgoing(self) -> bool:
+        return self.direction is Direction.OUT
+
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    message: Message
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class MessageSent:
+    """The server stored our message (single tick)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class ReceiptUpdate:
+    """Our messages to `contact` moved to `state` (delivered or read)."""
+
+    contact: Contact
+    state: MessageState
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Typing:
+    contact: Contact
+    typing: bool
+
+
+@dataclass(frozen=True)
+class IdentityChanged:
+    """A contact's identity key changed (reinstall, new device, or an attack):
+    compare safety numbers before trusting the conversation."""
+
+    contact: Contact
+    device_id: str
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    message: Message
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The WebSocket is open (a sync follows)."""
+
+
+@dataclass(frozen=True)
+class Synced:
+    """Everything that waited on the server has been received."""
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+
+
+Event = (
+    MessageReceived
+    | MessageSent
+    | ReceiptUpdate
+    | Typing
+    | IdentityChanged
+    | SendFailed
+    | Connected
+    | Synced
+    | Disconnected
+)

@@ -1,0 +1,729 @@
+"""The profile's local store: one SQLite file per profile directory.
+
+Holds the account and its tokens, the identity key and prekeys, one Double
+Ratchet session per remote device, contacts and their devices' identity keys,
+messages with their tick state, the outbox, and the (sender, client id) pairs
+already received. Secrets (private keys, sessions, tokens, message texts) are
+sealed by the profile's `Vault`; see `parley.vault` for where its key lives.
+
+Everything that must change together does so in one transaction
+(`with store.transaction():`), e.g. a decrypted message, the session it
+advanced, the one-time prekey it consumed and its (sender, client id) pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from parley.crypto import IdentityKeyPair, OneTimePreKey, Session, SignedPreKey
+from parley.errors import NotRegistered, PassphraseRequired, StoreLocked
+from parley.models import Account, Contact, Direction, Message, MessageState
+from parley.protocol import OutboxEntry
+from parley.vault import KDF_MEMLIMIT, KDF_OPSLIMIT, KeyringLike, Protection, Vault, system_keyring
+
+__all__ = ["DB_FILE", "MAX_PREKEY_ID", "OutboxItem", "Store", "Tokens"]
+
+log = logging.getLogger("parley.storage")
+
+DB_FILE = "parley.db"
+SCHEMA_VERSION = 1
+# Prekey ids wrap well inside the 32-bit range the wire allows.
+MAX_PREKEY_ID = 0xFF_FFFF
+# (sender, client id) pairs outlive the server's 30-day mailbox TTL.
+SEEN_RETENTION_S = 35 * 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user_id TEXT NOT NULL, device_id TEXT NOT NULL, phone TEXT NOT NULL,
+    identity BLOB NOT NULL,
+    access_token BLOB, refresh_token BLOB, access_expires_at REAL,
+    next_prekey_id INTEGER NOT NULL DEFAULT 1,
+    next_signed_prekey_id INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS signed_prekeys (
+    key_id INTEGER PRIMARY KEY, secret BLOB NOT NULL,
+    created_at REAL NOT NULL, retired_at REAL
+);
+CREATE TABLE IF NOT EXISTS one_time_prekeys (
+    key_id INTEGER PRIMARY KEY, secret BLOB NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    user_id TEXT PRIMARY KEY, name TEXT UNIQUE, phone TEXT,
+    identity_changed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    user_id TEXT NOT NULL, device_id TEXT NOT NULL, identity_key BLOB NOT NULL,
+    first_seen REAL NOT NULL, PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    peer TEXT NOT NULL, direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    sender TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,
+    ts INTEGER NOT NULL, state TEXT NOT NULL,
+    UNIQUE (sender, client_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
+    payloads TEXT NOT NULL, plaintext BLOB NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    sender TEXT NOT NULL, client_id TEXT NOT NULL, seen_at REAL NOT NULL,
+    PRIMARY KEY (sender, client_id)
+);
+"""
+
+_AUTO: Literal["auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    access_expires_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An outbox entry and the plaintext it carries (kept to re-encrypt for new devices)."""
+
+    entry: OutboxEntry
+    plaintext: bytes
+
+
+class Store:
+    """The SQLite store of one profile. Open with `Store.open(directory, ...)`."""
+
+    def __init__(self, conn: sqlite3.Connection, vault: Vault, path: Path) -> None:
+        self._db = conn
+        self._vault = vault
+        self.path = path
+        self._depth = 0
+
+    # --- opening -----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        passphrase: str | None = None,
+        keyring: KeyringLike | Literal["auto"] | None = _AUTO,
+        allow_plaintext: bool = False,
+        kdf_limits: tuple[int, int] = (KDF_OPSLIMIT, KDF_MEMLIMIT),
+    ) -> Store:
+        """Open (or create) the profile in `directory`.
+
+        A new profile is protected by the OS keyring when one is usable, else by
+        `passphrase`, else -- only with `allow_plaintext` -- not at all (dev mode).
+        A given passphrase is always preferred over the keyring for a new profile.
+        """
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / DB_FILE
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            os.chmod(path, 0o600)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(_SCHEMA)
+            ring = system_keyring() if keyring == _AUTO else keyring
+            vault = cls._unlock(conn, passphrase, ring, allow_plaintext, kdf_limits)
+        except BaseException:
+            conn.close()
+            raise
+        store = cls(conn, vault, path)
+        store._prune_seen(time.time())
+        return store
+
+    @staticmethod
+    def _unlock(
+        conn: sqlite3.Connection,
+        passphrase: str | None,
+        ring: KeyringLike | None,
+        allow_plaintext: bool,
+        kdf_limits: tuple[int, int],
+    ) -> Vault:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "protection" not in meta:
+            return Store._create_vault(conn, passphrase, ring, allow_plaintext, kdf_limits)
+        protection = Protection(meta["protection"])
+        if protection is Protection.PLAINTEXT_DEV:
+            log.warning("profile store is NOT encrypted (plaintext dev mode)")
+            return Vault.plaintext_dev()
+        if protection is Protection.KEYRING:
+            if ring is None:
+                raise StoreLocked(
+                    "this profile's key is in the OS keyring, which is not available here"
+                )
+            vault = Vault.from_keyring(ring, meta["keyring_name"], create=False)
+        else:
+            if not passphrase:
+                raise PassphraseRequired("this profile is protected by a passphrase")
+            vault = Vault.from_passphrase(
+                passphrase,
+                base64.b64decode(meta["kdf_salt"]),
+                int(meta["kdf_opslimit"]),
+                int(meta["kdf_memlimit"]),
+            )
+        vault.verify(base64.b64decode(meta["check"]))
+        return vault
+
+    @staticmethod
+    def _create_vault(
+        conn: sqlite3.Connection,
+        passphrase: str | None,
+        ring: KeyringLike | None,
+        allow_plaintext: bool,
+        kdf_limits: tuple[int, int],
+    ) -> Vault:
+        meta: dict[str, str] = {"schema_version": str(SCHEMA_VERSION)}
+        if passphrase:
+            salt = Vault.new_salt()
+            vault = Vault.from_passphrase(passphrase, salt, *kdf_limits)
+            meta |= {
+                "kdf_salt": base64.b64encode(salt).decode(),
+                "kdf_opslimit": str(kdf_limits[0]),
+                "kdf_memlimit": str(kdf_limits[1]),
+            }
+        elif ring is not None:
+            name = f"profile-{secrets.token_hex(8)}"
+            vault = Vault.from_keyring(ring, name, create=True)
+            meta["keyring_name"] = name
+        elif allow_plaintext:
+            log.warning("creating a profile store WITHOUT encryption (plaintext dev mode)")
+            vault = Vault.plaintext_dev()
+        else:
+            raise PassphraseRequired(
+                "no usable OS keyring: protect the profile with a passphrase "
+                "(or, for development only, allow a plaintext store)"
+            )
+        meta["protection"] = vault.protection.value
+        meta["check"] = base64.b64encode(vault.check_value()).decode()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        return vault
+
+    @property
+    def protection(self) -> Protection:
+        return self._vault.protection
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing; nests (only the outermost commits)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # --- account and tokens -------------------------------------------------------
+
+    def save_account(self, account: Account, identity: IdentityKeyPair) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO account (id, user_id, device_id, phone, identity)"
+                " VALUES (1, ?, ?, ?, ?)",
+                (
+                    account.user_id,
+                    account.device_id,
+                    account.phone,
+                    self._vault.seal(identity.to_bytes()),
+                ),
+            )
+
+    def account(self) -> Account | None:
+        row = self._db.execute("SELECT user_id, device_id, phone FROM account").fetchone()
+        return Account(*row) if row else None
+
+    def require_account(self) -> Account:
+        account = self.account()
+        if account is None:
+            raise NotRegistered("this profile has no account yet: sign up first")
+        return account
+
+    def identity(self) -> IdentityKeyPair:
+        row = self._db.execute("SELECT identity FROM account").fetchone()
+        if row is None:
+            raise NotRegistered("this profile has no identity key yet: sign up first")
+        return IdentityKeyPair.from_bytes(self._vault.open(row[0]))
+
+    def save_tokens(self, tokens: Tokens) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE account SET access_token = ?, refresh_token = ?, access_expires_at = ?",
+                (
+                    self._vault.seal(tokens.access_token.encode()),
+                    self._vault.seal(tokens.refresh_token.encode()),
+                    tokens.access_expires_at,
+                ),
+            )
+
+    def tokens(self) -> Tokens | None:
+        row = self._db.execute(
+            "SELECT access_token, refresh_token, access_expires_at FROM account"
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return Tokens(
+            self._vault.open(row[0]).decode(), self._vault.open(row[1]).decode(), float(row[2])
+        )
+
+    # --- prekeys (also the crypto's PreKeySource) ----------------------------------
+
+    def allocate_prekey_ids(self, count: int) -> int:
+        """Reserve `count` consecutive one-time prekey ids; returns the first."""
+        with self.transaction():
+            row = self._db.execute("SELECT next_prekey_id FROM account").fetchone()
+            if row is None:
+                raise NotRegistered("no account")
+            start = int(row[0])
+            if start + count > MAX_PREKEY_ID:
+                start = 1
+            self._db.execute("UPDATE account SET next_prekey_id = ?", (start + count,))
+            return start
+
+    def allocate_signed_prekey_id(self) -> int:
+        with self.transaction():
+            row = self._db.execute("SELECT next_signed_prekey_id FROM account").fetchone()
+            if row is None:
+                raise NotRegistered("no account")
+            key_id = int(row[0]) if int(row[0]) <= MAX_PREKEY_ID else 1
+            self._db.execute("UPDATE account SET next_signed_prekey_id = ?", (key_id + 1,))
+            return key_id
+
+    def add_signed_prekey(self, key: SignedPreKey) -> None:
+        """Store a new signed prekey; the previous current one is retired (kept for grace)."""
+        blob = _pack(
+            key_id=key.key_id,
+            private_key=key.private_key,
+            public_key=key.public_key,
+            signature=key.signature,
+            created_at=key.created_at,
+        )
+        with self.transaction():
+            self._db.execute(
+                "UPDATE signed_prekeys SET retired_at = ? WHERE retired_at IS NULL",
+                (key.created_at,),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO signed_prekeys (key_id, secret, created_at, retired_at)"
+                " VALUES (?, ?, ?, NULL)",
+                (key.key_id, self._vault.seal(blob), key.created_at),
+            )
+
+    def current_signed_prekey(self) -> SignedPreKey | None:
+        row = self._db.execute(
+            "SELECT secret FROM signed_prekeys WHERE retired_at IS NULL"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        return self._signed_prekey_from(row[0]) if row else None
+
+    def signed_prekey(self, key_id: int) -> SignedPreKey | None:
+        """The current or a retired (still in its grace period) signed prekey."""
+        row = self._db.execute(
+            "SELECT secret FROM signed_prekeys WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        return self._signed_prekey_from(row[0]) if row else None
+
+    def drop_signed_prekeys_retired_before(self, cutoff: float) -> int:
+        with self.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?",
+                (cutoff,),
+            )
+            return cursor.rowcount
+
+    def _signed_prekey_from(self, blob: bytes) -> SignedPreKey:
+        raw = _unpack(self._vault.open(blob))
+        return SignedPreKey(
+            key_id=int(raw["key_id"]),
+            private_key=_b(raw["private_key"]),
+            public_key=_b(raw["public_key"]),
+            signature=_b(raw["signature"]),
+            created_at=float(raw["created_at"]),
+        )
+
+    def add_one_time_prekeys(self, keys: list[OneTimePreKey], now: float) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO one_time_prekeys (key_id, secret, created_at)"
+                " VALUES (?, ?, ?)",
+                [
+                    (
+                        k.key_id,
+                        self._vault.seal(
+                            _pack(
+                                key_id=k.key_id, private_key=k.private_key, public_key=k.public_key
+                            )
+                        ),
+                        now,
+                    )
+                    for k in keys
+                ],
+            )
+
+    def take_one_time_prekey(self, key_id: int) -> OneTimePreKey | None:
+        """The key, deleted in the current transaction (rolled back if decryption fails)."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT secret FROM one_time_prekeys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute("DELETE FROM one_time_prekeys WHERE key_id = ?", (key_id,))
+        raw = _unpack(self._vault.open(row[0]))
+        return OneTimePreKey(
+            key_id=int(raw["key_id"]),
+            private_key=_b(raw["private_key"]),
+            public_key=_b(raw["public_key"]),
+        )
+
+    def one_time_prekey_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM one_time_prekeys").fetchone()[0])
+
+    # --- sessions ---------------------------------------------------------------------
+
+    def session(self, user_id: str, device_id: str) -> Session | None:
+        row = self._db.execute(
+            "SELECT state FROM sessions WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        ).fetchone()
+        return Session.from_bytes(self._vault.open(row[0])) if row else None
+
+    def sessions(self, user_id: str) -> dict[str, Session]:
+        rows = self._db.execute(
+            "SELECT device_id, state FROM sessions WHERE user_id = ? ORDER BY device_id",
+            (user_id,),
+        ).fetchall()
+        return {device: Session.from_bytes(self._vault.open(state)) for device, state in rows}
+
+    def save_session(self, user_id: str, device_id: str, session: Session, now: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (user_id, device_id, state, updated_at)"
+                " VALUES (?, ?, ?, ?)",
+                (user_id, device_id, self._vault.seal(session.to_bytes()), now),
+            )
+
+    def delete_session(self, user_id: str, device_id: str) -> None:
+        with self.transaction():
+            self._db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+
+    # --- contacts and their devices' identity keys ---------------------------------
+
+    def add_contact(self, user_id: str, name: str | None, phone: str | None) -> Contact:
+        """Create or update a contact (a name given here replaces the old one)."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO contacts (user_id, name, phone, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET"
+                " name = COALESCE(excluded.name, contacts.name),"
+                " phone = COALESCE(excluded.phone, contacts.phone)",
+                (user_id, name, phone, time.time()),
+            )
+        contact = self.contact(user_id)
+        assert contact is not None
+        return contact
+
+    def contact(self, user_id: str) -> Contact | None:
+        row = self._db.execute(
+            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            " WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+        return _contact(row) if row else None
+
+    def find_contact(self, key: str) -> Contact | None:
+        """By name (case-insensitive), phone, or user id."""
+        row = self._db.execute(
+            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            " WHERE lower(name) = lower(?) OR phone = ? OR user_id = ?"
+            " ORDER BY (lower(name) = lower(?)) DESC LIMIT 1",
+            (key, key, key, key),
+        ).fetchone()
+        return _contact(row) if row else None
+
+    def contacts(self) -> list[Contact]:
+        rows = self._db.execute(
+            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            " ORDER BY name IS NULL, lower(name), user_id"
+        ).fetchall()
+        return [_contact(r) for r in rows]
+
+    def set_verified(self, user_id: str, verified: bool) -> None:
+        """The user compared safety numbers: clears the identity-changed warning."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE contacts SET verified = ?, identity_changed = 0 WHERE user_id = ?",
+                (int(verified), user_id),
+            )
+
+    def device_identities(self, user_id: str) -> dict[str, bytes]:
+        rows = self._db.execute(
+            "SELECT device_id, identity_key FROM devices WHERE user_id = ? ORDER BY device_id",
+            (user_id,),
+        ).fetchall()
+        return {d: bytes(k) for d, k in rows}
+
+    def record_identity(self, user_id: str, device_id: str, identity_key: bytes) -> bool:
+        """Remember a device's identity key. True when this is a CHANGE the user must
+        hear about: a known device with a new key, or a key not seen before from a
+        contact we already had a key for (a reinstall shows up as a new device)."""
+        with self.transaction():
+            known = self.device_identities(user_id)
+            if known.get(device_id) == identity_key:
+                return False
+            changed = bool(known) and identity_key not in known.values()
+            self._db.execute(
+                "INSERT OR REPLACE INTO devices (user_id, device_id, identity_key, first_seen)"
+                " VALUES (?, ?, ?, ?)",
+                (user_id, device_id, identity_key, time.time()),
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO contacts (user_id, created_at) VALUES (?, ?)",
+                (user_id, time.time()),
+            )
+            if changed:
+                self._db.execute(
+                    "UPDATE contacts SET identity_changed = 1, verified = 0 WHERE user_id = ?",
+                    (user_id,),
+                )
+            return changed
+
+    def forget_device(self, user_id: str, device_id: str) -> None:
+        """A device the server no longer lists: its session and key go."""
+        with self.transaction():
+            self._db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+            self._db.execute(
+                "DELETE FROM devices WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+
+    # --- messages -----------------------------------------------------------------
+
+    def add_message(
+        self,
+        *,
+        peer: str,
+        direction: Direction,
+        sender: str,
+        client_id: str,
+        text: str,
+        ts: int,
+        state: MessageState,
+    ) -> Message | None:
+        """Store a message; None if (sender, client id) is already stored."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO messages"
+                " (peer, direction, sender, client_id, body, ts, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    peer,
+                    direction.value,
+                    sender,
+                    client_id,
+                    self._vault.seal(text.encode()),
+                    ts,
+                    state.value,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return None
+            row_id = cursor.lastrowid
+        assert row_id is not None
+        return Message(row_id, peer, direction, client_id, sender, text, ts, state)
+
+    def message(self, sender: str, client_id: str) -> Message | None:
+        row = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND client_id = ?",  # noqa: S608
+            (sender, client_id),
+        ).fetchone()
+        return self._message(row) if row else None
+
+    def history(self, peer: str, limit: int = 50, before_id: int | None = None) -> list[Message]:
+        """The last `limit` messages with `peer`, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+            " WHERE peer = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (peer, before_id if before_id is not None else 2**62, limit),
+        ).fetchall()
+        return [self._message(r) for r in reversed(rows)]
+
+    def advance(
+        self, sender: str, peer: str, client_ids: list[str], state: MessageState
+    ) -> list[Message]:
+        """Move messages forward to `state` (never backwards); returns those that moved."""
+        moved: list[Message] = []
+        with self.transaction():
+            for client_id in client_ids:
+                row = self._db.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+                    " WHERE sender = ? AND client_id = ? AND peer = ?",
+                    (sender, client_id, peer),
+                ).fetchone()
+                if row is None:
+                    continue
+                message = self._message(row)
+                if message.state.rank >= state.rank and message.state is not MessageState.FAILED:
+                    continue
+                self._db.execute(
+                    "UPDATE messages SET state = ? WHERE id = ?", (state.value, message.id)
+                )
+                moved.append(replace(message, state=state))
+        return moved
+
+    def set_message_state(
+        self, message_id: int, state: MessageState, ts: int | None = None
+    ) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE messages SET state = ?, ts = COALESCE(?, ts) WHERE id = ?",
+                (state.value, ts, message_id),
+            )
+
+    def unread(self, peer: str) -> list[Message]:
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+            " WHERE peer = ? AND direction = 'in' AND state = 'received' ORDER BY id",
+            (peer,),
+        ).fetchall()
+        return [self._message(r) for r in rows]
+
+    def _message(self, row: tuple[Any, ...]) -> Message:
+        row_id, peer, direction, sender, client_id, body, ts, state = row
+        return Message(
+            id=row_id,
+            peer=peer,
+            direction=Direction(direction),
+            client_id=client_id,
+            sender=sender,
+            text=self._vault.open(body).decode(),
+            ts=ts,
+            state=MessageState(state),
+        )
+
+    # --- outbox ---------------------------------------------------------------------
+
+    def outbox_add(self, entry: OutboxEntry, plaintext: bytes, now: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO outbox (client_id, recipient, payloads, plaintext, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    entry.client_id,
+                    entry.to,
+                    json.dumps(entry.payloads or {}),
+                    self._vault.seal(plaintext),
+                    now,
+                ),
+            )
+
+    def outbox_update(self, client_id: str, payloads: dict[str, str]) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE outbox SET payloads = ? WHERE client_id = ?",
+                (json.dumps(payloads), client_id),
+            )
+
+    def outbox_remove(self, client_id: str) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM outbox WHERE client_id = ?", (client_id,))
+
+    def outbox(self) -> list[OutboxItem]:
+        """Every unsent entry, oldest first (FIFO)."""
+        rows = self._db.execute(
+            "SELECT client_id, recipient, payloads, plaintext FROM outbox ORDER BY seq"
+        ).fetchall()
+        return [
+            OutboxItem(
+                OutboxEntry(client_id=cid, to=to, payloads=json.loads(payloads)),
+                self._vault.open(plaintext),
+            )
+            for cid, to, payloads, plaintext in rows
+        ]
+
+    # --- seen (sender, client id) pairs -----------------------------------------------
+
+    def is_seen(self, sender: str, client_id: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM seen WHERE sender = ? AND client_id = ?", (sender, client_id)
+            ).fetchone()
+            is not None
+        )
+
+    def mark_seen(self, sender: str, client_id: str, now: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen (sender, client_id, seen_at) VALUES (?, ?, ?)",
+                (sender, client_id, now),
+            )
+
+    def _prune_seen(self, now: float) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM seen WHERE seen_at < ?", (now - SEEN_RETENTION_S,))
+
+
+_MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state"
+
+
+def _contact(row: tuple[Any, ...]) -> Contact:
+    user_id, name, phone, changed, verified = row
+    return Contact(user_id, name, phone, bool(changed), bool(verified))
+
+
+def _pack(**fields: bytes | int | float) -> bytes:
+    return json.dumps(
+        {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in fields.items()}
+    ).encode()
+
+
+def _unpack(blob: bytes) -> dict[str, Any]:
+    raw = json.loads(blob)
+    if not isinstance(raw, dict):
+        raise StoreLocked("a stored key is damaged")
+    return raw
+
+
+def _b(value: Any) -> bytes:
+    return base64.b64decode(value)
