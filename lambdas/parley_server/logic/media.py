@@ -1,0 +1,129 @@
+"""Media use cases: hand out a size-bound upload form, and a short-lived download link.
+
+The server never sees media plaintext: clients encrypt before uploading and
+send the key inside the end-to-end encrypted message. So anyone authenticated
+who holds a media id may download its ciphertext; only the uploader, through
+the presigned form bound to one key and one exact size, can create it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from parley_server.config import Limits
+    from parley_server.store.media import MediaRecord, PresignedPost
+
+__all__ = [
+    "DOWNLOAD_EXPIRES_S",
+    "UPLOAD_EXPIRES_S",
+    "MediaRepository",
+    "create_upload",
+    "download_link",
+    "object_key",
+    "parse_media_id",
+    "parse_upload_request",
+]
+
+# Short: a form or link that leaks is useless a few minutes later. S3 checks
+# expiry when a request starts, so a slow transfer that started in time finishes.
+UPLOAD_EXPIRES_S = 300
+DOWNLOAD_EXPIRES_S = 300
+
+_MEDIA_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class MediaRepository(Protocol):
+    """What the use cases need from storage (store.media.MediaStore)."""
+
+    def put_record(
+        self, *, media_id: str, key: str, owner: str, size: int, expires_at: int, now: int
+    ) -> None: ...
+
+    def get_record(self, media_id: str) -> MediaRecord | None: ...
+
+    def object_size(self, key: str) -> int | None: ...
+
+    def presign_upload(self, key: str, *, size: int, expires_in: int) -> PresignedPost: ...
+
+    def presign_download(self, key: str, *, expires_in: int) -> str: ...
+
+
+def object_key(owner: str, media_id: str) -> str:
+    """S3 key of a media object: one prefix per uploader."""
+    return f"m/{owner}/{media_id}"
+
+
+def parse_upload_request(body: Any, limits: Limits) -> int:
+    """The declared encrypted size from a POST /v1/media body."""
+    if not isinstance(body, Mapping):
+        raise BadRequest('body must be a JSON object: {"size": <bytes>}')
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise BadRequest("size must be an integer number of bytes")
+    if size < 1:
+        raise BadRequest("size must be at least 1 byte")
+    if size > limits.media_max_bytes:
+        raise PayloadTooLarge(
+            f"media may be at most {limits.media_max_bytes} bytes",
+            max_bytes=limits.media_max_bytes,
+        )
+    return size
+
+
+def parse_media_id(raw: object) -> str:
+    """A media id from a path: 32 lowercase hex characters."""
+    if not isinstance(raw, str) or not _MEDIA_ID.fullmatch(raw):
+        raise BadRequest("media id must be 32 lowercase hex characters")
+    return raw
+
+
+def create_upload(
+    repo: MediaRepository,
+    *,
+    owner: str,
+    size: int,
+    limits: Limits,
+    now: int,
+    new_id: Callable[[], str] = lambda: secrets.token_hex(16),
+) -> dict[str, Any]:
+    """Reserve a media id for `owner` and answer with the form that uploads it."""
+    media_id = new_id()
+    key = object_key(owner, media_id)
+    # The record lives as long as a message that points to it can wait in a
+    # mailbox; the bucket's lifecycle rule expires the object on the same scale.
+    repo.put_record(
+        media_id=media_id,
+        key=key,
+        owner=owner,
+        size=size,
+        expires_at=now + limits.mailbox_ttl_s,
+        now=now,
+    )
+    post = repo.presign_upload(key, size=size, expires_in=UPLOAD_EXPIRES_S)
+    return {
+        "media_id": media_id,
+        "upload": {"url": post.url, "fields": post.fields},
+        "expires_in": UPLOAD_EXPIRES_S,
+    }
+
+
+def download_link(repo: MediaRepository, *, media_id: str, now: int) -> dict[str, Any]:
+    """A short-lived GET link for an uploaded media object; NotFound otherwise."""
+    record = repo.get_record(media_id)
+    # TTL deletion is lazy: an expired record is as gone as a deleted one.
+    if record is None or record.expires_at <= now:
+        raise NotFound("no such media")
+    size = repo.object_size(record.key)
+    if size is None:
+        raise NotFound("media has not been uploaded")
+    return {
+        "url": repo.presign_download(record.key, expires_in=DOWNLOAD_EXPIRES_S),
+        "expires_in": DOWNLOAD_EXPIRES_S,
+        "size": size,
+    }
