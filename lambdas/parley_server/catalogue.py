@@ -176,6 +176,8 @@ HTTP_ROUTES: tuple[str, ...] = (
     "GET /v1/keys/{user_id}",
     "GET /v1/users",
     "PUT /v1/push",
+    "POST /v1/media",
+    "GET /v1/media/{media_id}",
     "GET /v1/presence/{user_id}",
     "PUT /v1/settings/presence",
 )
