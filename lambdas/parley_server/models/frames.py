@@ -1,0 +1,440 @@
+"""WebSocket protocol v1: the frames clients send, the envelopes the mailbox keeps,
+and the events the server emits.
+
+Parsing is strict about what it needs and ignores what it does not (a forged
+`from` in a frame is simply never read: the sender comes from the authorizer).
+Every refusal is a `BadRequest` (or subclass) naming the offending field, raised
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from parley_server.models.errors import BadRequest, PayloadTooLarge
+
+__all__ = [
+    "ACTIONS",
+    "MAX_IDS_PER_FRAME",
+    "AckFrame",
+    "Connection",
+    "Envelope",
+    "MessageEnvelope",
+    "Page",
+    "Position",
+    "PostOutcome",
+    "ReceiptEnvelope",
+    "ReceiptFrame",
+    "SendFrame",
+    "ServerId",
+    "SyncFrame",
+    "TypingFrame",
+    "decode_cursor",
+    "encode_cursor",
+    "error_event",
+    "frame_ref",
+    "mailbox_key",
+    "make_ord",
+    "parse_frame",
+    "parse_server_id",
+    "receipt_id",
+    "sent_event",
+    "synced_event",
+    "typing_event",
+]
+
+ACTIONS = frozenset({"send", "ack", "receipt", "sync", "typing"})
+# One frame may name at most this many ids (ack, receipt). A sync page holds as
+# many events, so a client can ack a whole page in one frame.
+MAX_IDS_PER_FRAME = 100
+
+_USER_ID = re.compile(r"[0-9a-f]{32}")
+_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
+# Client ids become part of a sort key joined by "#", so "#" is never allowed.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ORD = re.compile(r"[0-9]{17}#[0-9a-f]{8}")
+_SERVER_ID = re.compile(r"([mr])#([0-9a-f]{32})#([0-9a-f]{16})#([A-Za-z0-9_-]{1,64})")
+_GROUP_PREFIX = "g:"
+
+
+# -- reading a frame -------------------------------------------------------------------
+
+
+def parse_frame(body: str | None) -> dict[str, Any]:
+    """The JSON object of a frame, or `invalid_json`."""
+    try:
+        raw = json.loads(body or "")
+    except (ValueError, TypeError):
+        raise BadRequest("frame is not JSON", code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise BadRequest("frame must be a JSON object", code="invalid_json")
+    return raw
+
+
+def frame_ref(raw: Mapping[str, Any]) -> str | None:
+    """The client id a frame carries, if it looks like one: the `ref` of its error."""
+    ref = raw.get("id")
+    return ref if isinstance(ref, str) and _CLIENT_ID.fullmatch(ref) else None
+
+
+def _field(raw: Mapping[str, Any], name: str) -> Any:
+    if name not in raw or raw[name] is None:
+        raise BadRequest(f"`{name}` is required", field=name)
+    return raw[name]
+
+
+def _string(raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], what: str) -> str:
+    value = _field(raw, name)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise BadRequest(f"`{name}` must be {what}", field=name)
+    return value
+
+
+def _id_list(raw: Mapping[str, Any], name: str) -> list[str]:
+    value = _field(raw, name)
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"`{name}` must be a non-empty list", field=name)
+    if len(value) > MAX_IDS_PER_FRAME:
+        raise PayloadTooLarge(
+            f"`{name}` holds more than {MAX_IDS_PER_FRAME} ids", field=name, limit=MAX_IDS_PER_FRAME
+        )
+    if not all(isinstance(item, str) for item in value):
+        raise BadRequest(f"`{name}` must hold strings", field=name)
+    # order kept, duplicates dropped: a repeated id means nothing more
+    return list(dict.fromkeys(value))
+
+
+def _ciphertext(value: Any, where: str, max_bytes: int) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"`{where}` must be a non-empty base64 string", field=where)
+    # a cheap bound before decoding: base64 is 4 characters per 3 bytes
+    if len(value) > (max_bytes + 2) // 3 * 4:
+        raise PayloadTooLarge(
+            f"`{where}` is larger than {max_bytes} bytes", field=where, limit=max_bytes
+        )
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            f"`{where}` is not valid base64", code="invalid_base64", field=where
+        ) from None
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"`{where}` is larger than {max_bytes} bytes", field=where, limit=max_bytes
+        )
+    if not data:
+        raise BadRequest(f"`{where}` is empty", field=where)
+    return data
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    """`send`: one ciphertext per device of the recipient (or one body for a group)."""
+
+    client_id: str
+    to_user: str | None
+    to_group: str | None
+    payloads: Mapping[str, bytes]
+    body: bytes | None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
+        client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
+        to = _field(raw, "to")
+        if isinstance(to, str) and to.startswith(_GROUP_PREFIX):
+            group = to.removeprefix(_GROUP_PREFIX)
+            if not _USER_ID.fullmatch(group):
+                raise BadRequest("`to` must be a user id or g:<group id>", field="to")
+            body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
+            return cls(client_id, None, group, {}, body)
+        if not isinstance(to, str) or not _USER_ID.fullmatch(to):
+            raise BadRequest("`to` must be a user id or g:<group id>", field="to")
+        payloads = _field(raw, "payloads")
+        if not isinstance(payloads, dict) or not payloads:
+            raise BadRequest(
+                "`payloads` must map each recipient device id to a ciphertext", field="payloads"
+            )
+        decoded: dict[str, bytes] = {}
+        for device_id, value in payloads.items():
+            if not _DEVICE_ID.fullmatch(device_id):
+                raise BadRequest(
+                    f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
+                )
+            decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
+        return cls(client_id, to, None, decoded, None)
+
+
+@dataclass(frozen=True)
+class AckFrame:
+    """`ack`: server ids (from `message`/`receipt` events) the device has stored."""
+
+    ids: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> AckFrame:
+        ids = _id_list(raw, "ids")
+        bad = [i for i in ids if not _SERVER_ID.fullmatch(i)]
+        if bad:
+            raise BadRequest(
+                "`ids` must be ids from message or receipt events", field="ids", ids=bad[:10]
+            )
+        return cls(tuple(ids))
+
+
+@dataclass(frozen=True)
+class ReceiptFrame:
+    """`receipt`: the reader tells `to` that these of its messages were read."""
+
+    to: str
+    status: Literal["read"]
+    ids: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> ReceiptFrame:
+        to = _string(raw, "to", _USER_ID, "a user id")
+        status = _field(raw, "status")
+        if status != "read":
+            raise BadRequest('`status` must be "read"', field="status")
+        ids = _id_list(raw, "ids")
+        if not all(_CLIENT_ID.fullmatch(i) for i in ids):
+            raise BadRequest("`ids` must be client ids of messages", field="ids")
+        return cls(to, "read", tuple(ids))
+
+
+@dataclass(frozen=True)
+class SyncFrame:
+    """`sync`: the next page of pending events, after `after` (a cursor from `synced`)."""
+
+    after: Position | None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> SyncFrame:
+        after = raw.get("after")
+        if after is None:
+            return cls(None)
+        if not isinstance(after, str):
+            raise BadRequest("`after` must be a cursor from a synced event", field="after")
+        return cls(decode_cursor(after))
+
+
+@dataclass(frozen=True)
+class TypingFrame:
+    """`typing`: relayed to the live connections of `to`, never stored."""
+
+    to: str
+    state: Literal["on", "off"]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> TypingFrame:
+        to = _string(raw, "to", _USER_ID, "a user id")
+        state = _field(raw, "state")
+        if state == "on":
+            return cls(to, "on")
+        if state == "off":
+            return cls(to, "off")
+        raise BadRequest('`state` must be "on" or "off"', field="state")
+
+
+# -- the mailbox ------------------------------------------------------------------------
+
+
+def mailbox_key(user_id: str, device_id: str) -> str:
+    """The partition of one device's mailbox."""
+    return f"{user_id}#{device_id}"
+
+
+def make_ord(now: float, nonce: str) -> str:
+    """A time-ordered sort value: zero-padded microseconds, then a random tie-breaker."""
+    return f"{round(now * 1_000_000):017d}#{nonce}"
+
+
+def receipt_id(status: str, ids: Sequence[str]) -> str:
+    """A receipt's id, derived from what it says, so a retried receipt is stored once."""
+    digest = hashlib.sha256("\n".join([status, *sorted(ids)]).encode()).hexdigest()
+    return f"{status}-{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class ServerId:
+    kind: Literal["m", "r"]
+    sender: str
+    sender_device: str
+    key: str  # client id (messages) or receipt id (receipts)
+
+
+def parse_server_id(server_id: str) -> ServerId | None:
+    found = _SERVER_ID.fullmatch(server_id)
+    if not found:
+        return None
+    kind: Literal["m", "r"] = "m" if found[1] == "m" else "r"
+    return ServerId(kind, found[2], found[3], found[4])
+
+
+@dataclass(frozen=True)
+class MessageEnvelope:
+    """A ciphertext waiting in one device's mailbox."""
+
+    recipient: str
+    recipient_device: str
+    sender: str
+    sender_device: str
+    client_id: str
+    body: bytes
+    ord: str
+    expires_at: int
+    group: str | None = None
+
+    @property
+    def server_id(self) -> str:
+        return f"m#{self.sender}#{self.sender_device}#{self.client_id}"
+
+    @property
+    def ts(self) -> int:
+        """Server time of acceptance, integer milliseconds."""
+        return int(self.ord[:17]) // 1000
+
+    def event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "event": "message",
+            "id": self.server_id,
+            "client_id": self.client_id,
+            "from": self.sender,
+            "from_device": self.sender_device,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "ts": self.ts,
+        }
+        if self.group is not None:
+            event["group"] = self.group
+        return event
+
+
+@dataclass(frozen=True)
+class ReceiptEnvelope:
+    """A delivered/read receipt waiting in one device's mailbox."""
+
+    recipient: str
+    recipient_device: str
+    sender: str  # the reader
+    sender_device: str
+    status: str
+    ids: tuple[str, ...]  # client ids of the messages it is about
+    ord: str
+    expires_at: int
+
+    @property
+    def receipt_id(self) -> str:
+        return receipt_id(self.status, self.ids)
+
+    @property
+    def server_id(self) -> str:
+        return f"r#{self.sender}#{self.sender_device}#{self.receipt_id}"
+
+    @property
+    def ts(self) -> int:
+        return int(self.ord[:17]) // 1000
+
+    def event(self) -> dict[str, Any]:
+        return {
+            "event": "receipt",
+            "id": self.server_id,
+            "from": self.sender,
+            "from_device": self.sender_device,
+            "status": self.status,
+            "ids": list(self.ids),
+            "ts": self.ts,
+        }
+
+
+Envelope = MessageEnvelope | ReceiptEnvelope
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a sync page ended: the `by_order` key of the last envelope read."""
+
+    ord: str
+    server_id: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """Pending envelopes, oldest first, and where the next page starts (None: no more)."""
+
+    envelopes: list[Envelope]
+    next: Position | None
+
+
+def encode_cursor(position: Position) -> str:
+    raw = json.dumps([position.ord, position.server_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
+    """The position a cursor names; anything not made by `encode_cursor` is refused."""
+    bad = BadRequest("`after` is not a cursor from a synced event", field="after")
+    if len(cursor) > 256:
+        raise bad
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise bad from None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or not all(isinstance(part, str) for part in raw)
+        or not _ORD.fullmatch(raw[0])
+        or not _SERVER_ID.fullmatch(raw[1])
+    ):
+        raise bad
+    return Position(raw[0], raw[1])
+
+
+# -- delivery ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A live WebSocket connection of one device."""
+
+    connection_id: str
+    device_id: str
+
+
+class PostOutcome(Enum):
+    """What happened to one event posted to one connection."""
+
+    DELIVERED = "delivered"
+    GONE = "gone"  # the connection no longer exists (410): forget it
+    FAILED = "failed"  # throttled or unavailable: the envelope waits for sync
+
+
+# -- events the server emits ------------------------------------------------------------
+
+
+def sent_event(client_id: str, ts: int) -> dict[str, Any]:
+    return {"event": "sent", "id": client_id, "ts": ts}
+
+
+def synced_event(more: bool, cursor: str | None) -> dict[str, Any]:
+    return {"event": "synced", "more": more, "cursor": cursor}
+
+
+def typing_event(sender: str, sender_device: str, state: str) -> dict[str, Any]:
+    return {"event": "typing", "from": sender, "from_device": sender_device, "state": state}
+
+
+def error_event(error: Mapping[str, Any], ref: str | None) -> dict[str, Any]:
+    """An `error` event from an error's `to_dict()`; `ref` is the frame's client id."""
+    event: dict[str, Any] = {"event": "error"}
+    if ref is not None:
+        event["ref"] = ref
+    event.update(error)
+    return event

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from parley_server.models.errors import BadRequest, PayloadTooLarge
+from parley_server.models.frames import (
+    MAX_IDS_PER_FRAME,
+    AckFrame,
+    MessageEnvelope,
+    Position,
+    ReceiptEnvelope,
+    ReceiptFrame,
+    SendFrame,
+    SyncFrame,
+    TypingFrame,
+    decode_cursor,
+    encode_cursor,
+    frame_ref,
+    make_ord,
+    parse_frame,
+    parse_server_id,
+    receipt_id,
+)
+
+BOB = "b" * 32
+ALICE = "a" * 32
+DEV1 = "1" * 16
+DEV2 = "2" * 16
+LIMIT = 64 * 1024
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def send(**fields: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"action": "send", "id": "c1", "to": BOB, "payloads": {DEV1: b64(b"x")}}
+    frame.update(fields)
+    return {k: v for k, v in frame.items() if v is not ...}
+
+
+def refused(raw: dict[str, Any]) -> BadRequest:
+    with pytest.raises(BadRequest) as caught:
+        SendFrame.parse(raw, max_payload_bytes=LIMIT)
+    return caught.value
+
+
+def test_send_frame_decodes_one_ciphertext_per_device() -> None:
+    frame = SendFrame.parse(
+        send(payloads={DEV1: b64(b"one"), DEV2: b64(b"two")}), max_payload_bytes=LIMIT
+    )
+    assert frame.client_id == "c1"
+    assert frame.to_user == BOB
+    assert frame.to_group is None
+    assert dict(frame.payloads) == {DEV1: b"one", DEV2: b"two"}
+
+
+def test_send_frame_ignores_a_forged_from() -> None:
+    frame = SendFrame.parse(send(**{"from": ALICE, "from_device": DEV2}), max_payload_bytes=LIMIT)
+    assert not hasattr(frame, "sender")
+    assert frame.to_user == BOB
+
+
+def test_group_send_carries_one_body() -> None:
+    frame = SendFrame.parse(
+        send(to="g:" + "c" * 32, payloads=..., body=b64(b"sk")), max_payload_bytes=LIMIT
+    )
+    assert frame.to_group == "c" * 32
+    assert frame.body == b"sk"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"id": ...}, "id"),
+        ({"id": 7}, "id"),
+        ({"id": "has#hash"}, "id"),
+        ({"id": "x" * 65}, "id"),
+        ({"to": ...}, "to"),
+        ({"to": "B" * 32}, "to"),
+        ({"to": "g:nothex"}, "to"),
+        ({"payloads": ...}, "payloads"),
+        ({"payloads": {}}, "payloads"),
+        ({"payloads": [b64(b"x")]}, "payloads"),
+        ({"payloads": {"not-a-device": b64(b"x")}}, "payloads"),
+        ({"payloads": {DEV1: 5}}, f"payloads.{DEV1}"),
+        ({"payloads": {DEV1: ""}}, f"payloads.{DEV1}"),
+    ],
+)
+def test_send_frame_missing_or_mistyped_fields_are_named(
+    fields: dict[str, Any], field: str
+) -> None:
+    error = refused(send(**fields))
+    assert error.code == "invalid_request"
+    assert error.details["field"] == field
+
+
+def test_send_frame_with_bad_base64_is_refused() -> None:
+    error = refused(send(payloads={DEV1: "not base64!"}))
+    assert error.code == "invalid_base64"
+    assert error.details["field"] == f"payloads.{DEV1}"
+
+
+def test_send_frame_payload_over_the_limit_is_refused_and_at_the_limit_accepted() -> None:
+    at_limit = SendFrame.parse(send(payloads={DEV1: b64(b"\0" * LIMIT)}), max_payload_bytes=LIMIT)
+    assert len(at_limit.payloads[DEV1]) == LIMIT
+    error = refused(send(payloads={DEV1: b64(b"\0" * (LIMIT + 1))}))
+    assert isinstance(error, PayloadTooLarge)
+    assert error.details["limit"] == LIMIT
+
+
+@pytest.mark.parametrize("body", [None, "", "nope", "[1, 2]", '"text"'])
+def test_a_frame_that_is_not_a_json_object_is_invalid_json(body: str | None) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_frame(body)
+    assert caught.value.code == "invalid_json"
+
+
+def test_frame_ref_is_the_client_id_only_when_it_looks_like_one() -> None:
+    assert frame_ref({"id": "abc-1"}) == "abc-1"
+    assert frame_ref({"id": 3}) is None
+    assert frame_ref({"id": "x#y"}) is None
+
+
+def test_ack_frame_takes_server_ids_and_drops_repeats() -> None:
+    sid = f"m#{ALICE}#{DEV1}#c1"
+    rid = f"r#{ALICE}#{DEV1}#read-{'0' * 32}"
+    assert AckFrame.parse({"ids": [sid, rid, sid]}).ids == (sid, rid)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [None, [], "m#x", [3], ["c1"], [f"x#{ALICE}#{DEV1}#c1"], {"a": 1}],
+)
+def test_ack_frame_refuses_what_is_not_a_list_of_server_ids(ids: Any) -> None:
+    with pytest.raises(BadRequest):
+        AckFrame.parse({"ids": ids})
+
+
+def test_ack_frame_refuses_more_ids_than_a_frame_may_hold() -> None:
+    ids = [f"m#{ALICE}#{DEV1}#c{i}" for i in range(MAX_IDS_PER_FRAME + 1)]
+    with pytest.raises(PayloadTooLarge):
+        AckFrame.parse({"ids": ids})
+
+
+def test_receipt_frame_is_read_only_with_client_ids() -> None:
+    frame = ReceiptFrame.parse({"to": ALICE, "status": "read", "ids": ["c1", "c2"]})
+    assert (frame.to, frame.status, frame.ids) == (ALICE, "read", ("c1", "c2"))
+    for bad in (
+        {"to": ALICE, "status": "delivered", "ids": ["c1"]},
+        {"to": ALICE, "status": "read", "ids": ["c#1"]},
+        {"to": "x", "status": "read", "ids": ["c1"]},
+        {"status": "read", "ids": ["c1"]},
+    ):
+        with pytest.raises(BadRequest):
+            ReceiptFrame.parse(bad)
+
+
+def test_typing_frame_states() -> None:
+    assert TypingFrame.parse({"to": BOB, "state": "on"}).state == "on"
+    assert TypingFrame.parse({"to": BOB, "state": "off"}).state == "off"
+    with pytest.raises(BadRequest):
+        TypingFrame.parse({"to": BOB, "state": "maybe"})
+
+
+def test_cursor_round_trips_and_forged_cursors_are_refused() -> None:
+    position = Position(make_ord(1_700_000_000.5, "0a0b0c0d"), f"m#{ALICE}#{DEV1}#c1")
+    assert decode_cursor(encode_cursor(position)) == position
+    assert SyncFrame.parse({"after": encode_cursor(position)}).after == position
+    assert SyncFrame.parse({}).after is None
+    forged = base64.urlsafe_b64encode(b'["1", "USER#x"]').decode()
+    for bad in (forged, "!!!", "x" * 300, 5):
+        with pytest.raises(BadRequest) as caught:
+            SyncFrame.parse({"after": bad})
+        assert caught.value.details["field"] == "after"
+
+
+def test_ord_sorts_by_time_and_carries_milliseconds() -> None:
+    early, late = make_ord(1_700_000_000.000001, "ffffffff"), make_ord(1_700_000_000.000002, "0")
+    assert early < late
+    envelope = MessageEnvelope(BOB, DEV1, ALICE, DEV2, "c1", b"x", early, 0)
+    assert envelope.ts == 1_700_000_000_000
+
+
+def test_message_event_names_the_sender_and_its_server_id_parses_back() -> None:
+    envelope = MessageEnvelope(BOB, DEV1, ALICE, DEV2, "c1", b"\x01\x02", make_ord(2.5, "ab"), 9)
+    event = envelope.event()
+    assert event == {
+        "event": "message",
+        "id": f"m#{ALICE}#{DEV2}#c1",
+        "client_id": "c1",
+        "from": ALICE,
+        "from_device": DEV2,
+        "body": "AQI=",
+        "ts": 2500,
+    }
+    parsed = parse_server_id(event["id"])
+    assert parsed is not None
+    assert (parsed.kind, parsed.sender, parsed.sender_device, parsed.key) == (
+        "m",
+        ALICE,
+        DEV2,
+        "c1",
+    )
+
+
+def test_receipt_id_depends_on_what_the_receipt_says_not_on_order() -> None:
+    assert receipt_id("read", ["a", "b"]) == receipt_id("read", ["b", "a"])
+    assert receipt_id("read", ["a"]) != receipt_id("delivered", ["a"])
+    envelope = ReceiptEnvelope(ALICE, DEV1, BOB, DEV2, "read", ("a", "b"), make_ord(1.0, "0"), 9)
+    assert envelope.event()["id"] == f"r#{BOB}#{DEV2}#{receipt_id('read', ['a', 'b'])}"
+    assert envelope.event()["ids"] == ["a", "b"]
