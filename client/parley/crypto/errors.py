@@ -1,4 +1,15 @@
-"""Errors raised by parley.crypto. Callers catch CryptoError; the subclasses say why."""
+"""Errors raised by parley.crypto. Callers catch CryptoError; the subclasses say why.
+
+    CryptoError
+    ├── DecryptionError        the message cannot be decrypted (nothing changed)
+    │   ├── ReplayError        ... because its key was already used or discarded
+    │   └── SkipLimitExceeded  ... because it is too far ahead in its chain
+    ├── UnsupportedVersion     the message's version byte is unknown
+    └── BadSignature           a prekey bundle does not verify
+
+ReplayError and SkipLimitExceeded are decryption failures too: a forged or
+tampered header can cause either, before any authentication is possible.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +31,7 @@ class DecryptionError(CryptoError):
     """The message is malformed, forged, tampered with, or not for this session."""
 
 
-class ReplayError(CryptoError):
+class ReplayError(DecryptionError):
     """The message's key was already used (or discarded): a replay, never decrypted twice."""
 
 
@@ -32,5 +43,5 @@ class UnsupportedVersion(CryptoError):
     """The message's version byte is not one this client speaks."""
 
 
-class SkipLimitExceeded(CryptoError):
+class SkipLimitExceeded(DecryptionError):
     """The message is further ahead in its chain than the skipped-key bound allows."""

@@ -19,7 +19,7 @@ __all__ = [
     "hkdf_extract",
     "message_keys",
     "root_step",
-    "x3dh_root_key",
+    "x3dh_keys",
 ]
 
 HASH_LEN = 32
@@ -89,11 +89,13 @@ def root_step(root_key: bytes, dh_output: bytes) -> tuple[bytes, bytes]:
     return okm[:HASH_LEN], okm[HASH_LEN:]
 
 
-def x3dh_root_key(dh_outputs: bytes) -> bytes:
-    """The first root key from X3DH's concatenated DH outputs (HKDF, zero salt, "WhisperText").
+def x3dh_keys(dh_outputs: bytes) -> tuple[bytes, bytes]:
+    """(root key, chain key) from X3DH's concatenated DH outputs (HKDF, zero salt, "WhisperText").
 
-    libsignal splits the 64 bytes into a root key and a chain key for the
-    responder's signed prekey; here the responder always receives before it
-    sends, so that chain is never used and only the root key is returned.
+    libsignal gives the chain key to the responder's first sending chain (on its
+    signed prekey); here the responder always receives before it sends, so only
+    the root key is used. Both are returned so the derivation can be checked
+    against libsignal's vectors.
     """
-    return hkdf(_X3DH_DISCONTINUITY + dh_outputs, _ZERO_SALT, _INFO_X3DH, 2 * HASH_LEN)[:HASH_LEN]
+    okm = hkdf(_X3DH_DISCONTINUITY + dh_outputs, _ZERO_SALT, _INFO_X3DH, 2 * HASH_LEN)
+    return okm[:HASH_LEN], okm[HASH_LEN:]

@@ -36,6 +36,7 @@ from parley.crypto.keys import (
     PreKeyBundle,
     SignedPreKey,
     dh,
+    ed25519_to_x25519_public,
     generate_x25519,
 )
 from parley.crypto.wire import (
@@ -48,7 +49,7 @@ from parley.crypto.wire import (
     parse,
     unpad,
 )
-from parley.crypto.x3dh import initiator_root_key, responder_root_key
+from parley.crypto.x3dh import initiator_keys, responder_keys
 
 __all__ = [
     "MAX_PREVIOUS_RATCHET_KEYS",
@@ -189,10 +190,10 @@ class Session:
         """X3DH as initiator from a fetched bundle (verified first: BadSignature if not)."""
         bundle.verify()
         ephemeral_private, ephemeral_public = generate_x25519()
-        root = initiator_root_key(
-            identity,
+        root, _ = initiator_keys(
+            identity.dh_private_key,
             ephemeral_private,
-            bundle.identity_key,
+            ed25519_to_x25519_public(bundle.identity_key),
             bundle.signed_prekey,
             bundle.one_time_prekey,
         )
@@ -240,11 +241,11 @@ class Session:
                 )
             one_time_private = one_time.private_key
         try:
-            root = responder_root_key(
-                identity,
+            root, _ = responder_keys(
+                identity.dh_private_key,
                 signed_prekey.private_key,
                 one_time_private,
-                header.identity_key,
+                ed25519_to_x25519_public(header.identity_key),
                 header.base_key,
             )
         except CryptoError as exc:
