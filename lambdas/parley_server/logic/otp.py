@@ -1,0 +1,157 @@
+"""Phone numbers and one-time codes.
+
+A code is 6 digits from a CSPRNG, stored only as HMAC-SHA256(otp key, phone:code),
+lives 5 minutes, allows 5 attempts, and is deleted when used. Requests have a
+cool-down and a per-phone hourly cap (and a per-address cap against SMS pumping),
+all enforced by conditional writes in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from parley_server.models.errors import (
+    BadRequest,
+    InvalidCode,
+    InvalidPhone,
+    TooManyAttempts,
+)
+
+if TYPE_CHECKING:
+    from parley_server.config import Limits
+    from parley_server.logic.tokens import Keys
+    from parley_server.store.otp import OtpStore
+    from parley_server.store.ratelimits import RateLimiter
+    from parley_server.store.sms import SmsSender
+
+__all__ = [
+    "CODE_DIGITS",
+    "OTP_PER_SOURCE_HOURLY",
+    "OtpChallenge",
+    "code_hash",
+    "normalize_phone",
+    "request_code",
+    "verify_code",
+]
+
+CODE_DIGITS = 6
+_CODE = re.compile(r"[0-9]{6}")
+# One address asking for codes to many numbers is how SMS pumping fraud looks.
+OTP_PER_SOURCE_HOURLY = 20
+_MAX_PHONE_INPUT = 32
+# Numbers that cannot receive a code, or that cost the sender money (toll fraud).
+_REFUSED_TYPES = {
+    PhoneNumberType.PREMIUM_RATE,
+    PhoneNumberType.SHARED_COST,
+    PhoneNumberType.TOLL_FREE,
+    PhoneNumberType.UAN,
+    PhoneNumberType.PAGER,
+    PhoneNumberType.VOICEMAIL,
+}
+
+
+@dataclass(frozen=True)
+class OtpChallenge:
+    """A code is on its way."""
+
+    phone: str
+    expires_in: int
+    retry_after: int
+
+
+def normalize_phone(raw: str) -> str:
+    """E.164 form of an international number ("+44 7700 900123" -> "+447700900123")."""
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_PHONE_INPUT:
+        raise InvalidPhone("give the phone number in international form, e.g. +447700900123")
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(
+            "give the phone number in international form, e.g. +447700900123"
+        ) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone("this is not a valid phone number")
+    if phonenumbers.number_type(number) in _REFUSED_TYPES:
+        raise InvalidPhone("this kind of number cannot receive codes")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def code_hash(keys: Keys, phone: str, code: str) -> bytes:
+    """The keyed hash a code is stored as (':' never occurs in E.164: no ambiguity)."""
+    return hmac.new(keys.otp, f"{phone}:{code}".encode(), hashlib.sha256).digest()
+
+
+def request_code(
+    raw_phone: str,
+    *,
+    source: str,
+    keys: Keys,
+    otps: OtpStore,
+    sms: SmsSender,
+    limiter: RateLimiter,
+    limits: Limits,
+    now: float,
+) -> OtpChallenge:
+    """Send a fresh code to the phone, replacing any earlier one."""
+    phone = normalize_phone(raw_phone)
+    limiter.hit("otp-source", source, limit=OTP_PER_SOURCE_HOURLY, window_s=3600, now=now)
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    digest = code_hash(keys, phone, code)
+    # the conditional put is the cool-down: it refuses while the last code is young
+    otps.start(
+        phone,
+        digest,
+        now=now,
+        ttl_s=limits.otp_ttl_s,
+        cooldown_s=limits.otp_resend_cooldown_s,
+    )
+    try:
+        limiter.hit("otp-phone", phone, limit=limits.otp_hourly_cap, window_s=3600, now=now)
+        sms.send(phone, f"Your Parley code is {code}")
+    except Exception:
+        # a code that was never sent must not stay usable, nor hold the cool-down
+        otps.consume(phone, digest)
+        raise
+    return OtpChallenge(
+        phone=phone, expires_in=limits.otp_ttl_s, retry_after=limits.otp_resend_cooldown_s
+    )
+
+
+def verify_code(
+    raw_phone: str, code: str, *, keys: Keys, otps: OtpStore, limits: Limits, now: float
+) -> str:
+    """Use the phone's code; the E.164 phone when right.
+
+    Malformed input is refused without spending an attempt. A wrong code spends
+    one; the last wrong one kills the code (TooManyAttempts). A right code is
+    deleted as it is accepted, so it works once.
+    """
+    phone = normalize_phone(raw_phone)
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
+        raise BadRequest(f"the code is {CODE_DIGITS} digits")
+    attempt = otps.attempt(
+        phone,
+        now=now,
+        max_attempts=limits.otp_max_attempts,
+        cooldown_s=limits.otp_resend_cooldown_s,
+    )
+    if hmac.compare_digest(attempt.code_hash, code_hash(keys, phone, code)):
+        if otps.consume(phone, attempt.code_hash):
+            return phone
+        raise InvalidCode("the code is wrong, expired or already used")
+    if attempt.attempts_left <= 0:
+        raise TooManyAttempts(
+            "too many wrong codes; ask for a new one",
+            retry_after=int(attempt.created_at + limits.otp_resend_cooldown_s - now + 0.999),
+        )
+    raise InvalidCode(
+        "the code is wrong, expired or already used", attempts_left=attempt.attempts_left
+    )
