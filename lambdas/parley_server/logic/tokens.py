@@ -1,0 +1,219 @@
+"""Access and refresh tokens.
+
+Access tokens are short-lived JWTs (HS256, key = the signing secret) naming a
+user and a device. Refresh tokens are opaque 256-bit random strings, stored only
+as SHA-256 hashes, rotated on every use; presenting a spent one revokes its
+whole family and signs the device out (someone else has a copy of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from parley_server.models.errors import InvalidToken
+from parley_server.store.tokens import RefreshRecord, ReusedRefreshToken
+
+if TYPE_CHECKING:
+    from parley_server.config import Limits
+    from parley_server.store.tokens import RefreshStore
+    from parley_server.store.users import UsersStore
+
+__all__ = [
+    "ALGORITHM",
+    "AUDIENCE",
+    "ISSUER",
+    "Keys",
+    "Principal",
+    "TokenPair",
+    "authenticate",
+    "derive_keys",
+    "issue_access_token",
+    "read_access_token",
+    "refresh",
+    "sign_in_device",
+    "valid_user_id",
+]
+
+ALGORITHM = "HS256"
+ISSUER = "parley"
+AUDIENCE = "parley"
+_USER_ID = re.compile(r"[0-9a-f]{32}")
+_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
+# secrets.token_urlsafe(32): 43 characters of base64url
+_REFRESH = re.compile(r"[A-Za-z0-9_-]{43}")
+# generous enough for any token we issue, small enough to refuse junk before parsing it
+_MAX_ACCESS_TOKEN = 1024
+
+
+def valid_user_id(value: str) -> bool:
+    """32 lowercase hex characters (uuid4().hex)."""
+    return bool(_USER_ID.fullmatch(value))
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Keys derived from the signing secret, one per purpose."""
+
+    access: bytes  # the secret itself: the team's contract for access tokens
+    otp: bytes  # HMAC key for one-time code hashes; never signs anything
+
+
+def derive_keys(secret: bytes) -> Keys:
+    """Separate keys for separate jobs, so one use can never stand in for another."""
+    return Keys(access=secret, otp=hmac.new(secret, b"parley/otp-hash/v1", hashlib.sha256).digest())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: from a verified access token, never from the request body."""
+
+    user_id: str
+    device_id: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a successful sign-in or refresh answers."""
+
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def issue_access_token(keys: Keys, principal: Principal, *, now: float, ttl_s: int) -> str:
+    """A signed access token for the principal, valid for `ttl_s` seconds."""
+    issued = int(now)
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": principal.user_id,
+        "did": principal.device_id,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "typ": "access",
+    }
+    return jwt.encode(claims, keys.access, algorithm=ALGORITHM)
+
+
+def read_access_token(keys: Keys, token: str, *, now: float) -> Principal:
+    """Verify signature, algorithm, issuer, audience, type and expiry; InvalidToken if any fails."""
+    if not token or len(token) > _MAX_ACCESS_TOKEN:
+        raise InvalidToken("access token missing or malformed")
+    try:
+        # Only HS256 is accepted: "none" and asymmetric algorithms (key confusion) are refused.
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            keys.access,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={
+                "require": ["exp", "iat", "sub", "did", "typ", "iss", "aud"],
+                # expiry is checked below against the caller's clock (`now`)
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("access token is invalid") from exc
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int) or isinstance(exp, bool):
+        raise InvalidToken("access token is invalid")
+    if exp <= now:
+        raise InvalidToken("access token has expired")
+    user_id, device_id = claims.get("sub"), claims.get("did")
+    if (
+        claims.get("typ") != "access"
+        or not isinstance(user_id, str)
+        or not isinstance(device_id, str)
+        or not _USER_ID.fullmatch(user_id)
+        or not _DEVICE_ID.fullmatch(device_id)
+    ):
+        raise InvalidToken("access token is invalid")
+    return Principal(user_id=user_id, device_id=device_id)
+
+
+def authenticate(token: str, *, keys: Keys, users: UsersStore, now: float) -> Principal:
+    """A verified access token whose device is still signed in (the one check every caller uses)."""
+    principal = read_access_token(keys, token, now=now)
+    if users.device(principal.user_id, principal.device_id) is None:
+        raise InvalidToken("this device has been signed out")
+    return principal
+
+
+def _hash(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+def sign_in_device(
+    principal: Principal, *, keys: Keys, tokens: RefreshStore, limits: Limits, now: float
+) -> TokenPair:
+    """Tokens for a device that has just proved its phone number: a new token family."""
+    refresh_token = secrets.token_urlsafe(32)
+    record = RefreshRecord(
+        family=uuid.uuid4().hex, user_id=principal.user_id, device_id=principal.device_id
+    )
+    tokens.start_family(
+        _hash(refresh_token), record, expires_at=int(now) + limits.refresh_token_ttl_s
+    )
+    return TokenPair(
+        user_id=principal.user_id,
+        device_id=principal.device_id,
+        access_token=issue_access_token(keys, principal, now=now, ttl_s=limits.access_token_ttl_s),
+        refresh_token=refresh_token,
+        expires_in=limits.access_token_ttl_s,
+    )
+
+
+def refresh(
+    refresh_token: str,
+    *,
+    keys: Keys,
+    tokens: RefreshStore,
+    users: UsersStore,
+    limits: Limits,
+    now: float,
+) -> TokenPair:
+    """Trade a refresh token for a new pair; the old one is spent.
+
+    A spent token presented again means two parties hold it: the family is
+    revoked and the device signed out, so neither can go on.
+    """
+    if not _REFRESH.fullmatch(refresh_token):
+        raise InvalidToken("refresh token is malformed")
+    old_hash = _hash(refresh_token)
+    try:
+        record = tokens.find(old_hash, now=now)
+        principal = Principal(record.user_id, record.device_id)
+        if users.device(record.user_id, record.device_id) is None:
+            raise InvalidToken("this device has been signed out")
+        new_token = secrets.token_urlsafe(32)
+        tokens.rotate(
+            old_hash,
+            _hash(new_token),
+            record,
+            now=now,
+            expires_at=int(now) + limits.refresh_token_ttl_s,
+        )
+    except ReusedRefreshToken as reused:
+        tokens.revoke_family(reused.record.family, now=now)
+        users.revoke_device(reused.record.user_id, reused.record.device_id, now=now)
+        raise
+    return TokenPair(
+        user_id=principal.user_id,
+        device_id=principal.device_id,
+        access_token=issue_access_token(keys, principal, now=now, ttl_s=limits.access_token_ttl_s),
+        refresh_token=new_token,
+        expires_in=limits.access_token_ttl_s,
+    )

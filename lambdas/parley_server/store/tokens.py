@@ -1,0 +1,181 @@
+"""Refresh tokens and their families, in the users table.
+
+    REFRESH#<sha256 of token> / REFRESH   family, user_id, device_id, expires_at, spent_at?
+    FAMILY#<family id>        / FAMILY    user_id, device_id, revoked?, expires_at
+
+A family is one device's chain of refresh tokens. Only hashes are stored: a copy
+of the table gives nobody a usable token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from parley_server.models.errors import DependencyUnavailable, InvalidToken
+
+__all__ = ["RefreshRecord", "RefreshStore", "ReusedRefreshToken"]
+
+
+@dataclass(frozen=True)
+class RefreshRecord:
+    """Who a refresh token was issued to."""
+
+    family: str
+    user_id: str
+    device_id: str
+
+
+class ReusedRefreshToken(InvalidToken):
+    """A spent refresh token was presented again: the family must be revoked."""
+
+    def __init__(self, record: RefreshRecord) -> None:
+        super().__init__("refresh token already used; this device is signed out")
+        self.record = record
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _record(item: dict[str, Any]) -> RefreshRecord:
+    return RefreshRecord(
+        family=item["family"]["S"], user_id=item["user_id"]["S"], device_id=item["device_id"]["S"]
+    )
+
+
+class RefreshStore:
+    """Data access for refresh tokens (by hash) and token families."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    def _token_put(self, token_hash: str, record: RefreshRecord, expires_at: int) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": f"REFRESH#{token_hash}"},
+                    "sk": {"S": "REFRESH"},
+                    "family": {"S": record.family},
+                    "user_id": {"S": record.user_id},
+                    "device_id": {"S": record.device_id},
+                    "expires_at": {"N": str(expires_at)},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def start_family(self, token_hash: str, record: RefreshRecord, *, expires_at: int) -> None:
+        """Create a family with its first token (one transaction)."""
+        family = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": f"FAMILY#{record.family}"},
+                    "sk": {"S": "FAMILY"},
+                    "user_id": {"S": record.user_id},
+                    "device_id": {"S": record.device_id},
+                    "expires_at": {"N": str(expires_at)},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[family, self._token_put(token_hash, record, expires_at)]
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("token store unavailable") from exc
+
+    def find(self, token_hash: str, *, now: float) -> RefreshRecord:
+        """Whose live, unspent token this is.
+
+        ReusedRefreshToken if it was already spent; InvalidToken if unknown or expired.
+        """
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"REFRESH#{token_hash}"}, "sk": {"S": "REFRESH"}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("token store unavailable") from exc
+        item = answer.get("Item")
+        # TTL deletion is lazy: an expired item may still be there
+        if item is None or float(item["expires_at"]["N"]) <= now:
+            raise InvalidToken("refresh token unknown or expired")
+        if "spent_at" in item:
+            raise ReusedRefreshToken(_record(item))
+        return _record(item)
+
+    def rotate(
+        self,
+        old_hash: str,
+        new_hash: str,
+        record: RefreshRecord,
+        *,
+        now: float,
+        expires_at: int,
+    ) -> None:
+        """Spend the old token and add the family's next one, in one transaction.
+
+        The old token's condition decides: of two concurrent uses exactly one wins,
+        and the loser is told the token was reused. A revoked or expired family
+        refuses (InvalidToken). A failure changes nothing, so the old token still works.
+        """
+        old = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"REFRESH#{old_hash}"}, "sk": {"S": "REFRESH"}},
+                "UpdateExpression": "SET spent_at = :now",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(spent_at)",
+                "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+            }
+        }
+        family = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"FAMILY#{record.family}"}, "sk": {"S": "FAMILY"}},
+                "UpdateExpression": "SET expires_at = :exp",
+                "ConditionExpression": (
+                    "attribute_exists(pk) AND attribute_not_exists(revoked) AND expires_at > :now"
+                ),
+                "ExpressionAttributeValues": {
+                    ":exp": {"N": str(expires_at)},
+                    ":now": {"N": str(int(now))},
+                },
+            }
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[old, family, self._token_put(new_hash, record, expires_at)]
+            )
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException":
+                raise DependencyUnavailable("token store unavailable") from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise ReusedRefreshToken(record) from exc
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise InvalidToken("this device's sign-in was revoked") from exc
+            # e.g. TransactionConflict with a concurrent use: nothing changed, retry
+            raise DependencyUnavailable("token store busy; try again") from exc
+
+    def revoke_family(self, family: str, *, now: float) -> None:
+        """Refuse every token of the family from now on."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"FAMILY#{family}"}, "sk": {"S": "FAMILY"}},
+                UpdateExpression="SET revoked = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return  # expired and gone: nothing left to refuse
+            raise DependencyUnavailable("token store unavailable") from exc

@@ -1,0 +1,202 @@
+"""Access tokens (JWT) and rotating refresh tokens with reuse detection."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jwt
+import pytest
+
+from parley_server.catalogue import Setting
+from parley_server.config import Limits
+from parley_server.logic import tokens
+from parley_server.logic.tokens import Principal, derive_keys
+from parley_server.models.errors import InvalidToken
+from parley_server.store.tokens import RefreshStore
+from parley_server.store.users import UsersStore
+from tests.conftest import FakeAws
+
+KEYS = derive_keys(b"k" * 64)
+ALICE = Principal("a" * 32, "1" * 16)
+NOW = 1_700_000_000.0
+LIMITS = Limits()
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "iss": "parley",
+        "aud": "parley",
+        "sub": ALICE.user_id,
+        "did": ALICE.device_id,
+        "iat": int(NOW),
+        "exp": int(NOW) + 900,
+        "typ": "access",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_an_issued_token_names_its_user_and_device() -> None:
+    token = tokens.issue_access_token(KEYS, ALICE, now=NOW, ttl_s=900)
+    assert tokens.read_access_token(KEYS, token, now=NOW + 899) == ALICE
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header["alg"] == "HS256"
+    decoded = jwt.decode(
+        token, KEYS.access, algorithms=["HS256"], audience="parley", options={"verify_exp": False}
+    )
+    assert decoded == claims()
+
+
+def test_an_expired_token_is_refused() -> None:
+    token = tokens.issue_access_token(KEYS, ALICE, now=NOW, ttl_s=900)
+    with pytest.raises(InvalidToken):
+        tokens.read_access_token(KEYS, token, now=NOW + 900)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(jwt.encode(claims(), b"x" * 64, algorithm="HS256"), id="foreign key"),
+        pytest.param(jwt.encode(claims(), b"k" * 64, algorithm="HS384"), id="other hmac alg"),
+        pytest.param(jwt.encode(claims(iss="other"), b"k" * 64, algorithm="HS256"), id="issuer"),
+        pytest.param(jwt.encode(claims(aud="other"), b"k" * 64, algorithm="HS256"), id="audience"),
+        pytest.param(jwt.encode(claims(typ="refresh"), b"k" * 64, algorithm="HS256"), id="type"),
+        pytest.param(jwt.encode(claims(did=None), b"k" * 64, algorithm="HS256"), id="no device"),
+        pytest.param(jwt.encode(claims(exp=None), b"k" * 64, algorithm="HS256"), id="no expiry"),
+        pytest.param(
+            jwt.encode(claims(sub="A" * 32), b"k" * 64, algorithm="HS256"), id="bad user id"
+        ),
+        pytest.param(
+            jwt.encode(claims(did="zz"), b"k" * 64, algorithm="HS256"), id="bad device id"
+        ),
+        pytest.param(
+            b64url(b'{"alg":"none","typ":"JWT"}')
+            + "."
+            + b64url(json.dumps(claims()).encode())
+            + ".",
+            id="alg none",
+        ),
+        pytest.param("", id="empty"),
+        pytest.param("not.a.token", id="garbage"),
+        pytest.param("a" * 5000, id="huge"),
+    ],
+)
+def test_forged_or_foreign_tokens_are_refused(token: str) -> None:
+    with pytest.raises(InvalidToken):
+        tokens.read_access_token(KEYS, token, now=NOW)
+
+
+def test_a_tampered_payload_is_refused() -> None:
+    token = tokens.issue_access_token(KEYS, ALICE, now=NOW, ttl_s=900)
+    header, _, signature = token.split(".")
+    forged = b64url(json.dumps(claims(sub="b" * 32)).encode())
+    with pytest.raises(InvalidToken):
+        tokens.read_access_token(KEYS, f"{header}.{forged}.{signature}", now=NOW)
+
+
+def test_key_confusion_with_an_asymmetric_algorithm_is_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode(claims(), key, algorithm="ES256")
+    with pytest.raises(InvalidToken):
+        tokens.read_access_token(KEYS, token, now=NOW)
+
+
+def test_the_otp_key_is_not_the_signing_key() -> None:
+    assert KEYS.otp != KEYS.access
+    assert len(KEYS.otp) == 32
+
+
+class Stores:
+    def __init__(self, aws: FakeAws) -> None:
+        ddb = aws.client("dynamodb")
+        table = aws.settings[Setting.USERS_TABLE]
+        self.ddb = ddb
+        self.table = table
+        self.users = UsersStore(ddb, table)
+        self.refresh = RefreshStore(ddb, table)
+        self.users.create_user(ALICE.user_id, "+14155552671", now=NOW)
+        self.users.add_device(ALICE.user_id, ALICE.device_id, now=NOW)
+
+    def sign_in(self) -> tokens.TokenPair:
+        return tokens.sign_in_device(ALICE, keys=KEYS, tokens=self.refresh, limits=LIMITS, now=NOW)
+
+    def use(self, refresh_token: str, now: float = NOW + 60) -> tokens.TokenPair:
+        return tokens.refresh(
+            refresh_token, keys=KEYS, tokens=self.refresh, users=self.users, limits=LIMITS, now=now
+        )
+
+    def authenticate(self, access_token: str, now: float = NOW + 60) -> Principal:
+        return tokens.authenticate(access_token, keys=KEYS, users=self.users, now=now)
+
+    def stored(self) -> str:
+        return json.dumps(self.ddb.scan(TableName=self.table)["Items"], default=str)
+
+
+@pytest.fixture
+def stores(aws: FakeAws) -> Stores:
+    return Stores(aws)
+
+
+def test_a_revoked_device_is_refused_even_with_a_valid_token(stores: Stores) -> None:
+    pair = stores.sign_in()
+    assert stores.authenticate(pair.access_token) == ALICE
+    stores.users.revoke_device(ALICE.user_id, ALICE.device_id, now=NOW + 1)
+    with pytest.raises(InvalidToken):
+        stores.authenticate(pair.access_token)
+
+
+def test_refresh_tokens_are_stored_only_as_hashes(stores: Stores) -> None:
+    pair = stores.sign_in()
+    assert pair.refresh_token not in stores.stored()
+
+
+def test_a_refresh_rotates_and_the_old_token_is_spent(stores: Stores) -> None:
+    first = stores.sign_in()
+    second = stores.use(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    assert (second.user_id, second.device_id) == (ALICE.user_id, ALICE.device_id)
+    assert stores.authenticate(second.access_token) == ALICE
+    third = stores.use(second.refresh_token, now=NOW + 120)
+    assert stores.authenticate(third.access_token, now=NOW + 120) == ALICE
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_whole_family_and_signs_the_device_out(
+    stores: Stores,
+) -> None:
+    first = stores.sign_in()
+    second = stores.use(first.refresh_token)
+    # someone replays the spent token
+    with pytest.raises(InvalidToken):
+        stores.use(first.refresh_token, now=NOW + 90)
+    # the legitimate holder's newer token is refused too, and so is its access token
+    with pytest.raises(InvalidToken):
+        stores.use(second.refresh_token, now=NOW + 100)
+    with pytest.raises(InvalidToken):
+        stores.authenticate(second.access_token, now=NOW + 100)
+    assert stores.users.devices(ALICE.user_id) == []
+
+
+def test_an_unknown_malformed_or_expired_refresh_token_is_refused(stores: Stores) -> None:
+    pair = stores.sign_in()
+    for bad in ("", "short", "A" * 43, pair.refresh_token + "x"):
+        with pytest.raises(InvalidToken):
+            stores.use(bad)
+    with pytest.raises(InvalidToken):
+        stores.use(pair.refresh_token, now=NOW + LIMITS.refresh_token_ttl_s + 1)
+    # none of those spent or revoked anything
+    assert stores.authenticate(stores.use(pair.refresh_token).access_token) == ALICE
+
+
+def test_a_revoked_devices_refresh_token_is_refused(stores: Stores) -> None:
+    pair = stores.sign_in()
+    stores.users.revoke_device(ALICE.user_id, ALICE.device_id, now=NOW + 1)
+    with pytest.raises(InvalidToken):
+        stores.use(pair.refresh_token)
