@@ -1,0 +1,195 @@
+"""End-to-end encryption keys: upload, count, and bundle claims.
+
+The server checks what it can without reading anything secret: key sizes, that
+the signed prekey really is signed by the identity key, and that a device's
+identity key never silently changes. A bundle claim consumes one one-time prekey
+per device and records the two users as contacts, since a claim is the first
+step of a conversation: that is who "contacts" means for presence.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from parley_server.logic.tokens import valid_user_id
+from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
+from parley_server.store.prekeys import OneTimePrekey, SignedPrekey
+
+if TYPE_CHECKING:
+    from parley_server.config import Limits
+    from parley_server.logic.tokens import Principal
+    from parley_server.store.prekeys import PrekeysStore
+    from parley_server.store.ratelimits import RateLimiter
+    from parley_server.store.users import UsersStore
+
+__all__ = [
+    "BUNDLES_PER_HOUR",
+    "BUNDLES_PER_TARGET_PER_HOUR",
+    "MAX_KEY_ID",
+    "Bundle",
+    "DeviceBundle",
+    "KeyUpload",
+    "PrekeyIn",
+    "SignedPrekeyIn",
+    "b64",
+    "claim_bundle",
+    "count_one_time",
+    "upload_keys",
+]
+
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+MAX_KEY_ID = 2**31 - 1
+# Bundle claims per requester: enough to start a large group's sessions, not to
+# drain everyone's one-time prekeys; and far fewer against any one person.
+BUNDLES_PER_HOUR = 1200
+BUNDLES_PER_TARGET_PER_HOUR = 20
+
+
+@dataclass(frozen=True)
+class PrekeyIn:
+    key_id: int
+    public_key: str  # base64
+
+
+@dataclass(frozen=True)
+class SignedPrekeyIn:
+    key_id: int
+    public_key: str  # base64
+    signature: str  # base64
+
+
+@dataclass(frozen=True)
+class KeyUpload:
+    identity_key: str  # base64
+    signed_prekey: SignedPrekeyIn
+    one_time_prekeys: tuple[PrekeyIn, ...]
+
+
+@dataclass(frozen=True)
+class DeviceBundle:
+    device_id: str
+    identity_key: bytes
+    signed_prekey: SignedPrekey
+    one_time_prekey: OneTimePrekey | None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    user_id: str
+    devices: tuple[DeviceBundle, ...]
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding (the wire format)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def _decode(value: str, size: int, field: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise BadRequest(f"{field} is not valid base64", code="invalid_key", field=field) from exc
+    if len(raw) != size:
+        raise BadRequest(
+            f"{field} must be {size} bytes, not {len(raw)}", code="invalid_key", field=field
+        )
+    return raw
+
+
+def _key_id(value: int, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_KEY_ID:
+        raise BadRequest(f"{field} must be an integer from 0 to {MAX_KEY_ID}", field=field)
+    return value
+
+
+def upload_keys(
+    caller: Principal,
+    upload: KeyUpload,
+    *,
+    prekeys: PrekeysStore,
+    users: UsersStore,
+    limits: Limits,
+) -> None:
+    """Store the caller's device keys. Everything is checked before anything is written."""
+    if len(upload.one_time_prekeys) > limits.max_one_time_prekeys_per_upload:
+        raise PayloadTooLarge(
+            f"at most {limits.max_one_time_prekeys_per_upload} one-time prekeys per upload",
+            limit=limits.max_one_time_prekeys_per_upload,
+        )
+    identity = _decode(upload.identity_key, KEY_BYTES, "identity_key")
+    spk = upload.signed_prekey
+    signed = SignedPrekey(
+        key_id=_key_id(spk.key_id, "signed_prekey.key_id"),
+        public_key=_decode(spk.public_key, KEY_BYTES, "signed_prekey.public_key"),
+        signature=_decode(spk.signature, SIGNATURE_BYTES, "signed_prekey.signature"),
+    )
+    try:
+        VerifyKey(identity).verify(signed.public_key, signed.signature)
+    except (BadSignatureError, ValueError) as exc:
+        raise BadRequest(
+            "signed_prekey.signature is not the identity key's signature of the public key",
+            code="invalid_signature",
+        ) from exc
+    one_time: dict[int, OneTimePrekey] = {}
+    for index, key in enumerate(upload.one_time_prekeys):
+        field = f"one_time_prekeys[{index}]"
+        key_id = _key_id(key.key_id, f"{field}.key_id")
+        if key_id in one_time:
+            raise BadRequest(f"{field}.key_id repeats key id {key_id}", field=f"{field}.key_id")
+        one_time[key_id] = OneTimePrekey(key_id, _decode(key.public_key, KEY_BYTES, field))
+    # identity first: a device whose identity key differs is refused before any write
+    prekeys.set_identity(caller.user_id, caller.device_id, identity)
+    prekeys.set_signed(caller.user_id, caller.device_id, signed)
+    prekeys.add_one_time(caller.user_id, caller.device_id, one_time.values())
+    users.activate_device(caller.user_id, caller.device_id)
+
+
+def count_one_time(caller: Principal, *, prekeys: PrekeysStore) -> int:
+    """How many one-time prekeys the caller's device has left (time to upload more?)."""
+    return prekeys.count_one_time(caller.user_id, caller.device_id)
+
+
+def claim_bundle(
+    caller: Principal,
+    target: str,
+    *,
+    prekeys: PrekeysStore,
+    users: UsersStore,
+    limiter: RateLimiter,
+    now: float,
+) -> Bundle:
+    """One bundle per device of `target`, each consuming one one-time prekey if any are left."""
+    if not valid_user_id(target):
+        raise BadRequest("user_id must be 32 lowercase hex characters", field="user_id")
+    limiter.hit("bundles", caller.user_id, limit=BUNDLES_PER_HOUR, window_s=3600, now=now)
+    if target != caller.user_id:
+        limiter.hit(
+            "bundles-target",
+            f"{caller.user_id}:{target}",
+            limit=BUNDLES_PER_TARGET_PER_HOUR,
+            window_s=3600,
+            now=now,
+        )
+    device_ids = [device.device_id for device in users.devices(target)]
+    keys = prekeys.device_keys(target, device_ids)
+    if not keys:
+        raise NotFound("no such user, or they have no devices with keys")
+    devices = tuple(
+        DeviceBundle(
+            device_id=did,
+            identity_key=keys[did].identity_key,
+            signed_prekey=keys[did].signed_prekey,
+            one_time_prekey=prekeys.claim_one_time(target, did),
+        )
+        for did in device_ids
+        if did in keys
+    )
+    users.add_contacts(caller.user_id, target, now=now)
+    return Bundle(user_id=target, devices=devices)

@@ -1,0 +1,211 @@
+"""Key upload, count and bundle claims (moto in-process)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from parley_server.catalogue import Setting
+from parley_server.config import Limits
+from parley_server.logic import prekeys
+from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
+from parley_server.logic.tokens import Principal
+from parley_server.models.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, RateLimited
+from parley_server.store.prekeys import PrekeysStore
+from parley_server.store.ratelimits import RateLimiter
+from parley_server.store.users import UsersStore
+from tests.conftest import FakeAws
+
+ALICE = Principal("a" * 32, "1" * 16)
+BOB = Principal("b" * 32, "2" * 16)
+BOB_PHONE = Principal("b" * 32, "3" * 16)
+NOW = 1_700_000_000.0
+LIMITS = Limits()
+
+
+def upload_for(identity: SigningKey, otk_ids: range = range(3), spk_id: int = 1) -> KeyUpload:
+    spk = SigningKey.generate().verify_key.encode()  # any 32 bytes stand in for an X25519 key
+    return KeyUpload(
+        identity_key=b64(identity.verify_key.encode()),
+        signed_prekey=SignedPrekeyIn(spk_id, b64(spk), b64(identity.sign(spk).signature)),
+        one_time_prekeys=tuple(PrekeyIn(i, b64(bytes([i % 256]) * 32)) for i in otk_ids),
+    )
+
+
+class Env:
+    def __init__(self, aws: FakeAws) -> None:
+        ddb = aws.client("dynamodb")
+        self.ddb = ddb
+        self.table = aws.settings[Setting.PREKEYS_TABLE]
+        self.prekeys = PrekeysStore(ddb, self.table)
+        self.users = UsersStore(ddb, aws.settings[Setting.USERS_TABLE])
+        self.limiter = RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE])
+        for p, phone in ((ALICE, "+14155552671"), (BOB, "+12025550123")):
+            self.users.create_user(p.user_id, phone, now=NOW)
+        for p in (ALICE, BOB, BOB_PHONE):
+            self.users.add_device(p.user_id, p.device_id, now=NOW)
+
+    def upload(self, who: Principal, upload: KeyUpload) -> None:
+        prekeys.upload_keys(who, upload, prekeys=self.prekeys, users=self.users, limits=LIMITS)
+
+    def claim(self, caller: Principal, target: str, now: float = NOW) -> prekeys.Bundle:
+        return prekeys.claim_bundle(
+            caller, target, prekeys=self.prekeys, users=self.users, limiter=self.limiter, now=now
+        )
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.ddb.scan(TableName=self.table)["Items"])
+
+
+@pytest.fixture
+def env(aws: FakeAws) -> Env:
+    return Env(aws)
+
+
+def test_uploaded_keys_make_the_device_visible_and_are_counted(env: Env) -> None:
+    assert env.users.devices(BOB.user_id) == []
+    env.upload(BOB, upload_for(SigningKey.generate(), range(5)))
+    assert [d.device_id for d in env.users.devices(BOB.user_id)] == [BOB.device_id]
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 5
+    assert prekeys.count_one_time(BOB_PHONE, prekeys=env.prekeys) == 0
+
+
+def test_a_bundle_per_device_consumes_one_one_time_prekey_each(env: Env) -> None:
+    bob_identity, phone_identity = SigningKey.generate(), SigningKey.generate()
+    env.upload(BOB, upload_for(bob_identity, range(2)))
+    env.upload(BOB_PHONE, upload_for(phone_identity, range(10, 11)))
+    bundle = env.claim(ALICE, BOB.user_id)
+    by_device = {d.device_id: d for d in bundle.devices}
+    assert set(by_device) == {BOB.device_id, BOB_PHONE.device_id}
+    assert by_device[BOB.device_id].identity_key == bob_identity.verify_key.encode()
+    first = by_device[BOB.device_id].one_time_prekey
+    assert first is not None
+    assert first.key_id in (0, 1)
+    assert by_device[BOB_PHONE.device_id].one_time_prekey is not None
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 1
+    # the phone has none left: its bundle falls back to the signed prekey alone
+    again = {d.device_id: d for d in env.claim(ALICE, BOB.user_id).devices}
+    assert again[BOB_PHONE.device_id].one_time_prekey is None
+    assert again[BOB_PHONE.device_id].signed_prekey.key_id == 1
+    second = again[BOB.device_id].one_time_prekey
+    assert second is not None
+    assert {first.key_id, second.key_id} == {0, 1}
+
+
+def test_a_claim_makes_the_two_users_contacts(env: Env) -> None:
+    env.upload(BOB, upload_for(SigningKey.generate()))
+    assert env.users.presence_view(ALICE.user_id, BOB.user_id)[2] is False
+    env.claim(ALICE, BOB.user_id)
+    assert env.users.presence_view(ALICE.user_id, BOB.user_id)[2] is True
+    assert env.users.presence_view(BOB.user_id, ALICE.user_id)[2] is True
+
+
+def test_concurrent_claims_never_hand_out_a_key_twice(env: Env) -> None:
+    env.upload(BOB, upload_for(SigningKey.generate(), range(30)))
+    claimers = [Principal(f"{i:032x}", "4" * 16) for i in range(40)]
+    seen: list[int | None] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(claimers))
+
+    def claim(caller: Principal) -> None:
+        barrier.wait()
+        bundle = env.claim(caller, BOB.user_id)
+        with lock:
+            seen.extend(
+                d.one_time_prekey.key_id if d.one_time_prekey else None for d in bundle.devices
+            )
+
+    threads = [threading.Thread(target=claim, args=(c,)) for c in claimers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    keys = [k for k in seen if k is not None]
+    assert len(seen) == 40
+    assert sorted(keys) == list(range(30))  # every key exactly once
+    assert seen.count(None) == 10  # the rest fell back to the signed prekey
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 0
+
+
+def test_unknown_users_and_users_without_keys_are_not_found(env: Env) -> None:
+    with pytest.raises(NotFound):
+        env.claim(ALICE, "c" * 32)
+    with pytest.raises(NotFound):
+        env.claim(ALICE, BOB.user_id)  # devices, but no keys uploaded yet
+    with pytest.raises(BadRequest):
+        env.claim(ALICE, "not-a-user-id")
+
+
+def test_one_requester_cannot_drain_one_persons_prekeys(env: Env) -> None:
+    env.upload(BOB, upload_for(SigningKey.generate(), range(50)))
+    for _ in range(prekeys.BUNDLES_PER_TARGET_PER_HOUR):
+        env.claim(ALICE, BOB.user_id)
+    with pytest.raises(RateLimited):
+        env.claim(ALICE, BOB.user_id)
+    assert (
+        prekeys.count_one_time(BOB, prekeys=env.prekeys) == 50 - prekeys.BUNDLES_PER_TARGET_PER_HOUR
+    )
+
+
+def test_a_bad_signature_is_refused_and_nothing_is_stored(env: Env) -> None:
+    identity = SigningKey.generate()
+    good = upload_for(identity)
+    forged = replace(
+        good,
+        signed_prekey=replace(
+            good.signed_prekey, signature=b64(SigningKey.generate().sign(b"x" * 32).signature)
+        ),
+    )
+    with pytest.raises(BadRequest) as refused:
+        env.upload(BOB, forged)
+    assert refused.value.code == "invalid_signature"
+    assert env.items() == []
+    assert env.users.devices(BOB.user_id) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"identity_key": b64(b"x" * 31)},
+        {"identity_key": "not base64!"},
+        {"identity_key": b64(b"x" * 32) + "\n"},
+        {"signed_prekey": SignedPrekeyIn(-1, b64(b"x" * 32), b64(b"s" * 64))},
+        {"signed_prekey": SignedPrekeyIn(2**31, b64(b"x" * 32), b64(b"s" * 64))},
+        {"signed_prekey": SignedPrekeyIn(1, b64(b"x" * 33), b64(b"s" * 64))},
+        {"signed_prekey": SignedPrekeyIn(1, b64(b"x" * 32), b64(b"s" * 63))},
+        {"one_time_prekeys": (PrekeyIn(1, b64(b"x" * 32)), PrekeyIn(1, b64(b"y" * 32)))},
+        {"one_time_prekeys": (PrekeyIn(-5, b64(b"x" * 32)),)},
+        {"one_time_prekeys": (PrekeyIn(5, b64(b"x" * 16)),)},
+    ],
+)
+def test_malformed_keys_are_refused_and_nothing_is_stored(env: Env, change: dict[str, Any]) -> None:
+    with pytest.raises(BadRequest):
+        env.upload(BOB, replace(upload_for(SigningKey.generate()), **change))
+    assert env.items() == []
+
+
+def test_too_many_one_time_prekeys_in_one_upload_is_refused(env: Env) -> None:
+    with pytest.raises(PayloadTooLarge) as refused:
+        env.upload(BOB, upload_for(SigningKey.generate(), range(101)))
+    assert refused.value.status == 413
+    assert env.items() == []
+    env.upload(BOB, upload_for(SigningKey.generate(), range(100)))
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 100
+
+
+def test_a_device_cannot_silently_change_its_identity_key(env: Env) -> None:
+    identity = SigningKey.generate()
+    env.upload(BOB, upload_for(identity, range(2)))
+    with pytest.raises(Conflict) as refused:
+        env.upload(BOB, upload_for(SigningKey.generate(), range(10, 12), spk_id=2))
+    assert refused.value.code == "identity_key_changed"
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 2
+    # the same identity may rotate its signed prekey and add one-time prekeys
+    env.upload(BOB, upload_for(identity, range(10, 12), spk_id=2))
+    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 4
+    [device] = env.claim(ALICE, BOB.user_id).devices
+    assert device.signed_prekey.key_id == 2
