@@ -47,6 +47,7 @@ __all__ = [
     "ServerError",
     "SyncComplete",
     "TypingChanged",
+    "check_size",
     "fragment",
     "is_device_id",
     "is_user_id",
@@ -201,6 +202,13 @@ ProtocolEvent = (
 )
 
 
+def check_size(entry: OutboxEntry) -> None:
+    """Raise FrameTooLarge if the entry's frame exceeds API Gateway's message limit."""
+    size = len(json.dumps(entry.frame(), separators=(",", ":")))
+    if size > MAX_MESSAGE_BYTES:
+        raise FrameTooLarge(f"a {size}-byte frame exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+
+
 def fragment(text: str, limit: int = FRAGMENT_BYTES) -> list[str]:
     """Split `text` into pieces of at most `limit` UTF-8 bytes, never inside a character."""
     data = text.encode()
@@ -283,7 +291,7 @@ class Protocol:
         """Queue a message; it goes out when everything before it in its conversation has."""
         if entry.client_id in self._by_client_id:
             return  # already queued (e.g. restored from the store twice)
-        self._check_size(entry.frame())
+        check_size(entry)
         flight = _Flight(entry)
         queue = self._queues.setdefault(entry.conversation, deque())
         queue.append(flight)
@@ -297,7 +305,7 @@ class Protocol:
         if flight is None:
             return
         entry = replace(flight.entry, payloads=dict(payloads))
-        self._check_size(entry.frame())
+        check_size(entry)
         flight.entry = entry
         flight.mismatched = False
         flight.in_flight_since = None
@@ -324,12 +332,13 @@ class Protocol:
 
     def message_stored(self, message: IncomingMessage) -> None:
         """The message is durably stored: acknowledge it (and any copy of it)."""
-        self._resolve(message)
+        self._resolve(message, remember=True)
 
     def message_dropped(self, message: IncomingMessage) -> None:
-        """The message was rejected for good (logged by the caller): acknowledge it
-        so the server stops delivering it."""
-        self._resolve(message)
+        """The message was rejected for good (logged by the caller): acknowledge it so
+        the server stops delivering it. Its (sender, client id) is NOT remembered: a
+        forged envelope must not be able to suppress the real message."""
+        self._resolve(message, remember=False)
 
     def receipt_stored(self, receipt: IncomingReceipt) -> None:
         self._queue_ack(receipt.server_id)
@@ -591,10 +600,11 @@ class Protocol:
         head.in_flight_since = now
         self._out.append(self._encode(head.entry.frame()))
 
-    def _resolve(self, message: IncomingMessage) -> None:
+    def _resolve(self, message: IncomingMessage, *, remember: bool) -> None:
         key = (message.sender, message.client_id)
         ids = self._surfaced.pop(key, set()) | {message.server_id}
-        self._remember(key)
+        if remember:
+            self._remember(key)
         for server_id in sorted(ids):
             self._queue_ack(server_id)
         self._flush()
@@ -622,12 +632,6 @@ class Protocol:
     def _encode(self, frame: dict[str, Any]) -> list[str]:
         text = json.dumps(frame, separators=(",", ":"))
         return fragment(text, self._fragment_bytes)
-
-    @staticmethod
-    def _check_size(frame: dict[str, Any]) -> None:
-        size = len(json.dumps(frame, separators=(",", ":")))
-        if size > MAX_MESSAGE_BYTES:
-            raise FrameTooLarge(f"a {size}-byte frame exceeds the {MAX_MESSAGE_BYTES}-byte limit")
 
 
 def _str(value: object) -> str:

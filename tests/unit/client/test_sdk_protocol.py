@@ -399,3 +399,19 @@ def test_cancel_releases_the_next_entry() -> None:
     proto.events_received()
     assert proto.cancel("m1") == entry("m1")
     assert [f["id"] for f in frames(proto)] == ["m2"]
+
+
+def test_a_dropped_message_is_acked_but_not_remembered_so_a_forgery_cannot_mask_the_real_one() -> (
+    None
+):
+    proto = connected()
+    proto.receive_data(message_event(client_id="m1", server_id="forged"))
+    (forged,) = proto.events_received()
+    assert isinstance(forged, IncomingMessage)
+    proto.message_dropped(forged)
+    assert frames(proto) == [{"action": "ack", "ids": ["forged"]}]
+
+    proto.receive_data(message_event(client_id="m1", server_id="real"))
+    (real,) = proto.events_received()
+    assert isinstance(real, IncomingMessage)
+    assert real.server_id == "real"
