@@ -1,0 +1,343 @@
+"""HTTP client for the Parley API (aiohttp), with access-token refresh.
+
+Tokens come from and go back to a `TokenKeeper` (the profile store). An access
+token is refreshed shortly before it expires and once more if the server still
+answers 401; refresh tokens rotate on every use, so the new pair is saved
+before anything else happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+
+from parley.crypto import OneTimePreKey, PreKeyBundle, SignedPreKey
+from parley.errors import (
+    ApiError,
+    AuthenticationError,
+    NotFound,
+    NotRegistered,
+    RateLimited,
+    ServiceUnavailable,
+)
+from parley.protocol import is_device_id, is_user_id
+from parley.storage import Tokens
+
+__all__ = ["ApiClient", "AuthResult", "DeviceBundle", "TokenKeeper", "b64", "unb64"]
+
+log = logging.getLogger("parley.api")
+
+# Refresh this long before the access token's expiry, so a request never races it.
+REFRESH_MARGIN_S = 60.0
+REQUEST_TIMEOUT_S = 20.0
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding (the wire's encoding)."""
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: object, length: int | None = None) -> bytes:
+    """Strict standard base64; ValueError on anything else (or the wrong decoded length)."""
+    if not isinstance(text, str):
+        raise ValueError("expected a base64 string")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("bad base64") from exc
+    if length is not None and len(data) != length:
+        raise ValueError(f"expected {length} bytes, got {len(data)}")
+    return data
+
+
+class TokenKeeper(Protocol):
+    def tokens(self) -> Tokens | None: ...
+
+    def save_tokens(self, tokens: Tokens) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user_id: str
+    device_id: str
+    tokens: Tokens
+
+
+@dataclass(frozen=True)
+class DeviceBundle:
+    device_id: str
+    bundle: PreKeyBundle
+
+
+class ApiClient:
+    """One client per profile; `tokens` is None until signup has verified a code."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        tokens: TokenKeeper | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._http = session
+        self._keeper = tokens
+        self._clock = clock
+        self._refresh_lock = asyncio.Lock()
+
+    def use_tokens(self, keeper: TokenKeeper) -> None:
+        self._keeper = keeper
+
+    # --- signup and tokens -----------------------------------------------------------
+
+    async def request_code(self, phone: str) -> dict[str, Any]:
+        """POST /v1/auth/otp: the service texts a 6-digit code to `phone`."""
+        return await self._call("POST", "/v1/auth/otp", body={"phone": phone}, auth=False)
+
+    async def verify(self, phone: str, code: str) -> AuthResult:
+        """POST /v1/auth/verify: exchange the code for a new device and its tokens."""
+        answer = await self._call(
+            "POST", "/v1/auth/verify", body={"phone": phone, "code": code}, auth=False
+        )
+        return self._auth_result(answer)
+
+    async def access_token(self) -> str:
+        """A valid access token, refreshed first if it is about to expire."""
+        tokens = self._current_tokens()
+        if tokens.access_expires_at - REFRESH_MARGIN_S <= self._clock():
+            tokens = await self.refresh(tokens)
+        return tokens.access_token
+
+    async def refresh(self, stale: Tokens | None = None) -> Tokens:
+        """Swap the refresh token for a new pair (once, however many callers ask)."""
+        async with self._refresh_lock:
+            current = self._current_tokens()
+            if stale is not None and current.refresh_token != stale.refresh_token:
+                return current  # someone else refreshed while we waited
+            answer = await self._call(
+                "POST",
+                "/v1/auth/refresh",
+                body={"refresh_token": current.refresh_token},
+                auth=False,
+            )
+            result = self._auth_result(answer, partial=True)
+            assert self._keeper is not None
+            self._keeper.save_tokens(result.tokens)
+            return result.tokens
+
+    # --- keys --------------------------------------------------------------------------
+
+    async def upload_keys(
+        self,
+        identity_key: bytes,
+        signed_prekey: SignedPreKey,
+        one_time_prekeys: list[OneTimePreKey],
+    ) -> None:
+        """PUT /v1/keys: identity key, current signed prekey, new one-time prekeys."""
+        await self._call(
+            "PUT",
+            "/v1/keys",
+            body={
+                "identity_key": b64(identity_key),
+                "signed_prekey": {
+                    "key_id": signed_prekey.key_id,
+                    "public_key": b64(signed_prekey.public_key),
+                    "signature": b64(signed_prekey.signature),
+                },
+                "one_time_prekeys": [
+                    {"key_id": k.key_id, "public_key": b64(k.public_key)} for k in one_time_prekeys
+                ],
+            },
+        )
+
+    async def key_count(self) -> int:
+        answer = await self._call("GET", "/v1/keys/count")
+        count = answer.get("one_time_prekeys")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ApiError(200, "bad_answer", "key count is not a number")
+        return count
+
+    async def bundles(self, user_id: str) -> list[DeviceBundle]:
+        """GET /v1/keys/{user_id}: one bundle per device (malformed ones are skipped)."""
+        answer = await self._call("GET", f"/v1/keys/{quote(user_id, safe='')}")
+        devices = answer.get("devices")
+        if not isinstance(devices, list):
+            raise ApiError(200, "bad_answer", "key bundle answer has no device list")
+        out: list[DeviceBundle] = []
+        for raw in devices:
+            try:
+                out.append(_parse_bundle(raw))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("skipped a malformed key bundle for %s: %s", user_id, exc)
+        return out
+
+    # --- directory, presence, push ----------------------------------------------------
+
+    async def lookup(self, phone: str) -> str:
+        """GET /v1/users?phone=: the user id registered for `phone` (NotFound if none)."""
+        answer = await self._call("GET", "/v1/users", params={"phone": phone})
+        user_id = answer.get("user_id")
+        if not is_user_id(user_id):
+            raise ApiError(200, "bad_answer", "directory answer has no valid user id")
+        return user_id
+
+    async def presence(self, user_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/presence/{quote(user_id, safe='')}")
+
+    async def set_presence(self, last_seen: str) -> None:
+        await self._call("PUT", "/v1/settings/presence", body={"last_seen": last_seen})
+
+    async def register_push(self, platform: str, token: str) -> None:
+        await self._call("PUT", "/v1/push", body={"platform": platform, "token": token})
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _current_tokens(self) -> Tokens:
+        tokens = self._keeper.tokens() if self._keeper is not None else None
+        if tokens is None:
+            raise NotRegistered("no tokens: sign up (or sign in) first")
+        return tokens
+
+    def _auth_result(self, answer: dict[str, Any], *, partial: bool = False) -> AuthResult:
+        access, refresh = answer.get("access_token"), answer.get("refresh_token")
+        expires_in = answer.get("expires_in")
+        user_id, device_id = answer.get("user_id", ""), answer.get("device_id", "")
+        if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
+            raise ApiError(200, "bad_answer", "token answer without tokens")
+        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+            expires_in = 300  # be conservative when the server does not say
+        if not partial and not (is_user_id(user_id) and is_device_id(device_id)):
+            raise ApiError(200, "bad_answer", "token answer without user and device ids")
+        return AuthResult(
+            str(user_id), str(device_id), Tokens(access, refresh, self._clock() + expires_in)
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> dict[str, Any]:
+        retried = False
+        while True:
+            headers: dict[str, str] = {}
+            if auth:
+                headers["Authorization"] = f"Bearer {await self.access_token()}"
+            status, answer, retry_after = await self._send(method, path, body, params, headers)
+            if status == 401 and auth and not retried:
+                retried = True
+                await self.refresh(self._current_tokens())  # the server disagrees: refresh
+                continue
+            if status < 400:
+                return answer
+            raise _error(status, answer, retry_after)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+    ) -> tuple[int, dict[str, Any], str | None]:
+        try:
+            async with self._http.request(
+                method,
+                self._base + path,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+            ) as response:
+                text = await response.text()
+                retry_after = response.headers.get("Retry-After")
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServiceUnavailable(0, "unreachable", f"{method} {path}: {exc}") from exc
+        if not text:
+            return status, {}, retry_after
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, dict):
+            parsed = {}
+        return status, parsed, retry_after
+
+
+def _error(status: int, body: dict[str, Any], retry_after_header: str | None) -> ApiError:
+    raw_error = body.get("error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    if message is None and isinstance(body.get("message"), str):
+        message = body["message"]  # API Gateway's own answers: {"message": "Not Found"}
+    details = {k: v for k, v in error.items() if k not in {"code", "message"}}
+    code = code or f"http_{status}"
+    message = message or f"HTTP {status}"
+    if status == 429:
+        retry_after = _retry_after(details.get("retry_after"), retry_after_header)
+        return RateLimited(status, code, message, details, retry_after)
+    if status in {401, 403}:
+        return AuthenticationError(status, code, message, details)
+    if status == 404:
+        return NotFound(status, code, message, details)
+    if status >= 500:
+        return ServiceUnavailable(status, code, message, details)
+    return ApiError(status, code, message, details)
+
+
+def _retry_after(body_value: object, header: str | None) -> float:
+    for candidate in (body_value, header):
+        try:
+            value = float(candidate)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if value >= 0:
+            return value
+    return 1.0
+
+
+def _parse_bundle(raw: Any) -> DeviceBundle:
+    if not isinstance(raw, dict):
+        raise ValueError("bundle is not an object")
+    device_id = raw["device_id"]
+    if not is_device_id(device_id):
+        raise ValueError("bad device id")
+    signed = raw["signed_prekey"]
+    if not isinstance(signed, dict):
+        raise ValueError("signed prekey is not an object")
+    otk = raw.get("one_time_prekey")
+    if otk is not None and not isinstance(otk, dict):
+        raise ValueError("one-time prekey is not an object")
+    return DeviceBundle(
+        device_id,
+        PreKeyBundle(
+            identity_key=unb64(raw["identity_key"], 32),
+            signed_prekey_id=_key_id(signed["key_id"]),
+            signed_prekey=unb64(signed["public_key"], 32),
+            signed_prekey_signature=unb64(signed["signature"], 64),
+            one_time_prekey_id=_key_id(otk["key_id"]) if otk else None,
+            one_time_prekey=unb64(otk["public_key"], 32) if otk else None,
+        ),
+    )
+
+
+def _key_id(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF_FFFF:
+        raise ValueError("bad key id")
+    return value
