@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS contacts (
 );
 CREATE TABLE IF NOT EXISTS devices (
     user_id TEXT NOT NULL, device_id TEXT NOT NULL, identity_key BLOB NOT NULL,
-    first_seen REAL NOT NULL, PRIMARY KEY (user_id, device_id)
+    first_seen REAL NOT NULL, removed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -497,8 +498,10 @@ class Store:
             )
 
     def device_identities(self, user_id: str) -> dict[str, bytes]:
+        """The identity key of each current device of `user_id`."""
         rows = self._db.execute(
-            "SELECT device_id, identity_key FROM devices WHERE user_id = ? ORDER BY device_id",
+            "SELECT device_id, identity_key FROM devices WHERE user_id = ? AND removed = 0"
+            " ORDER BY device_id",
             (user_id,),
         ).fetchall()
         return {d: bytes(k) for d, k in rows}
@@ -508,13 +511,19 @@ class Store:
         hear about: a known device with a new key, or a key not seen before from a
         contact we already had a key for (a reinstall shows up as a new device)."""
         with self.transaction():
-            known = self.device_identities(user_id)
-            if known.get(device_id) == identity_key:
+            # removed devices count too: a reinstall removes one device and adds another
+            rows = self._db.execute(
+                "SELECT device_id, identity_key, removed FROM devices WHERE user_id = ?",
+                (user_id,),
+            ).fetchall()
+            current = {d: (bytes(k), bool(r)) for d, k, r in rows}
+            if current.get(device_id) == (identity_key, False):
                 return False
-            changed = bool(known) and identity_key not in known.values()
+            ever = {key for key, _ in current.values()}
+            changed = bool(ever) and identity_key not in ever
             self._db.execute(
-                "INSERT OR REPLACE INTO devices (user_id, device_id, identity_key, first_seen)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO devices"
+                " (user_id, device_id, identity_key, first_seen, removed) VALUES (?, ?, ?, ?, 0)",
                 (user_id, device_id, identity_key, time.time()),
             )
             self._db.execute(
@@ -529,13 +538,15 @@ class Store:
             return changed
 
     def forget_device(self, user_id: str, device_id: str) -> None:
-        """A device the server no longer lists: its session and key go."""
+        """A device the server no longer lists: its session goes; its key is remembered
+        (as removed) so a replacement device with another key still raises a warning."""
         with self.transaction():
             self._db.execute(
                 "DELETE FROM sessions WHERE user_id = ? AND device_id = ?", (user_id, device_id)
             )
             self._db.execute(
-                "DELETE FROM devices WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+                "UPDATE devices SET removed = 1 WHERE user_id = ? AND device_id = ?",
+                (user_id, device_id),
             )
 
     # --- messages -----------------------------------------------------------------
@@ -668,6 +679,12 @@ class Store:
     def outbox_remove(self, client_id: str) -> None:
         with self.transaction():
             self._db.execute("DELETE FROM outbox WHERE client_id = ?", (client_id,))
+
+    def outbox_plaintext(self, client_id: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT plaintext FROM outbox WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return self._vault.open(row[0]) if row else None
 
     def outbox(self) -> list[OutboxItem]:
         """Every unsent entry, oldest first (FIFO)."""

@@ -1,0 +1,329 @@
+"""The messaging use cases of one device, between the store and the crypto.
+
+Encrypting a message for every device of a contact (starting sessions from
+their key bundles on first contact), decrypting what arrives, applying
+receipts, and repairing a send the server refused for mismatched devices.
+No network: key bundles come from an injected async fetcher, so two engines
+can talk to each other in a unit test.
+
+Every incoming envelope is handled in one store transaction: either the
+message, the session it advanced, the one-time prekey it consumed and its
+(sender, client id) pair are all stored, or nothing is. Malformed or forged
+input is logged and dropped, never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from parley import payload
+from parley.api import DeviceBundle, b64, unb64
+from parley.crypto import (
+    CryptoError,
+    DecryptionError,
+    IdentityKeyPair,
+    Session,
+    is_prekey_message,
+    safety_number,
+)
+from parley.errors import ContactNotFound, MessageTooLarge
+from parley.models import (
+    Account,
+    Contact,
+    Direction,
+    Event,
+    IdentityChanged,
+    Message,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    ReceiptUpdate,
+    SendFailed,
+)
+from parley.protocol import (
+    FrameTooLarge,
+    IncomingMessage,
+    IncomingReceipt,
+    OutboxEntry,
+    check_size,
+)
+from parley.storage import Store
+
+__all__ = ["BundleFetcher", "Engine", "Incoming", "new_client_id"]
+
+log = logging.getLogger("parley.engine")
+
+BundleFetcher = Callable[[str], Awaitable[list[DeviceBundle]]]
+# A send refused for mismatched devices this often in a row is given up.
+MAX_DEVICE_REPAIRS = 3
+
+
+def new_client_id() -> str:
+    """Unique per sender; the server and the recipient dedupe on it."""
+    return secrets.token_hex(16)
+
+
+class _Rejected(Exception):
+    """An envelope that is dropped (with a warning), e.g. from an unknown sender."""
+
+
+@dataclass
+class Incoming:
+    """What became of an incoming envelope."""
+
+    stored: bool  # True: ack it as stored; False: ack it as dropped
+    events: list[Event] = field(default_factory=list)
+    consumed_prekey: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        fetch_bundles: BundleFetcher,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._fetch = fetch_bundles
+        self._clock = clock
+        self.account: Account = store.require_account()
+        self._identity: IdentityKeyPair = store.identity()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._repairs: dict[str, int] = {}
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def prepare(
+        self, contact: Contact, text: str
+    ) -> tuple[Message, OutboxEntry, list[Event]]:
+        """Encrypt `text` for every device of `contact`; store message and outbox entry."""
+        plaintext = payload.encode_text(text)
+        uid = contact.user_id
+        async with self._lock(uid):
+            events: list[Event] = []
+            sessions = self.store.sessions(uid)
+            if not sessions:
+                sessions, events = await self._start_sessions(contact)
+            payloads = {did: b64(s.encrypt(plaintext)) for did, s in sessions.items()}
+            entry = OutboxEntry(client_id=new_client_id(), to=uid, payloads=payloads)
+            try:
+                check_size(entry)
+            except FrameTooLarge as exc:
+                raise MessageTooLarge(str(exc)) from exc
+            now = self._clock()
+            with self.store.transaction():
+                for did, session in sessions.items():
+                    self.store.save_session(uid, did, session, now)
+                message = self.store.add_message(
+                    peer=uid,
+                    direction=Direction.OUT,
+                    sender=self.account.user_id,
+                    client_id=entry.client_id,
+                    text=text,
+                    ts=int(now * 1000),
+                    state=MessageState.PENDING,
+                )
+                self.store.outbox_add(entry, plaintext, now)
+        assert message is not None  # a fresh random client id
+        return message, entry, events
+
+    async def repair(
+        self, entry: OutboxEntry, missing: tuple[str, ...], extra: tuple[str, ...]
+    ) -> tuple[dict[str, str] | None, list[Event]]:
+        """Re-encrypt an entry for the recipient's current devices. None: give up."""
+        uid = entry.to
+        attempts = self._repairs.get(entry.client_id, 0) + 1
+        self._repairs[entry.client_id] = attempts
+        plaintext = self.store.outbox_plaintext(entry.client_id)
+        contact = self.store.contact(uid)
+        if attempts > MAX_DEVICE_REPAIRS or plaintext is None or contact is None:
+            log.warning("giving up on %s after %d device repairs", entry.client_id, attempts - 1)
+            return None, []
+        async with self._lock(uid):
+            for device in extra:
+                self.store.forget_device(uid, device)
+            payloads = {d: p for d, p in (entry.payloads or {}).items() if d not in extra}
+            events: list[Event] = []
+            new: dict[str, Session] = {}
+            if missing:
+                try:
+                    new, events = await self._start_sessions(contact, only=set(missing))
+                except ContactNotFound:
+                    new = {}
+                for did, session in new.items():
+                    payloads[did] = b64(session.encrypt(plaintext))
+            if not payloads:
+                return None, events
+            now = self._clock()
+            with self.store.transaction():
+                for did, session in new.items():
+                    self.store.save_session(uid, did, session, now)
+                self.store.outbox_update(entry.client_id, payloads)
+        return payloads, events
+
+    def sent(self, entry: OutboxEntry, ts: int) -> MessageSent | None:
+        """The server stored the message: single tick, out of the outbox."""
+        self._repairs.pop(entry.client_id, None)
+        with self.store.transaction():
+            self.store.outbox_remove(entry.client_id)
+            message = self.store.message(self.account.user_id, entry.client_id)
+            if message is None:
+                return None
+            if ts:
+                self.store.set_message_state(message.id, message.state, ts)
+            moved = self.store.advance(
+                self.account.user_id, message.peer, [entry.client_id], MessageState.SENT
+            )
+        if not moved:
+            return None  # a receipt got here first
+        return MessageSent(moved[0])
+
+    def failed(self, entry: OutboxEntry, code: str, reason: str) -> SendFailed | None:
+        self._repairs.pop(entry.client_id, None)
+        with self.store.transaction():
+            self.store.outbox_remove(entry.client_id)
+            message = self.store.message(self.account.user_id, entry.client_id)
+            if message is None:
+                return None
+            self.store.set_message_state(message.id, MessageState.FAILED)
+        log.warning("message %s failed: %s (%s)", entry.client_id, code, reason)
+        return SendFailed(replace(message, state=MessageState.FAILED), code, reason)
+
+    async def _start_sessions(
+        self, contact: Contact, only: set[str] | None = None
+    ) -> tuple[dict[str, Session], list[Event]]:
+        """X3DH with each (wanted) device from freshly fetched key bundles."""
+        uid = contact.user_id
+        bundles = await self._fetch(uid)
+        sessions: dict[str, Session] = {}
+        events: list[Event] = []
+        for device in bundles:
+            if only is not None and device.device_id not in only:
+                continue
+            try:
+                session = Session.initiate(self._identity, device.bundle)
+            except CryptoError as exc:
+                log.warning("ignored a bad key bundle of %s/%s: %s", uid, device.device_id, exc)
+                continue
+            if self.store.record_identity(uid, device.device_id, device.bundle.identity_key):
+                events.append(self._identity_changed(uid, device.device_id))
+            sessions[device.device_id] = session
+        if not sessions:
+            raise ContactNotFound(f"{contact.display_name} has no device with usable keys")
+        return sessions, events
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def receive(self, message: IncomingMessage) -> Incoming:
+        """Decrypt and store one envelope, or drop it with a warning. Never raises for
+        anything the server (or an attacker) sent."""
+        label = f"{message.client_id} from {message.sender}/{message.sender_device}"
+        if message.group is not None:
+            log.warning("dropped %s: group messages are not supported yet", label)
+            return Incoming(stored=False)
+        if message.sender == self.account.user_id:
+            log.warning("dropped %s: messages from this account's other devices", label)
+            return Incoming(stored=False)
+        try:
+            body = unb64(message.body)
+        except ValueError:
+            log.warning("dropped %s: body is not base64", label)
+            return Incoming(stored=False)
+        try:
+            with self.store.transaction():
+                return self._open_and_store(message, body, label)
+        except (CryptoError, _Rejected) as exc:
+            log.warning("dropped %s: %s (%s)", label, type(exc).__name__, exc)
+            return Incoming(stored=False)
+
+    def _open_and_store(self, message: IncomingMessage, body: bytes, label: str) -> Incoming:
+        sender, device = message.sender, message.sender_device
+        session = self.store.session(sender, device)
+        plaintext: bytes | None = None
+        if session is not None:
+            try:
+                plaintext = session.decrypt(body)
+            except DecryptionError:
+                if not is_prekey_message(body):
+                    raise
+                session = None  # a first message of a NEW session (e.g. they reinstalled)
+        consumed = False
+        if session is None:
+            if not is_prekey_message(body):
+                raise _Rejected("unknown sender: no session with this device")
+            session, plaintext = Session.accept(self._identity, self.store, body)
+            consumed = True
+        assert plaintext is not None
+        now = self._clock()
+        events: list[Event] = []
+        if self.store.record_identity(sender, device, session.remote_identity_key):
+            events.append(self._identity_changed(sender, device))
+        self.store.save_session(sender, device, session, now)
+        self.store.mark_seen(sender, message.client_id, now)
+        try:
+            content = payload.decode(plaintext)
+        except payload.UnsupportedContent as exc:
+            # authentic but not understood: the session still advances, nothing is shown
+            log.warning("dropped %s: %s", label, exc)
+            return Incoming(stored=True, events=events, consumed_prekey=consumed)
+        contact = self.store.contact(sender) or self.store.add_contact(sender, None, None)
+        stored = self.store.add_message(
+            peer=sender,
+            direction=Direction.IN,
+            sender=sender,
+            client_id=message.client_id,
+            text=content.text,
+            ts=message.ts,
+            state=MessageState.RECEIVED,
+        )
+        if stored is not None:
+            events.append(MessageReceived(stored, contact))
+        return Incoming(stored=True, events=events, consumed_prekey=consumed)
+
+    def receipt(self, receipt: IncomingReceipt) -> list[Event]:
+        """Move our messages to `receipt.sender` to delivered/read (never backwards)."""
+        contact = self.store.contact(receipt.sender)
+        if contact is None:
+            log.warning("ignored a receipt from unknown user %s", receipt.sender)
+            return []
+        state = MessageState.READ if receipt.status == "read" else MessageState.DELIVERED
+        moved = self.store.advance(
+            self.account.user_id, receipt.sender, list(receipt.client_ids), state
+        )
+        return [ReceiptUpdate(contact, state, tuple(moved))] if moved else []
+
+    def mark_read(self, contact: Contact) -> list[Message]:
+        """Every unread incoming message of the conversation becomes read."""
+        unread = self.store.unread(contact.user_id)
+        return self.store.advance(
+            contact.user_id, contact.user_id, [m.client_id for m in unread], MessageState.READ
+        )
+
+    # --- identity ------------------------------------------------------------------------
+
+    def safety_numbers(self, contact: Contact) -> dict[str, str]:
+        """Device id -> the 60-digit safety number with that device's identity key."""
+        local_id = bytes.fromhex(self.account.user_id)
+        return {
+            device: safety_number(
+                local_id,
+                self._identity.public_key,
+                bytes.fromhex(contact.user_id),
+                key,
+            )
+            for device, key in self.store.device_identities(contact.user_id).items()
+        }
+
+    def _identity_changed(self, uid: str, device_id: str) -> IdentityChanged:
+        contact = self.store.contact(uid) or Contact(uid, None, None, identity_changed=True)
+        log.warning("identity key of %s changed (device %s)", contact.display_name, device_id)
+        return IdentityChanged(contact, device_id)
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())

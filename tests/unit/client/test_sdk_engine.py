@@ -1,0 +1,413 @@
+"""Messaging use cases between two real engines and stores, without a network.
+
+Key bundles come from an in-memory key directory that behaves like the
+server's: each fetch claims one one-time prekey per device.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from parley.api import DeviceBundle
+from parley.crypto import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
+from parley.engine import Engine
+from parley.keys import TARGET, publish_initial_keys
+from parley.models import (
+    Account,
+    Contact,
+    IdentityChanged,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    ReceiptUpdate,
+)
+from parley.protocol import IncomingMessage, IncomingReceipt, OutboxEntry
+from parley.storage import Store
+
+ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
+ALICE_DEV, BOB_DEV, BOB_DEV2, CAROL_DEV = "a1" * 8, "b1" * 8, "b2" * 8, "c1" * 8
+
+
+@dataclass
+class Published:
+    identity_key: bytes
+    signed: SignedPreKey
+    one_time: list[OneTimePreKey]
+
+
+class KeyDirectory:
+    """What GET/PUT /v1/keys do, in memory."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, dict[str, Published]] = {}
+
+    def uploader(self, uid: str, did: str) -> Uploader:
+        return Uploader(self, uid, did)
+
+    async def fetch(self, uid: str) -> list[DeviceBundle]:
+        out = []
+        for did, keys in sorted(self.devices.get(uid, {}).items()):
+            otk = keys.one_time.pop(0) if keys.one_time else None
+            out.append(
+                DeviceBundle(
+                    did,
+                    PreKeyBundle(
+                        identity_key=keys.identity_key,
+                        signed_prekey_id=keys.signed.key_id,
+                        signed_prekey=keys.signed.public_key,
+                        signed_prekey_signature=keys.signed.signature,
+                        one_time_prekey_id=otk.key_id if otk else None,
+                        one_time_prekey=otk.public_key if otk else None,
+                    ),
+                )
+            )
+        return out
+
+
+@dataclass
+class Uploader:
+    directory: KeyDirectory
+    uid: str
+    did: str
+
+    async def upload_keys(
+        self,
+        identity_key: bytes,
+        signed_prekey: SignedPreKey,
+        one_time_prekeys: list[OneTimePreKey],
+    ) -> None:
+        device = self.directory.devices.setdefault(self.uid, {})
+        published = device.get(self.did)
+        if published is None:
+            device[self.did] = Published(identity_key, signed_prekey, list(one_time_prekeys))
+        else:
+            published.signed = signed_prekey
+            published.one_time.extend(one_time_prekeys)
+
+    async def key_count(self) -> int:
+        return len(self.directory.devices[self.uid][self.did].one_time)
+
+
+async def make_engine(tmp: Path, directory: KeyDirectory, uid: str, did: str) -> Engine:
+    store = Store.open(tmp / f"{uid[:4]}-{did}", keyring=None, allow_plaintext=True)
+    store.save_account(Account(uid, did, "+1555000" + uid[:4]), IdentityKeyPair.generate())
+    await publish_initial_keys(directory.uploader(uid, did), store, 1000.0)
+    return Engine(store, directory.fetch, clock=lambda: 2000.0)
+
+
+def envelope(entry: OutboxEntry, sender: str, sender_device: str, device: str) -> IncomingMessage:
+    assert entry.payloads is not None
+    return IncomingMessage(
+        server_id=f"m#{entry.client_id}",
+        client_id=entry.client_id,
+        sender=sender,
+        sender_device=sender_device,
+        body=entry.payloads[device],
+        ts=1_700_000_000_000,
+    )
+
+
+def snapshot(engine: Engine, peer: str) -> tuple[object, ...]:
+    store = engine.store
+    return (
+        [m.text for m in store.history(peer)],
+        {d: s.to_bytes() for d, s in store.sessions(peer).items()},
+        store.one_time_prekey_count(),
+        store.device_identities(peer),
+        store.contact(peer),
+    )
+
+
+@pytest.fixture
+def directory() -> KeyDirectory:
+    return KeyDirectory()
+
+
+@pytest.fixture
+async def alice(tmp_path: Path, directory: KeyDirectory) -> Engine:
+    engine = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    engine.store.add_contact(BOB, "Bob", "+15550000002")
+    return engine
+
+
+@pytest.fixture
+async def bob(tmp_path: Path, directory: KeyDirectory) -> Engine:
+    return await make_engine(tmp_path, directory, BOB, BOB_DEV)
+
+
+def bob_contact(engine: Engine) -> Contact:
+    contact = engine.store.contact(BOB)
+    assert contact is not None
+    return contact
+
+
+async def test_first_contact_runs_x3dh_and_both_sides_can_talk(
+    alice: Engine, bob: Engine, directory: KeyDirectory
+) -> None:
+    message, entry, events = await alice.prepare(bob_contact(alice), "hi Bob")
+    assert message.state is MessageState.PENDING
+    assert set(entry.payloads or {}) == {BOB_DEV}
+    assert events == []
+    assert len(directory.devices[BOB][BOB_DEV].one_time) == TARGET - 1  # one claimed
+
+    received = bob.receive(envelope(entry, ALICE, ALICE_DEV, BOB_DEV))
+    assert received.stored
+    assert received.consumed_prekey
+    (event,) = received.events
+    assert isinstance(event, MessageReceived)
+    assert event.message.text == "hi Bob"
+    assert event.contact.user_id == ALICE
+    assert event.contact.name is None  # a stranger until Bob names them
+    assert bob.store.one_time_prekey_count() == TARGET - 1
+
+    # Bob answers over the session he accepted: no bundle fetch for Alice
+    alice_contact = bob.store.contact(ALICE)
+    assert alice_contact is not None
+    _, reply, _ = await bob.prepare(alice_contact, "hello Alice")
+    assert len(directory.devices[ALICE][ALICE_DEV].one_time) == TARGET
+    answer = alice.receive(envelope(reply, BOB, BOB_DEV, ALICE_DEV))
+    assert answer.stored
+    assert not answer.consumed_prekey
+    assert [m.text for m in alice.store.history(BOB)] == ["hi Bob", "hello Alice"]
+
+
+async def test_sent_and_receipts_move_ticks_forward_only(alice: Engine, bob: Engine) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "hi")
+    sent = alice.sent(entry, ts=1_700_000_000_123)
+    assert isinstance(sent, MessageSent)
+    assert sent.message.state is MessageState.SENT
+    assert sent.message.ts == 1_700_000_000_123
+    assert alice.store.outbox() == []
+
+    read = IncomingReceipt("r1", BOB, BOB_DEV, "read", (entry.client_id,), 5)
+    (update,) = alice.receipt(read)
+    assert isinstance(update, ReceiptUpdate)
+    assert update.state is MessageState.READ
+    late = IncomingReceipt("r2", BOB, BOB_DEV, "delivered", (entry.client_id,), 6)
+    assert alice.receipt(late) == []
+    assert alice.store.history(BOB)[0].state is MessageState.READ
+
+
+async def test_a_receipt_from_someone_else_cannot_tick_a_message(
+    alice: Engine, bob: Engine
+) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "hi")
+    alice.store.add_contact(CAROL, "Carol", None)
+    forged = IncomingReceipt("r1", CAROL, CAROL_DEV, "read", (entry.client_id,), 5)
+    assert alice.receipt(forged) == []
+    stranger = IncomingReceipt("r2", "d" * 32, CAROL_DEV, "read", (entry.client_id,), 5)
+    assert alice.receipt(stranger) == []
+    assert alice.store.history(BOB)[0].state is MessageState.PENDING
+
+
+async def test_mark_read_moves_unread_incoming_messages_to_read(alice: Engine, bob: Engine) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "one")
+    bob.receive(envelope(entry, ALICE, ALICE_DEV, BOB_DEV))
+    alice_contact = bob.store.contact(ALICE)
+    assert alice_contact is not None
+    (read,) = bob.mark_read(alice_contact)
+    assert read.client_id == entry.client_id
+    assert bob.mark_read(alice_contact) == []
+
+
+# --- bad input from the server: logged, dropped, store untouched -----------------
+
+
+def tamper(b64: str, index: int, xor: int = 0x01) -> str:
+    raw = bytearray(base64.b64decode(b64))
+    raw[index] ^= xor
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate"),
+    [
+        ("bad base64", lambda body: body[:-3] + "*!="),
+        ("wrong version byte", lambda body: tamper(body, 0, 0x7F)),
+        ("forged header", lambda body: tamper(body, 40)),
+        ("forged ciphertext", lambda body: tamper(body, -5)),
+        ("truncated", lambda body: base64.b64encode(base64.b64decode(body)[:20]).decode()),
+    ],
+)
+async def test_a_malformed_first_message_is_dropped_and_changes_nothing(
+    alice: Engine,
+    bob: Engine,
+    name: str,
+    mutate: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "hi")
+    good = envelope(entry, ALICE, ALICE_DEV, BOB_DEV)
+    bad = IncomingMessage(**{**good.__dict__, "body": mutate(good.body)})  # type: ignore[operator]
+    before = snapshot(bob, ALICE)
+
+    with caplog.at_level(logging.WARNING, logger="parley.engine"):
+        result = bob.receive(bad)
+
+    assert not result.stored
+    assert result.events == []
+    assert "dropped" in caplog.text, name
+    assert snapshot(bob, ALICE) == before
+    # the genuine message still opens afterwards: nothing was consumed
+    assert bob.receive(good).stored
+
+
+async def test_a_malformed_message_inside_a_session_changes_nothing(
+    alice: Engine, bob: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, first, _ = await alice.prepare(bob_contact(alice), "first")
+    assert bob.receive(envelope(first, ALICE, ALICE_DEV, BOB_DEV)).stored
+    _, second, _ = await alice.prepare(bob_contact(alice), "second")
+    good = envelope(second, ALICE, ALICE_DEV, BOB_DEV)
+    before = snapshot(bob, ALICE)
+    for body in (tamper(good.body, 0, 0x7F), tamper(good.body, 10), "%%%"):
+        with caplog.at_level(logging.WARNING, logger="parley.engine"):
+            assert not bob.receive(IncomingMessage(**{**good.__dict__, "body": body})).stored
+        assert snapshot(bob, ALICE) == before
+    assert bob.receive(good).stored
+    assert [m.text for m in bob.store.history(ALICE)] == ["first", "second"]
+
+
+async def test_a_message_from_an_unknown_sender_is_rejected(
+    tmp_path: Path,
+    alice: Engine,
+    bob: Engine,
+    directory: KeyDirectory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # an ordinary (non-prekey) ratchet message of Alice's, delivered to Carol
+    _, first, _ = await alice.prepare(bob_contact(alice), "first")
+    bob.receive(envelope(first, ALICE, ALICE_DEV, BOB_DEV))
+    alice_contact = bob.store.contact(ALICE)
+    assert alice_contact is not None
+    _, reply, _ = await bob.prepare(alice_contact, "reply")
+    alice.receive(envelope(reply, BOB, BOB_DEV, ALICE_DEV))
+    _, ordinary, _ = await alice.prepare(bob_contact(alice), "no longer a prekey message")
+
+    carol = await make_engine(tmp_path, directory, CAROL, CAROL_DEV)
+    before = snapshot(carol, ALICE)
+    with caplog.at_level(logging.WARNING, logger="parley.engine"):
+        result = carol.receive(envelope(ordinary, ALICE, ALICE_DEV, BOB_DEV))
+    assert not result.stored
+    assert "unknown sender" in caplog.text
+    assert snapshot(carol, ALICE) == before
+
+
+async def test_a_replayed_message_is_refused(
+    alice: Engine, bob: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, first, _ = await alice.prepare(bob_contact(alice), "first")
+    bob.receive(envelope(first, ALICE, ALICE_DEV, BOB_DEV))
+    _, second, _ = await alice.prepare(bob_contact(alice), "second")
+    message = envelope(second, ALICE, ALICE_DEV, BOB_DEV)
+    assert bob.receive(message).stored
+    before = snapshot(bob, ALICE)
+    # the same ciphertext under a new client id: dedupe cannot catch it, the ratchet does
+    replay = IncomingMessage(**{**message.__dict__, "client_id": "replayed"})
+    with caplog.at_level(logging.WARNING, logger="parley.engine"):
+        assert not bob.receive(replay).stored
+    assert snapshot(bob, ALICE) == before
+
+
+async def test_a_payload_kind_this_client_does_not_know_is_skipped_but_the_session_advances(
+    alice: Engine, bob: Engine
+) -> None:
+    contact = bob_contact(alice)
+    _, first, _ = await alice.prepare(contact, "first")
+    bob.receive(envelope(first, ALICE, ALICE_DEV, BOB_DEV))
+    session = alice.store.session(BOB, BOB_DEV)
+    assert session is not None
+    sticker = session.encrypt(json.dumps({"v": 1, "kind": "sticker", "id": 7}).encode())
+    alice.store.save_session(BOB, BOB_DEV, session, 0.0)
+    odd = IncomingMessage("s2", "sticker1", ALICE, ALICE_DEV, base64.b64encode(sticker).decode(), 1)
+    result = bob.receive(odd)
+    assert result.stored  # authentic: acked, never redelivered
+    assert result.events == []
+    _, after, _ = await alice.prepare(contact, "after")
+    assert bob.receive(envelope(after, ALICE, ALICE_DEV, BOB_DEV)).stored
+    assert [m.text for m in bob.store.history(ALICE)] == ["first", "after"]
+
+
+# --- devices and identities --------------------------------------------------------
+
+
+async def test_a_mismatch_is_repaired_for_a_new_device_and_a_removed_one(
+    tmp_path: Path, alice: Engine, bob: Engine, directory: KeyDirectory
+) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "to both")
+    bob2 = await make_engine(tmp_path, directory, BOB, BOB_DEV2)
+    # Bob added a device; the server refuses the send naming it missing
+    payloads, events = await alice.repair(entry, missing=(BOB_DEV2,), extra=())
+    assert payloads is not None
+    assert set(payloads) == {BOB_DEV, BOB_DEV2}
+    assert payloads[BOB_DEV] == (entry.payloads or {})[BOB_DEV]  # unchanged ciphertext
+    assert [type(e) for e in events] == [IdentityChanged]  # a new key for Bob: warn
+    repaired = OutboxEntry(entry.client_id, BOB, payloads)
+    assert alice.store.outbox()[0].entry == repaired
+    got = bob2.receive(envelope(repaired, ALICE, ALICE_DEV, BOB_DEV2))
+    assert [e.message.text for e in got.events if isinstance(e, MessageReceived)] == ["to both"]
+
+    # then the first device goes away
+    payloads, _ = await alice.repair(repaired, missing=(), extra=(BOB_DEV,))
+    assert payloads is not None
+    assert set(payloads) == {BOB_DEV2}
+    assert set(alice.store.sessions(BOB)) == {BOB_DEV2}
+
+
+async def test_repeated_mismatches_give_up(alice: Engine, bob: Engine) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "x")
+    ghost = "f" * 16  # the directory never lists it
+    results = [await alice.repair(entry, missing=(ghost,), extra=()) for _ in range(4)]
+    assert results[-1][0] is None
+    failed = alice.failed(entry, "mismatched_devices", "gave up")
+    assert failed is not None
+    assert failed.message.state is MessageState.FAILED
+    assert alice.store.outbox() == []
+
+
+async def test_a_reinstall_warns_that_the_identity_key_changed(
+    tmp_path: Path, alice: Engine, bob: Engine, directory: KeyDirectory
+) -> None:
+    contact = bob_contact(alice)
+    _, entry, _ = await alice.prepare(contact, "before")
+    # Bob reinstalls: a new device with a new identity key; the old one is gone
+    del directory.devices[BOB][BOB_DEV]
+    new_bob = await make_engine(tmp_path / "again", directory, BOB, BOB_DEV2)
+    _, events = await alice.repair(entry, missing=(BOB_DEV2,), extra=(BOB_DEV,))
+    assert [type(e) for e in events] == [IdentityChanged]
+    flagged = alice.store.contact(BOB)
+    assert flagged is not None
+    assert flagged.identity_changed
+    assert new_bob.store.account() is not None
+
+
+async def test_safety_numbers_agree_on_both_sides_and_differ_per_pair(
+    alice: Engine, bob: Engine
+) -> None:
+    _, entry, _ = await alice.prepare(bob_contact(alice), "hi")
+    bob.receive(envelope(entry, ALICE, ALICE_DEV, BOB_DEV))
+    alice_contact = bob.store.contact(ALICE)
+    assert alice_contact is not None
+    ours = alice.safety_numbers(bob_contact(alice))[BOB_DEV]
+    theirs = bob.safety_numbers(alice_contact)[ALICE_DEV]
+    assert ours == theirs
+    assert len(ours) == 60
+    assert ours.isdigit()
+
+
+async def test_a_message_to_a_user_without_devices_is_refused_before_storing(
+    alice: Engine,
+) -> None:
+    from parley.errors import ContactNotFound
+
+    nobody = alice.store.add_contact("e" * 32, "Nobody", None)
+    with pytest.raises(ContactNotFound):
+        await alice.prepare(nobody, "hello?")
+    assert alice.store.history(nobody.user_id) == []
+    assert alice.store.outbox() == []
