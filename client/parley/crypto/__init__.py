@@ -4,9 +4,15 @@
     bob, first = Session.accept(bob_identity, bob_prekeys, alice.encrypt(b"hi"))
     alice.decrypt(bob.encrypt(b"hello"))
 
-Receiving: a prekey message (is_prekey_message) for which no session exists, or
-whose session's decrypt() raises DecryptionError because it belongs to a new
-session, goes to Session.accept(); a ReplayError is final either way.
+Receiving a message from a device:
+
+    if is_prekey_message(m) and not (session and session.started_by(m)):
+        session, plaintext = Session.accept(identity, prekeys, m)   # a new session
+    else:
+        plaintext = session.decrypt(m)
+
+Every failure is a CryptoError; DecryptionError (with ReplayError and
+SkipLimitExceeded under it) means the message was refused and nothing changed.
 """
 
 from __future__ import annotations

@@ -273,6 +273,24 @@ class Session:
         """The remote device's Ed25519 identity key (compare it to detect a change)."""
         return self._remote_identity_key
 
+    def started_by(self, message: bytes) -> bool:
+        """True if `message` is a prekey message of this session (same initiator and base key).
+
+        For a prekey message from a device you already have a session with: if
+        this is true, decrypt() it; otherwise the sender started a new session,
+        so accept() it.
+        """
+        try:
+            header = parse(message).prekey
+        except CryptoError:
+            return False
+        return (
+            header is not None
+            and not self._initiator
+            and header.identity_key == self._remote_identity_key
+            and header.base_key == self._base_key
+        )
+
     def encrypt(self, plaintext: bytes) -> bytes:
         """Pad and encrypt; a prekey message until the first reply has been decrypted."""
         if len(plaintext) > MAX_PLAINTEXT_LEN:
@@ -296,12 +314,7 @@ class Session:
         another session's prekey message), ReplayError or SkipLimitExceeded.
         """
         envelope = parse(message)
-        header = envelope.prekey
-        if header is not None and (
-            self._initiator
-            or header.identity_key != self._remote_identity_key
-            or header.base_key != self._base_key
-        ):
+        if envelope.prekey is not None and not self.started_by(message):
             raise DecryptionError("prekey message for another session")
         staged = self._open(envelope)
         self._apply(staged)

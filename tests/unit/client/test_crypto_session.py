@@ -118,6 +118,8 @@ def test_initiator_sends_prekey_messages_until_the_first_reply() -> None:
     assert all(is_prekey_message(m) for m in early)
     bob, _ = Session.accept(prekeys.identity, prekeys, early[0])
     # Later prekey messages of the same session go to decrypt(), in any order.
+    assert bob.started_by(early[1])
+    assert bob.started_by(early[2])
     assert bob.decrypt(early[2]) == b"three"
     assert bob.decrypt(early[1]) == b"two"
     reply = bob.encrypt(b"got them")
@@ -132,6 +134,7 @@ def test_prekey_message_of_a_new_session_is_refused_by_the_old_one() -> None:
     # Alice reinstalls: a new session from a fresh bundle.
     fresh = Session.initiate(pair.alice_identity, pair.bob_prekeys.bundle())
     message = fresh.encrypt(b"new phone")
+    assert not pair.bob.started_by(message)
     before = pair.bob.to_bytes()
     with pytest.raises(DecryptionError):
         pair.bob.decrypt(message)
@@ -139,6 +142,16 @@ def test_prekey_message_of_a_new_session_is_refused_by_the_old_one() -> None:
     bob2, text = Session.accept(pair.bob_identity, pair.bob_prekeys, message)
     assert text == b"new phone"
     talk(bob2, fresh, b"welcome back")
+
+
+def test_started_by_is_false_for_anything_but_this_sessions_prekey_messages() -> None:
+    pair = start()
+    own_prekey_message = pair.alice.encrypt(b"still a prekey message")
+    assert pair.bob.started_by(own_prekey_message)
+    assert not pair.alice.started_by(own_prekey_message)  # the initiator is never started by one
+    assert not pair.alice.started_by(pair.bob.encrypt(b"plain"))
+    for junk in (b"", b"\x01\x02", b"\x02" + own_prekey_message[1:]):
+        assert not pair.bob.started_by(junk)
 
 
 def test_initiate_refuses_a_bundle_with_a_bad_signature() -> None:
