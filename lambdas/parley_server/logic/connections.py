@@ -1,0 +1,41 @@
+"""A device's WebSocket connection coming and going ($connect / $disconnect)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from parley_server.config import Limits
+from parley_server.logic.messaging import Caller
+
+__all__ = ["ConnectionRecords", "LastSeen", "connect", "disconnect"]
+
+
+class ConnectionRecords(Protocol):
+    def add(
+        self, user_id: str, connection_id: str, device_id: str, *, now: float, ttl_s: int
+    ) -> None: ...
+
+    def remove(self, user_id: str, connection_id: str) -> None: ...
+
+
+class LastSeen(Protocol):
+    def record_last_seen(self, user_id: str, ts: float) -> None: ...
+
+
+def connect(caller: Caller, *, now: float, limits: Limits, records: ConnectionRecords) -> None:
+    """Record the connection so senders find it (it outlives API Gateway's 2 h by a margin)."""
+    records.add(
+        caller.user_id,
+        caller.connection_id,
+        caller.device_id,
+        now=now,
+        ttl_s=limits.connection_ttl_s,
+    )
+
+
+def disconnect(
+    caller: Caller, *, now: float, records: ConnectionRecords, last_seen: LastSeen
+) -> None:
+    """Forget the connection and record when the user was last online."""
+    records.remove(caller.user_id, caller.connection_id)
+    last_seen.record_last_seen(caller.user_id, now)

@@ -1,0 +1,517 @@
+"""The messaging use cases: send, ack, receipt, sync, typing.
+
+Plain Python over small ports (the store adapters satisfy them; tests hand in
+fakes). Time comes in as `now` (epoch seconds). Nothing here reads the
+environment or talks to AWS.
+
+Why a sender's messages arrive in order: a client has one message per
+conversation in flight and sends the next only after `sent`. `send` stamps `ord`
+from the server clock, stores, delivers to live connections and only then
+answers, so message n+1 is stamped after message n was stored and posted: live
+delivery happens in order, and `sync` reads the mailbox by `ord`. docs/PROTOCOL.md
+says what this asks of clients.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from parley_server.config import Limits
+from parley_server.models.errors import (
+    BadRequest,
+    DependencyUnavailable,
+    MismatchedDevices,
+    NotFound,
+    ParleyError,
+)
+from parley_server.models.frames import (
+    ACTIONS,
+    AckFrame,
+    Connection,
+    Envelope,
+    MessageEnvelope,
+    Page,
+    Position,
+    PostOutcome,
+    ReceiptEnvelope,
+    ReceiptFrame,
+    SendFrame,
+    SyncFrame,
+    TypingFrame,
+    encode_cursor,
+    make_ord,
+    sent_event,
+    synced_event,
+    typing_event,
+)
+
+__all__ = [
+    "SYNC_PAGE",
+    "AckOutcome",
+    "Caller",
+    "ConnectionsPort",
+    "DeliveryReport",
+    "DeviceInfo",
+    "Directory",
+    "GatewayPort",
+    "LimiterPort",
+    "MailboxPort",
+    "Pusher",
+    "ReceiptOutcome",
+    "SendOutcome",
+    "SyncOutcome",
+    "ack",
+    "receipt",
+    "refuse_unknown",
+    "send",
+    "sync",
+    "typing",
+]
+
+# Events delivered by one sync invocation: far inside Lambda's time and
+# API Gateway's limits even when every one is a 64 KiB message.
+SYNC_PAGE = 100
+
+
+# -- ports ------------------------------------------------------------------------------
+
+
+class DeviceInfo(Protocol):
+    @property
+    def device_id(self) -> str: ...
+
+
+D = TypeVar("D", bound=DeviceInfo)
+D_co = TypeVar("D_co", bound=DeviceInfo, covariant=True)
+D_contra = TypeVar("D_contra", bound=DeviceInfo, contravariant=True)
+
+
+class Directory(Protocol[D_co]):
+    def devices(self, user_id: str) -> Sequence[D_co]: ...
+
+
+class Pusher(Protocol[D_contra]):
+    def notify(self, device: D_contra) -> bool: ...
+
+
+class MailboxPort(Protocol):
+    def put(self, envelope: Envelope, *, now: float) -> Envelope | None: ...
+
+    def delete(
+        self, user_id: str, device_id: str, server_id: str, *, now: float
+    ) -> Envelope | None: ...
+
+    def page(
+        self, user_id: str, device_id: str, *, after: Position | None, limit: int, now: float
+    ) -> Page: ...
+
+
+class ConnectionsPort(Protocol):
+    def of_user(self, user_id: str, *, now: float) -> list[Connection]: ...
+
+    def remove(self, user_id: str, connection_id: str) -> None: ...
+
+
+class GatewayPort(Protocol):
+    def post(self, connection_id: str, event: Mapping[str, Any]) -> PostOutcome: ...
+
+
+class LimiterPort(Protocol):
+    def hit(
+        self,
+        name: str,
+        subject: str,
+        *,
+        limit: int,
+        window_s: int,
+        now: float,
+        code: str | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent the frame: from the authorizer context, never from the frame."""
+
+    user_id: str
+    device_id: str
+    connection_id: str
+
+
+# -- delivery ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one fan-out to a user's connections did."""
+
+    reached: frozenset[str]  # device ids with at least one connection that got the event
+    posts: int
+    gone: int
+
+
+def _deliver(
+    user_id: str,
+    event_for: Callable[[str], Mapping[str, Any] | None],
+    *,
+    now: float,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+    skip: str | None = None,
+) -> DeliveryReport:
+    """Post each device's event to that device's live connections; forget gone ones."""
+    reached: set[str] = set()
+    posts = gone = 0
+    for connection in connections.of_user(user_id, now=now):
+        event = event_for(connection.device_id)
+        if event is None or connection.connection_id == skip:
+            continue
+        posts += 1
+        outcome = gateway.post(connection.connection_id, event)
+        if outcome is PostOutcome.DELIVERED:
+            reached.add(connection.device_id)
+        elif outcome is PostOutcome.GONE:
+            connections.remove(user_id, connection.connection_id)
+            gone += 1
+    return DeliveryReport(frozenset(reached), posts, gone)
+
+
+def _events_by_device(
+    pending: Mapping[str, Envelope],
+) -> Callable[[str], Mapping[str, Any] | None]:
+    events = {device_id: envelope.event() for device_id, envelope in pending.items()}
+    return events.get
+
+
+def _nonce() -> str:
+    return secrets.token_hex(4)
+
+
+# -- send -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    event: dict[str, Any]  # the `sent` answer
+    devices: int  # fan-out size
+    stored: int  # new envelopes
+    duplicates: int  # envelopes already pending (a retried send)
+    delivered: int  # connections that got the message now
+    pushed: int
+    gone: int
+
+
+def send(
+    frame: SendFrame,
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    directory: Directory[D],
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+    pusher: Pusher[D],
+    limiter: LimiterPort,
+) -> SendOutcome:
+    """Store one envelope per recipient device, deliver to live connections, answer `sent`."""
+    if frame.to_group is not None:
+        # Group fan-out slots in here: resolve members' devices, then the same
+        # store-deliver-push below for each member.
+        raise BadRequest("group messages are not supported yet", code="not_supported")
+    assert frame.to_user is not None
+    limiter.hit(
+        "send",
+        f"{caller.user_id}#{caller.device_id}",
+        limit=limits.send_rate_per_s,
+        window_s=1,
+        now=now,
+    )
+    devices = _recipient_devices(frame.to_user, frame.payloads, directory)
+
+    ord_ = make_ord(now, _nonce())
+    expires_at = int(now) + limits.mailbox_ttl_s
+    pending: dict[str, Envelope] = {}
+    stored = duplicates = 0
+    for device_id, body in frame.payloads.items():
+        envelope = MessageEnvelope(
+            recipient=frame.to_user,
+            recipient_device=device_id,
+            sender=caller.user_id,
+            sender_device=caller.device_id,
+            client_id=frame.client_id,
+            body=body,
+            ord=ord_,
+            expires_at=expires_at,
+        )
+        existing = mailbox.put(envelope, now=now)
+        if existing is None:
+            stored += 1
+        else:
+            duplicates += 1
+        # a retry delivers the pending original again: the first attempt may
+        # have stopped between storing and delivering
+        pending[device_id] = existing or envelope
+
+    report = _deliver(
+        frame.to_user,
+        _events_by_device(pending),
+        now=now,
+        connections=connections,
+        gateway=gateway,
+    )
+    pushed = sum(
+        1 for device in devices if device.device_id not in report.reached and pusher.notify(device)
+    )
+    ts = min(envelope.ts for envelope in pending.values())
+    return SendOutcome(
+        event=sent_event(frame.client_id, ts),
+        devices=len(devices),
+        stored=stored,
+        duplicates=duplicates,
+        delivered=len(report.reached),
+        pushed=pushed,
+        gone=report.gone,
+    )
+
+
+def _recipient_devices(
+    user_id: str, payloads: Mapping[str, bytes], directory: Directory[D]
+) -> Sequence[D]:
+    devices = directory.devices(user_id)
+    if not devices:
+        raise NotFound("no such user", code="unknown_user", to=user_id)
+    registered = {device.device_id for device in devices}
+    missing = registered - set(payloads)
+    extra = set(payloads) - registered
+    if missing or extra:
+        raise MismatchedDevices(sorted(missing), sorted(extra))
+    return devices
+
+
+# -- receipts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    devices: int  # devices the receipt was stored for
+    stored: int
+    delivered: int
+    gone: int
+
+
+def _store_receipt(
+    to: str,
+    devices: Sequence[DeviceInfo],
+    caller: Caller,
+    status: str,
+    ids: Sequence[str],
+    *,
+    now: float,
+    limits: Limits,
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """One receipt in each mailbox of `to`'s devices (so ticks agree), delivered at once."""
+    ord_ = make_ord(now, _nonce())
+    expires_at = int(now) + limits.mailbox_ttl_s
+    pending: dict[str, Envelope] = {}
+    stored = 0
+    for device in devices:
+        envelope = ReceiptEnvelope(
+            recipient=to,
+            recipient_device=device.device_id,
+            sender=caller.user_id,
+            sender_device=caller.device_id,
+            status=status,
+            ids=tuple(ids),
+            ord=ord_,
+            expires_at=expires_at,
+        )
+        existing = mailbox.put(envelope, now=now)
+        if existing is None:
+            stored += 1
+        pending[device.device_id] = existing or envelope
+    if not pending:
+        return ReceiptOutcome(0, 0, 0, 0)
+    report = _deliver(
+        to,
+        _events_by_device(pending),
+        now=now,
+        connections=connections,
+        gateway=gateway,
+    )
+    return ReceiptOutcome(len(pending), stored, len(report.reached), report.gone)
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    messages: int  # message envelopes deleted
+    receipts: int  # receipt envelopes deleted
+    unknown: tuple[str, ...]  # ids with no pending envelope in the caller's mailbox
+    delivered_receipts: tuple[ReceiptOutcome, ...]
+
+    @property
+    def error(self) -> ParleyError | None:
+        """What to tell the caller about ids that matched nothing (None: all matched)."""
+        if not self.unknown:
+            return None
+        return NotFound(
+            "no pending envelope of yours has these ids", code="unknown_ids", ids=list(self.unknown)
+        )
+
+
+def ack(
+    frame: AckFrame,
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    directory: Directory[D],
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> AckOutcome:
+    """Delete the caller's envelopes; tell each sender of a deleted message `delivered`."""
+    by_sender: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    messages = receipts = 0
+    for server_id in frame.ids:
+        # the key names the caller's own mailbox: another device's envelope
+        # cannot even be addressed, so a foreign id deletes nothing
+        envelope = mailbox.delete(caller.user_id, caller.device_id, server_id, now=now)
+        if envelope is None:
+            unknown.append(server_id)
+        elif isinstance(envelope, MessageEnvelope):
+            messages += 1
+            by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
+        else:
+            receipts += 1  # acking a receipt ends its life; nothing follows
+    outcomes = tuple(
+        _store_receipt(
+            sender,
+            directory.devices(sender),
+            caller,
+            "delivered",
+            client_ids,
+            now=now,
+            limits=limits,
+            mailbox=mailbox,
+            connections=connections,
+            gateway=gateway,
+        )
+        for sender, client_ids in by_sender.items()
+    )
+    return AckOutcome(messages, receipts, tuple(unknown), outcomes)
+
+
+def receipt(
+    frame: ReceiptFrame,
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    directory: Directory[D],
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """Store a `read` receipt for every device of `to` and deliver it where online."""
+    devices = directory.devices(frame.to)
+    if not devices:
+        raise NotFound("no such user", code="unknown_user", to=frame.to)
+    return _store_receipt(
+        frame.to,
+        devices,
+        caller,
+        frame.status,
+        frame.ids,
+        now=now,
+        limits=limits,
+        mailbox=mailbox,
+        connections=connections,
+        gateway=gateway,
+    )
+
+
+# -- sync -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    delivered: int
+    more: bool
+    gone: bool  # the caller's connection went away mid-sync
+
+
+def sync(
+    frame: SyncFrame,
+    caller: Caller,
+    *,
+    now: float,
+    mailbox: MailboxPort,
+    gateway: GatewayPort,
+    page_size: int = SYNC_PAGE,
+) -> SyncOutcome:
+    """Post the next page of pending events to the caller, oldest first, then `synced`."""
+    page = mailbox.page(
+        caller.user_id, caller.device_id, after=frame.after, limit=page_size, now=now
+    )
+    last = frame.after
+    delivered = 0
+    for envelope in page.envelopes:
+        outcome = gateway.post(caller.connection_id, envelope.event())
+        if outcome is PostOutcome.GONE:
+            return SyncOutcome(delivered, more=True, gone=True)
+        if outcome is PostOutcome.FAILED:
+            if last is None:
+                raise DependencyUnavailable("could not deliver; sync again")
+            # resume right after the last event that did get through
+            gateway.post(caller.connection_id, synced_event(True, encode_cursor(last)))
+            return SyncOutcome(delivered, more=True, gone=False)
+        last = Position(envelope.ord, envelope.server_id)
+        delivered += 1
+    more = page.next is not None
+    cursor = encode_cursor(page.next) if page.next is not None else None
+    gone = gateway.post(caller.connection_id, synced_event(more, cursor)) is PostOutcome.GONE
+    return SyncOutcome(delivered, more, gone)
+
+
+# -- typing -----------------------------------------------------------------------------
+
+
+def typing(
+    frame: TypingFrame,
+    caller: Caller,
+    *,
+    now: float,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> DeliveryReport:
+    """Relay typing state to `to`'s live connections; nothing is stored."""
+    event = typing_event(caller.user_id, caller.device_id, frame.state)
+    return _deliver(
+        frame.to,
+        lambda _device_id: event,
+        now=now,
+        connections=connections,
+        gateway=gateway,
+        skip=caller.connection_id,
+    )
+
+
+# -- anything else ----------------------------------------------------------------------
+
+
+def refuse_unknown(raw: Mapping[str, Any]) -> ParleyError:
+    """The error for a JSON frame no route took: no `action`, or one we do not know."""
+    action = raw.get("action")
+    if not isinstance(action, str) or not action:
+        return BadRequest("frame has no `action`", code="unknown_action", actions=sorted(ACTIONS))
+    return BadRequest(
+        f"unknown action {action[:40]!r}", code="unknown_action", actions=sorted(ACTIONS)
+    )

@@ -1,0 +1,660 @@
+"""The messaging use cases over the real stores (moto) with a scripted @connections
+gateway and push notifier, so every delivery outcome can be chosen."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from parley_server.catalogue import Setting
+from parley_server.config import Limits
+from parley_server.logic import connections as lifecycle
+from parley_server.logic import messaging
+from parley_server.logic.messaging import Caller
+from parley_server.models.errors import (
+    BadRequest,
+    DependencyUnavailable,
+    MismatchedDevices,
+    NotFound,
+    RateLimited,
+)
+from parley_server.models.frames import (
+    AckFrame,
+    PostOutcome,
+    ReceiptFrame,
+    SendFrame,
+    SyncFrame,
+    TypingFrame,
+    decode_cursor,
+)
+from parley_server.store.connections import ConnectionsStore
+from parley_server.store.mailbox import Mailbox
+from parley_server.store.ratelimits import RateLimiter
+from tests.conftest import FakeAws
+
+NOW = 1_800_000_000.0
+LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    push_platform: str | None = None
+    push_endpoint: str | None = None
+
+
+@dataclass
+class Directory:
+    users: dict[str, list[Device]] = field(default_factory=dict)
+
+    def devices(self, user_id: str) -> list[Device]:
+        return list(self.users.get(user_id, []))
+
+
+@dataclass
+class Gateway:
+    """Records posts; `script` decides the outcome per connection (default: delivered)."""
+
+    posted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    script: dict[str, list[PostOutcome]] = field(default_factory=dict)
+
+    def post(self, connection_id: str, event: Mapping[str, Any]) -> PostOutcome:
+        outcomes = self.script.get(connection_id)
+        outcome = outcomes.pop(0) if outcomes else PostOutcome.DELIVERED
+        if outcome is PostOutcome.DELIVERED:
+            self.posted[connection_id].append(dict(event))
+        return outcome
+
+
+@dataclass
+class Pusher:
+    woken: list[str] = field(default_factory=list)
+
+    def notify(self, device: Device) -> bool:
+        if not device.push_endpoint:
+            return False
+        self.woken.append(device.device_id)
+        return True
+
+
+@dataclass
+class World:
+    aws: FakeAws
+    directory: Directory = field(default_factory=Directory)
+    gateway: Gateway = field(default_factory=Gateway)
+    pusher: Pusher = field(default_factory=Pusher)
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return Mailbox(self.aws.client("dynamodb"), self.aws.settings[Setting.MAILBOX_TABLE])
+
+    @property
+    def connections(self) -> ConnectionsStore:
+        return ConnectionsStore(
+            self.aws.client("dynamodb"), self.aws.settings[Setting.CONNECTIONS_TABLE]
+        )
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.aws.client("dynamodb"), self.aws.settings[Setting.RATELIMITS_TABLE])
+
+    def user(self, *devices: Device) -> tuple[str, list[Device]]:
+        user_id = secrets.token_hex(16)
+        found = list(devices) or [Device(secrets.token_hex(8))]
+        self.directory.users[user_id] = found
+        return user_id, found
+
+    def online(self, user_id: str, device: Device) -> Caller:
+        caller = Caller(user_id, device.device_id, secrets.token_hex(6) + "=")
+        lifecycle.connect(caller, now=NOW, limits=LIMITS, records=self.connections)
+        return caller
+
+    def send(
+        self,
+        caller: Caller,
+        to: str,
+        payloads: dict[str, bytes],
+        *,
+        client_id: str = "c1",
+        now: float = NOW,
+        limits: Limits = LIMITS,
+    ) -> messaging.SendOutcome:
+        frame = SendFrame.parse(
+            {
+                "id": client_id,
+                "to": to,
+                "payloads": {d: base64.b64encode(p).decode() for d, p in payloads.items()},
+            },
+            max_payload_bytes=limits.max_payload_bytes,
+        )
+        return messaging.send(
+            frame,
+            caller,
+            now=now,
+            limits=limits,
+            directory=self.directory,
+            mailbox=self.mailbox,
+            connections=self.connections,
+            gateway=self.gateway,
+            pusher=self.pusher,
+            limiter=self.limiter,
+        )
+
+    def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> messaging.AckOutcome:
+        return messaging.ack(
+            AckFrame.parse({"ids": ids}),
+            caller,
+            now=now,
+            limits=LIMITS,
+            directory=self.directory,
+            mailbox=self.mailbox,
+            connections=self.connections,
+            gateway=self.gateway,
+        )
+
+    def sync(
+        self, caller: Caller, after: str | None = None, *, page_size: int = 100, now: float = NOW
+    ) -> messaging.SyncOutcome:
+        return messaging.sync(
+            SyncFrame.parse({"after": after}),
+            caller,
+            now=now,
+            mailbox=self.mailbox,
+            gateway=self.gateway,
+            page_size=page_size,
+        )
+
+    def events(self, caller: Caller, kind: str | None = None) -> list[dict[str, Any]]:
+        got = self.gateway.posted.get(caller.connection_id, [])
+        return [e for e in got if kind is None or e["event"] == kind]
+
+
+@pytest.fixture
+def world(aws: FakeAws) -> World:
+    return World(aws)
+
+
+def offline(user_id: str, device: Device) -> Caller:
+    return Caller(user_id, device.device_id, "never-connected=")
+
+
+# -- send -----------------------------------------------------------------------------
+
+
+def test_send_to_an_online_device_delivers_before_answering_sent(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+
+    outcome = world.send(alice, bob_id, {bob_dev.device_id: b"hello"})
+
+    assert outcome.event == {"event": "sent", "id": "c1", "ts": int(NOW * 1000)}
+    (message,) = world.events(bob, "message")
+    assert message["from"] == alice_id
+    assert message["from_device"] == alice_dev.device_id
+    assert base64.b64decode(message["body"]) == b"hello"
+    assert (outcome.stored, outcome.delivered, outcome.pushed) == (1, 1, 0)
+    assert world.pusher.woken == []
+
+
+def test_send_to_two_devices_gives_each_its_own_ciphertext(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    on_phone, on_laptop = world.online(bob_id, phone), world.online(bob_id, laptop)
+
+    world.send(
+        world.online(alice_id, alice_dev), bob_id, {phone.device_id: b"P", laptop.device_id: b"L"}
+    )
+
+    assert [base64.b64decode(e["body"]) for e in world.events(on_phone)] == [b"P"]
+    assert [base64.b64decode(e["body"]) for e in world.events(on_laptop)] == [b"L"]
+
+
+def test_send_to_an_offline_device_with_push_wakes_it_and_the_envelope_waits(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_dev = Device(secrets.token_hex(8), "fcm", "arn:aws:sns:us-east-1:1:endpoint/GCM/app/x")
+    bob_id, _ = world.user(bob_dev)
+
+    outcome = world.send(world.online(alice_id, alice_dev), bob_id, {bob_dev.device_id: b"hi"})
+
+    assert (outcome.delivered, outcome.pushed) == (0, 1)
+    assert world.pusher.woken == [bob_dev.device_id]
+    bob = world.online(bob_id, bob_dev)
+    world.sync(bob)
+    assert [e["client_id"] for e in world.events(bob, "message")] == ["c1"]
+
+
+def test_only_the_offline_device_of_a_recipient_is_pushed(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    push = "arn:aws:sns:us-east-1:1:endpoint/GCM/app/"
+    phone, tablet = (
+        Device(secrets.token_hex(8), "fcm", push + "p"),
+        Device(secrets.token_hex(8), "fcm", push + "t"),
+    )
+    bob_id, _ = world.user(phone, tablet)
+    world.online(bob_id, phone)
+
+    world.send(
+        world.online(alice_id, alice_dev), bob_id, {phone.device_id: b"1", tablet.device_id: b"2"}
+    )
+
+    assert world.pusher.woken == [tablet.device_id]
+
+
+def test_retried_send_stores_no_second_envelope_and_answers_the_original_time(
+    world: World,
+) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+
+    first = world.send(alice, bob_id, {bob_dev.device_id: b"once"})
+    again = world.send(alice, bob_id, {bob_dev.device_id: b"once"}, now=NOW + 5)
+
+    assert (first.stored, again.stored, again.duplicates) == (1, 0, 1)
+    assert again.event == first.event
+    page = world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=10, now=NOW + 5)
+    assert len(page.envelopes) == 1
+    # the pending original is delivered again (the first attempt may have stopped
+    # before delivering); the client drops the copy by (sender, client id)
+    assert [e["id"] for e in world.events(bob, "message")] == [page.envelopes[0].server_id] * 2
+
+
+def test_a_send_after_the_first_was_acked_is_stored_again(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"x"})
+    world.ack(bob, [world.events(bob, "message")[0]["id"]])
+
+    assert world.send(alice, bob_id, {bob_dev.device_id: b"x"}, now=NOW + 1).stored == 1
+
+
+def test_an_expired_envelope_does_not_block_a_send_with_its_id(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice = world.online(alice_id, alice_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"old"})
+    later = NOW + LIMITS.mailbox_ttl_s + 1
+
+    outcome = world.send(alice, bob_id, {bob_dev.device_id: b"new"}, now=later)
+
+    assert outcome.stored == 1
+    (envelope,) = world.mailbox.page(
+        bob_id, bob_dev.device_id, after=None, limit=10, now=later
+    ).envelopes
+    assert envelope.event()["body"] == base64.b64encode(b"new").decode()
+
+
+def test_payloads_that_miss_or_add_devices_are_refused_naming_them(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    stranger = secrets.token_hex(8)
+
+    with pytest.raises(MismatchedDevices) as caught:
+        world.send(
+            world.online(alice_id, alice_dev), bob_id, {phone.device_id: b"x", stranger: b"y"}
+        )
+
+    assert caught.value.to_dict()["missing"] == [laptop.device_id]
+    assert caught.value.to_dict()["extra"] == [stranger]
+    assert world.mailbox.page(bob_id, phone.device_id, after=None, limit=5, now=NOW).envelopes == []
+
+
+def test_send_to_a_user_without_devices_is_unknown_user(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    with pytest.raises(NotFound) as caught:
+        world.send(world.online(alice_id, alice_dev), "f" * 32, {"0" * 16: b"x"})
+    assert caught.value.code == "unknown_user"
+
+
+def test_group_send_is_not_supported_yet(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    frame = SendFrame.parse(
+        {"id": "g1", "to": "g:" + "c" * 32, "body": "eA=="}, max_payload_bytes=1024
+    )
+    with pytest.raises(BadRequest) as caught:
+        messaging.send(
+            frame,
+            world.online(alice_id, alice_dev),
+            now=NOW,
+            limits=LIMITS,
+            directory=world.directory,
+            mailbox=world.mailbox,
+            connections=world.connections,
+            gateway=world.gateway,
+            pusher=world.pusher,
+            limiter=world.limiter,
+        )
+    assert caught.value.code == "not_supported"
+
+
+def test_sends_over_the_per_device_rate_are_refused_in_that_second(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice = world.online(alice_id, alice_dev)
+    limits = Limits(send_rate_per_s=3)
+    for i in range(3):
+        world.send(alice, bob_id, {bob_dev.device_id: b"x"}, client_id=f"c{i}", limits=limits)
+
+    with pytest.raises(RateLimited) as caught:
+        world.send(alice, bob_id, {bob_dev.device_id: b"x"}, client_id="c9", limits=limits)
+
+    assert caught.value.retry_after == 1
+    pending = world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=10, now=NOW)
+    assert sorted(e.event()["client_id"] for e in pending.envelopes) == ["c0", "c1", "c2"]
+    # another device of the same user has its own budget; the next second is fresh
+    other = world.online(alice_id, Device(secrets.token_hex(8)))
+    world.send(other, bob_id, {bob_dev.device_id: b"x"}, client_id="d0", limits=limits)
+    world.send(alice, bob_id, {bob_dev.device_id: b"x"}, client_id="c9", limits=limits, now=NOW + 1)
+
+
+def test_a_gone_connection_is_forgotten_and_the_envelope_waits(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    stale = world.online(bob_id, bob_dev)
+    fresh = world.online(bob_id, bob_dev)
+    world.gateway.script[stale.connection_id] = [PostOutcome.GONE]
+
+    outcome = world.send(world.online(alice_id, alice_dev), bob_id, {bob_dev.device_id: b"x"})
+
+    assert (outcome.gone, outcome.delivered) == (1, 1)
+    assert [c.connection_id for c in world.connections.of_user(bob_id, now=NOW)] == [
+        fresh.connection_id
+    ]
+    assert len(world.events(fresh, "message")) == 1
+
+
+# -- ack and receipts ------------------------------------------------------------------
+
+
+def test_ack_deletes_and_sends_one_delivered_receipt_to_every_device_of_the_sender(
+    world: World,
+) -> None:
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    alice_id, _ = world.user(phone, laptop)
+    bob_id, (bob_dev,) = world.user()
+    alice_phone, alice_laptop = world.online(alice_id, phone), world.online(alice_id, laptop)
+    bob = world.online(bob_id, bob_dev)
+    for i in range(3):
+        world.send(alice_phone, bob_id, {bob_dev.device_id: b"x"}, client_id=f"c{i}")
+
+    outcome = world.ack(bob, [e["id"] for e in world.events(bob, "message")])
+
+    assert (outcome.messages, outcome.unknown, outcome.error) == (3, (), None)
+    for device in (alice_phone, alice_laptop):
+        (receipt,) = world.events(device, "receipt")
+        assert receipt["status"] == "delivered"
+        assert receipt["ids"] == ["c0", "c1", "c2"]
+        assert (receipt["from"], receipt["from_device"]) == (bob_id, bob_dev.device_id)
+    assert (
+        world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=9, now=NOW).envelopes == []
+    )
+
+
+def test_ack_batches_receipts_per_sender(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    carol_id, (carol_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, carol = world.online(alice_id, alice_dev), world.online(carol_id, carol_dev)
+    bob = world.online(bob_id, bob_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"a"}, client_id="a1")
+    world.send(carol, bob_id, {bob_dev.device_id: b"c"}, client_id="c1")
+    world.send(alice, bob_id, {bob_dev.device_id: b"a"}, client_id="a2")
+
+    world.ack(bob, [e["id"] for e in world.events(bob, "message")])
+
+    assert [r["ids"] for r in world.events(alice, "receipt")] == [["a1", "a2"]]
+    assert [r["ids"] for r in world.events(carol, "receipt")] == [["c1"]]
+
+
+def test_ack_of_ids_not_in_the_callers_mailbox_deletes_nothing(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    mallory_id, (mallory_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    mallory = world.online(mallory_id, mallory_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"for bob"})
+    bobs_id = world.events(bob, "message")[0]["id"]
+
+    outcome = world.ack(mallory, [bobs_id])
+
+    assert outcome.unknown == (bobs_id,)
+    assert outcome.error is not None
+    assert outcome.error.code == "unknown_ids"
+    assert (
+        len(world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=5, now=NOW).envelopes)
+        == 1
+    )
+    assert world.events(alice, "receipt") == []
+
+
+def test_acking_a_receipt_deletes_it_and_produces_nothing_more(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"x"})
+    world.ack(bob, [world.events(bob, "message")[0]["id"]])
+    receipt = world.events(alice, "receipt")[0]
+
+    outcome = world.ack(alice, [receipt["id"]])
+
+    assert (outcome.messages, outcome.receipts, outcome.delivered_receipts) == (0, 1, ())
+    assert world.events(bob, "receipt") == []
+    assert (
+        world.mailbox.page(alice_id, alice_dev.device_id, after=None, limit=5, now=NOW).envelopes
+        == []
+    )
+
+
+def test_an_expired_envelope_acked_late_yields_no_receipt(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    world.send(alice, bob_id, {bob_dev.device_id: b"x"})
+    server_id = world.events(bob, "message")[0]["id"]
+
+    outcome = world.ack(bob, [server_id], now=NOW + LIMITS.mailbox_ttl_s)
+
+    assert outcome.unknown == (server_id,)
+    assert world.events(alice, "receipt") == []
+
+
+def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(
+    world: World,
+) -> None:
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    alice_id, _ = world.user(phone, laptop)
+    bob_id, (bob_dev,) = world.user()
+    alice_phone = world.online(alice_id, phone)
+    bob = world.online(bob_id, bob_dev)
+
+    outcome = messaging.receipt(
+        ReceiptFrame.parse({"to": alice_id, "status": "read", "ids": ["c1", "c2"]}),
+        bob,
+        now=NOW,
+        limits=LIMITS,
+        directory=world.directory,
+        mailbox=world.mailbox,
+        connections=world.connections,
+        gateway=world.gateway,
+    )
+
+    assert (outcome.devices, outcome.stored, outcome.delivered) == (2, 1 + 1, 1)
+    (live,) = world.events(alice_phone, "receipt")
+    assert (live["status"], live["ids"], live["from"]) == ("read", ["c1", "c2"], bob_id)
+    laptop_later = world.online(alice_id, laptop)
+    world.sync(laptop_later)
+    assert [e["id"] for e in world.events(laptop_later, "receipt")] == [live["id"]]
+
+
+def test_read_receipt_to_an_unknown_user_is_refused(world: World) -> None:
+    bob_id, (bob_dev,) = world.user()
+    with pytest.raises(NotFound):
+        messaging.receipt(
+            ReceiptFrame.parse({"to": "e" * 32, "status": "read", "ids": ["c1"]}),
+            world.online(bob_id, bob_dev),
+            now=NOW,
+            limits=LIMITS,
+            directory=world.directory,
+            mailbox=world.mailbox,
+            connections=world.connections,
+            gateway=world.gateway,
+        )
+
+
+# -- sync ------------------------------------------------------------------------------
+
+
+def _fill(world: World, count: int) -> tuple[Caller, str, Device]:
+    """`count` messages from one sender waiting for an offline recipient."""
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice = world.online(alice_id, alice_dev)
+    for i in range(count):
+        world.send(
+            alice, bob_id, {bob_dev.device_id: b"x"}, client_id=f"c{i:03d}", now=NOW + i / 1000
+        )
+    return alice, bob_id, bob_dev
+
+
+def test_sync_pages_deliver_everything_oldest_first(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 7)
+    bob = world.online(bob_id, bob_dev)
+
+    cursor = None
+    pages = 0
+    while True:
+        pages += 1
+        outcome = world.sync(bob, cursor, page_size=3)
+        synced = world.events(bob, "synced")[-1]
+        if not synced["more"]:
+            break
+        cursor = synced["cursor"]
+    assert pages == 3
+    assert [e["client_id"] for e in world.events(bob, "message")] == [f"c{i:03d}" for i in range(7)]
+    assert outcome.delivered == 1
+
+
+def test_sync_never_delivers_expired_envelopes(world: World) -> None:
+    alice, bob_id, bob_dev = _fill(world, 2)
+    later = NOW + LIMITS.mailbox_ttl_s + 1
+    world.send(alice, bob_id, {bob_dev.device_id: b"fresh"}, client_id="new", now=later)
+    bob = world.online(bob_id, bob_dev)
+
+    world.sync(bob, now=later)
+
+    assert [e["client_id"] for e in world.events(bob, "message")] == ["new"]
+
+
+def test_sync_stops_when_the_callers_connection_is_gone(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.DELIVERED, PostOutcome.GONE]
+
+    outcome = world.sync(bob)
+
+    assert (outcome.delivered, outcome.gone) == (1, True)
+    assert world.events(bob, "synced") == []
+
+
+def test_sync_that_cannot_post_resumes_after_the_last_event_that_got_through(
+    world: World,
+) -> None:
+    _, bob_id, bob_dev = _fill(world, 4)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.DELIVERED, PostOutcome.FAILED]
+
+    world.sync(bob)
+    synced = world.events(bob, "synced")[-1]
+    assert synced["more"] is True
+    assert decode_cursor(synced["cursor"]).server_id == world.events(bob, "message")[0]["id"]
+    world.sync(bob, synced["cursor"])
+
+    assert [e["client_id"] for e in world.events(bob, "message")] == [f"c{i:03d}" for i in range(4)]
+
+
+def test_sync_that_cannot_post_anything_asks_the_client_to_sync_again(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 1)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.FAILED]
+    with pytest.raises(DependencyUnavailable):
+        world.sync(bob)
+
+
+def test_sync_of_an_empty_mailbox_says_synced_with_nothing_more(world: World) -> None:
+    bob_id, (bob_dev,) = world.user()
+    bob = world.online(bob_id, bob_dev)
+    assert world.sync(bob).delivered == 0
+    assert world.events(bob) == [{"event": "synced", "more": False, "cursor": None}]
+
+
+# -- typing and connections -----------------------------------------------------------
+
+
+def test_typing_reaches_every_live_connection_of_the_recipient_and_is_never_stored(
+    world: World,
+) -> None:
+    alice_id, (alice_dev,) = world.user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    alice = world.online(alice_id, alice_dev)
+    on_phone, on_laptop = world.online(bob_id, phone), world.online(bob_id, laptop)
+
+    report = messaging.typing(
+        TypingFrame.parse({"to": bob_id, "state": "on"}),
+        alice,
+        now=NOW,
+        connections=world.connections,
+        gateway=world.gateway,
+    )
+
+    expected = {
+        "event": "typing",
+        "from": alice_id,
+        "from_device": alice_dev.device_id,
+        "state": "on",
+    }
+    assert world.events(on_phone) == [expected]
+    assert world.events(on_laptop) == [expected]
+    assert report.posts == 2
+    for device in (phone, laptop):
+        page = world.mailbox.page(bob_id, device.device_id, after=None, limit=5, now=NOW)
+        assert page.envelopes == []
+
+
+def test_disconnect_forgets_the_connection_and_records_last_seen(world: World) -> None:
+    bob_id, (bob_dev,) = world.user()
+    bob = world.online(bob_id, bob_dev)
+    seen: list[tuple[str, float]] = []
+
+    class LastSeen:
+        def record_last_seen(self, user_id: str, ts: float) -> None:
+            seen.append((user_id, ts))
+
+    lifecycle.disconnect(bob, now=NOW + 60, records=world.connections, last_seen=LastSeen())
+
+    assert world.connections.of_user(bob_id, now=NOW + 60) == []
+    assert seen == [(bob_id, NOW + 60)]
+
+
+def test_connections_expire_after_their_ttl_even_without_disconnect(world: World) -> None:
+    bob_id, (bob_dev,) = world.user()
+    world.online(bob_id, bob_dev)
+    assert len(world.connections.of_user(bob_id, now=NOW)) == 1
+    assert world.connections.of_user(bob_id, now=NOW + LIMITS.connection_ttl_s) == []
+
+
+def test_refuse_unknown_names_the_known_actions() -> None:
+    error = messaging.refuse_unknown({"action": "dance", "id": "x1"})
+    assert error.code == "unknown_action"
+    assert error.details["actions"] == ["ack", "receipt", "send", "sync", "typing"]
+    assert messaging.refuse_unknown({}).code == "unknown_action"
