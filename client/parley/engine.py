@@ -27,6 +27,7 @@ from parley.crypto import (
     CryptoError,
     DecryptionError,
     IdentityKeyPair,
+    ReplayError,
     Session,
     is_prekey_message,
     safety_number,
@@ -244,23 +245,8 @@ class Engine:
 
     def _open_and_store(self, message: IncomingMessage, body: bytes, label: str) -> Incoming:
         sender, device = message.sender, message.sender_device
-        session = self.store.session(sender, device)
-        plaintext: bytes | None = None
-        if session is not None:
-            try:
-                plaintext = session.decrypt(body)
-            except DecryptionError:
-                if not is_prekey_message(body):
-                    raise
-                session = None  # a first message of a NEW session (e.g. they reinstalled)
-        consumed = False
-        if session is None:
-            if not is_prekey_message(body):
-                raise _Rejected("unknown sender: no session with this device")
-            session, plaintext = Session.accept(self._identity, self.store, body)
-            consumed = True
-        assert plaintext is not None
         now = self._clock()
+        session, plaintext, consumed = self._open(sender, device, body, now)
         events: list[Event] = []
         if self.store.record_identity(sender, device, session.remote_identity_key):
             events.append(self._identity_changed(sender, device))
@@ -285,6 +271,38 @@ class Engine:
         if stored is not None:
             events.append(MessageReceived(stored, contact))
         return Incoming(stored=True, events=events, consumed_prekey=consumed)
+
+    def _open(
+        self, sender: str, device: str, body: bytes, now: float
+    ) -> tuple[Session, bytes, bool]:
+        """Decrypt with the right session: the current one, an archived one (both sides
+        started a session at once), or a new one from a prekey message. Returns the
+        session (to save), the plaintext, and whether a one-time prekey was used."""
+        current = self.store.session(sender, device)
+        if is_prekey_message(body) and not (current is not None and current.started_by(body)):
+            for seq, old in self.store.old_sessions(sender, device):
+                if old.started_by(body):
+                    plaintext = old.decrypt(body)
+                    self.store.promote_session(sender, device, seq, old, now)
+                    return old, plaintext, False
+            session, plaintext = Session.accept(self._identity, self.store, body)
+            self.store.archive_session(sender, device)
+            return session, plaintext, True
+        if current is None:
+            raise _Rejected("unknown sender: no session with this device")
+        try:
+            return current, current.decrypt(body), False
+        except ReplayError:
+            raise
+        except DecryptionError:
+            for seq, old in self.store.old_sessions(sender, device):
+                try:
+                    plaintext = old.decrypt(body)
+                except DecryptionError:
+                    continue
+                self.store.promote_session(sender, device, seq, old, now)
+                return old, plaintext, False
+            raise
 
     def receipt(self, receipt: IncomingReceipt) -> list[Event]:
         """Move our messages to `receipt.sender` to delivered/read (never backwards)."""

@@ -42,6 +42,8 @@ SCHEMA_VERSION = 1
 MAX_PREKEY_ID = 0xFF_FFFF
 # (sender, client id) pairs outlive the server's 30-day mailbox TTL.
 SEEN_RETENTION_S = 35 * 24 * 3600
+# Replaced sessions kept per device (Signal keeps a few for the same reason).
+MAX_OLD_SESSIONS = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,6 +66,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL,
     updated_at REAL NOT NULL, PRIMARY KEY (user_id, device_id)
 );
+CREATE TABLE IF NOT EXISTS old_sessions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS old_sessions_by_device ON old_sessions (user_id, device_id, seq);
 CREATE TABLE IF NOT EXISTS contacts (
     user_id TEXT PRIMARY KEY, name TEXT UNIQUE, phone TEXT,
     identity_changed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0,
@@ -442,6 +449,47 @@ class Store:
                 (user_id, device_id, self._vault.seal(session.to_bytes()), now),
             )
 
+    def archive_session(self, user_id: str, device_id: str) -> None:
+        """Keep the current session aside (newest first, at most MAX_OLD_SESSIONS): when
+        both sides start a session at once, the other may keep using the one replaced."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT state FROM sessions WHERE user_id = ? AND device_id = ?",
+                (user_id, device_id),
+            ).fetchone()
+            if row is None:
+                return
+            self._db.execute(
+                "INSERT INTO old_sessions (user_id, device_id, state) VALUES (?, ?, ?)",
+                (user_id, device_id, row[0]),
+            )
+            self._db.execute(
+                "DELETE FROM old_sessions WHERE user_id = ? AND device_id = ? AND seq NOT IN"
+                " (SELECT seq FROM old_sessions WHERE user_id = ? AND device_id = ?"
+                "  ORDER BY seq DESC LIMIT ?)",
+                (user_id, device_id, user_id, device_id, MAX_OLD_SESSIONS),
+            )
+            self._db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+
+    def old_sessions(self, user_id: str, device_id: str) -> list[tuple[int, Session]]:
+        rows = self._db.execute(
+            "SELECT seq, state FROM old_sessions WHERE user_id = ? AND device_id = ?"
+            " ORDER BY seq DESC",
+            (user_id, device_id),
+        ).fetchall()
+        return [(seq, Session.from_bytes(self._vault.open(state))) for seq, state in rows]
+
+    def promote_session(
+        self, user_id: str, device_id: str, seq: int, session: Session, now: float
+    ) -> None:
+        """An archived session proved to be the one in use: make it current again."""
+        with self.transaction():
+            self.archive_session(user_id, device_id)
+            self._db.execute("DELETE FROM old_sessions WHERE seq = ?", (seq,))
+            self.save_session(user_id, device_id, session, now)
+
     def delete_session(self, user_id: str, device_id: str) -> None:
         with self.transaction():
             self._db.execute(
@@ -541,9 +589,11 @@ class Store:
         """A device the server no longer lists: its session goes; its key is remembered
         (as removed) so a replacement device with another key still raises a warning."""
         with self.transaction():
-            self._db.execute(
-                "DELETE FROM sessions WHERE user_id = ? AND device_id = ?", (user_id, device_id)
-            )
+            for table in ("sessions", "old_sessions"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE user_id = ? AND device_id = ?",  # noqa: S608
+                    (user_id, device_id),
+                )
             self._db.execute(
                 "UPDATE devices SET removed = 1 WHERE user_id = ? AND device_id = ?",
                 (user_id, device_id),

@@ -411,3 +411,24 @@ async def test_a_message_to_a_user_without_devices_is_refused_before_storing(
         await alice.prepare(nobody, "hello?")
     assert alice.store.history(nobody.user_id) == []
     assert alice.store.outbox() == []
+
+
+async def test_both_sides_starting_a_session_at_once_still_converge(
+    alice: Engine, bob: Engine
+) -> None:
+    bob.store.add_contact(ALICE, "Alice", None)
+    alice_contact = bob.store.contact(ALICE)
+    assert alice_contact is not None
+    _, from_alice, _ = await alice.prepare(bob_contact(alice), "hi from Alice")
+    _, from_bob, _ = await bob.prepare(alice_contact, "hi from Bob")
+    assert bob.receive(envelope(from_alice, ALICE, ALICE_DEV, BOB_DEV)).stored
+    assert alice.receive(envelope(from_bob, BOB, BOB_DEV, ALICE_DEV)).stored
+
+    # whichever session each side now sends with, the other can open it
+    for turn in range(3):
+        _, a, _ = await alice.prepare(bob_contact(alice), f"alice {turn}")
+        assert bob.receive(envelope(a, ALICE, ALICE_DEV, BOB_DEV)).stored
+        _, b, _ = await bob.prepare(alice_contact, f"bob {turn}")
+        assert alice.receive(envelope(b, BOB, BOB_DEV, ALICE_DEV)).stored
+    assert len(bob.store.history(ALICE)) == 8
+    assert len(alice.store.history(BOB)) == 8
