@@ -11,8 +11,8 @@ Receiving a message from a device:
     else:
         plaintext = session.decrypt(m)
 
-Every failure is a CryptoError; DecryptionError (with ReplayError and
-SkipLimitExceeded under it) means the message was refused and nothing changed.
+Every failure is a CryptoError (see parley.crypto.errors); a refused message
+never changes the session.
 """
 
 from __future__ import annotations

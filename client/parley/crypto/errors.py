@@ -1,14 +1,10 @@
 """Errors raised by parley.crypto. Callers catch CryptoError; the subclasses say why.
 
-    CryptoError
-    ├── DecryptionError        the message cannot be decrypted (nothing changed)
-    │   ├── ReplayError        ... because its key was already used or discarded
-    │   └── SkipLimitExceeded  ... because it is too far ahead in its chain
-    ├── UnsupportedVersion     the message's version byte is unknown
-    └── BadSignature           a prekey bundle does not verify
-
-ReplayError and SkipLimitExceeded are decryption failures too: a forged or
-tampered header can cause either, before any authentication is possible.
+Every subclass derives from CryptoError directly, so a caller can tell a replay
+(drop it quietly) from a message that does not decrypt (warn, or try it as a new
+session). A tampered header can give any of DecryptionError, ReplayError or
+SkipLimitExceeded: the message position it claims is checked before anything
+can be authenticated. Whatever is raised, the session is unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ class DecryptionError(CryptoError):
     """The message is malformed, forged, tampered with, or not for this session."""
 
 
-class ReplayError(DecryptionError):
+class ReplayError(CryptoError):
     """The message's key was already used (or discarded): a replay, never decrypted twice."""
 
 
@@ -43,5 +39,5 @@ class UnsupportedVersion(CryptoError):
     """The message's version byte is not one this client speaks."""
 
 
-class SkipLimitExceeded(DecryptionError):
+class SkipLimitExceeded(CryptoError):
     """The message is further ahead in its chain than the skipped-key bound allows."""

@@ -296,14 +296,29 @@ def _flip(message: bytes, index: int) -> bytes:
     return bytes(out)
 
 
+def _counter_positions(message: bytes) -> range:
+    """Where pn and n sit: the last 8 header bytes, just before the ciphertext."""
+    header_len = 2 + (73 if is_prekey_message(message) else 0) + 40
+    return range(header_len - 8, header_len)
+
+
+def _expected_refusal(message: bytes, index: int) -> tuple[type[CryptoError], ...]:
+    if index == 0:
+        return (UnsupportedVersion,)
+    if index in _counter_positions(message):
+        # A changed counter can claim a position already used or out of reach:
+        # refused as such, before anything can be authenticated.
+        return (DecryptionError, ReplayError, SkipLimitExceeded)
+    return (DecryptionError,)
+
+
 def test_every_flipped_byte_of_a_message_is_refused_and_changes_nothing() -> None:
     pair = start()
     talk(pair.bob, pair.alice, b"reply")
     message = pair.alice.encrypt(b"attack at dawn")
     before = pair.bob.to_bytes()
     for index in range(len(message)):
-        expected = UnsupportedVersion if index == 0 else DecryptionError
-        with pytest.raises(expected):
+        with pytest.raises(_expected_refusal(message, index)):
             pair.bob.decrypt(_flip(message, index))
         assert pair.bob.to_bytes() == before, f"state changed by byte {index}"
     assert pair.bob.decrypt(message) == b"attack at dawn"
@@ -317,8 +332,7 @@ def test_every_flipped_byte_of_a_later_prekey_message_is_refused() -> None:
     bob, _ = Session.accept(prekeys.identity, prekeys, first)
     before = bob.to_bytes()
     for index in range(len(second)):
-        expected = UnsupportedVersion if index == 0 else DecryptionError
-        with pytest.raises(expected):
+        with pytest.raises(_expected_refusal(second, index)):
             bob.decrypt(_flip(second, index))
         assert bob.to_bytes() == before, f"state changed by byte {index}"
     assert bob.decrypt(second) == b"two"
@@ -327,8 +341,13 @@ def test_every_flipped_byte_of_a_later_prekey_message_is_refused() -> None:
 def test_every_flipped_byte_of_a_first_message_is_refused_by_accept() -> None:
     prekeys = PreKeyStore(IdentityKeyPair.generate(), consume=False)
     first = Session.initiate(IdentityKeyPair.generate(), prekeys.bundle()).encrypt(b"one")
+    # Layout: version, kind, identity 32, base 32, signed prekey id 4, flag 1, one-time id 4.
+    one_time_id = range(2 + 32 + 32 + 4 + 1, 2 + 32 + 32 + 4 + 1 + 4)
     for index in range(len(first)):
-        expected = UnsupportedVersion if index == 0 else DecryptionError
+        expected = _expected_refusal(first, index)
+        if index in one_time_id:
+            # Names a one-time prekey Bob does not have, or another one of his.
+            expected = (ReplayError, DecryptionError)
         with pytest.raises(expected):
             Session.accept(prekeys.identity, prekeys, _flip(first, index))
     assert Session.accept(prekeys.identity, prekeys, first)[1] == b"one"
@@ -369,6 +388,28 @@ def test_wrong_version_byte_is_refused_and_changes_nothing() -> None:
 
 
 # -- replay ----------------------------------------------------------------------
+
+
+def test_replay_is_not_a_decryption_error() -> None:
+    # Callers treat DecryptionError on a prekey message as "maybe a new session";
+    # a replay must never be taken for one.
+    assert not issubclass(ReplayError, DecryptionError)
+    assert not issubclass(SkipLimitExceeded, DecryptionError)
+    assert issubclass(ReplayError, CryptoError)
+    assert issubclass(SkipLimitExceeded, CryptoError)
+
+
+def test_replayed_prekey_message_without_one_time_prekey_is_a_replay_error() -> None:
+    alice_identity = IdentityKeyPair.generate()
+    prekeys = PreKeyStore(IdentityKeyPair.generate())
+    alice = Session.initiate(alice_identity, prekeys.bundle(with_one_time=False))
+    first, second = alice.encrypt(b"first"), alice.encrypt(b"second")
+    bob, _ = Session.accept(prekeys.identity, prekeys, first)
+    bob.decrypt(second)
+    for message in (first, second):
+        assert bob.started_by(message)
+        with pytest.raises(ReplayError):
+            bob.decrypt(message)
 
 
 def test_replayed_message_is_refused_and_changes_nothing() -> None:
