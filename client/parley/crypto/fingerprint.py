@@ -50,8 +50,9 @@ def safety_number(
 ) -> str:
     """The 60-digit safety number two people compare; the same on both sides.
 
-    `local_id` / `remote_id` are stable identifiers of each person (Parley uses
-    the user id as ASCII bytes); the keys are identity keys as described above.
+    `local_id` / `remote_id` are stable identifiers of each person, encoded the
+    same way by every client (e.g. the user id's bytes); the keys are identity
+    keys as described above.
     """
     local = _half(local_id, local_identity_key)
     remote = _half(remote_id, remote_identity_key)
