@@ -1,0 +1,212 @@
+"""One aiohttp server playing API Gateway: the HTTP API at /, the WebSocket API
+and its @connections API at /{stage}, and the local-only sinks at /_local.
+
+The handler table is injectable: the real handlers (CatalogueHandlers) in
+`make serve`, small fakes in the gateway's own tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from local.events import new_api_id
+from local.http_api import HttpApi
+from local.lambdas import Invoker
+from local.management import ConnectionsApi
+from local.sinks import SnsSinks
+from local.websocket import ConnectionRegistry, WebSocketApi, WsLimits
+from parley_server.catalogue import HTTP_ROUTES, WS_ROUTES, RouteSpec
+
+__all__ = ["Gateway", "GatewayOptions"]
+
+log = logging.getLogger("local")
+
+SINK_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    stage: str = "local"
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    ws: WsLimits = field(default_factory=WsLimits)
+    http_max_body_bytes: int = 10 * 1024 * 1024
+    http_integration_timeout_s: float = 30.0
+    http_function: str = "HttpApi"
+    authorizer: str | None = "WsAuthorizer"
+
+
+class Gateway:
+    """The emulated APIs, over an Invoker. `start()` binds, `stop()` drains and closes."""
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        options: GatewayOptions | None = None,
+        *,
+        ws_routes: tuple[RouteSpec, ...] = WS_ROUTES,
+        http_routes: Iterable[str] = HTTP_ROUTES,
+        sinks: SnsSinks | None = None,
+    ) -> None:
+        self.options = options or GatewayOptions()
+        self.invoker = invoker
+        self.sinks = sinks
+        self.registry = ConnectionRegistry()
+        self._tasks: set[asyncio.Task[None]] = set()
+        opts = self.options
+        self.websocket = WebSocketApi(
+            invoker,
+            self.registry,
+            self.spawn,
+            stage=opts.stage,
+            api_id=new_api_id(),
+            region=opts.region,
+            account_id=opts.account_id,
+            routes=ws_routes,
+            authorizer=opts.authorizer,
+            limits=opts.ws,
+        )
+        self.connections = ConnectionsApi(
+            self.registry,
+            stage=opts.stage,
+            max_message_bytes=opts.ws.max_message_bytes,
+            spawn=self.spawn,
+        )
+        self.http = HttpApi(
+            invoker,
+            http_routes,
+            function=opts.http_function,
+            api_id=new_api_id(),
+            account_id=opts.account_id,
+            max_body_bytes=opts.http_max_body_bytes,
+            integration_timeout_s=opts.http_integration_timeout_s,
+        )
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self.port = opts.port
+
+    def _build_app(self) -> web.Application:
+        opts = self.options
+        # aiohttp would refuse larger bodies itself; the HTTP API answers 413 its own way
+        app = web.Application(client_max_size=opts.http_max_body_bytes + 1)
+        stage = f"/{opts.stage}"
+        app.router.add_get(stage, self.websocket.handle)
+        app.router.add_route("*", stage + "/@connections/{tail:.*}", self.connections.handle)
+        app.router.add_get("/_local/sms", self._sms)
+        app.router.add_get("/_local/push", self._push)
+        app.router.add_route("*", "/{tail:.*}", self.http.handle)
+        return app
+
+    # --- URLs --------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.options.host}:{self.port}/{self.options.stage}"
+
+    @property
+    def connections_url(self) -> str:
+        """The @connections endpoint (what handlers get as PARLEY_WS_ENDPOINT)."""
+        return f"{self.http_url}/{self.options.stage}"
+
+    @property
+    def sms_url(self) -> str:
+        return f"{self.http_url}/_local/sms"
+
+    @property
+    def push_url(self) -> str:
+        return f"{self.http_url}/_local/push"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` in the background; stop() waits for it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway task failed", exc_info=task.exception())
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Serve on `sock` if given (already bound), else on options.host:port (0 = any)."""
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
+        await self._runner.setup()
+        site: web.BaseSite
+        if sock is None:
+            sock = bind(self.options.host, self.options.port)
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self.port = sock.getsockname()[1]
+        if self.sinks is not None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_sinks())
+
+    async def stop(self, *, grace_s: float = 5.0) -> None:
+        """Close every connection (1001, as API Gateway does on a deploy), let
+        $disconnect and in-flight invocations finish, then stop serving."""
+        if self._poller is not None:
+            self._poller.cancel()
+        closing = [c.close(1001, "Going away") for c in self.registry]
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        pending = list(self._tasks)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+
+    async def _poll_sinks(self) -> None:
+        assert self.sinks is not None
+        while True:
+            try:
+                self.sinks.poll()
+            except Exception:
+                log.exception("reading the SNS sinks failed")
+            await asyncio.sleep(SINK_POLL_S)
+
+    # --- sinks -------------------------------------------------------------------------
+
+    async def _sms(self, request: web.Request) -> web.Response:
+        if self.sinks is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(self.sinks.sms())
+
+    async def _push(self, request: web.Request) -> web.Response:
+        if self.sinks is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(self.sinks.push())
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,92 @@
+"""The @connections management API: POST (send), GET (describe), DELETE (close).
+
+Served at /{stage}/@connections/{connection_id} so boto3's own
+`apigatewaymanagementapi` client works against it unchanged. Errors carry the
+x-amzn-ErrorType header botocore reads the error code from; a connection that
+is unknown, closed, or still in $connect is GoneException (410), as on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from local.websocket import ConnectionRegistry
+
+__all__ = ["ConnectionsApi"]
+
+log = logging.getLogger("local")
+
+
+def _iso(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _error(status: int, error_type: str, message: str | None) -> web.Response:
+    return web.json_response(
+        {"message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
+    )
+
+
+class ConnectionsApi:
+    """The management API of one stage, over the gateway's connection registry."""
+
+    def __init__(
+        self, registry: ConnectionRegistry, *, stage: str, max_message_bytes: int, spawn: Any
+    ) -> None:
+        self.registry = registry
+        self.stage = stage
+        self.max_message_bytes = max_message_bytes
+        self._spawn = spawn
+        self.prefix = f"/{stage}/@connections/"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        # The raw path: a connection id may hold characters (= + /) that only
+        # survive routing percent-encoded.
+        raw_path = request.raw_path.split("?", 1)[0]
+        if not raw_path.startswith(self.prefix):
+            return _error(403, "ForbiddenException", "Forbidden")
+        connection_id = unquote(raw_path[len(self.prefix) :])
+        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+            # every call must be SigV4-signed (boto3 always signs)
+            return _error(403, "ForbiddenException", "Missing Authentication Token")
+        if request.method not in ("POST", "GET", "DELETE"):
+            return _error(403, "ForbiddenException", "Missing Authentication Token")
+        if request.method == "POST":
+            data = await request.read()
+            if len(data) > self.max_message_bytes:
+                return _error(413, "PayloadTooLargeException", "Request entity too large")
+        connection = self.registry.open(connection_id)
+        if connection is None:
+            return _error(410, "GoneException", None)
+        if request.method == "GET":
+            facts = connection.facts
+            identity: dict[str, Any] = {"SourceIp": facts.source_ip}
+            if facts.user_agent is not None:
+                identity["UserAgent"] = facts.user_agent
+            return web.Response(
+                text=json.dumps(
+                    {
+                        "ConnectedAt": _iso(facts.connected_at_ms),
+                        "Identity": identity,
+                        "LastActiveAt": _iso(connection.last_active_ms),
+                    }
+                ),
+                content_type="application/json",
+            )
+        if request.method == "DELETE":
+            self._spawn(connection.close(1000, ""))
+            return web.Response(status=204)
+        try:
+            text: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data
+        if not await connection.send(text):
+            return _error(410, "GoneException", None)
+        return web.Response(status=200)

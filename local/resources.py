@@ -1,0 +1,163 @@
+"""The AWS side of the local stack: moto's server on loopback, with every
+resource the CDK stack makes, built from the same specs.
+
+Tables come from parley_server.store.schema.TABLES (what stacks/data.py
+builds), the function settings from the catalogue, PARLEY_LIMITS from the
+stack's own default settings (stacks/settings.py). The signing secret is
+random per run. SNS platform applications for "fcm" and "apns" exist so push
+registration and delivery run the same SNS calls as on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley_server.catalogue import Setting
+from parley_server.store.schema import TABLES, create_table_kwargs
+
+__all__ = ["FAKE_CREDENTIALS", "LocalAws", "environment", "provision", "start_moto"]
+
+log = logging.getLogger("local")
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+PREFIX = "parley-local"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+# Platform application per push platform: (SNS platform, attributes moto needs).
+_PLATFORMS = {
+    "fcm": ("GCM", {"PlatformCredential": "local-fcm-key"}),
+    "apns": ("APNS", {"PlatformCredential": "local-apns-key", "PlatformPrincipal": "local"}),
+}
+
+
+@dataclass
+class LocalAws:
+    """A running moto server and the resources made in it."""
+
+    endpoint_url: str
+    region: str
+    settings: dict[Setting, str] = field(default_factory=dict)
+    push_apps: dict[str, str] = field(default_factory=dict)
+    server: Any = None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+    """moto's server in a thread of this process; (server, endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    # werkzeug logs every request moto serves; only its warnings are useful here
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    return server, f"http://{bound_host}:{bound_port}"
+
+
+def _session(region: str) -> Any:
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=region,
+    )
+
+
+def _media_cors() -> list[dict[str, Any]]:
+    from stacks.settings import ParleySettings
+
+    # stacks.media (which holds the CORS spec) imports aws_cdk, which starts a
+    # Node.js process; that would double the start-up time, so only the
+    # origins come from the stack's settings and the rest mirrors MEDIA_CORS.
+    return [
+        {
+            "AllowedMethods": ["GET", "HEAD", "POST"],
+            "AllowedOrigins": list(ParleySettings().cors_origins),
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3000,
+        }
+    ]
+
+
+def provision(endpoint_url: str, region: str, *, prefix: str = PREFIX) -> LocalAws:
+    """Create every table, the media bucket, the signing secret and the push
+    platform applications at `endpoint_url`; the settings that name them."""
+    session = _session(region)
+    aws = LocalAws(endpoint_url=endpoint_url, region=region)
+    ddb = session.client("dynamodb", endpoint_url=endpoint_url)
+    for spec in TABLES:
+        name = f"{prefix}-{spec.id.lower()}"
+        ddb.create_table(**create_table_kwargs(spec, name))
+        if spec.ttl_attribute:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+            )
+        aws.settings[spec.setting] = name
+
+    bucket = f"{prefix}-media"
+    s3 = session.client("s3", endpoint_url=endpoint_url)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": _media_cors()})
+    aws.settings[Setting.MEDIA_BUCKET] = bucket
+
+    secret = session.client("secretsmanager", endpoint_url=endpoint_url).create_secret(
+        Name=f"{prefix}-signing-key", SecretString=secrets.token_urlsafe(48)
+    )
+    aws.settings[Setting.SIGNING_SECRET_ARN] = secret["ARN"]
+
+    sns = session.client("sns", endpoint_url=endpoint_url)
+    for platform, (sns_platform, attributes) in _PLATFORMS.items():
+        app = sns.create_platform_application(
+            Name=f"{prefix}-{platform}", Platform=sns_platform, Attributes=attributes
+        )
+        aws.push_apps[platform] = app["PlatformApplicationArn"]
+    aws.settings[Setting.PUSH_APPS] = json.dumps(aws.push_apps, sort_keys=True)
+    aws.settings[Setting.LIMITS] = os.environ.get(Setting.LIMITS.value) or _default_limits()
+    return aws
+
+
+def _default_limits() -> str:
+    from stacks.settings import ParleySettings
+
+    return ParleySettings().limits_json
+
+
+def environment(
+    aws: LocalAws, *, ws_endpoint: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The process environment handlers run with: every setting, AWS pointed at
+    moto with fake credentials (never a real account), Powertools configured."""
+    env = {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_REGION": aws.region,
+        "AWS_DEFAULT_REGION": aws.region,
+        **FAKE_CREDENTIALS,
+        # nothing from ~/.aws may redirect a call to a real account
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "parley",
+        "POWERTOOLS_METRICS_NAMESPACE": "Parley",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        **{setting.value: value for setting, value in aws.settings.items()},
+        Setting.WS_ENDPOINT.value: ws_endpoint,
+    }
+    env.update(extra or {})
+    return env

@@ -1,0 +1,207 @@
+"""`make serve` / `python -m local`: moto, the resources, the gateway, the
+endpoints file, and a clean stop on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.resources import LocalAws
+
+__all__ = ["main", "parse_args"]
+
+log = logging.getLogger("local")
+
+DEFAULT_PORT = 8787
+DEFAULT_LOCAL_FILE = "~/.parley/local.json"
+STAGE = "local"
+# Lambda runs each invocation in its own environment; threads stand in for them.
+HANDLER_THREADS = 32
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run Parley on this machine: HTTP + WebSocket APIs over moto.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PARLEY_PORT") or DEFAULT_PORT),
+        help="port for both APIs; 0 picks a free one (env PARLEY_PORT, default 8787)",
+    )
+    parser.add_argument(
+        "--local-file",
+        default=os.environ.get("PARLEY_LOCAL_FILE") or DEFAULT_LOCAL_FILE,
+        help="where to write the endpoints for the client (env PARLEY_LOCAL_FILE)",
+    )
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_env_float("PARLEY_WS_IDLE_TIMEOUT", 600.0),
+        help="seconds a WebSocket may be idle (env PARLEY_WS_IDLE_TIMEOUT, default 600)",
+    )
+    parser.add_argument(
+        "--max-connection-duration",
+        type=float,
+        default=_env_float("PARLEY_WS_MAX_DURATION", 7200.0),
+        help="seconds a WebSocket may live (env PARLEY_WS_MAX_DURATION, default 7200)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    args = parser.parse_args(argv)
+    if args.idle_timeout <= 0 or args.max_connection_duration <= 0:
+        parser.error("timeouts must be positive")
+    return args
+
+
+def _write_endpoints(path: Path, endpoints: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # write-then-rename: a reader never sees half a file
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(endpoints, indent=2) + "\n")
+    partial.replace(path)
+
+
+@dataclass
+class _Running:
+    """What main() starts before the event loop, and stops after it."""
+
+    sock: socket.socket
+    aws: LocalAws
+    executor: ThreadPoolExecutor
+    local_file: Path
+
+
+def _start_aws(args: argparse.Namespace) -> _Running | None:
+    from local.gateway import bind
+    from local.resources import environment, provision, start_moto
+    from parley_server.config import reset_config
+    from parley_server.store.aws import reset_clients
+
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return None
+    server, moto_url = start_moto(args.host)
+    try:
+        aws = provision(moto_url, args.region)
+    except BaseException:
+        server.stop()
+        sock.close()
+        raise
+    aws.server = server
+    ws_endpoint = f"http://{args.host}:{sock.getsockname()[1]}/{STAGE}"
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.update(environment(aws, ws_endpoint=ws_endpoint))
+    # anything cached before the environment was complete is stale
+    reset_config()
+    reset_clients()
+    executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
+    return _Running(sock, aws, executor, Path(args.local_file).expanduser())
+
+
+async def _serve(args: argparse.Namespace, running: _Running, started: float) -> None:
+    from local.gateway import Gateway, GatewayOptions
+    from local.lambdas import CatalogueHandlers, Invoker
+    from local.resources import ACCOUNT_ID
+    from local.sinks import SnsSinks
+    from local.websocket import WsLimits
+
+    options = GatewayOptions(
+        host=args.host,
+        port=running.sock.getsockname()[1],
+        stage=STAGE,
+        region=args.region,
+        account_id=ACCOUNT_ID,
+        ws=WsLimits(
+            idle_timeout_s=args.idle_timeout, max_connection_s=args.max_connection_duration
+        ),
+    )
+    invoker = Invoker(
+        CatalogueHandlers(), running.executor, region=args.region, account_id=ACCOUNT_ID
+    )
+    sinks = SnsSinks(account_id=ACCOUNT_ID, region=args.region, push_apps=running.aws.push_apps)
+    gateway = Gateway(invoker, options, sinks=sinks)
+    await gateway.start(running.sock)
+    try:
+        elapsed = time.perf_counter() - started
+        endpoints = {
+            "http_url": gateway.http_url,
+            "ws_url": gateway.ws_url,
+            "sms_url": gateway.sms_url,
+            "push_url": gateway.push_url,
+            "region": args.region,
+            "aws_endpoint_url": running.aws.endpoint_url,
+            "pid": os.getpid(),
+        }
+        _write_endpoints(running.local_file, endpoints)
+        print(
+            f"Parley is running locally (ready in {elapsed:.2f} s)\n"
+            f"  HTTP API        {gateway.http_url}\n"
+            f"  WebSocket API   {gateway.ws_url}\n"
+            f"  SMS sink        {gateway.sms_url}\n"
+            f"  push sink       {gateway.push_url}\n"
+            f"  AWS (moto)      {running.aws.endpoint_url}\n"
+            f"  endpoints file  {running.local_file}\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        await _until_stopped()
+        print("stopping…", flush=True)
+    finally:
+        await gateway.stop()
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still works
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> int:
+    started = time.perf_counter() if started is None else started
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # boto3's INFO lines (credentials found, …) say nothing useful here
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    running = _start_aws(args)
+    if running is None:
+        return 1
+    try:
+        asyncio.run(_serve(args, running, started))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            running.local_file.unlink()
+        running.executor.shutdown(wait=False, cancel_futures=True)
+        running.aws.stop()
+    return 0

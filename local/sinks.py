@@ -1,0 +1,85 @@
+"""What AWS would send outside, caught: SMS and mobile push published through SNS.
+
+Handlers publish with the same boto3 calls as on AWS; moto's server keeps what
+was published in its in-process backend, which is read here (moto runs in this
+process). Each new message is also echoed to the console once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["SnsSinks"]
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SnsSinks:
+    """SMS messages and push notifications seen in moto's SNS backend, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        region: str,
+        push_apps: Mapping[str, str],
+        echo: Callable[[str], None] | None = print,
+    ) -> None:
+        self.account_id = account_id
+        self.region = region
+        # platform application ARN -> "fcm" / "apns"
+        self._platforms = {arn: platform for platform, arn in push_apps.items()}
+        self._echo = echo
+        self._seen: set[str] = set()
+        self._sms: list[dict[str, Any]] = []
+        self._push: list[dict[str, Any]] = []
+
+    def _backend(self) -> Any:
+        from moto.sns.models import sns_backends
+
+        return sns_backends[self.account_id][self.region]
+
+    def poll(self) -> None:
+        """Take in whatever was published since the last poll."""
+        backend = self._backend()
+        # Copies first: moto's request threads add to these while we read.
+        sms = list(backend.sms_messages.items())
+        endpoints = list(backend.platform_endpoints.values())
+        for message_id, (phone, message) in sms:
+            if message_id in self._seen:
+                continue
+            self._seen.add(message_id)
+            record = {"id": message_id, "phone": phone, "message": message, "at": _now_iso()}
+            self._sms.append(record)
+            if self._echo:
+                self._echo(f"[sms] to {phone}: {message}")
+        for endpoint in endpoints:
+            for message_id, message in list(endpoint.messages.items()):
+                if message_id in self._seen:
+                    continue
+                self._seen.add(message_id)
+                application = endpoint.application
+                platform = self._platforms.get(application.arn, application.platform)
+                record = {
+                    "id": message_id,
+                    "platform": platform,
+                    "token": endpoint.token,
+                    "endpoint_arn": endpoint.arn,
+                    "message": message,
+                    "at": _now_iso(),
+                }
+                self._push.append(record)
+                if self._echo:
+                    self._echo(f"[push] {platform} {endpoint.token}: {message}")
+
+    def sms(self) -> list[dict[str, Any]]:
+        self.poll()
+        return list(self._sms)
+
+    def push(self) -> list[dict[str, Any]]:
+        self.poll()
+        return list(self._push)
