@@ -1,0 +1,528 @@
+"""The HTTP API: one Lambda behind API Gateway's HTTP API (payload format 2.0).
+
+Wiring only: Powertools' resolver validates each request against the models in
+models/http.py, the auth middleware verifies the bearer token (everything but
+sign-in and the OpenAPI document needs one), each route calls one logic
+function, and one exception handler turns every error into
+{"error": {"code", "message", ...}} with its 4xx (or 503) status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from parley_server.config import Config, load_config
+from parley_server.handlers.http_media import router as media_router
+from parley_server.logic import accounts, directory, otp, prekeys, presence, tokens
+from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
+from parley_server.logic.tokens import Keys, Principal
+from parley_server.models.errors import (
+    DependencyUnavailable,
+    ParleyError,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
+from parley_server.models.http import (
+    USER_ID_PATTERN,
+    BundleAnswer,
+    DeviceBundleOut,
+    ErrorAnswer,
+    KeyCountAnswer,
+    KeysUpload,
+    OneTimePrekeyModel,
+    OtpAnswer,
+    OtpRequest,
+    PresenceAnswer,
+    PresenceSettingRequest,
+    PushRequest,
+    RefreshRequest,
+    SignedPrekeyModel,
+    TokenAnswer,
+    UserAnswer,
+    VerifyRequest,
+)
+from parley_server.store.aws import client
+from parley_server.store.otp import OtpStore
+from parley_server.store.prekeys import PrekeysStore
+from parley_server.store.push import PushNotifier
+from parley_server.store.ratelimits import RateLimiter
+from parley_server.store.secrets import SigningSecret
+from parley_server.store.sms import SmsSender
+from parley_server.store.tokens import RefreshStore
+from parley_server.store.users import UsersStore
+
+__all__ = ["MAX_BODY_BYTES", "app", "handler"]
+
+logger = Logger(service="parley")
+metrics = Metrics(namespace="Parley", service="parley")
+tracer = Tracer(service="parley")
+
+# Far above any valid request (a full key upload is ~8 KB); refused before parsing.
+MAX_BODY_BYTES = 128 * 1024
+PUBLIC_ROUTES = frozenset(
+    {
+        ("POST", "/v1/auth/otp"),
+        ("POST", "/v1/auth/verify"),
+        ("POST", "/v1/auth/refresh"),
+        ("GET", "/v1/openapi.json"),
+    }
+)
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _now() -> float:
+    """The request's time (one place, so tests can move the clock)."""
+    return time.time()
+
+
+def _json_body(text: str) -> Any:
+    if len(text) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        # the resolver answers a JSONDecodeError as a validation error (400)
+        raise json.JSONDecodeError("nested too deeply", text, 0) from exc
+
+
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
+
+
+class Services:
+    """The function's adapters, built lazily once per configuration (cold start)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def _ddb(self) -> Any:
+        return client("dynamodb")
+
+    @cached_property
+    def _sns(self) -> Any:
+        return client("sns")
+
+    @cached_property
+    def users(self) -> UsersStore:
+        return UsersStore(self._ddb, self.config.users_table)
+
+    @cached_property
+    def otps(self) -> OtpStore:
+        return OtpStore(self._ddb, self.config.otp_table)
+
+    @cached_property
+    def refresh_tokens(self) -> RefreshStore:
+        return RefreshStore(self._ddb, self.config.users_table)
+
+    @cached_property
+    def prekeys(self) -> PrekeysStore:
+        return PrekeysStore(self._ddb, self.config.prekeys_table)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self._ddb, self.config.ratelimits_table)
+
+    @cached_property
+    def sms(self) -> SmsSender:
+        return SmsSender(self._sns)
+
+    @cached_property
+    def push(self) -> PushNotifier:
+        return PushNotifier(self._sns, self.config.push_apps)
+
+    @cached_property
+    def _secret(self) -> SigningSecret:
+        return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
+
+    def keys(self) -> Keys:
+        """The signing keys; DependencyUnavailable (fail closed) when the secret can't be read."""
+        return tokens.derive_keys(self._secret.value())
+
+
+@dataclass
+class _Current:
+    services: Services | None = None
+
+
+_CURRENT = _Current()
+
+
+def services() -> Services:
+    """This process's adapters (rebuilt only when the configuration is reloaded)."""
+    config = load_config()
+    current = _CURRENT.services
+    if current is None or current.config is not config:
+        current = _CURRENT.services = Services(config)
+    return current
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def _error(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": body}),
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _parley_error(error: ParleyError) -> Response[Any]:
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, DependencyUnavailable):
+        headers["Retry-After"] = "1"
+    elif isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="parley"'
+    if error.status >= 500:
+        logger.warning("request failed", extra={"error_code": error.code})
+    metrics.add_metric(name=f"Error_{error.code}", unit=MetricUnit.Count, value=1)
+    return _error(error.status, error.to_dict(), headers)
+
+
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    problems = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return _error(400, {"code": "invalid_request", "message": "the body is not valid JSON"})
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        # never echo the input back: it may be a code or a token
+        problems.append({"field": where, "problem": str(item.get("msg", "invalid"))})
+    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+    return _error(400, {"code": "invalid_request", "message": message, "problems": problems})
+
+
+def _unsupported_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    return _error(415, {"code": "unsupported_media_type", "message": "send application/json"})
+
+
+def _not_found(_: NotFoundError) -> Response[Any]:
+    return _error(404, {"code": "not_found", "message": "no such route"})
+
+
+def _unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unexpected error")
+    return _error(500, {"code": "internal_error", "message": "something went wrong on our side"})
+
+
+# One mapping from every failure to the wire's error shape.
+app.exception_handler(ParleyError)(_parley_error)
+app.exception_handler(RequestValidationError)(_invalid_request)
+app.exception_handler(RequestUnsupportedContentType)(_unsupported_type)
+app.not_found(_not_found)
+app.exception_handler(Exception)(_unexpected)
+
+
+def _responses(*statuses: int) -> dict[int, Any]:
+    described = {
+        400: "invalid input",
+        401: "missing, invalid or expired credentials",
+        404: "not found",
+        409: "conflicts with what is stored",
+        413: "too large",
+        429: "rate limited (see Retry-After)",
+        503: "a dependency is unavailable; retry",
+    }
+    return {
+        status: {
+            "description": described[status],
+            "content": {"application/json": {"model": ErrorAnswer}},
+        }
+        for status in statuses
+    }
+
+
+# -- authentication ---------------------------------------------------------------
+
+
+def _bearer_token() -> str:
+    header = app.current_event.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send Authorization: Bearer <access token>")
+    return token.strip()
+
+
+def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    route = app.context.get("_route")
+    if route is None or (route.method, route.path) not in PUBLIC_ROUTES:
+        deps = services()
+        principal = tokens.authenticate(
+            _bearer_token(), keys=deps.keys(), users=deps.users, now=_now()
+        )
+        app.context.update(user_id=principal.user_id, device_id=principal.device_id)
+    return next_middleware(app)
+
+
+app.use(middlewares=[_authenticate])
+
+
+def _caller() -> Principal:
+    """The authenticated caller, as the auth middleware put it in the context."""
+    user_id, device_id = app.context.get("user_id"), app.context.get("device_id")
+    if not isinstance(user_id, str) or not isinstance(device_id, str):
+        raise Unauthorized("authentication required")
+    return Principal(user_id=user_id, device_id=device_id)
+
+
+def _source_ip() -> str:
+    return str(app.current_event.request_context.http.source_ip or "unknown")
+
+
+# -- sign-in ----------------------------------------------------------------------
+
+
+@app.post(
+    "/v1/auth/otp",
+    status_code=202,
+    summary="Text a one-time code to a phone number",
+    tags=["auth"],
+    responses=_responses(400, 429, 503),
+)
+def request_otp(request: OtpRequest) -> OtpAnswer:
+    deps = services()
+    challenge = otp.request_code(
+        request.phone,
+        source=_source_ip(),
+        keys=deps.keys(),
+        otps=deps.otps,
+        sms=deps.sms,
+        limiter=deps.limiter,
+        limits=deps.config.limits,
+        now=_now(),
+    )
+    metrics.add_metric(name="OtpSent", unit=MetricUnit.Count, value=1)
+    return OtpAnswer(expires_in=challenge.expires_in, retry_after=challenge.retry_after)
+
+
+@app.post(
+    "/v1/auth/verify",
+    summary="Prove the phone number with its code: sign in as a new device",
+    tags=["auth"],
+    cache_control="no-store",
+    responses=_responses(400, 401, 429, 503),
+)
+def verify_otp(request: VerifyRequest) -> TokenAnswer:
+    deps = services()
+    pair, created = accounts.sign_in(
+        request.phone,
+        request.code,
+        keys=deps.keys(),
+        otps=deps.otps,
+        users=deps.users,
+        refresh_tokens=deps.refresh_tokens,
+        limits=deps.config.limits,
+        now=_now(),
+    )
+    metrics.add_metric(name="SignUp" if created else "SignIn", unit=MetricUnit.Count, value=1)
+    return TokenAnswer(**vars(pair))
+
+
+@app.post(
+    "/v1/auth/refresh",
+    summary="Trade a refresh token for a new pair (the old one is spent)",
+    tags=["auth"],
+    cache_control="no-store",
+    responses=_responses(400, 401, 503),
+)
+def refresh(request: RefreshRequest) -> TokenAnswer:
+    deps = services()
+    pair = tokens.refresh(
+        request.refresh_token,
+        keys=deps.keys(),
+        tokens=deps.refresh_tokens,
+        users=deps.users,
+        limits=deps.config.limits,
+        now=_now(),
+    )
+    return TokenAnswer(**vars(pair))
+
+
+# -- keys -------------------------------------------------------------------------
+
+
+@app.put(
+    "/v1/keys",
+    status_code=204,
+    summary="Upload this device's identity key, signed prekey and one-time prekeys",
+    tags=["keys"],
+    security=BEARER,
+    responses=_responses(400, 401, 409, 413, 503),
+)
+def upload_keys(request: KeysUpload) -> None:
+    deps = services()
+    spk = request.signed_prekey
+    upload = KeyUpload(
+        identity_key=request.identity_key,
+        signed_prekey=SignedPrekeyIn(spk.key_id, spk.public_key, spk.signature),
+        one_time_prekeys=tuple(PrekeyIn(k.key_id, k.public_key) for k in request.one_time_prekeys),
+    )
+    prekeys.upload_keys(
+        _caller(), upload, prekeys=deps.prekeys, users=deps.users, limits=deps.config.limits
+    )
+
+
+@app.get(
+    "/v1/keys/count",
+    summary="How many one-time prekeys this device has left",
+    tags=["keys"],
+    security=BEARER,
+    cache_control="no-store",
+    responses=_responses(401, 503),
+)
+def count_keys() -> KeyCountAnswer:
+    count = prekeys.count_one_time(_caller(), prekeys=services().prekeys)
+    return KeyCountAnswer(one_time_prekeys=count)
+
+
+@app.get(
+    "/v1/keys/<user_id>",
+    summary="A prekey bundle per device of a user (consumes one one-time prekey each)",
+    tags=["keys"],
+    security=BEARER,
+    cache_control="no-store",
+    responses=_responses(400, 401, 404, 429, 503),
+)
+def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> BundleAnswer:
+    deps = services()
+    bundle = prekeys.claim_bundle(
+        _caller(),
+        user_id,
+        prekeys=deps.prekeys,
+        users=deps.users,
+        limiter=deps.limiter,
+        now=_now(),
+    )
+    metrics.add_metric(name="BundlesClaimed", unit=MetricUnit.Count, value=1)
+    return BundleAnswer(
+        user_id=bundle.user_id,
+        devices=[
+            DeviceBundleOut(
+                device_id=device.device_id,
+                identity_key=b64(device.identity_key),
+                signed_prekey=SignedPrekeyModel(
+                    key_id=device.signed_prekey.key_id,
+                    public_key=b64(device.signed_prekey.public_key),
+                    signature=b64(device.signed_prekey.signature),
+                ),
+                one_time_prekey=(
+                    OneTimePrekeyModel(
+                        key_id=device.one_time_prekey.key_id,
+                        public_key=b64(device.one_time_prekey.public_key),
+                    )
+                    if device.one_time_prekey
+                    else None
+                ),
+            )
+            for device in bundle.devices
+        ],
+    )
+
+
+# -- directory, push, presence ----------------------------------------------------
+
+
+@app.get(
+    "/v1/users",
+    summary="Find the user registered with a phone number",
+    tags=["directory"],
+    security=BEARER,
+    cache_control="no-store",
+    responses=_responses(400, 401, 404, 429, 503),
+)
+def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> UserAnswer:
+    deps = services()
+    user_id = directory.find_user(
+        _caller(), phone, users=deps.users, limiter=deps.limiter, now=_now()
+    )
+    return UserAnswer(user_id=user_id)
+
+
+@app.put(
+    "/v1/push",
+    status_code=204,
+    summary="Register this device's push token",
+    tags=["push"],
+    security=BEARER,
+    responses=_responses(400, 401, 503),
+)
+def register_push(request: PushRequest) -> None:
+    deps = services()
+    accounts.register_push(
+        _caller(), request.platform, request.token, users=deps.users, notifier=deps.push
+    )
+
+
+@app.get(
+    "/v1/presence/<user_id>",
+    summary="When a user was last online (if they share it with you)",
+    tags=["presence"],
+    security=BEARER,
+    cache_control="no-store",
+    responses=_responses(400, 401, 404, 503),
+)
+def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> PresenceAnswer:
+    seen = presence.last_seen(_caller(), user_id, users=services().users)
+    return PresenceAnswer(user_id=user_id, last_seen=seen)
+
+
+@app.put(
+    "/v1/settings/presence",
+    status_code=204,
+    summary="Choose who sees your last seen",
+    tags=["presence"],
+    security=BEARER,
+    responses=_responses(400, 401, 503),
+)
+def set_presence(request: PresenceSettingRequest) -> None:
+    presence.set_visibility(_caller(), request.last_seen, users=services().users)
+
+
+# -- the document -----------------------------------------------------------------
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=app.get_openapi_json_schema(
+            title="Parley HTTP API",
+            version="1",
+            description="Sign-in, keys, directory, push, presence and media. See docs/API.md.",
+            security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
+        ),
+    )
+
+
+app.include_router(media_router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

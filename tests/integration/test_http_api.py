@@ -1,0 +1,156 @@
+"""The HTTP API end to end through its handler, with the HttpApi function's exact
+environment (moto in-process): sign-up, keys, directory, presence, push, refresh."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from parley_server.catalogue import HTTP_ROUTES
+from parley_server.handlers import http_api
+from tests.integration.test_http_harness import (
+    EVENT,
+    call,
+    invoke,
+    sign_up,
+    sms_code,
+    with_keys,
+)
+
+ALICE = "+14155552671"
+BOB = "+12025550123"
+
+
+@pytest.fixture(autouse=True)
+def http_env(function_env: Any) -> None:
+    function_env("HttpApi")
+
+
+def test_the_recorded_event_is_answered_with_the_error_shape() -> None:
+    answer = invoke(json.loads(json.dumps(EVENT)))
+    assert answer.status == 401
+    assert answer.code == "invalid_token"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_sign_up_asks_a_code_and_verifies_it() -> None:
+    asked = call("POST", "/v1/auth/otp", body={"phone": "+1 415-555-2671"})
+    assert asked.status == 202
+    assert asked.body == {"expires_in": 300, "retry_after": 30}
+    verified = call("POST", "/v1/auth/verify", body={"phone": ALICE, "code": sms_code(ALICE)})
+    assert verified.status == 200
+    assert set(verified.body) == {
+        "user_id",
+        "device_id",
+        "access_token",
+        "refresh_token",
+        "expires_in",
+    }
+    assert len(verified.body["user_id"]) == 32
+    assert len(verified.body["device_id"]) == 16
+    assert verified.body["expires_in"] == 900
+    assert verified.headers["cache-control"] == "no-store"
+    counted = call("GET", "/v1/keys/count", token=verified.body["access_token"])
+    assert (counted.status, counted.body) == (200, {"one_time_prekeys": 0})
+
+
+def test_signing_in_again_keeps_the_user_and_adds_a_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = sign_up(ALICE)
+    later = time.time() + 31  # past the resend cool-down
+    monkeypatch.setattr(http_api, "_now", lambda: later)
+    assert call("POST", "/v1/auth/otp", body={"phone": ALICE}).status == 202
+    again = call("POST", "/v1/auth/verify", body={"phone": ALICE, "code": sms_code(ALICE)})
+    assert again.status == 200
+    assert again.body["user_id"] == first.user_id
+    assert again.body["device_id"] != first.device_id
+
+
+def test_keys_bundles_directory_and_presence_between_two_users() -> None:
+    alice = with_keys(sign_up(ALICE))
+    bob = with_keys(sign_up(BOB), range(100, 102))
+    found = call("GET", "/v1/users", query={"phone": "+1 (202) 555-0123"}, token=alice.access_token)
+    assert (found.status, found.body) == (200, {"user_id": bob.user_id})
+
+    bundle = call("GET", f"/v1/keys/{bob.user_id}", token=alice.access_token)
+    assert bundle.status == 200
+    [device] = bundle.body["devices"]
+    assert bundle.body["user_id"] == bob.user_id
+    assert device["device_id"] == bob.device_id
+    assert device["identity_key"] == with_identity(bob)
+    assert device["signed_prekey"]["key_id"] == 1
+    assert device["one_time_prekey"]["key_id"] in (100, 101)
+    left = call("GET", "/v1/keys/count", token=bob.access_token)
+    assert left.body == {"one_time_prekeys": 1}
+
+    # the claim made them contacts: by default contacts see each other's last seen
+    seen = call("GET", f"/v1/presence/{bob.user_id}", token=alice.access_token)
+    assert (seen.status, seen.body) == (200, {"user_id": bob.user_id, "last_seen": None})
+    hidden = call(
+        "PUT", "/v1/settings/presence", body={"last_seen": "nobody"}, token=bob.access_token
+    )
+    assert hidden.status == 204
+    assert hidden.body is None
+
+
+def with_identity(device: Any) -> str:
+    import base64
+
+    return base64.b64encode(device.identity.verify_key.encode()).decode()
+
+
+def test_push_registration_is_recorded_on_the_device(aws: Any) -> None:
+    alice = sign_up(ALICE)
+    answer = call(
+        "PUT",
+        "/v1/push",
+        body={"platform": "fcm", "token": "fcm-token-1"},
+        token=alice.access_token,
+    )
+    assert answer.status == 204
+    from parley_server.catalogue import Setting
+
+    item = aws.client("dynamodb").get_item(
+        TableName=aws.settings[Setting.USERS_TABLE],
+        Key={"pk": {"S": f"USER#{alice.user_id}"}, "sk": {"S": f"DEVICE#{alice.device_id}"}},
+    )["Item"]
+    # no platform application in this environment: recorded only
+    assert item["push_platform"]["S"] == "fcm"
+    assert item["push_token"]["S"] == "fcm-token-1"
+    assert "push_endpoint" not in item
+
+
+def test_refresh_rotates_and_a_replayed_token_signs_the_device_out() -> None:
+    alice = sign_up(ALICE)
+    renewed = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+    assert renewed.status == 200
+    assert renewed.body["user_id"] == alice.user_id
+    assert renewed.body["device_id"] == alice.device_id
+    assert renewed.body["refresh_token"] != alice.refresh_token
+    ok = call("GET", "/v1/keys/count", token=renewed.body["access_token"])
+    assert ok.status == 200
+
+    replay = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+    assert (replay.status, replay.code) == (401, "invalid_token")
+    after = call("POST", "/v1/auth/refresh", body={"refresh_token": renewed.body["refresh_token"]})
+    assert after.status == 401
+    refused = call("GET", "/v1/keys/count", token=renewed.body["access_token"])
+    assert refused.status == 401
+
+
+def test_the_openapi_document_describes_every_route_of_the_catalogue() -> None:
+    answer = call("GET", "/v1/openapi.json")
+    assert answer.status == 200
+    paths = answer.body["paths"]
+    served = {
+        f"{method.upper()} {path}" for path, operations in paths.items() for method in operations
+    }
+    assert served | {"GET /v1/openapi.json"} == set(HTTP_ROUTES)
+    assert answer.body["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    otp_op = paths["/v1/auth/otp"]["post"]
+    assert "security" not in otp_op
+    assert paths["/v1/keys"]["put"]["security"] == [{"bearer": []}]
