@@ -44,15 +44,14 @@ class ConnectionsApi:
         self.stage = stage
         self.max_message_bytes = max_message_bytes
         self._spawn = spawn
-        self.prefix = f"/{stage}/@connections/"
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        # The raw path: a connection id may hold characters (= + /) that only
-        # survive routing percent-encoded.
-        raw_path = request.raw_path.split("?", 1)[0]
-        if not raw_path.startswith(self.prefix):
+        # Split the raw path, then decode: a connection id may hold characters
+        # (= + /) that only survive routing percent-encoded.
+        parts = request.raw_path.split("?", 1)[0].split("/")
+        if len(parts) != 4 or [unquote(p) for p in parts[1:3]] != [self.stage, "@connections"]:
             return _error(403, "ForbiddenException", "Forbidden")
-        connection_id = unquote(raw_path[len(self.prefix) :])
+        connection_id = unquote(parts[3])
         if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
             # every call must be SigV4-signed (boto3 always signs)
             return _error(403, "ForbiddenException", "Missing Authentication Token")

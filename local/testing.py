@@ -20,7 +20,7 @@ from typing import Any
 from local.gateway import Gateway, GatewayOptions
 from local.lambdas import Handler, Invoker
 
-__all__ = ["FakeFunctions", "allow_policy", "running_gateway"]
+__all__ = ["FakeFunctions", "allow_policy", "running_gateway", "ws_connect"]
 
 Behaviour = Callable[[dict[str, Any]], Any]
 
@@ -125,3 +125,15 @@ async def running_gateway(
     finally:
         await gateway.stop(grace_s=2.0)
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+def ws_connect(gateway: Gateway, query: str = "token=t", **kwargs: Any) -> Any:
+    """A websockets client connection to the gateway's WebSocket API (no proxy,
+    no compression: API Gateway negotiates none)."""
+    from websockets.asyncio.client import connect
+
+    kwargs.setdefault("proxy", None)
+    kwargs.setdefault("compression", None)
+    kwargs.setdefault("open_timeout", 10)
+    url = f"{gateway.ws_url}?{query}" if query else gateway.ws_url
+    return connect(url, **kwargs)

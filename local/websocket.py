@@ -390,8 +390,11 @@ class WebSocketApi:
                 code = int(msg.data) or 1005
                 return code, str(msg.extra or "") or _REASONS.get(code, "")
             elif msg.type is WSMsgType.ERROR:
-                code = ws.close_code or WSCloseCode.INTERNAL_ERROR
-                return code, _REASONS.get(code, str(msg.data))
+                # aiohttp has closed with the error's code (ws.close_code then
+                # reads 1006 because the client never answered the close)
+                error = msg.data
+                code = error.code if isinstance(error, WebSocketError) else 1011
+                return code, _REASONS.get(code, str(error))
             elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return connection.close_request or (1006, _REASONS[1006])
 
