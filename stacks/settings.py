@@ -1,0 +1,237 @@
+"""Deploy-time settings: the CDK context, parsed once into a typed object.
+
+Context comes from cdk.json, cdk.context.json and `-c key=value` on the command
+line (where every value arrives as a string, so numbers and JSON objects are
+accepted in both forms). A wrong value or an unknown key is a ContextError with
+a message meant for the person running `make synth` / `make deploy`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from parley_server.config import Limits
+from parley_server.models.errors import ConfigError
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "ContextError",
+    "LogLevel",
+    "ParleySettings",
+    "Stage",
+]
+
+MIB = 1024 * 1024
+# A presigned POST uploads in one request, and S3 takes at most 5 GiB that way.
+_MAX_MEDIA_BYTES = 5 * 1024 * MIB
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+# arn:<partition>:sns:<region>:<account>:app/<platform>/<name>
+_PLATFORM_APP_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:app/(?P<platform>GCM|APNS|APNS_SANDBOX)/[\w.-]{1,256}$"
+)
+_PUSH_PLATFORMS = {"fcm": ("GCM",), "apns": ("APNS", "APNS_SANDBOX")}
+_ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?)$")
+
+
+class ContextError(ValueError):
+    """The CDK context holds a value this app cannot deploy."""
+
+
+class Stage(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+class LogLevel(StrEnum):
+    """Powertools' level names (Lambda's own log filter is set to match)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class ParleySettings:
+    """Everything the stack varies on. Defaults make a plain `cdk deploy` work."""
+
+    stage: Stage = Stage.DEV
+    stack_name: str = ""
+    # {"fcm" | "apns": ARN of an existing SNS platform application}
+    push_platform_applications: Mapping[str, str] = field(default_factory=dict)
+    media_max_bytes: int = 100 * MIB
+    # overrides of parley_server.config.Limits, passed to functions as PARLEY_LIMITS
+    limits: Mapping[str, int] = field(default_factory=dict)
+    log_level: LogLevel = LogLevel.INFO
+    cors_origins: tuple[str, ...] = ("*",)
+    # WebSocket access logs need API Gateway's account-wide CloudWatch role; set
+    # false when the account already has one that something else manages.
+    manage_api_gateway_account: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.stack_name:
+            object.__setattr__(self, "stack_name", f"Parley-{self.stage.value}")
+
+    @property
+    def is_prod(self) -> bool:
+        return self.stage is Stage.PROD
+
+    @property
+    def limits_json(self) -> str:
+        """PARLEY_LIMITS for the functions: the overrides plus the media size bound."""
+        merged = {**self.limits, "media_max_bytes": self.media_max_bytes}
+        return json.dumps(merged, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def push_apps_json(self) -> str:
+        """PARLEY_PUSH_APPS for the functions ("{}" when none is configured)."""
+        return json.dumps(dict(self.push_platform_applications), sort_keys=True)
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> ParleySettings:
+        """Parse the app's whole context; keys owned by the CDK itself are ignored."""
+        ours = {k: v for k, v in context.items() if not _is_framework_key(k)}
+        unknown = sorted(set(ours) - set(CONTEXT_KEYS))
+        if unknown:
+            raise ContextError(
+                f"unknown context key(s) {', '.join(unknown)}; "
+                f"known keys: {', '.join(sorted(CONTEXT_KEYS))}"
+            )
+        values: dict[str, Any] = {}
+        for key, raw in ours.items():
+            attribute, parse = CONTEXT_KEYS[key]
+            try:
+                values[attribute] = parse(raw)
+            except ContextError as exc:
+                raise ContextError(f"context {key}: {exc}") from None
+        if "media_max_bytes" in values.get("limits", {}):
+            raise ContextError("set the media size with mediaMaxBytes, not limits.media_max_bytes")
+        return cls(**values)
+
+
+def _is_framework_key(key: str) -> bool:
+    # feature flags (@aws-cdk/...), CLI keys (aws:cdk:...), lookups (…:account=…:region=…)
+    return key.startswith("@") or ":" in key or key in _CDK_PLAIN_KEYS
+
+
+# Keys the CDK CLI itself puts into the context without a namespace.
+_CDK_PLAIN_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
+def _json_value(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ContextError(f"is not valid JSON ({exc.msg})") from None
+    return raw
+
+
+def _parse_stage(raw: Any) -> Stage:
+    try:
+        return Stage(raw)
+    except ValueError:
+        raise ContextError(
+            f"{raw!r} is not a stage; use one of: {', '.join(s.value for s in Stage)}"
+        ) from None
+
+
+def _parse_stack_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not _STACK_NAME.match(raw):
+        raise ContextError(
+            f"{raw!r} is not a CloudFormation stack name (a letter, then letters, digits "
+            "or '-', at most 128)"
+        )
+    return raw
+
+
+def _parse_push_apps(raw: Any) -> dict[str, str]:
+    value = _json_value(raw)
+    if not isinstance(value, dict):
+        raise ContextError('must be a JSON object like {"fcm": "<platform application ARN>"}')
+    apps: dict[str, str] = {}
+    for platform, arn in value.items():
+        if platform not in _PUSH_PLATFORMS:
+            raise ContextError(
+                f"unknown platform {platform!r}; use: {', '.join(sorted(_PUSH_PLATFORMS))}"
+            )
+        match = _PLATFORM_APP_ARN.match(arn) if isinstance(arn, str) else None
+        if match is None:
+            raise ContextError(
+                f"{platform}: {arn!r} is not an SNS platform application ARN "
+                "(arn:aws:sns:<region>:<account>:app/<platform>/<name>)"
+            )
+        if match["platform"] not in _PUSH_PLATFORMS[platform]:
+            raise ContextError(
+                f"{platform}: {arn!r} is a {match['platform']} application; "
+                f"{platform} needs {' or '.join(_PUSH_PLATFORMS[platform])}"
+            )
+        apps[platform] = arn
+    return apps
+
+
+def _parse_media_max_bytes(raw: Any) -> int:
+    value = raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_MEDIA_BYTES:
+        raise ContextError(f"{raw!r} must be a whole number of bytes from 1 to {_MAX_MEDIA_BYTES}")
+    return value
+
+
+def _parse_limits(raw: Any) -> dict[str, int]:
+    value = _json_value(raw)
+    try:
+        # the functions' own parser decides, so what synthesizes is what they accept
+        Limits.from_json(json.dumps(value))
+    except ConfigError as exc:
+        raise ContextError(exc.message) from None
+    return dict(value)
+
+
+def _parse_log_level(raw: Any) -> LogLevel:
+    try:
+        return LogLevel(str(raw).upper())
+    except ValueError:
+        raise ContextError(
+            f"{raw!r} is not a log level; use one of: {', '.join(lv.value for lv in LogLevel)}"
+        ) from None
+
+
+def _parse_cors_origins(raw: Any) -> tuple[str, ...]:
+    value = raw
+    if isinstance(raw, str):
+        value = _json_value(raw) if raw.lstrip().startswith("[") else raw.split(",")
+    if not isinstance(value, list) or not value:
+        raise ContextError('must be a non-empty list of origins, e.g. ["https://app.example"]')
+    origins = tuple(o.strip() if isinstance(o, str) else o for o in value)
+    bad = [o for o in origins if not isinstance(o, str) or not _ORIGIN.match(o)]
+    if bad:
+        raise ContextError(f"{bad!r}: each origin is '*' or scheme://host[:port]")
+    return origins
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ContextError(f"{raw!r} must be true or false")
+
+
+# context key -> (ParleySettings attribute, parser)
+CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "stage": ("stage", _parse_stage),
+    "stackName": ("stack_name", _parse_stack_name),
+    "pushPlatformApplications": ("push_platform_applications", _parse_push_apps),
+    "mediaMaxBytes": ("media_max_bytes", _parse_media_max_bytes),
+    "limits": ("limits", _parse_limits),
+    "logLevel": ("log_level", _parse_log_level),
+    "corsOrigins": ("cors_origins", _parse_cors_origins),
+    "manageApiGatewayAccount": ("manage_api_gateway_account", _parse_bool),
+}
