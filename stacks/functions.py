@@ -1,0 +1,189 @@
+"""Lambda: one function per parley_server.catalogue.FUNCTIONS entry.
+
+Each function gets exactly the environment its spec declares (its settings,
+plus Powertools' three variables), a role of its own holding only what
+stacks/grants.py allows it, an explicit log group, JSON logs and X-Ray active
+tracing. All run Python 3.13 on arm64 (Graviton: cheaper per ms, and these
+functions are I/O bound) from the one shared asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
+from parley_server.store.schema import TABLES
+from stacks.grants import GRANTS, FunctionGrants, check_grants, table_actions
+from stacks.media import MediaStorage
+from stacks.nag import acknowledge, arn_of
+from stacks.notifications import Notifications
+from stacks.secret import SigningSecret
+from stacks.settings import LogLevel
+from stacks.websocket import WebSocketApi
+
+__all__ = [
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_VARIABLES",
+    "Functions",
+    "Resources",
+    "environment",
+]
+
+POWERTOOLS_SERVICE_NAME = "parley"
+POWERTOOLS_METRICS_NAMESPACE = "Parley"
+POWERTOOLS_VARIABLES = frozenset(
+    {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+)
+# tables with secondary indexes: their grants also cover <table ARN>/index/*
+_INDEXED = frozenset(spec.setting for spec in TABLES if spec.indexes)
+# Lambda's own log filter, matched to the Powertools level so neither hides the other.
+_LAMBDA_LOG_LEVELS = {
+    LogLevel.DEBUG: lambda_.ApplicationLogLevel.DEBUG,
+    LogLevel.INFO: lambda_.ApplicationLogLevel.INFO,
+    LogLevel.WARNING: lambda_.ApplicationLogLevel.WARN,
+    LogLevel.ERROR: lambda_.ApplicationLogLevel.ERROR,
+}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the functions are wired to."""
+
+    tables: Mapping[Setting, dynamodb.Table]
+    media: MediaStorage
+    secret: SigningSecret
+    notifications: Notifications
+    websocket: WebSocketApi
+    push_apps_json: str
+    limits_json: str
+
+    def setting_values(self) -> dict[Setting, str]:
+        """The value of every setting, as the functions will see it."""
+        values = {setting: table.table_name for setting, table in self.tables.items()}
+        values[Setting.MEDIA_BUCKET] = self.media.bucket.bucket_name
+        values[Setting.SIGNING_SECRET_ARN] = self.secret.secret.secret_arn
+        values[Setting.WS_ENDPOINT] = self.websocket.callback_url
+        values[Setting.PUSH_APPS] = self.push_apps_json
+        values[Setting.LIMITS] = self.limits_json
+        return values
+
+
+def environment(
+    spec: FunctionSpec, values: Mapping[Setting, str], log_level: LogLevel
+) -> dict[str, str]:
+    """Exactly `spec`'s settings, plus what Powertools reads."""
+    env = {setting.value: values[setting] for setting in sorted(spec.settings)}
+    env["POWERTOOLS_SERVICE_NAME"] = POWERTOOLS_SERVICE_NAME
+    env["POWERTOOLS_METRICS_NAMESPACE"] = POWERTOOLS_METRICS_NAMESPACE
+    env["POWERTOOLS_LOG_LEVEL"] = log_level.value
+    return env
+
+
+class Functions(Construct):
+    """Every function of the catalogue; `by_id` maps a spec id to its function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        resources: Resources,
+        log_level: LogLevel,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        check_grants()
+        values = resources.setting_values()
+        self.by_id: dict[str, lambda_.Function] = {}
+        for spec in FUNCTIONS:
+            role = iam.Role(
+                self,
+                f"{spec.id}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Parley {spec.id}: only what stacks/grants.py allows it",
+            )
+            log_group = logs.LogGroup(
+                self, f"{spec.id}Logs", retention=log_retention, removal_policy=removal_policy
+            )
+            function = lambda_.Function(
+                self,
+                spec.id,
+                description=spec.description,
+                code=code,
+                handler=spec.handler,
+                runtime=lambda_.Runtime.PYTHON_3_13,
+                architecture=lambda_.Architecture.ARM_64,
+                memory_size=spec.memory_mb,
+                timeout=Duration.seconds(spec.timeout_s),
+                environment=environment(spec, values, log_level),
+                role=role,
+                log_group=log_group,
+                logging_format=lambda_.LoggingFormat.JSON,
+                application_log_level_v2=_LAMBDA_LOG_LEVELS[log_level],
+                tracing=lambda_.Tracing.ACTIVE,
+            )
+            # the role's only log permission: this function's own log group
+            log_group.grant_write(role)
+            _grant(function, GRANTS[spec.id], resources)
+            indexed = [resources.tables[s] for s in GRANTS[spec.id].tables if s in _INDEXED]
+            _acknowledge(function, role, indexed)
+            self.by_id[spec.id] = function
+
+
+def _grant(function: lambda_.Function, grants: FunctionGrants, resources: Resources) -> None:
+    for setting, ops in grants.tables.items():
+        resources.tables[setting].grant(function, *table_actions(ops))
+    if grants.media_upload:
+        resources.media.grant_upload(function)
+    if grants.media_download:
+        resources.media.grant_download(function)
+    if grants.read_signing_secret:
+        resources.secret.grant_read(function)
+    if grants.manage_connections:
+        resources.websocket.grant_manage_connections(function)
+    if grants.send_sms:
+        assert function.role is not None
+        resources.notifications.grant_sms(function.node.id, function.role)
+    if grants.register_push:
+        resources.notifications.grant_push_registration(function)
+    if grants.publish_push:
+        resources.notifications.grant_push_publish(function)
+
+
+def _acknowledge(
+    function: lambda_.Function, role: iam.Role, indexed_tables: list[dynamodb.Table]
+) -> None:
+    acknowledge(
+        function,
+        "AwsSolutions-L1",
+        "Python 3.13 is the runtime the service is built and tested for (3.11 locally, "
+        "3.13 on Lambda); moving to a newer runtime is a deliberate, tested change.",
+    )
+    policy = role.node.find_child("DefaultPolicy")
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5",
+        "X-Ray's PutTraceSegments/PutTelemetryRecords support no resource-level "
+        "permissions, so active tracing needs Resource '*'.",
+        "Resource::*",
+    )
+    if indexed_tables:
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5",
+            "Queries on a table's secondary indexes (mailbox by_order, groups by_member) "
+            "need the index ARNs, which IAM names <table ARN>/index/*; the table itself "
+            "is named exactly.",
+            *(f"Resource::{arn_of(t)}/index/*" for t in indexed_tables),
+        )

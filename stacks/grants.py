@@ -1,0 +1,173 @@
+"""Least privilege, written down: what each function may do to each resource.
+
+A function's settings (parley_server.catalogue) say which resources it can
+find; this table says what it may do with them. check_grants() refuses a
+function whose settings and grants disagree, so a setting added to the
+catalogue without a grant here (or the reverse) fails the synth, not a deploy.
+
+DynamoDB access is granted verb by verb with Table.grant: no function is
+given dynamodb:Scan (the key design needs none), and only the functions that
+delete get DeleteItem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Flag, auto
+
+from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
+from parley_server.store.schema import TABLES
+
+__all__ = [
+    "GRANTS",
+    "FunctionGrants",
+    "Ops",
+    "check_grants",
+    "table_actions",
+]
+
+
+class Ops(Flag):
+    """What a function does to a table's items."""
+
+    READ = auto()
+    WRITE = auto()  # put and update
+    DELETE = auto()
+
+
+_R, _W, _D = Ops.READ, Ops.WRITE, Ops.DELETE
+_ACTIONS: dict[Ops, tuple[str, ...]] = {
+    # ConditionCheckItem: a transaction's condition on an item it does not write
+    Ops.READ: (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+    ),
+    # IAM cannot tell a batched put from a batched delete; batches are for puts
+    # (prekey uploads), deletes that matter return the old item, which batches can't.
+    Ops.WRITE: ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"),
+    Ops.DELETE: ("dynamodb:DeleteItem",),
+}
+
+
+def table_actions(ops: Ops) -> list[str]:
+    """The DynamoDB actions `ops` stands for, in a stable order."""
+    actions: list[str] = []
+    for op in (Ops.READ, Ops.WRITE, Ops.DELETE):
+        if op in ops:
+            actions.extend(_ACTIONS[op])
+    return actions
+
+
+@dataclass(frozen=True)
+class FunctionGrants:
+    tables: Mapping[Setting, Ops] = field(default_factory=dict)
+    media_upload: bool = False  # sign presigned POSTs
+    media_download: bool = False  # sign presigned GETs
+    read_signing_secret: bool = False
+    manage_connections: bool = False  # post to / drop WebSocket connections
+    send_sms: bool = False
+    register_push: bool = False  # create a device's SNS platform endpoint
+    publish_push: bool = False  # wake an offline device
+
+
+S = Setting
+GRANTS: dict[str, FunctionGrants] = {
+    "HttpApi": FunctionGrants(
+        tables={
+            # accounts, devices, refresh tokens (rotated, revoked), contacts, media ids
+            S.USERS_TABLE: _R | _W | _D,
+            # a challenge is consumed (deleted) once verified
+            S.OTP_TABLE: _R | _W | _D,
+            # a one-time prekey is claimed by a conditional delete
+            S.PREKEYS_TABLE: _R | _W | _D,
+            S.GROUPS_TABLE: _R | _W | _D,
+            # one conditional UpdateItem per hit, no read
+            S.RATELIMITS_TABLE: _W,
+        },
+        media_upload=True,
+        media_download=True,
+        read_signing_secret=True,
+        send_sms=True,
+        register_push=True,
+    ),
+    # verifies the token and that the device is not revoked
+    "WsAuthorizer": FunctionGrants(tables={S.USERS_TABLE: _R}, read_signing_secret=True),
+    "WsConnect": FunctionGrants(tables={S.CONNECTIONS_TABLE: _W}),
+    # forgets the connection; records last seen on the profile
+    "WsDisconnect": FunctionGrants(tables={S.CONNECTIONS_TABLE: _D, S.USERS_TABLE: _W}),
+    "WsDefault": FunctionGrants(manage_connections=True),
+    "WsSend": FunctionGrants(
+        tables={
+            S.USERS_TABLE: _R,  # the recipient's devices
+            S.CONNECTIONS_TABLE: _R | _D,  # live connections; stale ones are dropped
+            S.MAILBOX_TABLE: _W,  # conditional put: a retried send is refused by the write
+            S.RATELIMITS_TABLE: _W,
+            S.GROUPS_TABLE: _R,  # members of a group
+        },
+        manage_connections=True,
+        publish_push=True,
+    ),
+    # deletes the caller's envelopes (ALL_OLD tells the senders), writes their receipts
+    "WsAck": FunctionGrants(
+        tables={
+            S.USERS_TABLE: _R,
+            S.CONNECTIONS_TABLE: _R | _D,
+            S.MAILBOX_TABLE: _W | _D,
+        },
+        manage_connections=True,
+    ),
+    "WsReceipt": FunctionGrants(
+        tables={S.USERS_TABLE: _R, S.CONNECTIONS_TABLE: _R | _D, S.MAILBOX_TABLE: _W},
+        manage_connections=True,
+    ),
+    # only reads the mailbox: envelopes leave it by ack
+    "WsSync": FunctionGrants(tables={S.MAILBOX_TABLE: _R}, manage_connections=True),
+    "WsTyping": FunctionGrants(tables={S.CONNECTIONS_TABLE: _R | _D}, manage_connections=True),
+}
+
+_TABLE_SETTINGS = frozenset(spec.setting for spec in TABLES)
+
+
+def _implied_settings(grants: FunctionGrants) -> set[Setting]:
+    implied = set(grants.tables)
+    if grants.media_upload or grants.media_download:
+        implied.add(Setting.MEDIA_BUCKET)
+    if grants.read_signing_secret:
+        implied.add(Setting.SIGNING_SECRET_ARN)
+    if grants.manage_connections:
+        implied.add(Setting.WS_ENDPOINT)
+    if grants.register_push or grants.publish_push:
+        implied.add(Setting.PUSH_APPS)
+    return implied
+
+
+def check_grants(
+    functions: tuple[FunctionSpec, ...] = FUNCTIONS,
+    grants: Mapping[str, FunctionGrants] = GRANTS,
+) -> None:
+    """Raise ValueError unless every function's grants match its settings exactly."""
+    problems: list[str] = []
+    ids = {spec.id for spec in functions}
+    for extra in sorted(set(grants) - ids):
+        problems.append(f"{extra}: granted, but not in the catalogue")
+    for spec in functions:
+        if spec.id not in grants:
+            problems.append(f"{spec.id}: no entry in stacks/grants.py GRANTS")
+            continue
+        # PARLEY_LIMITS is plain configuration: it names no resource
+        needs = set(spec.settings) - {Setting.LIMITS}
+        has = _implied_settings(grants[spec.id])
+        if needs - has:
+            problems.append(f"{spec.id}: reads {sorted(needs - has)} but is granted nothing on it")
+        if has - needs:
+            problems.append(f"{spec.id}: granted {sorted(has - needs)} but does not read it")
+        bad_tables = set(grants[spec.id].tables) - _TABLE_SETTINGS
+        if bad_tables:
+            problems.append(f"{spec.id}: {sorted(bad_tables)} are not tables")
+        if any(not ops for ops in grants[spec.id].tables.values()):
+            problems.append(f"{spec.id}: a table with no operations")
+    if problems:
+        raise ValueError("grants and catalogue disagree:\n  " + "\n  ".join(problems))
