@@ -525,4 +525,8 @@ app.include_router(media_router)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    answer = app.resolve(event, context)
+    # answers by status class: the dashboard's view of errors without reading logs
+    status = int(answer.get("statusCode", 500))
+    metrics.add_metric(name=f"Http{status // 100}xx", unit=MetricUnit.Count, value=1)
+    return answer
