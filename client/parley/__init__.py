@@ -1,6 +1,83 @@
-"""Parley client SDK: end-to-end encrypted messaging over the Parley service."""
+"""Parley client SDK: end-to-end encrypted messaging over the Parley service.
+
+from parley import Client, sign_up, request_code
+
+async with Client("alice") as c:
+    await c.send("Bob", "hi")
+    async for event in c.events():
+        print(event)
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from parley.client import Client, EventStream, request_code, sign_up
+from parley.endpoints import Endpoints
+from parley.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ContactNotFound,
+    MessageTooLarge,
+    NotFound,
+    NotRegistered,
+    ParleyClientError,
+    PassphraseRequired,
+    RateLimited,
+    ServiceUnavailable,
+    StoreLocked,
+    WrongPassphrase,
+)
+from parley.models import (
+    Account,
+    Connected,
+    Contact,
+    Direction,
+    Disconnected,
+    Event,
+    IdentityChanged,
+    Message,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    ReceiptUpdate,
+    SendFailed,
+    Synced,
+    Typing,
+)
+
+__all__ = [
+    "Account",
+    "ApiError",
+    "AuthenticationError",
+    "Client",
+    "ConfigurationError",
+    "Connected",
+    "Contact",
+    "ContactNotFound",
+    "Direction",
+    "Disconnected",
+    "Endpoints",
+    "Event",
+    "EventStream",
+    "IdentityChanged",
+    "Message",
+    "MessageReceived",
+    "MessageSent",
+    "MessageState",
+    "MessageTooLarge",
+    "NotFound",
+    "NotRegistered",
+    "ParleyClientError",
+    "PassphraseRequired",
+    "RateLimited",
+    "ReceiptUpdate",
+    "SendFailed",
+    "ServiceUnavailable",
+    "StoreLocked",
+    "Synced",
+    "Typing",
+    "WrongPassphrase",
+    "request_code",
+    "sign_up",
+]
 __version__ = "0.1.0"

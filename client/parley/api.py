@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ log = logging.getLogger("parley.api")
 # Refresh this long before the access token's expiry, so a request never races it.
 REFRESH_MARGIN_S = 60.0
 REQUEST_TIMEOUT_S = 20.0
+# Attempts for an idempotent request that met a 5xx or no answer.
+RETRIES = 3
+_RETRYABLE = frozenset({"GET", "PUT"})
 
 
 def b64(data: bytes) -> str:
@@ -232,19 +236,27 @@ class ApiClient:
         params: dict[str, str] | None = None,
         auth: bool = True,
     ) -> dict[str, Any]:
-        retried = False
+        refreshed = False
+        attempt = 0
         while True:
+            attempt += 1
             headers: dict[str, str] = {}
             if auth:
                 headers["Authorization"] = f"Bearer {await self.access_token()}"
-            status, answer, retry_after = await self._send(method, path, body, params, headers)
-            if status == 401 and auth and not retried:
-                retried = True
-                await self.refresh(self._current_tokens())  # the server disagrees: refresh
-                continue
-            if status < 400:
-                return answer
-            raise _error(status, answer, retry_after)
+            try:
+                status, answer, retry_after = await self._send(method, path, body, params, headers)
+                if status == 401 and auth and not refreshed:
+                    refreshed = True
+                    await self.refresh(self._current_tokens())  # the server disagrees
+                    continue
+                if status < 400:
+                    return answer
+                raise _error(status, answer, retry_after)
+            except ServiceUnavailable:
+                # GET and PUT are safe to repeat; a POST (a code, a refresh token) is not
+                if method not in _RETRYABLE or attempt >= RETRIES:
+                    raise
+            await asyncio.sleep(random.uniform(0.1, 0.4 * 2**attempt))
 
     async def _send(
         self,

@@ -138,15 +138,18 @@ class Store:
         keyring: KeyringLike | Literal["auto"] | None = _AUTO,
         allow_plaintext: bool = False,
         kdf_limits: tuple[int, int] = (KDF_OPSLIMIT, KDF_MEMLIMIT),
+        create: bool = True,
     ) -> Store:
-        """Open (or create) the profile in `directory`.
+        """Open (or, with `create`, create) the profile in `directory`.
 
         A new profile is protected by the OS keyring when one is usable, else by
         `passphrase`, else -- only with `allow_plaintext` -- not at all (dev mode).
         A given passphrase is always preferred over the keyring for a new profile.
         """
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / DB_FILE
+        if not create and not path.exists():
+            raise NotRegistered(f"no profile in {directory}: sign up first")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             os.chmod(path, 0o600)

@@ -1,0 +1,660 @@
+"""`parley`: the command-line app. One profile per person, so two people can
+chat on one machine:
+
+    parley --profile alice signup +15551230001 --code-from-local-sms
+    parley --profile alice contacts add +15551230002 Bob
+    parley --profile alice send Bob "hi"
+    parley --profile alice chat Bob
+
+Endpoints come from the local stack's file (~/.parley/local.json, or
+PARLEY_LOCAL_FILE) unless `--aws [cdk-outputs.json]` names deploy outputs.
+A new profile's secrets are protected by the OS keyring when there is one,
+else by a passphrase (asked for, or PARLEY_PASSPHRASE); `--insecure-dev-store`
+keeps them unencrypted, for development only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from parley.client import Client, request_code, sign_up
+from parley.endpoints import Endpoints
+from parley.errors import ConfigurationError, ParleyClientError, PassphraseRequired, RateLimited
+from parley.local_sms import code_from_local_sms, sms_count
+from parley.models import (
+    Connected,
+    Contact,
+    Disconnected,
+    IdentityChanged,
+    Message,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    ReceiptUpdate,
+    SendFailed,
+    Typing,
+)
+from parley.profiles import profile_dir
+from parley.vault import Protection
+
+__all__ = ["main", "render_message", "ticks"]
+
+BLUE = "\x1b[34m"
+DIM = "\x1b[2m"
+YELLOW = "\x1b[33m"
+RESET = "\x1b[0m"
+SEND_WAIT_S = 15.0
+TYPING_IDLE_S = 4.0
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def ticks(state: MessageState, *, color: bool) -> str:
+    """✓ sent, ✓✓ delivered, blue ✓✓ read (or "✓✓ read" without colour)."""
+    if state is MessageState.READ:
+        return f"{BLUE}✓✓{RESET}" if color else "✓✓ read"
+    if state is MessageState.FAILED:
+        return "✗ not sent"
+    return state.ticks
+
+
+def render_message(message: Message, contact: Contact, *, color: bool) -> str:
+    when = datetime.fromtimestamp(message.ts / 1000).strftime("%Y-%m-%d %H:%M")
+    if message.outgoing:
+        return f"{when}  you: {message.text}  {ticks(message.state, color=color)}".rstrip()
+    return f"{when}  {contact.display_name}: {message.text}"
+
+
+def _warn(text: str, *, color: bool) -> str:
+    return f"{YELLOW}⚠ {text}{RESET}" if color else f"⚠ {text}"
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--profile",
+        default=argparse.SUPPRESS,
+        help="profile name (one per person/device); default: $PARLEY_PROFILE or 'default'",
+    )
+    common.add_argument(
+        "--aws",
+        nargs="?",
+        const="cdk-outputs.json",
+        default=argparse.SUPPRESS,
+        metavar="CDK_OUTPUTS",
+        help="use the deployed stack (cdk deploy outputs file, default cdk-outputs.json)",
+    )
+    common.add_argument(
+        "--local-file",
+        default=argparse.SUPPRESS,
+        help="the local stack's endpoints file (default ~/.parley/local.json)",
+    )
+    common.add_argument(
+        "--insecure-dev-store",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="create the profile WITHOUT encryption at rest (development only)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+
+    parser = argparse.ArgumentParser(
+        prog="parley", description="End-to-end encrypted messaging.", parents=[common]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    signup = commands.add_parser("signup", parents=[common], help="create an account")
+    signup.add_argument("phone", help="your phone number, E.164 (+15551234567)")
+    code = signup.add_mutually_exclusive_group()
+    code.add_argument("--code", help="the 6-digit code (asked for if not given)")
+    code.add_argument(
+        "--code-from-local-sms",
+        action="store_true",
+        help="local mode: read the code from the local stack's SMS sink",
+    )
+
+    commands.add_parser("whoami", parents=[common], help="this profile's account")
+
+    contacts = commands.add_parser("contacts", parents=[common], help="manage contacts")
+    contact_commands = contacts.add_subparsers(dest="contacts_command", required=True)
+    add = contact_commands.add_parser("add", parents=[common], help="add a contact by phone")
+    add.add_argument("phone")
+    add.add_argument("name")
+    contact_commands.add_parser("list", parents=[common], help="list contacts")
+
+    send = commands.add_parser("send", parents=[common], help="send one message")
+    send.add_argument("name", help="contact name, phone or user id")
+    send.add_argument("text")
+
+    chat = commands.add_parser("chat", parents=[common], help="chat interactively")
+    chat.add_argument("name")
+
+    commands.add_parser("inbox", parents=[common], help="receive what is waiting, then exit")
+
+    history = commands.add_parser("history", parents=[common], help="show a conversation")
+    history.add_argument("name")
+    history.add_argument("-n", "--limit", type=int, default=50)
+
+    safety = commands.add_parser(
+        "safety-number", parents=[common], help="show the safety number with a contact"
+    )
+    safety.add_argument("name")
+    safety.add_argument(
+        "--mark-verified",
+        action="store_true",
+        help="you compared the numbers and they match (clears a key-change warning)",
+    )
+    return parser
+
+
+class _Context:
+    """What every command needs: parsed options, endpoints and profile settings."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.color = out.isatty() and not os.environ.get("NO_COLOR")
+        self.profile: str = getattr(args, "profile", None) or os.environ.get(
+            "PARLEY_PROFILE", "default"
+        )
+        self.insecure: bool = getattr(args, "insecure_dev_store", False)
+        self.passphrase: str | None = os.environ.get("PARLEY_PASSPHRASE") or None
+
+    def endpoints(self) -> Endpoints:
+        aws = getattr(self.args, "aws", None)
+        if aws is not None:
+            return Endpoints.from_cdk_outputs(Path(aws))
+        local = getattr(self.args, "local_file", None)
+        return Endpoints.local(Path(local) if local else None)
+
+    def endpoints_if_known(self) -> Endpoints | None:
+        """For commands that work offline: None when no endpoints are configured."""
+        try:
+            return self.endpoints()
+        except ConfigurationError:
+            return None
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def ask_passphrase(self, *, confirm: bool) -> str:
+        if not sys.stdin.isatty():
+            raise PassphraseRequired(
+                "this profile needs a passphrase: set PARLEY_PASSPHRASE"
+                " (or create it with --insecure-dev-store, for development only)"
+            )
+        first = getpass.getpass(f"Passphrase for profile {self.profile!r}: ")
+        if confirm and getpass.getpass("Repeat it: ") != first:
+            raise PassphraseRequired("the passphrases differ")
+        return first
+
+    async def client(self, *, connect: bool) -> Client:
+        """An open client, asking for the passphrase if the profile needs one."""
+        endpoints = self.endpoints() if connect else self.endpoints_if_known()
+        for attempt in range(2):
+            client = Client(
+                self.profile,
+                endpoints=endpoints,
+                passphrase=self.passphrase,
+                allow_plaintext=self.insecure,
+                connect=connect,
+            )
+            try:
+                await client.open()
+                return client
+            except PassphraseRequired:
+                await client.close()
+                if attempt or self.passphrase:
+                    raise
+                self.passphrase = self.ask_passphrase(confirm=False)
+        raise AssertionError("unreachable")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+async def _signup(ctx: _Context) -> None:
+    args = ctx.args
+    endpoints = ctx.endpoints()
+    phone: str = args.phone
+    before = 0
+    if args.code_from_local_sms:
+        if not endpoints.sms_url:
+            raise ParleyClientError("--code-from-local-sms works only against the local stack")
+        before = await sms_count(endpoints.sms_url, phone)
+    try:
+        answer = await request_code(phone, endpoints=endpoints)
+        ctx.print(f"A code was sent to {phone} (valid {answer.get('expires_in', 300)} s).")
+    except RateLimited as exc:
+        if not (args.code or args.code_from_local_sms):
+            raise
+        ctx.print(f"(a code was sent moments ago; retry in {exc.retry_after:.0f} s if needed)")
+    if args.code:
+        code = args.code
+    elif args.code_from_local_sms:
+        assert endpoints.sms_url is not None
+        code = await code_from_local_sms(endpoints.sms_url, phone, after=before)
+        ctx.print("Read the code from the local SMS sink.")
+    else:
+        code = (await asyncio.to_thread(input, "Code: ")).strip()
+    passphrase = ctx.passphrase
+    for attempt in range(2):
+        try:
+            account = await sign_up(
+                ctx.profile,
+                phone,
+                code,
+                endpoints=endpoints,
+                passphrase=passphrase,
+                allow_plaintext=ctx.insecure,
+            )
+            break
+        except PassphraseRequired:
+            if attempt or passphrase:
+                raise
+            ctx.print("No OS keyring here: choose a passphrase to protect this profile.")
+            passphrase = ctx.ask_passphrase(confirm=True)
+    ctx.print(f"Signed up as {account.phone}: user {account.user_id}, device {account.device_id}")
+    ctx.print(f"Profile {ctx.profile!r} is in {profile_dir(ctx.profile)}")
+
+
+async def _whoami(ctx: _Context) -> None:
+    client = await ctx.client(connect=False)
+    try:
+        account = client.account
+        store = client.store
+        ctx.print(f"profile    {ctx.profile}  ({store.path.parent})")
+        ctx.print(f"phone      {account.phone}")
+        ctx.print(f"user id    {account.user_id}")
+        ctx.print(f"device id  {account.device_id}")
+        identity = store.identity().public_key.hex()
+        ctx.print(f"identity   {identity[:16]}…")
+        protection = store.protection
+        label = {
+            Protection.KEYRING: "encrypted, key in the OS keyring",
+            Protection.PASSPHRASE: "encrypted with a passphrase (Argon2id)",
+            Protection.PLAINTEXT_DEV: "NOT ENCRYPTED (plaintext dev mode)",
+        }[protection]
+        ctx.print(f"store      {label}")
+        ctx.print(f"prekeys    {store.one_time_prekey_count()} one-time prekeys held locally")
+    finally:
+        await client.close()
+
+
+async def _contacts(ctx: _Context) -> None:
+    if ctx.args.contacts_command == "add":
+        client = await ctx.client(connect=False)
+        try:
+            contact = await client.add_contact(ctx.args.phone, ctx.args.name)
+            ctx.print(f"Added {contact.name} ({contact.phone}, user {contact.user_id}).")
+        finally:
+            await client.close()
+        return
+    client = await ctx.client(connect=False)
+    try:
+        contacts = client.contacts()
+        if not contacts:
+            ctx.print("No contacts yet: parley contacts add PHONE NAME")
+        for contact in contacts:
+            flags = []
+            if contact.identity_changed:
+                flags.append(_warn("identity key changed", color=ctx.color))
+            if contact.verified:
+                flags.append("verified")
+            name = contact.name or "(unnamed)"
+            phone = contact.phone or "-"
+            ctx.print(f"{name:<16} {phone:<16} {contact.user_id}  {' '.join(flags)}".rstrip())
+    finally:
+        await client.close()
+
+
+async def _send(ctx: _Context) -> None:
+    client = await ctx.client(connect=True)
+    try:
+        contact = client.contact(ctx.args.name)
+        if contact.identity_changed:
+            ctx.print(_warn(f"{contact.display_name}'s identity key changed", color=ctx.color))
+        message = await client.send(contact, ctx.args.text)
+        try:
+            async with asyncio.timeout(SEND_WAIT_S):
+                await client.wait_outbox_empty()
+        except TimeoutError:
+            ctx.print("Queued: no connection to the service; it goes out next time.")
+            return
+        final = [m for m in client.history(contact, 20) if m.client_id == message.client_id]
+        state = final[0].state if final else message.state
+        ctx.print(f"{ticks(state, color=ctx.color)} {ctx.args.text}")
+    finally:
+        await client.close()
+
+
+async def _inbox(ctx: _Context) -> None:
+    client = await ctx.client(connect=True)
+    stream = client.events()
+    shown = 0
+    try:
+        async with asyncio.timeout(SEND_WAIT_S):
+            await client.wait_synced()
+        # events are handled before `synced` is, so all of them are queued by now
+        for event in stream.drain():
+            if isinstance(event, MessageReceived):
+                shown += 1
+                ctx.print(render_message(event.message, event.contact, color=ctx.color))
+            elif isinstance(event, ReceiptUpdate):
+                for message in event.messages:
+                    shown += 1
+                    ctx.print(
+                        f"{ticks(event.state, color=ctx.color)} to "
+                        f"{event.contact.display_name}: {message.text}"
+                    )
+            elif isinstance(event, IdentityChanged):
+                shown += 1
+                ctx.print(_identity_warning(event, color=ctx.color))
+        if not shown:
+            ctx.print("Nothing new.")
+    except TimeoutError:
+        ctx.print("Could not reach the service.")
+    finally:
+        stream.close()
+        await client.close()
+
+
+async def _history(ctx: _Context) -> None:
+    client = await ctx.client(connect=False)
+    try:
+        contact = client.contact(ctx.args.name)
+        if contact.identity_changed:
+            ctx.print(_identity_warning_text(contact, color=ctx.color))
+        messages = client.history(contact, ctx.args.limit)
+        if not messages:
+            ctx.print(f"No messages with {contact.display_name} yet.")
+        for message in messages:
+            ctx.print(render_message(message, contact, color=ctx.color))
+    finally:
+        await client.close()
+
+
+async def _safety_number(ctx: _Context) -> None:
+    client = await ctx.client(connect=False)
+    try:
+        contact = client.contact(ctx.args.name)
+        numbers = await client.safety_numbers(contact)
+        ctx.print(f"Safety number with {contact.display_name}:")
+        for device, number in sorted(numbers.items()):
+            groups = " ".join(number[i : i + 5] for i in range(0, 60, 5))
+            suffix = f"   (device {device})" if len(numbers) > 1 else ""
+            ctx.print(f"  {groups}{suffix}")
+        ctx.print("Compare it with theirs in person or on a call: the same digits on both")
+        ctx.print("phones mean nobody is in the middle.")
+        if ctx.args.mark_verified:
+            client.mark_verified(contact)
+            ctx.print(f"Marked {contact.display_name} as verified.")
+        elif contact.identity_changed:
+            ctx.print(_identity_warning_text(contact, color=ctx.color))
+    finally:
+        await client.close()
+
+
+def _identity_warning(event: IdentityChanged, *, color: bool) -> str:
+    return _identity_warning_text(event.contact, color=color)
+
+
+def _identity_warning_text(contact: Contact, *, color: bool) -> str:
+    return _warn(
+        f"{contact.display_name}'s identity key changed (new phone or reinstall?). "
+        f"Check `parley safety-number {contact.name or contact.user_id}` with them.",
+        color=color,
+    )
+
+
+# --- chat ---------------------------------------------------------------------------------------
+
+
+class _Terminal:
+    """A prompt line that survives asynchronous output (cbreak mode on a TTY)."""
+
+    def __init__(self, out: TextIO, prompt: str, *, tty: bool) -> None:
+        self.out = out
+        self.prompt = prompt
+        self.tty = tty
+        self.buffer = ""
+        self.status = ""
+
+    def show(self, line: str) -> None:
+        if self.tty:
+            self.out.write("\r\x1b[K" + line + "\n")
+            self._redraw()
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        if self.tty:
+            self._redraw()
+            self.out.flush()
+        elif status:
+            self.show(status)
+
+    def _redraw(self) -> None:
+        status = f"{DIM}{self.status}{RESET} " if self.status else ""
+        self.out.write("\r\x1b[K" + status + self.prompt + self.buffer)
+
+
+async def _chat(ctx: _Context) -> None:
+    client = await ctx.client(connect=True)
+    stream = client.events()
+    loop = asyncio.get_running_loop()
+    tty = sys.stdin.isatty() and ctx.out.isatty()
+    term = _Terminal(ctx.out, "> ", tty=tty)
+    done = asyncio.Event()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    try:
+        contact = client.contact(ctx.args.name)
+        term.show(
+            f"Chat with {contact.display_name}. Type a message and press Enter; "
+            "/quit to leave, /safety for the safety number."
+        )
+        if contact.identity_changed:
+            term.show(_identity_warning_text(contact, color=ctx.color))
+        for message in client.history(contact, 20):
+            term.show(render_message(message, contact, color=ctx.color))
+        shown: dict[str, Message] = {}
+        typing_sent = 0.0
+
+        async def set_typing(on: bool) -> None:
+            nonlocal typing_sent
+            if on and time.monotonic() - typing_sent < TYPING_IDLE_S / 2:
+                return
+            typing_sent = time.monotonic() if on else 0.0
+            with contextlib.suppress(ParleyClientError):
+                await client.typing(contact, on)
+
+        typing_tasks: set[asyncio.Future[None]] = set()
+
+        def typed() -> None:
+            task = asyncio.ensure_future(set_typing(True))
+            typing_tasks.add(task)
+            task.add_done_callback(typing_tasks.discard)
+
+        restore = _start_input(loop, term, lines, tty, typed)
+
+        async def read_input() -> None:
+            while True:
+                line = await lines.get()
+                if line is None or line.strip() == "/quit":
+                    done.set()
+                    return
+                text = line.strip()
+                if not text:
+                    continue
+                if text == "/safety":
+                    number = await client.safety_number(contact)
+                    term.show(" ".join(number[i : i + 5] for i in range(0, 60, 5)))
+                    continue
+                await set_typing(False)
+                try:
+                    message = await client.send(contact, text)
+                except (ParleyClientError, ValueError) as exc:
+                    term.show(f"not sent: {exc}")
+                    continue
+                shown[message.client_id] = message
+                term.show(render_message(message, contact, color=ctx.color))
+
+        async def show_events() -> None:
+            async for event in stream:
+                if isinstance(event, MessageReceived) and event.contact.user_id == contact.user_id:
+                    term.set_status("")
+                    term.show(render_message(event.message, event.contact, color=ctx.color))
+                    await client.mark_read(contact)  # the chat is open: it has been seen
+                elif isinstance(event, MessageReceived):
+                    term.show(f"(new message from {event.contact.display_name})")
+                elif isinstance(event, MessageSent | ReceiptUpdate | SendFailed):
+                    updated = (
+                        event.messages if isinstance(event, ReceiptUpdate) else (event.message,)
+                    )
+                    for message in updated:
+                        if message.peer == contact.user_id:
+                            term.show(f"  {ticks(message.state, color=ctx.color)}  {message.text}")
+                elif isinstance(event, Typing) and event.contact.user_id == contact.user_id:
+                    term.set_status(f"{contact.display_name} is typing…" if event.typing else "")
+                elif isinstance(event, IdentityChanged):
+                    term.show(_identity_warning(event, color=ctx.color))
+                elif isinstance(event, Disconnected):
+                    term.set_status("offline, reconnecting…")
+                elif isinstance(event, Connected):
+                    term.set_status("")
+
+        await client.mark_read(contact)
+        tasks = [asyncio.create_task(read_input()), asyncio.create_task(show_events())]
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, done.set)
+        try:
+            await done.wait()
+        finally:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signal.SIGINT)
+            restore()
+            for task in tasks:
+                task.cancel()
+            await set_typing(False)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    await client.wait_outbox_empty()
+    finally:
+        stream.close()
+        await client.close()
+        if tty:
+            ctx.out.write("\n")
+
+
+def _start_input(
+    loop: asyncio.AbstractEventLoop,
+    term: _Terminal,
+    lines: asyncio.Queue[str | None],
+    tty: bool,
+    on_typing: Callable[[], Any],
+) -> Callable[[], None]:
+    """Feed stdin into `lines`; on a TTY, key by key (to show typing). Returns a restorer."""
+    fd = sys.stdin.fileno()
+    if not tty:
+
+        def read_line() -> None:
+            line = sys.stdin.readline()
+            lines.put_nowait(line if line else None)
+            if not line:
+                loop.remove_reader(fd)
+
+        loop.add_reader(fd, read_line)
+
+        def stop_reading() -> None:
+            loop.remove_reader(fd)
+
+        return stop_reading
+
+    import termios
+    import tty as tty_mod
+
+    saved = termios.tcgetattr(fd)
+    tty_mod.setcbreak(fd)
+    term.set_status("")
+
+    def read_key() -> None:
+        data = os.read(fd, 1024).decode(errors="ignore")
+        for char in data:
+            if char in "\r\n":
+                line, term.buffer = term.buffer, ""
+                term.out.write("\r\x1b[K")
+                term.set_status(term.status)
+                lines.put_nowait(line)
+            elif char == "\x04":  # Ctrl-D
+                lines.put_nowait(None)
+            elif char in "\x7f\x08":
+                term.buffer = term.buffer[:-1]
+                term.set_status(term.status)
+            elif char.isprintable():
+                term.buffer += char
+                term.set_status(term.status)
+                on_typing()
+
+    loop.add_reader(fd, read_key)
+
+    def restore() -> None:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+_COMMANDS: dict[str, Callable[[_Context], Coroutine[Any, Any, None]]] = {
+    "signup": _signup,
+    "whoami": _whoami,
+    "contacts": _contacts,
+    "send": _send,
+    "chat": _chat,
+    "inbox": _inbox,
+    "history": _history,
+    "safety-number": _safety_number,
+}
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", 0) or 0
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx = _Context(args, out or sys.stdout)
+    try:
+        asyncio.run(_COMMANDS[args.command](ctx))
+    except ParleyClientError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,524 @@
+"""The SDK surface: `Client`, signup helpers and the event stream.
+
+    async with Client("alice") as c:
+        await c.send("Bob", "hi")
+        async for event in c.events():
+            ...
+
+A `Client` opens its profile's store, keeps one WebSocket connection up
+(reconnecting, syncing and resending on its own) and turns what arrives into
+typed events (`parley.models`). Everything it is told to send is stored in the
+outbox first, so a message survives a crash or a lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+
+from parley import keys
+from parley.api import ApiClient, DeviceBundle
+from parley.crypto import IdentityKeyPair
+from parley.endpoints import Endpoints
+from parley.engine import Engine
+from parley.errors import ConfigurationError, ContactNotFound, NotRegistered, ParleyClientError
+from parley.models import (
+    Account,
+    Connected,
+    Contact,
+    Disconnected,
+    Event,
+    Message,
+    Synced,
+    Typing,
+)
+from parley.profiles import profile_dir
+from parley.protocol import (
+    DevicesMismatched,
+    IncomingMessage,
+    IncomingReceipt,
+    Protocol,
+    ProtocolEvent,
+    SendAccepted,
+    SendRejected,
+    ServerError,
+    SyncComplete,
+    TypingChanged,
+)
+from parley.storage import DB_FILE, Store
+from parley.transport import Backoff, Transport
+from parley.vault import KeyringLike
+
+__all__ = ["Client", "EventStream", "request_code", "sign_up"]
+
+log = logging.getLogger("parley.client")
+
+# Prekey upkeep runs at start and again after first messages used up prekeys,
+# at most this often.
+MAINTENANCE_INTERVAL_S = 60.0
+_EVENT_QUEUE = 1000
+
+KeyringChoice = KeyringLike | Literal["auto"] | None
+
+
+class EventStream:
+    """An async iterator over a client's events from the moment it was created."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(_EVENT_QUEUE)
+        client._subscribers.append(self._queue)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def drain(self) -> list[Event]:
+        """The events already waiting, without blocking."""
+        events: list[Event] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._client._subscribers.remove(self._queue)
+
+
+def _open_store(
+    profile: str,
+    home: Path | None,
+    passphrase: str | None,
+    keyring: KeyringChoice,
+    allow_plaintext: bool,
+    *,
+    create: bool,
+) -> Store:
+    return Store.open(
+        profile_dir(profile, home),
+        passphrase=passphrase,
+        keyring=keyring,
+        allow_plaintext=allow_plaintext,
+        create=create,
+    )
+
+
+async def request_code(phone: str, *, endpoints: Endpoints | None = None) -> dict[str, Any]:
+    """Ask the service to text a sign-up code to `phone` (E.164, e.g. +15551234567)."""
+    endpoints = endpoints or Endpoints.local()
+    async with aiohttp.ClientSession() as http:
+        return await ApiClient(endpoints.http_url, http).request_code(phone)
+
+
+async def sign_up(
+    profile: str,
+    phone: str,
+    code: str,
+    *,
+    endpoints: Endpoints | None = None,
+    home: Path | None = None,
+    passphrase: str | None = None,
+    keyring: KeyringChoice = "auto",
+    allow_plaintext: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Account:
+    """Verify `code`, create this device's identity and publish its prekeys.
+
+    The profile must be new (one profile = one account on one device).
+    """
+    endpoints = endpoints or Endpoints.local()
+    directory = profile_dir(profile, home)
+    is_new = not (directory / DB_FILE).exists()
+    registered = False
+    store = _open_store(profile, home, passphrase, keyring, allow_plaintext, create=True)
+    try:
+        if store.account() is not None:
+            raise ParleyClientError(f"profile {profile!r} already has an account")
+        async with aiohttp.ClientSession() as http:
+            api = ApiClient(endpoints.http_url, http, clock=clock)
+            result = await api.verify(phone, code)
+            account = Account(result.user_id, result.device_id, phone)
+            with store.transaction():
+                store.save_account(account, IdentityKeyPair.generate())
+                store.save_tokens(result.tokens)
+            registered = True
+            api.use_tokens(store)
+            # if this fails the account stands; the client publishes keys when it connects
+            await keys.publish_initial_keys(api, store, clock())
+        return account
+    finally:
+        store.close()
+        if is_new and not registered:
+            shutil.rmtree(directory, ignore_errors=True)  # a failed signup leaves nothing
+
+
+class Client:
+    """One profile, connected. Use as `async with Client(profile) as c:`.
+
+    `connect=False` opens the profile without a WebSocket (history, contacts,
+    safety numbers, HTTP calls only).
+    """
+
+    def __init__(
+        self,
+        profile: str = "default",
+        *,
+        endpoints: Endpoints | None = None,
+        home: Path | None = None,
+        passphrase: str | None = None,
+        keyring: KeyringChoice = "auto",
+        allow_plaintext: bool = False,
+        connect: bool = True,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.profile = profile
+        self._endpoints = endpoints
+        self._home = home
+        self._passphrase = passphrase
+        self._keyring = keyring
+        self._allow_plaintext = allow_plaintext
+        self._connect = connect
+        self._backoff = backoff
+        self._clock = clock
+        self._subscribers: list[asyncio.Queue[Event | None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._store: Store | None = None
+        self._api: ApiClient | None = None
+        self._engine: Engine | None = None
+        self._transport: Transport | None = None
+        self.protocol = Protocol()
+        self._synced = asyncio.Event()
+        self._outbox_changed = asyncio.Event()
+        self._maintenance_due = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        store = _open_store(
+            self.profile,
+            self._home,
+            self._passphrase,
+            self._keyring,
+            self._allow_plaintext,
+            create=False,
+        )
+        try:
+            store.require_account()
+        except NotRegistered:
+            store.close()
+            raise
+        self._store = store
+        self._http = aiohttp.ClientSession()
+        endpoints = self._endpoints
+        if endpoints is None and self._connect:
+            endpoints = Endpoints.local()
+        self._endpoints = endpoints
+        if endpoints is not None:
+            self._api = ApiClient(endpoints.http_url, self._http, store, clock=self._clock)
+        self._engine = Engine(store, self._fetch_bundles, clock=self._clock)
+        self.protocol = Protocol(is_seen=store.is_seen)
+        for item in store.outbox():
+            self.protocol.send(item.entry)
+        if not self._connect or endpoints is None:
+            return
+        assert self._api is not None
+        self._transport = Transport(
+            endpoints.ws_url,
+            self.protocol,
+            token=self._api.access_token,
+            refresh_token=self._api.refresh,
+            on_event=self._on_protocol_event,
+            on_connection=self._on_connection,
+            backoff=self._backoff,
+        )
+        self._tasks.append(asyncio.create_task(self._transport.run(), name="parley-transport"))
+        self._tasks.append(asyncio.create_task(self._maintenance(), name="parley-keys"))
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            await self._transport.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    # --- who and where -----------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ParleyClientError("the client is not open")
+        return self._store
+
+    @property
+    def api(self) -> ApiClient:
+        if self._store is None:
+            raise ParleyClientError("the client is not open")
+        if self._api is None:
+            raise ConfigurationError("no service endpoints: start the local stack or use --aws")
+        return self._api
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        return self._endpoints
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ParleyClientError("the client is not open")
+        return self._engine
+
+    @property
+    def account(self) -> Account:
+        return self.store.require_account()
+
+    @property
+    def connected(self) -> bool:
+        return self.protocol.connected
+
+    # --- contacts ------------------------------------------------------------------------
+
+    async def add_contact(self, phone: str, name: str) -> Contact:
+        """Find `phone` in the directory and save it as `name`."""
+        if not name.strip():
+            raise ValueError("a contact needs a name")
+        user_id = await self.api.lookup(phone)
+        if user_id == self.account.user_id:
+            raise ParleyClientError("that is this account's own number")
+        other = self.store.find_contact(name)
+        if other is not None and other.user_id != user_id and other.name == name:
+            raise ParleyClientError(f"another contact is already called {name!r}")
+        return self.store.add_contact(user_id, name.strip(), phone)
+
+    def contacts(self) -> list[Contact]:
+        return self.store.contacts()
+
+    def contact(self, key: str | Contact) -> Contact:
+        """A contact by name, phone or user id (ContactNotFound if none)."""
+        if isinstance(key, Contact):
+            found = self.store.contact(key.user_id)
+        else:
+            found = self.store.find_contact(key)
+        if found is None:
+            raise ContactNotFound(f"no contact {key!r}: add one with add_contact(phone, name)")
+        return found
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def send(self, contact: str | Contact, text: str) -> Message:
+        """Encrypt and queue `text` for every device of `contact`. Returns at once with
+        the stored message (state pending); ticks arrive as events."""
+        target = self.contact(contact)
+        message, entry, events = await self.engine.prepare(target, text)
+        for event in events:
+            self._emit(event)
+        self.protocol.send(entry)
+        self._flush()
+        return message
+
+    def history(self, contact: str | Contact, limit: int = 50) -> list[Message]:
+        """The last `limit` messages with `contact`, oldest first."""
+        return self.store.history(self.contact(contact).user_id, limit)
+
+    async def mark_read(self, contact: str | Contact) -> list[Message]:
+        """Mark the conversation read and tell the sender (blue ticks on their side)."""
+        target = self.contact(contact)
+        read = self.engine.mark_read(target)
+        if read:
+            self.protocol.send_receipt(target.user_id, [m.client_id for m in read], "read")
+            self._flush()
+        return read
+
+    async def typing(self, contact: str | Contact, typing: bool = True) -> None:
+        """Show (or stop showing) `contact` that this user is typing. Not stored anywhere."""
+        self.protocol.send_typing(self.contact(contact).user_id, typing)
+        self._flush()
+
+    def events(self) -> EventStream:
+        """Every event from now on (one stream per call; each gets every event)."""
+        return EventStream(self)
+
+    async def wait_synced(self) -> None:
+        """Until the current connection has received everything that was waiting
+        (wrap in `asyncio.timeout()` to bound it)."""
+        await self._synced.wait()
+
+    async def wait_outbox_empty(self) -> None:
+        """Until the server has answered every queued message (accepted or refused)."""
+        while self.protocol.pending():
+            self._outbox_changed.clear()
+            await self._outbox_changed.wait()
+
+    # --- identity and keys -------------------------------------------------------------
+
+    async def safety_numbers(self, contact: str | Contact) -> dict[str, str]:
+        """Device id -> 60-digit safety number. Compare them in person or on a call."""
+        target = self.contact(contact)
+        if not self.store.device_identities(target.user_id):
+            for event in await self.engine.ensure_sessions(target):
+                self._emit(event)
+        return self.engine.safety_numbers(target)
+
+    async def safety_number(self, contact: str | Contact) -> str:
+        """The safety number with `contact` (their most recent key if they have several)."""
+        numbers = await self.safety_numbers(contact)
+        if not numbers:
+            raise ContactNotFound("no identity key known for this contact")
+        return numbers[sorted(numbers)[-1]]
+
+    def mark_verified(self, contact: str | Contact) -> None:
+        """The user compared safety numbers and they match: clears the change warning."""
+        self.store.set_verified(self.contact(contact).user_id, True)
+
+    async def maintain_keys(self) -> keys.Maintenance:
+        """Replenish one-time prekeys and rotate the signed prekey if due (also automatic)."""
+        return await keys.maintain(self.api, self.store, self._clock())
+
+    async def last_seen(self, contact: str | Contact) -> dict[str, Any]:
+        return await self.api.presence(self.contact(contact).user_id)
+
+    async def set_last_seen_visibility(
+        self, who: Literal["nobody", "contacts", "everybody"]
+    ) -> None:
+        await self.api.set_presence(who)
+
+    # --- internals -----------------------------------------------------------------------
+
+    async def _fetch_bundles(self, user_id: str) -> list[DeviceBundle]:
+        return await self.api.bundles(user_id)
+
+    def _flush(self) -> None:
+        if self._transport is not None:
+            self._transport.flush()
+
+    def _emit(self, event: Event) -> None:
+        for queue in self._subscribers:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("an event consumer is too slow; dropped %s", type(event).__name__)
+
+    async def _on_connection(self, connected: bool, reason: str) -> None:
+        if connected:
+            self._emit(Connected())
+        else:
+            self._synced.clear()
+            self._emit(Disconnected(reason))
+
+    async def _on_protocol_event(self, event: ProtocolEvent) -> None:
+        engine = self.engine
+        if isinstance(event, IncomingMessage):
+            result = engine.receive(event)
+            if result.stored:
+                self.protocol.message_stored(event)
+            else:
+                self.protocol.message_dropped(event)
+            if result.consumed_prekey:
+                self._maintenance_due.set()
+            for out in result.events:
+                self._emit(out)
+        elif isinstance(event, IncomingReceipt):
+            events = engine.receipt(event)
+            self.protocol.receipt_stored(event)
+            for out in events:
+                self._emit(out)
+        elif isinstance(event, SendAccepted):
+            sent = engine.sent(event.entry, event.ts)
+            if sent is not None:
+                self._emit(sent)
+            self._outbox_changed.set()
+        elif isinstance(event, SendRejected):
+            if event.retry_after is None:
+                failed = engine.failed(event.entry, event.code, event.message)
+                if failed is not None:
+                    self._emit(failed)
+                self._outbox_changed.set()
+            else:
+                log.info(
+                    "send %s waits %.1fs: %s", event.entry.client_id, event.retry_after, event.code
+                )
+        elif isinstance(event, DevicesMismatched):
+            await self._repair(event)
+        elif isinstance(event, SyncComplete):
+            self._synced.set()
+            self._emit(Synced())
+        elif isinstance(event, TypingChanged):
+            contact = self.store.contact(event.sender)
+            if contact is not None:
+                self._emit(Typing(contact, event.typing))
+        elif isinstance(event, ServerError):
+            log.warning("server error: %s %s", event.code, event.message)
+
+    async def _repair(self, event: DevicesMismatched) -> None:
+        try:
+            payloads, events = await self.engine.repair(event.entry, event.missing, event.extra)
+        except ParleyClientError as exc:
+            log.warning("could not fetch keys to repair %s: %s", event.entry.client_id, exc)
+            payloads, events = None, []
+        for out in events:
+            self._emit(out)
+        if payloads is None:
+            self.protocol.cancel(event.entry.client_id)
+            failed = self.engine.failed(event.entry, "mismatched_devices", "no usable devices")
+            if failed is not None:
+                self._emit(failed)
+            self._outbox_changed.set()
+        else:
+            self.protocol.replace_payloads(event.entry.client_id, payloads)
+        self._flush()
+
+    async def _maintenance(self) -> None:
+        """Prekey upkeep: once caught up after connecting, then whenever first
+        messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S)."""
+        await self._synced.wait()
+        while True:
+            try:
+                result = await self.maintain_keys()
+                if result.uploaded or result.rotated:
+                    log.info("keys: %s", result)
+            except ParleyClientError as exc:
+                log.warning("prekey upkeep failed (will retry): %s", exc)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            await self._maintenance_due.wait()
+            self._maintenance_due.clear()
