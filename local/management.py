@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from local.websocket import ConnectionRegistry
+from local.websocket import ConnectionRegistry, Spawn
 
 __all__ = ["ConnectionsApi"]
 
@@ -38,7 +37,7 @@ class ConnectionsApi:
     """The management API of one stage, over the gateway's connection registry."""
 
     def __init__(
-        self, registry: ConnectionRegistry, *, stage: str, max_message_bytes: int, spawn: Any
+        self, registry: ConnectionRegistry, *, stage: str, max_message_bytes: int, spawn: Spawn
     ) -> None:
         self.registry = registry
         self.stage = stage
@@ -57,35 +56,31 @@ class ConnectionsApi:
             return _error(403, "ForbiddenException", "Missing Authentication Token")
         if request.method not in ("POST", "GET", "DELETE"):
             return _error(403, "ForbiddenException", "Missing Authentication Token")
-        if request.method == "POST":
-            data = await request.read()
-            if len(data) > self.max_message_bytes:
-                return _error(413, "PayloadTooLargeException", "Request entity too large")
+        data = await request.read() if request.method == "POST" else b""
+        if len(data) > self.max_message_bytes:
+            return _error(413, "PayloadTooLargeException", "Request entity too large")
         connection = self.registry.open(connection_id)
         if connection is None:
             return _error(410, "GoneException", None)
         if request.method == "GET":
+            # boto3 shows these as ConnectedAt / Identity.SourceIp / …; on the
+            # wire they are camelCase (the service model's locationName)
             facts = connection.facts
-            identity: dict[str, Any] = {"SourceIp": facts.source_ip}
-            if facts.user_agent is not None:
-                identity["UserAgent"] = facts.user_agent
-            return web.Response(
-                text=json.dumps(
-                    {
-                        "ConnectedAt": _iso(facts.connected_at_ms),
-                        "Identity": identity,
-                        "LastActiveAt": _iso(connection.last_active_ms),
-                    }
-                ),
-                content_type="application/json",
-            )
+            described = {
+                "connectedAt": _iso(facts.connected_at_ms),
+                "identity": {"sourceIp": facts.source_ip, "userAgent": facts.user_agent or ""},
+                "lastActiveAt": _iso(connection.last_active_ms),
+            }
+            return web.Response(text=json.dumps(described), content_type="application/json")
         if request.method == "DELETE":
-            self._spawn(connection.close(1000, ""))
+            self._spawn(connection.close(1000, "Normal closure"))
             return web.Response(status=204)
+        # API Gateway sends posted data as a text frame; bytes that are not
+        # UTF-8 can only go as binary
         try:
-            text: str | bytes = data.decode("utf-8")
+            message: str | bytes = data.decode("utf-8")
         except UnicodeDecodeError:
-            text = data
-        if not await connection.send(text):
+            message = data
+        if not await connection.send(message):
             return _error(410, "GoneException", None)
         return web.Response(status=200)

@@ -40,6 +40,7 @@ from parley_server.catalogue import WS_ROUTES, RouteSpec
 __all__ = [
     "Connection",
     "ConnectionRegistry",
+    "Spawn",
     "State",
     "WebSocketApi",
     "WsLimits",
