@@ -1,0 +1,107 @@
+"""WebSocket $connect REQUEST authorizer: the access token travels as ?token=.
+
+A valid token for a signed-in device gets an Allow policy on the route with
+{"user_id", "device_id"} as context, which API Gateway hands to every handler
+of the connection. Anything else, including an unreadable signing key (fail
+closed), raises "Unauthorized" and API Gateway refuses the handshake with 401.
+The token is never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from parley_server.config import Config, load_config
+from parley_server.logic import tokens
+from parley_server.models.errors import InvalidToken, ParleyError
+from parley_server.store.aws import client
+from parley_server.store.secrets import SigningSecret
+from parley_server.store.users import UsersStore
+
+__all__ = ["handler"]
+
+logger = Logger(service="parley")
+metrics = Metrics(namespace="Parley", service="parley")
+tracer = Tracer(service="parley")
+
+
+class Services:
+    """The authorizer's adapters, built lazily once per configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def users(self) -> UsersStore:
+        return UsersStore(client("dynamodb"), self.config.users_table)
+
+    @cached_property
+    def secret(self) -> SigningSecret:
+        return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
+
+
+@dataclass
+class _Current:
+    services: Services | None = None
+
+
+_CURRENT = _Current()
+
+
+def _services() -> Services:
+    config = load_config()
+    current = _CURRENT.services
+    if current is None or current.config is not config:
+        current = _CURRENT.services = Services(config)
+    return current
+
+
+def _policy(principal: tokens.Principal, method_arn: str) -> dict[str, Any]:
+    return {
+        "principalId": principal.user_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": method_arn}
+            ],
+        },
+        "context": {"user_id": principal.user_id, "device_id": principal.device_id},
+    }
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    query = event.get("queryStringParameters") or {}
+    token = query.get("token") if isinstance(query, dict) else None
+    method_arn = event.get("methodArn")
+    try:
+        if not isinstance(token, str) or not isinstance(method_arn, str):
+            raise InvalidToken("no token")
+        deps = _services()
+        principal = tokens.authenticate(
+            token,
+            keys=tokens.derive_keys(deps.secret.value()),
+            users=deps.users,
+            now=time.time(),
+        )
+    except ParleyError as error:
+        # the code says why (invalid_token, service_unavailable, ...); the token is not logged
+        logger.info("connection refused", extra={"error_code": error.code})
+        metrics.add_metric(name="ConnectRefused", unit=MetricUnit.Count, value=1)
+        # this exact message is API Gateway's contract for answering 401
+        raise Exception("Unauthorized") from None
+    metrics.add_metric(name="ConnectAllowed", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "connection authorized",
+        extra={"user_id": principal.user_id, "device_id": principal.device_id},
+    )
+    return _policy(principal, method_arn)
