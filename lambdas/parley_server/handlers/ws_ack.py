@@ -1,0 +1,44 @@
+"""WebSocket `ack`: delete the caller's acknowledged envelopes and tell each sender
+`delivered`. Ids that matched nothing are answered with an `error` event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from parley_server.config import Config
+from parley_server.handlers import _ws
+from parley_server.logic import messaging
+from parley_server.logic.messaging import Caller
+from parley_server.models.errors import ParleyError
+from parley_server.models.frames import AckFrame
+
+__all__ = ["handler"]
+
+
+@_ws.tracer.capture_lambda_handler
+@_ws.logger.inject_lambda_context(correlation_id_path=_ws.CONNECTION_ID, clear_state=True)
+@_ws.metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _ws.one_way(event, _ack)
+
+
+def _ack(caller: Caller, raw: dict[str, Any], config: Config) -> ParleyError | None:
+    frame = AckFrame.parse(raw)
+    outcome = messaging.ack(
+        frame,
+        caller,
+        now=time.time(),
+        limits=config.limits,
+        directory=_ws.users(config),
+        mailbox=_ws.mailbox(config),
+        connections=_ws.connections_store(config),
+        gateway=_ws.connections_api(config),
+    )
+    _ws.count("MessagesAcked", outcome.messages)
+    _ws.count("ReceiptsAcked", outcome.receipts)
+    _ws.count("ReceiptsSent", sum(r.stored for r in outcome.delivered_receipts))
+    _ws.count("ReceiptsDelivered", sum(r.delivered for r in outcome.delivered_receipts))
+    return outcome.error
