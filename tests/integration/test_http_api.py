@@ -154,3 +154,36 @@ def test_the_openapi_document_describes_every_route_of_the_catalogue() -> None:
     otp_op = paths["/v1/auth/otp"]["post"]
     assert "security" not in otp_op
     assert paths["/v1/keys"]["put"]["security"] == [{"bearer": []}]
+
+
+def test_with_platform_applications_push_registration_creates_an_endpoint(
+    aws: Any, function_env: Any
+) -> None:
+    from parley_server.catalogue import Setting
+    from parley_server.store.users import UsersStore
+
+    sns = aws.client("sns")
+    apps = {
+        "fcm": sns.create_platform_application(Name="fcm", Platform="GCM", Attributes={}),
+        "apns": sns.create_platform_application(Name="apns", Platform="APNS", Attributes={}),
+    }
+    aws.settings[Setting.PUSH_APPS] = json.dumps(
+        {platform: app["PlatformApplicationArn"] for platform, app in apps.items()}
+    )
+    function_env("HttpApi")
+    alice = with_keys(sign_up(ALICE))
+    body = {"platform": "apns", "token": "ab" * 32}
+    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    users = UsersStore(aws.client("dynamodb"), aws.settings[Setting.USERS_TABLE])
+    [device] = users.devices(alice.user_id)
+    assert device.push_platform == "apns"
+    assert device.push_endpoint is not None
+    attributes = sns.get_endpoint_attributes(EndpointArn=device.push_endpoint)["Attributes"]
+    assert attributes["Token"] == "ab" * 32
+    # registering the same token again keeps the endpoint; a new token replaces it
+    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    assert users.devices(alice.user_id) == [device]
+    body["token"] = "cd" * 32
+    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    [moved] = users.devices(alice.user_id)
+    assert moved.push_endpoint not in (None, device.push_endpoint)

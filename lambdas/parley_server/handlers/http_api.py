@@ -289,7 +289,8 @@ def _caller() -> Principal:
 
 
 def _source_ip() -> str:
-    return str(app.current_event.request_context.http.source_ip or "unknown")
+    context = app.current_event.raw_event.get("requestContext") or {}
+    return str((context.get("http") or {}).get("sourceIp") or "unknown")
 
 
 # -- sign-in ----------------------------------------------------------------------
