@@ -24,6 +24,7 @@ __all__ = [
     "HttpRequestFacts",
     "WsFacts",
     "clf_time",
+    "compact_json",
     "http_answer",
     "http_event",
     "new_api_id",
@@ -45,6 +46,11 @@ _TEXT_TYPES = (
     "application/yaml",
     "application/x-www-form-urlencoded",
 )
+
+
+def compact_json(value: Any) -> str:
+    """JSON as API Gateway writes its own answers: no spaces."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 class BadIntegrationResponse(ValueError):

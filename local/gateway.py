@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from local.events import new_api_id
+from local.events import compact_json, new_api_id
 from local.http_api import HttpApi
 from local.lambdas import Invoker
 from local.management import ConnectionsApi
@@ -189,13 +189,13 @@ class Gateway:
 
     async def _sms(self, request: web.Request) -> web.Response:
         if self.sinks is None:
-            return web.json_response({"message": "Not Found"}, status=404)
-        return web.json_response(self.sinks.sms())
+            return web.json_response({"message": "Not Found"}, status=404, dumps=compact_json)
+        return web.json_response(self.sinks.sms(), dumps=compact_json)
 
     async def _push(self, request: web.Request) -> web.Response:
         if self.sinks is None:
-            return web.json_response({"message": "Not Found"}, status=404)
-        return web.json_response(self.sinks.push())
+            return web.json_response({"message": "Not Found"}, status=404, dumps=compact_json)
+        return web.json_response(self.sinks.push(), dumps=compact_json)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -17,7 +17,13 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDict
 
-from local.events import BadIntegrationResponse, HttpRequestFacts, http_answer, http_event
+from local.events import (
+    BadIntegrationResponse,
+    HttpRequestFacts,
+    compact_json,
+    http_answer,
+    http_event,
+)
 from local.lambdas import FunctionError, Invoker
 
 __all__ = ["HttpApi", "HttpRouter", "RouteMatch"]
@@ -105,7 +111,9 @@ class HttpRouter:
 
 def _gateway_error(status: int, message: str, request_id: str | None = None) -> web.Response:
     headers = {"apigw-requestid": request_id} if request_id else {}
-    return web.json_response({"message": message}, status=status, headers=headers)
+    return web.json_response(
+        {"message": message}, status=status, headers=headers, dumps=compact_json
+    )
 
 
 class HttpApi:

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from local.events import compact_json
 from local.websocket import ConnectionRegistry, Spawn
 
 __all__ = ["ConnectionsApi"]
@@ -29,7 +30,10 @@ def _iso(epoch_ms: int) -> str:
 
 def _error(status: int, error_type: str, message: str | None) -> web.Response:
     return web.json_response(
-        {"message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
+        {"message": message},
+        status=status,
+        headers={"x-amzn-ErrorType": error_type},
+        dumps=compact_json,
     )
 
 

@@ -28,6 +28,7 @@ from aiohttp.http_websocket import WebSocketError
 from local.authorizer import AuthorizerDenied, BadAuthorizerResponse, authorizer_context
 from local.events import (
     WsFacts,
+    compact_json,
     new_connection_id,
     ws_authorizer_event,
     ws_connect_event,
@@ -234,7 +235,9 @@ class _Reject(Exception):
 
     def response(self) -> web.Response:
         headers = {"x-amzn-ErrorType": self.error_type} if self.error_type else {}
-        return web.json_response({"message": self.message}, status=self.status, headers=headers)
+        return web.json_response(
+            {"message": self.message}, status=self.status, headers=headers, dumps=compact_json
+        )
 
 
 @dataclass
@@ -265,7 +268,9 @@ class WebSocketApi:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.json_response({"message": "Upgrade Required"}, status=426)
+            return web.json_response(
+                {"message": "Upgrade Required"}, status=426, dumps=compact_json
+            )
         peer = request.transport.get_extra_info("peername") if request.transport else None
         facts = WsFacts(
             connection_id=new_connection_id(),
