@@ -102,3 +102,25 @@ def function_env(aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> Any:
         return dict(os.environ)
 
     return use
+
+
+# ---------------------------------------------------------------------------
+# CDK synthesis (infra). Synth starts Node and takes seconds, so it runs once
+# per session, and only when a test asks for it; aws_cdk is imported lazily
+# so sessions that never synthesize never pay for it.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cdk_synthesis(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The app synthesized with the default context (tests.infra.synthesis.Synthesis)."""
+    from tests.infra.synthesis import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def synth_template(cdk_synthesis: Any) -> dict[str, Any]:
+    """The synthesized CloudFormation template of the Parley stack, as a dict."""
+    template: dict[str, Any] = cdk_synthesis.template
+    return template
