@@ -1,0 +1,72 @@
+"""The Lambda asset, built the way `make synth` builds it (pip, no Docker):
+Linux/arm64 CPython 3.13 binaries, the package, and no copy of the runtime's boto3.
+
+This runs pip for real (wheels come from the pip cache or the index).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from stacks.bundling import PipLocalBundling, build_asset
+
+pytestmark = pytest.mark.infra
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+ELF_AARCH64 = 183  # e_machine of an ELF file built for arm64
+
+
+@pytest.fixture(scope="module")
+def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("asset")
+    started = time.perf_counter()
+    # called as the CDK calls it during synthesis
+    assert PipLocalBundling(LAMBDAS).try_bundle(str(out), image=None) is True  # type: ignore[arg-type]
+    print(
+        f"\nasset built in {time.perf_counter() - started:.1f} s: "
+        f"{sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB"
+    )
+    return out
+
+
+def _machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", path
+    return int.from_bytes(header[18:20], "little")
+
+
+def test_asset_holds_the_server_package_without_bytecode(asset: Path) -> None:
+    assert (asset / "parley_server" / "catalogue.py").is_file()
+    assert (asset / "parley_server" / "handlers").is_dir()
+    assert not list(asset.rglob("__pycache__"))
+
+
+def test_compiled_dependencies_are_for_cpython_313_on_arm64(asset: Path) -> None:
+    (pydantic_core,) = (asset / "pydantic_core").glob("_pydantic_core.*.so")
+    assert pydantic_core.name == "_pydantic_core.cpython-313-aarch64-linux-gnu.so"
+    (sodium,) = (asset / "nacl").glob("_sodium*.so")
+    for library in (pydantic_core, sodium, *asset.glob("_cffi_backend*.so")):
+        assert _machine(library) == ELF_AARCH64, library
+
+
+def test_every_requirement_is_installed(asset: Path) -> None:
+    for package in ("aws_lambda_powertools", "aws_xray_sdk", "pydantic", "jwt", "nacl"):
+        assert (asset / package / "__init__.py").is_file(), package
+    assert (asset / "phonenumbers").is_dir()
+
+
+def test_the_runtime_boto3_is_not_shadowed(asset: Path) -> None:
+    for provided in ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "jmespath"):
+        assert not (asset / provided).exists(), provided
+    assert not list(asset.glob("botocore-*.dist-info"))
+
+
+def test_a_failed_install_fails_loudly_instead_of_falling_back(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "parley_server").mkdir(parents=True)
+    (source / "requirements.txt").write_text("--no-index\nno-such-package-for-parley==1.0\n")
+    with pytest.raises(RuntimeError, match="pip could not install"):
+        build_asset(tmp_path / "out", source=source, requirements=source / "requirements.txt")
