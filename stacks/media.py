@@ -10,35 +10,16 @@ undelivered messages do.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.media_spec import MEDIA_CORS, MEDIA_EXPIRY_DAYS, OBJECT_PREFIX
 from stacks.nag import acknowledge, acknowledge_grant, arn_of
 
-__all__ = ["MEDIA_CORS", "MEDIA_EXPIRY_DAYS", "OBJECT_PREFIX", "CorsSpec", "MediaStorage"]
-
-MEDIA_EXPIRY_DAYS = 30
-# Every media object lives under this prefix (m/<uploader>/<media id>); the
-# function's permissions are scoped to it.
-OBJECT_PREFIX = "m/"
-
-
-@dataclass(frozen=True)
-class CorsSpec:
-    methods: tuple[str, ...]
-    headers: tuple[str, ...]
-    exposed: tuple[str, ...]
-    max_age_s: int
-
-
-# Presigned POST uploads and presigned GET downloads from browser clients.
-MEDIA_CORS = CorsSpec(
-    methods=("GET", "HEAD", "POST"), headers=("*",), exposed=("ETag",), max_age_s=3000
-)
+__all__ = ["MediaStorage"]
 
 
 class MediaStorage(Construct):

@@ -11,6 +11,7 @@ import pytest
 from parley_server.catalogue import FUNCTIONS, HTTP_ROUTES, WS_ROUTES, Setting
 from parley_server.store.schema import TABLES, create_table_kwargs
 from stacks.grants import GRANTS, table_actions
+from stacks.media_spec import MEDIA_CORS
 from tests.infra.synthesis import TemplateView
 
 pytestmark = pytest.mark.infra
@@ -379,6 +380,15 @@ def test_media_cors_allows_presigned_post_and_get_from_browsers(view: TemplateVi
     assert {"POST", "GET"} <= set(rule["AllowedMethods"])
     assert not {"PUT", "DELETE"} & set(rule["AllowedMethods"])
     assert rule["AllowedOrigins"] == ["*"]
+    # the local stack configures its bucket from the same spec
+    local = MEDIA_CORS.s3_rule(["*"])
+    assert rule == {
+        "AllowedMethods": local["AllowedMethods"],
+        "AllowedOrigins": local["AllowedOrigins"],
+        "AllowedHeaders": local["AllowedHeaders"],
+        "ExposedHeaders": local["ExposeHeaders"],
+        "MaxAge": local["MaxAgeSeconds"],
+    }
 
 
 # -- WebSocket API -------------------------------------------------------
