@@ -115,7 +115,7 @@ def create_upload(
 
 def download_link(repo: MediaRepository, *, media_id: str, now: int) -> dict[str, Any]:
     """A short-lived GET link for an uploaded media object; NotFound otherwise."""
-    record = repo.get_record(media_id)
+    record = repo.get_record(parse_media_id(media_id))
     # TTL deletion is lazy: an expired record is as gone as a deleted one.
     if record is None or record.expires_at <= now:
         raise NotFound("no such media")
