@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from local.events import compact_json, new_api_id
-from local.http_api import HttpApi
+from local.http_api import HttpApi, HttpCors
 from local.lambdas import Invoker
 from local.management import ConnectionsApi
 from local.sinks import SnsSinks
@@ -42,6 +42,7 @@ class GatewayOptions:
     http_max_body_bytes: int = 10 * 1024 * 1024
     http_integration_timeout_s: float = 30.0
     http_function: str = "HttpApi"
+    http_cors: HttpCors | None = None
     authorizer: str | None = "WsAuthorizer"
 
 
@@ -89,6 +90,7 @@ class Gateway:
             account_id=opts.account_id,
             max_body_bytes=opts.http_max_body_bytes,
             integration_timeout_s=opts.http_integration_timeout_s,
+            cors=opts.http_cors,
         )
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None

@@ -26,7 +26,7 @@ from local.events import (
 )
 from local.lambdas import FunctionError, Invoker
 
-__all__ = ["HttpApi", "HttpRouter", "RouteMatch"]
+__all__ = ["HttpApi", "HttpCors", "HttpRouter", "RouteMatch"]
 
 log = logging.getLogger("local")
 
@@ -109,6 +109,48 @@ class HttpRouter:
         return tuple(scores), params
 
 
+@dataclass(frozen=True)
+class HttpCors:
+    """The HTTP API's CORS configuration: API Gateway answers preflights itself
+    and adds the CORS headers to every answer for an allowed origin."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...]
+    headers: tuple[str, ...]
+    expose: tuple[str, ...]
+    max_age_s: int
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        if not origin:
+            return None
+        if "*" in self.origins:
+            return "*"
+        return origin if origin in self.origins else None
+
+    def preflight(self, request: web.Request) -> web.Response:
+        headers = {}
+        origin = self.allowed_origin(request.headers.get("Origin"))
+        if origin is not None:
+            headers = {
+                "access-control-allow-origin": origin,
+                "access-control-allow-methods": ",".join(self.methods),
+                "access-control-allow-headers": ",".join(self.headers),
+                "access-control-max-age": str(self.max_age_s),
+            }
+        return web.Response(status=204, headers=headers)
+
+    def decorate(self, request: web.Request, headers: CIMultiDict[str]) -> None:
+        origin = self.allowed_origin(request.headers.get("Origin"))
+        # API Gateway's CORS headers replace any the integration set
+        for name in list(headers):
+            if name.lower().startswith("access-control-"):
+                del headers[name]
+        if origin is not None:
+            headers["access-control-allow-origin"] = origin
+            if self.expose:
+                headers["access-control-expose-headers"] = ",".join(self.expose)
+
+
 def _gateway_error(status: int, message: str, request_id: str | None = None) -> web.Response:
     headers = {"apigw-requestid": request_id} if request_id else {}
     return web.json_response(
@@ -129,6 +171,7 @@ class HttpApi:
         account_id: str,
         max_body_bytes: int = 10 * 1024 * 1024,
         integration_timeout_s: float = 30.0,
+        cors: HttpCors | None = None,
     ) -> None:
         self.invoker = invoker
         self.router = HttpRouter(route_keys)
@@ -137,8 +180,18 @@ class HttpApi:
         self.account_id = account_id
         self.max_body_bytes = max_body_bytes
         self.integration_timeout_s = integration_timeout_s
+        self.cors = cors
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.cors is None:
+            return await self._answer(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return self.cors.preflight(request)
+        response = await self._answer(request)
+        self.cors.decorate(request, response.headers)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path.split("?", 1)[0]
         match = self.router.match(request.method, raw_path)
         if match is None:

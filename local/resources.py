@@ -2,8 +2,9 @@
 resource the CDK stack makes, built from the same specs.
 
 Tables come from parley_server.store.schema.TABLES (what stacks/data.py
-builds), the function settings from the catalogue, PARLEY_LIMITS from the
-stack's own default settings (stacks/settings.py). The signing secret is
+builds), the bucket's CORS from stacks/media_spec.py, the function settings
+from the catalogue, PARLEY_LIMITS from the stack's own default settings
+(stacks/settings.py); none of these imports the CDK. The signing secret is
 random per run. SNS platform applications for "fcm" and "apns" exist so push
 registration and delivery run the same SNS calls as on AWS.
 """
@@ -79,20 +80,10 @@ def _session(region: str) -> Any:
 
 
 def _media_cors() -> list[dict[str, Any]]:
+    from stacks.media_spec import MEDIA_CORS
     from stacks.settings import ParleySettings
 
-    # stacks.media (which holds the CORS spec) imports aws_cdk, which starts a
-    # Node.js process; that would double the start-up time, so only the
-    # origins come from the stack's settings and the rest mirrors MEDIA_CORS.
-    return [
-        {
-            "AllowedMethods": ["GET", "HEAD", "POST"],
-            "AllowedOrigins": list(ParleySettings().cors_origins),
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag"],
-            "MaxAgeSeconds": 3000,
-        }
-    ]
+    return [MEDIA_CORS.s3_rule(ParleySettings().cors_origins)]
 
 
 def provision(endpoint_url: str, region: str, *, prefix: str = PREFIX) -> LocalAws:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from local.http_api import HttpCors
     from local.resources import LocalAws
 
 __all__ = ["main", "parse_args"]
@@ -122,6 +123,23 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     return _Running(sock, aws, executor, Path(args.local_file).expanduser())
 
 
+def _http_cors() -> HttpCors:
+    from local.http_api import HttpCors
+    from parley_server.catalogue import HTTP_ROUTES
+    from stacks.settings import ParleySettings
+
+    # What stacks/http_api.py gives the HTTP API (that module imports the CDK,
+    # so the values are repeated here; tests/e2e/test_gateway_drift.py holds
+    # them to the synthesized template).
+    return HttpCors(
+        origins=ParleySettings().cors_origins,
+        methods=tuple(sorted({route.split(" ", 1)[0] for route in HTTP_ROUTES})),
+        headers=("authorization", "content-type"),
+        expose=("retry-after",),
+        max_age_s=3600,
+    )
+
+
 async def _serve(args: argparse.Namespace, running: _Running, started: float) -> None:
     from local.gateway import Gateway, GatewayOptions
     from local.lambdas import CatalogueHandlers, Invoker
@@ -135,6 +153,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
         stage=STAGE,
         region=args.region,
         account_id=ACCOUNT_ID,
+        http_cors=_http_cors(),
         ws=WsLimits(
             idle_timeout_s=args.idle_timeout, max_connection_s=args.max_connection_duration
         ),

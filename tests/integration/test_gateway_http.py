@@ -15,6 +15,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
 from local.gateway import Gateway, GatewayOptions
+from local.http_api import HttpCors
 from local.testing import FakeFunctions, running_gateway
 
 
@@ -165,3 +166,56 @@ async def test_sinks_are_not_served_without_a_local_sns() -> None:
     async with serving(FakeFunctions()) as (gateway, http):
         response = await http.get(gateway.sms_url)
         assert response.status == 404
+
+
+CORS = HttpCors(
+    origins=("https://app.example",),
+    methods=("GET", "POST", "PUT"),
+    headers=("authorization", "content-type"),
+    expose=("retry-after",),
+    max_age_s=3600,
+)
+
+
+async def test_cors_preflight_is_answered_by_the_gateway() -> None:
+    functions = FakeFunctions()
+    async with serving(functions, GatewayOptions(http_cors=CORS)) as (gateway, http):
+        response = await http.options(
+            gateway.http_url + "/v1/keys",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"},
+        )
+        assert response.status == 204
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        assert response.headers["access-control-allow-methods"] == "GET,POST,PUT"
+        assert response.headers["access-control-allow-headers"] == "authorization,content-type"
+        assert response.headers["access-control-max-age"] == "3600"
+        stranger = await http.options(
+            gateway.http_url + "/v1/keys",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"},
+        )
+        assert "access-control-allow-origin" not in stranger.headers
+    assert functions.events_of("HttpApi") == []
+
+
+async def test_cors_headers_are_the_gateways_on_every_answer() -> None:
+    functions = FakeFunctions(
+        {
+            "HttpApi": lambda event: {
+                "statusCode": 429,
+                "headers": {"Access-Control-Allow-Origin": "https://wrong.example"},
+                "body": "{}",
+            }
+        }
+    )
+    async with serving(functions, GatewayOptions(http_cors=CORS)) as (gateway, http):
+        response = await http.get(
+            gateway.http_url + "/v1/keys/count", headers={"Origin": "https://app.example"}
+        )
+        assert response.status == 429
+        assert response.headers.getall("access-control-allow-origin") == ["https://app.example"]
+        assert response.headers["access-control-expose-headers"] == "retry-after"
+        missing = await http.get(
+            gateway.http_url + "/nope", headers={"Origin": "https://x.example"}
+        )
+        assert missing.status == 404
+        assert "access-control-allow-origin" not in missing.headers
