@@ -75,7 +75,8 @@ KEY_BYTES: Final[int] = sodium.crypto_secretstream_xchacha20poly1305_KEYBYTES
 _TAG_MESSAGE: Final[int] = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 _TAG_FINAL: Final[int] = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
-MAX_TEXT_CHARS: Final = 16_000
+# the same bound as parley.payload: far below the 64 KiB ciphertext limit even in UTF-8
+MAX_TEXT_CHARS: Final = 8_000
 MAX_NAME_CHARS: Final = 255
 MAX_CAPTION_CHARS: Final = 4_000
 MAX_PHONES: Final = 20
