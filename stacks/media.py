@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.media_spec import MEDIA_CORS, MEDIA_EXPIRY_DAYS, OBJECT_PREFIX
-from stacks.nag import acknowledge, acknowledge_grant, arn_of
+from stacks.nag import acknowledge_grant, arn_of
 
 __all__ = ["MediaStorage"]
 
@@ -47,12 +47,6 @@ class MediaStorage(Construct):
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=log_expiry)],
             removal_policy=removal_policy,
             auto_delete_objects=destroy,
-        )
-        acknowledge(
-            self.access_logs,
-            "AwsSolutions-S1",
-            "This bucket receives the media bucket's access logs; logging it into "
-            "itself would log every log delivery.",
         )
         self.bucket = s3.Bucket(
             self,

@@ -33,22 +33,34 @@ def test_every_acknowledgment_gives_a_reason(cdk_synthesis: Any) -> None:
             assert len(reason.split()) >= 8, (path, rule, reason)
 
 
-def test_an_unacknowledged_finding_is_reported(tmp_path: Path) -> None:
-    """The check bites: an insecure bucket added to the stack is a violation."""
+def test_the_checks_bite_and_every_acknowledgment_answers_a_real_finding(
+    cdk_synthesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synthesized again with every acknowledgment ignored and an insecure bucket
+    added: the bucket is reported, and so is each finding the stack acknowledges
+    (none is stale)."""
+    from aws_cdk import Validations
+
+    monkeypatch.setattr(Validations, "acknowledge", lambda self, *rules: None)
 
     def add_plain_bucket(stack: Any) -> None:
         from aws_cdk import aws_s3 as s3
 
         s3.Bucket(stack, "Plain")
 
-    synthesis = synthesize(tmp_path, extend=add_plain_bucket)
+    bare = synthesize(tmp_path, extend=add_plain_bucket)
     reported = {
         (v["ruleName"], c["constructPath"])
-        for v in synthesis.violations
+        for v in bare.violations
         for c in v["violatingConstructs"]
     }
-    plain = f"{synthesis.stack_name}/Plain/Resource"
+    plain = f"{bare.stack_name}/Plain/Resource"
     assert ("AwsSolutions-S1", plain) in reported  # no access logs
     assert ("AwsSolutions-S10", plain) in reported  # TLS not enforced
-    # nothing else of the stack is reported
-    assert {path for _, path in reported} == {plain}
+    for path, rules in cdk_synthesis.acknowledgments.items():
+        for rule in rules:
+            finding = rule.removeprefix("AwsSolutions::")
+            assert any(
+                name == finding and where.startswith(path.lstrip("/") + "/")
+                for name, where in reported
+            ), f"{rule} at {path} acknowledges nothing"
