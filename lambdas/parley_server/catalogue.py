@@ -180,6 +180,13 @@ HTTP_ROUTES: tuple[str, ...] = (
     "GET /v1/media/{media_id}",
     "GET /v1/presence/{user_id}",
     "PUT /v1/settings/presence",
+    "POST /v1/groups",
+    "GET /v1/groups",
+    "GET /v1/groups/{group_id}",
+    "POST /v1/groups/{group_id}/members",
+    "DELETE /v1/groups/{group_id}/members/{user_id}",
+    "POST /v1/groups/{group_id}/admins",
+    "DELETE /v1/groups/{group_id}/admins/{user_id}",
 )
 
 

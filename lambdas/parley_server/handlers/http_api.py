@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.config import Config, load_config
+from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
 from parley_server.logic import accounts, directory, otp, prekeys, presence, tokens
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
@@ -520,6 +521,7 @@ def openapi() -> Response[str]:
 
 
 app.include_router(media_router)
+app.include_router(groups_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

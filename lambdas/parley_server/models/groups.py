@@ -1,0 +1,214 @@
+"""Groups: members and admins, the changes made to them, and fan-out jobs.
+
+A group has a `version` (its membership epoch): it goes up by one with every
+change to who is in the group. Clients rotate their sender key when it moves,
+so a removed member cannot read what follows. Admin changes leave the version
+alone (nobody's access changes); the store's `rev` counts every change and
+makes each one conditional on the state it was computed from.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from parley_server.models.errors import BadRequest
+
+__all__ = [
+    "ADMIN",
+    "MEMBER",
+    "FanoutJob",
+    "Group",
+    "GroupChange",
+    "GroupSummary",
+    "Member",
+    "Membership",
+    "Role",
+    "Roster",
+]
+
+Role = Literal["admin", "member"]
+ADMIN: Role = "admin"
+MEMBER: Role = "member"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member; `joined_ms` orders members by seniority (ties by user id)."""
+
+    user_id: str
+    role: Role
+    joined_ms: int
+    added_by: str
+
+    @property
+    def seniority(self) -> tuple[int, str]:
+        return (self.joined_ms, self.user_id)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group as stored: its details and every member, oldest first."""
+
+    group_id: str
+    name: str
+    created_by: str
+    created_ms: int
+    version: int
+    rev: int
+    members: tuple[Member, ...]
+
+    def member(self, user_id: str) -> Member | None:
+        for member in self.members:
+            if member.user_id == user_id:
+                return member
+        return None
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [m.user_id for m in self.members]
+
+    @property
+    def admin_ids(self) -> list[str]:
+        return [m.user_id for m in self.members if m.role == ADMIN]
+
+    def view(self) -> dict[str, Any]:
+        """The wire form (GET /v1/groups/{group_id})."""
+        return {
+            "group_id": self.group_id,
+            "name": self.name,
+            "version": self.version,
+            "members": self.member_ids,
+            "admins": self.admin_ids,
+            "created_by": self.created_by,
+            "created_at": self.created_ms // 1000,
+        }
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    """One atomic change, computed from the group at revision `rev`.
+
+    The store applies it only if the group is still at `rev`, and only if every
+    member it names is still as `removed` / `role_changes` expect.
+    """
+
+    group_id: str
+    rev: int
+    version: int  # the version after the change
+    name: str
+    member_count: int  # after the change
+    admin_count: int  # after the change
+    added: tuple[Member, ...] = ()
+    removed: tuple[Member, ...] = ()
+    role_changes: tuple[tuple[Member, Role], ...] = ()  # (member as it is, new role)
+    delete_group: bool = False  # the last member left
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A user's place in one group (from the by_member index)."""
+
+    group_id: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """What a list of my groups shows."""
+
+    group_id: str
+    name: str
+    version: int
+    member_count: int
+    role: Role
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "name": self.name,
+            "version": self.version,
+            "member_count": self.member_count,
+            "role": self.role,
+        }
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Who a group message goes to: the members at the moment it is accepted."""
+
+    group_id: str
+    version: int
+    members: tuple[str, ...]
+
+
+_JOB_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FanoutJob:
+    """One group message for one slice of the members: what a fan-out worker needs.
+
+    Everything a worker writes comes from here (the ciphertext, the server time
+    `ord`, the expiry), so processing a job twice writes the same envelopes.
+    """
+
+    group_id: str
+    sender: str
+    sender_device: str
+    client_id: str
+    body: bytes
+    ord: str
+    expires_at: int
+    members: tuple[str, ...]
+    chunk: int = 0  # which slice of the members, in a stable order
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": _JOB_VERSION,
+                "group": self.group_id,
+                "from": self.sender,
+                "from_device": self.sender_device,
+                "client_id": self.client_id,
+                "body": base64.b64encode(self.body).decode("ascii"),
+                "ord": self.ord,
+                "expires_at": self.expires_at,
+                "members": list(self.members),
+                "chunk": self.chunk,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FanoutJob:
+        """A job written by to_json(); anything else is a BadRequest."""
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict) or raw.get("v") != _JOB_VERSION:
+                raise ValueError("not a fan-out job of this version")
+            members = raw["members"]
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                raise ValueError("members must be a list of user ids")
+            strings = [raw[k] for k in ("group", "from", "from_device", "client_id", "ord")]
+            if not all(isinstance(s, str) for s in strings):
+                raise ValueError("ids must be strings")
+            expires_at, chunk = raw["expires_at"], raw["chunk"]
+            if not isinstance(expires_at, int) or not isinstance(chunk, int):
+                raise ValueError("expires_at and chunk must be integers")
+            return cls(
+                group_id=raw["group"],
+                sender=raw["from"],
+                sender_device=raw["from_device"],
+                client_id=raw["client_id"],
+                body=base64.b64decode(raw["body"], validate=True),
+                ord=raw["ord"],
+                expires_at=expires_at,
+                members=tuple(members),
+                chunk=chunk,
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise BadRequest(f"malformed fan-out job: {exc}") from exc

@@ -1,0 +1,512 @@
+"""Groups in DynamoDB, and the writes a group message fans out into.
+
+Groups table (see store/schema.py):
+
+    group_id / META              name, created_by, created_ms, version, rev,
+                                 member_count, admin_count
+    group_id / MEMBER#<uid>      member (= uid, the by_member GSI's key), role,
+                                 joined_ms, added_by
+
+Every change is one TransactWriteItems: the META update is conditional on the
+`rev` the change was computed from, and each member item on being as the change
+expects (absent for an add, present with the expected role for a remove or a
+role change). Two concurrent changes cannot both commit, so neither the member
+limit nor "at least one admin" can be broken by a race; the loser gets a
+Conflict with code `group_changed` and recomputes.
+
+Also here: the users-table existence check the group routes need, the batched
+mailbox writer and the SQS queue of fan-out jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from parley_server.models.errors import Conflict, DependencyUnavailable, PayloadTooLarge
+from parley_server.models.frames import MessageEnvelope
+from parley_server.models.groups import (
+    ADMIN,
+    MEMBER,
+    FanoutJob,
+    Group,
+    GroupChange,
+    GroupSummary,
+    Member,
+    Membership,
+    Role,
+    Roster,
+)
+
+# The mailbox's one item layout; writing it in batches must not fork it.
+from parley_server.store.mailbox import _item as mailbox_item
+
+__all__ = [
+    "BATCH_WRITE_MAX",
+    "TRANSACT_MAX_ITEMS",
+    "EnvelopeWriter",
+    "FanoutQueue",
+    "GroupsStore",
+    "KnownUsers",
+]
+
+META = "META"
+MEMBER_PREFIX = "MEMBER#"
+BY_MEMBER = "by_member"
+TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit on one TransactWriteItems
+BATCH_WRITE_MAX = 25  # DynamoDB's limit on one BatchWriteItem
+BATCH_GET_MAX = 100  # DynamoDB's limit on one BatchGetItem
+# Unprocessed batch items are retried this many times, with a short backoff.
+_BATCH_ROUNDS = 6
+_RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _role(raw: str) -> Role:
+    return ADMIN if raw == ADMIN else MEMBER
+
+
+def _member_key(group_id: str, user_id: str) -> dict[str, Any]:
+    return {"group_id": {"S": group_id}, "sk": {"S": MEMBER_PREFIX + user_id}}
+
+
+def _meta_key(group_id: str) -> dict[str, Any]:
+    return {"group_id": {"S": group_id}, "sk": {"S": META}}
+
+
+def _member_item(group_id: str, member: Member) -> dict[str, Any]:
+    return {
+        **_member_key(group_id, member.user_id),
+        "member": {"S": member.user_id},
+        "role": {"S": member.role},
+        "joined_ms": {"N": str(member.joined_ms)},
+        "added_by": {"S": member.added_by},
+    }
+
+
+def _member_from(item: dict[str, Any]) -> Member:
+    return Member(
+        user_id=item["sk"]["S"].removeprefix(MEMBER_PREFIX),
+        role=_role(item["role"]["S"]),
+        joined_ms=int(item["joined_ms"]["N"]),
+        added_by=item["added_by"]["S"],
+    )
+
+
+def _backoff(round_: int) -> None:
+    if round_:
+        time.sleep(min(0.05 * 2**round_, 0.5))
+
+
+class GroupsStore:
+    """Groups, their members and admins. Takes its DynamoDB client; owns every call."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    # -- reading -------------------------------------------------------------------
+
+    def load(self, group_id: str) -> Group | None:
+        """The group and all its members (strongly consistent), or None.
+
+        META is read before the members: if a change commits between the two
+        reads, the members are newer than `rev` says and the next conditional
+        write fails, so a stale snapshot can never be committed over.
+        """
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table, Key=_meta_key(group_id), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("group store unavailable") from exc
+        meta = answer.get("Item")
+        if meta is None:
+            return None
+        members = [
+            _member_from(item)
+            for item in self._query_partition(group_id, prefix=MEMBER_PREFIX, consistent=True)
+        ]
+        members.sort(key=lambda m: m.seniority)
+        return Group(
+            group_id=group_id,
+            name=meta["name"]["S"],
+            created_by=meta["created_by"]["S"],
+            created_ms=int(meta["created_ms"]["N"]),
+            version=int(meta["version"]["N"]),
+            rev=int(meta["rev"]["N"]),
+            members=tuple(members),
+        )
+
+    def roster(self, group_id: str) -> Roster | None:
+        """Who a message to the group goes to now: one strongly consistent Query."""
+        items = self._query_partition(group_id, prefix=None, consistent=True)
+        meta = next((item for item in items if item["sk"]["S"] == META), None)
+        if meta is None:
+            return None
+        members = tuple(
+            item["sk"]["S"].removeprefix(MEMBER_PREFIX)
+            for item in items
+            if item["sk"]["S"].startswith(MEMBER_PREFIX)
+        )
+        return Roster(group_id, int(meta["version"]["N"]), members)
+
+    def memberships(self, user_id: str) -> list[Membership]:
+        """The groups `user_id` is in, from the by_member index (eventually consistent)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_MEMBER,
+            "KeyConditionExpression": "#m = :uid",
+            "ExpressionAttributeNames": {"#m": "member", "#r": "role"},
+            "ExpressionAttributeValues": {":uid": {"S": user_id}},
+            "ProjectionExpression": "group_id, #r",
+        }
+        found: list[Membership] = []
+        try:
+            while True:
+                answer = self._ddb.query(**kwargs)
+                found.extend(
+                    Membership(item["group_id"]["S"], _role(item["role"]["S"]))
+                    for item in answer.get("Items", [])
+                )
+                if "LastEvaluatedKey" not in answer:
+                    return found
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise DependencyUnavailable("group store unavailable") from exc
+
+    def summaries(self, memberships: Sequence[Membership]) -> list[GroupSummary]:
+        """Name, version and size of each group (groups deleted meanwhile are left out)."""
+        roles = {m.group_id: m.role for m in memberships}
+        found: list[GroupSummary] = []
+        ids = list(roles)
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            keys = [_meta_key(group_id) for group_id in ids[start : start + BATCH_GET_MAX]]
+            for item in self._batch_get(keys):
+                group_id = item["group_id"]["S"]
+                found.append(
+                    GroupSummary(
+                        group_id=group_id,
+                        name=item["name"]["S"],
+                        version=int(item["version"]["N"]),
+                        member_count=int(item["member_count"]["N"]),
+                        role=roles[group_id],
+                    )
+                )
+        found.sort(key=lambda s: (s.name.casefold(), s.group_id))
+        return found
+
+    def _query_partition(
+        self, group_id: str, *, prefix: str | None, consistent: bool
+    ) -> list[dict[str, Any]]:
+        condition = "group_id = :g"
+        values: dict[str, Any] = {":g": {"S": group_id}}
+        if prefix is not None:
+            condition += " AND begins_with(sk, :p)"
+            values[":p"] = {"S": prefix}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": consistent,
+        }
+        items: list[dict[str, Any]] = []
+        try:
+            while True:
+                answer = self._ddb.query(**kwargs)
+                items.extend(answer.get("Items", []))
+                # 1024 members of ~150 bytes: one 1 MB page in practice
+                if "LastEvaluatedKey" not in answer:
+                    return items
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise DependencyUnavailable("group store unavailable") from exc
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self._table: {"Keys": keys}}
+        try:
+            for round_ in range(_BATCH_ROUNDS):
+                _backoff(round_)
+                answer = self._ddb.batch_get_item(RequestItems=request)
+                items.extend(answer.get("Responses", {}).get(self._table, []))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    return items
+        except ClientError as exc:
+            raise DependencyUnavailable("group store unavailable") from exc
+        raise DependencyUnavailable("group store is throttling")
+
+    # -- writing -------------------------------------------------------------------
+
+    def create(self, group: Group) -> None:
+        """Store a new group with its first members, all or nothing."""
+        if len(group.members) + 1 > TRANSACT_MAX_ITEMS:
+            raise PayloadTooLarge(
+                f"a group starts with at most {TRANSACT_MAX_ITEMS - 1} members",
+                limit=TRANSACT_MAX_ITEMS - 1,
+            )
+        meta = {
+            **_meta_key(group.group_id),
+            "name": {"S": group.name},
+            "created_by": {"S": group.created_by},
+            "created_ms": {"N": str(group.created_ms)},
+            "version": {"N": str(group.version)},
+            "rev": {"N": str(group.rev)},
+            "member_count": {"N": str(len(group.members))},
+            "admin_count": {"N": str(len(group.admin_ids))},
+        }
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": meta,
+                    "ConditionExpression": "attribute_not_exists(group_id)",
+                }
+            }
+        ]
+        items.extend(
+            {"Put": {"TableName": self._table, "Item": _member_item(group.group_id, member)}}
+            for member in group.members
+        )
+        self._transact(items)
+
+    def commit(self, change: GroupChange) -> None:
+        """Apply `change` if the group is still as it was computed from.
+
+        Raises Conflict (code `group_changed`) when anything moved meanwhile.
+        """
+        writes = 1 + len(change.added) + len(change.removed) + len(change.role_changes)
+        if writes > TRANSACT_MAX_ITEMS:
+            raise PayloadTooLarge(
+                f"one change may touch at most {TRANSACT_MAX_ITEMS - 1} members",
+                limit=TRANSACT_MAX_ITEMS - 1,
+            )
+        table = self._table
+        items: list[dict[str, Any]] = []
+        if change.delete_group:
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": table,
+                        "Key": _meta_key(change.group_id),
+                        "ConditionExpression": "rev = :rev",
+                        "ExpressionAttributeValues": {":rev": {"N": str(change.rev)}},
+                    }
+                }
+            )
+        else:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": _meta_key(change.group_id),
+                        "UpdateExpression": (
+                            "SET rev = :next, version = :version, member_count = :members, "
+                            "admin_count = :admins"
+                        ),
+                        "ConditionExpression": "rev = :rev",
+                        "ExpressionAttributeValues": {
+                            ":rev": {"N": str(change.rev)},
+                            ":next": {"N": str(change.rev + 1)},
+                            ":version": {"N": str(change.version)},
+                            ":members": {"N": str(change.member_count)},
+                            ":admins": {"N": str(change.admin_count)},
+                        },
+                    }
+                }
+            )
+        for member in change.added:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": _member_item(change.group_id, member),
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                }
+            )
+        for member in change.removed:
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": table,
+                        "Key": _member_key(change.group_id, member.user_id),
+                        "ConditionExpression": "#r = :role",
+                        "ExpressionAttributeNames": {"#r": "role"},
+                        "ExpressionAttributeValues": {":role": {"S": member.role}},
+                    }
+                }
+            )
+        for member, role in change.role_changes:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": _member_key(change.group_id, member.user_id),
+                        "UpdateExpression": "SET #r = :new",
+                        "ConditionExpression": "#r = :old",
+                        "ExpressionAttributeNames": {"#r": "role"},
+                        "ExpressionAttributeValues": {
+                            ":old": {"S": member.role},
+                            ":new": {"S": role},
+                        },
+                    }
+                }
+            )
+        self._transact(items)
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _code(exc) == "TransactionCanceledException":
+                reasons = {str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])}
+                if reasons & _RETRYABLE_CANCEL or not reasons:
+                    raise Conflict(
+                        "the group changed meanwhile; try again", code="group_changed"
+                    ) from exc
+            raise DependencyUnavailable("group store unavailable") from exc
+
+
+class KnownUsers:
+    """Which user ids belong to registered users (their profile item exists)."""
+
+    def __init__(self, dynamodb: Any, users_table: str) -> None:
+        self._ddb = dynamodb
+        self._table = users_table
+
+    def existing(self, user_ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(user_ids))
+        found: set[str] = set()
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {"pk": {"S": f"USER#{uid}"}, "sk": {"S": "PROFILE"}}
+                        for uid in ids[start : start + BATCH_GET_MAX]
+                    ],
+                    "ProjectionExpression": "pk",
+                }
+            }
+            try:
+                for round_ in range(_BATCH_ROUNDS):
+                    _backoff(round_)
+                    answer = self._ddb.batch_get_item(RequestItems=request)
+                    found.update(
+                        item["pk"]["S"].removeprefix("USER#")
+                        for item in answer.get("Responses", {}).get(self._table, [])
+                    )
+                    request = answer.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                else:
+                    raise DependencyUnavailable("user store is throttling")
+            except ClientError as exc:
+                raise DependencyUnavailable("user store unavailable") from exc
+        return found
+
+
+class EnvelopeWriter:
+    """Writes many mailbox envelopes with BatchWriteItem, 25 at a time.
+
+    Unconditional on purpose: a fan-out job may run twice (SQS delivers at
+    least once), and writing the same envelope again is harmless: same key,
+    same content. A pending envelope is never doubled.
+    """
+
+    def __init__(self, dynamodb: Any, mailbox_table: str) -> None:
+        self._ddb = dynamodb
+        self._table = mailbox_table
+
+    def write(self, envelopes: Sequence[MessageEnvelope]) -> int:
+        """Store every envelope; the number of BatchWriteItem calls it took."""
+        calls = 0
+        for start in range(0, len(envelopes), BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {
+                self._table: [
+                    {"PutRequest": {"Item": mailbox_item(envelope)}}
+                    for envelope in envelopes[start : start + BATCH_WRITE_MAX]
+                ]
+            }
+            try:
+                for round_ in range(_BATCH_ROUNDS):
+                    _backoff(round_)
+                    calls += 1
+                    answer = self._ddb.batch_write_item(RequestItems=pending)
+                    pending = answer.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+                else:
+                    raise DependencyUnavailable("mailbox is throttling")
+            except ClientError as exc:
+                raise DependencyUnavailable("mailbox unavailable") from exc
+        return calls
+
+
+# SQS limits: 10 entries and 256 KiB per SendMessageBatch (and per message).
+_SQS_BATCH_ENTRIES = 10
+_SQS_BATCH_BYTES = 256 * 1024
+
+
+class FanoutQueue:
+    """The FIFO queue of fan-out jobs (consumed by the GroupFanout function).
+
+    Message group = group id + slice: slice k of message n is processed before
+    slice k of message n+1, so each member still gets a sender's messages in
+    order, while different slices of one message run in parallel. The
+    deduplication id names the message and slice, so a send retried within
+    SQS's five-minute window is not fanned out twice.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+
+    def enqueue(self, jobs: Sequence[FanoutJob]) -> int:
+        """Queue every job; the number of SendMessageBatch calls it took."""
+        calls = 0
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for job in jobs:
+            body = job.to_json()
+            entry = {
+                "Id": str(job.chunk),
+                "MessageBody": body,
+                "MessageGroupId": f"{job.group_id}-{job.chunk}",
+                "MessageDeduplicationId": (
+                    f"{job.sender}-{job.sender_device}-{job.client_id}-{job.chunk}"
+                ),
+            }
+            if batch and (len(batch) == _SQS_BATCH_ENTRIES or size + len(body) > _SQS_BATCH_BYTES):
+                calls += self._send(batch)
+                batch, size = [], 0
+            batch.append(entry)
+            size += len(body)
+        if batch:
+            calls += self._send(batch)
+        return calls
+
+    def _send(self, entries: list[dict[str, Any]]) -> int:
+        calls = 0
+        pending = entries
+        try:
+            for round_ in range(_BATCH_ROUNDS):
+                _backoff(round_)
+                calls += 1
+                answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=pending)
+                failed = {f["Id"] for f in answer.get("Failed", []) if not f.get("SenderFault")}
+                if any(f.get("SenderFault") for f in answer.get("Failed", [])):
+                    raise DependencyUnavailable("fan-out queue refused a job")
+                pending = [e for e in pending if e["Id"] in failed]
+                if not pending:
+                    return calls
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("fan-out queue unavailable") from exc
+        raise DependencyUnavailable("fan-out queue is throttling")

@@ -1,0 +1,266 @@
+"""Group membership rules and their race-safety, against the real store in moto.
+
+Races are staged deterministically: a store that lets a competing change commit
+between a change's read and its write, exactly where a concurrent request could.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from parley_server.catalogue import Setting
+from parley_server.config import Limits
+from parley_server.logic import groups
+from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
+from parley_server.models.groups import FanoutJob, GroupChange
+from parley_server.store.groups import GroupsStore
+from tests.conftest import FakeAws
+
+A, B, C, D, E = ("a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32)
+NOW = 1_800_000_000.0
+
+
+class Everyone:
+    """Every user id is a registered user."""
+
+    def existing(self, user_ids: Any) -> set[str]:
+        return set(user_ids)
+
+
+class Racing(GroupsStore):
+    """Runs `meanwhile` once, just before the first commit: a concurrent change."""
+
+    def __init__(self, ddb: Any, table: str, meanwhile: Callable[[], object]) -> None:
+        super().__init__(ddb, table)
+        self.meanwhile: Callable[[], object] | None = meanwhile
+        self.commits = 0
+
+    def commit(self, change: GroupChange) -> None:
+        self.commits += 1
+        if self.meanwhile is not None:
+            run, self.meanwhile = self.meanwhile, None
+            run()
+        super().commit(change)
+
+
+@pytest.fixture
+def store(aws: FakeAws) -> GroupsStore:
+    return GroupsStore(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE])
+
+
+def _racing(aws: FakeAws, meanwhile: Callable[[], object]) -> Racing:
+    return Racing(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE], meanwhile)
+
+
+def _create(store: GroupsStore, *members: str, limits: Limits | None = None) -> str:
+    group = groups.create_group(
+        A,
+        "Climbing",
+        list(members),
+        now=NOW,
+        limits=limits or Limits(),
+        groups=store,
+        users=Everyone(),
+    )
+    return group.group_id
+
+
+def test_a_change_computed_from_an_old_revision_is_refused_and_changes_nothing(
+    store: GroupsStore,
+) -> None:
+    gid = _create(store, B)
+    before = store.load(gid)
+    assert before is not None
+    groups.add_members(A, gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone())
+    stale = GroupChange(
+        group_id=gid,
+        rev=before.rev,
+        version=before.version + 1,
+        name=before.name,
+        member_count=3,
+        admin_count=1,
+        added=(),
+        removed=(before.members[1],),
+    )
+
+    with pytest.raises(Conflict) as refused:
+        store.commit(stale)
+
+    assert refused.value.code == "group_changed"
+    after = store.load(gid)
+    assert after is not None
+    assert after.member_ids == [A, B, C]
+
+
+def test_concurrent_adds_cannot_exceed_the_member_limit(aws: FakeAws, store: GroupsStore) -> None:
+    limits = Limits(group_max_members=3)
+    gid = _create(store, B, limits=limits)
+
+    def other_admin_adds() -> None:
+        groups.add_members(A, gid, [C], now=NOW + 1, limits=limits, groups=store, users=Everyone())
+
+    racing = _racing(aws, other_admin_adds)
+
+    with pytest.raises(Conflict) as refused:
+        groups.add_members(A, gid, [D], now=NOW, limits=limits, groups=racing, users=Everyone())
+
+    assert refused.value.code == "group_full"
+    group = store.load(gid)
+    assert group is not None
+    assert group.member_ids == [A, B, C]
+    assert group.version == 2
+
+
+def test_two_admins_dismissing_each_other_at_once_leave_one_admin(
+    aws: FakeAws, store: GroupsStore
+) -> None:
+    gid = _create(store, B)
+    groups.promote_admin(A, gid, B, groups=store)
+
+    def b_dismisses_a() -> None:
+        groups.dismiss_admin(B, gid, A, groups=store)
+
+    racing = _racing(aws, b_dismisses_a)
+
+    with pytest.raises(Forbidden) as refused:
+        groups.dismiss_admin(A, gid, B, groups=racing)
+
+    assert refused.value.code == "not_admin"
+    group = store.load(gid)
+    assert group is not None
+    assert group.admin_ids == [B]
+
+
+def test_the_last_admin_leaving_while_the_heir_leaves_hands_over_to_the_next(
+    aws: FakeAws, store: GroupsStore
+) -> None:
+    gid = _create(store, B)
+    groups.add_members(A, gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone())
+
+    def heir_leaves() -> None:
+        groups.remove_member(B, gid, B, groups=store)
+
+    racing = _racing(aws, heir_leaves)
+
+    assert groups.remove_member(A, gid, A, groups=racing) is None
+
+    group = store.load(gid)
+    assert group is not None
+    assert group.member_ids == [C]
+    assert group.admin_ids == [C]
+    assert racing.commits == 2  # lost the race once, then recomputed
+
+
+def test_a_change_that_keeps_losing_races_gives_up_with_409_and_changes_nothing(
+    aws: FakeAws, store: GroupsStore
+) -> None:
+    gid = _create(store, B)
+
+    class AlwaysRacing(GroupsStore):
+        def commit(self, change: GroupChange) -> None:
+            store.commit(  # someone else's harmless change wins every time
+                GroupChange(
+                    group_id=change.group_id,
+                    rev=change.rev,
+                    version=change.version,
+                    name="renamed",
+                    member_count=2,
+                    admin_count=1,
+                )
+            )
+            super().commit(change)
+
+    loser = AlwaysRacing(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE])
+
+    with pytest.raises(Conflict) as refused:
+        groups.remove_member(A, gid, B, groups=loser)
+
+    assert refused.value.code == "group_changed"
+    group = store.load(gid)
+    assert group is not None
+    assert group.member_ids == [A, B]
+
+
+def test_a_member_can_remove_nobody_but_themselves(store: GroupsStore) -> None:
+    gid = _create(store, B, C)
+
+    with pytest.raises(Forbidden):
+        groups.remove_member(B, gid, C, groups=store)
+    assert groups.remove_member(B, gid, B, groups=store) is None
+
+    group = store.load(gid)
+    assert group is not None
+    assert group.member_ids == [A, C]
+
+
+def test_the_last_member_leaving_deletes_the_group(store: GroupsStore) -> None:
+    gid = _create(store)
+
+    assert groups.remove_member(A, gid, A, groups=store) is None
+
+    assert store.load(gid) is None
+    assert store.roster(gid) is None
+    assert store.memberships(A) == []
+
+
+def test_a_non_member_is_told_not_found_for_every_change(store: GroupsStore) -> None:
+    gid = _create(store, B)
+
+    for attempt in (
+        lambda: groups.get_group(E, gid, groups=store),
+        lambda: groups.remove_member(E, gid, E, groups=store),
+        lambda: groups.promote_admin(E, gid, E, groups=store),
+        lambda: groups.add_members(
+            E, gid, [D], now=NOW, limits=Limits(), groups=store, users=Everyone()
+        ),
+    ):
+        with pytest.raises(NotFound) as refused:
+            attempt()
+        assert refused.value.code == "not_found"
+
+
+def test_the_roster_names_the_members_and_the_version(store: GroupsStore) -> None:
+    gid = _create(store, C, B)
+    groups.remove_member(A, gid, C, groups=store)
+
+    roster = store.roster(gid)
+
+    assert roster is not None
+    assert sorted(roster.members) == [A, B]
+    assert roster.version == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{}",
+        '{"v": 2}',
+        '{"v": 1, "group": "g", "from": "f", "from_device": "d", "client_id": "c", '
+        '"body": "!!", "ord": "o", "expires_at": 1, "members": [], "chunk": 0}',
+        '{"v": 1, "group": "g", "from": "f", "from_device": "d", "client_id": "c", '
+        '"body": "", "ord": "o", "expires_at": "1", "members": [], "chunk": 0}',
+        "not json",
+    ],
+)
+def test_a_malformed_fanout_job_is_refused(raw: str) -> None:
+    with pytest.raises(BadRequest):
+        FanoutJob.from_json(raw)
+
+
+def test_a_fanout_job_survives_its_json_form() -> None:
+    job = FanoutJob(
+        group_id="1" * 32,
+        sender=A,
+        sender_device="d" * 16,
+        client_id="m-1",
+        body=b"\x00\xffsender key ciphertext",
+        ord="00001800000000000000#0000abcd",
+        expires_at=1_900_000_000,
+        members=(A, B),
+        chunk=3,
+    )
+
+    assert FanoutJob.from_json(job.to_json()) == job
