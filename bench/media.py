@@ -1,17 +1,19 @@
-"""Attachment throughput and client memory: encrypt+upload and download+decrypt.
+"""Attachment throughput and client memory: encrypt+upload and download+decrypt
+on the local stack (`python -m local` in a child process, so the memory traced
+here is the client's alone).
 
-S3 is moto's server in a child process (as in the local stack), so the peak
-memory traced here is the client's alone. The two HTTP API calls are answered
-by the server's media use cases in-process: they are two small JSON requests
-and do not move the figures. Each size is transferred once for time and once
-more under tracemalloc for memory (tracing slows Python down).
+One user uploads, another downloads, through the HTTP API's presigned POST and
+GET. Each size is transferred once for time and once more under tracemalloc
+for memory (tracing slows Python down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import socket
+import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -19,99 +21,96 @@ import time
 import tracemalloc
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 
 from bench.report import Figure, print_table
 from parley.attachments import download_attachment, upload_attachment
-from parley.media import Attachment
-from parley_server.config import Limits
-from parley_server.logic import media
-from parley_server.store.media import MediaStore, s3_client
-from parley_server.store.schema import create_table_kwargs, table
 
 __all__ = ["main", "run"]
 
 MB = 1024 * 1024
-_BUCKET = "parley-bench-media"
-_TABLE = "parley-bench-users"
-_OWNER = "b" * 32
-_ENV = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-}
+_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+@dataclass(frozen=True)
+class _Stack:
+    http_url: str
+    sms_url: str
 
 
 @contextmanager
-def _s3_server() -> Iterator[None]:
-    """moto's server in a child process; the AWS variables point at it meanwhile."""
-    port = _free_port()
+def _local_stack(folder: Path) -> Iterator[_Stack]:
+    """`python -m local --port 0` until it has written its endpoints file."""
+    local_file = folder / "local.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
+    env["PARLEY_LOCAL_FILE"] = str(local_file)
     child = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "local", "--port", "0", "--quiet"],
+        cwd=_ROOT,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    saved = {k: os.environ.get(k) for k in [*_ENV, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or child.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        os.environ.update(_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        yield
+        deadline = time.monotonic() + 60
+        while not local_file.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the local stack did not start")
+            time.sleep(0.05)
+        endpoints = json.loads(local_file.read_text())
+        yield _Stack(endpoints["http_url"], endpoints["sms_url"])
     finally:
         child.terminate()
-        child.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 class _Api:
-    """POST /v1/media and GET /v1/media/{id}, answered by the use cases directly."""
+    """POST /v1/media and GET /v1/media/{id} over the local stack's HTTP API."""
 
-    def __init__(self) -> None:
-        self._store = MediaStore(
-            s3_client(), boto3.client("dynamodb"), bucket=_BUCKET, table=_TABLE
-        )
-        self._limits = Limits()
+    def __init__(self, stack: _Stack, http: aiohttp.ClientSession, token: str) -> None:
+        self._base = stack.http_url
+        self._http = http
+        self._auth = {"authorization": f"Bearer {token}"}
 
     async def create_media(self, size: int) -> Mapping[str, Any]:
-        return await asyncio.to_thread(
-            media.create_upload,
-            self._store,
-            owner=_OWNER,
-            size=media.parse_upload_request({"size": size}, self._limits),
-            limits=self._limits,
-            now=int(time.time()),
-        )
+        async with self._http.post(
+            f"{self._base}/v1/media", json={"size": size}, headers=self._auth
+        ) as answer:
+            answer.raise_for_status()
+            body: dict[str, Any] = await answer.json()
+            return body
 
     async def media_url(self, media_id: str) -> str:
-        link = await asyncio.to_thread(
-            media.download_link, self._store, media_id=media_id, now=int(time.time())
-        )
-        url: str = link["url"]
-        return url
+        async with self._http.get(f"{self._base}/v1/media/{media_id}", headers=self._auth) as r:
+            r.raise_for_status()
+            url: str = (await r.json())["url"]
+            return url
+
+
+async def _sign_up(stack: _Stack, http: aiohttp.ClientSession) -> str:
+    """A new user's access token (the code comes from the local SMS sink)."""
+    phone = f"+4479111{secrets.randbelow(10**5):05d}"
+    async with http.post(f"{stack.http_url}/v1/auth/otp", json={"phone": phone}) as r:
+        r.raise_for_status()
+    async with http.get(stack.sms_url) as r:
+        texts = [m["message"] for m in await r.json() if m["phone"] == phone]
+    code = re.search(r"\b(\d{6})\b", texts[-1])
+    if code is None:
+        raise RuntimeError("no sign-up code in the SMS sink")
+    async with http.post(
+        f"{stack.http_url}/v1/auth/verify", json={"phone": phone, "code": code[1]}
+    ) as r:
+        r.raise_for_status()
+        token: str = (await r.json())["access_token"]
+        return token
 
 
 def _make_file(path: Path, size: int) -> None:
@@ -121,66 +120,81 @@ def _make_file(path: Path, size: int) -> None:
             out.write(block[: min(MB, size - offset)])
 
 
-async def _round_trip(api: _Api, src: Path, inbox: Path) -> tuple[float, float]:
-    async with aiohttp.ClientSession() as session:
-        started = time.perf_counter()
-        attachment: Attachment = await upload_attachment(session, api, src)
-        uploaded = time.perf_counter()
-        out = await download_attachment(session, api, attachment, inbox)
-        downloaded = time.perf_counter()
-    out.unlink()
-    return uploaded - started, downloaded - uploaded
+async def _users(stack: _Stack) -> tuple[str, str]:
+    async with aiohttp.ClientSession() as http:
+        return await _sign_up(stack, http), await _sign_up(stack, http)
 
 
-async def _peaks(api: _Api, src: Path, inbox: Path) -> tuple[int, int]:
-    async with aiohttp.ClientSession() as session:
-        tracemalloc.start()
+async def _transfer(
+    stack: _Stack, tokens: tuple[str, str], src: Path, inbox: Path, *, trace: bool
+) -> tuple[float, float]:
+    """(seconds, seconds) or, when tracing, (peak bytes, peak bytes): upload, download."""
+    async with aiohttp.ClientSession() as http:
+        sender, receiver = (_Api(stack, http, token) for token in tokens)
+        if trace:
+            tracemalloc.start()
         try:
-            attachment = await upload_attachment(session, api, src)
-            _, up_peak = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            out = await download_attachment(session, api, attachment, inbox)
-            _, down_peak = tracemalloc.get_traced_memory()
+            started = time.perf_counter()
+            attachment = await upload_attachment(http, sender, src)
+            uploaded = time.perf_counter()
+            if trace:
+                _, up_peak = tracemalloc.get_traced_memory()
+                tracemalloc.reset_peak()
+            out = await download_attachment(http, receiver, attachment, inbox)
+            downloaded = time.perf_counter()
+            if trace:
+                _, down_peak = tracemalloc.get_traced_memory()
         finally:
-            tracemalloc.stop()
+            if trace:
+                tracemalloc.stop()
     out.unlink()
-    return up_peak, down_peak
+    if trace:
+        return float(up_peak), float(down_peak)
+    return uploaded - started, downloaded - uploaded
 
 
 def run(quick: bool = False) -> list[Figure]:
     sizes = [4 * MB, 16 * MB] if quick else [8 * MB, 50 * MB]
     figures: list[Figure] = []
-    with _s3_server(), tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
-        boto3.client("s3").create_bucket(Bucket=_BUCKET)
-        boto3.client("dynamodb").create_table(**create_table_kwargs(table("Users"), _TABLE))
-        api = _Api()
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
         folder = Path(work)
-        for size in sizes:
-            src = folder / f"plain-{size}.bin"
-            _make_file(src, size)
-            up_s, down_s = asyncio.run(_round_trip(api, src, folder / "inbox"))
-            up_peak, down_peak = asyncio.run(_peaks(api, src, folder / "inbox"))
-            src.unlink()
-            label = f"{size // MB} MB file"
-            how = "one transfer, moto S3 server on loopback, 2-core machine"
-            figures += [
-                Figure("media", f"encrypt+upload, {label}", size / MB / up_s, "MB/s", how),
-                Figure("media", f"download+decrypt, {label}", size / MB / down_s, "MB/s", how),
-                Figure(
-                    "media",
-                    f"client peak, upload {label}",
-                    up_peak / 1024,
-                    "KiB",
-                    "tracemalloc peak during upload_attachment",
-                ),
-                Figure(
-                    "media",
-                    f"client peak, download {label}",
-                    down_peak / 1024,
-                    "KiB",
-                    "tracemalloc peak during download_attachment",
-                ),
-            ]
+        with _local_stack(folder) as stack:
+            tokens = asyncio.run(_users(stack))
+            # the first media calls pay the handlers' cold start: keep it out of the figures
+            _make_file(folder / "warm-up.bin", 64 * 1024)
+            asyncio.run(
+                _transfer(stack, tokens, folder / "warm-up.bin", folder / "in", trace=False)
+            )
+            for size in sizes:
+                src = folder / f"plain-{size}.bin"
+                _make_file(src, size)
+                up_s, down_s = asyncio.run(
+                    _transfer(stack, tokens, src, folder / "in", trace=False)
+                )
+                up_peak, down_peak = asyncio.run(
+                    _transfer(stack, tokens, src, folder / "in", trace=True)
+                )
+                src.unlink()
+                label = f"{size // MB} MB file"
+                how = "one transfer on the local stack (loopback), 2-core machine"
+                figures += [
+                    Figure("media", f"encrypt+upload, {label}", size / MB / up_s, "MB/s", how),
+                    Figure("media", f"download+decrypt, {label}", size / MB / down_s, "MB/s", how),
+                    Figure(
+                        "media",
+                        f"client peak, upload {label}",
+                        up_peak / 1024,
+                        "KiB",
+                        "tracemalloc peak during upload_attachment",
+                    ),
+                    Figure(
+                        "media",
+                        f"client peak, download {label}",
+                        down_peak / 1024,
+                        "KiB",
+                        "tracemalloc peak during download_attachment",
+                    ),
+                ]
     return figures
 
 
