@@ -19,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help serve test lint typecheck pytest synth deploy diff destroy bench demo soak fmt clean install
+.PHONY: help serve test lint typecheck pytest synth bootstrap deploy diff destroy bench demo soak fmt clean install
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,16 +59,19 @@ fmt: $(STAMP)  ## format and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 synth: $(STAMP) $(NODE_STAMP)  ## synthesize the CDK app into cdk.out (offline, no Docker)
-	$(CDK) synth --quiet --no-notices
+	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
+
+bootstrap: $(STAMP) $(NODE_STAMP)  ## cdk bootstrap (once per AWS account and region)
+	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
 deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy; endpoints land in cdk-outputs.json for the CLI
 	$(CDK) deploy --no-notices --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
 
 diff: $(STAMP) $(NODE_STAMP)  ## cdk diff against the deployed stack
-	$(CDK) diff --no-notices
+	$(CDK) diff --no-notices $(CDK_ARGS)
 
 destroy: $(STAMP) $(NODE_STAMP)  ## cdk destroy
-	$(CDK) destroy --no-notices
+	$(CDK) destroy --no-notices $(CDK_ARGS)
 
 bench: $(STAMP)  ## run every benchmark and print the figures
 	$(PY) -m bench
