@@ -132,3 +132,9 @@ def test_media_routes_need_a_bearer_token() -> None:
     assert call("GET", f"/v1/media/{'e' * 32}").status == 401
     forged = call("POST", "/v1/media", body={"size": 10}, token="not.a.token")
     assert forged.status == 401
+
+
+def test_the_media_routes_are_in_the_openapi_document() -> None:
+    document = call("GET", "/v1/openapi.json").body
+    assert "post" in document["paths"]["/v1/media"]
+    assert "get" in document["paths"]["/v1/media/{media_id}"]
