@@ -87,9 +87,15 @@ class Transport:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Send what is already queued (acks, receipts), then close."""
         self._stopping = True
-        if self._ws is not None:
-            await self._ws.close()
+        ws = self._ws
+        if ws is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            for frame in self._proto.data_to_send():
+                await ws.send(frame[0] if len(frame) == 1 else iter(frame))
+        await ws.close()
 
     async def run(self) -> None:
         """Connect, serve, reconnect; returns only after `stop()`."""

@@ -1,0 +1,269 @@
+"""The SDK end to end: real clients, real crypto, the whole local stack.
+
+Each person signs up through the SMS sink into a throwaway profile and talks
+through `parley.Client` exactly as an app would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import boto3
+import pytest
+
+from parley import (
+    Client,
+    Endpoints,
+    Event,
+    EventStream,
+    IdentityChanged,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    RateLimited,
+    ReceiptUpdate,
+    request_code,
+    sign_up,
+)
+from parley.local_sms import code_from_local_sms, sms_count
+from parley.models import Account
+from parley.storage import Tokens
+from tests.e2e.conftest import LocalStack
+
+# one event loop for the session: the clients' sockets and tasks live on it
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+WAIT_S = 15.0  # a guard against hanging, not a measurement
+E = TypeVar("E", bound=Event)
+_numbers = itertools.count(random.randint(0, 5000))
+
+
+def endpoints_of(stack: LocalStack) -> Endpoints:
+    return Endpoints.local(stack.local_file)
+
+
+async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
+    phone = f"+1415556{next(_numbers) % 10000:04d}"
+    endpoints = endpoints_of(stack)
+    before = await sms_count(stack.sms_url, phone)
+    await request_code(phone, endpoints=endpoints)
+    code = await code_from_local_sms(stack.sms_url, phone, after=before)
+    return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
+
+
+async def expect(
+    stream: EventStream, kind: type[E], match: Callable[[E], bool] = lambda _e: True
+) -> E:
+    async with asyncio.timeout(WAIT_S):
+        async for event in stream:
+            if isinstance(event, kind) and match(event):
+                return event
+    raise AssertionError("the stream ended")
+
+
+def state_of(client: Client, sender: str, client_id: str) -> MessageState:
+    message = client.store.message(sender, client_id)
+    assert message is not None
+    return message.state
+
+
+async def until_state(
+    client: Client, stream: EventStream, client_id: str, state: MessageState
+) -> None:
+    """Until our message `client_id` reaches `state`. The store changes before the
+    event is emitted, so: check, and recheck after each event."""
+    sender = client.account.user_id
+    async with asyncio.timeout(WAIT_S):
+        while state_of(client, sender, client_id).rank < state.rank:
+            await anext(stream)
+
+
+@pytest.fixture
+async def pair(local_stack: LocalStack, tmp_path: Path) -> tuple[Path, Account, Account]:
+    alice = await new_person(local_stack, tmp_path, "alice")
+    bob = await new_person(local_stack, tmp_path, "bob")
+    return tmp_path, alice, bob
+
+
+def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:
+    return Client(profile, endpoints=endpoints_of(stack), home=home, keyring=None, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, bob_account = pair
+    async with (
+        client(local_stack, home, "alice") as alice,
+        client(local_stack, home, "bob") as bob,
+    ):
+        alice_events, bob_events = alice.events(), bob.events()
+        await asyncio.wait_for(bob.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+
+        first = await alice.send("Bob", "Hi Bob, first contact")
+        assert first.state is MessageState.PENDING
+        sent = await expect(alice_events, MessageSent)
+        assert sent.message.client_id == first.client_id
+
+        got = await expect(bob_events, MessageReceived)
+        assert got.message.text == "Hi Bob, first contact"
+        assert got.contact.user_id == alice_account.user_id
+        await until_state(alice, alice_events, first.client_id, MessageState.DELIVERED)
+
+        bob.store.add_contact(alice_account.user_id, "Alice", alice_account.phone)
+        read = await bob.mark_read("Alice")
+        assert [m.client_id for m in read] == [first.client_id]
+        update = await expect(alice_events, ReceiptUpdate, lambda e: e.state is MessageState.READ)
+        assert [m.client_id for m in update.messages] == [first.client_id]
+
+        reply = await bob.send("Alice", "Hello Alice")
+        answer = await expect(alice_events, MessageReceived)
+        assert answer.message.text == "Hello Alice"
+        await until_state(bob, bob_events, reply.client_id, MessageState.DELIVERED)
+
+        assert [m.text for m in alice.history("Bob")] == ["Hi Bob, first contact", "Hello Alice"]
+        assert await alice.safety_number("Bob") == await bob.safety_number("Alice")
+
+
+async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_ciphertext(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, bob_account = pair
+    secret_texts = [f"secret number {i}: the eagle lands at noon" for i in range(5)]
+    async with client(local_stack, home, "alice") as alice:
+        alice_events = alice.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+        sent = [await alice.send("Bob", text) for text in secret_texts]
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+        assert {state_of(alice, alice_account.user_id, m.client_id) for m in sent} == {
+            MessageState.SENT
+        }
+
+        stored = mailbox_bodies(local_stack, bob_account)
+        assert len(stored) == len(secret_texts)
+        for body in stored:
+            for text in secret_texts:
+                assert text.encode() not in body
+                assert b"eagle" not in body
+
+        async with client(local_stack, home, "bob") as bob:
+            bob_events = bob.events()
+            received = [await expect(bob_events, MessageReceived) for _ in secret_texts]
+            assert [r.message.text for r in received] == secret_texts  # per-sender order
+        for message in sent:
+            await until_state(alice, alice_events, message.client_id, MessageState.DELIVERED)
+    assert mailbox_bodies(local_stack, bob_account) == []  # acked: gone from the server
+
+
+def mailbox_bodies(stack: LocalStack, recipient: Account) -> list[bytes]:
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=stack.aws_endpoint_url,
+        region_name=stack.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
+    items = ddb.query(
+        TableName=table,
+        KeyConditionExpression="device = :d",
+        ExpressionAttributeValues={":d": {"S": f"{recipient.user_id}#{recipient.device_id}"}},
+    )["Items"]
+    return [bytes(i["body"]["B"]) for i in items if i["sk"]["S"].startswith("m#")]
+
+
+async def test_a_message_written_offline_survives_a_restart_and_goes_out_with_its_client_id(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, _, bob_account = pair
+    async with client(local_stack, home, "alice", connect=False) as alice:
+        await alice.add_contact(bob_account.phone, "Bob")
+        queued = await alice.send("Bob", "written on a plane")
+        assert alice.store.outbox()[0].entry.client_id == queued.client_id
+
+    # the app restarts, online this time
+    async with (
+        client(local_stack, home, "alice") as alice,
+        client(local_stack, home, "bob") as bob,
+    ):
+        alice_events, bob_events = alice.events(), bob.events()
+        got = await expect(bob_events, MessageReceived)
+        assert (got.message.client_id, got.message.text) == (queued.client_id, "written on a plane")
+        await until_state(alice, alice_events, queued.client_id, MessageState.DELIVERED)
+        assert alice.store.outbox() == []
+
+
+async def test_a_new_device_of_the_recipient_is_picked_up_after_mismatched_devices(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, bob_account = pair
+    async with client(local_stack, home, "alice") as alice:
+        alice_events = alice.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+        await alice.send("Bob", "to your phone")  # session with Bob's first device only
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+
+        # Bob signs in on a second device (same phone number, new profile)
+        endpoints = endpoints_of(local_stack)
+        before = await sms_count(local_stack.sms_url, bob_account.phone)
+        while True:  # one code per phone per cool-down: wait as long as the service says
+            try:
+                await request_code(bob_account.phone, endpoints=endpoints)
+                break
+            except RateLimited as limited:
+                await asyncio.sleep(limited.retry_after)
+        code = await code_from_local_sms(local_stack.sms_url, bob_account.phone, after=before)
+        laptop = await sign_up(
+            "bob-laptop",
+            bob_account.phone,
+            code,
+            endpoints=endpoints,
+            home=home,
+            allow_plaintext=True,
+        )
+        assert laptop.user_id == bob_account.user_id
+        assert laptop.device_id != bob_account.device_id
+
+        second = await alice.send("Bob", "to both your devices")
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+        assert state_of(alice, alice_account.user_id, second.client_id) is MessageState.SENT
+        changed = await expect(alice_events, IdentityChanged)
+        assert changed.device_id == laptop.device_id
+        assert set(alice.store.sessions(bob_account.user_id)) == {
+            bob_account.device_id,
+            laptop.device_id,
+        }
+
+    for profile in ("bob", "bob-laptop"):
+        async with client(local_stack, home, profile) as device:
+            events = device.events()
+            texts = set()
+            while "to both your devices" not in texts:
+                texts.add((await expect(events, MessageReceived)).message.text)
+
+
+async def test_an_expired_access_token_is_refreshed_before_connecting(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, _, _ = pair
+    async with client(local_stack, home, "alice", connect=False) as offline:
+        tokens = offline.store.tokens()
+        assert tokens is not None
+        offline.store.save_tokens(Tokens(tokens.access_token, tokens.refresh_token, 0.0))
+    async with client(local_stack, home, "alice") as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        renewed = alice.store.tokens()
+        assert renewed is not None
+        assert renewed.refresh_token != tokens.refresh_token  # rotated
+        assert renewed.access_expires_at > 0
