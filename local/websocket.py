@@ -306,7 +306,12 @@ class WebSocketApi:
         )
         code, reason = 1006, _REASONS[1006]
         try:
-            await ws.prepare(request)
+            try:
+                await ws.prepare(request)
+            except ConnectionError:
+                # the client left while $connect ran; $connect said yes, so its
+                # handler may have recorded the connection: $disconnect follows
+                return ws
             connection.ws = ws
             connection.state = State.OPEN
             connection.touch()
