@@ -29,9 +29,11 @@ from parley.crypto import (
     IdentityKeyPair,
     ReplayError,
     Session,
+    UnsupportedVersion,
     is_prekey_message,
     safety_number,
 )
+from parley.crypto.wire import VERSION as WIRE_VERSION
 from parley.errors import ContactNotFound, MessageTooLarge
 from parley.models import (
     Account,
@@ -196,6 +198,20 @@ class Engine:
         log.warning("message %s failed: %s (%s)", entry.client_id, code, reason)
         return SendFailed(replace(message, state=MessageState.FAILED), code, reason)
 
+    async def ensure_sessions(self, contact: Contact) -> list[Event]:
+        """Start sessions with `contact`'s devices now if there are none (e.g. to show a
+        safety number before the first message); the fetched prekeys are not wasted."""
+        uid = contact.user_id
+        async with self._lock(uid):
+            if self.store.sessions(uid):
+                return []
+            sessions, events = await self._start_sessions(contact)
+            now = self._clock()
+            with self.store.transaction():
+                for did, session in sessions.items():
+                    self.store.save_session(uid, did, session, now)
+        return events
+
     async def _start_sessions(
         self, contact: Contact, only: set[str] | None = None
     ) -> tuple[dict[str, Session], list[Event]]:
@@ -289,6 +305,8 @@ class Engine:
             self.store.archive_session(sender, device)
             return session, plaintext, True
         if current is None:
+            if body[:1] != bytes([WIRE_VERSION]):
+                raise UnsupportedVersion(f"message version {body[:1].hex() or 'missing'}")
             raise _Rejected("unknown sender: no session with this device")
         try:
             return current, current.decrypt(body), False
