@@ -27,6 +27,7 @@ from parley import (
     MessageState,
     RateLimited,
     ReceiptUpdate,
+    Typing,
     request_code,
     sign_up,
 )
@@ -267,3 +268,25 @@ async def test_an_expired_access_token_is_refreshed_before_connecting(
         assert renewed is not None
         assert renewed.refresh_token != tokens.refresh_token  # rotated
         assert renewed.access_expires_at > 0
+
+
+async def test_typing_reaches_an_online_contact_and_is_never_stored(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, bob_account = pair
+    async with (
+        client(local_stack, home, "alice") as alice,
+        client(local_stack, home, "bob") as bob,
+    ):
+        bob_events = bob.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        await asyncio.wait_for(bob.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+        bob.store.add_contact(alice_account.user_id, "Alice", alice_account.phone)
+        await alice.typing("Bob", True)
+        on = await expect(bob_events, Typing)
+        assert (on.contact.name, on.typing) == ("Alice", True)
+        await alice.typing("Bob", False)
+        off = await expect(bob_events, Typing)
+        assert off.typing is False
+    assert mailbox_bodies(local_stack, bob_account) == []
