@@ -34,11 +34,6 @@ STAGE = "local"
 HANDLER_THREADS = 32
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local",
@@ -48,7 +43,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("PARLEY_PORT") or DEFAULT_PORT),
+        # argparse converts (and reports) a string default the same way as a flag
+        default=os.environ.get("PARLEY_PORT") or str(DEFAULT_PORT),
         help="port for both APIs; 0 picks a free one (env PARLEY_PORT, default 8787)",
     )
     parser.add_argument(
@@ -60,13 +56,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=_env_float("PARLEY_WS_IDLE_TIMEOUT", 600.0),
+        default=os.environ.get("PARLEY_WS_IDLE_TIMEOUT") or "600",
         help="seconds a WebSocket may be idle (env PARLEY_WS_IDLE_TIMEOUT, default 600)",
     )
     parser.add_argument(
         "--max-connection-duration",
         type=float,
-        default=_env_float("PARLEY_WS_MAX_DURATION", 7200.0),
+        default=os.environ.get("PARLEY_WS_MAX_DURATION") or "7200",
         help="seconds a WebSocket may live (env PARLEY_WS_MAX_DURATION, default 7200)",
     )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
