@@ -19,6 +19,7 @@ from typing import Any
 
 from local.gateway import Gateway, GatewayOptions
 from local.lambdas import Handler, Invoker
+from parley_server.catalogue import FUNCTIONS
 
 __all__ = ["FakeFunctions", "allow_policy", "running_gateway", "ws_connect"]
 
@@ -61,18 +62,7 @@ class FakeFunctions(Mapping[str, Handler]):
         self.behaviours = dict(behaviours or {})
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
-        self._ids = (
-            "HttpApi",
-            "WsAuthorizer",
-            "WsConnect",
-            "WsDisconnect",
-            "WsDefault",
-            "WsSend",
-            "WsAck",
-            "WsReceipt",
-            "WsSync",
-            "WsTyping",
-        )
+        self._ids = tuple(spec.id for spec in FUNCTIONS)
 
     def __getitem__(self, function_id: str) -> Handler:
         behaviour = self.behaviours.get(function_id) or _default(function_id)

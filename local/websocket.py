@@ -271,20 +271,7 @@ class WebSocketApi:
             return web.json_response(
                 {"message": "Upgrade Required"}, status=426, dumps=compact_json
             )
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        facts = WsFacts(
-            connection_id=new_connection_id(),
-            connected_at_ms=_now_ms(),
-            source_ip=str(peer[0]) if peer else "127.0.0.1",
-            user_agent=request.headers.get("User-Agent"),
-            domain_name=request.host,
-            stage=self.stage,
-            api_id=self.api_id,
-            headers=tuple(request.headers.items()),
-            query=tuple(request.query.items()),
-            port=request.url.port or 0,
-        )
-        connection = Connection(facts)
+        connection = Connection(self._facts(request))
         self.registry.add(connection)
         try:
             protocols = await self._handshake(connection, request)
@@ -324,7 +311,23 @@ class WebSocketApi:
             self.spawn(self._disconnect(connection, code, reason))
         return ws
 
+    def _facts(self, request: web.Request) -> WsFacts:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return WsFacts(
+            connection_id=new_connection_id(),
+            connected_at_ms=_now_ms(),
+            source_ip=str(peer[0]) if peer else "127.0.0.1",
+            user_agent=request.headers.get("User-Agent"),
+            domain_name=request.host,
+            stage=self.stage,
+            api_id=self.api_id,
+            headers=tuple(request.headers.items()),
+            query=tuple(request.query.items()),
+            port=request.url.port or 0,
+        )
+
     async def _handshake(self, connection: Connection, request: web.Request) -> tuple[str, ...]:
+        """Authorizer then $connect; the subprotocol to accept, or _Reject."""
         token = request.query.get(self.identity_query)
         if self.authorizer is not None:
             if not token:
