@@ -21,6 +21,7 @@ from stacks.functions import Functions, Resources
 from stacks.http_api import HttpApi
 from stacks.media import MediaStorage
 from stacks.notifications import Notifications
+from stacks.observability import Observability, queues_in
 from stacks.secret import SigningSecret
 from stacks.settings import ParleySettings
 from stacks.websocket import WebSocketApi
@@ -110,9 +111,18 @@ class ParleyStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        # Dashboards and alarms (issue 10) attach here: self.functions.by_id,
-        # self.data.by_setting, self.websocket.stage and self.http.stage expose
-        # every metric they need.
+        # last, so it sees every function, table and queue the stack has
+        self.observability = Observability(
+            self,
+            "Observability",
+            name=settings.stack_name,
+            functions=self.functions.by_id,
+            tables=self.data.by_setting,
+            websocket_stage=self.websocket.stage,
+            http_stage=self.http.stage,
+            queues=queues_in(self),
+            alarm_topic_arn=settings.alarm_topic_arn,
+        )
 
         CfnOutput(self, "HttpUrl", value=self.http.url, description="HTTP API base URL")
         CfnOutput(self, "WebSocketUrl", value=self.websocket.url, description="WebSocket API URL")

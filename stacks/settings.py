@@ -36,6 +36,8 @@ _PLATFORM_APP_ARN = re.compile(
 )
 _PUSH_PLATFORMS = {"fcm": ("GCM",), "apns": ("APNS", "APNS_SANDBOX")}
 _ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?)$")
+# arn:<partition>:sns:<region>:<account>:<topic name> (standard topics only)
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
 class ContextError(ValueError):
@@ -72,6 +74,8 @@ class ParleySettings:
     # WebSocket access logs need API Gateway's account-wide CloudWatch role; set
     # false when the account already has one that something else manages.
     manage_api_gateway_account: bool = True
+    # an existing SNS topic every alarm notifies (on alarm and on recovery); None: no actions
+    alarm_topic_arn: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stack_name:
@@ -216,6 +220,18 @@ def _parse_cors_origins(raw: Any) -> tuple[str, ...]:
     return origins
 
 
+def _parse_alarm_topic(raw: Any) -> str:
+    arn = raw.strip() if isinstance(raw, str) else ""
+    if not _TOPIC_ARN.match(arn):
+        raise ContextError(
+            f"{raw!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic name>)"
+        )
+    if arn.endswith(".fifo"):
+        # FIFO topics deliver only to FIFO queues and need a message group id alarms don't send
+        raise ContextError(f"{raw!r} is a FIFO topic; alarms need a standard topic")
+    return arn
+
+
 def _parse_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -234,4 +250,5 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "logLevel": ("log_level", _parse_log_level),
     "corsOrigins": ("cors_origins", _parse_cors_origins),
     "manageApiGatewayAccount": ("manage_api_gateway_account", _parse_bool),
+    "alarmTopicArn": ("alarm_topic_arn", _parse_alarm_topic),
 }
