@@ -28,9 +28,18 @@ class Limits:
     otp_max_attempts: int = 5
     otp_resend_cooldown_s: int = 30
     otp_hourly_cap: int = 5
+    # codes asked from one source address per hour, whatever the phone (SMS pumping)
+    otp_per_source_hourly: int = 20
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 60 * 24 * 3600
     max_one_time_prekeys_per_upload: int = 100
+    # bundle claims per caller, and per (caller, target) so nobody drains one person's keys
+    bundle_claims_per_hour: int = 1200
+    bundle_claims_per_target_per_hour: int = 20
+    # enough to check an address book now and then; too few to walk a numbering plan
+    phone_lookups_per_hour: int = 500
+    # events one sync invocation delivers (then `synced` with more=true)
+    sync_page: int = 100
     send_rate_per_s: int = 60
     group_max_members: int = 1024
     media_max_bytes: int = 100 * 1024 * 1024

@@ -152,7 +152,7 @@ def test_the_hourly_cap_per_phone_refuses_further_codes(env: Env) -> None:
 
 
 def test_one_address_cannot_ask_codes_for_many_numbers(env: Env) -> None:
-    phones = [f"+1415555{2600 + i:04d}" for i in range(otp.OTP_PER_SOURCE_HOURLY + 1)]
+    phones = [f"+1415555{2600 + i:04d}" for i in range(Limits().otp_per_source_hourly + 1)]
     for phone in phones[:-1]:
         env.request(phone, source="203.0.113.9")
     with pytest.raises(RateLimited):

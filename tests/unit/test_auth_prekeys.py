@@ -54,7 +54,13 @@ class Env:
 
     def claim(self, caller: Principal, target: str, now: float = NOW) -> prekeys.Bundle:
         return prekeys.claim_bundle(
-            caller, target, prekeys=self.prekeys, users=self.users, limiter=self.limiter, now=now
+            caller,
+            target,
+            prekeys=self.prekeys,
+            users=self.users,
+            limiter=self.limiter,
+            limits=LIMITS,
+            now=now,
         )
 
     def items(self) -> list[dict[str, Any]]:
@@ -142,12 +148,13 @@ def test_unknown_users_and_users_without_keys_are_not_found(env: Env) -> None:
 
 def test_one_requester_cannot_drain_one_persons_prekeys(env: Env) -> None:
     env.upload(BOB, upload_for(SigningKey.generate(), range(50)))
-    for _ in range(prekeys.BUNDLES_PER_TARGET_PER_HOUR):
+    for _ in range(LIMITS.bundle_claims_per_target_per_hour):
         env.claim(ALICE, BOB.user_id)
     with pytest.raises(RateLimited):
         env.claim(ALICE, BOB.user_id)
     assert (
-        prekeys.count_one_time(BOB, prekeys=env.prekeys) == 50 - prekeys.BUNDLES_PER_TARGET_PER_HOUR
+        prekeys.count_one_time(BOB, prekeys=env.prekeys)
+        == 50 - LIMITS.bundle_claims_per_target_per_hour
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from parley_server.catalogue import Setting
+from parley_server.config import Limits
 from parley_server.logic import directory, presence
 from parley_server.logic.tokens import Principal
 from parley_server.models.errors import BadRequest, InvalidPhone, NotFound, RateLimited
@@ -73,7 +74,9 @@ def test_lookup_by_phone_normalises_the_number(aws: FakeAws, users: UsersStore) 
     limiter = RateLimiter(aws.client("dynamodb"), aws.settings[Setting.RATELIMITS_TABLE])
 
     def find(phone: str) -> str:
-        return directory.find_user(ALICE, phone, users=users, limiter=limiter, now=NOW)
+        return directory.find_user(
+            ALICE, phone, users=users, limiter=limiter, limits=Limits(), now=NOW
+        )
 
     assert find("+1 202-555-0123") == BOB.user_id
     with pytest.raises(NotFound):
@@ -82,14 +85,18 @@ def test_lookup_by_phone_normalises_the_number(aws: FakeAws, users: UsersStore) 
         find("202-555-0123")
 
 
-def test_lookups_are_rate_limited_per_caller(
-    aws: FakeAws, users: UsersStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(directory, "LOOKUPS_PER_HOUR", 3)
+def test_lookups_are_rate_limited_per_caller(aws: FakeAws, users: UsersStore) -> None:
+    limits = Limits(phone_lookups_per_hour=3)
     limiter = RateLimiter(aws.client("dynamodb"), aws.settings[Setting.RATELIMITS_TABLE])
     start = 3600 * 500_000.0
     for _ in range(3):
-        directory.find_user(ALICE, "+12025550123", users=users, limiter=limiter, now=start)
+        directory.find_user(
+            ALICE, "+12025550123", users=users, limiter=limiter, limits=limits, now=start
+        )
     with pytest.raises(RateLimited):
-        directory.find_user(ALICE, "+12025550123", users=users, limiter=limiter, now=start + 1)
-    assert directory.find_user(BOB, "+14155552671", users=users, limiter=limiter, now=start + 1)
+        directory.find_user(
+            ALICE, "+12025550123", users=users, limiter=limiter, limits=limits, now=start + 1
+        )
+    assert directory.find_user(
+        BOB, "+14155552671", users=users, limiter=limiter, limits=limits, now=start + 1
+    )

@@ -416,6 +416,7 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
         prekeys=deps.prekeys,
         users=deps.users,
         limiter=deps.limiter,
+        limits=deps.config.limits,
         now=_now(),
     )
     metrics.add_metric(name="BundlesClaimed", unit=MetricUnit.Count, value=1)
@@ -458,7 +459,12 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
 def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> UserAnswer:
     deps = services()
     user_id = directory.find_user(
-        _caller(), phone, users=deps.users, limiter=deps.limiter, now=_now()
+        _caller(),
+        phone,
+        users=deps.users,
+        limiter=deps.limiter,
+        limits=deps.config.limits,
+        now=_now(),
     )
     return UserAnswer(user_id=user_id)
 

@@ -32,6 +32,7 @@ def _sync(caller: Caller, raw: dict[str, Any], config: Config) -> None:
         now=time.time(),
         mailbox=_ws.mailbox(config),
         gateway=_ws.connections_api(config),
+        page_size=config.limits.sync_page,
     )
     _ws.count("SyncDelivered", outcome.delivered)
     _ws.count("SyncMorePages", int(outcome.more))

@@ -73,7 +73,7 @@ __all__ = [
 
 # Events delivered by one sync invocation: far inside Lambda's time and
 # API Gateway's limits even when every one is a 64 KiB message.
-SYNC_PAGE = 100
+SYNC_PAGE = Limits().sync_page
 
 
 # -- ports ------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODE_DIGITS",
-    "OTP_PER_SOURCE_HOURLY",
     "OtpChallenge",
     "code_hash",
     "normalize_phone",
@@ -44,8 +43,6 @@ __all__ = [
 
 CODE_DIGITS = 6
 _CODE = re.compile(r"[0-9]{6}")
-# One address asking for codes to many numbers is how SMS pumping fraud looks.
-OTP_PER_SOURCE_HOURLY = 20
 _MAX_PHONE_INPUT = 32
 # Numbers that cannot receive a code, or that cost the sender money (toll fraud).
 _REFUSED_TYPES = {
@@ -102,7 +99,7 @@ def request_code(
 ) -> OtpChallenge:
     """Send a fresh code to the phone, replacing any earlier one."""
     phone = normalize_phone(raw_phone)
-    limiter.hit("otp-source", source, limit=OTP_PER_SOURCE_HOURLY, window_s=3600, now=now)
+    limiter.hit("otp-source", source, limit=limits.otp_per_source_hourly, window_s=3600, now=now)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     digest = code_hash(keys, phone, code)
     # the conditional put is the cool-down: it refuses while the last code is young

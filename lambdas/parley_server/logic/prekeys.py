@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from parley_server.store.users import UsersStore
 
 __all__ = [
-    "BUNDLES_PER_HOUR",
-    "BUNDLES_PER_TARGET_PER_HOUR",
     "MAX_KEY_ID",
     "Bundle",
     "DeviceBundle",
@@ -46,10 +44,6 @@ __all__ = [
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 MAX_KEY_ID = 2**31 - 1
-# Bundle claims per requester: enough to start a large group's sessions, not to
-# drain everyone's one-time prekeys; and far fewer against any one person.
-BUNDLES_PER_HOUR = 1200
-BUNDLES_PER_TARGET_PER_HOUR = 20
 
 
 @dataclass(frozen=True)
@@ -163,17 +157,20 @@ def claim_bundle(
     prekeys: PrekeysStore,
     users: UsersStore,
     limiter: RateLimiter,
+    limits: Limits,
     now: float,
 ) -> Bundle:
     """One bundle per device of `target`, each consuming one one-time prekey if any are left."""
     if not valid_user_id(target):
         raise BadRequest("user_id must be 32 lowercase hex characters", field="user_id")
-    limiter.hit("bundles", caller.user_id, limit=BUNDLES_PER_HOUR, window_s=3600, now=now)
+    limiter.hit(
+        "bundles", caller.user_id, limit=limits.bundle_claims_per_hour, window_s=3600, now=now
+    )
     if target != caller.user_id:
         limiter.hit(
             "bundles-target",
             f"{caller.user_id}:{target}",
-            limit=BUNDLES_PER_TARGET_PER_HOUR,
+            limit=limits.bundle_claims_per_target_per_hour,
             window_s=3600,
             now=now,
         )
