@@ -17,9 +17,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from local import faults
 from parley_server.catalogue import FUNCTIONS, FunctionSpec
 
 __all__ = [
@@ -113,6 +114,11 @@ class Invoker:
     region: str = "us-east-1"
     account_id: str = "123456789012"
     functions: tuple[FunctionSpec, ...] = FUNCTIONS
+    # One invocation per function at a time: a Lambda execution environment never
+    # runs two requests at once, and handler modules keep per-request state in
+    # module globals (Powertools' resolver holds the current event), which two
+    # threads in one process would trample. Different functions still run in parallel.
+    _busy: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
 
     def spec(self, function_id: str) -> FunctionSpec:
         for spec in self.functions:
@@ -151,8 +157,10 @@ class Invoker:
             log.exception("%s: cannot load %s", spec.id, spec.handler)
             raise FunctionError(spec.id, repr(exc), kind="import") from exc
         context = LambdaContext(spec, region=self.region, account_id=self.account_id)
+        busy = self._busy.setdefault(spec.id, threading.Lock())
         try:
-            result = handler(json.loads(payload), context)
+            with busy, faults.invocation(spec.id):  # faults: a no-op unless enabled
+                result = handler(json.loads(payload), context)
         except Exception as exc:
             log.exception("%s raised", spec.id)
             raise FunctionError(spec.id, str(exc), kind="unhandled") from exc

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, cast
 
@@ -112,13 +114,37 @@ def test_context_has_what_powertools_reads() -> None:
     assert 0 < context.get_remaining_time_in_millis() <= SPEC.timeout_s * 1000
 
 
-async def test_concurrent_invocations_run_in_parallel(executor: ThreadPoolExecutor) -> None:
+async def test_one_function_runs_one_invocation_at_a_time_as_a_lambda_environment_does(
+    executor: ThreadPoolExecutor,
+) -> None:
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+        return event["n"]
+
+    fn = invoker(executor, handler)
+    results = await asyncio.gather(*(fn.invoke("Fn", {"n": n}) for n in range(5)))
+    assert results == [0, 1, 2, 3, 4]
+    assert most == 1
+
+
+async def test_different_functions_run_in_parallel(executor: ThreadPoolExecutor) -> None:
     barrier = threading.Barrier(3, timeout=5)
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         barrier.wait()  # only returns once three invocations are in flight together
         return event["n"]
 
-    fn = invoker(executor, handler)
-    results = await asyncio.gather(*(fn.invoke("Fn", {"n": n}) for n in range(3)))
+    specs = tuple(replace(SPEC, id=f"Fn{n}") for n in range(3))
+    fns = Invoker({spec.id: handler for spec in specs}, executor, functions=specs)
+    results = await asyncio.gather(*(fns.invoke(f"Fn{n}", {"n": n}) for n in range(3)))
     assert results == [0, 1, 2]
