@@ -1,0 +1,92 @@
+"""`python -m bench`: every benchmark module runs (quick pass) and gives figures, and the
+runner prints one table and reports a failing module without stopping the others.
+Figures are never checked for their values: the machines are noisy."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import MODULES, main, run_all
+from bench.report import Figure
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Two stand-in benchmark modules: one gives a figure, one fails."""
+
+    def good_run(quick: bool = False) -> list[Figure]:
+        return [Figure("probe", "answer", 42.0 if quick else 41.0, "things", "counted")]
+
+    def bad_run(quick: bool = False) -> list[Figure]:
+        raise RuntimeError("the local stack did not start")
+
+    for name, run in (("probe_good", good_run), ("probe_bad", bad_run)):
+        module = types.ModuleType(f"bench.{name}")
+        module.run = run  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, f"bench.{name}", module)
+    return ["probe_bad", "probe_good"]
+
+
+def test_a_failing_module_is_reported_and_the_others_still_run(probes: list[str]) -> None:
+    lines: list[str] = []
+    bad, good = run_all(probes, quick=True, progress=lines.append)
+    assert bad.figures == []
+    assert bad.error is not None
+    assert "the local stack did not start" in bad.error
+    assert good.error is None
+    assert [f.value for f in good.figures] == [42.0]  # quick was passed through
+    assert any("probe_bad failed" in line for line in lines)
+
+
+def test_main_prints_one_table_and_fails_when_a_module_failed(
+    probes: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("bench.__main__.MODULES", tuple(probes))
+    assert main(["--quick"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("how measured") == 1
+    assert "answer" in out
+    assert "probe_bad failed" in err
+
+
+def test_only_runs_the_named_module_from_the_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "ratchet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("measured ")
+    assert "how measured" in done.stdout
+    assert "bench: ratchet" in done.stderr
+    assert "bench: coldstart" not in done.stderr
+
+
+def test_an_unknown_module_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        main(["--only", "nonsense"])
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_benchmark_runs_its_quick_pass_and_gives_figures(module: str) -> None:
+    (outcome,) = run_all([module], quick=True)
+    assert outcome.error is None, outcome.error
+    assert outcome.figures, f"{module} gave no figures"
+    for figure in outcome.figures:
+        assert isinstance(figure, Figure)
+        assert figure.group
+        assert figure.name
+        assert figure.unit
+        assert figure.how, f"{module}: {figure.name} does not say how it was measured"
+        assert math.isfinite(figure.value)
