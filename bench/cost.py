@@ -1,0 +1,479 @@
+"""What a delivered message costs on AWS, in USD per million, at list prices.
+
+A model in code: it takes what the other benchmarks count (bench.message_cost for
+1:1 messages, bench.group_cost for group messages: AWS requests by service and
+operation, DynamoDB capacity, Lambda invocations, the events posted to
+connections) and prices it with the one dated table below. Nothing here is a
+hand-written per-message figure; what the counts cannot know (how long a Lambda
+invocation takes on AWS, how people use the app) is an explicit assumption in
+one place, so it can be argued with and changed.
+
+How each service is billed, and what the model charges for it:
+  - API Gateway WebSocket: every message in either direction, metered in 32 KB
+    increments (frames from clients, route responses, @connections posts), plus
+    connection minutes.
+  - Lambda: requests, plus GB-seconds at each function's configured memory
+    (catalogue FUNCTIONS; arm64). Billed duration is modelled: a fixed cost per
+    invocation plus the in-region latency of each AWS call it makes.
+  - DynamoDB on demand: write and read request units, by DynamoDB's item size
+    rules (split into reads and writes call by call).
+  - SQS FIFO (group fan-out): requests, including the event source's receive and
+    delete of each job.
+  - SNS mobile push, S3 requests and storage, HTTP API requests, and data
+    transfer out to the internet.
+
+Scenarios ("messaging core": every count measured): a 1:1 message with both
+people online (send, delivery, ack, delivered receipt and its ack), ten in a
+burst acked together, and one group message to 10, 100 and 1024 members, each
+member acking it. The "typical day" figure adds, per delivered message, the
+connection, push and media usage of the USAGE assumptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from bench import group_cost, message_cost
+from bench.report import Figure, print_table
+from parley_server.catalogue import FUNCTIONS, WS_ROUTES
+from parley_server.store.aws import client
+from stacks.media_spec import MEDIA_EXPIRY_DAYS
+
+__all__ = [
+    "PRICES",
+    "PRICES_AS_OF",
+    "USAGE",
+    "Latency",
+    "Prices",
+    "Usage",
+    "UsageAssumptions",
+    "cost",
+    "main",
+    "run",
+]
+
+# -- prices: the one table ----------------------------------------------------------------
+
+PRICES_AS_OF = "2026-11-30"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """AWS list prices, us-east-1, on-demand, after any free tier, first volume tier.
+
+    Sources (AWS pricing pages):
+      https://aws.amazon.com/api-gateway/pricing/      WebSocket, HTTP API
+      https://aws.amazon.com/lambda/pricing/           requests, arm64 GB-s
+      https://aws.amazon.com/dynamodb/pricing/on-demand/  (halved in November 2024)
+      https://aws.amazon.com/sns/pricing/              mobile push notifications
+      https://aws.amazon.com/sqs/pricing/              FIFO requests (per 64 KB)
+      https://aws.amazon.com/s3/pricing/               S3 Standard
+      https://aws.amazon.com/ec2/pricing/on-demand/    data transfer out to the internet
+    """
+
+    ws_messages_per_million: float = 1.00  # first 1 billion a month
+    ws_connection_minutes_per_million: float = 0.25
+    http_requests_per_million: float = 1.00  # HTTP API, first 300 million a month
+    lambda_requests_per_million: float = 0.20
+    lambda_arm64_gb_second: float = 0.0000133334  # first 7.5 billion GB-s a month
+    dynamodb_write_units_per_million: float = 0.625
+    dynamodb_read_units_per_million: float = 0.125
+    sns_mobile_push_per_million: float = 0.50
+    sqs_fifo_requests_per_million: float = 0.50
+    s3_puts_per_thousand: float = 0.005
+    s3_gets_per_thousand: float = 0.0004
+    s3_gb_month: float = 0.023
+    transfer_out_per_gb: float = 0.09  # first 10 TB a month; falls to $0.05 above 150 TB
+
+
+PRICES = Prices()
+WS_METERING_BYTES = 32 * 1024  # API Gateway bills WebSocket messages per 32 KB
+SQS_METERING_BYTES = 64 * 1024
+_GB = 1024**3
+
+
+# -- assumptions: what the counts cannot know ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Billed Lambda time: a fixed cost per invocation plus each AWS call, in-region.
+
+    DynamoDB's single-item calls take single-digit milliseconds in-region; the
+    @connections API, SNS and SQS a little more. The local stack's unloaded
+    send-to-`sent` time (bench.throughput) is the same order, over moto.
+    """
+
+    per_invocation_ms: float = 3.0  # Powertools, event parsing, JSON
+    per_call_ms: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "dynamodb": 5.0,
+            "apigatewaymanagementapi": 10.0,
+            "sns": 20.0,
+            "sqs": 10.0,
+        }
+    )
+    other_call_ms: float = 10.0
+
+
+@dataclass(frozen=True)
+class UsageAssumptions:
+    """How people use the app, per device and day: only the "typical day" figure uses these.
+
+    100 billion messages a day over ~2.5 billion daily users is about 40 received
+    per user per day; a phone holds its WebSocket while the app is open.
+    """
+
+    messages_received_per_device_day: float = 40.0
+    sessions_per_device_day: float = 20.0  # app opened: connect, sync, disconnect
+    connected_minutes_per_device_day: float = 60.0
+    offline_share: float = 0.5  # messages whose recipient is offline: one push each
+    media_share: float = 0.05  # messages that carry an attachment
+    media_bytes: int = 300 * 1024  # the encrypted attachment
+    # One session, per the handlers: the authorizer reads the device (GetItem), $connect
+    # puts the connection, sync queries the mailbox and posts `synced`, $disconnect deletes
+    # the connection and updates last seen.
+    session_invocations: Mapping[str, int] = field(
+        default_factory=lambda: {"WsAuthorizer": 1, "WsConnect": 1, "WsSync": 1, "WsDisconnect": 1}
+    )
+    session_calls: Mapping[str, int] = field(
+        default_factory=lambda: {"dynamodb": 5, "apigatewaymanagementapi": 1}
+    )
+    session_write_units: float = 3.0
+    session_read_units: float = 1.0  # two eventually consistent reads of small items
+    session_ws_messages: int = 2  # `sync` in, `synced` out
+
+
+USAGE = UsageAssumptions()
+LATENCY = Latency()
+
+
+# -- what some traffic asks of AWS --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Billable quantities of some traffic, and how many messages it delivered."""
+
+    deliveries: float
+    ws_messages: float = 0.0  # metered (32 KB) units, both directions
+    ws_connection_minutes: float = 0.0
+    http_requests: float = 0.0
+    lambda_invocations: Mapping[str, float] = field(default_factory=dict)
+    lambda_gb_seconds: float = 0.0
+    write_units: float = 0.0
+    read_units: float = 0.0
+    sqs_requests: float = 0.0
+    sns_publishes: float = 0.0
+    s3_puts: float = 0.0
+    s3_gets: float = 0.0
+    s3_gb_months: float = 0.0
+    transfer_out_bytes: float = 0.0
+
+    def per_delivery(self) -> Usage:
+        """The same quantities for one delivered message."""
+        return self.scaled(1 / self.deliveries)
+
+    def scaled(self, k: float) -> Usage:
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values[f.name] = (
+                {fn: n * k for fn, n in value.items()} if isinstance(value, Mapping) else value * k
+            )
+        return Usage(**values)
+
+    def __add__(self, other: Usage) -> Usage:
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            values[f.name] = (
+                dict(Counter(mine) + Counter(theirs))
+                if isinstance(mine, Mapping)
+                else mine + theirs
+            )
+        return Usage(**values)
+
+
+def cost(usage: Usage, prices: Prices = PRICES) -> dict[str, float]:
+    """USD by service for `usage`."""
+    p = prices
+    million = 1e6
+    return {
+        "API Gateway WebSocket": usage.ws_messages * p.ws_messages_per_million / million
+        + usage.ws_connection_minutes * p.ws_connection_minutes_per_million / million,
+        "Lambda": sum(usage.lambda_invocations.values()) * p.lambda_requests_per_million / million
+        + usage.lambda_gb_seconds * p.lambda_arm64_gb_second,
+        "DynamoDB": usage.write_units * p.dynamodb_write_units_per_million / million
+        + usage.read_units * p.dynamodb_read_units_per_million / million,
+        "SQS": usage.sqs_requests * p.sqs_fifo_requests_per_million / million,
+        "SNS": usage.sns_publishes * p.sns_mobile_push_per_million / million,
+        "HTTP API": usage.http_requests * p.http_requests_per_million / million,
+        "S3": usage.s3_puts * p.s3_puts_per_thousand / 1000
+        + usage.s3_gets * p.s3_gets_per_thousand / 1000
+        + usage.s3_gb_months * p.s3_gb_month,
+        "data transfer out": usage.transfer_out_bytes / _GB * p.transfer_out_per_gb,
+    }
+
+
+# -- from the counting benchmarks to Usage -------------------------------------------------
+
+_MEMORY_MB = {spec.id: spec.memory_mb for spec in FUNCTIONS}
+# functions invoked by a client's frame (each frame is one metered message in)
+_FRAME_FUNCTIONS = frozenset(
+    r.function for r in WS_ROUTES if r.route_key not in ("$connect", "$disconnect")
+)
+_TWO_WAY = frozenset(r.function for r in WS_ROUTES if r.two_way)
+_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
+# a `sent` route response: {"event":"sent","id":...,"ts":...}
+_ROUTE_RESPONSE_BYTES = 80
+
+
+class _CapacitySplit:
+    """Reads and writes of the capacity a bench meter sizes, one DynamoDB call at a time.
+
+    The meter keeps one total; this reads it before and after each call (its own hooks
+    run after the meter's), so each call's units are the meter's own sizing.
+    """
+
+    def __init__(self, total: Callable[[], float]) -> None:
+        self._total = total
+        self._before = 0.0
+        self.calls: list[tuple[str, float]] = []
+
+    def watch(self, dynamodb: Any) -> None:
+        dynamodb.meta.events.register("before-call.dynamodb.*", self._start)
+        dynamodb.meta.events.register("after-call.dynamodb.*", self._end)
+
+    def _start(self, **_: Any) -> None:
+        self._before = self._total()
+
+    def _end(self, model: Any, **_: Any) -> None:
+        self.calls.append((model.name, self._total() - self._before))
+
+    def last(self, count: int) -> tuple[float, float]:
+        """(read units, write units) of the last `count` calls (those the meter still counts)."""
+        recent = self.calls[len(self.calls) - count :] if count else []
+        reads = sum(units for op, units in recent if op in _READS)
+        writes = sum(units for op, units in recent if op not in _READS)
+        return reads, writes
+
+
+def _gb_seconds(invocations: Mapping[str, float], calls: Mapping[str, float]) -> float:
+    """Modelled billed GB-s: each invocation's fixed time at its function's memory, plus
+    every AWS call's latency at the invocation-weighted memory of the functions involved."""
+    total = sum(invocations.values())
+    if not total:
+        return 0.0
+    memory_gb = {fn: _MEMORY_MB.get(fn, 512) / 1024 for fn in invocations}
+    fixed = sum(n * LATENCY.per_invocation_ms * memory_gb[fn] for fn, n in invocations.items())
+    mean_gb = sum(n * memory_gb[fn] for fn, n in invocations.items()) / total
+    waiting = sum(
+        n * LATENCY.per_call_ms.get(service, LATENCY.other_call_ms) for service, n in calls.items()
+    )
+    return (fixed + waiting * mean_gb) / 1000
+
+
+def _metered(size: int, increment: int) -> int:
+    return max(1, math.ceil(size / increment))
+
+
+def _usage(
+    *,
+    deliveries: int,
+    requests: Mapping[str, int],
+    invocations: Mapping[str, int],
+    posted: Mapping[str, list[dict[str, Any]]],
+    reads: float,
+    writes: float,
+    frame_bytes: int,
+) -> Usage:
+    """Usage of a counted scenario. `frame_bytes`: the size of a `send` frame."""
+    by_service: Counter[str] = Counter()
+    for name, n in requests.items():
+        by_service[name.split(".", 1)[0]] += n
+    posts = [json.dumps(e, separators=(",", ":")).encode() for es in posted.values() for e in es]
+    frames = sum(n for fn, n in invocations.items() if fn in _FRAME_FUNCTIONS)
+    sends = invocations.get("WsSend", 0)
+    # `send` frames carry the ciphertext; every other frame is far below 32 KB
+    frames_in = (frames - sends) + sends * _metered(frame_bytes, WS_METERING_BYTES)
+    answers = sum(n for fn, n in invocations.items() if fn in _TWO_WAY)
+    posts_out = sum(_metered(len(p), WS_METERING_BYTES) for p in posts)
+    # the SQS event source receives and deletes each job (batch size 1): not the
+    # function's calls, so not in the meter, but billed all the same
+    jobs = invocations.get("GroupFanout", 0)
+    sqs = by_service.get("sqs", 0) + 2 * jobs
+    return Usage(
+        deliveries=deliveries,
+        ws_messages=frames_in + answers + posts_out,
+        lambda_invocations=dict(invocations),
+        lambda_gb_seconds=_gb_seconds(invocations, by_service),
+        write_units=writes,
+        read_units=reads,
+        sqs_requests=sqs,
+        sns_publishes=sum(n for name, n in requests.items() if name == "sns.Publish"),
+        transfer_out_bytes=sum(len(p) for p in posts) + answers * _ROUTE_RESPONSE_BYTES,
+    )
+
+
+def _send_frame_bytes(ciphertext_bytes: int) -> int:
+    # base64 of the ciphertext plus the frame's JSON around it (action, id, to, device id)
+    return 4 * math.ceil(ciphertext_bytes / 3) + 160
+
+
+def _dynamodb_requests(requests: Mapping[str, int]) -> int:
+    return sum(n for name, n in requests.items() if name.startswith("dynamodb."))
+
+
+def one_to_one(messages: int) -> Usage:
+    """bench.message_cost's conversation of `messages` messages, as Usage."""
+    with message_cost._service() as meter:
+        split = _CapacitySplit(lambda: meter.sized_units)
+        split.watch(client("dynamodb"))
+        message_cost._conversation(meter, messages)
+        reads, writes = split.last(_dynamodb_requests(meter.requests))
+        return _usage(
+            deliveries=messages,
+            requests=meter.requests,
+            invocations=meter.invocations,
+            posted=meter.posted,
+            reads=reads,
+            writes=writes,
+            frame_bytes=_send_frame_bytes(message_cost.CIPHERTEXT_BYTES),
+        )
+
+
+def group_message(members: int) -> Usage:
+    """bench.group_cost's group message to `members` members, every member acking, as Usage."""
+    with group_cost._service() as service:
+        meter = service.meter
+        split = _CapacitySplit(lambda: meter.units)
+        split.watch(client("dynamodb"))
+        _, acked = group_cost._message(service, members, with_acks=True)
+        assert acked is not None
+        reads, writes = split.last(_dynamodb_requests(acked.requests))
+        return _usage(
+            deliveries=members - 1,  # everyone but the sender
+            requests=acked.requests,
+            invocations=acked.invocations,
+            posted=meter.posted,
+            reads=reads,
+            writes=writes,
+            frame_bytes=_send_frame_bytes(group_cost.CIPHERTEXT_BYTES),
+        )
+
+
+def typical_overheads(assumptions: UsageAssumptions = USAGE) -> Usage:
+    """Per delivered message: the connections, pushes and media of a typical day."""
+    a = assumptions
+    per_message = 1 / a.messages_received_per_device_day
+    sessions = a.sessions_per_device_day * per_message
+    session_invocations = {fn: n * sessions for fn, n in a.session_invocations.items()}
+    session_calls = {svc: n * sessions for svc, n in a.session_calls.items()}
+    connections = Usage(
+        deliveries=0,
+        ws_messages=a.session_ws_messages * sessions,
+        ws_connection_minutes=a.connected_minutes_per_device_day * per_message,
+        lambda_invocations=session_invocations,
+        lambda_gb_seconds=_gb_seconds(session_invocations, session_calls),
+        write_units=a.session_write_units * sessions,
+        read_units=a.session_read_units * sessions,
+    )
+    push = Usage(deliveries=0, sns_publishes=a.offline_share)
+    # an attachment: POST /v1/media (a record put, an S3 PUT) and, for the recipient,
+    # GET /v1/media/{id} (a record read, a HEAD) then the presigned GET of the object
+    media_calls = {"dynamodb": 2.0, "s3": 1.0}
+    media_invocations = {"HttpApi": 2.0}
+    media = Usage(
+        deliveries=0,
+        http_requests=2,
+        lambda_invocations=media_invocations,
+        lambda_gb_seconds=_gb_seconds(media_invocations, media_calls),
+        write_units=1,
+        read_units=0.5,
+        s3_puts=1,
+        s3_gets=2,
+        s3_gb_months=a.media_bytes / _GB * MEDIA_EXPIRY_DAYS / 30,
+        transfer_out_bytes=a.media_bytes,
+    ).scaled(a.media_share)
+    return connections + push + media
+
+
+# -- figures ------------------------------------------------------------------------------
+
+
+def _breakdown(usd: Mapping[str, float]) -> str:
+    total = sum(usd.values()) or 1.0
+    shown = sorted(((v, k) for k, v in usd.items() if v > 0), reverse=True)
+    return ", ".join(f"{k} ${v * 1e6:.3f} ({v / total:.0%})" for v, k in shown)
+
+
+def _figure(name: str, usage: Usage, how: str) -> Figure:
+    usd = cost(usage.per_delivery())
+    return Figure(
+        f"cost (us-east-1 list prices of {PRICES_AS_OF})",
+        name,
+        sum(usd.values()) * 1e6,
+        "USD / M delivered",
+        f"{how}; {_breakdown(usd)}",
+    )
+
+
+def _scenarios(quick: bool) -> Iterable[tuple[str, Usage, str]]:
+    yield "1:1 message", one_to_one(1), "send, delivery, ack, receipt, receipt ack (measured)"
+    if not quick:
+        yield "1:1 burst of 10", one_to_one(10), "ten sends acked in one frame (measured)"
+    for members in (10,) if quick else group_cost.SIZES:
+        yield (
+            f"group of {members}",
+            group_message(members),
+            f"one message, {members - 1} deliveries, each acked (measured)",
+        )
+
+
+def run(quick: bool = False) -> list[Figure]:
+    """Price every scenario; `quick`: the single 1:1 message and a group of 10 only."""
+    figures: list[Figure] = []
+    core: Usage | None = None
+    for name, usage, how in _scenarios(quick):
+        core = core or usage
+        figures.append(_figure(f"{name}: messaging core", usage, how))
+    assert core is not None
+    typical = core.per_delivery() + replace(typical_overheads(), deliveries=0)
+    a = USAGE
+    figures.append(
+        _figure(
+            "1:1 message, typical day",
+            typical,
+            f"the 1:1 core plus, per message: {a.sessions_per_device_day:g} sessions and "
+            f"{a.connected_minutes_per_device_day:g} connected minutes per "
+            f"{a.messages_received_per_device_day:g} messages, "
+            f"{a.offline_share:.0%} pushed, {a.media_share:.0%} with a "
+            f"{a.media_bytes // 1024} KB attachment (assumed)",
+        )
+    )
+    per_message = sum(cost(typical.per_delivery()).values())
+    figures.append(
+        Figure(
+            f"cost (us-east-1 list prices of {PRICES_AS_OF})",
+            "100 billion messages a day",
+            per_message * 100e9,
+            "USD / day",
+            "the typical-day cost per message x 1e11, at first-tier list prices "
+            "(volume tiers and savings plans lower it)",
+        )
+    )
+    return figures
+
+
+def main() -> None:
+    print_table(run())
+
+
+if __name__ == "__main__":
+    main()

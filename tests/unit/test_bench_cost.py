@@ -1,0 +1,138 @@
+"""The cost model's arithmetic: every price comes from the one table, WebSocket
+messages are metered per 32 KB, Lambda time is charged at each function's memory,
+and the capacity the counting benchmarks size is split into reads and writes
+call by call. No measured figure is checked here."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import date
+from typing import Any
+
+import pytest
+
+from bench import cost, message_cost
+from bench.cost import PRICES, Prices, Usage
+from parley_server.catalogue import function
+
+
+def _everything() -> Usage:
+    """One of every billable quantity."""
+    return Usage(
+        deliveries=1,
+        ws_messages=1,
+        ws_connection_minutes=1,
+        http_requests=1,
+        lambda_invocations={"WsSend": 1},
+        lambda_gb_seconds=1,
+        write_units=1,
+        read_units=1,
+        sqs_requests=1,
+        sns_publishes=1,
+        s3_puts=1,
+        s3_gets=1,
+        s3_gb_months=1,
+        transfer_out_bytes=1,
+    )
+
+
+def test_a_million_websocket_messages_cost_the_list_price() -> None:
+    usd = cost.cost(Usage(deliveries=1, ws_messages=1e6))
+    assert usd["API Gateway WebSocket"] == pytest.approx(PRICES.ws_messages_per_million)
+    assert sum(usd.values()) == pytest.approx(PRICES.ws_messages_per_million)
+
+
+@pytest.mark.parametrize("price", [f.name for f in fields(Prices)])
+def test_every_price_in_the_table_is_charged(price: str) -> None:
+    """Doubling any one price raises the bill: no price lives outside the table."""
+    usage = _everything()
+    doubled = replace(PRICES, **{price: getattr(PRICES, price) * 2})
+    assert sum(cost.cost(usage, doubled).values()) > sum(cost.cost(usage, PRICES).values())
+
+
+def test_prices_are_dated() -> None:
+    # DynamoDB's on-demand prices in the table are those since November 2024
+    assert date.fromisoformat(cost.PRICES_AS_OF) >= date(2024, 11, 1)
+
+
+def _conversation(posted_bytes: int, frame_bytes: int) -> Usage:
+    event = {"event": "message", "body": "x" * posted_bytes}
+    return cost._usage(
+        deliveries=1,
+        requests={"apigatewaymanagementapi.PostToConnection": 1},
+        invocations={"WsSend": 1},
+        posted={"c1": [event]},
+        reads=0,
+        writes=0,
+        frame_bytes=frame_bytes,
+    )
+
+
+def test_websocket_messages_are_metered_in_32_kb_increments() -> None:
+    small = _conversation(posted_bytes=300, frame_bytes=500)
+    # the send frame, its `sent` route response, one post
+    assert small.ws_messages == 3
+    large = _conversation(posted_bytes=40 * 1024, frame_bytes=70 * 1024)
+    # a 70 KB frame is 3 increments, a 40 KB post 2, the route response 1
+    assert large.ws_messages == 6
+
+
+def test_lambda_time_is_charged_at_each_functions_configured_memory() -> None:
+    spec = function("HttpApi")
+    alone = cost._gb_seconds({"HttpApi": 1}, {})
+    assert alone == pytest.approx(cost.LATENCY.per_invocation_ms / 1000 * spec.memory_mb / 1024)
+    # each AWS call adds its in-region latency
+    with_call = cost._gb_seconds({"HttpApi": 1}, {"dynamodb": 1})
+    extra = cost.LATENCY.per_call_ms["dynamodb"] / 1000 * spec.memory_mb / 1024
+    assert with_call == pytest.approx(alone + extra)
+
+
+def test_usage_per_delivery_divides_every_quantity() -> None:
+    ten = _everything().scaled(10)
+    one = ten.per_delivery()
+    assert one == _everything()
+
+
+def test_sessions_pushes_and_media_add_to_each_message() -> None:
+    overhead = cost.typical_overheads()
+    assert overhead.ws_connection_minutes > 0
+    assert overhead.sns_publishes == pytest.approx(cost.USAGE.offline_share)
+    assert overhead.s3_puts == pytest.approx(cost.USAGE.media_share)
+    usd = cost.cost(overhead)
+    for service in ("API Gateway WebSocket", "Lambda", "DynamoDB", "SNS", "S3", "HTTP API"):
+        assert usd[service] > 0, service
+
+
+class _Model:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_capacity_split_gives_each_calls_units_to_reads_or_writes() -> None:
+    total = [0.0]
+    split = cost._CapacitySplit(lambda: total[0])
+
+    def call(operation: str, units: float) -> None:
+        split._start()
+        total[0] += units  # what the meter's own hook adds for this call
+        split._end(model=_Model(operation))
+
+    call("PutItem", 2)  # set-up, before the meter was reset
+    total[0] = 0.0
+    call("Query", 0.5)
+    call("PutItem", 2)
+    call("DeleteItem", 1)
+    assert split.last(3) == (0.5, 3.0)
+    assert split.last(0) == (0.0, 0.0)
+
+
+def test_one_to_one_usage_splits_exactly_the_capacity_message_cost_sizes() -> None:
+    """The counts come from bench.message_cost, and reads + writes add up to its total."""
+    usage = cost.one_to_one(1)
+    figures = {f.name: f.value for f in message_cost.run() if f.group.startswith("(a)")}
+    sized = figures["DynamoDB capacity / message (sized)"]
+    assert usage.read_units + usage.write_units == pytest.approx(sized)
+    assert usage.read_units > 0
+    assert usage.write_units > 0
+    invocations: dict[str, Any] = dict(usage.lambda_invocations)
+    assert sum(invocations.values()) == figures["Lambda invocations / message"]
