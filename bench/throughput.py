@@ -16,7 +16,10 @@ clock: both ends are in this process). Throughput is messages delivered per
 second, from the first send to the last delivery.
 
 The figures are for this machine running the clients, the gateway emulator,
-the handlers and moto together; they compare runs and changes, not AWS.
+the handlers and moto together; they compare runs and changes, not AWS. The
+local stack runs one invocation of a function at a time (one Lambda execution
+environment each), so throughput here is bounded by the busiest function's
+time per invocation; on AWS each function scales out to many environments.
 """
 
 from __future__ import annotations
