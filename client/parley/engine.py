@@ -35,6 +35,7 @@ from parley.crypto import (
 )
 from parley.crypto.wire import VERSION as WIRE_VERSION
 from parley.errors import ContactNotFound, MessageTooLarge
+from parley.media import Content, Text
 from parley.models import (
     Account,
     Contact,
@@ -103,10 +104,13 @@ class Engine:
     # --- sending ---------------------------------------------------------------------
 
     async def prepare(
-        self, contact: Contact, text: str
+        self, contact: Contact, content: str | Content
     ) -> tuple[Message, OutboxEntry, list[Event]]:
-        """Encrypt `text` for every device of `contact`; store message and outbox entry."""
-        plaintext = payload.encode_text(text)
+        """Encrypt a text (or any content kind) for every device of `contact`; store
+        message and outbox entry."""
+        if isinstance(content, str):
+            content = Text(content)  # ValueError (ContentError) for an empty or huge text
+        plaintext = payload.encode(content)
         uid = contact.user_id
         async with self._lock(uid):
             events: list[Event] = []
@@ -128,9 +132,10 @@ class Engine:
                     direction=Direction.OUT,
                     sender=self.account.user_id,
                     client_id=entry.client_id,
-                    text=text,
+                    text=payload.describe(content),
                     ts=int(now * 1000),
                     state=MessageState.PENDING,
+                    content=content,
                 )
                 self.store.outbox_add(entry, plaintext, now)
         assert message is not None  # a fresh random client id
@@ -280,9 +285,10 @@ class Engine:
             direction=Direction.IN,
             sender=sender,
             client_id=message.client_id,
-            text=content.text,
+            text=payload.describe(content),
             ts=message.ts,
             state=MessageState.RECEIVED,
+            content=content,
         )
         if stored is not None:
             events.append(MessageReceived(stored, contact))

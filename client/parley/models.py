@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+
+from parley.media import Attachment, Content
 
 __all__ = [
     "Account",
@@ -94,7 +97,12 @@ class Contact:
 
 @dataclass(frozen=True)
 class Message:
-    """One message of a conversation, as stored on this device."""
+    """One message of a conversation, as stored on this device.
+
+    `content` is what was sent: `parley.media.Text`, `Location`, `Contact` or
+    `Attachment` (image, video, audio, document). `text` is the text of a text
+    message and a one-line stand-in for anything else ("📷 photo.jpg").
+    """
 
     id: int  # local row id
     peer: str  # the other person's user id (the conversation)
@@ -104,10 +112,24 @@ class Message:
     text: str
     ts: int  # ms since the epoch (the server's time once known)
     state: MessageState
+    # None only for a stored text the content rules of this version no longer accept
+    content: Content | None = None
+    # where an attachment was saved on this device (`Client.download`), if it was
+    file: Path | None = None
 
     @property
     def outgoing(self) -> bool:
         return self.direction is Direction.OUT
+
+    @property
+    def kind(self) -> str:
+        """text, image, video, audio, document, location or contact."""
+        return self.content.kind if self.content is not None else "text"
+
+    @property
+    def attachment(self) -> Attachment | None:
+        """The file this message carries, if it carries one."""
+        return self.content if isinstance(self.content, Attachment) else None
 
 
 # --- events ------------------------------------------------------------------
@@ -117,6 +139,11 @@ class Message:
 class MessageReceived:
     message: Message
     contact: Contact
+
+    @property
+    def content(self) -> Content | None:
+        """What arrived, typed (see `Message.content`)."""
+        return self.message.content
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,41 @@
 """What travels INSIDE the end-to-end encryption: a small JSON document.
 
     {"v": 1, "kind": "text", "text": "hi"}
+    {"v": 1, "kind": "location", "lat": 48.8584, "lon": 2.2945, "name": "Eiffel Tower"}
+    {"v": 1, "kind": "image", "media_id": ..., "key": ..., "sha256": ..., ...}
 
-The server never sees it. `kind` lets later versions add media, locations and
-the like; a client that meets a kind it does not know says so instead of
-guessing.
+The server never sees it, not even which kind a message is. `parley.media`
+defines every kind (text, image, video, audio, document, location, contact)
+and validates it; this module is the SDK's door to it: bytes in and out of the
+ratchet, and one error for anything this client does not understand, so a
+malformed or unknown document is dropped with a warning instead of guessed at.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from parley.media import (
+    Attachment,
+    Contact,
+    Content,
+    ContentError,
+    Location,
+    Text,
+    encode_content,
+    parse_content,
+)
 
-__all__ = ["MAX_TEXT_CHARS", "Content", "UnsupportedContent", "decode", "encode_text"]
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "Content",
+    "UnsupportedContent",
+    "decode",
+    "describe",
+    "encode",
+    "encode_text",
+]
 
-PAYLOAD_VERSION = 1
 # Far below the crypto's plaintext bound and API Gateway's frame limits, even
-# with a ciphertext per recipient device in one frame.
+# with a ciphertext per recipient device in one frame (the same bound as media.Text).
 MAX_TEXT_CHARS = 8_000
 
 
@@ -24,37 +43,41 @@ class UnsupportedContent(ValueError):
     """The decrypted payload is not a document this client understands."""
 
 
-@dataclass(frozen=True)
-class Content:
-    kind: str
-    text: str
+def encode(content: Content) -> bytes:
+    """A content object -> the plaintext that goes into the ratchet."""
+    return encode_content(content).encode()
 
 
 def encode_text(text: str) -> bytes:
+    """Validate `text` as a text message and encode it (ValueError if it is not one)."""
     if not isinstance(text, str):
         raise TypeError("text must be a str")
-    if not text:
-        raise ValueError("a message needs some text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ValueError(f"a message holds at most {MAX_TEXT_CHARS} characters")
-    return json.dumps(
-        {"v": PAYLOAD_VERSION, "kind": "text", "text": text},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    ).encode()
+    return encode(Text(text))
 
 
 def decode(plaintext: bytes) -> Content:
+    """Decrypted plaintext -> one of the content kinds, or UnsupportedContent."""
     try:
-        raw = json.loads(plaintext.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UnsupportedContent("payload is not UTF-8 JSON") from exc
-    if not isinstance(raw, dict) or raw.get("v") != PAYLOAD_VERSION:
-        raise UnsupportedContent("payload version is not 1")
-    kind = raw.get("kind")
-    if kind != "text":
-        raise UnsupportedContent(f"payload kind {str(kind)[:20]!r} is not supported")
-    text = raw.get("text")
-    if not isinstance(text, str):
-        raise UnsupportedContent("text payload without text")
-    return Content(kind, text)
+        return parse_content(plaintext)
+    except ContentError as exc:
+        raise UnsupportedContent(str(exc)) from exc
+
+
+def describe(content: Content) -> str:
+    """One line that stands for a message in lists and notifications: the text
+    itself for a text, a symbol and a name for everything else."""
+    if isinstance(content, Text):
+        return content.text
+    if isinstance(content, Location):
+        return f"📍 {content.name or 'Location'}"
+    if isinstance(content, Contact):
+        return f"👤 {content.name}"
+    return _describe_attachment(content)
+
+
+_SYMBOLS = {"image": "📷", "video": "🎬", "audio": "🎵", "document": "📎"}
+
+
+def _describe_attachment(attachment: Attachment) -> str:
+    line = f"{_SYMBOLS.get(attachment.kind, '📎')} {attachment.name}"
+    return f"{line}: {attachment.caption}" if attachment.caption else line

@@ -2,9 +2,13 @@
 
 Holds the account and its tokens, the identity key and prekeys, one Double
 Ratchet session per remote device, contacts and their devices' identity keys,
-messages with their tick state, the outbox, and the (sender, client id) pairs
-already received. Secrets (private keys, sessions, tokens, message texts) are
-sealed by the profile's `Vault`; see `parley.vault` for where its key lives.
+messages with their tick state (and, for anything but text, the content that
+shows it and fetches its file later: an attachment's key travels only inside
+the encrypted message, so the store is the only place that keeps it), the
+outbox, and the (sender, client id) pairs already received. Secrets (private
+keys, sessions, tokens, message texts and contents, attachment keys, where
+files were saved) are sealed by the profile's `Vault`; see `parley.vault` for
+where its key lives.
 
 Everything that must change together does so in one transaction
 (`with store.transaction():`), e.g. a decrypted message, the session it
@@ -28,6 +32,7 @@ from typing import Any, Literal
 
 from parley.crypto import IdentityKeyPair, OneTimePreKey, Session, SignedPreKey
 from parley.errors import NotRegistered, PassphraseRequired, StoreLocked
+from parley.media import Content, ContentError, Text, encode_content, parse_content
 from parley.models import Account, Contact, Direction, Message, MessageState
 from parley.protocol import OutboxEntry
 from parley.vault import KDF_MEMLIMIT, KDF_OPSLIMIT, KeyringLike, Protection, Vault, system_keyring
@@ -37,7 +42,8 @@ __all__ = ["DB_FILE", "MAX_PREKEY_ID", "OutboxItem", "Store", "Tokens"]
 log = logging.getLogger("parley.storage")
 
 DB_FILE = "parley.db"
-SCHEMA_VERSION = 1
+# 2: messages keep the content of non-text kinds and where a download was saved
+SCHEMA_VERSION = 2
 # Prekey ids wrap well inside the 32-bit range the wire allows.
 MAX_PREKEY_ID = 0xFF_FFFF
 # (sender, client id) pairs outlive the server's 30-day mailbox TTL.
@@ -86,6 +92,7 @@ CREATE TABLE IF NOT EXISTS messages (
     peer TEXT NOT NULL, direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
     sender TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,
     ts INTEGER NOT NULL, state TEXT NOT NULL,
+    content BLOB, file BLOB,
     UNIQUE (sender, client_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, id);
@@ -156,6 +163,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
             ring = system_keyring() if keyring == _AUTO else keyring
             vault = cls._unlock(conn, passphrase, ring, allow_plaintext, kdf_limits)
         except BaseException:
@@ -614,13 +622,19 @@ class Store:
         text: str,
         ts: int,
         state: MessageState,
+        content: Content | None = None,
     ) -> Message | None:
-        """Store a message; None if (sender, client id) is already stored."""
+        """Store a message; None if (sender, client id) is already stored.
+
+        `text` is what lists show; `content` is the message itself when it is
+        not a plain text (a text's content is its text).
+        """
+        kept = None if content is None or isinstance(content, Text) else content
         with self.transaction():
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO messages"
-                " (peer, direction, sender, client_id, body, ts, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " (peer, direction, sender, client_id, body, ts, state, content)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     peer,
                     direction.value,
@@ -629,13 +643,38 @@ class Store:
                     self._vault.seal(text.encode()),
                     ts,
                     state.value,
+                    None if kept is None else self._vault.seal(encode_content(kept).encode()),
                 ),
             )
             if cursor.rowcount == 0:
                 return None
             row_id = cursor.lastrowid
         assert row_id is not None
-        return Message(row_id, peer, direction, client_id, sender, text, ts, state)
+        return Message(
+            row_id,
+            peer,
+            direction,
+            client_id,
+            sender,
+            text,
+            ts,
+            state,
+            content=kept if kept is not None else _text_content(text),
+        )
+
+    def message_by_id(self, message_id: int) -> Message | None:
+        """A message by its local row id (`Message.id`)."""
+        row = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",  # noqa: S608
+            (message_id,),
+        ).fetchone()
+        return self._message(row) if row else None
+
+    def set_message_file(self, message_id: int, path: Path | None) -> None:
+        """Where an attachment was saved on this device (None: it is not, any more)."""
+        sealed = None if path is None else self._vault.seal(os.fsencode(path))
+        with self.transaction():
+            self._db.execute("UPDATE messages SET file = ? WHERE id = ?", (sealed, message_id))
 
     def message(self, sender: str, client_id: str) -> Message | None:
         row = self._db.execute(
@@ -694,17 +733,28 @@ class Store:
         return [self._message(r) for r in rows]
 
     def _message(self, row: tuple[Any, ...]) -> Message:
-        row_id, peer, direction, sender, client_id, body, ts, state = row
+        row_id, peer, direction, sender, client_id, body, ts, state, content, file = row
+        text = self._vault.open(body).decode()
         return Message(
             id=row_id,
             peer=peer,
             direction=Direction(direction),
             client_id=client_id,
             sender=sender,
-            text=self._vault.open(body).decode(),
+            text=text,
             ts=ts,
             state=MessageState(state),
+            content=_text_content(text) if content is None else self._content(row_id, content),
+            file=None if file is None else Path(os.fsdecode(self._vault.open(file))),
         )
+
+    def _content(self, row_id: int, sealed: bytes) -> Content | None:
+        try:
+            return parse_content(self._vault.open(sealed))
+        except ContentError as exc:
+            # it was valid when stored; a damaged row must not hide the conversation
+            log.warning("message %d has unreadable content: %s", row_id, exc)
+            return None
 
     # --- outbox ---------------------------------------------------------------------
 
@@ -774,7 +824,38 @@ class Store:
             self._db.execute("DELETE FROM seen WHERE seen_at < ?", (now - SEEN_RETENTION_S,))
 
 
-_MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state"
+_MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state, content, file"
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to SCHEMA_VERSION."""
+    if not _missing_columns(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # again under the write lock: another process may have just done it
+        for name in _missing_columns(conn):
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {name} BLOB")
+        # a store whose vault was never set up gets its version with the vault
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[str]:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    return [name for name in ("content", "file") if name not in columns]
+
+
+def _text_content(text: str) -> Content | None:
+    try:
+        return Text(text)
+    except ContentError:
+        return None
 
 
 def _contact(row: tuple[Any, ...]) -> Contact:
