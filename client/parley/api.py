@@ -14,6 +14,7 @@ import binascii
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ REQUEST_TIMEOUT_S = 20.0
 # Attempts for an idempotent request that met a 5xx or no answer.
 RETRIES = 3
 _RETRYABLE = frozenset({"GET", "PUT"})
+_MEDIA_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def b64(data: bytes) -> str:
@@ -205,6 +207,38 @@ class ApiClient:
     async def register_push(self, platform: str, token: str) -> None:
         await self._call("PUT", "/v1/push", body={"platform": platform, "token": token})
 
+    # --- media (parley.attachments.MediaApi) -------------------------------------------
+
+    async def create_media(self, size: int) -> dict[str, Any]:
+        """POST /v1/media: room for `size` encrypted bytes.
+
+        Returns {"media_id", "upload": {"url", "fields"}, "expires_in"}: a
+        presigned form that accepts exactly `size` bytes, shortly.
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError("a media upload has a positive size in bytes")
+        answer = await self._call("POST", "/v1/media", body={"size": size})
+        upload = answer.get("upload")
+        if not (
+            _is_media_id(answer.get("media_id"))
+            and isinstance(upload, dict)
+            and isinstance(upload.get("url"), str)
+            and isinstance(upload.get("fields"), dict)
+        ):
+            raise ApiError(200, "bad_answer", "media answer without an upload form")
+        return answer
+
+    async def media_url(self, media_id: str) -> str:
+        """GET /v1/media/{media_id}: a short-lived download link (NotFound if the
+        media is unknown, expired or not uploaded yet)."""
+        if not _is_media_id(media_id):
+            raise ValueError("a media id is 32 lowercase hex characters")
+        answer = await self._call("GET", f"/v1/media/{media_id}")
+        url = answer.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ApiError(200, "bad_answer", "media answer without a download link")
+        return url
+
     # --- plumbing ------------------------------------------------------------------------
 
     def _current_tokens(self) -> Tokens:
@@ -347,6 +381,10 @@ def _parse_bundle(raw: Any) -> DeviceBundle:
             one_time_prekey=unb64(otk["public_key"], 32) if otk else None,
         ),
     )
+
+
+def _is_media_id(value: object) -> bool:
+    return isinstance(value, str) and _MEDIA_ID.fullmatch(value) is not None
 
 
 def _key_id(value: Any) -> int:

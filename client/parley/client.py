@@ -16,17 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
 
-from parley import keys
+from parley import keys, media
 from parley.api import ApiClient, DeviceBundle
+from parley.attachments import ProgressCallback, download_attachment, upload_attachment
 from parley.crypto import IdentityKeyPair
 from parley.endpoints import Endpoints
 from parley.engine import Engine
@@ -58,7 +60,7 @@ from parley.storage import DB_FILE, Store
 from parley.transport import Backoff, Transport
 from parley.vault import KeyringLike
 
-__all__ = ["Client", "EventStream", "request_code", "sign_up"]
+__all__ = ["MEDIA_DIR", "Client", "EventStream", "request_code", "sign_up"]
 
 log = logging.getLogger("parley.client")
 
@@ -66,6 +68,8 @@ log = logging.getLogger("parley.client")
 # at most this often.
 MAINTENANCE_INTERVAL_S = 60.0
 _EVENT_QUEUE = 1000
+# Downloaded attachments, inside the profile directory.
+MEDIA_DIR = "media"
 
 KeyringChoice = KeyringLike | Literal["auto"] | None
 
@@ -349,13 +353,107 @@ class Client:
     async def send(self, contact: str | Contact, text: str) -> Message:
         """Encrypt and queue `text` for every device of `contact`. Returns at once with
         the stored message (state pending); ticks arrive as events."""
+        return await self.send_content(contact, text)
+
+    async def send_content(self, contact: str | Contact, content: str | media.Content) -> Message:
+        """Send any kind of message (`parley.media.Text`, `Location`, `Contact`, or an
+        `Attachment` already uploaded) the way `send` sends a text."""
         target = self.contact(contact)
-        message, entry, events = await self.engine.prepare(target, text)
+        message, entry, events = await self.engine.prepare(target, content)
         for event in events:
             self._emit(event)
         self.protocol.send(entry)
         self._flush()
         return message
+
+    async def send_location(
+        self, contact: str | Contact, lat: float, lon: float, name: str | None = None
+    ) -> Message:
+        """Share a point on the map (latitude, longitude in degrees), optionally named."""
+        return await self.send_content(contact, media.Location(lat, lon, name))
+
+    async def send_contact(
+        self, contact: str | Contact, name: str, phones: str | Sequence[str]
+    ) -> Message:
+        """Share a contact card: a name and one or more phone numbers."""
+        numbers = (phones,) if isinstance(phones, str) else tuple(phones)
+        return await self.send_content(contact, media.Contact(name, numbers))
+
+    async def send_file(
+        self,
+        contact: str | Contact,
+        path: str | os.PathLike[str],
+        caption: str | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        mime: str | None = None,
+        name: str | None = None,
+    ) -> Message:
+        """Encrypt `path` with a fresh key, upload it, and send what opens it.
+
+        The kind (image, video, audio, document) follows the MIME type, guessed
+        from the file name unless given; images carry a small preview. The
+        upload happens now (`progress(done, total)` follows it) and needs the
+        service; the message itself is then queued like any other. Raises
+        `parley.media.ContentError` (a ValueError) for a bad file or caption,
+        `parley.attachments.TransferError` when the upload fails, and the API's
+        errors (e.g. a file over the service's size limit).
+        """
+        target = self.contact(contact)
+        if caption is not None and not caption.strip():
+            caption = None
+        if caption is not None and len(caption) > media.MAX_CAPTION_CHARS:
+            # checked before the upload, not after it
+            raise media.ContentError(
+                f"a caption holds at most {media.MAX_CAPTION_CHARS} characters"
+            )
+        attachment = await upload_attachment(
+            self._session(),
+            self.api,
+            path,
+            mime=mime,
+            name=name,
+            caption=caption,
+            progress=progress,
+        )
+        return await self.send_content(target, attachment)
+
+    @property
+    def media_dir(self) -> Path:
+        """Where `download` saves attachments: <profile dir>/media/."""
+        return self.store.path.parent / MEDIA_DIR
+
+    def message(self, message_id: int) -> Message:
+        """A stored message by its id (`Message.id`, as the CLI shows it)."""
+        found = self.store.message_by_id(message_id)
+        if found is None:
+            raise ParleyClientError(f"no message {message_id} in this profile")
+        return found
+
+    async def download(
+        self, message: Message | int, progress: ProgressCallback | None = None
+    ) -> Path:
+        """Fetch, verify and decrypt a message's attachment into `media_dir`; its path.
+
+        A file already downloaded (and still there) is not fetched again. A
+        failed download leaves nothing in `media_dir`. Raises ParleyClientError
+        if the message carries no file, `parley.media.IntegrityError` if what
+        arrived is not what the sender sent, `parley.attachments.TransferError`
+        when the transfer fails.
+        """
+        found = self.message(message if isinstance(message, int) else message.id)
+        attachment = found.attachment
+        if attachment is None:
+            raise ParleyClientError(f"message {found.id} carries no file ({found.kind})")
+        if found.file is not None and _is_file_of_size(found.file, attachment.size):
+            return found.file
+        folder = self.media_dir
+        await asyncio.to_thread(folder.mkdir, mode=0o700, parents=True, exist_ok=True)
+        path = await download_attachment(
+            self._session(), self.api, attachment, folder, progress=progress
+        )
+        self.store.set_message_file(found.id, path)
+        return path
 
     def history(self, contact: str | Contact, limit: int = 50) -> list[Message]:
         """The last `limit` messages with `contact`, oldest first."""
@@ -424,6 +522,11 @@ class Client:
         await self.api.set_presence(who)
 
     # --- internals -----------------------------------------------------------------------
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise ParleyClientError("the client is not open")
+        return self._http
 
     async def _fetch_bundles(self, user_id: str) -> list[DeviceBundle]:
         return await self.api.bundles(user_id)
@@ -522,3 +625,10 @@ class Client:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             await self._maintenance_due.wait()
             self._maintenance_due.clear()
+
+
+def _is_file_of_size(path: Path, size: int) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == size
+    except OSError:
+        return False
