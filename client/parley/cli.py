@@ -4,6 +4,9 @@ chat on one machine:
     parley --profile alice signup +15551230001 --code-from-local-sms
     parley --profile alice contacts add +15551230002 Bob
     parley --profile alice send Bob "hi"
+    parley --profile alice send-file Bob photo.jpg --caption "the view"
+    parley --profile bob inbox            # 📎 photo.jpg (2.1 MB) — parley download 7
+    parley --profile bob download 7
     parley --profile alice chat Bob
 
 Endpoints come from the local stack's file (~/.parley/local.json, or
@@ -21,6 +24,7 @@ import contextlib
 import getpass
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -33,6 +37,8 @@ from parley.client import Client, request_code, sign_up
 from parley.endpoints import Endpoints
 from parley.errors import ConfigurationError, ParleyClientError, PassphraseRequired, RateLimited
 from parley.local_sms import code_from_local_sms, sms_count
+from parley.media import Attachment, Location, MediaError
+from parley.media import Contact as ContactCard
 from parley.models import (
     Connected,
     Contact,
@@ -49,7 +55,7 @@ from parley.models import (
 from parley.profiles import profile_dir
 from parley.vault import Protection
 
-__all__ = ["main", "render_message", "ticks"]
+__all__ = ["ProgressBar", "human_size", "main", "render_content", "render_message", "ticks"]
 
 BLUE = "\x1b[34m"
 DIM = "\x1b[2m"
@@ -73,9 +79,84 @@ def ticks(state: MessageState, *, color: bool) -> str:
 
 def render_message(message: Message, contact: Contact, *, color: bool) -> str:
     when = datetime.fromtimestamp(message.ts / 1000).strftime("%Y-%m-%d %H:%M")
+    body = render_content(message)
     if message.outgoing:
-        return f"{when}  you: {message.text}  {ticks(message.state, color=color)}".rstrip()
-    return f"{when}  {contact.display_name}: {message.text}"
+        return f"{when}  you: {body}  {ticks(message.state, color=color)}".rstrip()
+    return f"{when}  {contact.display_name}: {body}"
+
+
+def render_content(message: Message) -> str:
+    """A message as one line: its text, a file with how to get it, a map link, a card."""
+    content = message.content
+    if isinstance(content, Attachment):
+        line = f"📎 {content.name} ({human_size(content.size)})"
+        if content.caption:
+            line += f" “{content.caption}”"
+        if message.file is not None:
+            return f"{line} — saved as {message.file}"
+        if message.outgoing:
+            return line
+        return f"{line} — parley download {message.id}"
+    if isinstance(content, Location):
+        return f"📍 {content.name or 'Location'} {content.map_url()}"
+    if isinstance(content, ContactCard):
+        return f"👤 {content.name} {', '.join(content.phones)}"
+    return message.text
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them: 900 B, 14 KB, 2.1 MB, 1.3 GB (powers of 1000)."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+class ProgressBar:
+    """A transfer's progress as a plain text bar on stderr, e.g.
+
+        upload photo.jpg [############------------]  50%  1.0 MB / 2.1 MB
+
+    Redrawn in place on a terminal; elsewhere (a log, a pipe) one line per quarter.
+    Call it with (done, total); `close()` ends the line.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self._shown = -1
+        self._open = False
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 if total <= 0 else max(0, min(100, done * 100 // total))
+        step = percent if self.tty else percent // 25 * 25
+        if step == self._shown:
+            return
+        self._shown = step
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        line = f"{self.label} [{bar}] {percent:3d}%  {human_size(done)} / {human_size(total)}"
+        if self.tty:
+            self.stream.write(f"\r{line}\x1b[K")
+            self._open = percent < 100
+            if not self._open:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
 
 
 def _warn(text: str, *, color: bool) -> str:
@@ -141,6 +222,32 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("name", help="contact name, phone or user id")
     send.add_argument("text")
 
+    send_file = commands.add_parser(
+        "send-file", parents=[common], help="send a photo, video, audio or document"
+    )
+    send_file.add_argument("name", help="contact name, phone or user id")
+    send_file.add_argument("path", help="the file to send")
+    send_file.add_argument("--caption", help="a line of text shown with the file")
+    send_file.add_argument("--mime", help="its MIME type (default: guessed from the name)")
+
+    location = commands.add_parser(
+        "send-location", parents=[common], help="share a point on the map"
+    )
+    location.add_argument("name", help="contact name, phone or user id")
+    location.add_argument("lat", type=float, help="latitude in degrees (-90..90)")
+    location.add_argument("lon", type=float, help="longitude in degrees (-180..180)")
+    location.add_argument("--name", dest="place", metavar="PLACE", help="what is there")
+
+    card = commands.add_parser("send-contact", parents=[common], help="share a contact card")
+    card.add_argument("name", help="contact name, phone or user id (who gets the card)")
+    card.add_argument("card_name", help="the name on the card")
+    card.add_argument("phones", nargs="+", metavar="PHONE", help="its phone numbers")
+
+    download = commands.add_parser(
+        "download", parents=[common], help="download a received file into the profile"
+    )
+    download.add_argument("message_id", type=int, help="the number `history` shows")
+
     chat = commands.add_parser("chat", parents=[common], help="chat interactively")
     chat.add_argument("name")
 
@@ -203,9 +310,10 @@ class _Context:
             raise PassphraseRequired("the passphrases differ")
         return first
 
-    async def client(self, *, connect: bool) -> Client:
-        """An open client, asking for the passphrase if the profile needs one."""
-        endpoints = self.endpoints() if connect else self.endpoints_if_known()
+    async def client(self, *, connect: bool, online: bool = False) -> Client:
+        """An open client, asking for the passphrase if the profile needs one.
+        `online`: the HTTP API is needed even without the WebSocket."""
+        endpoints = self.endpoints() if connect or online else self.endpoints_if_known()
         for attempt in range(2):
             client = Client(
                 self.profile,
@@ -324,21 +432,73 @@ async def _contacts(ctx: _Context) -> None:
 
 
 async def _send(ctx: _Context) -> None:
+    await _send_one(ctx, lambda client, contact: client.send(contact, ctx.args.text))
+
+
+async def _send_file(ctx: _Context) -> None:
+    args = ctx.args
+    bar = ProgressBar(f"upload {Path(args.path).name}")
+
+    async def send(client: Client, contact: Contact) -> Message:
+        try:
+            return await client.send_file(
+                contact, args.path, caption=args.caption, progress=bar, mime=args.mime
+            )
+        finally:
+            bar.close()
+
+    await _send_one(ctx, send)
+
+
+async def _send_location(ctx: _Context) -> None:
+    args = ctx.args
+    await _send_one(
+        ctx, lambda client, contact: client.send_location(contact, args.lat, args.lon, args.place)
+    )
+
+
+async def _send_contact(ctx: _Context) -> None:
+    args = ctx.args
+    await _send_one(
+        ctx, lambda client, contact: client.send_contact(contact, args.card_name, args.phones)
+    )
+
+
+async def _send_one(
+    ctx: _Context, send: Callable[[Client, Contact], Coroutine[Any, Any, Message]]
+) -> None:
+    """Send one message of any kind, wait (a while) for the server, show its ticks."""
     client = await ctx.client(connect=True)
     try:
         contact = client.contact(ctx.args.name)
         if contact.identity_changed:
             ctx.print(_warn(f"{contact.display_name}'s identity key changed", color=ctx.color))
-        message = await client.send(contact, ctx.args.text)
+        message = await send(client, contact)
         try:
             async with asyncio.timeout(SEND_WAIT_S):
                 await client.wait_outbox_empty()
         except TimeoutError:
             ctx.print("Queued: no connection to the service; it goes out next time.")
             return
-        final = [m for m in client.history(contact, 20) if m.client_id == message.client_id]
-        state = final[0].state if final else message.state
-        ctx.print(f"{ticks(state, color=ctx.color)} {ctx.args.text}")
+        final = client.store.message(message.sender, message.client_id) or message
+        ctx.print(f"{ticks(final.state, color=ctx.color)} {render_content(final)}")
+    finally:
+        await client.close()
+
+
+async def _download(ctx: _Context) -> None:
+    client = await ctx.client(connect=False, online=True)
+    try:
+        message = client.message(ctx.args.message_id)
+        attachment = message.attachment
+        if attachment is None:
+            raise ParleyClientError(f"message {message.id} carries no file ({message.kind})")
+        bar = ProgressBar(f"download {attachment.name}")
+        try:
+            path = await client.download(message, progress=bar)
+        finally:
+            bar.close()
+        ctx.print(f"Saved {attachment.name} ({human_size(attachment.size)}) as {path}")
     finally:
         await client.close()
 
@@ -468,7 +628,8 @@ async def _chat(ctx: _Context) -> None:
         contact = client.contact(ctx.args.name)
         term.show(
             f"Chat with {contact.display_name}. Type a message and press Enter; "
-            "/quit to leave, /safety for the safety number."
+            "/quit to leave, /safety for the safety number, /file PATH [caption], "
+            "/location LAT LON [name], /download ID."
         )
         if contact.identity_changed:
             term.show(_identity_warning_text(contact, color=ctx.color))
@@ -506,6 +667,17 @@ async def _chat(ctx: _Context) -> None:
                 if text == "/safety":
                     number = await client.safety_number(contact)
                     term.show(" ".join(number[i : i + 5] for i in range(0, 60, 5)))
+                    continue
+                if text.split(maxsplit=1)[0] in _CHAT_MEDIA_COMMANDS:
+                    await set_typing(False)
+                    try:
+                        sent = await _chat_media_command(client, contact, term, text)
+                    except (ParleyClientError, MediaError, ValueError, OSError) as exc:
+                        term.show(f"not done: {exc}")
+                        continue
+                    if sent is not None:
+                        shown[sent.client_id] = sent
+                        term.show(render_message(sent, contact, color=ctx.color))
                     continue
                 await set_typing(False)
                 try:
@@ -561,6 +733,57 @@ async def _chat(ctx: _Context) -> None:
         await client.close()
         if tty:
             ctx.out.write("\n")
+
+
+_CHAT_MEDIA_COMMANDS = frozenset({"/file", "/location", "/download"})
+
+
+async def _chat_media_command(
+    client: Client, contact: Contact, term: _Terminal, text: str
+) -> Message | None:
+    """/file PATH [caption], /location LAT LON [name], /download ID; the message sent."""
+    try:
+        command, *rest = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot read that command: {exc}") from exc
+    try:
+        if command == "/file":
+            if not rest:
+                raise ValueError("usage: /file PATH [caption]")
+            return await client.send_file(
+                contact,
+                rest[0],
+                caption=" ".join(rest[1:]) or None,
+                progress=_status_progress(term, f"uploading {Path(rest[0]).name}"),
+            )
+        if command == "/location":
+            if len(rest) < 2:
+                raise ValueError("usage: /location LAT LON [name]")
+            name = " ".join(rest[2:]) or None
+            return await client.send_location(contact, float(rest[0]), float(rest[1]), name)
+        if len(rest) != 1 or not rest[0].isdigit():
+            raise ValueError("usage: /download ID (the number after `parley download`)")
+        path = await client.download(int(rest[0]), progress=_status_progress(term, "downloading"))
+        term.set_status("")
+        term.show(f"saved as {path}")
+        return None
+    finally:
+        term.set_status("")
+
+
+def _status_progress(term: _Terminal, label: str) -> Callable[[int, int], None]:
+    """A transfer's progress in the chat's status line (each quarter off a terminal)."""
+    shown = -1
+
+    def update(done: int, total: int) -> None:
+        nonlocal shown
+        percent = 100 if total <= 0 else max(0, min(100, done * 100 // total))
+        step = percent if term.tty else percent // 25 * 25
+        if step != shown:
+            shown = step
+            term.set_status(f"{label} {percent}%")
+
+    return update
 
 
 def _start_input(
@@ -628,6 +851,10 @@ _COMMANDS: dict[str, Callable[[_Context], Coroutine[Any, Any, None]]] = {
     "whoami": _whoami,
     "contacts": _contacts,
     "send": _send,
+    "send-file": _send_file,
+    "send-location": _send_location,
+    "send-contact": _send_contact,
+    "download": _download,
     "chat": _chat,
     "inbox": _inbox,
     "history": _history,
@@ -651,6 +878,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except ValueError as exc:
         print(f"parley: {exc}", file=sys.stderr)
         return 2
+    except (MediaError, OSError) as exc:
+        # a transfer that failed or a file that did not verify; nothing was kept
+        print(f"parley: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0
