@@ -1,0 +1,222 @@
+"""A local stack of the suites' own, with the options the e2e stack never has:
+a short WebSocket idle timeout, fault injection (local/faults.py) and limits.
+
+`python -m local --port 0` runs as a subprocess (moto in-process and moto's
+server must never share the pytest process). Accounts are made through the
+HTTP API, each from its own loopback address (127.0.0.0/8 is all loopback on
+Linux): the service caps codes per source address, as it should, so a suite
+that needs many people must come from many places.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from nacl.public import PrivateKey
+from nacl.signing import SigningKey
+
+from tests.e2e.conftest import LocalStack, stop
+
+__all__ = ["Account", "Stack", "http_from", "running_stack", "sign_up", "source_address"]
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60.0
+_SOURCES = itertools.count(2)
+
+
+@dataclass
+class Stack(LocalStack):
+    """A running local stack and where its fault counts are kept."""
+
+    faults_file: Path | None = None
+
+    def moto(self, service: str) -> Any:
+        """A boto3 client for the stack's moto server (what the handlers see)."""
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def faults(self) -> dict[str, int]:
+        """Faults injected so far, by kind and by kind:function."""
+        if self.faults_file is None or not self.faults_file.exists():
+            return {}
+        counts: dict[str, int] = json.loads(self.faults_file.read_text())
+        return counts
+
+    def table(self, table_id: str) -> str:
+        return f"parley-local-{table_id.lower()}"
+
+
+def _environment(local_file: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
+    env.update(PARLEY_LOCAL_FILE=str(local_file), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@contextmanager
+def running_stack(
+    directory: Path,
+    *,
+    idle_timeout_s: float | None = None,
+    faults: Mapping[str, Any] | None = None,
+    limits: Mapping[str, int] | None = None,
+) -> Iterator[Stack]:
+    """The local stack in a subprocess until its endpoints file exists; SIGTERM on exit."""
+    local_file = directory / "local.json"
+    log_file = directory / "local-stack.log"
+    extra: dict[str, str] = {}
+    faults_file: Path | None = None
+    if faults is not None:
+        faults_file = directory / "faults.json"
+        extra["PARLEY_LOCAL_FAULTS"] = json.dumps({**faults, "report": str(faults_file)})
+    if limits is not None:
+        extra["PARLEY_LIMITS"] = json.dumps(dict(limits))
+    args = ["--port", "0"]
+    if idle_timeout_s is not None:
+        args += ["--idle-timeout", str(idle_timeout_s)]
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local", *args],
+            cwd=ROOT,
+            env=_environment(local_file, extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not local_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(process)
+                pytest.fail(
+                    "the local stack did not start:\n" + log_file.read_text(errors="replace"),
+                    pytrace=False,
+                )
+            time.sleep(0.05)
+        endpoints: dict[str, Any] = json.loads(local_file.read_text())
+        yield Stack(
+            http_url=endpoints["http_url"],
+            ws_url=endpoints["ws_url"],
+            sms_url=endpoints["sms_url"],
+            push_url=endpoints["push_url"],
+            region=endpoints["region"],
+            aws_endpoint_url=endpoints["aws_endpoint_url"],
+            local_file=local_file,
+            log_file=log_file,
+            process=process,
+            faults_file=faults_file,
+        )
+    finally:
+        stop(process)
+
+
+def source_address() -> str:
+    """A loopback address no other account of this session came from."""
+    n = next(_SOURCES)
+    return f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+def http_from(source: str | None = None) -> aiohttp.ClientSession:
+    """An HTTP session whose connections come from `source` (a loopback address)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0) if source else None)
+    return aiohttp.ClientSession(connector=connector)
+
+
+@dataclass
+class Account:
+    """A signed-in device with keys uploaded, as an app holds it."""
+
+    phone: str
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str
+    identity: SigningKey = field(repr=False, default_factory=SigningKey.generate)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+_PHONES = itertools.count(secrets.randbelow(10**5))
+
+
+def new_phone() -> str:
+    """A valid UK mobile number no other account of this session has."""
+    return f"+4479112{next(_PHONES) % 10**5:05d}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def text_code(stack: LocalStack, http: aiohttp.ClientSession, phone: str) -> str:
+    """The last code texted to `phone` (from the stack's SMS sink)."""
+    async with http.get(stack.sms_url) as answer:
+        texts = [m["message"] for m in await answer.json() if m["phone"] == phone]
+    assert texts, f"no code was texted to {phone}"
+    found = re.search(r"\b(\d{6})\b", texts[-1])
+    assert found is not None
+    return found[1]
+
+
+async def sign_up(
+    stack: LocalStack,
+    *,
+    phone: str | None = None,
+    source: str | None = None,
+    one_time_prekeys: int = 0,
+) -> Account:
+    """Ask for a code, verify it, upload keys: a device senders can see."""
+    phone = phone or new_phone()
+    async with http_from(source or source_address()) as http:
+        async with http.post(stack.http_url + "/v1/auth/otp", json={"phone": phone}) as r:
+            assert r.status == 202, await r.text()
+        code = await text_code(stack, http, phone)
+        async with http.post(
+            stack.http_url + "/v1/auth/verify", json={"phone": phone, "code": code}
+        ) as r:
+            assert r.status == 200, await r.text()
+            session = await r.json()
+        account = Account(
+            phone=phone,
+            user_id=session["user_id"],
+            device_id=session["device_id"],
+            access_token=session["access_token"],
+            refresh_token=session["refresh_token"],
+        )
+        prekey = bytes(PrivateKey.generate().public_key)
+        keys = {
+            "identity_key": _b64(bytes(account.identity.verify_key)),
+            "signed_prekey": {
+                "key_id": 1,
+                "public_key": _b64(prekey),
+                "signature": _b64(account.identity.sign(prekey).signature),
+            },
+            "one_time_prekeys": [
+                {"key_id": i, "public_key": _b64(bytes(PrivateKey.generate().public_key))}
+                for i in range(one_time_prekeys)
+            ],
+        }
+        async with http.put(stack.http_url + "/v1/keys", json=keys, headers=account.auth) as r:
+            assert r.status == 204, await r.text()
+    return account
