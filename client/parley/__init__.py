@@ -10,6 +10,7 @@ async with Client("alice") as c:
 
 from __future__ import annotations
 
+from parley.attachments import TransferError
 from parley.client import Client, EventStream, request_code, sign_up
 from parley.endpoints import Endpoints
 from parley.errors import (
@@ -27,6 +28,8 @@ from parley.errors import (
     StoreLocked,
     WrongPassphrase,
 )
+from parley.media import Attachment, IntegrityError, Location, MediaError, Text
+from parley.media import Contact as ContactCard
 from parley.models import (
     Account,
     Connected,
@@ -48,11 +51,13 @@ from parley.models import (
 __all__ = [
     "Account",
     "ApiError",
+    "Attachment",
     "AuthenticationError",
     "Client",
     "ConfigurationError",
     "Connected",
     "Contact",
+    "ContactCard",
     "ContactNotFound",
     "Direction",
     "Disconnected",
@@ -60,6 +65,9 @@ __all__ = [
     "Event",
     "EventStream",
     "IdentityChanged",
+    "IntegrityError",
+    "Location",
+    "MediaError",
     "Message",
     "MessageReceived",
     "MessageSent",
@@ -75,6 +83,8 @@ __all__ = [
     "ServiceUnavailable",
     "StoreLocked",
     "Synced",
+    "Text",
+    "TransferError",
     "Typing",
     "WrongPassphrase",
     "request_code",

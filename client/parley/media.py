@@ -40,6 +40,8 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 import nacl.bindings as sodium
 import nacl.exceptions
 
+from parley.errors import ParleyClientError
+
 __all__ = [
     "ATTACHMENT_KINDS",
     "CHUNK_BYTES",
@@ -98,8 +100,8 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _EXIF_ORIENTATION = 0x0112
 
 
-class MediaError(Exception):
-    """Base of the errors of media handling."""
+class MediaError(ParleyClientError):
+    """Base of the errors of media handling (a ParleyClientError like every SDK error)."""
 
 
 class ContentError(MediaError, ValueError):
