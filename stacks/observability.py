@@ -41,6 +41,7 @@ __all__ = [
     "AppMetric",
     "Observability",
     "Thresholds",
+    "app_metric",
     "queues_in",
 ]
 
