@@ -72,7 +72,8 @@ def parse_frame(body: str | None) -> dict[str, Any]:
     """The JSON object of a frame, or `invalid_json`."""
     try:
         raw = json.loads(body or "")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        # RecursionError: nested deeper than the parser goes (a 128 KB frame can nest 64k deep)
         raise BadRequest("frame is not JSON", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise BadRequest("frame must be a JSON object", code="invalid_json")
