@@ -100,9 +100,14 @@ def _json_body(text: str) -> Any:
         raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
     except RecursionError as exc:
         # the resolver answers a JSONDecodeError as a validation error (400)
         raise json.JSONDecodeError("nested too deeply", text, 0) from exc
+    except ValueError as exc:
+        # a number past Python's 4300-digit limit for int() is a ValueError, not bad JSON
+        raise json.JSONDecodeError("number too long", text, 0) from exc
 
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
