@@ -8,7 +8,6 @@ them to HTTP answers.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -44,12 +43,12 @@ def _caller() -> str:
 
 
 def _json_body() -> Any:
-    raw = router.current_event.decoded_body
-    if not raw:
+    if not router.current_event.decoded_body:
         raise BadRequest("a JSON body is required")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # the resolver's own deserializer: its body size limit (413) holds here too
+        return router.current_event.json_body
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, ...
         raise BadRequest("body is not valid JSON") from exc
 
 
