@@ -163,7 +163,7 @@ def select_route(body: str, routes: Mapping[str, RouteSpec]) -> RouteSpec | None
     """The route for a message: `$request.body.action`, else $default (None if neither)."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         parsed = None
     if isinstance(parsed, dict):
         action = parsed.get("action")
