@@ -217,6 +217,8 @@ def _settings() -> dict[Setting, str]:
     values[Setting.LIMITS] = json.dumps({"send_rate_per_s": 10_000})
     values[Setting.MEDIA_BUCKET] = "parley-bench-media"
     values[Setting.SIGNING_SECRET_ARN] = "arn:aws:secretsmanager:us-east-1:1:secret:bench"
+    # read only for large groups, which these 1:1 scenarios never send to
+    values[Setting.GROUP_FANOUT_QUEUE] = "https://sqs.us-east-1.amazonaws.com/1/bench.fifo"
     return values
 
 

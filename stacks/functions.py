@@ -21,6 +21,7 @@ from constructs import Construct
 
 from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
 from parley_server.store.schema import TABLES
+from stacks.fanout import GroupFanoutQueue
 from stacks.grants import GRANTS, FunctionGrants, check_grants, table_actions
 from stacks.media import MediaStorage
 from stacks.nag import acknowledge, arn_of
@@ -63,6 +64,7 @@ class Resources:
     secret: SigningSecret
     notifications: Notifications
     websocket: WebSocketApi
+    fanout: GroupFanoutQueue
     push_apps_json: str
     limits_json: str
 
@@ -74,6 +76,7 @@ class Resources:
         values[Setting.WS_ENDPOINT] = self.websocket.callback_url
         values[Setting.PUSH_APPS] = self.push_apps_json
         values[Setting.LIMITS] = self.limits_json
+        values[Setting.GROUP_FANOUT_QUEUE] = self.fanout.queue_url
         return values
 
 
@@ -159,6 +162,8 @@ def _grant(function: lambda_.Function, grants: FunctionGrants, resources: Resour
         resources.notifications.grant_push_registration(function)
     if grants.publish_push:
         resources.notifications.grant_push_publish(function)
+    if grants.enqueue_group_fanout:
+        resources.fanout.grant_enqueue(function)
 
 
 def _acknowledge(

@@ -71,6 +71,7 @@ class FunctionGrants:
     send_sms: bool = False
     register_push: bool = False  # create a device's SNS platform endpoint
     publish_push: bool = False  # wake an offline device
+    enqueue_group_fanout: bool = False  # queue fan-out jobs for large groups
 
 
 S = Setting
@@ -109,6 +110,7 @@ GRANTS: dict[str, FunctionGrants] = {
         },
         manage_connections=True,
         publish_push=True,
+        enqueue_group_fanout=True,
     ),
     # deletes the caller's envelopes (ALL_OLD tells the senders), writes their receipts
     "WsAck": FunctionGrants(
@@ -126,6 +128,14 @@ GRANTS: dict[str, FunctionGrants] = {
     # only reads the mailbox: envelopes leave it by ack
     "WsSync": FunctionGrants(tables={S.MAILBOX_TABLE: _R}, manage_connections=True),
     "WsTyping": FunctionGrants(tables={S.CONNECTIONS_TABLE: _R | _D}, manage_connections=True),
+    # one slice of a large group's message: members' devices, batched envelope
+    # writes, posts (stale connections dropped) and pushes; its queue is its
+    # event source (stacks/fanout.py), which grants the consuming itself
+    "GroupFanout": FunctionGrants(
+        tables={S.USERS_TABLE: _R, S.CONNECTIONS_TABLE: _R | _D, S.MAILBOX_TABLE: _W},
+        manage_connections=True,
+        publish_push=True,
+    ),
 }
 
 _TABLE_SETTINGS = frozenset(spec.setting for spec in TABLES)
@@ -141,6 +151,8 @@ def _implied_settings(grants: FunctionGrants) -> set[Setting]:
         implied.add(Setting.WS_ENDPOINT)
     if grants.register_push or grants.publish_push:
         implied.add(Setting.PUSH_APPS)
+    if grants.enqueue_group_fanout:
+        implied.add(Setting.GROUP_FANOUT_QUEUE)
     return implied
 
 

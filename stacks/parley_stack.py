@@ -14,9 +14,11 @@ from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from parley_server.catalogue import function
 from stacks.access_logs import ApiGatewayAccountLogging
 from stacks.bundling import lambda_code
 from stacks.data import DataTables
+from stacks.fanout import GroupFanoutQueue
 from stacks.functions import Functions, Resources
 from stacks.http_api import HttpApi
 from stacks.media import MediaStorage
@@ -84,6 +86,12 @@ class ParleyStack(Stack):
             removal_policy=removal,
             account_logging=account_logging,
         )
+        self.fanout = GroupFanoutQueue(
+            self,
+            "GroupFanout",
+            function_timeout=Duration.seconds(function("GroupFanout").timeout_s),
+            removal_policy=removal,
+        )
         self.functions = Functions(
             self,
             "Functions",
@@ -94,6 +102,7 @@ class ParleyStack(Stack):
                 secret=self.secret,
                 notifications=self.notifications,
                 websocket=self.websocket,
+                fanout=self.fanout,
                 push_apps_json=settings.push_apps_json,
                 limits_json=settings.limits_json,
             ),
@@ -102,6 +111,7 @@ class ParleyStack(Stack):
             removal_policy=removal,
         )
         self.websocket.add_routes(self.functions.by_id)
+        self.fanout.attach(self.functions.by_id["GroupFanout"])
         self.http = HttpApi(
             self,
             "Http",

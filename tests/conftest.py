@@ -83,6 +83,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
         fake.settings[Setting.WS_ENDPOINT] = "https://ws.local.test/test"
         fake.settings[Setting.PUSH_APPS] = "{}"
         fake.settings[Setting.LIMITS] = "{}"
+        fanout = boto3.client("sqs", region_name=REGION).create_queue(
+            QueueName="parley-test-fanout.fifo", Attributes={"FifoQueue": "true"}
+        )
+        fake.settings[Setting.GROUP_FANOUT_QUEUE] = fanout["QueueUrl"]
         yield fake
         reset_clients()
         reset_config()

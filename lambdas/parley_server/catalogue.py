@@ -39,6 +39,8 @@ class Setting(StrEnum):
     PUSH_APPS = "PARLEY_PUSH_APPS"
     # JSON object of tunables (limits, TTLs); "{}" means the defaults
     LIMITS = "PARLEY_LIMITS"
+    # URL of the FIFO queue of group fan-out jobs (WsSend enqueues, GroupFanout consumes)
+    GROUP_FANOUT_QUEUE = "PARLEY_GROUP_FANOUT_QUEUE_URL"
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         id="WsSend",
         handler="parley_server.handlers.ws_send.handler",
-        settings=_MESSAGING | {S.RATELIMITS_TABLE, S.GROUPS_TABLE, S.PUSH_APPS},
+        settings=_MESSAGING
+        | {S.RATELIMITS_TABLE, S.GROUPS_TABLE, S.PUSH_APPS, S.GROUP_FANOUT_QUEUE},
         description="WebSocket send: stores an envelope per device and delivers it",
     ),
     FunctionSpec(
@@ -151,6 +154,17 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         settings=frozenset({S.CONNECTIONS_TABLE, S.WS_ENDPOINT, S.LIMITS}),
         description="WebSocket typing: relays typing state to live connections",
         timeout_s=5,
+    ),
+    # One job per invocation: ~50 members' device lookups, batched envelope writes,
+    # posts and pushes, a second or two; 60 s leaves room for throttled retries.
+    FunctionSpec(
+        id="GroupFanout",
+        handler="parley_server.handlers.group_fanout.handler",
+        settings=frozenset(
+            {S.USERS_TABLE, S.CONNECTIONS_TABLE, S.MAILBOX_TABLE, S.WS_ENDPOINT, S.PUSH_APPS}
+        ),
+        description="Group fan-out: stores and delivers one slice of a large group's message",
+        timeout_s=60,
     ),
 )
 

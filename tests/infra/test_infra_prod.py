@@ -108,5 +108,5 @@ def test_only_send_publishes_and_only_to_endpoints_of_the_configured_apps(
         for statement in _statements_of(prod, spec.id):
             if "sns:Publish" in _as_list(statement["Action"]):
                 publishers.setdefault(spec.id, set()).update(_as_list(statement["Resource"]))
-    # HttpApi publishes SMS (to phone numbers: "*"), WsSend wakes devices
-    assert publishers == {"HttpApi": {"*"}, "WsSend": endpoints}
+    # HttpApi publishes SMS (to phone numbers: "*"), WsSend and GroupFanout wake devices
+    assert publishers == {"HttpApi": {"*"}, "WsSend": endpoints, "GroupFanout": endpoints}

@@ -243,10 +243,10 @@ def test_send_to_a_nonexistent_user_is_unknown_user_and_changes_nothing(ws: Harn
     assert ws.snapshot() == before
 
 
-def test_send_to_a_group_is_not_supported_yet(ws: Harness) -> None:
+def test_send_to_an_unknown_group_is_not_found(ws: Harness) -> None:
     (alice,) = ws.user()
     answer = ws.frame(
         ws.connect(alice), {"action": "send", "id": "g-1", "to": "g:" + "a" * 32, "body": b64(b"x")}
     )
     body = json.loads(answer["body"])
-    assert (body["event"], body["code"], body["ref"]) == ("error", "not_supported", "g-1")
+    assert (body["event"], body["code"], body["ref"]) == ("error", "not_found", "g-1")

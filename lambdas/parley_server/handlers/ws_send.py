@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.config import Config
-from parley_server.handlers import _ws
+from parley_server.handlers import _groups, _ws
 from parley_server.logic import messaging
 from parley_server.logic.messaging import Caller
 from parley_server.models.frames import SendFrame
@@ -26,6 +26,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _send(caller: Caller, raw: dict[str, Any], config: Config) -> dict[str, Any]:
     frame = SendFrame.parse(raw, max_payload_bytes=config.limits.max_payload_bytes)
+    if frame.to_group is not None:
+        return _groups.send(frame, caller, raw, config)
     outcome = messaging.send(
         frame,
         caller,

@@ -1,0 +1,51 @@
+"""GroupFanout: consumes the FIFO queue of fan-out jobs that WsSend enqueues for
+large groups; each job stores, delivers and pushes one slice of a group message.
+
+Partial batch responses: a job that fails (a dependency was unavailable) is
+reported back and retried by SQS; the others in the batch are done. With
+skip_group_on_error, later jobs of the same message group wait behind a failed
+one, so a member never gets a sender's messages out of order. A job that cannot
+be parsed is logged and dropped: retrying it could never succeed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from parley_server.config import load_config
+from parley_server.handlers import _groups, _ws
+from parley_server.models.errors import BadRequest
+from parley_server.models.groups import FanoutJob
+
+__all__ = ["handler"]
+
+_processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+
+
+def _job(record: SQSRecord) -> None:
+    try:
+        job = FanoutJob.from_json(record.body)
+    except BadRequest as exc:
+        _ws.logger.error("dropped a malformed fan-out job", extra={"problem": exc.message})
+        _ws.count("GroupFanOutJobsDropped")
+        return
+    _ws.logger.append_keys(group_id=job.group_id, client_id=job.client_id, chunk=job.chunk)
+    outcome = _groups.fan_out(job, load_config())
+    _groups.count_fanout(outcome)
+    _ws.count("GroupFanOutJobsDone")
+
+
+@_ws.tracer.capture_lambda_handler
+@_ws.logger.inject_lambda_context(clear_state=True)
+@_ws.metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    answer: dict[str, Any] = dict(
+        process_partial_response(
+            event=event, record_handler=_job, processor=_processor, context=context
+        )
+    )
+    return answer
