@@ -149,7 +149,14 @@ class Gateway:
     async def start(self, sock: socket.socket | None = None) -> None:
         """Serve on `sock` if given (already bound), else on options.host:port (0 = any)."""
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            # a connection that has not sent a whole request (a handshake that never
+            # ends, a socket that never speaks) is closed after the idle timeout, as
+            # API Gateway does; aiohttp's own default is an hour
+            keepalive_timeout=self.options.ws.idle_timeout_s,
         )
         await self._runner.setup()
         site: web.BaseSite
