@@ -81,6 +81,9 @@ class WsLimits:
     integration_timeout_s: float = 29.0
     # how long a closing handshake may take before the socket is dropped
     close_timeout_s: float = 5.0
+    # how long one message may wait for a client that does not read: then the
+    # client is dropped (the post answers 410), so no sender waits on it
+    stalled_send_s: float = 2.0
 
 
 class State(Enum):
@@ -96,6 +99,8 @@ class Connection:
     facts: WsFacts
     state: State = State.CONNECTING
     ws: web.WebSocketResponse | None = None
+    transport: asyncio.Transport | None = None
+    stalled_send_s: float = 2.0
     last_active: float = field(default_factory=time.monotonic)
     last_active_ms: int = field(default_factory=_now_ms)
     # set when the gateway closes the connection (idle, @connections DELETE)
@@ -115,10 +120,16 @@ class Connection:
         if self.state is not State.OPEN or ws is None or ws.closed:
             return False
         try:
-            if isinstance(data, str):
-                await ws.send_str(data)
-            else:
-                await ws.send_bytes(data)
+            async with asyncio.timeout(self.stalled_send_s):
+                if isinstance(data, str):
+                    await ws.send_str(data)
+                else:
+                    await ws.send_bytes(data)
+        except TimeoutError:
+            log.warning("ws %s does not read: dropped", self.id)
+            if self.transport is not None:
+                self.transport.abort()
+            return False
         except (ConnectionError, RuntimeError):
             return False
         self.touch()
@@ -271,7 +282,11 @@ class WebSocketApi:
             return web.json_response(
                 {"message": "Upgrade Required"}, status=426, dumps=compact_json
             )
-        connection = Connection(self._facts(request))
+        connection = Connection(
+            self._facts(request),
+            transport=request.transport,
+            stalled_send_s=self.limits.stalled_send_s,
+        )
         self.registry.add(connection)
         try:
             protocols = await self._handshake(connection, request)
