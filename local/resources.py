@@ -22,7 +22,14 @@ from typing import Any
 from parley_server.catalogue import Setting
 from parley_server.store.schema import TABLES, create_table_kwargs
 
-__all__ = ["FAKE_CREDENTIALS", "LocalAws", "environment", "provision", "start_moto"]
+__all__ = [
+    "FAKE_CREDENTIALS",
+    "LocalAws",
+    "client",
+    "environment",
+    "provision",
+    "start_moto",
+]
 
 log = logging.getLogger("local")
 
@@ -48,6 +55,8 @@ class LocalAws:
     region: str
     settings: dict[Setting, str] = field(default_factory=dict)
     push_apps: dict[str, str] = field(default_factory=dict)
+    # the group fan-out jobs queue: (url, arn)
+    fanout_queue: tuple[str, str] = ("", "")
     server: Any = None
 
     def stop(self) -> None:
@@ -77,6 +86,11 @@ def _session(region: str) -> Any:
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         region_name=region,
     )
+
+
+def client(aws: LocalAws, service: str) -> Any:
+    """A boto3 client for one of the local stack's own resources."""
+    return _session(aws.region).client(service, endpoint_url=aws.endpoint_url)
 
 
 def _media_cors() -> list[dict[str, Any]]:
@@ -120,8 +134,32 @@ def provision(endpoint_url: str, region: str, *, prefix: str = PREFIX) -> LocalA
         )
         aws.push_apps[platform] = app["PlatformApplicationArn"]
     aws.settings[Setting.PUSH_APPS] = json.dumps(aws.push_apps, sort_keys=True)
+
+    aws.fanout_queue = _fanout_queues(session.client("sqs", endpoint_url=endpoint_url), prefix)
+    aws.settings[Setting.GROUP_FANOUT_QUEUE] = aws.fanout_queue[0]
     aws.settings[Setting.LIMITS] = os.environ.get(Setting.LIMITS.value) or _default_limits()
     return aws
+
+
+def _fanout_queues(sqs: Any, prefix: str) -> tuple[str, str]:
+    """The fan-out FIFO queue and its dead-letter queue, as stacks/fanout.py makes them."""
+    from parley_server.catalogue import function
+    from stacks.fanout_spec import FANOUT_QUEUE
+
+    dead = sqs.create_queue(
+        QueueName=f"{prefix}-fanout-dead.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "MessageRetentionPeriod": str(FANOUT_QUEUE.dead_letter_retention_days * 24 * 3600),
+        },
+    )
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead["QueueUrl"], AttributeNames=["QueueArn"])
+    attributes = FANOUT_QUEUE.sqs_attributes(
+        function("GroupFanout").timeout_s, dead_arn["Attributes"]["QueueArn"]
+    )
+    jobs = sqs.create_queue(QueueName=f"{prefix}-fanout.fifo", Attributes=attributes)
+    arn = sqs.get_queue_attributes(QueueUrl=jobs["QueueUrl"], AttributeNames=["QueueArn"])
+    return jobs["QueueUrl"], arn["Attributes"]["QueueArn"]
 
 
 def _default_limits() -> str:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from local.event_sources import SqsEventSource
     from local.http_api import HttpCors
+    from local.lambdas import Invoker
     from local.resources import LocalAws
 
 __all__ = ["main", "parse_args"]
@@ -160,6 +162,8 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
     sinks = SnsSinks(account_id=ACCOUNT_ID, region=args.region, push_apps=running.aws.push_apps)
     gateway = Gateway(invoker, options, sinks=sinks)
     await gateway.start(running.sock)
+    fanout = _fanout_source(invoker, running.aws)
+    fanout.start()
     try:
         elapsed = time.perf_counter() - started
         endpoints = {
@@ -186,7 +190,27 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
         await _until_stopped()
         print("stopping…", flush=True)
     finally:
+        await fanout.stop()
         await gateway.stop()
+
+
+def _fanout_source(invoker: Invoker, aws: LocalAws) -> SqsEventSource:
+    """GroupFanout fed from the fan-out queue, as the CDK stack's event source does."""
+    from local.event_sources import SqsEventSource
+    from local.resources import client
+    from stacks.fanout_spec import FANOUT_QUEUE
+
+    url, arn = aws.fanout_queue
+    return SqsEventSource(
+        invoker,
+        client(aws, "sqs"),
+        function_id="GroupFanout",
+        queue_url=url,
+        queue_arn=arn,
+        region=aws.region,
+        batch_size=FANOUT_QUEUE.batch_size,
+        max_concurrency=FANOUT_QUEUE.max_concurrency,
+    )
 
 
 async def _until_stopped() -> None:

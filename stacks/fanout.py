@@ -28,13 +28,12 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.fanout_spec import FANOUT_QUEUE
+
 __all__ = ["MAX_CONCURRENCY", "MAX_RECEIVE_COUNT", "GroupFanoutQueue"]
 
-# Jobs in flight at once: ~50 members each, so at most ~500 members' posts at a time.
-MAX_CONCURRENCY = 10
-MAX_RECEIVE_COUNT = 5
-# AWS's advice for an SQS event source: visibility timeout at least 6x the function's.
-_VISIBILITY_FACTOR = 6
+MAX_CONCURRENCY = FANOUT_QUEUE.max_concurrency
+MAX_RECEIVE_COUNT = FANOUT_QUEUE.max_receive_count
 
 
 class GroupFanoutQueue(Construct):
@@ -55,7 +54,7 @@ class GroupFanoutQueue(Construct):
             fifo=True,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.days(FANOUT_QUEUE.dead_letter_retention_days),
             removal_policy=removal_policy,
         )
         self.queue = sqs.Queue(
@@ -67,8 +66,10 @@ class GroupFanoutQueue(Construct):
             fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            visibility_timeout=Duration.seconds(function_timeout.to_seconds() * _VISIBILITY_FACTOR),
-            retention_period=Duration.days(4),
+            visibility_timeout=Duration.seconds(
+                FANOUT_QUEUE.visibility_timeout_s(int(function_timeout.to_seconds()))
+            ),
+            retention_period=Duration.days(FANOUT_QUEUE.retention_days),
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letters
             ),
@@ -90,7 +91,7 @@ class GroupFanoutQueue(Construct):
         consumer.add_event_source(
             sources.SqsEventSource(
                 self.queue,
-                batch_size=1,
+                batch_size=FANOUT_QUEUE.batch_size,
                 report_batch_item_failures=True,
                 max_concurrency=MAX_CONCURRENCY,
             )

@@ -4,12 +4,14 @@ only WsSend may put jobs on it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from parley_server.catalogue import FUNCTIONS, Setting, function
 from stacks.fanout import MAX_CONCURRENCY, MAX_RECEIVE_COUNT
+from stacks.fanout_spec import FANOUT_QUEUE
 from tests.infra.synthesis import TemplateView
 
 pytestmark = pytest.mark.infra
@@ -91,3 +93,20 @@ def test_only_ws_send_may_queue_jobs_and_it_is_told_the_queue_url(view: Template
 
     assert senders == {"WsSend"}
     assert env["Variables"][Setting.GROUP_FANOUT_QUEUE.value] == {"Ref": jobs_id}
+
+
+def test_the_local_stack_builds_the_same_queue_as_the_template(view: TemplateView) -> None:
+    # local/resources.py creates the queue in moto from FANOUT_QUEUE.sqs_attributes
+    _, props, _ = _queues(view)
+    local = FANOUT_QUEUE.sqs_attributes(function("GroupFanout").timeout_s, "dead-letter-arn")
+    template = {
+        "FifoQueue": str(props["FifoQueue"]).lower(),
+        "ContentBasedDeduplication": str(bool(props.get("ContentBasedDeduplication"))).lower(),
+        "DeduplicationScope": props["DeduplicationScope"],
+        "FifoThroughputLimit": props["FifoThroughputLimit"],
+        "VisibilityTimeout": str(props["VisibilityTimeout"]),
+        "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
+        "maxReceiveCount": props["RedrivePolicy"]["maxReceiveCount"],
+    }
+    redrive = json.loads(local.pop("RedrivePolicy"))
+    assert {**local, "maxReceiveCount": redrive["maxReceiveCount"]} == template

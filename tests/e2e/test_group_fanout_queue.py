@@ -1,0 +1,72 @@
+"""A message to a group larger than the inline limit goes through the fan-out queue:
+WsSend enqueues slices, the local stack's SQS event source invokes GroupFanout, and
+members online and offline get it, as on AWS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+
+import aiohttp
+
+from parley_server.logic.groups import INLINE_MEMBERS
+from tests.e2e.conftest import LocalStack
+from tests.e2e.test_ws_messaging import Device, _next, _online, _sign_in, _sync
+
+
+def _phone(n: int) -> str:
+    return f"+4479112{n:05d}"  # UK mobile numbers libphonenumber accepts
+
+
+async def test_a_large_group_message_reaches_online_and_offline_members_through_the_queue(
+    local_stack: LocalStack,
+) -> None:
+    size = INLINE_MEMBERS + 2  # just past the inline limit: the queued path
+    base = secrets.randbelow(9 * 10**4)
+    async with aiohttp.ClientSession() as http:
+        people: list[Device] = [
+            await _sign_in(local_stack, http, _phone(base + n)) for n in range(size)
+        ]
+        sender, online, offline = people[0], people[-1], people[-2]
+        async with http.post(
+            local_stack.http_url + "/v1/groups",
+            json={"name": "big", "members": [p.user_id for p in people[1:]]},
+            headers={"Authorization": f"Bearer {sender.token}"},
+        ) as r:
+            assert r.status in (200, 201), await r.text()
+            group = await r.json()
+        assert len(group["members"]) == size
+
+    body = base64.b64encode(b"sender-key ciphertext").decode()
+    async with _online(local_stack, online) as member, _online(local_stack, sender) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "action": "send",
+                    "id": "big-1",
+                    "to": f"g:{group['group_id']}",
+                    "body": body,
+                    "version": group["version"],
+                }
+            )
+        )
+        sent = await _next(ws, "sent")
+        assert sent["id"] == "big-1"
+        got = await _next(member, "message")
+        assert (got["group"], got["from"], got["client_id"], got["body"]) == (
+            group["group_id"],
+            sender.user_id,
+            "big-1",
+            body,
+        )
+
+    # the offline member finds it on sync once the queued slice has been processed
+    async with _online(local_stack, offline) as late:
+        for _ in range(50):
+            pending = [e for e in await _sync(late) if e["event"] == "message"]
+            if pending:
+                break
+            await asyncio.sleep(0.1)
+        assert [(e["group"], e["client_id"]) for e in pending] == [(group["group_id"], "big-1")]
