@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 from urllib.parse import quote
 
 import aiohttp
@@ -32,10 +32,21 @@ from parley.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from parley.models import Group
 from parley.protocol import is_device_id, is_user_id
 from parley.storage import Tokens
 
-__all__ = ["ApiClient", "AuthResult", "DeviceBundle", "TokenKeeper", "b64", "unb64"]
+__all__ = [
+    "MAX_IDS_PER_GROUP_CHANGE",
+    "ApiClient",
+    "AuthResult",
+    "DeviceBundle",
+    "GroupSummary",
+    "TokenKeeper",
+    "b64",
+    "parse_group",
+    "unb64",
+]
 
 log = logging.getLogger("parley.api")
 
@@ -46,6 +57,10 @@ REQUEST_TIMEOUT_S = 20.0
 RETRIES = 3
 _RETRYABLE = frozenset({"GET", "PUT"})
 _MEDIA_ID = re.compile(r"[0-9a-f]{32}")
+_GROUP_ID = re.compile(r"[0-9a-f]{32}")
+# One membership change is one DynamoDB transaction: at most 98 user ids per request.
+MAX_IDS_PER_GROUP_CHANGE = 98
+_GROUP_ROLES = frozenset({"admin", "member"})
 
 
 def b64(data: bytes) -> str:
@@ -83,6 +98,17 @@ class AuthResult:
 class DeviceBundle:
     device_id: str
     bundle: PreKeyBundle
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """One line of GET /v1/groups."""
+
+    group_id: str
+    name: str
+    version: int
+    member_count: int
+    role: str  # "admin" | "member"
 
 
 class ApiClient:
@@ -239,6 +265,60 @@ class ApiClient:
             raise ApiError(200, "bad_answer", "media answer without a download link")
         return url
 
+    # --- groups ---------------------------------------------------------------------------
+
+    async def create_group(self, name: str, members: list[str]) -> Group:
+        """POST /v1/groups: a new group with this account as its first admin."""
+        _check_user_ids(members)
+        answer = await self._call("POST", "/v1/groups", body={"name": name, "members": members})
+        return parse_group(answer)
+
+    async def groups(self) -> list[GroupSummary]:
+        """GET /v1/groups: this account's groups (malformed lines are skipped)."""
+        answer = await self._call("GET", "/v1/groups")
+        lines = answer.get("groups")
+        if not isinstance(lines, list):
+            raise ApiError(200, "bad_answer", "group list answer without a list")
+        out: list[GroupSummary] = []
+        for raw in lines:
+            try:
+                out.append(_parse_summary(raw))
+            except ValueError as exc:
+                log.warning("skipped a malformed group summary: %s", exc)
+        return out
+
+    async def group(self, group_id: str) -> Group:
+        """GET /v1/groups/{id}: members and admins now (NotFound if not a member)."""
+        answer = await self._call("GET", _group_path(group_id))
+        return parse_group(answer, group_id)
+
+    async def add_group_members(self, group_id: str, user_ids: list[str]) -> Group:
+        """POST /v1/groups/{id}/members (admins only); members already in are skipped."""
+        _check_user_ids(user_ids)
+        answer = await self._call(
+            "POST", _group_path(group_id, "members"), body={"user_ids": user_ids}
+        )
+        return parse_group(answer, group_id)
+
+    async def remove_group_member(self, group_id: str, user_id: str) -> Group | None:
+        """DELETE /v1/groups/{id}/members/{user}: an admin removes someone, or anyone
+        removes themselves (leaving: None, as the group is no longer theirs to see)."""
+        _check_user_ids([user_id])
+        answer = await self._call("DELETE", _group_path(group_id, "members", user_id))
+        return parse_group(answer, group_id) if answer else None
+
+    async def promote_admin(self, group_id: str, user_id: str) -> Group:
+        _check_user_ids([user_id])
+        answer = await self._call(
+            "POST", _group_path(group_id, "admins"), body={"user_id": user_id}
+        )
+        return parse_group(answer, group_id)
+
+    async def dismiss_admin(self, group_id: str, user_id: str) -> Group:
+        _check_user_ids([user_id])
+        answer = await self._call("DELETE", _group_path(group_id, "admins", user_id))
+        return parse_group(answer, group_id)
+
     # --- plumbing ------------------------------------------------------------------------
 
     def _current_tokens(self) -> Tokens:
@@ -381,6 +461,79 @@ def _parse_bundle(raw: Any) -> DeviceBundle:
             one_time_prekey=unb64(otk["public_key"], 32) if otk else None,
         ),
     )
+
+
+def parse_group(answer: Any, group_id: str | None = None) -> Group:
+    """A group answer of the service -> Group (ApiError "bad_answer" if malformed,
+    or if it is not the group that was asked for)."""
+    try:
+        if not isinstance(answer, dict):
+            raise ValueError("not an object")
+        gid, name, version = answer["group_id"], answer["name"], answer["version"]
+        members, admins = answer["members"], answer["admins"]
+        created_by, created_at = answer.get("created_by"), answer.get("created_at")
+        if not _is_group_id(gid) or (group_id is not None and gid != group_id):
+            raise ValueError("bad group id")
+        if not isinstance(name, str) or not 0 < len(name) <= 200:
+            raise ValueError("bad name")
+        if not _is_count(version) or version < 1:
+            raise ValueError("bad version")
+        if not (isinstance(members, list) and all(is_user_id(m) for m in members)):
+            raise ValueError("bad member list")
+        if not (isinstance(admins, list) and all(a in members for a in admins)):
+            raise ValueError("bad admin list")
+        if created_by is not None and not is_user_id(created_by):
+            raise ValueError("bad creator")
+        if created_at is not None and not _is_count(created_at):
+            raise ValueError("bad creation time")
+    except (KeyError, ValueError) as exc:
+        raise ApiError(200, "bad_answer", f"malformed group answer: {exc}") from exc
+    return Group(
+        group_id=gid,
+        name=name,
+        version=version,
+        members=tuple(dict.fromkeys(members)),
+        admins=tuple(dict.fromkeys(admins)),
+        created_by=created_by,
+        created_at=created_at,
+    )
+
+
+def _parse_summary(raw: Any) -> GroupSummary:
+    if not isinstance(raw, dict):
+        raise ValueError("not an object")
+    gid, name, version = raw.get("group_id"), raw.get("name"), raw.get("version")
+    count, role = raw.get("member_count"), raw.get("role")
+    if not (
+        _is_group_id(gid)
+        and isinstance(name, str)
+        and _is_count(version)
+        and _is_count(count)
+        and role in _GROUP_ROLES
+    ):
+        raise ValueError(f"bad group summary {str(gid)[:40]!r}")
+    return GroupSummary(gid, name, version, count, str(role))
+
+
+def _group_path(group_id: str, *rest: str) -> str:
+    if not _is_group_id(group_id):
+        raise ValueError("a group id is 32 lowercase hex characters")
+    return "/".join(["/v1/groups", group_id, *rest])
+
+
+def _check_user_ids(user_ids: list[str]) -> None:
+    if not all(is_user_id(u) for u in user_ids):
+        raise ValueError("a user id is 32 lowercase hex characters")
+    if len(user_ids) > MAX_IDS_PER_GROUP_CHANGE:
+        raise ValueError(f"at most {MAX_IDS_PER_GROUP_CHANGE} user ids per group change")
+
+
+def _is_group_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _GROUP_ID.fullmatch(value) is not None
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_media_id(value: object) -> bool:

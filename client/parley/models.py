@@ -9,12 +9,15 @@ from pathlib import Path
 from parley.media import Attachment, Content
 
 __all__ = [
+    "GROUP_PREFIX",
     "Account",
     "Connected",
     "Contact",
     "Direction",
     "Disconnected",
     "Event",
+    "Group",
+    "GroupUpdated",
     "IdentityChanged",
     "Message",
     "MessageReceived",
@@ -24,7 +27,16 @@ __all__ = [
     "SendFailed",
     "Synced",
     "Typing",
+    "group_conversation",
 ]
+
+# A group's conversation key: where its messages are kept (`Message.peer`) and
+# what a group send frame names as `to`.
+GROUP_PREFIX = "g:"
+
+
+def group_conversation(group_id: str) -> str:
+    return GROUP_PREFIX + group_id
 
 
 class Direction(StrEnum):
@@ -122,6 +134,11 @@ class Message:
         return self.direction is Direction.OUT
 
     @property
+    def group_id(self) -> str | None:
+        """The group this message belongs to, if it is a group message."""
+        return self.peer[len(GROUP_PREFIX) :] if self.peer.startswith(GROUP_PREFIX) else None
+
+    @property
     def kind(self) -> str:
         """text, image, video, audio, document, location or contact."""
         return self.content.kind if self.content is not None else "text"
@@ -132,13 +149,49 @@ class Message:
         return self.content if isinstance(self.content, Attachment) else None
 
 
+@dataclass(frozen=True)
+class Group:
+    """A group chat as this profile last saw it on the service.
+
+    `version` moves with every change of who is in the group; `active` is
+    False once this account has left it or learned it was removed.
+    """
+
+    group_id: str
+    name: str
+    version: int
+    members: tuple[str, ...]  # user ids, oldest member first
+    admins: tuple[str, ...]
+    created_by: str | None = None
+    created_at: int | None = None  # seconds since the epoch
+    active: bool = True
+
+    @property
+    def conversation(self) -> str:
+        """The key of its conversation (`Message.peer`), "g:<group id>"."""
+        return group_conversation(self.group_id)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"group {self.group_id[:8]}"
+
+    def is_member(self, user_id: str) -> bool:
+        return user_id in self.members
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.admins
+
+
 # --- events ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class MessageReceived:
+    """A message arrived; `contact` sent it, in `group` if it is a group message."""
+
     message: Message
     contact: Contact
+    group: Group | None = None
 
     @property
     def content(self) -> Content | None:
@@ -155,11 +208,17 @@ class MessageSent:
 
 @dataclass(frozen=True)
 class ReceiptUpdate:
-    """Our messages to `contact` moved to `state` (delivered or read)."""
+    """Our messages to `contact` moved to `state` (delivered or read).
+
+    In a group (`group` set) the state is the group's: delivered once every
+    member's devices have the message, read once every member read it;
+    `contact` is the member whose receipt completed it.
+    """
 
     contact: Contact
     state: MessageState
     messages: tuple[Message, ...]
+    group: Group | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +244,25 @@ class SendFailed:
 
 
 @dataclass(frozen=True)
+class GroupUpdated:
+    """The service showed a group changed: name, members, admins, or this account's
+    place in it (`group.active`). `previous` is None for a group new to this profile."""
+
+    group: Group
+    previous: Group | None
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        before = set(self.previous.members) if self.previous else set()
+        return tuple(m for m in self.group.members if m not in before)
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        now = set(self.group.members)
+        return tuple(m for m in (self.previous.members if self.previous else ()) if m not in now)
+
+
+@dataclass(frozen=True)
 class Connected:
     """The WebSocket is open (a sync follows)."""
 
@@ -206,6 +284,7 @@ Event = (
     | Typing
     | IdentityChanged
     | SendFailed
+    | GroupUpdated
     | Connected
     | Synced
     | Disconnected

@@ -9,9 +9,22 @@ defines every kind (text, image, video, audio, document, location, contact)
 and validates it; this module is the SDK's door to it: bytes in and out of the
 ratchet, and one error for anything this client does not understand, so a
 malformed or unknown document is dropped with a warning instead of guessed at.
+
+One more kind travels only over the pairwise sessions and is never shown: a
+group member's sender key (`SenderKeyPayload`), which lets the others read what
+that member's device sends to the group:
+
+    {"v": 1, "kind": "sender_key", "group": <group id>, "version": 3, "key": <b64>}
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
 
 from parley.media import (
     Attachment,
@@ -26,11 +39,15 @@ from parley.media import (
 
 __all__ = [
     "MAX_TEXT_CHARS",
+    "SENDER_KEY_KIND",
     "Content",
+    "SenderKeyPayload",
     "UnsupportedContent",
     "decode",
+    "decode_any",
     "describe",
     "encode",
+    "encode_sender_key",
     "encode_text",
 ]
 
@@ -39,8 +56,35 @@ __all__ = [
 MAX_TEXT_CHARS = 8_000
 
 
+SENDER_KEY_KIND = "sender_key"
+_GROUP_ID = re.compile(r"[0-9a-f]{32}")
+_SENDER_KEY_FIELDS = frozenset({"v", "kind", "group", "version", "key"})
+# A distribution message is 74 bytes; anything far larger is not one.
+_MAX_KEY_CHARS = 200
+
+
 class UnsupportedContent(ValueError):
     """The decrypted payload is not a document this client understands."""
+
+
+@dataclass(frozen=True)
+class SenderKeyPayload:
+    """A member device's sender key for a group, at the group version it was made for."""
+
+    group_id: str
+    version: int
+    distribution: bytes  # parley.crypto.sender_keys.SenderKeyDistribution.to_bytes()
+
+
+def encode_sender_key(sender_key: SenderKeyPayload) -> bytes:
+    document = {
+        "v": 1,
+        "kind": SENDER_KEY_KIND,
+        "group": sender_key.group_id,
+        "version": sender_key.version,
+        "key": base64.b64encode(sender_key.distribution).decode(),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def encode(content: Content) -> bytes:
@@ -61,6 +105,34 @@ def decode(plaintext: bytes) -> Content:
         return parse_content(plaintext)
     except ContentError as exc:
         raise UnsupportedContent(str(exc)) from exc
+
+
+def decode_any(plaintext: bytes) -> Content | SenderKeyPayload:
+    """What a pairwise message carries: content to show, or a member's sender key."""
+    try:
+        document = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if isinstance(document, dict) and document.get("kind") == SENDER_KEY_KIND:
+        return _sender_key(document)
+    return decode(plaintext)
+
+
+def _sender_key(document: dict[str, Any]) -> SenderKeyPayload:
+    group, version, key = document.get("group"), document.get("version"), document.get("key")
+    if set(document) != _SENDER_KEY_FIELDS or document.get("v") != 1:
+        raise UnsupportedContent("a sender key message with unknown or missing fields")
+    if not (isinstance(group, str) and _GROUP_ID.fullmatch(group)):
+        raise UnsupportedContent("a sender key message without a valid group id")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UnsupportedContent("a sender key message without a valid group version")
+    if not isinstance(key, str) or len(key) > _MAX_KEY_CHARS:
+        raise UnsupportedContent("a sender key message without a key")
+    try:
+        distribution = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnsupportedContent("a sender key that is not base64") from exc
+    return SenderKeyPayload(group, version, distribution)
 
 
 def describe(content: Content) -> str:

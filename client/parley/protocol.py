@@ -12,7 +12,12 @@ protocol is tested without a network:
   server refuses a second envelope while the first is pending);
 - incoming messages are deduplicated by (sender, client id) and acked only once
   the caller reports them stored (or deliberately dropped);
-- frames above API Gateway's 32 KB frame limit leave as several fragments.
+- frames above API Gateway's 32 KB frame limit leave as several fragments;
+- an entry may wait for others (`after`): a group message goes out only once
+  the sender keys it needs have been stored by the server, so every member
+  meets the key before the message;
+- a group send refused as `stale_group` waits for a re-encrypted body
+  (`replace_group_body`) and goes again with the same client id.
 
 Usage by a transport::
 
@@ -37,6 +42,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "DevicesMismatched",
     "FrameTooLarge",
+    "GroupStale",
     "IncomingMessage",
     "IncomingReceipt",
     "OutboxEntry",
@@ -98,15 +104,23 @@ class OutboxEntry:
     to: str  # a user id, or "g:<group id>"
     payloads: dict[str, str] | None = None  # recipient device id -> b64 ciphertext
     body: str | None = None  # group messages: one sender-key ciphertext
+    version: int | None = None  # group messages: the group version it was encrypted for
+    after: tuple[str, ...] = ()  # client ids that must be answered before this goes
 
     @property
     def conversation(self) -> str:
         return self.to
 
+    @property
+    def is_group(self) -> bool:
+        return self.body is not None
+
     def frame(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": "send", "id": self.client_id, "to": self.to}
         if self.body is not None:
             out["body"] = self.body
+            if self.version is not None:
+                out["version"] = self.version
         else:
             out["payloads"] = dict(self.payloads or {})
         return out
@@ -170,6 +184,16 @@ class DevicesMismatched:
 
 
 @dataclass(frozen=True)
+class GroupStale:
+    """The group moved on (`version`) since the body was encrypted: refresh it,
+    rotate the sender key, re-encrypt and call `replace_group_body` (or
+    `cancel`). The conversation waits until then."""
+
+    entry: OutboxEntry
+    version: int
+
+
+@dataclass(frozen=True)
 class SyncComplete:
     """Every pending event has been delivered after a (re)connect."""
 
@@ -196,6 +220,7 @@ ProtocolEvent = (
     | SendAccepted
     | SendRejected
     | DevicesMismatched
+    | GroupStale
     | SyncComplete
     | TypingChanged
     | ServerError
@@ -312,6 +337,22 @@ class Protocol:
         self._launch(self._queues[entry.conversation])
         self._flush()
 
+    def replace_group_body(
+        self, client_id: str, body: str, version: int, after: Iterable[str] = ()
+    ) -> None:
+        """Give a stale group entry its re-encrypted body (and the sender keys it now
+        waits for) and send it again, with the same client id."""
+        flight = self._by_client_id.get(client_id)
+        if flight is None:
+            return
+        entry = replace(flight.entry, body=body, version=version, after=tuple(after))
+        check_size(entry)
+        flight.entry = entry
+        flight.mismatched = False
+        flight.in_flight_since = None
+        self._launch(self._queues[entry.conversation])
+        self._flush()
+
     def cancel(self, client_id: str) -> OutboxEntry | None:
         """Give up on an entry (the caller marks its message failed)."""
         flight = self._by_client_id.pop(client_id, None)
@@ -321,8 +362,7 @@ class Protocol:
         queue.remove(flight)
         if not queue:
             del self._queues[flight.entry.conversation]
-        else:
-            self._launch(queue)
+        self._launch_all()  # its own queue, and whatever waited for it
         self._flush()
         return flight.entry
 
@@ -529,6 +569,13 @@ class Protocol:
                 self._events.append(DevicesMismatched(entry, tuple(missing), tuple(extra)))
                 return
             log.warning("mismatched_devices for %s without usable device lists", entry.client_id)
+        if code == "stale_group" and entry.is_group:
+            version = raw.get("version")
+            if _is_int(version) and version >= 1:
+                flight.mismatched = True
+                self._events.append(GroupStale(entry, version))
+                return
+            log.warning("stale_group for %s without a usable version", entry.client_id)
         retry_after = raw.get("retry_after")
         if code in {"rate_limited", "service_unavailable", "internal_error"}:
             delay = float(retry_after) if _is_number(retry_after) else 1.0
@@ -581,10 +628,13 @@ class Protocol:
         queue = self._queues[conversation]
         queue.remove(flight)
         del self._by_client_id[flight.entry.client_id]
-        if queue:
-            self._launch(queue)
-        else:
+        if not queue:
             del self._queues[conversation]
+        self._launch_all()  # its own queue, and whatever waited for it
+
+    def _launch_all(self) -> None:
+        for queue in self._queues.values():
+            self._launch(queue)
 
     def _launch(self, queue: deque[_Flight]) -> None:
         """Put the head of a conversation on the wire if it may go now."""
@@ -593,6 +643,8 @@ class Protocol:
         head = queue[0]
         if head.in_flight_since is not None or head.mismatched:
             return
+        if any(other in self._by_client_id for other in head.entry.after):
+            return  # what it needs is not stored by the server yet
         now = self._clock()
         if head.not_before > now:
             return

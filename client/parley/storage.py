@@ -5,10 +5,14 @@ Ratchet session per remote device, contacts and their devices' identity keys,
 messages with their tick state (and, for anything but text, the content that
 shows it and fetches its file later: an attachment's key travels only inside
 the encrypted message, so the store is the only place that keeps it), the
-outbox, and the (sender, client id) pairs already received. Secrets (private
-keys, sessions, tokens, message texts and contents, attachment keys, where
-files were saved) are sealed by the profile's `Vault`; see `parley.vault` for
-where its key lives.
+outbox, and the (sender, client id) pairs already received. For groups:
+each group as last seen on the service, this device's sender key per group
+(and which members were given it), the sender keys other member devices gave
+us, group messages held until their sender's key arrives, and the per-member
+ticks of the group messages we sent. Secrets (private keys, sessions, sender
+keys, tokens, message texts and contents, attachment keys, where files were
+saved, group ticks) are sealed by the profile's `Vault`; see `parley.vault`
+for where its key lives.
 
 Everything that must change together does so in one transaction
 (`with store.transaction():`), e.g. a decrypted message, the session it
@@ -18,6 +22,7 @@ advanced, the one-time prekey it consumed and its (sender, client id) pair.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -31,19 +36,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 from parley.crypto import IdentityKeyPair, OneTimePreKey, Session, SignedPreKey
+from parley.crypto.sender_keys import SenderKey, SenderKeyRecord
 from parley.errors import NotRegistered, PassphraseRequired, StoreLocked
+from parley.group_receipts import GroupReceipts
 from parley.media import Content, ContentError, Text, encode_content, parse_content
-from parley.models import Account, Contact, Direction, Message, MessageState
+from parley.models import Account, Contact, Direction, Group, Message, MessageState
 from parley.protocol import OutboxEntry
 from parley.vault import KDF_MEMLIMIT, KDF_OPSLIMIT, KeyringLike, Protection, Vault, system_keyring
 
-__all__ = ["DB_FILE", "MAX_PREKEY_ID", "OutboxItem", "Store", "Tokens"]
+__all__ = [
+    "DB_FILE",
+    "MAX_PREKEY_ID",
+    "HeldMessage",
+    "OutboxItem",
+    "OwnSenderKey",
+    "Store",
+    "Tokens",
+]
 
 log = logging.getLogger("parley.storage")
 
 DB_FILE = "parley.db"
 # 2: messages keep the content of non-text kinds and where a download was saved
-SCHEMA_VERSION = 2
+# 3: groups, sender keys, held group messages, group ticks; group outbox entries
+SCHEMA_VERSION = 3
 # Prekey ids wrap well inside the 32-bit range the wire allows.
 MAX_PREKEY_ID = 0xFF_FFFF
 # (sender, client id) pairs outlive the server's 30-day mailbox TTL.
@@ -99,7 +115,35 @@ CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, id);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
-    payloads TEXT NOT NULL, plaintext BLOB NOT NULL, created_at REAL NOT NULL
+    payloads TEXT NOT NULL, plaintext BLOB NOT NULL, created_at REAL NOT NULL,
+    body TEXT, version INTEGER, after TEXT
+);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
+    members TEXT NOT NULL, admins TEXT NOT NULL, created_by TEXT, created_at INTEGER,
+    active INTEGER NOT NULL DEFAULT 1, stale INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS own_sender_keys (
+    group_id TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
+    distributed TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sender_keys (
+    group_id TEXT NOT NULL, sender TEXT NOT NULL, device_id TEXT NOT NULL,
+    record BLOB NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (group_id, sender, device_id)
+);
+CREATE TABLE IF NOT EXISTS held_group_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL, sender TEXT NOT NULL, device_id TEXT NOT NULL,
+    client_id TEXT NOT NULL, digest TEXT NOT NULL, body BLOB NOT NULL,
+    ts INTEGER NOT NULL, held_at REAL NOT NULL,
+    UNIQUE (sender, client_id, digest)
+);
+CREATE INDEX IF NOT EXISTS held_by_sender
+    ON held_group_messages (group_id, sender, device_id, seq);
+CREATE TABLE IF NOT EXISTS group_ticks (
+    message_id INTEGER PRIMARY KEY, receipts BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen (
     sender TEXT NOT NULL, client_id TEXT NOT NULL, seen_at REAL NOT NULL,
@@ -115,6 +159,30 @@ class Tokens:
     access_token: str
     refresh_token: str
     access_expires_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class OwnSenderKey:
+    """This device's sender key for a group, the group version it was made for,
+    and the members it has been sent to."""
+
+    key: SenderKey
+    version: int
+    distributed: frozenset[str]
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A group message kept until its sender's key arrives (ciphertext, as received)."""
+
+    seq: int
+    group_id: str
+    sender: str
+    device_id: str
+    client_id: str
+    body: bytes
+    ts: int
+    held_at: float
 
 
 @dataclass(frozen=True)
@@ -761,15 +829,28 @@ class Store:
     def outbox_add(self, entry: OutboxEntry, plaintext: bytes, now: float) -> None:
         with self.transaction():
             self._db.execute(
-                "INSERT INTO outbox (client_id, recipient, payloads, plaintext, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO outbox (client_id, recipient, payloads, plaintext, created_at,"
+                " body, version, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.client_id,
                     entry.to,
                     json.dumps(entry.payloads or {}),
                     self._vault.seal(plaintext),
                     now,
+                    entry.body,
+                    entry.version,
+                    json.dumps(list(entry.after)) if entry.after else None,
                 ),
+            )
+
+    def outbox_update_group(
+        self, client_id: str, body: str, version: int, after: tuple[str, ...]
+    ) -> None:
+        """A group entry re-encrypted for the group's new version."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE outbox SET body = ?, version = ?, after = ? WHERE client_id = ?",
+                (body, version, json.dumps(list(after)) if after else None, client_id),
             )
 
     def outbox_update(self, client_id: str, payloads: dict[str, str]) -> None:
@@ -792,15 +873,257 @@ class Store:
     def outbox(self) -> list[OutboxItem]:
         """Every unsent entry, oldest first (FIFO)."""
         rows = self._db.execute(
-            "SELECT client_id, recipient, payloads, plaintext FROM outbox ORDER BY seq"
+            "SELECT client_id, recipient, payloads, plaintext, body, version, after"
+            " FROM outbox ORDER BY seq"
         ).fetchall()
         return [
             OutboxItem(
-                OutboxEntry(client_id=cid, to=to, payloads=json.loads(payloads)),
+                OutboxEntry(
+                    client_id=cid,
+                    to=to,
+                    payloads=None if body is not None else json.loads(payloads),
+                    body=body,
+                    version=version,
+                    after=tuple(json.loads(after)) if after else (),
+                ),
                 self._vault.open(plaintext),
             )
-            for cid, to, payloads, plaintext in rows
+            for cid, to, payloads, plaintext, body, version, after in rows
         ]
+
+    # --- groups -------------------------------------------------------------------------
+
+    def save_group(self, group: Group, now: float) -> Group | None:
+        """Keep a group as the service answered it (fresh: no longer stale). Returns
+        what was stored before, if anything."""
+        with self.transaction():
+            previous = self.group(group.group_id)
+            self._db.execute(
+                "INSERT OR REPLACE INTO groups (group_id, name, version, members, admins,"
+                " created_by, created_at, active, stale, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (
+                    group.group_id,
+                    group.name,
+                    group.version,
+                    json.dumps(list(group.members)),
+                    json.dumps(list(group.admins)),
+                    group.created_by,
+                    group.created_at,
+                    int(group.active),
+                    now,
+                ),
+            )
+        return previous
+
+    def note_group(self, group_id: str, now: float) -> None:
+        """A group heard of only from a message or a sender key: keep a placeholder,
+        to be filled in from the service (it is stale until then)."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO groups (group_id, name, version, members, admins,"
+                " active, stale, updated_at) VALUES (?, '', 0, '[]', '[]', 1, 1, ?)",
+                (group_id, now),
+            )
+
+    def mark_group_stale(self, group_id: str) -> None:
+        """What we know of the group is out of date (e.g. a newer version was seen)."""
+        with self.transaction():
+            self._db.execute("UPDATE groups SET stale = 1 WHERE group_id = ?", (group_id,))
+
+    def stale_groups(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT group_id FROM groups WHERE stale = 1 AND active = 1 ORDER BY group_id"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def group(self, group_id: str) -> Group | None:
+        row = self._db.execute(
+            f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?",  # noqa: S608
+            (group_id,),
+        ).fetchone()
+        return _group(row) if row else None
+
+    def groups(self, *, include_inactive: bool = False) -> list[Group]:
+        """Known groups by name (placeholders not yet filled in are left out)."""
+        rows = self._db.execute(
+            f"SELECT {_GROUP_COLUMNS} FROM groups"  # noqa: S608
+            " WHERE version > 0 AND (active = 1 OR ?) ORDER BY lower(name), group_id",
+            (int(include_inactive),),
+        ).fetchall()
+        return [_group(r) for r in rows]
+
+    def find_groups(self, key: str) -> list[Group]:
+        """By group id, or by name (case-insensitive; several groups may share one)."""
+        rows = self._db.execute(
+            f"SELECT {_GROUP_COLUMNS} FROM groups"  # noqa: S608
+            " WHERE version > 0 AND (group_id = ? OR lower(name) = lower(?))"
+            " ORDER BY active DESC, group_id = ? DESC, group_id",
+            (key, key, key),
+        ).fetchall()
+        return [_group(r) for r in rows]
+
+    def leave_group(self, group_id: str) -> None:
+        """This account is out of the group: it stays in the list (inactive, with its
+        history) and every sender key of it, ours and theirs, is deleted."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE groups SET active = 0, stale = 0 WHERE group_id = ?", (group_id,)
+            )
+            for table in ("own_sender_keys", "sender_keys", "held_group_messages"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE group_id = ?",  # noqa: S608
+                    (group_id,),
+                )
+
+    # --- sender keys -----------------------------------------------------------------------
+
+    def own_sender_key(self, group_id: str) -> OwnSenderKey | None:
+        row = self._db.execute(
+            "SELECT version, state, distributed FROM own_sender_keys WHERE group_id = ?",
+            (group_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        version, state, distributed = row
+        return OwnSenderKey(
+            SenderKey.from_bytes(self._vault.open(state)),
+            int(version),
+            frozenset(json.loads(distributed)),
+        )
+
+    def save_own_sender_key(self, group_id: str, own: OwnSenderKey, now: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO own_sender_keys (group_id, version, state, distributed, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id) DO UPDATE SET"
+                " version = excluded.version, state = excluded.state,"
+                " distributed = excluded.distributed",
+                (
+                    group_id,
+                    own.version,
+                    self._vault.seal(own.key.to_bytes()),
+                    json.dumps(sorted(own.distributed)),
+                    now,
+                ),
+            )
+
+    def forget_distribution(self, user_id: str) -> None:
+        """`user_id` must be sent our sender keys again (a device of theirs changed,
+        or a key sent to them was never delivered)."""
+        with self.transaction():
+            rows = self._db.execute("SELECT group_id, distributed FROM own_sender_keys").fetchall()
+            for group_id, distributed in rows:
+                given = json.loads(distributed)
+                if user_id in given:
+                    given.remove(user_id)
+                    self._db.execute(
+                        "UPDATE own_sender_keys SET distributed = ? WHERE group_id = ?",
+                        (json.dumps(given), group_id),
+                    )
+
+    def sender_key_record(
+        self, group_id: str, sender: str, device_id: str
+    ) -> SenderKeyRecord | None:
+        row = self._db.execute(
+            "SELECT record FROM sender_keys WHERE group_id = ? AND sender = ? AND device_id = ?",
+            (group_id, sender, device_id),
+        ).fetchone()
+        return SenderKeyRecord.from_bytes(self._vault.open(row[0])) if row else None
+
+    def save_sender_key_record(
+        self, group_id: str, sender: str, device_id: str, record: SenderKeyRecord, now: float
+    ) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO sender_keys"
+                " (group_id, sender, device_id, record, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (group_id, sender, device_id, self._vault.seal(record.to_bytes()), now),
+            )
+
+    # --- group messages held for a key -----------------------------------------------
+
+    def hold_group_message(
+        self,
+        group_id: str,
+        sender: str,
+        device_id: str,
+        client_id: str,
+        body: bytes,
+        ts: int,
+        now: float,
+    ) -> bool:
+        """Keep a group message until its sender key arrives; False if it is held already."""
+        digest = hashlib.sha256(body).hexdigest()
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO held_group_messages"
+                " (group_id, sender, device_id, client_id, digest, body, ts, held_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (group_id, sender, device_id, client_id, digest, body, ts, now),
+            )
+            return cursor.rowcount == 1
+
+    def held_group_messages(
+        self, group_id: str | None = None, sender: str | None = None, device_id: str | None = None
+    ) -> list[HeldMessage]:
+        """Held messages, oldest first; all of them, or one group's, or one sender device's."""
+        rows = self._db.execute(
+            "SELECT seq, group_id, sender, device_id, client_id, body, ts, held_at"
+            " FROM held_group_messages WHERE (? IS NULL OR group_id = ?)"
+            " AND (? IS NULL OR sender = ?) AND (? IS NULL OR device_id = ?) ORDER BY seq",
+            (group_id, group_id, sender, sender, device_id, device_id),
+        ).fetchall()
+        return [
+            HeldMessage(seq, gid, snd, dev, cid, bytes(body), ts, held_at)
+            for seq, gid, snd, dev, cid, body, ts, held_at in rows
+        ]
+
+    def release_held(self, seqs: list[int]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "DELETE FROM held_group_messages WHERE seq = ?", [(s,) for s in seqs]
+            )
+
+    def prune_held(self, older_than: float, keep_per_sender: int) -> list[HeldMessage]:
+        """Drop held messages held since before `older_than`, and all but the newest
+        `keep_per_sender` of each sender device in each group; returns what went."""
+        with self.transaction():
+            dropped = [m for m in self.held_group_messages() if m.held_at < older_than]
+            rows = self._db.execute(
+                "SELECT seq FROM held_group_messages AS h WHERE seq NOT IN"
+                " (SELECT seq FROM held_group_messages AS k WHERE k.group_id = h.group_id"
+                "  AND k.sender = h.sender AND k.device_id = h.device_id"
+                "  ORDER BY seq DESC LIMIT ?)",
+                (keep_per_sender,),
+            ).fetchall()
+            crowded = {r[0] for r in rows}
+            dropped += [
+                m for m in self.held_group_messages() if m.seq in crowded and m not in dropped
+            ]
+            self.release_held([m.seq for m in dropped])
+        return dropped
+
+    # --- group ticks ------------------------------------------------------------------
+
+    def save_group_receipts(self, message_id: int, receipts: GroupReceipts) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO group_ticks (message_id, receipts) VALUES (?, ?)",
+                (message_id, self._vault.seal(json.dumps(receipts.to_dict()).encode())),
+            )
+
+    def group_receipts(self, message_id: int) -> GroupReceipts | None:
+        row = self._db.execute(
+            "SELECT receipts FROM group_ticks WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return GroupReceipts.from_dict(json.loads(self._vault.open(row[0])))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("group ticks of message %d are unreadable: %s", message_id, exc)
+            return None
 
     # --- seen (sender, client id) pairs -----------------------------------------------
 
@@ -825,17 +1148,19 @@ class Store:
 
 
 _MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state, content, file"
+_GROUP_COLUMNS = "group_id, name, version, members, admins, created_by, created_at, active"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an earlier version up to SCHEMA_VERSION."""
+    """Bring a store written by an earlier version up to SCHEMA_VERSION (new tables
+    come from _SCHEMA's CREATE IF NOT EXISTS; new columns are added here)."""
     if not _missing_columns(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         # again under the write lock: another process may have just done it
-        for name in _missing_columns(conn):
-            conn.execute(f"ALTER TABLE messages ADD COLUMN {name} BLOB")
+        for table, name, kind in _missing_columns(conn):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         # a store whose vault was never set up gets its version with the vault
         conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
@@ -846,9 +1171,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def _missing_columns(conn: sqlite3.Connection) -> list[str]:
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-    return [name for name in ("content", "file") if name not in columns]
+# Columns added since the first version of each table: (table, column, type).
+_ADDED_COLUMNS = (
+    ("messages", "content", "BLOB"),
+    ("messages", "file", "BLOB"),
+    ("outbox", "body", "TEXT"),
+    ("outbox", "version", "INTEGER"),
+    ("outbox", "after", "TEXT"),
+)
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    columns = {
+        table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for table in {t for t, _, _ in _ADDED_COLUMNS}
+    }
+    return [(t, name, kind) for t, name, kind in _ADDED_COLUMNS if name not in columns[t]]
 
 
 def _text_content(text: str) -> Content | None:
@@ -856,6 +1194,20 @@ def _text_content(text: str) -> Content | None:
         return Text(text)
     except ContentError:
         return None
+
+
+def _group(row: tuple[Any, ...]) -> Group:
+    group_id, name, version, members, admins, created_by, created_at, active = row
+    return Group(
+        group_id=group_id,
+        name=name,
+        version=int(version),
+        members=tuple(json.loads(members)),
+        admins=tuple(json.loads(admins)),
+        created_by=created_by,
+        created_at=created_at,
+        active=bool(active),
+    )
 
 
 def _contact(row: tuple[Any, ...]) -> Contact:
