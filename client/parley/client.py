@@ -9,6 +9,13 @@ A `Client` opens its profile's store, keeps one WebSocket connection up
 (reconnecting, syncing and resending on its own) and turns what arrives into
 typed events (`parley.models`). Everything it is told to send is stored in the
 outbox first, so a message survives a crash or a lost connection.
+
+Groups work like conversations with one person:
+
+    climbing = await c.create_group("Climbing", ["Bob", "Carol"])
+    await c.send(climbing, "Saturday?")        # or c.send("Climbing", ...)
+    await c.add_members(climbing, ["Dan"]); await c.remove_members(climbing, ["Carol"])
+    c.group_ticks(message)                      # who has it, who read it
 """
 
 from __future__ import annotations
@@ -27,18 +34,29 @@ from typing import Any, Literal
 import aiohttp
 
 from parley import keys, media
-from parley.api import ApiClient, DeviceBundle
+from parley.api import MAX_IDS_PER_GROUP_CHANGE, ApiClient, DeviceBundle
 from parley.attachments import ProgressCallback, download_attachment, upload_attachment
 from parley.crypto import IdentityKeyPair
 from parley.endpoints import Endpoints
-from parley.engine import Engine
-from parley.errors import ConfigurationError, ContactNotFound, NotRegistered, ParleyClientError
+from parley.engine import Engine, GroupResend
+from parley.errors import (
+    ConfigurationError,
+    ContactNotFound,
+    NotFound,
+    NotRegistered,
+    ParleyClientError,
+)
+from parley.group_receipts import MemberReceipt
+from parley.groups import NotAGroupMember
 from parley.models import (
+    GROUP_PREFIX,
     Account,
     Connected,
     Contact,
     Disconnected,
     Event,
+    Group,
+    GroupUpdated,
     Message,
     Synced,
     Typing,
@@ -46,6 +64,7 @@ from parley.models import (
 from parley.profiles import profile_dir
 from parley.protocol import (
     DevicesMismatched,
+    GroupStale,
     IncomingMessage,
     IncomingReceipt,
     Protocol,
@@ -55,6 +74,7 @@ from parley.protocol import (
     ServerError,
     SyncComplete,
     TypingChanged,
+    is_user_id,
 )
 from parley.storage import DB_FILE, Store
 from parley.transport import Backoff, Transport
@@ -70,6 +90,10 @@ MAINTENANCE_INTERVAL_S = 60.0
 _EVENT_QUEUE = 1000
 # Downloaded attachments, inside the profile directory.
 MEDIA_DIR = "media"
+# Tries at reading a group again when the server said a group send was stale.
+REGROUP_TRIES = 3
+# Refusals of a group send that mean this account may no longer be in the group.
+_NOT_IN_GROUP = frozenset({"forbidden", "not_found"})
 
 KeyringChoice = KeyringLike | Literal["auto"] | None
 
@@ -203,6 +227,7 @@ class Client:
         self._clock = clock
         self._subscribers: list[asyncio.Queue[Event | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._store: Store | None = None
         self._api: ApiClient | None = None
@@ -271,12 +296,14 @@ class Client:
     async def close(self) -> None:
         if self._transport is not None:
             await self._transport.stop()
-        for task in self._tasks:
+        background = [*self._tasks, *self._refreshing.values()]
+        for task in background:
             task.cancel()
-        for task in self._tasks:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._refreshing.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -350,15 +377,24 @@ class Client:
 
     # --- messages ------------------------------------------------------------------------
 
-    async def send(self, contact: str | Contact, text: str) -> Message:
-        """Encrypt and queue `text` for every device of `contact`. Returns at once with
-        the stored message (state pending); ticks arrive as events."""
-        return await self.send_content(contact, text)
+    async def send(self, to: str | Contact | Group, text: str) -> Message:
+        """Encrypt and queue `text` for every device of a contact, or once for a group
+        (by name, phone, user id, group name or group id). Returns at once with the
+        stored message (state pending); ticks arrive as events."""
+        return await self.send_content(to, text)
 
-    async def send_content(self, contact: str | Contact, content: str | media.Content) -> Message:
+    async def send_group(self, group: str | Group, content: str | media.Content) -> Message:
+        """Send to a group (by name or id), even if a contact has the same name."""
+        return await self.send_content(self.group(group), content)
+
+    async def send_content(
+        self, to: str | Contact | Group, content: str | media.Content
+    ) -> Message:
         """Send any kind of message (`parley.media.Text`, `Location`, `Contact`, or an
         `Attachment` already uploaded) the way `send` sends a text."""
-        target = self.contact(contact)
+        target = self.conversation(to)
+        if isinstance(target, Group):
+            return await self._send_to_group(target, content)
         message, entry, events = await self.engine.prepare(target, content)
         for event in events:
             self._emit(event)
@@ -366,14 +402,25 @@ class Client:
         self._flush()
         return message
 
+    async def _send_to_group(self, group: Group, content: str | media.Content) -> Message:
+        if group.version == 0:
+            group = await self.refresh_group(group)  # known only by its id so far
+        message, entries, events = await self.engine.prepare_group(group, content)
+        for event in events:
+            self._emit(event)
+        for entry in entries:  # the sender keys first; the message waits for them
+            self.protocol.send(entry)
+        self._flush()
+        return message
+
     async def send_location(
-        self, contact: str | Contact, lat: float, lon: float, name: str | None = None
+        self, contact: str | Contact | Group, lat: float, lon: float, name: str | None = None
     ) -> Message:
         """Share a point on the map (latitude, longitude in degrees), optionally named."""
         return await self.send_content(contact, media.Location(lat, lon, name))
 
     async def send_contact(
-        self, contact: str | Contact, name: str, phones: str | Sequence[str]
+        self, contact: str | Contact | Group, name: str, phones: str | Sequence[str]
     ) -> Message:
         """Share a contact card: a name and one or more phone numbers."""
         numbers = (phones,) if isinstance(phones, str) else tuple(phones)
@@ -381,7 +428,7 @@ class Client:
 
     async def send_file(
         self,
-        contact: str | Contact,
+        contact: str | Contact | Group,
         path: str | os.PathLike[str],
         caption: str | None = None,
         progress: ProgressCallback | None = None,
@@ -399,7 +446,7 @@ class Client:
         `parley.attachments.TransferError` when the upload fails, and the API's
         errors (e.g. a file over the service's size limit).
         """
-        target = self.contact(contact)
+        target = self.conversation(contact)
         if caption is not None and not caption.strip():
             caption = None
         if caption is not None and len(caption) > media.MAX_CAPTION_CHARS:
@@ -455,23 +502,33 @@ class Client:
         self.store.set_message_file(found.id, path)
         return path
 
-    def history(self, contact: str | Contact, limit: int = 50) -> list[Message]:
-        """The last `limit` messages with `contact`, oldest first."""
-        return self.store.history(self.contact(contact).user_id, limit)
+    def history(self, contact: str | Contact | Group, limit: int = 50) -> list[Message]:
+        """The last `limit` messages with a contact or in a group, oldest first."""
+        return self.store.history(_conversation_key(self.conversation(contact)), limit)
 
-    async def mark_read(self, contact: str | Contact) -> list[Message]:
-        """Mark the conversation read and tell the sender (blue ticks on their side)."""
-        target = self.contact(contact)
+    async def mark_read(self, contact: str | Contact | Group) -> list[Message]:
+        """Mark the conversation read and tell the sender (blue ticks on their side);
+        in a group, each sender of what was read."""
+        target = self.conversation(contact)
+        if isinstance(target, Group):
+            by_sender = self.engine.mark_group_read(target)
+            for sender, messages in by_sender.items():
+                self.protocol.send_receipt(sender, [m.client_id for m in messages], "read")
+            self._flush()
+            return [m for messages in by_sender.values() for m in messages]
         read = self.engine.mark_read(target)
         if read:
             self.protocol.send_receipt(target.user_id, [m.client_id for m in read], "read")
             self._flush()
         return read
 
-    async def typing(self, contact: str | Contact, typing: bool = True) -> None:
-        """Show (or stop showing) `contact` that this user is typing. Not stored anywhere."""
-        self.protocol.send_typing(self.contact(contact).user_id, typing)
-        self._flush()
+    async def typing(self, contact: str | Contact | Group, typing: bool = True) -> None:
+        """Show (or stop showing) `contact` that this user is typing. Not stored anywhere.
+        (The service relays typing between two people only; in a group it does nothing.)"""
+        target = self.conversation(contact)
+        if isinstance(target, Contact):
+            self.protocol.send_typing(target.user_id, typing)
+            self._flush()
 
     def events(self) -> EventStream:
         """Every event from now on (one stream per call; each gets every event)."""
@@ -487,6 +544,189 @@ class Client:
         while self.protocol.pending():
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
+
+    # --- groups ----------------------------------------------------------------------------
+
+    def conversation(self, key: str | Contact | Group) -> Contact | Group:
+        """A contact (by name, phone or user id) or else a group (by name or id)."""
+        if isinstance(key, Group):
+            return self.group(key)
+        if isinstance(key, Contact):
+            return self.contact(key)
+        found = self.store.find_contact(key)
+        if found is not None:
+            return found
+        try:
+            return self.group(key)
+        except ContactNotFound:
+            raise ContactNotFound(f"no contact or group {key!r}") from None
+
+    def groups(self) -> list[Group]:
+        """The groups this account is in, as last seen (see `refresh_groups`)."""
+        return self.store.groups()
+
+    def group(self, key: str | Group) -> Group:
+        """A group by name (case-insensitive) or id, as last seen (ContactNotFound if
+        none; ParleyClientError if several active groups have that name)."""
+        if isinstance(key, Group):
+            key = key.group_id
+        if key.startswith(GROUP_PREFIX):
+            key = key[len(GROUP_PREFIX) :]
+        found = self.store.find_groups(key)
+        if not found:
+            raise ContactNotFound(f"no group {key!r}")
+        exact = [g for g in found if g.group_id == key]
+        if exact:
+            return exact[0]
+        active = [g for g in found if g.active]
+        if len(active) > 1:
+            ids = ", ".join(g.group_id for g in active)
+            raise ParleyClientError(f"several groups are called {key!r}: use its id ({ids})")
+        return found[0]
+
+    async def create_group(self, name: str, members: Sequence[str | Contact] = ()) -> Group:
+        """A new group with these contacts; this account is its first admin."""
+        ids = [self._member_id(m) for m in members]
+        if len(ids) > MAX_IDS_PER_GROUP_CHANGE:
+            group = await self.api.create_group(name, ids[:MAX_IDS_PER_GROUP_CHANGE])
+            self._keep_group(group)
+            return await self.add_members(group, ids[MAX_IDS_PER_GROUP_CHANGE:])
+        return self._keep_group(await self.api.create_group(name, ids))
+
+    async def refresh_group(self, group: str | Group) -> Group:
+        """Read the group from the service. If this account is no longer in it, it is
+        kept as inactive (history stays) and its sender keys are deleted."""
+        group_id = self._group_id(group)
+        try:
+            fresh = await self.api.group(group_id)
+        except NotFound:
+            return self._left_group(group_id)
+        if not fresh.is_member(self.account.user_id):
+            return self._left_group(group_id)
+        return self._keep_group(fresh)
+
+    async def refresh_groups(self) -> list[Group]:
+        """Bring every group up to date with the service; the groups this account is in."""
+        listed = await self.api.groups()
+        for summary in listed:
+            known = self.store.group(summary.group_id)
+            if known is None or known.version != summary.version or not known.active:
+                await self.refresh_group(summary.group_id)
+        seen = {s.group_id for s in listed}
+        for group in self.store.groups():
+            if group.group_id not in seen:
+                # the list can lag behind a change; the group itself is always current
+                await self.refresh_group(group)
+        return self.groups()
+
+    async def add_members(self, group: str | Group, members: Sequence[str | Contact]) -> Group:
+        """Add contacts to the group (admins only; `parley.ApiError` "not_admin" else)."""
+        group_id = self._group_id(group)
+        ids = [self._member_id(m) for m in members]
+        if not ids:
+            raise ValueError("name at least one member to add")
+        current: Group | None = None
+        for start in range(0, len(ids), MAX_IDS_PER_GROUP_CHANGE):
+            chunk = ids[start : start + MAX_IDS_PER_GROUP_CHANGE]
+            current = self._keep_group(await self.api.add_group_members(group_id, chunk))
+        assert current is not None
+        return current
+
+    async def remove_members(self, group: str | Group, members: Sequence[str | Contact]) -> Group:
+        """Remove members from the group (admins only). Our next message to it goes
+        with a fresh sender key that they never get."""
+        group_id = self._group_id(group)
+        me = self.account.user_id
+        ids = [self._member_id(m) for m in members]
+        if me in ids:
+            raise ValueError("to leave a group use leave()")
+        if not ids:
+            raise ValueError("name at least one member to remove")
+        current = self.group(group_id)
+        for user_id in ids:
+            answer = await self.api.remove_group_member(group_id, user_id)
+            if answer is not None:
+                current = self._keep_group(answer)
+        return current
+
+    async def leave(self, group: str | Group) -> Group:
+        """Leave the group: it stays in the history, inactive, without its keys."""
+        group_id = self._group_id(group)
+        with contextlib.suppress(NotFound):  # already out of it
+            await self.api.remove_group_member(group_id, self.account.user_id)
+        return self._left_group(group_id)
+
+    async def promote(self, group: str | Group, member: str | Contact) -> Group:
+        """Make a member an admin (admins only)."""
+        group_id = self._group_id(group)
+        return self._keep_group(await self.api.promote_admin(group_id, self._member_id(member)))
+
+    async def dismiss_admin(self, group: str | Group, member: str | Contact) -> Group:
+        """An admin becomes a plain member again (admins only; never the last admin)."""
+        group_id = self._group_id(group)
+        return self._keep_group(await self.api.dismiss_admin(group_id, self._member_id(member)))
+
+    def group_ticks(self, message: Message | int) -> list[MemberReceipt]:
+        """Per-member detail of a group message we sent: which of each member's devices
+        have it, whether and when they read it. (`message.state` is the whole group's.)"""
+        found = self.message(message if isinstance(message, int) else message.id)
+        return self.engine.groups.ticks(found)
+
+    def member_name(self, user_id: str) -> str:
+        """How to show a group member: "you", the contact's name, or a short id."""
+        if user_id == self.account.user_id:
+            return "you"
+        contact = self.store.contact(user_id)
+        return contact.display_name if contact else f"user {user_id[:8]}"
+
+    def _group_id(self, group: str | Group) -> str:
+        if isinstance(group, Group):
+            return group.group_id
+        return self.group(group).group_id
+
+    def _member_id(self, member: str | Contact) -> str:
+        if isinstance(member, Contact):
+            return member.user_id
+        found = self.store.find_contact(member)
+        if found is not None:
+            return found.user_id
+        if is_user_id(member):
+            return member
+        raise ContactNotFound(f"no contact {member!r}: add one with add_contact(phone, name)")
+
+    def _keep_group(self, group: Group) -> Group:
+        previous = self.store.save_group(group, self._clock())
+        if previous != group:
+            self._emit(GroupUpdated(group, previous if previous and previous.version else None))
+        return group
+
+    def _left_group(self, group_id: str) -> Group:
+        previous = self.store.group(group_id)
+        self.store.leave_group(group_id)
+        now = self.store.group(group_id)
+        if now is None:  # never seen: nothing to keep
+            raise NotAGroupMember(f"you are not a member of group {group_id}")
+        if previous != now:
+            self._emit(GroupUpdated(now, previous))
+        return now
+
+    def _refresh_soon(self, group_ids: set[str] | list[str]) -> None:
+        """Read these groups from the service in the background (once at a time each)."""
+        if self._api is None:
+            return
+        for group_id in group_ids:
+            if group_id in self._refreshing:
+                continue
+            task = asyncio.create_task(self._refresh_quietly(group_id))
+            self._refreshing[group_id] = task
+
+    async def _refresh_quietly(self, group_id: str) -> None:
+        try:
+            await self.refresh_group(group_id)
+        except ParleyClientError as exc:
+            log.warning("could not read group %s from the service: %s", group_id, exc)
+        finally:
+            self._refreshing.pop(group_id, None)
 
     # --- identity and keys -------------------------------------------------------------
 
@@ -561,6 +801,8 @@ class Client:
                 self._maintenance_due.set()
             for out in result.events:
                 self._emit(out)
+            if result.refresh_groups:
+                self._refresh_soon(result.refresh_groups)
         elif isinstance(event, IncomingReceipt):
             events = engine.receipt(event)
             self.protocol.receipt_stored(event)
@@ -576,6 +818,9 @@ class Client:
                 failed = engine.failed(event.entry, event.code, event.message)
                 if failed is not None:
                     self._emit(failed)
+                if event.entry.is_group and event.code in _NOT_IN_GROUP:
+                    # perhaps removed: the service says (a 404 marks the group left)
+                    self._refresh_soon([event.entry.to[len(GROUP_PREFIX) :]])
                 self._outbox_changed.set()
             else:
                 log.info(
@@ -583,9 +828,12 @@ class Client:
                 )
         elif isinstance(event, DevicesMismatched):
             await self._repair(event)
+        elif isinstance(event, GroupStale):
+            await self._regroup(event)
         elif isinstance(event, SyncComplete):
             self._synced.set()
             self._emit(Synced())
+            self._refresh_soon(self.store.stale_groups())
         elif isinstance(event, TypingChanged):
             contact = self.store.contact(event.sender)
             if contact is not None:
@@ -611,6 +859,49 @@ class Client:
             self.protocol.replace_payloads(event.entry.client_id, payloads)
         self._flush()
 
+    async def _regroup(self, event: GroupStale) -> None:
+        """The group moved on under a send: read it again, rotate and hand out our
+        sender key, re-encrypt, and send again with the same client id."""
+        entry = event.entry
+        group_id = entry.to[len(GROUP_PREFIX) :]
+        group: Group | None = None
+        for attempt in range(REGROUP_TRIES):
+            try:
+                group = await self.refresh_group(group_id)
+                break
+            except NotAGroupMember:
+                break
+            except ParleyClientError as exc:
+                log.warning("could not read group %s (try %d): %s", group_id, attempt + 1, exc)
+                await asyncio.sleep(0.2 * 2**attempt)
+        resend: GroupResend | None = None
+        events: list[Event] = []
+        if group is not None and group.active:
+            try:
+                resend, events = await self.engine.regroup(entry, group)
+            except ParleyClientError as exc:
+                log.warning("could not hand out a new sender key for %s: %s", group_id, exc)
+        for out in events:
+            self._emit(out)
+        if resend is None:
+            self.protocol.cancel(entry.client_id)
+            failed = self.engine.failed(
+                entry, "stale_group", "the group changed and could not be caught up with"
+            )
+            if failed is not None:
+                self._emit(failed)
+            self._outbox_changed.set()
+        else:
+            for distribution in resend.distributions:
+                self.protocol.send(distribution)
+            self.protocol.replace_group_body(
+                entry.client_id,
+                resend.body,
+                resend.version,
+                [d.client_id for d in resend.distributions],
+            )
+        self._flush()
+
     async def _maintenance(self) -> None:
         """Prekey upkeep: once caught up after connecting, then whenever first
         messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S)."""
@@ -625,6 +916,10 @@ class Client:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             await self._maintenance_due.wait()
             self._maintenance_due.clear()
+
+
+def _conversation_key(target: Contact | Group) -> str:
+    return target.conversation if isinstance(target, Group) else target.user_id
 
 
 def _is_file_of_size(path: Path, size: int) -> bool:

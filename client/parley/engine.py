@@ -6,6 +6,14 @@ receipts, and repairing a send the server refused for mismatched devices.
 No network: key bundles come from an injected async fetcher, so two engines
 can talk to each other in a unit test.
 
+Groups: a group message is encrypted once with this device's sender key
+(`parley.groups`); the key goes first to every member over the pairwise
+sessions, by the same path as any 1:1 message, and the group message waits
+for those sends (`OutboxEntry.after`). When the group's version moves, the
+next send makes a fresh key; when the server says the send is stale, the
+caller refreshes the group and `regroup` rotates, redistributes and
+re-encrypts under the same client id.
+
 Every incoming envelope is handled in one store transaction: either the
 message, the session it advanced, the one-time prekey it consumed and its
 (sender, client id) pair are all stored, or nothing is. Malformed or forged
@@ -33,14 +41,17 @@ from parley.crypto import (
     is_prekey_message,
     safety_number,
 )
+from parley.crypto.sender_keys import MAX_GROUP_PLAINTEXT_LEN
 from parley.crypto.wire import VERSION as WIRE_VERSION
 from parley.errors import ContactNotFound, MessageTooLarge
+from parley.groups import GroupMessaging, NotAGroupMember
 from parley.media import Content, Text
 from parley.models import (
     Account,
     Contact,
     Direction,
     Event,
+    Group,
     IdentityChanged,
     Message,
     MessageReceived,
@@ -56,14 +67,14 @@ from parley.protocol import (
     OutboxEntry,
     check_size,
 )
-from parley.storage import Store
+from parley.storage import OwnSenderKey, Store
 
-__all__ = ["BundleFetcher", "Engine", "Incoming", "new_client_id"]
+__all__ = ["BundleFetcher", "Engine", "GroupResend", "Incoming", "new_client_id"]
 
 log = logging.getLogger("parley.engine")
 
 BundleFetcher = Callable[[str], Awaitable[list[DeviceBundle]]]
-# A send refused for mismatched devices this often in a row is given up.
+# A send refused for mismatched devices (or a stale group) this often in a row is given up.
 MAX_DEVICE_REPAIRS = 3
 
 
@@ -80,9 +91,20 @@ class _Rejected(Exception):
 class Incoming:
     """What became of an incoming envelope."""
 
-    stored: bool  # True: ack it as stored; False: ack it as dropped
+    stored: bool  # True: ack it as stored; False: ack it as dropped (or held for a key)
     events: list[Event] = field(default_factory=list)
     consumed_prekey: bool = False
+    refresh_groups: set[str] = field(default_factory=set)  # to read again from the service
+
+
+@dataclass(frozen=True)
+class GroupResend:
+    """A stale group message re-encrypted for the group's current version, and the
+    sender-key messages it must wait for (queue those first)."""
+
+    body: str
+    version: int
+    distributions: list[OutboxEntry]
 
 
 class Engine:
@@ -100,6 +122,8 @@ class Engine:
         self._identity: IdentityKeyPair = store.identity()
         self._locks: dict[str, asyncio.Lock] = {}
         self._repairs: dict[str, int] = {}
+        self.groups = GroupMessaging(store, self.account, clock)
+        self.groups.prune()
 
     # --- sending ---------------------------------------------------------------------
 
@@ -156,6 +180,8 @@ class Engine:
         async with self._lock(uid):
             for device in extra:
                 self.store.forget_device(uid, device)
+            # their devices changed: our group sender keys go to them again next time
+            self.store.forget_distribution(uid)
             payloads = {d: p for d, p in (entry.payloads or {}).items() if d not in extra}
             events: list[Event] = []
             new: dict[str, Session] = {}
@@ -198,10 +224,138 @@ class Engine:
             self.store.outbox_remove(entry.client_id)
             message = self.store.message(self.account.user_id, entry.client_id)
             if message is None:
+                # a sender key that did not go: it goes again with the next group message
+                if not entry.is_group:
+                    self.store.forget_distribution(entry.to)
+                log.warning(
+                    "could not send %s to %s: %s (%s)", entry.client_id, entry.to, code, reason
+                )
                 return None
             self.store.set_message_state(message.id, MessageState.FAILED)
         log.warning("message %s failed: %s (%s)", entry.client_id, code, reason)
         return SendFailed(replace(message, state=MessageState.FAILED), code, reason)
+
+    # --- groups: sending ---------------------------------------------------------------
+
+    async def prepare_group(
+        self, group: Group, content: str | Content
+    ) -> tuple[Message, list[OutboxEntry], list[Event]]:
+        """Encrypt once with our sender key for the group (a fresh one if the group
+        moved on), store message and outbox entries. Returns the message and the
+        entries to queue in order: the sender-key messages first, then the message."""
+        if isinstance(content, str):
+            content = Text(content)
+        self._check_member(group)
+        plaintext = payload.encode(content)
+        if len(plaintext) > MAX_GROUP_PLAINTEXT_LEN:
+            raise MessageTooLarge(f"a group message holds at most {MAX_GROUP_PLAINTEXT_LEN} bytes")
+        async with self._lock(group.conversation):
+            events = await self._sessions_for_key(group)
+            now = self._clock()
+            with self.store.transaction():
+                own, distributions = self._distribute(group, now)
+                entry = OutboxEntry(
+                    client_id=new_client_id(),
+                    to=group.conversation,
+                    body=b64(own.key.encrypt(plaintext)),
+                    version=group.version,
+                    after=tuple(d.client_id for d in distributions),
+                )
+                self._check_size(entry)
+                self.store.save_own_sender_key(group.group_id, own, now)
+                message = self.store.add_message(
+                    peer=group.conversation,
+                    direction=Direction.OUT,
+                    sender=self.account.user_id,
+                    client_id=entry.client_id,
+                    text=payload.describe(content),
+                    ts=int(now * 1000),
+                    state=MessageState.PENDING,
+                    content=content,
+                )
+                assert message is not None  # a fresh random client id
+                self.groups.start_ticks(message, group)
+                self.store.outbox_add(entry, plaintext, now)
+        return message, [*distributions, entry], events
+
+    async def regroup(
+        self, entry: OutboxEntry, group: Group
+    ) -> tuple[GroupResend | None, list[Event]]:
+        """The server found `entry` encrypted for an old version of `group` (given here
+        as just read from the service): rotate our sender key, send it to the members
+        now in the group, re-encrypt. None: give up (not a member, or tried enough)."""
+        attempts = self._repairs.get(entry.client_id, 0) + 1
+        self._repairs[entry.client_id] = attempts
+        plaintext = self.store.outbox_plaintext(entry.client_id)
+        me = self.account.user_id
+        if attempts > MAX_DEVICE_REPAIRS or plaintext is None or not group.is_member(me):
+            log.warning("giving up on group message %s after %d tries", entry.client_id, attempts)
+            return None, []
+        async with self._lock(group.conversation):
+            events = await self._sessions_for_key(group)
+            now = self._clock()
+            with self.store.transaction():
+                own, distributions = self._distribute(group, now)
+                body = b64(own.key.encrypt(plaintext))
+                after = tuple(d.client_id for d in distributions)
+                self._check_size(replace(entry, body=body, version=group.version, after=after))
+                self.store.save_own_sender_key(group.group_id, own, now)
+                self.store.outbox_update_group(entry.client_id, body, group.version, after)
+                message = self.store.message(me, entry.client_id)
+                if message is not None:
+                    self.groups.start_ticks(message, group)  # it now goes to these members
+        return GroupResend(body, group.version, distributions), events
+
+    def _check_member(self, group: Group) -> None:
+        if not group.active or not group.is_member(self.account.user_id):
+            raise NotAGroupMember(f"you are not a member of {group.display_name}")
+
+    @staticmethod
+    def _check_size(entry: OutboxEntry) -> None:
+        try:
+            check_size(entry)
+        except FrameTooLarge as exc:
+            raise MessageTooLarge(str(exc)) from exc
+
+    async def _sessions_for_key(self, group: Group) -> list[Event]:
+        """Pairwise sessions with every member our sender key must go to (X3DH with
+        those we never wrote to). A member with no usable device is left out."""
+        own = self.groups.sender_key(group)
+        events: list[Event] = []
+        for member in self.groups.needs_key(group, own):
+            contact = self.store.contact(member) or Contact(member, None, None)
+            try:
+                events += await self.ensure_sessions(contact)
+            except ContactNotFound as exc:
+                log.warning("group %s: cannot give %s our key: %s", group.group_id, member, exc)
+        return events
+
+    def _distribute(self, group: Group, now: float) -> tuple[OwnSenderKey, list[OutboxEntry]]:
+        """Our sender key for the group and the pairwise messages that give it to each
+        member who lacks it (sessions advanced, entries in the outbox). Call inside a
+        transaction, with the members' sessions started."""
+        own = self.groups.sender_key(group)
+        need = self.groups.needs_key(group, own)
+        if not need:
+            return own, []
+        plaintext = self.groups.distribution(group, own)
+        entries: list[OutboxEntry] = []
+        given: list[str] = []
+        for member in need:
+            sessions = self.store.sessions(member)
+            if not sessions:
+                continue  # no usable device (warned when sessions were started)
+            entry = OutboxEntry(
+                client_id=new_client_id(),
+                to=member,
+                payloads={did: b64(s.encrypt(plaintext)) for did, s in sessions.items()},
+            )
+            for did, session in sessions.items():
+                self.store.save_session(member, did, session, now)
+            self.store.outbox_add(entry, plaintext, now)
+            entries.append(entry)
+            given.append(member)
+        return self.groups.with_distributed(own, given), entries
 
     async def ensure_sessions(self, contact: Contact) -> list[Event]:
         """Start sessions with `contact`'s devices now if there are none (e.g. to show a
@@ -247,8 +401,7 @@ class Engine:
         anything the server (or an attacker) sent."""
         label = f"{message.client_id} from {message.sender}/{message.sender_device}"
         if message.group is not None:
-            log.warning("dropped %s: group messages are not supported yet", label)
-            return Incoming(stored=False)
+            label += f" in group {message.group}"
         if message.sender == self.account.user_id:
             log.warning("dropped %s: messages from this account's other devices", label)
             return Incoming(stored=False)
@@ -259,6 +412,11 @@ class Engine:
             return Incoming(stored=False)
         try:
             with self.store.transaction():
+                if message.group is not None:
+                    outcome = self.groups.receive(message, body, label)
+                    return Incoming(
+                        stored=outcome.stored, events=outcome.events, refresh_groups=outcome.refresh
+                    )
                 return self._open_and_store(message, body, label)
         except (CryptoError, _Rejected) as exc:
             log.warning("dropped %s: %s (%s)", label, type(exc).__name__, exc)
@@ -274,11 +432,19 @@ class Engine:
         self.store.save_session(sender, device, session, now)
         self.store.mark_seen(sender, message.client_id, now)
         try:
-            content = payload.decode(plaintext)
+            content = payload.decode_any(plaintext)
         except payload.UnsupportedContent as exc:
             # authentic but not understood: the session still advances, nothing is shown
             log.warning("dropped %s: %s", label, exc)
             return Incoming(stored=True, events=events, consumed_prekey=consumed)
+        if isinstance(content, payload.SenderKeyPayload):
+            outcome = self.groups.accept_sender_key(sender, device, content)
+            return Incoming(
+                stored=True,
+                events=events + outcome.events,
+                consumed_prekey=consumed,
+                refresh_groups=outcome.refresh,
+            )
         contact = self.store.contact(sender) or self.store.add_contact(sender, None, None)
         stored = self.store.add_message(
             peer=sender,
@@ -329,16 +495,32 @@ class Engine:
             raise
 
     def receipt(self, receipt: IncomingReceipt) -> list[Event]:
-        """Move our messages to `receipt.sender` to delivered/read (never backwards)."""
+        """Move our messages to `receipt.sender` to delivered/read (never backwards);
+        for group messages, per member, and as a whole once every member is there."""
+        me = self.account.user_id
+        in_groups: list[Message] = []
+        direct: list[str] = []
+        for client_id in receipt.client_ids:
+            mine = self.store.message(me, client_id)
+            if mine is not None and mine.group_id is not None:
+                in_groups.append(mine)
+            else:
+                direct.append(client_id)
+        events: list[Event] = []
+        if in_groups:
+            with self.store.transaction():
+                events += self.groups.receipt(receipt, in_groups)
+        if not direct:
+            return events
         contact = self.store.contact(receipt.sender)
         if contact is None:
             log.warning("ignored a receipt from unknown user %s", receipt.sender)
-            return []
+            return events
         state = MessageState.READ if receipt.status == "read" else MessageState.DELIVERED
-        moved = self.store.advance(
-            self.account.user_id, receipt.sender, list(receipt.client_ids), state
-        )
-        return [ReceiptUpdate(contact, state, tuple(moved))] if moved else []
+        moved = self.store.advance(me, receipt.sender, direct, state)
+        if moved:
+            events.append(ReceiptUpdate(contact, state, tuple(moved)))
+        return events
 
     def mark_read(self, contact: Contact) -> list[Message]:
         """Every unread incoming message of the conversation becomes read."""
@@ -346,6 +528,12 @@ class Engine:
         return self.store.advance(
             contact.user_id, contact.user_id, [m.client_id for m in unread], MessageState.READ
         )
+
+    def mark_group_read(self, group: Group) -> dict[str, list[Message]]:
+        """Every unread message of the group becomes read; returned per sender (each
+        of them is told, so that they see when every member has read it)."""
+        with self.store.transaction():
+            return self.groups.unread_by_sender(group)
 
     # --- identity ------------------------------------------------------------------------
 
