@@ -45,6 +45,7 @@ from parley.errors import (
     NotFound,
     NotRegistered,
     ParleyClientError,
+    ServiceUnavailable,
 )
 from parley.group_receipts import MemberReceipt
 from parley.groups import NotAGroupMember
@@ -405,6 +406,12 @@ class Client:
     async def _send_to_group(self, group: Group, content: str | media.Content) -> Message:
         if group.version == 0:
             group = await self.refresh_group(group)  # known only by its id so far
+        elif self._api is not None and self.engine.needs_new_key(group):
+            # a key is about to go out: to the members as they are now, if we can tell
+            try:
+                group = await self.refresh_group(group)
+            except (NotAGroupMember, ServiceUnavailable) as exc:
+                log.info("sending to %s as last seen: %s", group.group_id, exc)
         message, entries, events = await self.engine.prepare_group(group, content)
         for event in events:
             self._emit(event)
@@ -706,7 +713,7 @@ class Client:
         now = self.store.group(group_id)
         if now is None:  # never seen: nothing to keep
             raise NotAGroupMember(f"you are not a member of group {group_id}")
-        if previous != now:
+        if previous != now and now.version:
             self._emit(GroupUpdated(now, previous))
         return now
 

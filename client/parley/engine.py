@@ -306,6 +306,14 @@ class Engine:
                     self.groups.start_ticks(message, group)  # it now goes to these members
         return GroupResend(body, group.version, distributions), events
 
+    def needs_new_key(self, group: Group) -> bool:
+        """Whether the next message to the group makes or hands out a sender key
+        (first message, membership moved, or a member still lacks it)."""
+        own = self.store.own_sender_key(group.group_id)
+        if own is None or own.version != group.version:
+            return True
+        return bool(self.groups.needs_key(group, own))
+
     def _check_member(self, group: Group) -> None:
         if not group.active or not group.is_member(self.account.user_id):
             raise NotAGroupMember(f"you are not a member of {group.display_name}")

@@ -954,10 +954,11 @@ class Store:
         return [_group(r) for r in rows]
 
     def find_groups(self, key: str) -> list[Group]:
-        """By group id, or by name (case-insensitive; several groups may share one)."""
+        """By group id (even one only heard of, not read yet), or by name
+        (case-insensitive; several groups may share one)."""
         rows = self._db.execute(
             f"SELECT {_GROUP_COLUMNS} FROM groups"  # noqa: S608
-            " WHERE version > 0 AND (group_id = ? OR lower(name) = lower(?))"
+            " WHERE group_id = ? OR (version > 0 AND lower(name) = lower(?))"
             " ORDER BY active DESC, group_id = ? DESC, group_id",
             (key, key, key),
         ).fetchall()
