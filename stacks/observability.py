@@ -94,9 +94,9 @@ class AppMetric(StrEnum):
     OTP_SEND_FAILED = "OtpSendFailed"
 
 
-# Read here but not emitted by any handler yet: their widgets stay empty and their
-# alarm stays OK until a handler emits them under these names.
-PENDING_METRICS = frozenset({AppMetric.SYNC_OLDEST_AGE, AppMetric.OTP_SEND_FAILED})
+# Read here but not emitted by any handler yet (none today): their widgets would stay
+# empty and their alarms OK until a handler emits them under these names.
+PENDING_METRICS: frozenset[AppMetric] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 from parley_server.catalogue import Setting
 from parley_server.handlers import http_api
-from parley_server.models.errors import DependencyUnavailable
+from parley_server.models.errors import SmsUnavailable
 from tests.conftest import FakeAws
 from tests.integration.test_http_harness import (
     Answer,
@@ -141,16 +141,19 @@ def test_the_cool_down_answers_429_with_retry_after(state: State) -> None:
 
 class BrokenSms:
     def send(self, phone: str, text: str) -> None:
-        raise DependencyUnavailable("could not send the text message")
+        raise SmsUnavailable("could not send the text message")
 
 
 def test_when_sms_fails_the_answer_is_503_and_no_code_is_usable(
-    monkeypatch: pytest.MonkeyPatch, unchanged: None
+    monkeypatch: pytest.MonkeyPatch, unchanged: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(http_api.services(), "sms", BrokenSms())
     answer = call("POST", "/v1/auth/otp", body={"phone": ALICE})
     refused(answer, 503, "service_unavailable")
     assert answer.headers["retry-after"] == "1"
+    # operators see it apart from other outages (EMF metric on stdout)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert any(m.get("OtpSendFailed") == [1.0] for m in emitted)
 
 
 # -- verifying it -----------------------------------------------------------------

@@ -544,6 +544,16 @@ def test_sync_pages_deliver_everything_oldest_first(world: World) -> None:
     assert outcome.delivered == 1
 
 
+def test_sync_reports_when_the_oldest_event_it_delivered_was_accepted(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+
+    outcome = world.sync(bob, now=NOW + 60)
+
+    first = world.events(bob, "message")[0]
+    assert outcome.oldest_ts == first["ts"] == int(NOW * 1000)
+
+
 def test_sync_never_delivers_expired_envelopes(world: World) -> None:
     alice, bob_id, bob_dev = _fill(world, 2)
     later = NOW + LIMITS.mailbox_ttl_s + 1

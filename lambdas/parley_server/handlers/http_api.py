@@ -40,6 +40,7 @@ from parley_server.models.errors import (
     ParleyError,
     PayloadTooLarge,
     RateLimited,
+    SmsUnavailable,
     Unauthorized,
 )
 from parley_server.models.http import (
@@ -311,16 +312,20 @@ def _source_ip() -> str:
 )
 def request_otp(request: OtpRequest) -> OtpAnswer:
     deps = services()
-    challenge = otp.request_code(
-        request.phone,
-        source=_source_ip(),
-        keys=deps.keys(),
-        otps=deps.otps,
-        sms=deps.sms,
-        limiter=deps.limiter,
-        limits=deps.config.limits,
-        now=_now(),
-    )
+    try:
+        challenge = otp.request_code(
+            request.phone,
+            source=_source_ip(),
+            keys=deps.keys(),
+            otps=deps.otps,
+            sms=deps.sms,
+            limiter=deps.limiter,
+            limits=deps.config.limits,
+            now=_now(),
+        )
+    except SmsUnavailable:
+        metrics.add_metric(name="OtpSendFailed", unit=MetricUnit.Count, value=1)
+        raise
     metrics.add_metric(name="OtpSent", unit=MetricUnit.Count, value=1)
     return OtpAnswer(expires_in=challenge.expires_in, retry_after=challenge.retry_after)
 

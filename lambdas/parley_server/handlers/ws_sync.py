@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.config import Config
@@ -26,13 +27,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _sync(caller: Caller, raw: dict[str, Any], config: Config) -> None:
     frame = SyncFrame.parse(raw)
+    now = time.time()
     outcome = messaging.sync(
         frame,
         caller,
-        now=time.time(),
+        now=now,
         mailbox=_ws.mailbox(config),
         gateway=_ws.connections_api(config),
         page_size=config.limits.sync_page,
     )
     _ws.count("SyncDelivered", outcome.delivered)
+    if outcome.oldest_ts is not None and outcome.delivered:
+        # how long the oldest delivered envelope waited: the mailbox-age alarm reads it
+        age_s = max(0.0, now - outcome.oldest_ts / 1000)
+        _ws.metrics.add_metric(name="SyncOldestAge", unit=MetricUnit.Seconds, value=age_s)
     _ws.count("SyncMorePages", int(outcome.more))

@@ -446,6 +446,7 @@ class SyncOutcome:
     delivered: int
     more: bool
     gone: bool  # the caller's connection went away mid-sync
+    oldest_ts: int | None = None  # server time (ms) of the oldest event delivered
 
 
 def sync(
@@ -463,22 +464,24 @@ def sync(
     )
     last = frame.after
     delivered = 0
+    # pages run oldest first, so the first event delivered is the oldest waiting
+    oldest = page.envelopes[0].ts if page.envelopes else None
     for envelope in page.envelopes:
         outcome = gateway.post(caller.connection_id, envelope.event())
         if outcome is PostOutcome.GONE:
-            return SyncOutcome(delivered, more=True, gone=True)
+            return SyncOutcome(delivered, more=True, gone=True, oldest_ts=oldest)
         if outcome is PostOutcome.FAILED:
             if last is None:
                 raise DependencyUnavailable("could not deliver; sync again")
             # resume right after the last event that did get through
             gateway.post(caller.connection_id, synced_event(True, encode_cursor(last)))
-            return SyncOutcome(delivered, more=True, gone=False)
+            return SyncOutcome(delivered, more=True, gone=False, oldest_ts=oldest)
         last = Position(envelope.ord, envelope.server_id)
         delivered += 1
     more = page.next is not None
     cursor = encode_cursor(page.next) if page.next is not None else None
     gone = gateway.post(caller.connection_id, synced_event(more, cursor)) is PostOutcome.GONE
-    return SyncOutcome(delivered, more, gone)
+    return SyncOutcome(delivered, more, gone, oldest_ts=oldest)
 
 
 # -- typing -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "ParleyError",
     "PayloadTooLarge",
     "RateLimited",
+    "SmsUnavailable",
     "TooManyAttempts",
     "Unauthorized",
 ]
@@ -148,3 +149,7 @@ class DependencyUnavailable(ParleyError):
 
     status = 503
     code = "service_unavailable"
+
+
+class SmsUnavailable(DependencyUnavailable):
+    """A text message could not be sent (same answer; counted apart for operators)."""

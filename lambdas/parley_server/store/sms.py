@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from parley_server.models.errors import DependencyUnavailable
+from parley_server.models.errors import SmsUnavailable
 
 __all__ = ["SmsSender"]
 
@@ -18,7 +18,7 @@ class SmsSender:
         self._sns = sns
 
     def send(self, phone: str, text: str) -> None:
-        """Send `text` to an E.164 number; DependencyUnavailable if SNS refuses or fails."""
+        """Send `text` to an E.164 number; SmsUnavailable if SNS refuses or fails."""
         try:
             self._sns.publish(
                 PhoneNumber=phone,
@@ -28,4 +28,4 @@ class SmsSender:
                 },
             )
         except ClientError as exc:
-            raise DependencyUnavailable("could not send the text message") from exc
+            raise SmsUnavailable("could not send the text message") from exc
