@@ -8,6 +8,9 @@ chat on one machine:
     parley --profile bob inbox            # 📎 photo.jpg (2.1 MB) — parley download 7
     parley --profile bob download 7
     parley --profile alice chat Bob
+    parley --profile alice group create Climbing Bob Carol
+    parley --profile alice send Climbing "Saturday?"     # a group works like a contact
+    parley --profile alice group info Climbing          # members, admins, safety numbers
 
 Endpoints come from the local stack's file (~/.parley/local.json, or
 PARLEY_LOCAL_FILE) unless `--aws [cdk-outputs.json]` names deploy outputs.
@@ -35,7 +38,13 @@ from typing import Any, TextIO
 
 from parley.client import Client, request_code, sign_up
 from parley.endpoints import Endpoints
-from parley.errors import ConfigurationError, ParleyClientError, PassphraseRequired, RateLimited
+from parley.errors import (
+    ConfigurationError,
+    ParleyClientError,
+    PassphraseRequired,
+    RateLimited,
+    ServiceUnavailable,
+)
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.media import Attachment, Location, MediaError
 from parley.media import Contact as ContactCard
@@ -43,6 +52,8 @@ from parley.models import (
     Connected,
     Contact,
     Disconnected,
+    Group,
+    GroupUpdated,
     IdentityChanged,
     Message,
     MessageReceived,
@@ -55,7 +66,15 @@ from parley.models import (
 from parley.profiles import profile_dir
 from parley.vault import Protection
 
-__all__ = ["ProgressBar", "human_size", "main", "render_content", "render_message", "ticks"]
+__all__ = [
+    "ProgressBar",
+    "human_size",
+    "main",
+    "render_content",
+    "render_group_message",
+    "render_message",
+    "ticks",
+]
 
 BLUE = "\x1b[34m"
 DIM = "\x1b[2m"
@@ -83,6 +102,31 @@ def render_message(message: Message, contact: Contact, *, color: bool) -> str:
     if message.outgoing:
         return f"{when}  you: {body}  {ticks(message.state, color=color)}".rstrip()
     return f"{when}  {contact.display_name}: {body}"
+
+
+def render_group_message(client: Client, message: Message, *, color: bool) -> str:
+    """A group message: who said it, and for ours how far it got among the members."""
+    sender = client.store.contact(message.sender) or Contact(message.sender, None, None)
+    line = render_message(message, sender, color=color)
+    if message.outgoing and message.state in {MessageState.SENT, MessageState.DELIVERED}:
+        detail = client.group_ticks(message)
+        if detail:
+            read = sum(1 for member in detail if member.read)
+            line += f"  (read by {read} of {len(detail)})"
+    return line
+
+
+def _group_event_line(client: Client, event: GroupUpdated) -> str:
+    group = event.group
+    if not group.active:
+        return f"You are no longer in {group.display_name}."
+    if event.previous is None:
+        return f"You are in {group.display_name} ({len(group.members)} members)."
+    parts = [f"{client.member_name(m)} joined" for m in event.added]
+    parts += [f"{client.member_name(m)} left" for m in event.removed]
+    if group.name != event.previous.name:
+        parts.append(f"now called {group.name}")
+    return f"{group.display_name}: {', '.join(parts) or 'changed'}."
 
 
 def render_content(message: Message) -> str:
@@ -219,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     contact_commands.add_parser("list", parents=[common], help="list contacts")
 
     send = commands.add_parser("send", parents=[common], help="send one message")
-    send.add_argument("name", help="contact name, phone or user id")
+    send.add_argument("name", help="contact name, phone or user id, or a group")
     send.add_argument("text")
 
     send_file = commands.add_parser(
@@ -249,12 +293,33 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("message_id", type=int, help="the number `history` shows")
 
     chat = commands.add_parser("chat", parents=[common], help="chat interactively")
-    chat.add_argument("name")
+    chat.add_argument("name", help="a contact or a group")
 
     commands.add_parser("inbox", parents=[common], help="receive what is waiting, then exit")
 
+    group = commands.add_parser("group", parents=[common], help="group chats")
+    group_commands = group.add_subparsers(dest="group_command", required=True)
+    create = group_commands.add_parser("create", parents=[common], help="start a group")
+    create.add_argument("group_name", metavar="NAME")
+    create.add_argument("members", nargs="*", metavar="CONTACT", help="contacts to add")
+    for name, about in (
+        ("add", "add contacts to a group (admins only)"),
+        ("remove", "remove members from a group (admins only)"),
+        ("promote", "make members admins (admins only)"),
+    ):
+        change = group_commands.add_parser(name, parents=[common], help=about)
+        change.add_argument("group", metavar="GROUP", help="group name or id")
+        change.add_argument("members", nargs="+", metavar="CONTACT")
+    leave = group_commands.add_parser("leave", parents=[common], help="leave a group")
+    leave.add_argument("group", metavar="GROUP")
+    info = group_commands.add_parser(
+        "info", parents=[common], help="members, admins and your safety number with each"
+    )
+    info.add_argument("group", metavar="GROUP")
+    group_commands.add_parser("list", parents=[common], help="your groups")
+
     history = commands.add_parser("history", parents=[common], help="show a conversation")
-    history.add_argument("name")
+    history.add_argument("name", help="a contact or a group")
     history.add_argument("-n", "--limit", type=int, default=50)
 
     safety = commands.add_parser(
@@ -439,7 +504,7 @@ async def _send_file(ctx: _Context) -> None:
     args = ctx.args
     bar = ProgressBar(f"upload {Path(args.path).name}")
 
-    async def send(client: Client, contact: Contact) -> Message:
+    async def send(client: Client, contact: Contact | Group) -> Message:
         try:
             return await client.send_file(
                 contact, args.path, caption=args.caption, progress=bar, mime=args.mime
@@ -465,15 +530,15 @@ async def _send_contact(ctx: _Context) -> None:
 
 
 async def _send_one(
-    ctx: _Context, send: Callable[[Client, Contact], Coroutine[Any, Any, Message]]
+    ctx: _Context, send: Callable[[Client, Contact | Group], Coroutine[Any, Any, Message]]
 ) -> None:
     """Send one message of any kind, wait (a while) for the server, show its ticks."""
     client = await ctx.client(connect=True)
     try:
-        contact = client.contact(ctx.args.name)
-        if contact.identity_changed:
-            ctx.print(_warn(f"{contact.display_name}'s identity key changed", color=ctx.color))
-        message = await send(client, contact)
+        target = client.conversation(ctx.args.name)
+        if isinstance(target, Contact) and target.identity_changed:
+            ctx.print(_warn(f"{target.display_name}'s identity key changed", color=ctx.color))
+        message = await send(client, target)
         try:
             async with asyncio.timeout(SEND_WAIT_S):
                 await client.wait_outbox_empty()
@@ -510,18 +575,23 @@ async def _inbox(ctx: _Context) -> None:
     try:
         async with asyncio.timeout(SEND_WAIT_S):
             await client.wait_synced()
+            await client.wait_groups_read()  # so a new group shows by its name
         # events are handled before `synced` is, so all of them are queued by now
         for event in stream.drain():
             if isinstance(event, MessageReceived):
                 shown += 1
-                ctx.print(render_message(event.message, event.contact, color=ctx.color))
+                line = render_message(event.message, event.contact, color=ctx.color)
+                if event.message.group_id is not None:
+                    line = f"[{_group_label(client, event.message.group_id)}] {line}"
+                ctx.print(line)
             elif isinstance(event, ReceiptUpdate):
+                to = (event.group or event.contact).display_name
                 for message in event.messages:
                     shown += 1
-                    ctx.print(
-                        f"{ticks(event.state, color=ctx.color)} to "
-                        f"{event.contact.display_name}: {message.text}"
-                    )
+                    ctx.print(f"{ticks(event.state, color=ctx.color)} to {to}: {message.text}")
+            elif isinstance(event, GroupUpdated):
+                shown += 1
+                ctx.print(_group_event_line(client, event))
             elif isinstance(event, IdentityChanged):
                 shown += 1
                 ctx.print(_identity_warning(event, color=ctx.color))
@@ -537,7 +607,11 @@ async def _inbox(ctx: _Context) -> None:
 async def _history(ctx: _Context) -> None:
     client = await ctx.client(connect=False)
     try:
-        contact = client.contact(ctx.args.name)
+        target = client.conversation(ctx.args.name)
+        if isinstance(target, Group):
+            _print_group_history(ctx, client, target)
+            return
+        contact = target
         if contact.identity_changed:
             ctx.print(_identity_warning_text(contact, color=ctx.color))
         messages = client.history(contact, ctx.args.limit)
@@ -547,6 +621,124 @@ async def _history(ctx: _Context) -> None:
             ctx.print(render_message(message, contact, color=ctx.color))
     finally:
         await client.close()
+
+
+def _print_group_history(ctx: _Context, client: Client, group: Group) -> None:
+    state = "" if group.active else " — you are no longer in it"
+    ctx.print(f"Group {group.display_name} ({len(group.members)} members){state}")
+    messages = client.history(group, ctx.args.limit)
+    if not messages:
+        ctx.print("No messages in this group yet.")
+    for message in messages:
+        ctx.print(render_group_message(client, message, color=ctx.color))
+
+
+def _group_label(client: Client, group_id: str) -> str:
+    group = client.store.group(group_id)
+    return group.display_name if group is not None and group.name else f"group {group_id[:8]}"
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+async def _group(ctx: _Context) -> None:
+    command = ctx.args.group_command
+    client = await ctx.client(connect=False, online=command != "list")
+    try:
+        await _GROUP_COMMANDS[command](ctx, client)
+    finally:
+        await client.close()
+
+
+async def _group_create(ctx: _Context, client: Client) -> None:
+    group = await client.create_group(ctx.args.group_name, ctx.args.members)
+    names = ", ".join(client.member_name(m) for m in group.members)
+    ctx.print(f"Created {group.display_name} (group {group.group_id}): {names}.")
+
+
+async def _group_add(ctx: _Context, client: Client) -> None:
+    group = await client.add_members(ctx.args.group, ctx.args.members)
+    ctx.print(f"{group.display_name} now has {len(group.members)} members.")
+
+
+async def _group_remove(ctx: _Context, client: Client) -> None:
+    group = await client.remove_members(ctx.args.group, ctx.args.members)
+    ctx.print(f"{group.display_name} now has {len(group.members)} members.")
+    ctx.print("Your next message to it goes with a new key they do not get.")
+
+
+async def _group_promote(ctx: _Context, client: Client) -> None:
+    group = client.group(ctx.args.group)
+    for member in ctx.args.members:
+        group = await client.promote(group, member)
+    admins = ", ".join(client.member_name(a) for a in group.admins)
+    ctx.print(f"Admins of {group.display_name}: {admins}.")
+
+
+async def _group_leave(ctx: _Context, client: Client) -> None:
+    group = await client.leave(ctx.args.group)
+    ctx.print(f"You left {group.display_name}. Its history stays here.")
+
+
+async def _group_list(ctx: _Context, client: Client) -> None:
+    if client.endpoints is not None:
+        with contextlib.suppress(ServiceUnavailable):
+            await client.refresh_groups()
+    groups = client.groups()
+    if not groups:
+        ctx.print("No groups yet: parley group create NAME CONTACT...")
+    me = client.account.user_id
+    for group in groups:
+        role = "admin" if group.is_admin(me) else ""
+        ctx.print(f"{group.display_name:<24} {len(group.members):>4} members  {role}".rstrip())
+
+
+async def _group_info(ctx: _Context, client: Client) -> None:
+    group = client.group(ctx.args.group)
+    if group.active:
+        try:
+            group = await client.refresh_group(group)
+        except ServiceUnavailable:
+            ctx.print("(the service is out of reach: this is the group as last seen)")
+    ctx.print(f"{group.display_name}   group {group.group_id}, version {group.version}")
+    if not group.active:
+        ctx.print("You are no longer in this group.")
+        return
+    ctx.print(f"{len(group.members)} members, {len(group.admins)} admin(s):")
+    me = client.account.user_id
+    for member in group.members:
+        role = "admin" if group.is_admin(member) else "member"
+        if member == me:
+            ctx.print(f"  {'you':<24} {role}")
+            continue
+        contact = client.store.contact(member) or Contact(member, None, None)
+        flags = ""
+        if contact.identity_changed:
+            flags = "  " + _warn("identity key changed", color=ctx.color)
+        elif contact.verified:
+            flags = "  verified"
+        ctx.print(f"  {contact.display_name:<24} {role}{flags}")
+        try:
+            numbers = await client.safety_numbers(contact)
+        except ParleyClientError as exc:
+            ctx.print(f"      safety number unknown ({exc})")
+            continue
+        for device, number in sorted(numbers.items()):
+            digits = " ".join(number[i : i + 5] for i in range(0, 60, 5))
+            suffix = f"   (device {device})" if len(numbers) > 1 else ""
+            ctx.print(f"      {digits}{suffix}")
+    ctx.print("Compare each safety number with that member in person or on a call.")
+
+
+_GROUP_COMMANDS: dict[str, Callable[[_Context, Client], Coroutine[Any, Any, None]]] = {
+    "create": _group_create,
+    "add": _group_add,
+    "remove": _group_remove,
+    "promote": _group_promote,
+    "leave": _group_leave,
+    "list": _group_list,
+    "info": _group_info,
+}
 
 
 async def _safety_number(ctx: _Context) -> None:
@@ -625,16 +817,34 @@ async def _chat(ctx: _Context) -> None:
     done = asyncio.Event()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     try:
-        contact = client.contact(ctx.args.name)
-        term.show(
-            f"Chat with {contact.display_name}. Type a message and press Enter; "
-            "/quit to leave, /safety for the safety number, /file PATH [caption], "
-            "/location LAT LON [name], /download ID."
-        )
-        if contact.identity_changed:
-            term.show(_identity_warning_text(contact, color=ctx.color))
-        for message in client.history(contact, 20):
-            term.show(render_message(message, contact, color=ctx.color))
+        target = client.conversation(ctx.args.name)
+        group = target if isinstance(target, Group) else None
+        conversation = target.conversation if isinstance(target, Group) else target.user_id
+        if group is not None:
+            names = ", ".join(client.member_name(m) for m in group.members)
+            term.show(
+                f"Chat in {group.display_name} ({names}). Type a message and press Enter; "
+                "/quit to leave, /members for who is in it, /file PATH [caption], "
+                "/location LAT LON [name], /download ID."
+            )
+            if not group.active:
+                term.show(_warn("you are no longer in this group", color=ctx.color))
+        elif isinstance(target, Contact):
+            term.show(
+                f"Chat with {target.display_name}. Type a message and press Enter; "
+                "/quit to leave, /safety for the safety number, /file PATH [caption], "
+                "/location LAT LON [name], /download ID."
+            )
+            if target.identity_changed:
+                term.show(_identity_warning_text(target, color=ctx.color))
+
+        def render(message: Message, sender: Contact | None = None) -> str:
+            if isinstance(target, Group):
+                return render_group_message(client, message, color=ctx.color)
+            return render_message(message, sender or target, color=ctx.color)
+
+        for message in client.history(target, 20):
+            term.show(render(message))
         shown: dict[str, Message] = {}
         typing_sent = 0.0
 
@@ -644,7 +854,7 @@ async def _chat(ctx: _Context) -> None:
                 return
             typing_sent = time.monotonic() if on else 0.0
             with contextlib.suppress(ParleyClientError):
-                await client.typing(contact, on)
+                await client.typing(target, on)
 
         typing_tasks: set[asyncio.Future[None]] = set()
 
@@ -664,47 +874,59 @@ async def _chat(ctx: _Context) -> None:
                 text = line.strip()
                 if not text:
                     continue
-                if text == "/safety":
-                    number = await client.safety_number(contact)
+                if text == "/safety" and isinstance(target, Contact):
+                    number = await client.safety_number(target)
                     term.show(" ".join(number[i : i + 5] for i in range(0, 60, 5)))
+                    continue
+                if text in {"/members", "/safety"} and group is not None:
+                    current = client.group(group)
+                    for member in current.members:
+                        role = " (admin)" if current.is_admin(member) else ""
+                        term.show(f"  {client.member_name(member)}{role}")
+                    term.show(f"Safety numbers: parley group info {current.group_id}")
                     continue
                 if text.split(maxsplit=1)[0] in _CHAT_MEDIA_COMMANDS:
                     await set_typing(False)
                     try:
-                        sent = await _chat_media_command(client, contact, term, text)
+                        sent = await _chat_media_command(client, target, term, text)
                     except (ParleyClientError, MediaError, ValueError, OSError) as exc:
                         term.show(f"not done: {exc}")
                         continue
                     if sent is not None:
                         shown[sent.client_id] = sent
-                        term.show(render_message(sent, contact, color=ctx.color))
+                        term.show(render(sent))
                     continue
                 await set_typing(False)
                 try:
-                    message = await client.send(contact, text)
+                    message = await client.send(target, text)
                 except (ParleyClientError, ValueError) as exc:
                     term.show(f"not sent: {exc}")
                     continue
                 shown[message.client_id] = message
-                term.show(render_message(message, contact, color=ctx.color))
+                term.show(render(message))
 
         async def show_events() -> None:
             async for event in stream:
-                if isinstance(event, MessageReceived) and event.contact.user_id == contact.user_id:
+                if isinstance(event, MessageReceived) and event.message.peer == conversation:
                     term.set_status("")
-                    term.show(render_message(event.message, event.contact, color=ctx.color))
-                    await client.mark_read(contact)  # the chat is open: it has been seen
+                    term.show(render(event.message, event.contact))
+                    await client.mark_read(target)  # the chat is open: it has been seen
                 elif isinstance(event, MessageReceived):
-                    term.show(f"(new message from {event.contact.display_name})")
+                    where = f" in {event.group.display_name}" if event.group else ""
+                    term.show(f"(new message from {event.contact.display_name}{where})")
                 elif isinstance(event, MessageSent | ReceiptUpdate | SendFailed):
                     updated = (
                         event.messages if isinstance(event, ReceiptUpdate) else (event.message,)
                     )
                     for message in updated:
-                        if message.peer == contact.user_id:
+                        if message.peer == conversation:
                             term.show(f"  {ticks(message.state, color=ctx.color)}  {message.text}")
-                elif isinstance(event, Typing) and event.contact.user_id == contact.user_id:
-                    term.set_status(f"{contact.display_name} is typing…" if event.typing else "")
+                elif isinstance(event, Typing) and event.contact.user_id == conversation:
+                    term.set_status(
+                        f"{event.contact.display_name} is typing…" if event.typing else ""
+                    )
+                elif isinstance(event, GroupUpdated) and event.group.conversation == conversation:
+                    term.show(_group_event_line(client, event))
                 elif isinstance(event, IdentityChanged):
                     term.show(_identity_warning(event, color=ctx.color))
                 elif isinstance(event, Disconnected):
@@ -712,7 +934,7 @@ async def _chat(ctx: _Context) -> None:
                 elif isinstance(event, Connected):
                     term.set_status("")
 
-        await client.mark_read(contact)
+        await client.mark_read(target)
         tasks = [asyncio.create_task(read_input()), asyncio.create_task(show_events())]
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGINT, done.set)
@@ -739,7 +961,7 @@ _CHAT_MEDIA_COMMANDS = frozenset({"/file", "/location", "/download"})
 
 
 async def _chat_media_command(
-    client: Client, contact: Contact, term: _Terminal, text: str
+    client: Client, contact: Contact | Group, term: _Terminal, text: str
 ) -> Message | None:
     """/file PATH [caption], /location LAT LON [name], /download ID; the message sent."""
     try:
@@ -857,6 +1079,7 @@ _COMMANDS: dict[str, Callable[[_Context], Coroutine[Any, Any, None]]] = {
     "download": _download,
     "chat": _chat,
     "inbox": _inbox,
+    "group": _group,
     "history": _history,
     "safety-number": _safety_number,
 }

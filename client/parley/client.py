@@ -546,6 +546,12 @@ class Client:
         (wrap in `asyncio.timeout()` to bound it)."""
         await self._synced.wait()
 
+    async def wait_groups_read(self) -> None:
+        """Until the groups being read from the service in the background (ones new to
+        this profile, or that moved on) are read (wrap in `asyncio.timeout()`)."""
+        while self._refreshing:
+            await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+
     async def wait_outbox_empty(self) -> None:
         """Until the server has answered every queued message (accepted or refused)."""
         while self.protocol.pending():

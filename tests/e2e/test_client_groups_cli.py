@@ -1,0 +1,141 @@
+"""`parley group …`, group sends, history and chat in the CLI, end to end on the
+local stack: three people, three profiles, one machine."""
+
+from __future__ import annotations
+
+import queue
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import LocalStack
+from tests.e2e.test_client_cli import WAIT_S, Cli
+
+
+@pytest.fixture
+def cli(local_stack: LocalStack, tmp_path: Path) -> Cli:
+    return Cli(local_stack, tmp_path)
+
+
+def test_group_create_send_inbox_info_history_and_admin_only_changes(cli: Cli) -> None:
+    phones = {name: cli.signup(name) for name in ("alice", "bob", "carol")}
+    for name in ("bob", "carol"):
+        cli.run("alice", "contacts", "add", phones[name], name.title())
+    cli.run("bob", "contacts", "add", phones["alice"], "Alice")
+    cli.run("bob", "contacts", "add", phones["carol"], "Carol")
+
+    created = cli.run("alice", "group", "create", "Climbing", "Bob", "Carol")
+    found = re.search(r"Created Climbing \(group [0-9a-f]{32}\): (.*)\.", created)
+    assert found is not None
+    assert sorted(found.group(1).split(", ")) == ["Bob", "Carol", "you"]
+    assert "✓ Saturday at the crag?" in cli.run(
+        "alice", "send", "Climbing", "Saturday at the crag?"
+    )
+
+    inbox = cli.run("bob", "inbox")
+    assert "[Climbing] " in inbox
+    assert "Alice: Saturday at the crag?" in inbox
+    assert "You are in Climbing (3 members)." in inbox
+
+    info = cli.run("bob", "group", "info", "Climbing")
+    assert re.search(r"^  you\s+member$", info, re.MULTILINE)
+    assert re.search(r"^  Alice\s+admin$", info, re.MULTILINE)
+    assert re.search(r"^  Carol\s+member$", info, re.MULTILINE)
+    # Bob's safety number with Alice is the one Alice sees with Bob
+    bob_sees = re.findall(r"(?:\d{5} ){11}\d{5}", info)
+    alice_sees = re.findall(r"(?:\d{5} ){11}\d{5}", cli.run("alice", "safety-number", "Bob"))
+    assert alice_sees[0] in bob_sees
+
+    refused = cli.run("bob", "group", "remove", "Climbing", "Carol", ok=False)
+    assert "not_admin" in refused
+    assert "3 members" in cli.run("bob", "group", "list")
+
+    assert "✓ I bring the rope" in cli.run("bob", "send", "Climbing", "I bring the rope")
+    cli.run("alice", "inbox")
+    cli.run("carol", "inbox")  # Carol's device acks both
+    cli.run("alice", "inbox")  # the receipts reach Alice
+    history = cli.run("alice", "history", "Climbing")
+    assert history.startswith("Group Climbing (3 members)")
+    assert re.search(r"you: Saturday at the crag\?  ✓✓", history)
+    assert re.search(r"Bob: I bring the rope$", history, re.MULTILINE)
+
+    removed = cli.run("alice", "group", "remove", "Climbing", "Carol")
+    assert "Climbing now has 2 members." in removed
+    assert "✓ just us now" in cli.run("alice", "send", "Climbing", "just us now")
+    assert "just us now" in cli.run("bob", "inbox")
+    assert "just us now" not in cli.run("carol", "inbox")
+    assert "just us now" not in cli.run("carol", "history", "Climbing")
+
+    assert "You left Climbing." in cli.run("bob", "group", "leave", "Climbing")
+    assert "No groups yet" in cli.run("bob", "group", "list")
+    assert "— you are no longer in it" in cli.run("bob", "history", "Climbing")
+
+
+def test_group_chat_shows_who_said_what_and_sends_what_is_typed(cli: Cli) -> None:
+    phones = {name: cli.signup(name) for name in ("alice", "bob", "carol")}
+    for name in ("bob", "carol"):
+        cli.run("alice", "contacts", "add", phones[name], name.title())
+    cli.run("bob", "contacts", "add", phones["alice"], "Alice")
+    cli.run("alice", "group", "create", "Crew", "Bob", "Carol")
+    cli.run("alice", "send", "Crew", "first!")
+    cli.run("bob", "inbox")
+
+    chat = subprocess.Popen(
+        cli.command("bob", "chat", "Crew"),
+        env=cli.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert chat.stdout is not None
+    assert chat.stdin is not None
+
+    def read() -> None:
+        for line in chat.stdout or []:
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+
+    def wait_for(pattern: str) -> str:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"chat never printed {pattern!r}")
+
+    try:
+        header = wait_for(r"^Chat in Crew \(")
+        assert re.search(r"\bAlice\b", header)
+        assert re.search(r"\byou\b", header)
+        wait_for(r"Alice: first!")
+        cli.run("alice", "send", "Crew", "is the chat open?")
+        wait_for(r"Alice: is the chat open\?")
+        chat.stdin.write("yes, typing in the group\n")
+        chat.stdin.flush()
+        wait_for(r"✓\s+yes, typing in the group")  # the server took it
+        chat.stdin.write("/members\n")
+        chat.stdin.flush()
+        wait_for(r"^  Alice \(admin\)")
+        chat.stdin.write("/quit\n")
+        chat.stdin.flush()
+        assert chat.wait(timeout=WAIT_S) == 0
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+        reader.join(timeout=5)
+
+    assert "Bob: yes, typing in the group" in cli.run("alice", "inbox")
+    carol = cli.run("carol", "inbox")
+    assert "yes, typing in the group" in carol
+    assert "[Crew]" in carol
