@@ -45,7 +45,6 @@ from parley.errors import (
     NotFound,
     NotRegistered,
     ParleyClientError,
-    ServiceUnavailable,
 )
 from parley.group_receipts import MemberReceipt
 from parley.groups import NotAGroupMember
@@ -410,7 +409,7 @@ class Client:
             # a key is about to go out: to the members as they are now, if we can tell
             try:
                 group = await self.refresh_group(group)
-            except (NotAGroupMember, ServiceUnavailable) as exc:
+            except ParleyClientError as exc:
                 log.info("sending to %s as last seen: %s", group.group_id, exc)
         message, entries, events = await self.engine.prepare_group(group, content)
         for event in events:
