@@ -709,7 +709,12 @@ class Client:
     def _keep_group(self, group: Group) -> Group:
         previous = self.store.save_group(group, self._clock())
         if previous != group:
-            self._emit(GroupUpdated(group, previous if previous and previous.version else None))
+            update = GroupUpdated(group, previous if previous and previous.version else None)
+            self._emit(update)
+            if update.removed:
+                with self.store.transaction():
+                    for event in self.engine.groups.members_gone(group, update.removed):
+                        self._emit(event)
         return group
 
     def _left_group(self, group_id: str) -> Group:

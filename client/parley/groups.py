@@ -66,6 +66,9 @@ HELD_MAX_AGE_S = 7 * 24 * 3600.0
 HELD_PER_SENDER = 200
 
 _TICK_STATES = {"delivered": MessageState.DELIVERED, "read": MessageState.READ}
+_SETTLED = frozenset({MessageState.READ, MessageState.FAILED})
+# How far back a member leaving updates the ticks of our messages.
+RECENT_TICKS = 200
 
 
 class NotAGroupMember(ParleyClientError):
@@ -299,6 +302,35 @@ class GroupMessaging:
         return [
             ReceiptUpdate(contact, state, tuple(done), self.store.group(group_id))
             for (group_id, state), done in moved.items()
+        ]
+
+    def members_gone(self, group: Group, gone: Iterable[str]) -> list[ReceiptUpdate]:
+        """Members left the group: their silence no longer holds back the ticks of
+        our recent messages to it (WhatsApp counts the members still there)."""
+        gone = set(gone)
+        if not gone:
+            return []
+        moved: dict[MessageState, list[Message]] = {}
+        for message in self.store.history(group.conversation, RECENT_TICKS):
+            if not message.outgoing or message.state in _SETTLED:
+                continue
+            ticks = self.store.group_receipts(message.id)
+            if ticks is None or not gone & {m.user_id for m in ticks.members()}:
+                continue
+            for user_id in gone:
+                ticks.forget(user_id)
+            self.store.save_group_receipts(message.id, ticks)
+            state = _TICK_STATES.get(ticks.status)
+            if state is not None:
+                moved.setdefault(state, []).extend(
+                    self.store.advance(
+                        self.account.user_id, message.peer, [message.client_id], state
+                    )
+                )
+        # the update names a member who left: it is their going that completed it
+        who = self.store.contact(min(gone)) or Contact(min(gone), None, None)
+        return [
+            ReceiptUpdate(who, state, tuple(done), group) for state, done in moved.items() if done
         ]
 
     def ticks(self, message: Message) -> list[MemberReceipt]:

@@ -494,6 +494,26 @@ async def test_group_ticks_are_delivered_when_every_member_device_acked_and_read
     assert receipt(DAN, "read", 5) == []
 
 
+async def test_a_member_who_leaves_no_longer_holds_the_ticks_back(people: People) -> None:
+    group = share(people, group_of(ALICE, BOB, CAROL))
+    message, entries, _ = await people.alice.prepare_group(group, "anyone there?")
+    for entry in entries:
+        people.alice.sent(entry, TS)
+    people.alice.receipt(
+        IncomingReceipt("r1", BOB, DEVICES[BOB], "read", (message.client_id,), TS + 1)
+    )
+    assert people.alice.store.history(group.conversation)[-1].state is MessageState.SENT
+
+    after = group_of(ALICE, BOB, version=2)  # Carol left without ever acking
+    with people.alice.store.transaction():
+        (update,) = people.alice.groups.members_gone(after, [CAROL])
+    assert update.state is MessageState.READ
+    assert [m.client_id for m in update.messages] == [message.client_id]
+    assert people.alice.store.history(group.conversation)[-1].state is MessageState.READ
+    with people.alice.store.transaction():
+        assert people.alice.groups.members_gone(after, [CAROL]) == []
+
+
 async def test_reading_a_group_tells_each_sender_what_of_theirs_was_read(people: People) -> None:
     group = share(people, group_of(ALICE, BOB, CAROL))
     for sender, text in ((people.alice, "a"), (people.bob, "b"), (people.alice, "c")):
