@@ -571,7 +571,10 @@ class Client:
         try:
             return self.group(key)
         except ContactNotFound:
-            raise ContactNotFound(f"no contact or group {key!r}") from None
+            raise ContactNotFound(
+                f"no contact {key!r} and no group of that name:"
+                " add one with add_contact(phone, name)"
+            ) from None
 
     def groups(self) -> list[Group]:
         """The groups this account is in, as last seen (see `refresh_groups`)."""
