@@ -917,23 +917,20 @@ class Store:
         return previous
 
     def note_group(self, group_id: str, now: float) -> None:
-        """A group heard of only from a message or a sender key: keep a placeholder,
-        to be filled in from the service (it is stale until then)."""
+        """A group heard of from a message or a sender key, and not known as it is
+        now: a placeholder if it is new, and either way stale until read again
+        from the service."""
         with self.transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO groups (group_id, name, version, members, admins,"
-                " active, stale, updated_at) VALUES (?, '', 0, '[]', '[]', 1, 1, ?)",
+                "INSERT INTO groups (group_id, name, version, members, admins,"
+                " active, stale, updated_at) VALUES (?, '', 0, '[]', '[]', 1, 1, ?)"
+                " ON CONFLICT (group_id) DO UPDATE SET stale = 1",
                 (group_id, now),
             )
 
-    def mark_group_stale(self, group_id: str) -> None:
-        """What we know of the group is out of date (e.g. a newer version was seen)."""
-        with self.transaction():
-            self._db.execute("UPDATE groups SET stale = 1 WHERE group_id = ?", (group_id,))
-
     def stale_groups(self) -> list[str]:
         rows = self._db.execute(
-            "SELECT group_id FROM groups WHERE stale = 1 AND active = 1 ORDER BY group_id"
+            "SELECT group_id FROM groups WHERE stale = 1 ORDER BY group_id"
         ).fetchall()
         return [r[0] for r in rows]
 

@@ -600,6 +600,26 @@ async def test_a_key_for_a_group_we_do_not_know_asks_for_the_group_and_opens_its
     assert people.bob.store.groups() == [group]
 
 
+async def test_a_key_from_a_group_we_had_left_or_that_moved_on_asks_for_the_group_again(
+    people: People,
+) -> None:
+    group = share(people, group_of(ALICE, BOB))
+    people.bob.store.leave_group(GID)  # Bob left; now Alice added him back (version 3)
+    back = share(people, group_of(ALICE, BOB, version=3))
+    people.bob.store.leave_group(GID)
+    assert people.bob.store.stale_groups() == []
+    _, entries, _ = await people.alice.prepare_group(back, "welcome back")
+    envelope = people.server.envelopes(entries[0], ALICE, DEVICES[ALICE])[BOB, DEVICES[BOB]]
+    assert people.bob.receive(envelope).refresh_groups == {GID}
+    assert people.bob.store.stale_groups() == [GID]  # asked again at the next sync if need be
+    people.bob.store.save_group(back, 1)
+    assert people.bob.store.stale_groups() == []
+    assert texts(people.bob, group) == []
+    assert [
+        e.message.text for e in deliver(people.server, people.alice, entries[-1:], people.bob)
+    ] == ["welcome back"]
+
+
 async def _direct(engine: Engine, contact: Contact, plaintext: bytes) -> OutboxEntry:
     """A 1:1 message with a raw plaintext (what a misbehaving client could send)."""
     await engine.ensure_sessions(contact)
