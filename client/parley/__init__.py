@@ -28,6 +28,8 @@ from parley.errors import (
     StoreLocked,
     WrongPassphrase,
 )
+from parley.group_receipts import MemberReceipt
+from parley.groups import NotAGroupMember
 from parley.media import Attachment, IntegrityError, Location, MediaError, Text
 from parley.media import Contact as ContactCard
 from parley.models import (
@@ -37,6 +39,8 @@ from parley.models import (
     Direction,
     Disconnected,
     Event,
+    Group,
+    GroupUpdated,
     IdentityChanged,
     Message,
     MessageReceived,
@@ -64,15 +68,19 @@ __all__ = [
     "Endpoints",
     "Event",
     "EventStream",
+    "Group",
+    "GroupUpdated",
     "IdentityChanged",
     "IntegrityError",
     "Location",
     "MediaError",
+    "MemberReceipt",
     "Message",
     "MessageReceived",
     "MessageSent",
     "MessageState",
     "MessageTooLarge",
+    "NotAGroupMember",
     "NotFound",
     "NotRegistered",
     "ParleyClientError",
