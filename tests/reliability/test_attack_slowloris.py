@@ -226,7 +226,7 @@ async def test_a_post_to_a_client_that_does_not_read_is_gone_and_the_client_drop
                 region_name="us-east-1",
                 aws_access_key_id="local",
                 aws_secret_access_key="local",
-                config=Config(retries={"max_attempts": 1}, read_timeout=GUARD_S),
+                config=Config(retries={"total_max_attempts": 1}, read_timeout=GUARD_S),
             )
 
             def post() -> str:
