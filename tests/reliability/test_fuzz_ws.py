@@ -140,6 +140,28 @@ def _frames(world: World, route: str) -> st.SearchStrategy[Any]:
                 ),
                 body=b64_values(),
             ),
+            # right id and recipient, so the payloads themselves get parsed
+            st.fixed_dictionaries(
+                {
+                    "action": st.just("send"),
+                    "id": valid_ids,
+                    "to": st.sampled_from(people),
+                    "payloads": st.one_of(
+                        json_values,
+                        st.dictionaries(device_ids(*devices, keys=True), b64_values(), max_size=3),
+                    ),
+                }
+            ),
+            frame(
+                "send",
+                id=valid_ids,
+                to=to,
+                payloads=st.one_of(
+                    st.dictionaries(device_ids(*devices, keys=True), b64_values(), max_size=3),
+                    json_values,
+                ),
+                body=b64_values(),
+            ),
         ),
         "ack": st.one_of(
             st.fixed_dictionaries(
