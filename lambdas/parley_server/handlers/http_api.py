@@ -226,6 +226,12 @@ def _unsupported_type(_: RequestUnsupportedContentType) -> Response[Any]:
     return _error(415, {"code": "unsupported_media_type", "message": "send application/json"})
 
 
+def _not_utf8(_: UnicodeDecodeError) -> Response[Any]:
+    # API Gateway passes a body that is not UTF-8 text as base64; decoding it to
+    # text (which JSON must be) is the only place this is raised
+    return _error(400, {"code": "invalid_request", "message": "the body is not UTF-8 JSON"})
+
+
 def _not_found(_: NotFoundError) -> Response[Any]:
     return _error(404, {"code": "not_found", "message": "no such route"})
 
@@ -239,6 +245,7 @@ def _unexpected(error: Exception) -> Response[Any]:
 app.exception_handler(ParleyError)(_parley_error)
 app.exception_handler(RequestValidationError)(_invalid_request)
 app.exception_handler(RequestUnsupportedContentType)(_unsupported_type)
+app.exception_handler(UnicodeDecodeError)(_not_utf8)
 app.not_found(_not_found)
 app.exception_handler(Exception)(_unexpected)
 
