@@ -8,6 +8,7 @@ function's handler, and through the running stack's gateway.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from parley_server.handlers.http_api import MAX_BODY_BYTES
 from tests.conftest import FakeAws
-from tests.integration.test_http_harness import Device, call, sign_up
+from tests.integration.test_http_harness import Device, call, http_event, invoke, sign_up
 from tests.integration.ws_harness import Harness, harness, message_event
 from tests.reliability.stack import Stack, http_from
 from tests.reliability.stack import sign_up as sign_up_on_stack
@@ -78,6 +79,21 @@ def test_a_hostile_http_body_gets_a_clear_4xx(
         assert (answer.status, answer.code) == (413, "payload_too_large")
     # and the function goes on serving
     assert call("GET", "/v1/keys/count", token=alice.access_token).status == 200
+
+
+@pytest.mark.parametrize(("method", "path", "auth"), WRITE_ROUTES, ids=lambda v: str(v))
+def test_a_body_that_is_not_utf8_gets_a_clear_4xx(
+    alice: Device, method: str, path: str, auth: bool
+) -> None:
+    # API Gateway hands a body that is not UTF-8 text to the function as base64
+    event = http_event(method, path, token=alice.access_token if auth else None)
+    event["body"] = base64.b64encode(b'{"phone": "\xff\xfe"}').decode()
+    event["isBase64Encoded"] = True
+    event["headers"]["content-type"] = "application/json"
+
+    answer = invoke(event)
+
+    assert (answer.status, answer.code) == (400, "invalid_request"), answer.body
 
 
 # -- WebSocket, in-process ------------------------------------------------------------------
