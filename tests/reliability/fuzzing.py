@@ -46,7 +46,12 @@ def fuzz_settings(max_examples: int) -> settings:
         max_examples=max_examples,
         deadline=None,
         # the `aws` world is built once per test; examples share it on purpose
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        # (filter_too_much: schemathesis cannot negate every operation's every part)
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+        ],
         # CI runs are repeatable; soak runs explore
         derandomize=not SOAK,
         database=None,
