@@ -34,14 +34,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from bench import group_cost, message_cost
 from bench.report import Figure, print_table
 from parley_server.catalogue import FUNCTIONS, WS_ROUTES
-from parley_server.store.aws import client
 from stacks.media_spec import MEDIA_EXPIRY_DAYS
 
 __all__ = [
@@ -229,39 +228,8 @@ _FRAME_FUNCTIONS = frozenset(
     r.function for r in WS_ROUTES if r.route_key not in ("$connect", "$disconnect")
 )
 _TWO_WAY = frozenset(r.function for r in WS_ROUTES if r.two_way)
-_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 # a `sent` route response: {"event":"sent","id":...,"ts":...}
 _ROUTE_RESPONSE_BYTES = 80
-
-
-class _CapacitySplit:
-    """Reads and writes of the capacity a bench meter sizes, one DynamoDB call at a time.
-
-    The meter keeps one total; this reads it before and after each call (its own hooks
-    run after the meter's), so each call's units are the meter's own sizing.
-    """
-
-    def __init__(self, total: Callable[[], float]) -> None:
-        self._total = total
-        self._before = 0.0
-        self.calls: list[tuple[str, float]] = []
-
-    def watch(self, dynamodb: Any) -> None:
-        dynamodb.meta.events.register("before-call.dynamodb.*", self._start)
-        dynamodb.meta.events.register("after-call.dynamodb.*", self._end)
-
-    def _start(self, **_: Any) -> None:
-        self._before = self._total()
-
-    def _end(self, model: Any, **_: Any) -> None:
-        self.calls.append((model.name, self._total() - self._before))
-
-    def last(self, count: int) -> tuple[float, float]:
-        """(read units, write units) of the last `count` calls (those the meter still counts)."""
-        recent = self.calls[len(self.calls) - count :] if count else []
-        reads = sum(units for op, units in recent if op in _READS)
-        writes = sum(units for op, units in recent if op not in _READS)
-        return reads, writes
 
 
 def _gb_seconds(invocations: Mapping[str, float], calls: Mapping[str, float]) -> float:
@@ -326,46 +294,32 @@ def _send_frame_bytes(ciphertext_bytes: int) -> int:
     return 4 * math.ceil(ciphertext_bytes / 3) + 160
 
 
-def _dynamodb_requests(requests: Mapping[str, int]) -> int:
-    return sum(n for name, n in requests.items() if name.startswith("dynamodb."))
-
-
 def one_to_one(messages: int) -> Usage:
     """bench.message_cost's conversation of `messages` messages, as Usage."""
-    with message_cost._service() as meter:
-        split = _CapacitySplit(lambda: meter.sized_units)
-        split.watch(client("dynamodb"))
-        message_cost._conversation(meter, messages)
-        reads, writes = split.last(_dynamodb_requests(meter.requests))
-        return _usage(
-            deliveries=messages,
-            requests=meter.requests,
-            invocations=meter.invocations,
-            posted=meter.posted,
-            reads=reads,
-            writes=writes,
-            frame_bytes=_send_frame_bytes(message_cost.CIPHERTEXT_BYTES),
-        )
+    counts = message_cost.count_conversation(messages)
+    return _usage(
+        deliveries=messages,
+        requests=counts.requests,
+        invocations=counts.invocations,
+        posted=counts.posted,
+        reads=counts.read_units,
+        writes=counts.write_units,
+        frame_bytes=_send_frame_bytes(message_cost.CIPHERTEXT_BYTES),
+    )
 
 
 def group_message(members: int) -> Usage:
     """bench.group_cost's group message to `members` members, every member acking, as Usage."""
-    with group_cost._service() as service:
-        meter = service.meter
-        split = _CapacitySplit(lambda: meter.units)
-        split.watch(client("dynamodb"))
-        _, acked = group_cost._message(service, members, with_acks=True)
-        assert acked is not None
-        reads, writes = split.last(_dynamodb_requests(acked.requests))
-        return _usage(
-            deliveries=members - 1,  # everyone but the sender
-            requests=acked.requests,
-            invocations=acked.invocations,
-            posted=meter.posted,
-            reads=reads,
-            writes=writes,
-            frame_bytes=_send_frame_bytes(group_cost.CIPHERTEXT_BYTES),
-        )
+    acked = group_cost.count_group_message(members).acked
+    return _usage(
+        deliveries=members - 1,  # everyone but the sender
+        requests=acked.requests,
+        invocations=acked.invocations,
+        posted=acked.posted,
+        reads=acked.read_units,
+        writes=acked.write_units,
+        frame_bytes=_send_frame_bytes(group_cost.CIPHERTEXT_BYTES),
+    )
 
 
 def typical_overheads(assumptions: UsageAssumptions = USAGE) -> Usage:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import date
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.hooks import HierarchicalEmitter
 
 from bench import cost, message_cost
 from bench.cost import PRICES, Prices, Usage
+from bench.metering import Meter, capacity
+from parley_server.catalogue import Setting as S
 from parley_server.catalogue import function
+from parley_server.store.schema import TABLES
 
 
 def _everything() -> Usage:
@@ -108,22 +113,55 @@ class _Model:
         self.name = name
 
 
-def test_capacity_split_gives_each_calls_units_to_reads_or_writes() -> None:
-    total = [0.0]
-    split = cost._CapacitySplit(lambda: total[0])
+def _item(size: int) -> dict[str, Any]:
+    """An item of `size` bytes by DynamoDB's rules (a 2-byte name, a string value)."""
+    return {"pk": {"S": "x" * (size - 2)}}
 
-    def call(operation: str, units: float) -> None:
-        split._start()
-        total[0] += units  # what the meter's own hook adds for this call
-        split._end(model=_Model(operation))
 
-    call("PutItem", 2)  # set-up, before the meter was reset
-    total[0] = 0.0
-    call("Query", 0.5)
-    call("PutItem", 2)
-    call("DeleteItem", 1)
-    assert split.last(3) == (0.5, 3.0)
-    assert split.last(0) == (0.0, 0.0)
+def test_the_meter_gives_each_calls_units_to_reads_or_writes() -> None:
+    meter = Meter()
+    events = HierarchicalEmitter()
+    meter.watch(SimpleNamespace(meta=SimpleNamespace(events=events)))
+
+    def call(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        """The hooks botocore runs for one call, in its order."""
+        model = _Model(operation)
+        context: dict[str, Any] = {}
+        events.emit(
+            f"before-parameter-build.dynamodb.{operation}",
+            params=params,
+            model=model,
+            context=context,
+        )
+        events.emit(f"before-call.dynamodb.{operation}", model=model, params={}, context=context)
+        events.emit(
+            f"after-call.dynamodb.{operation}",
+            http_response=None,
+            parsed=parsed,
+            model=model,
+            context=context,
+        )
+
+    call("PutItem", {"TableName": "t", "Item": _item(1500)}, {})  # set-up, before the reset
+    meter.reset()
+    assert (meter.read_units, meter.write_units) == (0.0, 0.0)
+    call("Query", {"TableName": "t"}, {"Items": [_item(100)]})  # eventually consistent
+    call("PutItem", {"TableName": "t", "Item": _item(1500)}, {})  # two started KB
+    call("DeleteItem", {"TableName": "t", "Key": _item(40)}, {"Attributes": _item(300)})
+    assert (meter.read_units, meter.write_units) == (0.5, 3.0)
+    counts = meter.counts()
+    assert counts.sized_units == 3.5
+    assert counts.requests == {"dynamodb.Query": 1, "dynamodb.PutItem": 1, "dynamodb.DeleteItem": 1}
+
+
+def test_a_mailbox_write_also_pays_for_its_local_index_entry() -> None:
+    mailbox = next(f"parley-bench-{t.id.lower()}" for t in TABLES if t.setting is S.MAILBOX_TABLE)
+    envelope = {**_item(300), "ord": {"S": "0001"}}
+    assert capacity("PutItem", {"TableName": mailbox, "Item": envelope}, {}) == (0.0, 2.0)
+    assert capacity("PutItem", {"TableName": "other", "Item": envelope}, {}) == (0.0, 1.0)
+    # a strongly consistent read: 1 RCU per started 4 KB
+    query = {"TableName": mailbox, "ConsistentRead": True}
+    assert capacity("Query", query, {"Items": [_item(5000)]}) == (2.0, 0.0)
 
 
 def test_one_to_one_usage_splits_exactly_the_capacity_message_cost_sizes() -> None:
