@@ -20,6 +20,7 @@ from phonenumbers import PhoneNumberType
 
 from parley_server.models.errors import (
     BadRequest,
+    DependencyUnavailable,
     InvalidCode,
     InvalidPhone,
     TooManyAttempts,
@@ -110,16 +111,29 @@ def request_code(
         ttl_s=limits.otp_ttl_s,
         cooldown_s=limits.otp_resend_cooldown_s,
     )
+    counted = False
     try:
         limiter.hit("otp-phone", phone, limit=limits.otp_hourly_cap, window_s=3600, now=now)
+        counted = True
         sms.send(phone, f"Your Parley code is {code}")
     except Exception:
-        # a code that was never sent must not stay usable, nor hold the cool-down
+        # a code that was never sent must not stay usable, nor hold the cool-down,
+        # nor use up the hour's allowance of the phone or the address
         otps.consume(phone, digest)
+        if counted:
+            _give_back(limiter, phone, source, now)
         raise
     return OtpChallenge(
         phone=phone, expires_in=limits.otp_ttl_s, retry_after=limits.otp_resend_cooldown_s
     )
+
+
+def _give_back(limiter: RateLimiter, phone: str, source: str, now: float) -> None:
+    try:
+        limiter.give_back("otp-phone", phone, window_s=3600, now=now)
+        limiter.give_back("otp-source", source, window_s=3600, now=now)
+    except DependencyUnavailable:
+        pass  # best effort: counting one too many errs on the safe side
 
 
 def verify_code(

@@ -63,6 +63,23 @@ class RateLimiter:
             raise DependencyUnavailable("rate limit store unavailable") from exc
         return int(answer["Attributes"]["hits"]["N"])
 
+    def give_back(self, name: str, subject: str, *, window_s: int, now: float) -> None:
+        """Undo one hit of the current window: it was counted for something that
+        never happened (a text SNS could not send), so it must not use up a limit."""
+        window = int(now // window_s)
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"key": {"S": f"{name}#{subject}#{window}"}},
+                UpdateExpression="ADD hits :minus_one",
+                ConditionExpression="hits > :zero",
+                ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return  # nothing counted in this window (it has just turned): nothing to undo
+            raise DependencyUnavailable("rate limit store unavailable") from exc
+
     def remaining_window(self, *, window_s: int, now: float) -> int:
         """Seconds until the current window ends."""
         return max(1, int((int(now // window_s) + 1) * window_s - now + 0.999))
