@@ -10,72 +10,31 @@ for memory (tracing slows Python down).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.report import Figure, print_table
+from local.testing import LocalStack, running_local_stack
 from parley.attachments import download_attachment, upload_attachment
 
 __all__ = ["main", "run"]
 
 MB = 1024 * 1024
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class _Stack:
-    http_url: str
-    sms_url: str
-
-
-@contextmanager
-def _local_stack(folder: Path) -> Iterator[_Stack]:
-    """`python -m local --port 0` until it has written its endpoints file."""
-    local_file = folder / "local.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
-    env["PARLEY_LOCAL_FILE"] = str(local_file)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "local", "--port", "0", "--quiet"],
-        cwd=_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not local_file.exists():
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the local stack did not start")
-            time.sleep(0.05)
-        endpoints = json.loads(local_file.read_text())
-        yield _Stack(endpoints["http_url"], endpoints["sms_url"])
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 class _Api:
     """POST /v1/media and GET /v1/media/{id} over the local stack's HTTP API."""
 
-    def __init__(self, stack: _Stack, http: aiohttp.ClientSession, token: str) -> None:
+    def __init__(self, stack: LocalStack, http: aiohttp.ClientSession, token: str) -> None:
         self._base = stack.http_url
         self._http = http
         self._auth = {"authorization": f"Bearer {token}"}
@@ -95,7 +54,7 @@ class _Api:
             return url
 
 
-async def _sign_up(stack: _Stack, http: aiohttp.ClientSession) -> str:
+async def _sign_up(stack: LocalStack, http: aiohttp.ClientSession) -> str:
     """A new user's access token (the code comes from the local SMS sink)."""
     phone = f"+4479111{secrets.randbelow(10**5):05d}"
     async with http.post(f"{stack.http_url}/v1/auth/otp", json={"phone": phone}) as r:
@@ -120,13 +79,13 @@ def _make_file(path: Path, size: int) -> None:
             out.write(block[: min(MB, size - offset)])
 
 
-async def _users(stack: _Stack) -> tuple[str, str]:
+async def _users(stack: LocalStack) -> tuple[str, str]:
     async with aiohttp.ClientSession() as http:
         return await _sign_up(stack, http), await _sign_up(stack, http)
 
 
 async def _transfer(
-    stack: _Stack, tokens: tuple[str, str], src: Path, inbox: Path, *, trace: bool
+    stack: LocalStack, tokens: tuple[str, str], src: Path, inbox: Path, *, trace: bool
 ) -> tuple[float, float]:
     """(seconds, seconds) or, when tracing, (peak bytes, peak bytes): upload, download."""
     async with aiohttp.ClientSession() as http:
@@ -158,7 +117,7 @@ def run(quick: bool = False) -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
         folder = Path(work)
-        with _local_stack(folder) as stack:
+        with running_local_stack(folder, "--quiet") as stack:
             tokens = asyncio.run(_users(stack))
             # the first media calls pay the handlers' cold start: keep it out of the figures
             _make_file(folder / "warm-up.bin", 64 * 1024)

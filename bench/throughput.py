@@ -27,17 +27,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import random
 import re
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +44,10 @@ from nacl.signing import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.report import Figure, print_table
+from local.testing import LocalStack, running_local_stack
 
 __all__ = ["Load", "main", "run"]
 
-_ROOT = Path(__file__).resolve().parents[1]
-_START_TIMEOUT_S = 60.0
 # The service allows 20 codes per source address an hour (SMS pumping); the clients
 # sign up from several loopback addresses, as that many phones would from theirs.
 _SIGNUPS_PER_ADDRESS = 10
@@ -77,13 +73,6 @@ QUICK = Load(clients=4, messages_per_client=3, time_limit_s=60.0)
 # two clients trading messages: latency without queueing behind other senders
 LIGHT = Load(clients=2, messages_per_client=25, time_limit_s=60.0)
 LIGHT_QUICK = Load(clients=2, messages_per_client=3, time_limit_s=30.0)
-
-
-@dataclass(frozen=True)
-class _Stack:
-    http_url: str
-    ws_url: str
-    sms_url: str
 
 
 @dataclass(frozen=True)
@@ -124,39 +113,6 @@ class _Tally:
             self.all_receipted.set()
 
 
-# -- the local stack ----------------------------------------------------------------------
-
-
-@contextmanager
-def _local_stack(folder: Path) -> Iterator[_Stack]:
-    """`python -m local --port 0` in a child process, until it has written its endpoints."""
-    local_file = folder / "local.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
-    env["PARLEY_LOCAL_FILE"] = str(local_file)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "local", "--port", "0", "--quiet"],
-        cwd=_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not local_file.exists():
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the local stack did not start (run `python -m local`)")
-            time.sleep(0.05)
-        endpoints = json.loads(local_file.read_text())
-        yield _Stack(endpoints["http_url"], endpoints["ws_url"], endpoints["sms_url"])
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
 # -- sign-up ------------------------------------------------------------------------------
 
 
@@ -179,7 +135,7 @@ def _key_bundle() -> dict[str, Any]:
     }
 
 
-async def _sign_up(http: aiohttp.ClientSession, stack: _Stack, phone: str) -> _Account:
+async def _sign_up(http: aiohttp.ClientSession, stack: LocalStack, phone: str) -> _Account:
     async with http.post(f"{stack.http_url}/v1/auth/otp", json={"phone": phone}) as answer:
         answer.raise_for_status()
     async with http.get(stack.sms_url) as answer:
@@ -199,7 +155,7 @@ async def _sign_up(http: aiohttp.ClientSession, stack: _Stack, phone: str) -> _A
     return _Account(tokens["user_id"], tokens["device_id"], tokens["access_token"])
 
 
-async def _accounts(stack: _Stack, numbers: range) -> list[_Account]:
+async def _accounts(stack: LocalStack, numbers: range) -> list[_Account]:
     """A user with one device for each number, signed up from a few loopback addresses."""
     limit = asyncio.Semaphore(_SIGNUP_CONCURRENCY)
     sessions: dict[str, aiohttp.ClientSession] = {}
@@ -282,7 +238,7 @@ async def _send_all(
 
 
 async def _client(
-    stack: _Stack,
+    stack: LocalStack,
     me: _Account,
     peers: Sequence[_Account],
     load: Load,
@@ -304,7 +260,7 @@ async def _client(
             reader.cancel()
 
 
-async def _measure(stack: _Stack, load: Load, first_number: int = 0) -> _Tally:
+async def _measure(stack: LocalStack, load: Load, first_number: int = 0) -> _Tally:
     accounts = await _accounts(stack, range(first_number, first_number + load.clients))
     tally = _Tally(expected=load.messages)
     ready = asyncio.Barrier(load.clients)
@@ -405,7 +361,7 @@ def _latencies(tally: _Tally, load: Load, while_: str) -> list[Figure]:
     return figures
 
 
-async def _phases(stack: _Stack, load: Load, light: Load) -> tuple[_Tally, _Tally]:
+async def _phases(stack: LocalStack, load: Load, light: Load) -> tuple[_Tally, _Tally]:
     loaded = await _measure(stack, load)
     # after the load, so every handler is warm; new users, so no mailbox is shared
     unloaded = await _measure(stack, light, first_number=load.clients)
@@ -416,7 +372,7 @@ def run(quick: bool = False) -> list[Figure]:
     load, light = (QUICK, LIGHT_QUICK) if quick else (FULL, LIGHT)
     with (
         tempfile.TemporaryDirectory(prefix="parley-bench-") as work,
-        _local_stack(Path(work)) as stack,
+        running_local_stack(Path(work), "--quiet") as stack,
     ):
         loaded, unloaded = asyncio.run(_phases(stack, load, light))
     return [

@@ -1,27 +1,52 @@
-"""A gateway with stand-in handlers, for tests of the gateway itself (and of
-anything that wants API Gateway's behaviour without the real functions).
+"""Helpers for tests and benchmarks that drive the local stack.
+
+A gateway with stand-in handlers, for tests of the gateway itself (and of
+anything that wants API Gateway's behaviour without the real functions):
 
     async with running_gateway(FakeFunctions({"WsSend": echo})) as gateway:
         ...connect to gateway.ws_url...
         event = await functions.wait_for("WsDisconnect")
+
+and the whole stack, `python -m local`, in a child process of its own (moto's
+in-process mock and moto's server share global state, so a test process never
+runs the stack in itself):
+
+    with running_local_stack(folder) as stack:
+        ...stack.http_url, stack.ws_url, stack.sms_url...
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from local.gateway import Gateway, GatewayOptions
 from local.lambdas import Handler, Invoker
 from parley_server.catalogue import FUNCTIONS
 
-__all__ = ["FakeFunctions", "allow_policy", "running_gateway", "ws_connect"]
+__all__ = [
+    "FakeFunctions",
+    "LocalStack",
+    "StackDidNotStart",
+    "allow_policy",
+    "running_gateway",
+    "running_local_stack",
+    "stack_environment",
+    "stop",
+    "ws_connect",
+]
 
 Behaviour = Callable[[dict[str, Any]], Any]
 
@@ -127,3 +152,111 @@ def ws_connect(gateway: Gateway, query: str = "token=t", **kwargs: Any) -> Any:
     kwargs.setdefault("open_timeout", 10)
     url = f"{gateway.ws_url}?{query}" if query else gateway.ws_url
     return connect(url, **kwargs)
+
+
+# -- the whole stack in a child process ---------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class LocalStack:
+    """A running local stack: its endpoints (as written to its endpoints file)."""
+
+    http_url: str
+    ws_url: str
+    sms_url: str
+    push_url: str
+    region: str
+    aws_endpoint_url: str
+    local_file: Path
+    log_file: Path
+    process: subprocess.Popen[bytes]
+
+    def output(self) -> str:
+        """Everything the stack has printed so far."""
+        return self.log_file.read_text(errors="replace")
+
+    def moto(self, service: str) -> Any:
+        """A boto3 client for the stack's moto server (what the handlers see)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 (moto takes any)
+        )
+
+
+class StackDidNotStart(RuntimeError):
+    """`python -m local` exited, or wrote no endpoints file in time; says what it printed."""
+
+
+def stack_environment(local_file: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for the stack's: the stack points AWS at its own moto,
+    so nothing AWS_ or PARLEY_ of this process's may leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
+    env["PARLEY_LOCAL_FILE"] = str(local_file)
+    env.update(extra or {})
+    return env
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM, as Ctrl-C or a supervisor would (killed if it lingers); the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextmanager
+def running_local_stack(
+    directory: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    start_timeout_s: float = START_TIMEOUT_S,
+) -> Iterator[LocalStack]:
+    """`python -m local --port 0 *args` in a child process, its output in
+    directory/local-stack.log, until it has written its endpoints file
+    (directory/local.json); stopped on exit. `env` adds to its environment."""
+    local_file = directory / "local.json"
+    log_file = directory / "local-stack.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, the stack's own options)
+            [sys.executable, "-m", "local", "--port", "0", *args],
+            cwd=_ROOT,
+            env=stack_environment(local_file, env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while not local_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(process)
+                raise StackDidNotStart(
+                    "the local stack did not start:\n" + log_file.read_text(errors="replace")
+                )
+            time.sleep(0.05)
+        endpoints: dict[str, Any] = json.loads(local_file.read_text())
+        yield LocalStack(
+            http_url=endpoints["http_url"],
+            ws_url=endpoints["ws_url"],
+            sms_url=endpoints["sms_url"],
+            push_url=endpoints["push_url"],
+            region=endpoints["region"],
+            aws_endpoint_url=endpoints["aws_endpoint_url"],
+            local_file=local_file,
+            log_file=log_file,
+            process=process,
+        )
+    finally:
+        stop(process)

@@ -8,106 +8,35 @@ marked `e2e`; a failing one shows the stack's output with its report.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from local.testing import LocalStack, StackDidNotStart, running_local_stack, stop
+
+# LocalStack and stop too: the suites that run stacks of their own import them from here
+__all__ = ["ROOT", "LocalStack", "start_local_stack", "stop"]
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
-
-
-@dataclass
-class LocalStack:
-    """A running local stack: its endpoints (as written to its endpoints file)."""
-
-    http_url: str
-    ws_url: str
-    sms_url: str
-    push_url: str
-    region: str
-    aws_endpoint_url: str
-    local_file: Path
-    log_file: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self) -> str:
-        """Everything the stack has printed so far."""
-        return self.log_file.read_text(errors="replace")
-
-
-def _environment(local_file: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # the stack points AWS at its own moto; nothing of this process's may leak in
-    for key in list(env):
-        if key.startswith(("AWS_", "PARLEY_")):
-            del env[key]
-    env["PARLEY_LOCAL_FILE"] = str(local_file)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, as Ctrl-C or a supervisor would; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 @contextmanager
 def start_local_stack(directory: Path, *args: str) -> Iterator[LocalStack]:
     """`python -m local --port 0 …` in a subprocess, until it has written its
-    endpoints file; stopped (SIGTERM) on exit."""
-    local_file = directory / "local.json"
-    log_file = directory / "local-stack.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", "0", *args],
-            cwd=ROOT,
-            env=_environment(local_file),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not local_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(process)
-                pytest.fail(
-                    "the local stack did not start:\n" + log_file.read_text(errors="replace"),
-                    pytrace=False,
-                )
-            time.sleep(0.05)
-        endpoints: dict[str, Any] = json.loads(local_file.read_text())
-        yield LocalStack(
-            http_url=endpoints["http_url"],
-            ws_url=endpoints["ws_url"],
-            sms_url=endpoints["sms_url"],
-            push_url=endpoints["push_url"],
-            region=endpoints["region"],
-            aws_endpoint_url=endpoints["aws_endpoint_url"],
-            local_file=local_file,
-            log_file=log_file,
-            process=process,
-        )
-    finally:
-        stop(process)
+    endpoints file; stopped (SIGTERM) on exit. A stack that does not start fails
+    the test with its output."""
+    with ExitStack() as started:
+        try:
+            stack = started.enter_context(
+                running_local_stack(directory, *args, env={"PYTHONUNBUFFERED": "1"})
+            )
+        except StackDidNotStart as failed:
+            pytest.fail(str(failed), pytrace=False)
+        yield stack
 
 
 _STACKS: list[LocalStack] = []

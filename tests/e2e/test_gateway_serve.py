@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, _environment, start_local_stack
+from local.testing import StackDidNotStart, running_local_stack, stack_environment
+from tests.e2e.conftest import ROOT, start_local_stack
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -38,11 +39,20 @@ def test_a_busy_port_is_a_clear_error_and_no_endpoints_file(tmp_path: Path) -> N
         done = subprocess.run(
             [sys.executable, "-m", "local", "--port", str(port)],
             cwd=ROOT,
-            env=_environment(tmp_path / "local.json"),
+            env=stack_environment(tmp_path / "local.json", {"PYTHONUNBUFFERED": "1"}),
             capture_output=True,
             text=True,
             timeout=60,
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "local.json").exists()
+
+
+def test_a_stack_that_cannot_start_is_reported_with_what_it_printed(tmp_path: Path) -> None:
+    with (
+        pytest.raises(StackDidNotStart, match="unrecognized arguments: --no-such-option"),
+        running_local_stack(tmp_path, "--no-such-option"),
+    ):
+        pass
     assert not (tmp_path / "local.json").exists()
