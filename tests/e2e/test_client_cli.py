@@ -2,56 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-import queue
-import random
 import re
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import LocalStack
-
-WAIT_S = 30.0  # a guard against hanging, not a measurement
-_numbers = itertools.count(random.randint(0, 5000))
-
-
-class Cli:
-    def __init__(self, stack: LocalStack, home: Path) -> None:
-        self.env = dict(
-            os.environ,
-            PARLEY_HOME=str(home),
-            PARLEY_LOCAL_FILE=str(stack.local_file),
-            NO_COLOR="1",
-        )
-        self.env.pop("PARLEY_PASSPHRASE", None)
-
-    def command(self, profile: str, *args: str) -> list[str]:
-        return [sys.executable, "-m", "parley.cli", "--profile", profile, *args]
-
-    def run(self, profile: str, *args: str, ok: bool = True) -> str:
-        done = subprocess.run(
-            self.command(profile, *args),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=WAIT_S,
-            check=False,
-        )
-        if ok:
-            assert done.returncode == 0, done.stderr
-        return done.stdout + done.stderr
-
-    def signup(self, profile: str) -> str:
-        phone = f"+1415557{next(_numbers) % 10000:04d}"
-        out = self.run(profile, "signup", phone, "--code-from-local-sms", "--insecure-dev-store")
-        assert "Signed up as" in out
-        return phone
+from tests.e2e.support import Cli
 
 
 @pytest.fixture
@@ -98,45 +55,14 @@ def test_chat_shows_incoming_messages_and_sends_what_is_typed(cli: Cli) -> None:
     cli.run("alice", "contacts", "add", bob_phone, "Bob")
     cli.run("bob", "contacts", "add", alice_phone, "Alice")
 
-    chat = subprocess.Popen(
-        cli.command("bob", "chat", "Alice"),
-        env=cli.env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert chat.stdout is not None
-    assert chat.stdin is not None
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in chat.stdout or []])
-    reader.start()
-
-    def wait_for(pattern: str) -> str:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"chat never printed {pattern!r}")
-
-    try:
-        wait_for(r"^Chat with Alice")
+    with cli.chat("bob", "Alice") as chat:
+        chat.wait_for(r"^Chat with Alice")
         cli.run("alice", "send", "Bob", "Are you in the chat?")
-        wait_for(r"Alice: Are you in the chat\?")
-        chat.stdin.write("Yes, typing from the chat\n")
-        chat.stdin.flush()
-        wait_for(r"✓\s+Yes, typing from the chat")  # the server took it
-        chat.stdin.write("/quit\n")
-        chat.stdin.flush()
-        assert chat.wait(timeout=WAIT_S) == 0
-    finally:
-        if chat.poll() is None:
-            chat.kill()
-        reader.join(timeout=5)
+        chat.wait_for(r"Alice: Are you in the chat\?")
+        chat.type("Yes, typing from the chat")
+        chat.wait_for(r"✓\s+Yes, typing from the chat")  # the server took it
+        chat.type("/quit")
+        assert chat.wait() == 0
 
     assert "Bob: Yes, typing from the chat" in cli.run("alice", "inbox")
     # the chat was open when Alice's message arrived: Bob read it (blue ticks for her)

@@ -8,60 +8,20 @@ size the send function fans out inline.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-from parley import (
-    ApiError,
-    Client,
-    Endpoints,
-    Event,
-    EventStream,
-    MessageReceived,
-    MessageState,
-    request_code,
-    sign_up,
-)
+from parley import ApiError, Client, EventStream, MessageReceived, MessageState
 from parley.groups import NotAGroupMember
-from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account, Group, GroupUpdated
 from parley.protocol import IncomingMessage, OutboxEntry
 from tests.e2e.conftest import LocalStack
+from tests.e2e.support import WAIT_S, client, clients, expect, new_person, until_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-WAIT_S = 20.0  # a guard against hanging, not a measurement
-E = TypeVar("E", bound=Event)
-_numbers = itertools.count(random.randint(0, 5000))
-
-
-async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
-    phone = f"+1415558{next(_numbers) % 10000:04d}"
-    endpoints = Endpoints.local(stack.local_file)
-    before = await sms_count(stack.sms_url, phone)
-    await request_code(phone, endpoints=endpoints)
-    code = await code_from_local_sms(stack.sms_url, phone, after=before)
-    return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
-
-
-def client(stack: LocalStack, home: Path, profile: str) -> Client:
-    return Client(profile, endpoints=Endpoints.local(stack.local_file), home=home, keyring=None)
-
-
-async def expect(
-    stream: EventStream, kind: type[E], match: Callable[[E], bool] = lambda _e: True
-) -> E:
-    async with asyncio.timeout(WAIT_S):
-        async for event in stream:
-            if isinstance(event, kind) and match(event):
-                return event
-    raise AssertionError("the stream ended")
 
 
 async def received(stream: EventStream, group: Group, count: int) -> list[str]:
@@ -73,18 +33,6 @@ async def received(stream: EventStream, group: Group, count: int) -> list[str]:
         )
         texts.append(event.message.text)
     return texts
-
-
-async def until_state(
-    client: Client, stream: EventStream, client_id: str, state: MessageState
-) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            message = client.store.message(client.account.user_id, client_id)
-            assert message is not None
-            if message.state.rank >= state.rank:
-                return
-            await anext(stream)
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -130,10 +78,7 @@ async def test_a_group_talks_with_ticks_per_member_and_an_offline_member_catches
     local_stack: LocalStack, people: tuple[Path, dict[str, Account]]
 ) -> None:
     home, accounts = people
-    async with (
-        client(local_stack, home, "alice") as alice,
-        client(local_stack, home, "bob") as bob,
-    ):
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         carol = client(local_stack, home, "carol")
         await carol.open()
         alice_events, bob_events, carol_events = alice.events(), bob.events(), carol.events()
@@ -202,14 +147,10 @@ async def test_admins_change_members_the_removed_cannot_read_on_the_added_cannot
 ) -> None:
     home, accounts = people
     ids = {name: account.user_id for name, account in accounts.items()}
-    async with (
-        client(local_stack, home, "alice") as alice,
-        client(local_stack, home, "bob") as bob,
-        client(local_stack, home, "carol") as carol,
-        client(local_stack, home, "dan") as dan,
-    ):
-        streams = {name: c.events() for name, c in zip(ids, (alice, bob, carol, dan), strict=True)}
-        for c in (alice, bob, carol, dan):
+    async with clients(local_stack, home, *ids) as everyone:
+        alice, bob, carol, dan = everyone
+        streams = {name: c.events() for name, c in zip(ids, everyone, strict=True)}
+        for c in everyone:
             await asyncio.wait_for(c.wait_synced(), WAIT_S)
         bob_seen, carol_seen, alice_seen = tap(bob), tap(carol), tap(alice)
         group = await alice.create_group("Crew", [ids["bob"], ids["carol"]])

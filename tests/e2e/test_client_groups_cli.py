@@ -3,17 +3,13 @@ local stack: three people, three profiles, one machine."""
 
 from __future__ import annotations
 
-import queue
 import re
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import LocalStack
-from tests.e2e.test_client_cli import WAIT_S, Cli
+from tests.e2e.support import Cli
 
 
 @pytest.fixture
@@ -84,56 +80,19 @@ def test_group_chat_shows_who_said_what_and_sends_what_is_typed(cli: Cli) -> Non
     cli.run("alice", "send", "Crew", "first!")
     cli.run("bob", "inbox")
 
-    chat = subprocess.Popen(
-        cli.command("bob", "chat", "Crew"),
-        env=cli.env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert chat.stdout is not None
-    assert chat.stdin is not None
-
-    def read() -> None:
-        for line in chat.stdout or []:
-            lines.put(line)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-
-    def wait_for(pattern: str) -> str:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"chat never printed {pattern!r}")
-
-    try:
-        header = wait_for(r"^Chat in Crew \(")
+    with cli.chat("bob", "Crew") as chat:
+        header = chat.wait_for(r"^Chat in Crew \(")
         assert re.search(r"\bAlice\b", header)
         assert re.search(r"\byou\b", header)
-        wait_for(r"Alice: first!")
+        chat.wait_for(r"Alice: first!")
         cli.run("alice", "send", "Crew", "is the chat open?")
-        wait_for(r"Alice: is the chat open\?")
-        chat.stdin.write("yes, typing in the group\n")
-        chat.stdin.flush()
-        wait_for(r"✓\s+yes, typing in the group")  # the server took it
-        chat.stdin.write("/members\n")
-        chat.stdin.flush()
-        wait_for(r"^  Alice \(admin\)")
-        chat.stdin.write("/quit\n")
-        chat.stdin.flush()
-        assert chat.wait(timeout=WAIT_S) == 0
-    finally:
-        if chat.poll() is None:
-            chat.kill()
-        reader.join(timeout=5)
+        chat.wait_for(r"Alice: is the chat open\?")
+        chat.type("yes, typing in the group")
+        chat.wait_for(r"✓\s+yes, typing in the group")  # the server took it
+        chat.type("/members")
+        chat.wait_for(r"^  Alice \(admin\)")
+        chat.type("/quit")
+        assert chat.wait() == 0
 
     assert "Bob: yes, typing in the group" in cli.run("alice", "inbox")
     carol = cli.run("carol", "inbox")

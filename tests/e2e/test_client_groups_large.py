@@ -12,7 +12,7 @@ import pytest
 from parley import MessageReceived, MessageState
 from parley_server.logic.groups import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
-from tests.e2e.test_client_groups import WAIT_S, client, expect, new_person, until_state
+from tests.e2e.support import WAIT_S, client, clients, expect, new_person, until_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,10 +22,7 @@ async def test_a_large_group_message_goes_through_the_queue_to_online_and_offlin
 ) -> None:
     size = INLINE_MEMBERS + 2
     accounts = [await new_person(local_stack, tmp_path, f"p{n}") for n in range(size)]
-    async with (
-        client(local_stack, tmp_path, "p0") as sender,
-        client(local_stack, tmp_path, "p1") as online,
-    ):
+    async with clients(local_stack, tmp_path, "p0", "p1") as (sender, online):
         sender_events, online_events = sender.events(), online.events()
         for c in (sender, online):
             await asyncio.wait_for(c.wait_synced(), WAIT_S)

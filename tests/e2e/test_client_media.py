@@ -5,58 +5,18 @@ into his profile and gets the very bytes she sent."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import random
 import re
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-from parley import Client, Endpoints, Event, EventStream, MessageReceived, MessageState, sign_up
-from parley.client import request_code
-from parley.local_sms import code_from_local_sms, sms_count
+from parley import MessageReceived, MessageState
 from parley.media import Attachment, Location
-from parley.models import Account
 from tests.e2e.conftest import LocalStack
+from tests.e2e.support import WAIT_S, Cli, clients, expect, new_person, until_state
 
-WAIT_S = 30.0  # a guard against hanging, not a measurement
 MB = 1024 * 1024
-E = TypeVar("E", bound=Event)
-_numbers = itertools.count(random.randint(0, 5000))
-
-
-def phone() -> str:
-    return f"+1415558{next(_numbers) % 10000:04d}"
-
-
-async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
-    number = phone()
-    endpoints = Endpoints.local(stack.local_file)
-    before = await sms_count(stack.sms_url, number)
-    await request_code(number, endpoints=endpoints)
-    code = await code_from_local_sms(stack.sms_url, number, after=before)
-    return await sign_up(
-        profile, number, code, endpoints=endpoints, home=home, allow_plaintext=True
-    )
-
-
-def client(stack: LocalStack, home: Path, profile: str) -> Client:
-    return Client(profile, endpoints=Endpoints.local(stack.local_file), home=home, keyring=None)
-
-
-async def expect(
-    stream: EventStream, kind: type[E], match: Callable[[E], bool] = lambda _e: True
-) -> E:
-    async with asyncio.timeout(WAIT_S):
-        async for event in stream:
-            if isinstance(event, kind) and match(event):
-                return event
-    raise AssertionError("the stream ended")
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -71,7 +31,7 @@ async def test_a_multi_megabyte_file_and_a_location_reach_bob_who_downloads_the_
     path.write_bytes(original)
     uploaded: list[tuple[int, int]] = []
 
-    async with client(local_stack, home, "alice") as alice, client(local_stack, home, "bob") as bob:
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         alice_events, bob_events = alice.events(), bob.events()
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)
         await alice.add_contact(bob_account.phone, "Bob")
@@ -109,37 +69,7 @@ async def test_a_multi_megabyte_file_and_a_location_reach_bob_who_downloads_the_
         assert [m.kind for m in history] == ["video", "location"]
         assert history[0].file == saved
         # and Alice's file got its double tick (the store changes before each event)
-        async with asyncio.timeout(WAIT_S):
-            while (mine := alice.store.message(sent.sender, sent.client_id)) is None or (
-                mine.state.rank < MessageState.DELIVERED.rank
-            ):
-                await anext(alice_events)
-
-
-class Cli:
-    def __init__(self, stack: LocalStack, home: Path) -> None:
-        self.home = home
-        self.env = dict(
-            os.environ, PARLEY_HOME=str(home), PARLEY_LOCAL_FILE=str(stack.local_file), NO_COLOR="1"
-        )
-        self.env.pop("PARLEY_PASSPHRASE", None)
-
-    def run(self, profile: str, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "parley.cli", "--profile", profile, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=WAIT_S * 2,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done
-
-    def signup(self, profile: str) -> str:
-        number = phone()
-        self.run(profile, "signup", number, "--code-from-local-sms", "--insecure-dev-store")
-        return number
+        await until_state(alice, alice_events, sent.client_id, MessageState.DELIVERED)
 
 
 def test_the_cli_sends_a_file_and_a_location_and_downloads_with_progress(
@@ -152,23 +82,23 @@ def test_the_cli_sends_a_file_and_a_location_and_downloads_with_progress(
     original = os.urandom(2 * MB + 99)
     (tmp_path / "plans.pdf").write_bytes(original)
 
-    sent = cli.run("alice", "send-file", "Bob", str(tmp_path / "plans.pdf"), "--caption", "v2")
+    sent = cli.call("alice", "send-file", "Bob", str(tmp_path / "plans.pdf"), "--caption", "v2")
     assert re.search(r"^✓ 📎 plans\.pdf \(2\.1 MB\) “v2”$", sent.stdout, re.MULTILINE)
     assert "upload plans.pdf [" in sent.stderr
     assert "100%" in sent.stderr
-    where = cli.run("alice", "send-location", "Bob", "-33.8568", "151.2153", "--name", "Opera")
+    where = cli.call("alice", "send-location", "Bob", "-33.8568", "151.2153", "--name", "Opera")
     assert "✓ 📍 Opera https://www.openstreetmap.org/?mlat=-33.8568&mlon=151.2153" in where.stdout
 
-    inbox = cli.run("bob", "inbox").stdout
+    inbox = cli.call("bob", "inbox").stdout
     line = re.search(r"Alice: 📎 plans\.pdf \(2\.1 MB\) “v2” — parley download (\d+)$", inbox, re.M)
     assert line is not None, inbox
     assert "Alice: 📍 Opera https://www.openstreetmap.org/?mlat=-33.8568&mlon=151.2153" in inbox
 
-    got = cli.run("bob", "download", line[1])
+    got = cli.call("bob", "download", line[1])
     saved = tmp_path / "home" / "profiles" / "bob" / "media" / "plans.pdf"
     assert f"as {saved}" in got.stdout
     assert "download plans.pdf [" in got.stderr
     assert "100%" in got.stderr
     assert saved.read_bytes() == original
-    history = cli.run("bob", "history", "Alice").stdout
+    history = cli.call("bob", "history", "Alice").stdout
     assert f"📎 plans.pdf (2.1 MB) “v2” — saved as {saved}" in history

@@ -7,20 +7,11 @@ through `parley.Client` exactly as an app would.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import boto3
 import pytest
 
 from parley import (
-    Client,
-    Endpoints,
-    Event,
-    EventStream,
     IdentityChanged,
     MessageReceived,
     MessageSent,
@@ -35,53 +26,19 @@ from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
 from parley.storage import Tokens
 from tests.e2e.conftest import LocalStack
+from tests.e2e.support import (
+    WAIT_S,
+    client,
+    clients,
+    endpoints_of,
+    expect,
+    new_person,
+    state_of,
+    until_state,
+)
 
 # one event loop for the session: the clients' sockets and tasks live on it
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-WAIT_S = 15.0  # a guard against hanging, not a measurement
-E = TypeVar("E", bound=Event)
-_numbers = itertools.count(random.randint(0, 5000))
-
-
-def endpoints_of(stack: LocalStack) -> Endpoints:
-    return Endpoints.local(stack.local_file)
-
-
-async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
-    phone = f"+1415556{next(_numbers) % 10000:04d}"
-    endpoints = endpoints_of(stack)
-    before = await sms_count(stack.sms_url, phone)
-    await request_code(phone, endpoints=endpoints)
-    code = await code_from_local_sms(stack.sms_url, phone, after=before)
-    return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
-
-
-async def expect(
-    stream: EventStream, kind: type[E], match: Callable[[E], bool] = lambda _e: True
-) -> E:
-    async with asyncio.timeout(WAIT_S):
-        async for event in stream:
-            if isinstance(event, kind) and match(event):
-                return event
-    raise AssertionError("the stream ended")
-
-
-def state_of(client: Client, sender: str, client_id: str) -> MessageState:
-    message = client.store.message(sender, client_id)
-    assert message is not None
-    return message.state
-
-
-async def until_state(
-    client: Client, stream: EventStream, client_id: str, state: MessageState
-) -> None:
-    """Until our message `client_id` reaches `state`. The store changes before the
-    event is emitted, so: check, and recheck after each event."""
-    sender = client.account.user_id
-    async with asyncio.timeout(WAIT_S):
-        while state_of(client, sender, client_id).rank < state.rank:
-            await anext(stream)
 
 
 @pytest.fixture
@@ -91,18 +48,11 @@ async def pair(local_stack: LocalStack, tmp_path: Path) -> tuple[Path, Account, 
     return tmp_path, alice, bob
 
 
-def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:
-    return Client(profile, endpoints=endpoints_of(stack), home=home, keyring=None, **kwargs)  # type: ignore[arg-type]
-
-
 async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
     local_stack: LocalStack, pair: tuple[Path, Account, Account]
 ) -> None:
     home, alice_account, bob_account = pair
-    async with (
-        client(local_stack, home, "alice") as alice,
-        client(local_stack, home, "bob") as bob,
-    ):
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         alice_events, bob_events = alice.events(), bob.events()
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)
         await alice.add_contact(bob_account.phone, "Bob")
@@ -165,13 +115,7 @@ async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_c
 
 
 def mailbox_bodies(stack: LocalStack, recipient: Account) -> list[bytes]:
-    ddb = boto3.client(
-        "dynamodb",
-        endpoint_url=stack.aws_endpoint_url,
-        region_name=stack.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    ddb = stack.moto("dynamodb")
     (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
     items = ddb.query(
         TableName=table,
@@ -191,10 +135,7 @@ async def test_a_message_written_offline_survives_a_restart_and_goes_out_with_it
         assert alice.store.outbox()[0].entry.client_id == queued.client_id
 
     # the app restarts, online this time
-    async with (
-        client(local_stack, home, "alice") as alice,
-        client(local_stack, home, "bob") as bob,
-    ):
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         alice_events, bob_events = alice.events(), bob.events()
         got = await expect(bob_events, MessageReceived)
         assert (got.message.client_id, got.message.text) == (queued.client_id, "written on a plane")
@@ -274,10 +215,7 @@ async def test_typing_reaches_an_online_contact_and_is_never_stored(
     local_stack: LocalStack, pair: tuple[Path, Account, Account]
 ) -> None:
     home, alice_account, bob_account = pair
-    async with (
-        client(local_stack, home, "alice") as alice,
-        client(local_stack, home, "bob") as bob,
-    ):
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         bob_events = bob.events()
         await asyncio.wait_for(alice.wait_synced(), WAIT_S)
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)

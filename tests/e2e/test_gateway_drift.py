@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import aiohttp
-import boto3
 
 from parley_server.catalogue import HTTP_ROUTES, WS_ROUTES
 from parley_server.store.schema import TABLES
@@ -69,13 +68,7 @@ def test_local_tables_match_the_synthesized_template(
         )
         for p in _resources(synth_template, "AWS::DynamoDB::Table")
     )
-    ddb = boto3.client(
-        "dynamodb",
-        endpoint_url=local_stack.aws_endpoint_url,
-        region_name=local_stack.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    ddb = local_stack.moto("dynamodb")
     local = []
     for name in ddb.list_tables()["TableNames"]:
         table = ddb.describe_table(TableName=name)["Table"]
@@ -102,13 +95,7 @@ def test_local_media_bucket_cors_matches_the_template(
         if "CorsConfiguration" in p
     ]
     assert len(rules) == 1
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=local_stack.aws_endpoint_url,
-        region_name=local_stack.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    s3 = local_stack.moto("s3")
     bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].endswith("-media"))
     local = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert [

@@ -4,27 +4,15 @@ the SNS sinks, and one real sign-up-and-connect through every layer."""
 from __future__ import annotations
 
 import json
-import re
 import secrets
-from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import LocalStack
-
-
-def moto(stack: LocalStack, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack.aws_endpoint_url,
-        region_name=stack.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+from tests.e2e.support import sign_in
 
 
 def test_endpoints_file_names_every_url(local_stack: LocalStack) -> None:
@@ -54,7 +42,7 @@ async def test_websocket_without_a_valid_token_is_refused_at_the_handshake(
 
 async def test_sms_published_through_sns_shows_in_the_sms_sink(local_stack: LocalStack) -> None:
     text = f"sink check {secrets.token_hex(4)}"
-    moto(local_stack, "sns").publish(PhoneNumber="+447700900123", Message=text)
+    local_stack.moto("sns").publish(PhoneNumber="+447700900123", Message=text)
     async with aiohttp.ClientSession() as http, http.get(local_stack.sms_url) as r:
         sent = await r.json()
     assert {"phone": "+447700900123", "message": text} in [
@@ -66,7 +54,7 @@ async def test_sms_published_through_sns_shows_in_the_sms_sink(local_stack: Loca
 async def test_push_published_to_a_platform_endpoint_shows_in_the_push_sink(
     local_stack: LocalStack,
 ) -> None:
-    sns = moto(local_stack, "sns")
+    sns = local_stack.moto("sns")
     apps = {
         a["PlatformApplicationArn"]
         for a in sns.list_platform_applications()["PlatformApplications"]
@@ -86,20 +74,9 @@ async def test_push_published_to_a_platform_endpoint_shows_in_the_push_sink(
 async def test_sign_up_then_connect_and_sync_through_the_real_handlers(
     local_stack: LocalStack,
 ) -> None:
-    phone = f"+4479111{secrets.randbelow(10**5):05d}"
     async with aiohttp.ClientSession() as http:
-        async with http.post(local_stack.http_url + "/v1/auth/otp", json={"phone": phone}) as r:
-            assert r.status == 202, await r.text()
-        async with http.get(local_stack.sms_url) as r:
-            texts = [m["message"] for m in await r.json() if m["phone"] == phone]
-        code = re.search(r"\b(\d{6})\b", texts[-1])
-        assert code is not None
-        async with http.post(
-            local_stack.http_url + "/v1/auth/verify", json={"phone": phone, "code": code[1]}
-        ) as r:
-            assert r.status == 200, await r.text()
-            session = await r.json()
-    async with connect(f"{local_stack.ws_url}?token={session['access_token']}", proxy=None) as ws:
+        device = await sign_in(local_stack, http, keys=False)
+    async with connect(f"{local_stack.ws_url}?token={device.token}", proxy=None) as ws:
         await ws.send(json.dumps({"action": "sync"}))
         # nothing is pending for a new device: the only event is "synced"
         assert json.loads(await ws.recv())["event"] == "synced"

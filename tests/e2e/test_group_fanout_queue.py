@@ -7,29 +7,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import secrets
 
 import aiohttp
 
 from parley_server.logic.groups import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
-from tests.e2e.test_ws_messaging import Device, _next, _online, _sign_in, _sync
-
-
-def _phone(n: int) -> str:
-    return f"+4479112{n:05d}"  # UK mobile numbers libphonenumber accepts
+from tests.e2e.support import Device, next_event, online, sign_in, sync
 
 
 async def test_a_large_group_message_reaches_online_and_offline_members_through_the_queue(
     local_stack: LocalStack,
 ) -> None:
     size = INLINE_MEMBERS + 2  # just past the inline limit: the queued path
-    base = secrets.randbelow(9 * 10**4)
     async with aiohttp.ClientSession() as http:
-        people: list[Device] = [
-            await _sign_in(local_stack, http, _phone(base + n)) for n in range(size)
-        ]
-        sender, online, offline = people[0], people[-1], people[-2]
+        people: list[Device] = [await sign_in(local_stack, http) for _ in range(size)]
+        sender, present, absent = people[0], people[-1], people[-2]
         async with http.post(
             local_stack.http_url + "/v1/groups",
             json={"name": "big", "members": [p.user_id for p in people[1:]]},
@@ -40,7 +32,7 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
         assert len(group["members"]) == size
 
     body = base64.b64encode(b"sender-key ciphertext").decode()
-    async with _online(local_stack, online) as member, _online(local_stack, sender) as ws:
+    async with online(local_stack, present) as member, online(local_stack, sender) as ws:
         await ws.send(
             json.dumps(
                 {
@@ -52,9 +44,9 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
                 }
             )
         )
-        sent = await _next(ws, "sent")
+        sent = await next_event(ws, "sent")
         assert sent["id"] == "big-1"
-        got = await _next(member, "message")
+        got = await next_event(member, "message")
         assert (got["group"], got["from"], got["client_id"], got["body"]) == (
             group["group_id"],
             sender.user_id,
@@ -63,9 +55,9 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
         )
 
     # the offline member finds it on sync once the queued slice has been processed
-    async with _online(local_stack, offline) as late:
+    async with online(local_stack, absent) as late:
         for _ in range(50):
-            pending = [e for e in await _sync(late) if e["event"] == "message"]
+            pending = [e for e in await sync(late) if e["event"] == "message"]
             if pending:
                 break
             await asyncio.sleep(0.1)

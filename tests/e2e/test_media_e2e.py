@@ -11,37 +11,29 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 
 from parley.attachments import download_attachment, upload_attachment
 from parley.media import Attachment, IntegrityError, encode_content, parse_content
 from tests.e2e.conftest import LocalStack
+from tests.e2e.support import Device, sign_in
 
 MB = 1024 * 1024
-
-
-@dataclass
-class User:
-    user_id: str
-    access_token: str
 
 
 class HttpMediaApi:
     """The two media calls over the local stack's HTTP API, with a bearer token."""
 
-    def __init__(self, stack: LocalStack, http: aiohttp.ClientSession, user: User) -> None:
+    def __init__(self, stack: LocalStack, http: aiohttp.ClientSession, user: Device) -> None:
         self._base = stack.http_url
         self._http = http
-        self._auth = {"authorization": f"Bearer {user.access_token}"}
+        self._auth = {"authorization": f"Bearer {user.token}"}
 
     async def create_media(self, size: int) -> Mapping[str, Any]:
         async with self._http.post(
@@ -58,35 +50,9 @@ class HttpMediaApi:
             return url
 
 
-async def _sign_up(stack: LocalStack, http: aiohttp.ClientSession) -> User:
-    phone = f"+4479112{secrets.randbelow(10**5):05d}"
-    async with http.post(stack.http_url + "/v1/auth/otp", json={"phone": phone}) as r:
-        assert r.status == 202, await r.text()
-    async with http.get(stack.sms_url) as r:
-        texts = [m["message"] for m in await r.json() if m["phone"] == phone]
-    code = re.search(r"\b(\d{6})\b", texts[-1])
-    assert code is not None
-    async with http.post(
-        stack.http_url + "/v1/auth/verify", json={"phone": phone, "code": code[1]}
-    ) as r:
-        assert r.status == 200, await r.text()
-        session = await r.json()
-    return User(session["user_id"], session["access_token"])
-
-
-def _s3(stack: LocalStack) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.aws_endpoint_url,
-        region_name=stack.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 def _stored(stack: LocalStack, owner: str, media_id: str) -> tuple[str, bytes]:
     """The one object the media id names (found under the uploader's prefix)."""
-    s3 = _s3(stack)
+    s3 = stack.moto("s3")
     for bucket in s3.list_buckets()["Buckets"]:
         key = f"m/{owner}/{media_id}"
         listed = s3.list_objects_v2(Bucket=bucket["Name"], Prefix=key)
@@ -107,8 +73,8 @@ async def test_a_multi_megabyte_attachment_goes_from_alice_to_bob_as_ciphertext_
 ) -> None:
     line = _write_document(tmp_path / "minutes.txt", 6 * MB)
     async with aiohttp.ClientSession() as http:
-        alice = await _sign_up(local_stack, http)
-        bob = await _sign_up(local_stack, http)
+        alice = await sign_in(local_stack, http, keys=False)
+        bob = await sign_in(local_stack, http, keys=False)
         sent = await upload_attachment(
             http, HttpMediaApi(local_stack, http, alice), tmp_path / "minutes.txt"
         )
@@ -133,15 +99,15 @@ async def test_a_tampered_object_is_refused_and_leaves_nothing_in_the_media_fold
 ) -> None:
     (tmp_path / "photo.bin").write_bytes(secrets.token_bytes(400_000))
     async with aiohttp.ClientSession() as http:
-        alice = await _sign_up(local_stack, http)
-        bob = await _sign_up(local_stack, http)
+        alice = await sign_in(local_stack, http, keys=False)
+        bob = await sign_in(local_stack, http, keys=False)
         sent = await upload_attachment(
             http, HttpMediaApi(local_stack, http, alice), tmp_path / "photo.bin"
         )
         bucket, stored = _stored(local_stack, alice.user_id, sent.media_id)
         altered = bytearray(stored)
         altered[len(altered) // 2] ^= 0x40
-        _s3(local_stack).put_object(
+        local_stack.moto("s3").put_object(
             Bucket=bucket, Key=f"m/{alice.user_id}/{sent.media_id}", Body=bytes(altered)
         )
         media_dir = tmp_path / "bob-media"
@@ -154,7 +120,7 @@ async def test_the_signed_upload_policy_admits_exactly_the_declared_size(
     local_stack: LocalStack,
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        alice = await _sign_up(local_stack, http)
+        alice = await sign_in(local_stack, http, keys=False)
         created = await HttpMediaApi(local_stack, http, alice).create_media(12_345)
     fields = created["upload"]["fields"]
     policy = json.loads(base64.b64decode(fields["policy"]))
@@ -168,8 +134,8 @@ async def test_oversize_declarations_and_unknown_ids_get_clear_errors(
     local_stack: LocalStack,
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        alice = await _sign_up(local_stack, http)
-        auth = {"authorization": f"Bearer {alice.access_token}"}
+        alice = await sign_in(local_stack, http, keys=False)
+        auth = {"authorization": f"Bearer {alice.token}"}
         async with http.post(
             f"{local_stack.http_url}/v1/media", json={"size": 100 * MB + 1}, headers=auth
         ) as r:

@@ -1,0 +1,317 @@
+"""What the end-to-end tests share: people signed up through the local stack's SMS
+sink, raw WebSocket clients speaking the wire protocol, and SDK clients and the
+`parley` CLI on throwaway profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import queue
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from nacl.public import PrivateKey
+from nacl.signing import SigningKey
+from websockets.asyncio.client import ClientConnection, connect
+
+from parley import Client, Endpoints, Event, EventStream, MessageState, request_code, sign_up
+from parley.local_sms import code_from_local_sms, sms_count
+from parley.models import Account
+from tests.e2e.conftest import LocalStack
+
+__all__ = [
+    "WAIT_S",
+    "Chat",
+    "Cli",
+    "Device",
+    "b64",
+    "client",
+    "clients",
+    "endpoints_of",
+    "expect",
+    "new_person",
+    "new_phone",
+    "next_event",
+    "online",
+    "send_message",
+    "sign_in",
+    "state_of",
+    "sync",
+    "until_state",
+]
+
+WAIT_S = 30.0  # a guard against hanging, not a measurement
+E = TypeVar("E", bound=Event)
+_numbers = itertools.count(random.randint(0, 5000))
+
+
+def new_phone() -> str:
+    """A phone number no other person of this session has (a valid format)."""
+    return f"+1415556{next(_numbers) % 10000:04d}"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# -- the wire protocol, by hand -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """A signed-in device, as the wire protocol knows it."""
+
+    user_id: str
+    device_id: str
+    token: str
+
+
+def _key_bundle() -> dict[str, Any]:
+    """What PUT /v1/keys takes for a new device (the server checks the signature)."""
+    identity = SigningKey.generate()
+    prekey = bytes(PrivateKey.generate().public_key)
+    return {
+        "identity_key": b64(bytes(identity.verify_key)),
+        "signed_prekey": {
+            "key_id": 1,
+            "public_key": b64(prekey),
+            "signature": b64(identity.sign(prekey).signature),
+        },
+        "one_time_prekeys": [],
+    }
+
+
+async def sign_in(
+    stack: LocalStack, http: aiohttp.ClientSession, phone: str | None = None, *, keys: bool = True
+) -> Device:
+    """Phone code sign-in (the code from the SMS sink), then, with `keys`, key upload:
+    a device is visible to senders after it."""
+    phone = phone or new_phone()
+    before = await sms_count(stack.sms_url, phone)
+    async with http.post(stack.http_url + "/v1/auth/otp", json={"phone": phone}) as r:
+        assert r.status == 202, await r.text()
+    code = await code_from_local_sms(stack.sms_url, phone, after=before)
+    async with http.post(
+        stack.http_url + "/v1/auth/verify", json={"phone": phone, "code": code}
+    ) as r:
+        assert r.status == 200, await r.text()
+        session = await r.json()
+    if keys:
+        headers = {"Authorization": f"Bearer {session['access_token']}"}
+        async with http.put(stack.http_url + "/v1/keys", json=_key_bundle(), headers=headers) as r:
+            assert r.status == 204, await r.text()
+    return Device(session["user_id"], session["device_id"], session["access_token"])
+
+
+@asynccontextmanager
+async def online(stack: LocalStack, device: Device) -> AsyncIterator[ClientConnection]:
+    async with connect(f"{stack.ws_url}?token={device.token}", proxy=None) as ws:
+        yield ws
+
+
+async def next_event(ws: ClientConnection, event: str) -> dict[str, Any]:
+    """The next event named `event` (others, e.g. typing, are skipped)."""
+    while True:
+        got = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+        if got["event"] == event:
+            return dict(got)
+
+
+async def send_message(
+    ws: ClientConnection, to: Device, payloads: dict[str, bytes], client_id: str
+) -> dict[str, Any]:
+    """A 1:1 send, one ciphertext per device of `to`'s; the `sent` answer."""
+    frame = {
+        "action": "send",
+        "id": client_id,
+        "to": to.user_id,
+        "payloads": {d: b64(p) for d, p in payloads.items()},
+    }
+    await ws.send(json.dumps(frame))
+    return await next_event(ws, "sent")
+
+
+async def sync(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every pending event, following cursors until `synced` says no more."""
+    got: list[dict[str, Any]] = []
+    frame: dict[str, Any] = {"action": "sync"}
+    while True:
+        await ws.send(json.dumps(frame))
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+            if event["event"] == "synced":
+                break
+            got.append(event)
+        if not event["more"]:
+            return got
+        frame = {"action": "sync", "after": event["cursor"]}
+
+
+# -- the SDK ------------------------------------------------------------------------------
+
+
+def endpoints_of(stack: LocalStack) -> Endpoints:
+    return Endpoints.local(stack.local_file)
+
+
+async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
+    """Sign-up through the SDK into `profile` under `home` (the code from the SMS sink)."""
+    phone = new_phone()
+    endpoints = endpoints_of(stack)
+    before = await sms_count(stack.sms_url, phone)
+    await request_code(phone, endpoints=endpoints)
+    code = await code_from_local_sms(stack.sms_url, phone, after=before)
+    return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
+
+
+def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:
+    return Client(profile, endpoints=endpoints_of(stack), home=home, keyring=None, **kwargs)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def clients(stack: LocalStack, home: Path, *profiles: str) -> AsyncIterator[list[Client]]:
+    """A client open on each profile, in order (closed in reverse order on exit)."""
+    async with AsyncExitStack() as opened:
+        yield [await opened.enter_async_context(client(stack, home, p)) for p in profiles]
+
+
+async def expect(
+    stream: EventStream, kind: type[E], match: Callable[[E], bool] = lambda _e: True
+) -> E:
+    async with asyncio.timeout(WAIT_S):
+        async for event in stream:
+            if isinstance(event, kind) and match(event):
+                return event
+    raise AssertionError("the stream ended")
+
+
+def state_of(client: Client, sender: str, client_id: str) -> MessageState:
+    message = client.store.message(sender, client_id)
+    assert message is not None
+    return message.state
+
+
+async def until_state(
+    client: Client, stream: EventStream, client_id: str, state: MessageState
+) -> None:
+    """Until our message `client_id` reaches `state`. The store changes before the
+    event is emitted, so: check, and recheck after each event."""
+    sender = client.account.user_id
+    async with asyncio.timeout(WAIT_S):
+        while state_of(client, sender, client_id).rank < state.rank:
+            await anext(stream)
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+class Cli:
+    """`python -m parley.cli` as people run it: one profile each, all under `home`."""
+
+    def __init__(self, stack: LocalStack, home: Path) -> None:
+        self.home = home
+        self.env = dict(
+            os.environ,
+            PARLEY_HOME=str(home),
+            PARLEY_LOCAL_FILE=str(stack.local_file),
+            NO_COLOR="1",
+        )
+        self.env.pop("PARLEY_PASSPHRASE", None)
+
+    def command(self, profile: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", "parley.cli", "--profile", profile, *args]
+
+    def call(self, profile: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        """One command; with `ok`, it must succeed."""
+        done = subprocess.run(
+            self.command(profile, *args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S * 2,
+            check=False,
+        )
+        if ok:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def run(self, profile: str, *args: str, ok: bool = True) -> str:
+        """One command's output (stdout, then stderr)."""
+        done = self.call(profile, *args, ok=ok)
+        return done.stdout + done.stderr
+
+    def signup(self, profile: str) -> str:
+        """A new person in `profile`; their phone number."""
+        phone = new_phone()
+        out = self.run(profile, "signup", phone, "--code-from-local-sms", "--insecure-dev-store")
+        assert "Signed up as" in out
+        return phone
+
+    @contextmanager
+    def chat(self, profile: str, conversation: str) -> Iterator[Chat]:
+        """`parley chat` running in `profile`; killed on exit if it has not quit."""
+        process = subprocess.Popen(
+            self.command(profile, "chat", conversation),
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        chat = Chat(process)
+        try:
+            yield chat
+        finally:
+            if process.poll() is None:
+                process.kill()
+            chat.reader.join(timeout=5)
+
+
+class Chat:
+    """A running `parley chat`: what it prints, line by line, and what is typed into it."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        assert process.stdin is not None
+        self.process = process
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, args=(process.stdout,))
+        self.reader.start()
+
+    def _read(self, stdout: Any) -> None:
+        for line in stdout:
+            self._lines.put(line)
+
+    def wait_for(self, pattern: str) -> str:
+        """The next line printed that matches `pattern` (earlier ones are passed over)."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"chat never printed {pattern!r}")
+
+    def type(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait(self) -> int:
+        """Its exit code, once it has exited."""
+        return self.process.wait(timeout=WAIT_S)
