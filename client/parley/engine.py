@@ -143,24 +143,12 @@ class Engine:
                 sessions, events = await self._start_sessions(contact)
             payloads = {did: b64(s.encrypt(plaintext)) for did, s in sessions.items()}
             entry = OutboxEntry(client_id=new_client_id(), to=uid, payloads=payloads)
-            try:
-                check_size(entry)
-            except FrameTooLarge as exc:
-                raise MessageTooLarge(str(exc)) from exc
+            self._check_size(entry)
             now = self._clock()
             with self.store.transaction():
                 for did, session in sessions.items():
                     self.store.save_session(uid, did, session, now)
-                message = self.store.add_message(
-                    peer=uid,
-                    direction=Direction.OUT,
-                    sender=self.account.user_id,
-                    client_id=entry.client_id,
-                    text=payload.describe(content),
-                    ts=int(now * 1000),
-                    state=MessageState.PENDING,
-                    content=content,
-                )
+                message = self._add_outgoing(uid, entry, content, now)
                 self.store.outbox_add(entry, plaintext, now)
         assert message is not None  # a fresh random client id
         return message, entry, events
@@ -263,16 +251,7 @@ class Engine:
                 )
                 self._check_size(entry)
                 self.store.save_own_sender_key(group.group_id, own, now)
-                message = self.store.add_message(
-                    peer=group.conversation,
-                    direction=Direction.OUT,
-                    sender=self.account.user_id,
-                    client_id=entry.client_id,
-                    text=payload.describe(content),
-                    ts=int(now * 1000),
-                    state=MessageState.PENDING,
-                    content=content,
-                )
+                message = self._add_outgoing(group.conversation, entry, content, now)
                 assert message is not None  # a fresh random client id
                 self.groups.start_ticks(message, group)
                 self.store.outbox_add(entry, plaintext, now)
@@ -317,6 +296,21 @@ class Engine:
     def _check_member(self, group: Group) -> None:
         if not group.active or not group.is_member(self.account.user_id):
             raise NotAGroupMember(f"you are not a member of {group.display_name}")
+
+    def _add_outgoing(
+        self, peer: str, entry: OutboxEntry, content: Content, now: float
+    ) -> Message | None:
+        """Our message that `entry` carries, pending, in the conversation with `peer`."""
+        return self.store.add_message(
+            peer=peer,
+            direction=Direction.OUT,
+            sender=self.account.user_id,
+            client_id=entry.client_id,
+            text=payload.describe(content),
+            ts=int(now * 1000),
+            state=MessageState.PENDING,
+            content=content,
+        )
 
     @staticmethod
     def _check_size(entry: OutboxEntry) -> None:

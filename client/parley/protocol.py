@@ -327,15 +327,8 @@ class Protocol:
     def replace_payloads(self, client_id: str, payloads: dict[str, str]) -> None:
         """Give a mismatched entry its re-encrypted payloads and send it again."""
         flight = self._by_client_id.get(client_id)
-        if flight is None:
-            return
-        entry = replace(flight.entry, payloads=dict(payloads))
-        check_size(entry)
-        flight.entry = entry
-        flight.mismatched = False
-        flight.in_flight_since = None
-        self._launch(self._queues[entry.conversation])
-        self._flush()
+        if flight is not None:
+            self._resend(flight, replace(flight.entry, payloads=dict(payloads)))
 
     def replace_group_body(
         self, client_id: str, body: str, version: int, after: Iterable[str] = ()
@@ -343,9 +336,12 @@ class Protocol:
         """Give a stale group entry its re-encrypted body (and the sender keys it now
         waits for) and send it again, with the same client id."""
         flight = self._by_client_id.get(client_id)
-        if flight is None:
-            return
-        entry = replace(flight.entry, body=body, version=version, after=tuple(after))
+        if flight is not None:
+            entry = replace(flight.entry, body=body, version=version, after=tuple(after))
+            self._resend(flight, entry)
+
+    def _resend(self, flight: _Flight, entry: OutboxEntry) -> None:
+        """Put `entry` (the flight's, re-encrypted) back on the wire, same client id."""
         check_size(entry)
         flight.entry = entry
         flight.mismatched = False
