@@ -31,7 +31,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from parley_server.config import Limits
@@ -43,6 +43,7 @@ from parley_server.logic.messaging import (
     GatewayPort,
     LimiterPort,
     Pusher,
+    limit_send_rate,
 )
 from parley_server.models.errors import (
     BadRequest,
@@ -541,13 +542,7 @@ def send(
     group_id = frame.to_group
     if group_id is None or frame.body is None:
         raise BadRequest("not a group message")
-    limiter.hit(
-        "send",
-        f"{caller.user_id}#{caller.device_id}",
-        limit=limits.send_rate_per_s,
-        window_s=1,
-        now=now,
-    )
+    limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
     found = roster.roster(group_id)
     if found is None:
         raise NotFound("no such group")
@@ -583,17 +578,7 @@ def send(
         )
         return GroupSendOutcome(event, len(members), 0, outcome)
     jobs = [
-        FanoutJob(
-            group_id=job.group_id,
-            sender=job.sender,
-            sender_device=job.sender_device,
-            client_id=job.client_id,
-            body=job.body,
-            ord=job.ord,
-            expires_at=job.expires_at,
-            members=members[start : start + chunk_members],
-            chunk=index,
-        )
+        replace(job, members=members[start : start + chunk_members], chunk=index)
         for index, start in enumerate(range(0, len(members), chunk_members))
     ]
     queue().enqueue(jobs)

@@ -64,6 +64,7 @@ __all__ = [
     "SendOutcome",
     "SyncOutcome",
     "ack",
+    "limit_send_rate",
     "receipt",
     "refuse_unknown",
     "send",
@@ -204,6 +205,18 @@ class SendOutcome:
     gone: int
 
 
+def limit_send_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
+    """Count one send of the caller's device: one budget per second for 1:1 and group
+    sends alike (RateLimited past it)."""
+    limiter.hit(
+        "send",
+        f"{caller.user_id}#{caller.device_id}",
+        limit=limits.send_rate_per_s,
+        window_s=1,
+        now=now,
+    )
+
+
 def send(
     frame: SendFrame,
     caller: Caller,
@@ -223,13 +236,7 @@ def send(
         # store-deliver-push below for each member.
         raise BadRequest("group messages are not supported yet", code="not_supported")
     assert frame.to_user is not None
-    limiter.hit(
-        "send",
-        f"{caller.user_id}#{caller.device_id}",
-        limit=limits.send_rate_per_s,
-        window_s=1,
-        now=now,
-    )
+    limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
     devices = _recipient_devices(frame.to_user, frame.payloads, directory)
 
     ord_ = make_ord(now, _nonce())
