@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable
 from parley_server.models.frames import Connection
+from parley_server.store.dynamo import query_pages
 
 __all__ = ["ConnectionsStore"]
 
@@ -65,17 +66,9 @@ class ConnectionsStore:
             },
             "ReturnConsumedCapacity": "TOTAL",
         }
-        found: list[Connection] = []
-        try:
-            while True:
-                answer = self._ddb.query(**kwargs)
-                found.extend(
-                    Connection(item["connection_id"]["S"], item["device_id"]["S"])
-                    for item in answer.get("Items", [])
-                )
-                # a user has a handful of connections: one page in practice
-                if "LastEvaluatedKey" not in answer:
-                    return found
-                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise DependencyUnavailable("connection store unavailable") from exc
+        # a user has a handful of connections: one page in practice
+        return [
+            Connection(item["connection_id"]["S"], item["device_id"]["S"])
+            for page in query_pages(self._ddb, kwargs, "connection store unavailable")
+            for item in page.get("Items", [])
+        ]

@@ -20,7 +20,6 @@ mailbox writer and the SQS queue of fan-out jobs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,6 +39,14 @@ from parley_server.models.groups import (
     Role,
     Roster,
 )
+from parley_server.store.dynamo import (
+    BATCH_WRITE_MAX,
+    Retry,
+    backoff,
+    batch_get,
+    batch_write,
+    query_pages,
+)
 
 # The mailbox's one item layout; writing it in batches must not fork it.
 from parley_server.store.mailbox import _item as mailbox_item
@@ -57,10 +64,11 @@ META = "META"
 MEMBER_PREFIX = "MEMBER#"
 BY_MEMBER = "by_member"
 TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit on one TransactWriteItems
-BATCH_WRITE_MAX = 25  # DynamoDB's limit on one BatchWriteItem
-BATCH_GET_MAX = 100  # DynamoDB's limit on one BatchGetItem
 # Unprocessed batch items are retried this many times, with a short backoff.
 _BATCH_ROUNDS = 6
+_GROUPS_BATCH = Retry(_BATCH_ROUNDS, "group store unavailable", "group store is throttling", True)
+_USERS_BATCH = Retry(_BATCH_ROUNDS, "user store unavailable", "user store is throttling", True)
+_MAILBOX_BATCH = Retry(_BATCH_ROUNDS, "mailbox unavailable", "mailbox is throttling", True)
 _RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
@@ -97,11 +105,6 @@ def _member_from(item: dict[str, Any]) -> Member:
         joined_ms=int(item["joined_ms"]["N"]),
         added_by=item["added_by"]["S"],
     )
-
-
-def _backoff(round_: int) -> None:
-    if round_:
-        time.sleep(min(0.05 * 2**round_, 0.5))
 
 
 class GroupsStore:
@@ -167,38 +170,28 @@ class GroupsStore:
             "ExpressionAttributeValues": {":uid": {"S": user_id}},
             "ProjectionExpression": "group_id, #r",
         }
-        found: list[Membership] = []
-        try:
-            while True:
-                answer = self._ddb.query(**kwargs)
-                found.extend(
-                    Membership(item["group_id"]["S"], _role(item["role"]["S"]))
-                    for item in answer.get("Items", [])
-                )
-                if "LastEvaluatedKey" not in answer:
-                    return found
-                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise DependencyUnavailable("group store unavailable") from exc
+        return [
+            Membership(item["group_id"]["S"], _role(item["role"]["S"]))
+            for page in query_pages(self._ddb, kwargs, "group store unavailable")
+            for item in page.get("Items", [])
+        ]
 
     def summaries(self, memberships: Sequence[Membership]) -> list[GroupSummary]:
         """Name, version and size of each group (groups deleted meanwhile are left out)."""
         roles = {m.group_id: m.role for m in memberships}
         found: list[GroupSummary] = []
-        ids = list(roles)
-        for start in range(0, len(ids), BATCH_GET_MAX):
-            keys = [_meta_key(group_id) for group_id in ids[start : start + BATCH_GET_MAX]]
-            for item in self._batch_get(keys):
-                group_id = item["group_id"]["S"]
-                found.append(
-                    GroupSummary(
-                        group_id=group_id,
-                        name=item["name"]["S"],
-                        version=int(item["version"]["N"]),
-                        member_count=int(item["member_count"]["N"]),
-                        role=roles[group_id],
-                    )
+        keys = [_meta_key(group_id) for group_id in roles]
+        for item in batch_get(self._ddb, self._table, keys, _GROUPS_BATCH):
+            group_id = item["group_id"]["S"]
+            found.append(
+                GroupSummary(
+                    group_id=group_id,
+                    name=item["name"]["S"],
+                    version=int(item["version"]["N"]),
+                    member_count=int(item["member_count"]["N"]),
+                    role=roles[group_id],
                 )
+            )
         found.sort(key=lambda s: (s.name.casefold(), s.group_id))
         return found
 
@@ -216,32 +209,12 @@ class GroupsStore:
             "ExpressionAttributeValues": values,
             "ConsistentRead": consistent,
         }
-        items: list[dict[str, Any]] = []
-        try:
-            while True:
-                answer = self._ddb.query(**kwargs)
-                items.extend(answer.get("Items", []))
-                # 1024 members of ~150 bytes: one 1 MB page in practice
-                if "LastEvaluatedKey" not in answer:
-                    return items
-                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise DependencyUnavailable("group store unavailable") from exc
-
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self._table: {"Keys": keys}}
-        try:
-            for round_ in range(_BATCH_ROUNDS):
-                _backoff(round_)
-                answer = self._ddb.batch_get_item(RequestItems=request)
-                items.extend(answer.get("Responses", {}).get(self._table, []))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    return items
-        except ClientError as exc:
-            raise DependencyUnavailable("group store unavailable") from exc
-        raise DependencyUnavailable("group store is throttling")
+        # 1024 members of ~150 bytes: one 1 MB page in practice
+        return [
+            item
+            for page in query_pages(self._ddb, kwargs, "group store unavailable")
+            for item in page.get("Items", [])
+        ]
 
     # -- writing -------------------------------------------------------------------
 
@@ -383,34 +356,11 @@ class KnownUsers:
         self._table = users_table
 
     def existing(self, user_ids: Iterable[str]) -> set[str]:
-        ids = list(dict.fromkeys(user_ids))
-        found: set[str] = set()
-        for start in range(0, len(ids), BATCH_GET_MAX):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        {"pk": {"S": f"USER#{uid}"}, "sk": {"S": "PROFILE"}}
-                        for uid in ids[start : start + BATCH_GET_MAX]
-                    ],
-                    "ProjectionExpression": "pk",
-                }
-            }
-            try:
-                for round_ in range(_BATCH_ROUNDS):
-                    _backoff(round_)
-                    answer = self._ddb.batch_get_item(RequestItems=request)
-                    found.update(
-                        item["pk"]["S"].removeprefix("USER#")
-                        for item in answer.get("Responses", {}).get(self._table, [])
-                    )
-                    request = answer.get("UnprocessedKeys") or {}
-                    if not request:
-                        break
-                else:
-                    raise DependencyUnavailable("user store is throttling")
-            except ClientError as exc:
-                raise DependencyUnavailable("user store unavailable") from exc
-        return found
+        keys = [
+            {"pk": {"S": f"USER#{uid}"}, "sk": {"S": "PROFILE"}} for uid in dict.fromkeys(user_ids)
+        ]
+        items = batch_get(self._ddb, self._table, keys, _USERS_BATCH, ProjectionExpression="pk")
+        return {item["pk"]["S"].removeprefix("USER#") for item in items}
 
 
 class EnvelopeWriter:
@@ -427,27 +377,8 @@ class EnvelopeWriter:
 
     def write(self, envelopes: Sequence[MessageEnvelope]) -> int:
         """Store every envelope; the number of BatchWriteItem calls it took."""
-        calls = 0
-        for start in range(0, len(envelopes), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {
-                self._table: [
-                    {"PutRequest": {"Item": mailbox_item(envelope)}}
-                    for envelope in envelopes[start : start + BATCH_WRITE_MAX]
-                ]
-            }
-            try:
-                for round_ in range(_BATCH_ROUNDS):
-                    _backoff(round_)
-                    calls += 1
-                    answer = self._ddb.batch_write_item(RequestItems=pending)
-                    pending = answer.get("UnprocessedItems") or {}
-                    if not pending:
-                        break
-                else:
-                    raise DependencyUnavailable("mailbox is throttling")
-            except ClientError as exc:
-                raise DependencyUnavailable("mailbox unavailable") from exc
-        return calls
+        requests = [{"PutRequest": {"Item": mailbox_item(envelope)}} for envelope in envelopes]
+        return batch_write(self._ddb, self._table, requests, _MAILBOX_BATCH)
 
 
 # SQS limits: 10 entries and 256 KiB per SendMessageBatch (and per message).
@@ -498,7 +429,7 @@ class FanoutQueue:
         pending = entries
         try:
             for round_ in range(_BATCH_ROUNDS):
-                _backoff(round_)
+                backoff(round_)
                 calls += 1
                 answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=pending)
                 failed = {f["Id"] for f in answer.get("Failed", []) if not f.get("SenderFault")}

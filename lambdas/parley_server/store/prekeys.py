@@ -19,12 +19,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import Conflict, DependencyUnavailable
+from parley_server.store.dynamo import Retry, batch_get, batch_write, query_pages
 
 __all__ = ["DeviceKeys", "OneTimePrekey", "PrekeysStore", "SignedPrekey"]
 
 # How many candidates one query offers; enough that concurrent claimers rarely collide.
 _CANDIDATES = 8
 _CLAIM_ROUNDS = 10
+_BATCH = Retry(8, "key store unavailable", "key store is throttling; try again")
 
 
 @dataclass(frozen=True)
@@ -119,19 +121,7 @@ class PrekeysStore:
             }
             for key in keys
         ]
-        for start in range(0, len(requests), 25):  # BatchWriteItem's limit
-            self._batch_write({self._table: requests[start : start + 25]})
-
-    def _batch_write(self, pending: dict[str, Any]) -> None:
-        try:
-            for _ in range(8):
-                answer = self._ddb.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    return
-        except ClientError as exc:
-            raise DependencyUnavailable("key store unavailable") from exc
-        raise DependencyUnavailable("key store is throttling; try again")
+        batch_write(self._ddb, self._table, requests, _BATCH)
 
     def count_one_time(self, user_id: str, device_id: str) -> int:
         """How many one-time prekeys the device has left."""
@@ -141,16 +131,8 @@ class PrekeysStore:
             "ExpressionAttributeValues": {":pk": _pk(user_id, device_id), ":otk": {"S": "OTK#"}},
             "Select": "COUNT",
         }
-        total = 0
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                total += int(page.get("Count", 0))
-                if "LastEvaluatedKey" not in page:
-                    return total
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise DependencyUnavailable("key store unavailable") from exc
+        pages = query_pages(self._ddb, kwargs, "key store unavailable")
+        return sum(int(page.get("Count", 0)) for page in pages)
 
     def device_keys(self, user_id: str, device_ids: list[str]) -> dict[str, DeviceKeys]:
         """The long-lived keys of each device that has uploaded them (one batch read)."""
@@ -161,20 +143,7 @@ class PrekeysStore:
             for did in device_ids
             for sk in ("IDENTITY", "SIGNED")
         ]
-        items: list[dict[str, Any]] = []
-        try:
-            for start in range(0, len(keys), 100):  # BatchGetItem's limit
-                request: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100]}}
-                for _ in range(8):
-                    answer = self._ddb.batch_get_item(RequestItems=request)
-                    items.extend(answer.get("Responses", {}).get(self._table, []))
-                    request = answer.get("UnprocessedKeys") or {}
-                    if not request:
-                        break
-                else:
-                    raise DependencyUnavailable("key store is throttling; try again")
-        except ClientError as exc:
-            raise DependencyUnavailable("key store unavailable") from exc
+        items = batch_get(self._ddb, self._table, keys, _BATCH)
         identity: dict[str, bytes] = {}
         signed: dict[str, SignedPrekey] = {}
         for item in items:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, NotFound
+from parley_server.store.dynamo import Retry, batch_get, batch_write, query_pages
 
 __all__ = ["PRESENCE_SETTINGS", "Device", "PresenceSetting", "Profile", "UsersStore"]
 
@@ -27,6 +28,7 @@ PresenceSetting = Literal["nobody", "contacts", "everybody"]
 PRESENCE_SETTINGS: tuple[PresenceSetting, ...] = ("nobody", "contacts", "everybody")
 # Privacy by default: last seen is shown only to people one has exchanged keys with.
 DEFAULT_PRESENCE: PresenceSetting = "contacts"
+_BATCH = Retry(5, "user store unavailable", "user store is throttling")
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,14 @@ class UsersStore:
             "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
             "ProjectionExpression": "sk, revoked, pending, push_platform, push_endpoint",
         }
-        try:
-            while True:
-                page = self._ddb.query(**kwargs)
-                found.extend(
-                    _device_from(item)
-                    for item in page.get("Items", [])
-                    if not _flag(item, "revoked") and not _flag(item, "pending")
-                )
-                # A user has a handful of devices: one page in practice.
-                if "LastEvaluatedKey" not in page:
-                    return found
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
+        # A user has a handful of devices: one page in practice.
+        for page in query_pages(self._ddb, kwargs, "user store unavailable"):
+            found.extend(
+                _device_from(item)
+                for item in page.get("Items", [])
+                if not _flag(item, "revoked") and not _flag(item, "pending")
+            )
+        return found
 
     def device(self, user_id: str, device_id: str) -> Device | None:
         """A signed-in device (active or pending), or None if unknown or revoked.
@@ -279,7 +275,7 @@ class UsersStore:
         ]
         if viewer == target:
             keys = keys[:1]
-        items = self._batch_get(keys)
+        items = batch_get(self._ddb, self._table, keys, _BATCH, ConsistentRead=True)
         profiles = {
             item["pk"]["S"].removeprefix("USER#"): _profile_from(item)
             for item in items
@@ -287,20 +283,6 @@ class UsersStore:
         }
         is_contact = any(item["sk"]["S"].startswith("CONTACT#") for item in items)
         return profiles.get(viewer), profiles.get(target), is_contact
-
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        try:
-            for _ in range(5):
-                answer = self._ddb.batch_get_item(RequestItems=request)
-                items.extend(answer.get("Responses", {}).get(self._table, []))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    return items
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
-        raise DependencyUnavailable("user store is throttling")
 
     # -- contacts ----------------------------------------------------------------
 
@@ -317,16 +299,7 @@ class UsersStore:
             }
             for x, y in ((a, b), (b, a))
         ]
-        pending: dict[str, Any] = {self._table: requests}
-        try:
-            for _ in range(5):
-                answer = self._ddb.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    return
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
-        raise DependencyUnavailable("user store is throttling")
+        batch_write(self._ddb, self._table, requests, _BATCH)
 
 
 def _profile_from(item: dict[str, Any]) -> Profile:
