@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from parley_server.catalogue import Setting
 from parley_server.models.errors import ConfigError
 
-__all__ = ["Config", "Limits", "load_config", "reset_config"]
+__all__ = ["Config", "Limits", "load_config", "per_config", "reset_config"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,23 @@ def load_config() -> Config:
 def reset_config() -> None:
     """Forget the cached configuration (tests and the local stack use this)."""
     load_config.cache_clear()
+
+
+@dataclass(frozen=True)
+class _Built(Generic[T]):
+    config: Config
+    value: T
+
+
+def per_config(build: Callable[[Config], T]) -> Callable[[], T]:
+    """What `build` makes of the process's configuration: built at first use, and
+    again only once the configuration has been reloaded."""
+    built: list[_Built[T]] = []
+
+    def current() -> T:
+        config = load_config()
+        if not built or built[0].config is not config:
+            built[:] = [_Built(config, build(config))]
+        return built[0].value
+
+    return current

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -29,7 +28,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import Config, load_config
+from parley_server.config import Config, per_config
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
 from parley_server.logic import accounts, directory, otp, prekeys, presence, tokens
@@ -165,21 +164,8 @@ class Services:
         return tokens.derive_keys(self._secret.value())
 
 
-@dataclass
-class _Current:
-    services: Services | None = None
-
-
-_CURRENT = _Current()
-
-
-def services() -> Services:
-    """This process's adapters (rebuilt only when the configuration is reloaded)."""
-    config = load_config()
-    current = _CURRENT.services
-    if current is None or current.config is not config:
-        current = _CURRENT.services = Services(config)
-    return current
+# This process's adapters (rebuilt only when the configuration is reloaded).
+services = per_config(Services)
 
 
 # -- errors -----------------------------------------------------------------------

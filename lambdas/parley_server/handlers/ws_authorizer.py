@@ -10,7 +10,6 @@ The token is never logged.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -18,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import Config, load_config
+from parley_server.config import Config, per_config
 from parley_server.logic import tokens
 from parley_server.models.errors import InvalidToken, ParleyError
 from parley_server.store.aws import client
@@ -47,20 +46,7 @@ class Services:
         return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
 
 
-@dataclass
-class _Current:
-    services: Services | None = None
-
-
-_CURRENT = _Current()
-
-
-def _services() -> Services:
-    config = load_config()
-    current = _CURRENT.services
-    if current is None or current.config is not config:
-        current = _CURRENT.services = Services(config)
-    return current
+_services = per_config(Services)
 
 
 def _policy(principal: tokens.Principal, method_arn: str) -> dict[str, Any]:
