@@ -43,6 +43,7 @@ from parley_server.logic.messaging import (
     GatewayPort,
     LimiterPort,
     Pusher,
+    deliver,
     limit_send_rate,
 )
 from parley_server.models.errors import (
@@ -54,7 +55,6 @@ from parley_server.models.errors import (
 )
 from parley_server.models.frames import (
     MessageEnvelope,
-    PostOutcome,
     SendFrame,
     make_ord,
     sent_event,
@@ -629,22 +629,19 @@ def fan_out(
             for device in devices
         )
     writes = envelopes.write(batch) if batch else 0
-    events = {(e.recipient, e.recipient_device): e.event() for e in batch}
+    events: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for envelope in batch:
+        events.setdefault(envelope.recipient, {})[envelope.recipient_device] = envelope.event()
     delivered = pushed = gone = 0
     for member, devices in targets.items():
-        reached: set[str] = set()
-        for connection in connections.of_user(member, now=now):
-            event = events.get((member, connection.device_id))
-            if event is None:
-                continue
-            outcome = gateway.post(connection.connection_id, event)
-            if outcome is PostOutcome.DELIVERED:
-                reached.add(connection.device_id)
-            elif outcome is PostOutcome.GONE:
-                connections.remove(member, connection.connection_id)
-                gone += 1
-        delivered += len(reached)
+        report = deliver(
+            member, events[member].get, now=now, connections=connections, gateway=gateway
+        )
+        delivered += len(report.reached)
+        gone += report.gone
         pushed += sum(
-            1 for device in devices if device.device_id not in reached and pusher.notify(device)
+            1
+            for device in devices
+            if device.device_id not in report.reached and pusher.notify(device)
         )
     return FanoutOutcome(len(job.members), len(batch), delivered, pushed, gone, writes)

@@ -64,6 +64,7 @@ __all__ = [
     "SendOutcome",
     "SyncOutcome",
     "ack",
+    "deliver",
     "limit_send_rate",
     "receipt",
     "refuse_unknown",
@@ -154,7 +155,7 @@ class DeliveryReport:
     gone: int
 
 
-def _deliver(
+def deliver(
     user_id: str,
     event_for: Callable[[str], Mapping[str, Any] | None],
     *,
@@ -263,7 +264,7 @@ def send(
         # have stopped between storing and delivering
         pending[device_id] = existing or envelope
 
-    report = _deliver(
+    report = deliver(
         frame.to_user,
         _events_by_device(pending),
         now=now,
@@ -345,7 +346,7 @@ def _store_receipt(
         pending[device.device_id] = existing or envelope
     if not pending:
         return ReceiptOutcome(0, 0, 0, 0)
-    report = _deliver(
+    report = deliver(
         to,
         _events_by_device(pending),
         now=now,
@@ -504,7 +505,7 @@ def typing(
 ) -> DeliveryReport:
     """Relay typing state to `to`'s live connections; nothing is stored."""
     event = typing_event(caller.user_id, caller.device_id, frame.state)
-    return _deliver(
+    return deliver(
         frame.to,
         lambda _device_id: event,
         now=now,

@@ -167,13 +167,7 @@ def sign_in_device(
     tokens.start_family(
         _hash(refresh_token), record, expires_at=int(now) + limits.refresh_token_ttl_s
     )
-    return TokenPair(
-        user_id=principal.user_id,
-        device_id=principal.device_id,
-        access_token=issue_access_token(keys, principal, now=now, ttl_s=limits.access_token_ttl_s),
-        refresh_token=refresh_token,
-        expires_in=limits.access_token_ttl_s,
-    )
+    return _pair(principal, refresh_token, keys=keys, limits=limits, now=now)
 
 
 def refresh(
@@ -210,10 +204,17 @@ def refresh(
         tokens.revoke_family(reused.record.family, now=now)
         users.revoke_device(reused.record.user_id, reused.record.device_id, now=now)
         raise
+    return _pair(principal, new_token, keys=keys, limits=limits, now=now)
+
+
+def _pair(
+    principal: Principal, refresh_token: str, *, keys: Keys, limits: Limits, now: float
+) -> TokenPair:
+    """A fresh access token for `principal`, with the refresh token that goes with it."""
     return TokenPair(
         user_id=principal.user_id,
         device_id=principal.device_id,
         access_token=issue_access_token(keys, principal, now=now, ttl_s=limits.access_token_ttl_s),
-        refresh_token=new_token,
+        refresh_token=refresh_token,
         expires_in=limits.access_token_ttl_s,
     )
