@@ -102,6 +102,10 @@ class Pusher(Protocol[D_contra]):
 class MailboxPort(Protocol):
     def put(self, envelope: Envelope, *, now: float) -> Envelope | None: ...
 
+    def get_many(
+        self, user_id: str, device_id: str, server_ids: Sequence[str], *, now: float
+    ) -> dict[str, Envelope]: ...
+
     def delete(
         self, user_id: str, device_id: str, server_id: str, *, now: float
     ) -> Envelope | None: ...
@@ -311,7 +315,7 @@ class ReceiptOutcome:
     gone: int
 
 
-def _store_receipt(
+def _put_receipts(
     to: str,
     devices: Sequence[DeviceInfo],
     caller: Caller,
@@ -321,10 +325,9 @@ def _store_receipt(
     now: float,
     limits: Limits,
     mailbox: MailboxPort,
-    connections: ConnectionsPort,
-    gateway: GatewayPort,
-) -> ReceiptOutcome:
-    """One receipt in each mailbox of `to`'s devices (so ticks agree), delivered at once."""
+) -> tuple[dict[str, Envelope], int]:
+    """One receipt in each mailbox of `to`'s devices (so ticks agree): the receipt
+    each device now holds, by device id, and how many were new."""
     ord_ = make_ord(now, _nonce())
     expires_at = int(now) + limits.mailbox_ttl_s
     pending: dict[str, Envelope] = {}
@@ -344,6 +347,26 @@ def _store_receipt(
         if existing is None:
             stored += 1
         pending[device.device_id] = existing or envelope
+    return pending, stored
+
+
+def _store_receipt(
+    to: str,
+    devices: Sequence[DeviceInfo],
+    caller: Caller,
+    status: str,
+    ids: Sequence[str],
+    *,
+    now: float,
+    limits: Limits,
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """One receipt in each mailbox of `to`'s devices, delivered at once."""
+    pending, stored = _put_receipts(
+        to, devices, caller, status, ids, now=now, limits=limits, mailbox=mailbox
+    )
     if not pending:
         return ReceiptOutcome(0, 0, 0, 0)
     report = deliver(
@@ -384,23 +407,24 @@ def ack(
     connections: ConnectionsPort,
     gateway: GatewayPort,
 ) -> AckOutcome:
-    """Delete the caller's envelopes; tell each sender of a deleted message `delivered`."""
+    """Tell each sender of an acked message `delivered`, then delete the envelopes.
+
+    The receipts are stored before anything is deleted: an ack that fails half
+    way (a throttled write) is sent again by the client and finds its envelopes
+    still waiting, so a delivered tick is never lost. A receipt stored twice has
+    the same id (it is derived from what it names) and is kept once; only the ack
+    whose delete removed an envelope posts the receipt live, so two acks of one
+    envelope at once tick it once.
+    """
+    # the keys name the caller's own mailbox: another device's envelope cannot
+    # even be addressed, so a foreign id matches nothing
+    waiting = mailbox.get_many(caller.user_id, caller.device_id, frame.ids, now=now)
     by_sender: dict[str, list[str]] = {}
-    unknown: list[str] = []
-    messages = receipts = 0
-    for server_id in frame.ids:
-        # the key names the caller's own mailbox: another device's envelope
-        # cannot even be addressed, so a foreign id deletes nothing
-        envelope = mailbox.delete(caller.user_id, caller.device_id, server_id, now=now)
-        if envelope is None:
-            unknown.append(server_id)
-        elif isinstance(envelope, MessageEnvelope):
-            messages += 1
+    for envelope in waiting.values():
+        if isinstance(envelope, MessageEnvelope):
             by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
-        else:
-            receipts += 1  # acking a receipt ends its life; nothing follows
-    outcomes = tuple(
-        _store_receipt(
+    stored = {
+        sender: _put_receipts(
             sender,
             directory.devices(sender),
             caller,
@@ -409,12 +433,30 @@ def ack(
             now=now,
             limits=limits,
             mailbox=mailbox,
-            connections=connections,
-            gateway=gateway,
         )
         for sender, client_ids in by_sender.items()
-    )
-    return AckOutcome(messages, receipts, tuple(unknown), outcomes)
+    }
+    unknown = [server_id for server_id in frame.ids if server_id not in waiting]
+    removed_from: set[str] = set()  # senders some envelope of whom this ack removed
+    messages = receipts = 0
+    for server_id, envelope in waiting.items():
+        if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
+            unknown.append(server_id)  # a concurrent ack of the same envelope took it
+        elif isinstance(envelope, MessageEnvelope):
+            messages += 1
+            removed_from.add(envelope.sender)
+        else:
+            receipts += 1  # acking a receipt ends its life; nothing follows
+    outcomes = []
+    for sender, (pending, new) in stored.items():
+        if sender not in removed_from or not pending:
+            outcomes.append(ReceiptOutcome(len(pending), new, 0, 0))
+            continue
+        report = deliver(
+            sender, _events_by_device(pending), now=now, connections=connections, gateway=gateway
+        )
+        outcomes.append(ReceiptOutcome(len(pending), new, len(report.reached), report.gone))
+    return AckOutcome(messages, receipts, tuple(unknown), tuple(outcomes))
 
 
 def receipt(

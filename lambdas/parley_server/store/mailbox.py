@@ -13,6 +13,7 @@ passed as absent, and a put may overwrite such an item.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -117,6 +118,36 @@ class Mailbox:
                 return _envelope(old) if old else envelope
             raise DependencyUnavailable("mailbox unavailable") from exc
         return None
+
+    def get_many(
+        self, user_id: str, device_id: str, server_ids: Sequence[str], *, now: float
+    ) -> dict[str, Envelope]:
+        """The live envelopes of this device's mailbox among `server_ids`, by server id
+        (one strongly consistent BatchGetItem per 100 ids)."""
+        device = mailbox_key(user_id, device_id)
+        keys = [{"device": {"S": device}, "sk": {"S": sid}} for sid in dict.fromkeys(server_ids)]
+        found: dict[str, Envelope] = {}
+        try:
+            for start in range(0, len(keys), 100):  # BatchGetItem's limit
+                request: dict[str, Any] = {
+                    self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+                }
+                for _ in range(_MAX_ROUNDS):
+                    answer = self._ddb.batch_get_item(
+                        RequestItems=request, ReturnConsumedCapacity="TOTAL"
+                    )
+                    for item in answer.get("Responses", {}).get(self._table, []):
+                        envelope = _envelope(item)
+                        if envelope is not None and envelope.expires_at > now:
+                            found[envelope.server_id] = envelope
+                    request = answer.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                else:
+                    raise DependencyUnavailable("mailbox is throttling; try again")
+        except ClientError as exc:
+            raise DependencyUnavailable("mailbox unavailable") from exc
+        return found
 
     def delete(
         self, user_id: str, device_id: str, server_id: str, *, now: float
