@@ -54,12 +54,17 @@ LIMITS = Limits()
 
 
 @contextmanager
-def failing(service: str, operation: str, code: str, status: int = 500) -> Iterator[list[int]]:
-    """Every `operation` of the process's cached `service` client fails with `code`."""
+def failing(
+    service: str, operation: str, code: str, status: int = 500, *, after: int = 0
+) -> Iterator[list[int]]:
+    """`operation` of the process's cached `service` client fails with `code` (after
+    letting the first `after` calls through)."""
     calls: list[int] = []
 
-    def fail(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    def fail(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         calls.append(1)
+        if len(calls) <= after:
+            return None
         error = {
             "Error": {"Code": code, "Message": "injected"},
             "ResponseMetadata": {"HTTPStatusCode": status},
@@ -221,6 +226,35 @@ def test_two_acks_of_one_envelope_at_once_give_exactly_one_delivered_receipt(
     posted = [e for _, e in gateway.posted if e["event"] == "receipt"]
     assert [(e["status"], e["ids"]) for e in posted] == [("delivered", ["m1"])]
     assert ws.mailbox_items(bob) == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "after"),
+    [("DeleteItem", 1), ("PutItem", 0), ("BatchGetItem", 0)],
+    ids=["a-delete-fails-half-way", "the-receipt-cannot-be-stored", "the-read-fails"],
+)
+def test_an_ack_that_fails_half_way_loses_no_delivered_tick(
+    ws: Harness, operation: str, after: int
+) -> None:
+    alice = ws.connect(ws.user()[0])
+    bob = ws.connect(ws.user()[0])
+    for client_id in ("m1", "m2", "m3"):
+        ws.send(alice, bob.user_id, {bob.device_id: b"x"}, client_id)
+    ids = [e["id"] for e in ws.events(bob, "message")]
+
+    ws.function_env("WsAck")
+    with failing("dynamodb", operation, "ProvisionedThroughputExceededException", 400, after=after):
+        ws.frame(bob, {"action": "ack", "ids": ids})
+    (refused,) = ws.events(bob, "error")
+    assert refused["code"] == "service_unavailable"
+    # the app acks again (after a sync gives it the envelopes that still wait)
+    waiting = [item["sk"]["S"] for item in ws.mailbox_items(bob)]
+    ws.frame(bob, {"action": "ack", "ids": waiting or ids})
+
+    assert ws.mailbox_items(bob) == []
+    ticked = {cid for e in ws.events(alice, "receipt") for cid in e["ids"]}
+    stored = {v["S"] for item in ws.mailbox_items(alice) for v in item.get("ids", {}).get("L", [])}
+    assert ticked | stored == {"m1", "m2", "m3"}
 
 
 def test_the_last_one_time_prekey_claimed_many_times_at_once_is_given_once(
