@@ -182,12 +182,11 @@ class Faults:
     # -- the figures ---------------------------------------------------------------------
 
     def _count(self, kind: str, function_id: str) -> None:
-        with self._lock:
+        with self._lock:  # one writer at a time: they share the partial file
             self.counts[kind] += 1
             self.counts[f"{kind}:{function_id}"] += 1
-            snapshot = dict(self.counts)
-        if self.plan.report is not None:
-            _write(self.plan.report, snapshot)
+            if self.plan.report is not None:
+                _write(self.plan.report, dict(self.counts))
 
 
 def _error(status: int, code: str, message: str | None) -> dict[str, Any]:
