@@ -110,16 +110,50 @@ def test_a_claim_makes_the_two_users_contacts(env: Env) -> None:
     assert env.users.presence_view(BOB.user_id, ALICE.user_id)[2] is True
 
 
-def test_concurrent_claims_never_hand_out_a_key_twice(env: Env) -> None:
+class MotoReadRetry:
+    """moto's in-process DynamoDB iterates a table's dict while other threads insert
+    into it ("dictionary changed size during iteration"); DynamoDB itself has no such
+    fault. Reads that trip over it are asked again. Writes pass through untouched, so
+    the conditional deletes under test race for real."""
+
+    READS = frozenset({"query", "get_item", "batch_get_item"})
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name not in self.READS:
+            return call
+
+        def read(**kwargs: Any) -> Any:
+            for _ in range(20):
+                try:
+                    return call(**kwargs)
+                except RuntimeError as exc:
+                    if "changed size during iteration" not in str(exc):
+                        raise
+            return call(**kwargs)
+
+        return read
+
+
+def test_concurrent_claims_never_hand_out_a_key_twice(env: Env, aws: FakeAws) -> None:
     env.upload(BOB, upload_for(SigningKey.generate(), range(30)))
     claimers = [Principal(f"{i:032x}", "4" * 16) for i in range(40)]
     seen: list[int | None] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(claimers))
+    ddb = MotoReadRetry(env.ddb)
+    stores = {
+        "prekeys": PrekeysStore(ddb, env.table),
+        "users": UsersStore(ddb, aws.settings[Setting.USERS_TABLE]),
+        "limiter": RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE]),
+    }
 
     def claim(caller: Principal) -> None:
         barrier.wait()
-        bundle = env.claim(caller, BOB.user_id)
+        bundle = prekeys.claim_bundle(caller, BOB.user_id, limits=LIMITS, now=NOW, **stores)
         with lock:
             seen.extend(
                 d.one_time_prekey.key_id if d.one_time_prekey else None for d in bundle.devices
