@@ -411,10 +411,11 @@ def ack(
 
     The receipts are stored before anything is deleted: an ack that fails half
     way (a throttled write) is sent again by the client and finds its envelopes
-    still waiting, so a delivered tick is never lost. A receipt stored twice has
-    the same id (it is derived from what it names) and is kept once; only the ack
-    whose delete removed an envelope posts the receipt live, so two acks of one
-    envelope at once tick it once.
+    still waiting, so a delivered tick is never lost. A receipt is posted live by
+    the ack that stored it, or by one that removed an envelope it names (so one
+    stored by an ack that failed before posting it still reaches the sender); a
+    receipt stored twice has the same id (it is derived from what it names) and
+    is kept once.
     """
     # the keys name the caller's own mailbox: another device's envelope cannot
     # even be addressed, so a foreign id matches nothing
@@ -423,40 +424,51 @@ def ack(
     for envelope in waiting.values():
         if isinstance(envelope, MessageEnvelope):
             by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
-    stored = {
-        sender: _put_receipts(
-            sender,
-            directory.devices(sender),
-            caller,
-            "delivered",
-            client_ids,
-            now=now,
-            limits=limits,
-            mailbox=mailbox,
-        )
-        for sender, client_ids in by_sender.items()
-    }
-    unknown = [server_id for server_id in frame.ids if server_id not in waiting]
+    stored: dict[str, tuple[dict[str, Envelope], int]] = {}
     removed_from: set[str] = set()  # senders some envelope of whom this ack removed
+    unknown = [server_id for server_id in frame.ids if server_id not in waiting]
     messages = receipts = 0
-    for server_id, envelope in waiting.items():
-        if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
-            unknown.append(server_id)  # a concurrent ack of the same envelope took it
-        elif isinstance(envelope, MessageEnvelope):
-            messages += 1
-            removed_from.add(envelope.sender)
-        else:
-            receipts += 1  # acking a receipt ends its life; nothing follows
-    outcomes = []
-    for sender, (pending, new) in stored.items():
-        if sender not in removed_from or not pending:
-            outcomes.append(ReceiptOutcome(len(pending), new, 0, 0))
-            continue
-        report = deliver(
-            sender, _events_by_device(pending), now=now, connections=connections, gateway=gateway
-        )
-        outcomes.append(ReceiptOutcome(len(pending), new, len(report.reached), report.gone))
-    return AckOutcome(messages, receipts, tuple(unknown), tuple(outcomes))
+
+    def post_receipts() -> tuple[ReceiptOutcome, ...]:
+        outcomes = []
+        for sender, (pending, new) in stored.items():
+            if not pending or (not new and sender not in removed_from):
+                outcomes.append(ReceiptOutcome(len(pending), new, 0, 0))
+                continue
+            report = deliver(
+                sender,
+                _events_by_device(pending),
+                now=now,
+                connections=connections,
+                gateway=gateway,
+            )
+            outcomes.append(ReceiptOutcome(len(pending), new, len(report.reached), report.gone))
+        return tuple(outcomes)
+
+    try:
+        for sender, client_ids in by_sender.items():
+            stored[sender] = _put_receipts(
+                sender,
+                directory.devices(sender),
+                caller,
+                "delivered",
+                client_ids,
+                now=now,
+                limits=limits,
+                mailbox=mailbox,
+            )
+        for server_id, envelope in waiting.items():
+            if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
+                unknown.append(server_id)  # a concurrent ack of the same envelope took it
+            elif isinstance(envelope, MessageEnvelope):
+                messages += 1
+                removed_from.add(envelope.sender)
+            else:
+                receipts += 1  # acking a receipt ends its life; nothing follows
+    except ParleyError:
+        post_receipts()  # what was stored is shown now; the app acks the rest again
+        raise
+    return AckOutcome(messages, receipts, tuple(unknown), post_receipts())
 
 
 def receipt(
