@@ -409,6 +409,10 @@ class Protocol:
         self._control.append({"action": "sync"})
         self._flush()
 
+    def _sync_again(self) -> None:
+        if {"action": "sync"} not in self._control:
+            self._control.append({"action": "sync"})
+
     # --- time ----------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -554,6 +558,11 @@ class Protocol:
         details = {k: v for k, v in raw.items() if k not in {"event", "ref", "code", "message"}}
         flight = self._in_flight(raw.get("ref"))
         if flight is None:
+            if raw.get("ref") is None and code in {"service_unavailable", "internal_error"}:
+                # A frame without a client id (an ack, a sync) failed and changed
+                # nothing: sync again, which hands back whatever still waits (the
+                # copies are dropped and acked), so no tick waits for a reconnect.
+                self._sync_again()
             self._events.append(ServerError(code, message, details))
             return
         entry = flight.entry
