@@ -1,0 +1,345 @@
+"""Chaos delivery: many devices talking at once through a local stack whose
+handlers suffer injected faults (local/faults.py), while the devices themselves
+drop their connections and restart without warning.
+
+Each device is the client SDK's sans-I/O `Protocol` over a websockets
+connection, with what an app keeps on disk (`Disk`): messages shown, what it
+has sent and not yet had accepted, ticks. A restart throws away everything in
+memory and rebuilds from the disk, as an app killed by the OS does. Afterwards
+`Ledger` holds what happened, and `verdict()` says what was lost, shown twice,
+shown out of order or never ticked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from parley.protocol import (
+    DevicesMismatched,
+    IncomingMessage,
+    IncomingReceipt,
+    OutboxEntry,
+    Protocol,
+    SendAccepted,
+    SendRejected,
+    ServerError,
+    SyncComplete,
+)
+from tests.reliability.stack import Account, Stack
+
+__all__ = ["ChaosPlan", "Device", "Ledger", "run_chaos"]
+
+log = logging.getLogger("chaos")
+
+SEND_TIMEOUT_S = 10.0  # a send unanswered this long goes again (same client id)
+SYNC_WATCHDOG_S = 8.0  # a sync unanswered this long is asked again
+IN_FLIGHT = 3  # messages a device has handed to the protocol and not yet had accepted
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    messages: int  # in all, spread over the devices
+    drop_every_s: float  # mean time between a device's own connection drops or restarts
+    restart_share: float  # of those events, the share that are restarts
+    deadline_s: float  # guard: the whole run may not take longer
+    seed: int = 7
+
+
+@dataclass
+class Disk:
+    """What survives a restart (an app's database)."""
+
+    outbox: dict[str, OutboxEntry] = field(default_factory=dict)  # not yet accepted, in order
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (sender, client id) stored
+
+
+@dataclass
+class Ledger:
+    """Everything every device did and saw, for the verdict."""
+
+    sent_order: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    accepted: dict[str, int] = field(default_factory=dict)  # client id -> ts of `sent`
+    shown: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    arrivals: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    delivered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def verdict(self) -> dict[str, int]:
+        """Counts of what went wrong (all must be 0) and of what was done."""
+        lost = duplicated = reordered = unticked = 0
+        for (sender, recipient), order in self.sent_order.items():
+            shown_ts: list[int] = []
+            for client_id in order:
+                copies = self.shown.get((recipient, f"{sender}/{client_id}"), [])
+                if not copies:
+                    lost += client_id in self.accepted
+                    continue
+                duplicated += len(copies) - 1
+                shown_ts.append(copies[0])
+                if client_id not in self.delivered[sender]:
+                    unticked += 1
+            # a conversation is shown by time: each message after the one before it
+            reordered += sum(1 for a, b in itertools.pairwise(shown_ts) if b <= a)
+        overtaken = 0
+        for (recipient, sender), arrived in self.arrivals.items():
+            order = self.sent_order[(sender, recipient)]
+            position = {cid: i for i, cid in enumerate(order)}
+            ranks = [position[c] for c in arrived if c in position]
+            overtaken += sum(1 for a, b in itertools.pairwise(ranks) if b < a)
+        return {
+            "messages sent": sum(len(o) for o in self.sent_order.values()),
+            "accepted (sent)": len(self.accepted),
+            "lost": lost,
+            "shown twice": duplicated,
+            "shown out of order": reordered,
+            "without a delivered tick": unticked,
+            "refused for good": len(self.rejected),
+            "arrived ahead of an older one (put right by ts)": overtaken,
+        }
+
+
+class Device:
+    """One app on one phone: a Protocol, its disk, and a connection loop."""
+
+    def __init__(self, account: Account, stack: Stack, ledger: Ledger, rng: random.Random) -> None:
+        self.account = account
+        self.stack = stack
+        self.ledger = ledger
+        self.rng = rng
+        self.disk = Disk()
+        self.script: list[tuple[Account, str]] = []  # (recipient, client id), in send order
+        self.proto = self._fresh_protocol()
+        self.synced_at: float | None = None
+        self.sync_asked = 0.0
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- the app ------------------------------------------------------------------------
+
+    def _fresh_protocol(self) -> Protocol:
+        proto = Protocol(
+            is_seen=lambda sender, cid: (sender, cid) in self.disk.seen,
+            send_timeout=SEND_TIMEOUT_S,
+        )
+        for entry in self.disk.outbox.values():
+            proto.send(entry)  # what was written and not yet accepted goes again
+        return proto
+
+    def queue_next(self) -> None:
+        """Hand the protocol the next scripted messages, a few in flight at a time."""
+        while self.script and len(self.disk.outbox) < IN_FLIGHT:
+            recipient, client_id = self.script.pop(0)
+            body = base64.b64encode(self.rng.randbytes(self.rng.randint(16, 400))).decode()
+            entry = OutboxEntry(
+                client_id=client_id,
+                to=recipient.user_id,
+                payloads={recipient.device_id: body},
+            )
+            self.disk.outbox[client_id] = entry
+            self.ledger.sent_order[(self.account.user_id, recipient.user_id)].append(client_id)
+            self.proto.send(entry)
+        self._wake.set()
+
+    def _handle(self, event: Any) -> None:
+        ledger, me = self.ledger, self.account.user_id
+        if isinstance(event, IncomingMessage):
+            key = (event.sender, event.client_id)
+            ledger.shown[(me, f"{event.sender}/{event.client_id}")].append(event.ts)
+            ledger.arrivals[(me, event.sender)].append(event.client_id)
+            self.disk.seen.add(key)  # stored, then acked
+            self.proto.message_stored(event)
+        elif isinstance(event, IncomingReceipt):
+            if event.status == "delivered":
+                ledger.delivered[me].update(event.client_ids)
+            self.proto.receipt_stored(event)
+        elif isinstance(event, SendAccepted):
+            ledger.accepted[event.entry.client_id] = event.ts
+            self.disk.outbox.pop(event.entry.client_id, None)
+            self.queue_next()
+        elif isinstance(event, SendRejected):
+            if event.retry_after is None:
+                ledger.rejected.append((event.entry.client_id, event.code))
+                self.disk.outbox.pop(event.entry.client_id, None)
+                self.queue_next()
+        elif isinstance(event, DevicesMismatched):
+            ledger.rejected.append((event.entry.client_id, "mismatched_devices"))
+        elif isinstance(event, SyncComplete):
+            self.synced_at = time.monotonic()
+        elif isinstance(event, ServerError):
+            ledger.events[f"error event {event.code}"] += 1
+
+    # -- the connection ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # wait() rather than `await task`: a cancellation of the caller itself
+            # must not be mistaken for the task's and swallowed
+            await asyncio.wait([task])
+
+    def drop(self) -> None:
+        """The network goes away mid-stream: no close handshake."""
+        ws = self._ws
+        if ws is not None and ws.transport is not None:
+            self.ledger.events["connections dropped"] += 1
+            ws.transport.abort()
+
+    async def restart(self) -> None:
+        """The app is killed and started again: memory is gone, the disk is not."""
+        self.ledger.events["apps restarted"] += 1
+        ws = self._ws
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()  # killed: no goodbye to the server
+        await self.stop()
+        self.proto = self._fresh_protocol()
+        self.start()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._serve_once()
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
+                self.ledger.events["connections refused or lost"] += 1
+            except Exception as exc:  # a bug of this driver: counted, and the app goes on
+                self.ledger.events[f"device loop failed: {type(exc).__name__}: {exc}"] += 1
+                log.exception("device loop failed")
+            await asyncio.sleep(self.rng.uniform(0.05, 0.5))
+
+    async def _serve_once(self) -> None:
+        url = f"{self.stack.ws_url}?token={self.account.access_token}"
+        async with connect(url, proxy=None, compression=None, open_timeout=10) as ws:
+            self._ws = ws
+            self.proto.connection_made()
+            self.synced_at = None
+            self.sync_asked = time.monotonic()
+            writer = asyncio.get_running_loop().create_task(self._writer(ws))
+            try:
+                await self._reader(ws)
+            finally:
+                writer.cancel()
+                await asyncio.wait([writer])  # (not `await writer`: see stop())
+                self._ws = None
+                self.proto.connection_lost()
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        while True:
+            deadline = self.proto.next_deadline()
+            timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            try:
+                data = await asyncio.wait_for(ws.recv(), timeout)
+            except TimeoutError:
+                self.proto.handle_timeout()
+                self._watch_sync()
+                self._wake.set()
+                continue
+            self.proto.receive_data(data)
+            for event in self.proto.events_received():
+                self._handle(event)
+            self._watch_sync()
+            self._wake.set()
+
+    def _watch_sync(self) -> None:
+        # A sync answered by no `synced` (its handler failed past the error event)
+        # is asked again, as an app would on a timer.
+        if self.synced_at is None and time.monotonic() - self.sync_asked > SYNC_WATCHDOG_S:
+            self.ledger.events["syncs asked again"] += 1
+            self.sync_asked = time.monotonic()
+            self.proto.request_sync()
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for frame in self.proto.data_to_send():
+                await ws.send(frame[0] if len(frame) == 1 else iter(frame))
+
+
+async def run_chaos(
+    stack: Stack, accounts: list[Account], plan: ChaosPlan
+) -> tuple[Ledger, list[Device]]:
+    """Every account sends its share of `plan.messages` to the others while the
+    devices drop and restart; then calm, until everything is delivered and ticked."""
+    rng = random.Random(plan.seed)
+    ledger = Ledger()
+    devices = [Device(a, stack, ledger, random.Random(rng.random())) for a in accounts]
+    counters: dict[tuple[int, int], int] = defaultdict(int)
+    for n in range(plan.messages):
+        i = n % len(devices)
+        j = rng.choice([k for k in range(len(devices)) if k != i])
+        counters[(i, j)] += 1
+        devices[i].script.append((accounts[j], f"c{i}to{j}n{counters[(i, j)]}"))
+    for device in devices:
+        device.start()
+        device.queue_next()
+
+    deadline = time.monotonic() + plan.deadline_s
+    chaos = asyncio.get_running_loop().create_task(_make_chaos(devices, plan, rng))
+    try:
+        await _until(lambda: all(not d.script and not d.disk.outbox for d in devices), deadline)
+    finally:
+        chaos.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await chaos
+    # calm: connections stay up, the server's faults go on
+    await settle(devices, lambda: _all_delivered(ledger), deadline - time.monotonic())
+    return ledger, devices
+
+
+async def settle(devices: list[Device], done: Any, deadline_s: float) -> None:
+    """Until `done()` (or the guard): the devices stay connected and do nothing
+    but what their protocol does; whatever a fault left waiting must come right
+    by itself."""
+    deadline = time.monotonic() + deadline_s
+    while not await asyncio.to_thread(done):
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
+def _all_delivered(ledger: Ledger) -> bool:
+    for (sender, recipient), order in ledger.sent_order.items():
+        for client_id in order:
+            if client_id not in ledger.accepted:
+                continue
+            if not ledger.shown.get((recipient, f"{sender}/{client_id}")):
+                return False
+            if client_id not in ledger.delivered[sender]:
+                return False
+    return True
+
+
+async def _until(done: Any, deadline: float) -> None:
+    while not done():
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _make_chaos(devices: list[Device], plan: ChaosPlan, rng: random.Random) -> None:
+    """Now and then, some device loses its connection or is restarted."""
+    mean_gap = plan.drop_every_s / len(devices)
+    while True:
+        await asyncio.sleep(rng.expovariate(1.0 / mean_gap))
+        device = rng.choice(devices)
+        if rng.random() < plan.restart_share:
+            await device.restart()
+        else:
+            device.drop()

@@ -1,0 +1,102 @@
+"""Chaos delivery on a local stack with faults injected into its handlers.
+
+At least 20 devices exchange at least 2,000 one-to-one messages (more under
+`make soak`) while the stack throttles 2% of the handlers' DynamoDB calls and
+finds 1% of its posts to connections gone (closing them), and the devices drop
+their own connections and are restarted at random. Then, calm. The promises:
+
+- every message the server accepted (`sent`) is shown to its recipient exactly
+  once, in the sender's order;
+- every sender sees a delivered tick for every one of them;
+- no mailbox holds anything afterwards.
+
+The figures (messages, faults, drops, restarts, lost, duplicated, reordered)
+are printed with the run's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.reliability.chaos import ChaosPlan, Device, run_chaos, settle
+from tests.reliability.figures import FIGURES
+from tests.reliability.stack import Account, Stack, running_stack, sign_up
+
+HANDLERS = [
+    "WsAuthorizer",
+    "WsConnect",
+    "WsDisconnect",
+    "WsDefault",
+    "WsSend",
+    "WsAck",
+    "WsReceipt",
+    "WsSync",
+    "WsTyping",
+]
+FAULTS = {"seed": 11, "throttle": 0.02, "gone": 0.01, "functions": HANDLERS}
+
+
+@pytest.fixture(scope="module")
+def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("chaos-stack"), faults=FAULTS) as stack:
+        yield stack
+
+
+def _mailbox_items(stack: Stack, devices: list[Device]) -> int:
+    ddb = stack.moto("dynamodb")
+    total = 0
+    for device in devices:
+        answer = ddb.query(
+            TableName=stack.table("Mailbox"),
+            KeyConditionExpression="device = :d",
+            ExpressionAttributeValues={
+                ":d": {"S": f"{device.account.user_id}#{device.account.device_id}"}
+            },
+            Select="COUNT",
+        )
+        total += int(answer["Count"])
+    return total
+
+
+async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
+    accounts: list[Account] = await asyncio.gather(*(sign_up(stack) for _ in range(people)))
+    before = stack.faults()
+
+    ledger, devices = await run_chaos(stack, accounts, plan)
+    await settle(devices, lambda: _mailbox_items(stack, devices) == 0, 60.0)
+    left = await asyncio.to_thread(_mailbox_items, stack, devices)
+    for device in devices:
+        await device.stop()
+
+    verdict = ledger.verdict()
+    faults = {k: v - before.get(k, 0) for k, v in stack.faults().items() if ":" not in k}
+    for key, value in {**verdict, **faults, **ledger.events, "left in mailboxes": left}.items():
+        FIGURES.record(name, key, value)
+    assert verdict["messages sent"] == plan.messages
+    assert verdict["accepted (sent)"] == plan.messages
+    assert verdict["lost"] == 0
+    assert verdict["shown twice"] == 0
+    assert verdict["shown out of order"] == 0
+    assert verdict["without a delivered tick"] == 0
+    assert verdict["refused for good"] == 0
+    assert left == 0
+    assert faults.get("throttle", 0) > 0
+    assert faults.get("gone", 0) > 0
+
+
+async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
+    faulty_stack: Stack,
+) -> None:
+    plan = ChaosPlan(messages=2000, drop_every_s=6.0, restart_share=0.3, deadline_s=240.0)
+    await _chaos(faulty_stack, 20, plan, "chaos delivery (CI size)")
+
+
+@pytest.mark.soak
+async def test_chaos_at_soak_size(faulty_stack: Stack) -> None:
+    plan = ChaosPlan(
+        messages=20_000, drop_every_s=6.0, restart_share=0.3, deadline_s=3600.0, seed=23
+    )
+    await _chaos(faulty_stack, 50, plan, "chaos delivery (soak size)")
