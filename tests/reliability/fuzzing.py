@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import string
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -22,7 +22,7 @@ from parley_server.catalogue import Setting
 from tests.conftest import FakeAws
 
 __all__ = [
-    "SOAK",
+    "SIZES",
     "b64_values",
     "client_ids",
     "device_ids",
@@ -33,15 +33,21 @@ __all__ = [
     "user_ids",
 ]
 
-SOAK = os.environ.get("PARLEY_SOAK") == "1"
+# Every fuzz test runs twice over: at CI size in `make test`, and scaled up under
+# `make soak` (the `soak` variant; tests/reliability/conftest.py deselects it
+# everywhere else).
+SIZES = [
+    pytest.param("ci", id="ci"),
+    pytest.param("soak", id="soak", marks=pytest.mark.soak),
+]
 
 
-def examples(ci: int, soak: int) -> int:
-    """Examples per entry point: `ci` in `make test`, `soak` under `make soak`."""
-    return soak if SOAK else ci
+def examples(size: str, ci: int, soak: int) -> int:
+    """Examples per entry point at `size`."""
+    return soak if size == "soak" else ci
 
 
-def fuzz_settings(max_examples: int) -> settings:
+def fuzz_settings(max_examples: int, size: str = "ci") -> settings:
     return settings(
         max_examples=max_examples,
         deadline=None,
@@ -53,7 +59,7 @@ def fuzz_settings(max_examples: int) -> settings:
             HealthCheck.filter_too_much,
         ],
         # CI runs are repeatable; soak runs explore
-        derandomize=not SOAK,
+        derandomize=size != "soak",
         database=None,
     )
 

@@ -38,6 +38,7 @@ from tests.integration.test_http_harness import (
 )
 from tests.reliability.figures import FIGURES
 from tests.reliability.fuzzing import (
+    SIZES,
     examples,
     fuzz_settings,
     json_values,
@@ -283,13 +284,14 @@ def _refused_shape(answer: Answer) -> None:
     assert isinstance(error.get("message"), str)
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("route", HTTP_ROUTES)
 def test_an_http_route_survives_fuzzing_and_its_refusals_change_nothing(
-    world: World, route: str
+    world: World, route: str, size: str
 ) -> None:
     runs = {"accepted": 0, "refused": 0}
 
-    @fuzz_settings(examples(CI, SOAK))
+    @fuzz_settings(examples(size, CI, SOAK), size)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         request = data.draw(_requests(world, route), label="request")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import given
@@ -21,13 +22,16 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS
 
 from tests.reliability.figures import FIGURES
-from tests.reliability.fuzzing import examples, fuzz_settings
+from tests.reliability.fuzzing import SIZES, examples, fuzz_settings
 from tests.reliability.stack import Stack, sign_up
 
 CI, SOAK = 25, 500  # requests per operation and mode
 
 
-def test_every_operation_of_the_served_document_survives_schemathesis(stack: Stack) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_every_operation_of_the_served_document_survives_schemathesis(
+    stack: Stack, size: str
+) -> None:
     alice = asyncio.run(sign_up(stack, one_time_prekeys=100))
     schema = schemathesis.openapi.from_url(stack.http_url + "/v1/openapi.json")
     session = requests.Session()
@@ -38,7 +42,7 @@ def test_every_operation_of_the_served_document_survives_schemathesis(stack: Sta
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             runs = 0
 
-            @fuzz_settings(examples(CI, SOAK))
+            @fuzz_settings(examples(size, CI, SOAK), size)
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
                 nonlocal runs

@@ -27,6 +27,7 @@ from tests.conftest import FakeAws
 from tests.integration.ws_harness import Device, Harness, harness
 from tests.reliability.figures import FIGURES
 from tests.reliability.fuzzing import (
+    SIZES,
     b64_values,
     client_ids,
     device_ids,
@@ -247,14 +248,15 @@ def _check_ack(device: Device, frame: Any, before: str, after: str) -> None:
     assert other == {k: v for k, v in json.loads(after).items() if k != "tables"}
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("route", [*ROUTES, "$default"])
 def test_a_websocket_route_survives_fuzzing_and_its_refusals_change_nothing(
-    world: World, route: str
+    world: World, route: str, size: str
 ) -> None:
     ws = world.ws
     runs = {"accepted": 0, "refused": 0}
 
-    @fuzz_settings(examples(CI, SOAK))
+    @fuzz_settings(examples(size, CI, SOAK), size)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         nonlocal runs
