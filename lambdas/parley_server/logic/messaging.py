@@ -14,6 +14,7 @@ says what this asks of clients.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -325,13 +326,15 @@ def _put_receipts(
     now: float,
     limits: Limits,
     mailbox: MailboxPort,
+    stored: list[Envelope] | None = None,
 ) -> tuple[dict[str, Envelope], int]:
     """One receipt in each mailbox of `to`'s devices (so ticks agree): the receipt
-    each device now holds, by device id, and how many were new."""
+    each device now holds, by device id, and how many were new (each new one is
+    also appended to `stored` as soon as it is written)."""
     ord_ = make_ord(now, _nonce())
     expires_at = int(now) + limits.mailbox_ttl_s
     pending: dict[str, Envelope] = {}
-    stored = 0
+    new = 0
     for device in devices:
         envelope = ReceiptEnvelope(
             recipient=to,
@@ -345,9 +348,11 @@ def _put_receipts(
         )
         existing = mailbox.put(envelope, now=now)
         if existing is None:
-            stored += 1
+            new += 1
+            if stored is not None:
+                stored.append(envelope)
         pending[device.device_id] = existing or envelope
-    return pending, stored
+    return pending, new
 
 
 def _store_receipt(
@@ -396,6 +401,51 @@ class AckOutcome:
         )
 
 
+def _tell_delivered(
+    sender: str,
+    devices: Sequence[DeviceInfo],
+    caller: Caller,
+    client_ids: Sequence[str],
+    *,
+    now: float,
+    limits: Limits,
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """A `delivered` receipt in each mailbox of the sender's devices, posted live.
+
+    If any of it fails, the receipts this call stored are taken back before the
+    error goes up: the app acks again (after a sync hands the envelopes back), and
+    the receipt is stored and posted afresh, perhaps naming another batch, rather
+    than waiting unseen in the mailbox of a sender who is online.
+    """
+    stored: list[Envelope] = []
+    try:
+        pending, _ = _put_receipts(
+            sender,
+            devices,
+            caller,
+            "delivered",
+            client_ids,
+            now=now,
+            limits=limits,
+            mailbox=mailbox,
+            stored=stored,
+        )
+        report = deliver(
+            sender, _events_by_device(pending), now=now, connections=connections, gateway=gateway
+        )
+    except ParleyError:
+        for envelope in stored:
+            with contextlib.suppress(ParleyError):  # best effort: a sync shows it otherwise
+                mailbox.delete(
+                    envelope.recipient, envelope.recipient_device, envelope.server_id, now=now
+                )
+        raise
+    return ReceiptOutcome(len(pending), len(stored), len(report.reached), report.gone)
+
+
 def ack(
     frame: AckFrame,
     caller: Caller,
@@ -409,13 +459,11 @@ def ack(
 ) -> AckOutcome:
     """Tell each sender of an acked message `delivered`, then delete the envelopes.
 
-    The receipts are stored before anything is deleted: an ack that fails half
-    way (a throttled write) is sent again by the client and finds its envelopes
-    still waiting, so a delivered tick is never lost. A receipt is posted live by
-    the ack that stored it, or by one that removed an envelope it names (so one
-    stored by an ack that failed before posting it still reaches the sender); a
-    receipt stored twice has the same id (it is derived from what it names) and
-    is kept once.
+    The senders are told before anything is deleted: an ack that fails half way
+    (a throttled write) is sent again by the app and finds its envelopes still
+    waiting, so a delivered tick is never lost. A receipt told twice has the same
+    id when it names the same messages (the id is derived from them), and is
+    kept once.
     """
     # the keys name the caller's own mailbox: another device's envelope cannot
     # even be addressed, so a foreign id matches nothing
@@ -424,51 +472,30 @@ def ack(
     for envelope in waiting.values():
         if isinstance(envelope, MessageEnvelope):
             by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
-    stored: dict[str, tuple[dict[str, Envelope], int]] = {}
-    removed_from: set[str] = set()  # senders some envelope of whom this ack removed
+    outcomes = tuple(
+        _tell_delivered(
+            sender,
+            directory.devices(sender),
+            caller,
+            client_ids,
+            now=now,
+            limits=limits,
+            mailbox=mailbox,
+            connections=connections,
+            gateway=gateway,
+        )
+        for sender, client_ids in by_sender.items()
+    )
     unknown = [server_id for server_id in frame.ids if server_id not in waiting]
     messages = receipts = 0
-
-    def post_receipts() -> tuple[ReceiptOutcome, ...]:
-        outcomes = []
-        for sender, (pending, new) in stored.items():
-            if not pending or (not new and sender not in removed_from):
-                outcomes.append(ReceiptOutcome(len(pending), new, 0, 0))
-                continue
-            report = deliver(
-                sender,
-                _events_by_device(pending),
-                now=now,
-                connections=connections,
-                gateway=gateway,
-            )
-            outcomes.append(ReceiptOutcome(len(pending), new, len(report.reached), report.gone))
-        return tuple(outcomes)
-
-    try:
-        for sender, client_ids in by_sender.items():
-            stored[sender] = _put_receipts(
-                sender,
-                directory.devices(sender),
-                caller,
-                "delivered",
-                client_ids,
-                now=now,
-                limits=limits,
-                mailbox=mailbox,
-            )
-        for server_id, envelope in waiting.items():
-            if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
-                unknown.append(server_id)  # a concurrent ack of the same envelope took it
-            elif isinstance(envelope, MessageEnvelope):
-                messages += 1
-                removed_from.add(envelope.sender)
-            else:
-                receipts += 1  # acking a receipt ends its life; nothing follows
-    except ParleyError:
-        post_receipts()  # what was stored is shown now; the app acks the rest again
-        raise
-    return AckOutcome(messages, receipts, tuple(unknown), post_receipts())
+    for server_id, envelope in waiting.items():
+        if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
+            unknown.append(server_id)  # a concurrent ack of the same envelope took it
+        elif isinstance(envelope, MessageEnvelope):
+            messages += 1
+        else:
+            receipts += 1  # acking a receipt ends its life; nothing follows
+    return AckOutcome(messages, receipts, tuple(unknown), outcomes)
 
 
 def receipt(
