@@ -260,6 +260,32 @@ def test_an_ack_that_fails_half_way_loses_no_delivered_tick(
     assert ticked | stored == {"m1", "m2", "m3"}
 
 
+def test_a_receipt_that_cannot_be_posted_does_not_wait_unseen_for_an_online_sender(
+    ws: Harness,
+) -> None:
+    alice = ws.connect(ws.user()[0])
+    bob = ws.connect(ws.user()[0])
+    for client_id in ("m1", "m2"):
+        ws.send(alice, bob.user_id, {bob.device_id: b"x"}, client_id)
+    ids = [e["id"] for e in ws.events(bob, "message")]
+
+    ws.function_env("WsAck")
+    # Alice's devices are found (the first Query), her connections cannot be (the
+    # second): the receipt is stored and cannot be posted to her
+    with failing("dynamodb", "Query", "ProvisionedThroughputExceededException", 400, after=1):
+        ws.frame(bob, {"action": "ack", "ids": ids})
+    assert [e["code"] for e in ws.events(bob, "error")] == ["service_unavailable"]
+    # the app syncs and acks again, one message at a time this time
+    for server_id in ids:
+        ws.frame(bob, {"action": "ack", "ids": [server_id]})
+
+    posted = {e["id"] for e in ws.events(alice, "receipt")}
+    waiting = {item["sk"]["S"] for item in ws.mailbox_items(alice)}
+    assert waiting <= posted  # nothing in Alice's mailbox that she was not shown
+    assert {cid for e in ws.events(alice, "receipt") for cid in e["ids"]} == {"m1", "m2"}
+    assert ws.mailbox_items(bob) == []
+
+
 def test_the_last_one_time_prekey_claimed_many_times_at_once_is_given_once(
     aws: FakeAws, function_env: Any
 ) -> None:
