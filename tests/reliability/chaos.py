@@ -193,7 +193,9 @@ class Device:
             task.cancel()
             # wait() rather than `await task`: a cancellation of the caller itself
             # must not be mistaken for the task's and swallowed
-            await asyncio.wait([task])
+            done, _ = await asyncio.wait([task], timeout=15.0)
+            if not done:
+                self.ledger.events["device loop slow to stop"] += 1
 
     def drop(self) -> None:
         """The network goes away mid-stream: no close handshake."""
@@ -244,7 +246,10 @@ class Device:
             deadline = self.proto.next_deadline()
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             try:
-                data = await asyncio.wait_for(ws.recv(), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that lands as recv() completes, and stop() then hangs
+                async with asyncio.timeout(timeout):
+                    data = await ws.recv()
             except TimeoutError:
                 self.proto.handle_timeout()
                 self._watch_sync()

@@ -90,7 +90,7 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
 async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
     faulty_stack: Stack,
 ) -> None:
-    plan = ChaosPlan(messages=2000, drop_every_s=6.0, restart_share=0.3, deadline_s=240.0)
+    plan = ChaosPlan(messages=2000, drop_every_s=10.0, restart_share=0.3, deadline_s=240.0)
     await _chaos(faulty_stack, 20, plan, "chaos delivery (CI size)")
 
 
