@@ -123,6 +123,7 @@ async def test_a_gone_post_is_a_gone_exception_and_the_connection_really_closes(
 
         outcome = await asyncio.to_thread(post)
         await functions.wait_for("WsDisconnect")
+        await asyncio.wait_for(ws.wait_closed(), 10)  # a guard against a hang
         closed = ws.close_code
 
     assert outcome == "GoneException"
