@@ -50,6 +50,7 @@ __all__ = [
     "sign_in",
     "state_of",
     "sync",
+    "sync_until_empty",
     "until_state",
 ]
 
@@ -158,6 +159,17 @@ async def sync(ws: ClientConnection) -> list[dict[str, Any]]:
         if not event["more"]:
             return got
         frame = {"action": "sync", "after": event["cursor"]}
+
+
+async def sync_until_empty(ws: ClientConnection) -> None:
+    """Sync until the mailbox is empty. An ack has no answer: it tells the senders
+    `delivered` before it deletes, so a sync right after the receipt may still
+    meet the envelopes it is deleting; they must be gone soon after."""
+    deadline = time.monotonic() + WAIT_S
+    while pending := await sync(ws):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still pending after {WAIT_S:.0f} s: {pending}")
+        await asyncio.sleep(0.05)
 
 
 # -- the SDK ------------------------------------------------------------------------------
