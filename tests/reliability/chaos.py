@@ -54,6 +54,7 @@ class ChaosPlan:
     drop_every_s: float  # mean time between a device's own connection drops or restarts
     restart_share: float  # of those events, the share that are restarts
     deadline_s: float  # guard: the whole run may not take longer
+    group_every: int = 0  # one message in this many goes to the sender's group (0: none)
     seed: int = 7
 
 
@@ -67,41 +68,52 @@ class Disk:
 
 @dataclass
 class Ledger:
-    """Everything every device did and saw, for the verdict."""
+    """Everything every device did and saw, for the verdict.
 
+    A conversation is a recipient's user id or "g:<group id>"; `audience` says who
+    must see a conversation's messages (the recipient, or every other member)."""
+
+    audience: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     sent_order: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     accepted: dict[str, int] = field(default_factory=dict)  # client id -> ts of `sent`
     shown: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
-    arrivals: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
-    delivered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    arrivals: dict[tuple[str, str, str], list[str]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # sender -> (who ticked it, client id)
+    delivered: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     rejected: list[tuple[str, str]] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def verdict(self) -> dict[str, int]:
         """Counts of what went wrong (all must be 0) and of what was done."""
-        lost = duplicated = reordered = unticked = 0
-        for (sender, recipient), order in self.sent_order.items():
-            shown_ts: list[int] = []
-            for client_id in order:
-                copies = self.shown.get((recipient, f"{sender}/{client_id}"), [])
-                if not copies:
-                    lost += client_id in self.accepted
-                    continue
-                duplicated += len(copies) - 1
-                shown_ts.append(copies[0])
-                if client_id not in self.delivered[sender]:
-                    unticked += 1
-            # a conversation is shown by time: each message after the one before it
-            reordered += sum(1 for a, b in itertools.pairwise(shown_ts) if b <= a)
+        lost = duplicated = reordered = unticked = shown_copies = 0
+        for (sender, conversation), order in self.sent_order.items():
+            for recipient in self.audience[(sender, conversation)]:
+                shown_ts: list[int] = []
+                for client_id in order:
+                    copies = self.shown.get((recipient, f"{sender}/{client_id}"), [])
+                    if not copies:
+                        lost += client_id in self.accepted
+                        continue
+                    shown_copies += 1
+                    duplicated += len(copies) - 1
+                    shown_ts.append(copies[0])
+                    if (recipient, client_id) not in self.delivered[sender]:
+                        unticked += 1
+                # a conversation is shown by time: each message after the one before it
+                reordered += sum(1 for a, b in itertools.pairwise(shown_ts) if b <= a)
         overtaken = 0
-        for (recipient, sender), arrived in self.arrivals.items():
-            order = self.sent_order[(sender, recipient)]
-            position = {cid: i for i, cid in enumerate(order)}
+        for (_, sender, conversation), arrived in self.arrivals.items():
+            position = {cid: i for i, cid in enumerate(self.sent_order[(sender, conversation)])}
             ranks = [position[c] for c in arrived if c in position]
             overtaken += sum(1 for a, b in itertools.pairwise(ranks) if b < a)
+        groups = sum(len(o) for (_, c), o in self.sent_order.items() if c.startswith("g:"))
         return {
             "messages sent": sum(len(o) for o in self.sent_order.values()),
+            "of which to groups": groups,
             "accepted (sent)": len(self.accepted),
+            "copies shown (one per recipient)": shown_copies,
             "lost": lost,
             "shown twice": duplicated,
             "shown out of order": reordered,
@@ -120,7 +132,8 @@ class Device:
         self.ledger = ledger
         self.rng = rng
         self.disk = Disk()
-        self.script: list[tuple[Account, str]] = []  # (recipient, client id), in send order
+        # (conversation, recipient device ids, client id), in send order
+        self.script: list[tuple[str, list[str], str]] = []
         self.proto = self._fresh_protocol()
         self.synced_at: float | None = None
         self.sync_asked = 0.0
@@ -142,15 +155,18 @@ class Device:
     def queue_next(self) -> None:
         """Hand the protocol the next scripted messages, a few in flight at a time."""
         while self.script and len(self.disk.outbox) < IN_FLIGHT:
-            recipient, client_id = self.script.pop(0)
-            body = base64.b64encode(self.rng.randbytes(self.rng.randint(16, 400))).decode()
-            entry = OutboxEntry(
-                client_id=client_id,
-                to=recipient.user_id,
-                payloads={recipient.device_id: body},
-            )
+            conversation, device_ids, client_id = self.script.pop(0)
+
+            def ciphertext() -> str:
+                return base64.b64encode(self.rng.randbytes(self.rng.randint(16, 400))).decode()
+
+            if conversation.startswith("g:"):  # one sender-key ciphertext for the group
+                entry = OutboxEntry(client_id=client_id, to=conversation, body=ciphertext())
+            else:
+                payloads = {device_id: ciphertext() for device_id in device_ids}
+                entry = OutboxEntry(client_id=client_id, to=conversation, payloads=payloads)
             self.disk.outbox[client_id] = entry
-            self.ledger.sent_order[(self.account.user_id, recipient.user_id)].append(client_id)
+            self.ledger.sent_order[(self.account.user_id, conversation)].append(client_id)
             self.proto.send(entry)
         self._wake.set()
 
@@ -159,12 +175,13 @@ class Device:
         if isinstance(event, IncomingMessage):
             key = (event.sender, event.client_id)
             ledger.shown[(me, f"{event.sender}/{event.client_id}")].append(event.ts)
-            ledger.arrivals[(me, event.sender)].append(event.client_id)
+            conversation = f"g:{event.group}" if event.group else me
+            ledger.arrivals[(me, event.sender, conversation)].append(event.client_id)
             self.disk.seen.add(key)  # stored, then acked
             self.proto.message_stored(event)
         elif isinstance(event, IncomingReceipt):
             if event.status == "delivered":
-                ledger.delivered[me].update(event.client_ids)
+                ledger.delivered[me].update((event.sender, cid) for cid in event.client_ids)
             self.proto.receipt_stored(event)
         elif isinstance(event, SendAccepted):
             ledger.accepted[event.entry.client_id] = event.ts
@@ -278,19 +295,35 @@ class Device:
 
 
 async def run_chaos(
-    stack: Stack, accounts: list[Account], plan: ChaosPlan
+    stack: Stack,
+    accounts: list[Account],
+    plan: ChaosPlan,
+    groups: dict[str, list[Account]] | None = None,
 ) -> tuple[Ledger, list[Device]]:
-    """Every account sends its share of `plan.messages` to the others while the
-    devices drop and restart; then calm, until everything is delivered and ticked."""
+    """Every account sends its share of `plan.messages` to the others (one in
+    `plan.group_every` to its group, if it is in one) while the devices drop and
+    restart; then calm, until everything is delivered and ticked."""
     rng = random.Random(plan.seed)
     ledger = Ledger()
     devices = [Device(a, stack, ledger, random.Random(rng.random())) for a in accounts]
-    counters: dict[tuple[int, int], int] = defaultdict(int)
+    group_of = {m.user_id: gid for gid, members in (groups or {}).items() for m in members}
+    counters: dict[tuple[int, str], int] = defaultdict(int)
     for n in range(plan.messages):
         i = n % len(devices)
-        j = rng.choice([k for k in range(len(devices)) if k != i])
-        counters[(i, j)] += 1
-        devices[i].script.append((accounts[j], f"c{i}to{j}n{counters[(i, j)]}"))
+        me = accounts[i]
+        gid = group_of.get(me.user_id)
+        if gid is not None and plan.group_every and (n // len(devices)) % plan.group_every == 0:
+            conversation = f"g:{gid}"
+            audience = [m.user_id for m in (groups or {})[gid] if m.user_id != me.user_id]
+            device_ids: list[str] = []
+        else:
+            j = rng.choice([k for k in range(len(devices)) if k != i])
+            conversation, audience = accounts[j].user_id, [accounts[j].user_id]
+            device_ids = [accounts[j].device_id]
+        ledger.audience[(me.user_id, conversation)] = audience
+        counters[(i, conversation)] += 1
+        client_id = f"c{i}to{conversation[:10].replace(':', '')}n{counters[(i, conversation)]}"
+        devices[i].script.append((conversation, device_ids, client_id))
     for device in devices:
         device.start()
         device.queue_next()
@@ -320,14 +353,15 @@ async def settle(devices: list[Device], done: Any, deadline_s: float) -> None:
 
 
 def _all_delivered(ledger: Ledger) -> bool:
-    for (sender, recipient), order in ledger.sent_order.items():
+    for (sender, conversation), order in ledger.sent_order.items():
         for client_id in order:
             if client_id not in ledger.accepted:
                 continue
-            if not ledger.shown.get((recipient, f"{sender}/{client_id}")):
-                return False
-            if client_id not in ledger.delivered[sender]:
-                return False
+            for recipient in ledger.audience[(sender, conversation)]:
+                if not ledger.shown.get((recipient, f"{sender}/{client_id}")):
+                    return False
+                if (recipient, client_id) not in ledger.delivered[sender]:
+                    return False
     return True
 
 

@@ -1,13 +1,14 @@
 """Chaos delivery on a local stack with faults injected into its handlers.
 
-At least 20 devices exchange at least 2,000 one-to-one messages (more under
-`make soak`) while the stack throttles 2% of the handlers' DynamoDB calls and
-finds 1% of its posts to connections gone (closing them), and the devices drop
-their own connections and are restarted at random. Then, calm. The promises:
+At least 20 devices exchange at least 2,000 messages, one in twenty of them to a
+group of five (more under `make soak`: one in ten), while the stack throttles 2% of the
+handlers' DynamoDB calls and finds 1% of its posts to connections gone (closing
+them), and the devices drop their own connections and are restarted at random.
+Then, calm. The promises:
 
-- every message the server accepted (`sent`) is shown to its recipient exactly
-  once, in the sender's order;
-- every sender sees a delivered tick for every one of them;
+- every message the server accepted (`sent`) is shown exactly once to each of
+  its recipients (every other member, for a group), in the sender's order;
+- every sender sees a delivered tick from each recipient for every one of them;
 - no mailbox holds anything afterwards.
 
 The figures (messages, faults, drops, restarts, lost, duplicated, reordered)
@@ -23,9 +24,10 @@ import pytest
 
 from tests.reliability.chaos import ChaosPlan, Device, run_chaos, settle
 from tests.reliability.figures import FIGURES
-from tests.reliability.stack import Account, Stack, running_stack, sign_up
+from tests.reliability.stack import Account, Stack, http_from, running_stack, sign_up
 
 HANDLERS = [
+    "GroupFanout",
     "WsAuthorizer",
     "WsConnect",
     "WsDisconnect",
@@ -61,11 +63,30 @@ def _mailbox_items(stack: Stack, devices: list[Device]) -> int:
     return total
 
 
+async def _groups(stack: Stack, accounts: list[Account], size: int) -> dict[str, list[Account]]:
+    """Groups of `size` people, each made by its first member over the HTTP API."""
+    groups: dict[str, list[Account]] = {}
+    for start in range(0, len(accounts) - size + 1, size):
+        members = accounts[start : start + size]
+        async with (
+            http_from() as http,
+            http.post(
+                stack.http_url + "/v1/groups",
+                json={"name": f"chaos {start}", "members": [m.user_id for m in members[1:]]},
+                headers=members[0].auth,
+            ) as answer,
+        ):
+            assert answer.status in (200, 201), await answer.text()
+            groups[(await answer.json())["group_id"]] = members
+    return groups
+
+
 async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
     accounts: list[Account] = await asyncio.gather(*(sign_up(stack) for _ in range(people)))
+    groups = await _groups(stack, accounts, size=5)
     before = stack.faults()
 
-    ledger, devices = await run_chaos(stack, accounts, plan)
+    ledger, devices = await run_chaos(stack, accounts, plan, groups)
     await settle(devices, lambda: _mailbox_items(stack, devices) == 0, 60.0)
     left = await asyncio.to_thread(_mailbox_items, stack, devices)
     for device in devices:
@@ -76,6 +97,7 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
     for key, value in {**verdict, **faults, **ledger.events, "left in mailboxes": left}.items():
         FIGURES.record(name, key, value)
     assert verdict["messages sent"] == plan.messages
+    assert verdict["of which to groups"] > 0
     assert verdict["accepted (sent)"] == plan.messages
     assert verdict["lost"] == 0
     assert verdict["shown twice"] == 0
@@ -90,13 +112,20 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
 async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
     faulty_stack: Stack,
 ) -> None:
-    plan = ChaosPlan(messages=2000, drop_every_s=10.0, restart_share=0.3, deadline_s=240.0)
+    plan = ChaosPlan(
+        messages=2000, drop_every_s=10.0, restart_share=0.3, deadline_s=300.0, group_every=20
+    )
     await _chaos(faulty_stack, 20, plan, "chaos delivery (CI size)")
 
 
 @pytest.mark.soak
 async def test_chaos_at_soak_size(faulty_stack: Stack) -> None:
     plan = ChaosPlan(
-        messages=20_000, drop_every_s=6.0, restart_share=0.3, deadline_s=3600.0, seed=23
+        messages=20_000,
+        drop_every_s=6.0,
+        restart_share=0.3,
+        deadline_s=3600.0,
+        group_every=10,
+        seed=23,
     )
     await _chaos(faulty_stack, 50, plan, "chaos delivery (soak size)")
