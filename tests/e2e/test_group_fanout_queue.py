@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 
 import aiohttp
 
 from parley_server.logic.groups import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
-from tests.e2e.support import Device, next_event, online, sign_in, sync
+from tests.e2e.support import WAIT_S, Device, next_event, online, sign_in, sync
 
 
 async def test_a_large_group_message_reaches_online_and_offline_members_through_the_queue(
@@ -55,10 +56,23 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
         )
 
     # the offline member finds it on sync once the queued slice has been processed
+    # (waited for here: connecting earlier could also see it posted live)
+    deadline = time.monotonic() + WAIT_S
+    while not await asyncio.to_thread(_waiting_in_mailbox, local_stack, absent):
+        assert time.monotonic() < deadline, "the queued slice never reached the mailbox"
+        await asyncio.sleep(0.1)
     async with online(local_stack, absent) as late:
-        for _ in range(50):
-            pending = [e for e in await sync(late) if e["event"] == "message"]
-            if pending:
-                break
-            await asyncio.sleep(0.1)
+        pending = [e for e in await sync(late) if e["event"] == "message"]
         assert [(e["group"], e["client_id"]) for e in pending] == [(group["group_id"], "big-1")]
+
+
+def _waiting_in_mailbox(stack: LocalStack, device: Device) -> int:
+    ddb = stack.moto("dynamodb")
+    (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
+    answer = ddb.query(
+        TableName=table,
+        KeyConditionExpression="device = :d",
+        ExpressionAttributeValues={":d": {"S": f"{device.user_id}#{device.device_id}"}},
+        Select="COUNT",
+    )
+    return int(answer["Count"])
