@@ -8,7 +8,7 @@ marked `e2e`; a failing one shows the stack's output with its report.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,16 @@ HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
-def start_local_stack(directory: Path, *args: str) -> Iterator[LocalStack]:
-    """`python -m local --port 0 …` in a subprocess, until it has written its
-    endpoints file; stopped (SIGTERM) on exit. A stack that does not start fails
-    the test with its output."""
+def start_local_stack(
+    directory: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[LocalStack]:
+    """`python -m local --port 0 …` in a subprocess (`env` added to its
+    environment), until it has written its endpoints file; stopped (SIGTERM) on
+    exit. A stack that does not start fails the test with its output."""
     with ExitStack() as started:
         try:
             stack = started.enter_context(
-                running_local_stack(directory, *args, env={"PYTHONUNBUFFERED": "1"})
+                running_local_stack(directory, *args, env={"PYTHONUNBUFFERED": "1", **(env or {})})
             )
         except StackDidNotStart as failed:
             pytest.fail(str(failed), pytrace=False)

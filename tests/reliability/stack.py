@@ -13,30 +13,22 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
-import pytest
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from tests.e2e.conftest import LocalStack, stop
+from tests.e2e.conftest import LocalStack, start_local_stack
 
 __all__ = ["Account", "Stack", "http_from", "running_stack", "sign_up", "source_address"]
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60.0
 _SOURCES = itertools.count(2)
 
 
@@ -45,16 +37,6 @@ class Stack(LocalStack):
     """A running local stack and where its fault counts are kept."""
 
     faults_file: Path | None = None
-
-    def moto(self, service: str) -> Any:
-        """A boto3 client for the stack's moto server (what the handlers see)."""
-        return boto3.client(
-            service,
-            endpoint_url=self.aws_endpoint_url,
-            region_name=self.region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
 
     def faults(self) -> dict[str, int]:
         """Faults injected so far, by kind and by kind:function."""
@@ -67,12 +49,6 @@ class Stack(LocalStack):
         return f"parley-local-{table_id.lower()}"
 
 
-def _environment(local_file: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
-    env.update(PARLEY_LOCAL_FILE=str(local_file), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 @contextmanager
 def running_stack(
     directory: Path,
@@ -81,9 +57,7 @@ def running_stack(
     faults: Mapping[str, Any] | None = None,
     limits: Mapping[str, int] | None = None,
 ) -> Iterator[Stack]:
-    """The local stack in a subprocess until its endpoints file exists; SIGTERM on exit."""
-    local_file = directory / "local.json"
-    log_file = directory / "local-stack.log"
+    """The local stack (tests/e2e's runner) with these options."""
     extra: dict[str, str] = {}
     faults_file: Path | None = None
     if faults is not None:
@@ -91,42 +65,10 @@ def running_stack(
         extra["PARLEY_LOCAL_FAULTS"] = json.dumps({**faults, "report": str(faults_file)})
     if limits is not None:
         extra["PARLEY_LIMITS"] = json.dumps(dict(limits))
-    args = ["--port", "0"]
-    if idle_timeout_s is not None:
-        args += ["--idle-timeout", str(idle_timeout_s)]
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local", *args],
-            cwd=ROOT,
-            env=_environment(local_file, extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not local_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(process)
-                pytest.fail(
-                    "the local stack did not start:\n" + log_file.read_text(errors="replace"),
-                    pytrace=False,
-                )
-            time.sleep(0.05)
-        endpoints: dict[str, Any] = json.loads(local_file.read_text())
-        yield Stack(
-            http_url=endpoints["http_url"],
-            ws_url=endpoints["ws_url"],
-            sms_url=endpoints["sms_url"],
-            push_url=endpoints["push_url"],
-            region=endpoints["region"],
-            aws_endpoint_url=endpoints["aws_endpoint_url"],
-            local_file=local_file,
-            log_file=log_file,
-            process=process,
-            faults_file=faults_file,
-        )
-    finally:
-        stop(process)
+    args = [] if idle_timeout_s is None else ["--idle-timeout", str(idle_timeout_s)]
+    with start_local_stack(directory, *args, env=extra) as local:
+        shared = {f.name: getattr(local, f.name) for f in fields(LocalStack)}
+        yield Stack(**shared, faults_file=faults_file)
 
 
 def source_address() -> str:
