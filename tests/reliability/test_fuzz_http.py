@@ -46,7 +46,7 @@ from tests.reliability.fuzzing import (
     user_ids,
 )
 
-CI, SOAK = 30, 1000  # requests per route
+CI, SOAK = 100, 1000  # requests per route
 ATTEMPTS = frozenset({(Setting.OTP_TABLE, "attempts")})
 PHONES = ("+14155552671", "+12025550123", "+447700900123", "+13105550142")
 

@@ -38,7 +38,7 @@ from tests.reliability.fuzzing import (
     user_ids,
 )
 
-CI, SOAK = 80, 2000  # frames per route
+CI, SOAK = 200, 2000  # frames per route
 ROUTES = {"send": "WsSend", "ack": "WsAck", "receipt": "WsReceipt", "sync": "WsSync"}
 ROUTES |= {"typing": "WsTyping"}
 FAULTS = {"internal_error", "service_unavailable"}
