@@ -36,7 +36,7 @@ class FakeAws:
     """Resources created in moto, and the settings that name them."""
 
     settings: dict[Setting, str] = field(default_factory=dict)
-    boto: Any = None  # the boto3 module, for tests that inspect resources
+    boto: Any = None  # a boto3 session, for tests that inspect resources
 
     def env_for(self, function_id: str) -> dict[str, str]:
         """Exactly the environment the CDK stack gives `function_id`."""
@@ -50,6 +50,20 @@ class FakeAws:
         return self.boto.client(service, region_name=REGION)
 
 
+_SESSIONS: list[Any] = []
+
+
+def _session() -> Any:
+    """One boto3 session for every test of the process: a fresh one per test loads
+    the endpoint rules and service models again, which was most of a test's set-up.
+    moto's stub is a botocore handler, so clients of any session are mocked."""
+    if not _SESSIONS:
+        import boto3
+
+        _SESSIONS.append(boto3.session.Session())
+    return _SESSIONS[0]
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
     """Every table, the bucket and the signing secret, in moto (in-process)."""
@@ -58,12 +72,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
     for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     with mock_aws():
-        import boto3
-
-        reset_clients()
+        reset_clients(keep_session=True)
         reset_config()
-        fake = FakeAws(boto=boto3)
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        session = _session()
+        fake = FakeAws(boto=session)
+        ddb = session.client("dynamodb", region_name=REGION)
         for spec in TABLES:
             name = f"parley-test-{spec.id.lower()}"
             ddb.create_table(**create_table_kwargs(spec, name))
@@ -73,22 +86,22 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
                 )
             fake.settings[spec.setting] = name
-        s3 = boto3.client("s3", region_name=REGION)
+        s3 = session.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="parley-test-media")
         fake.settings[Setting.MEDIA_BUCKET] = "parley-test-media"
-        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        secret = session.client("secretsmanager", region_name=REGION).create_secret(
             Name="parley-test-signing", SecretString="k" * 64
         )
         fake.settings[Setting.SIGNING_SECRET_ARN] = secret["ARN"]
         fake.settings[Setting.WS_ENDPOINT] = "https://ws.local.test/test"
         fake.settings[Setting.PUSH_APPS] = "{}"
         fake.settings[Setting.LIMITS] = "{}"
-        fanout = boto3.client("sqs", region_name=REGION).create_queue(
+        fanout = session.client("sqs", region_name=REGION).create_queue(
             QueueName="parley-test-fanout.fifo", Attributes={"FifoQueue": "true"}
         )
         fake.settings[Setting.GROUP_FANOUT_QUEUE] = fanout["QueueUrl"]
         yield fake
-        reset_clients()
+        reset_clients(keep_session=True)
         reset_config()
 
 

@@ -44,8 +44,12 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
         return found
 
 
-def reset_clients() -> None:
-    """Forget every client (tests switch moto on and off between them)."""
+def reset_clients(*, keep_session: bool = False) -> None:
+    """Forget every client (tests switch moto on and off between them), and the
+    session too unless `keep_session`: a new session takes botocore's handlers as
+    they are now, a kept one saves loading the endpoint rules and service models
+    again (most of what a client costs to make)."""
     with _LOCK:
         _CLIENTS.clear()
-        _SESSION.clear()
+        if not keep_session:
+            _SESSION.clear()
