@@ -127,7 +127,10 @@ GRANTS: dict[str, FunctionGrants] = {
     ),
     # only reads the mailbox: envelopes leave it by ack
     "WsSync": FunctionGrants(tables={S.MAILBOX_TABLE: _R}, manage_connections=True),
-    "WsTyping": FunctionGrants(tables={S.CONNECTIONS_TABLE: _R | _D}, manage_connections=True),
+    # a group's roster is read to relay typing to its other members
+    "WsTyping": FunctionGrants(
+        tables={S.CONNECTIONS_TABLE: _R | _D, S.GROUPS_TABLE: _R}, manage_connections=True
+    ),
     # one slice of a large group's message: members' devices, batched envelope
     # writes, posts (stale connections dropped) and pushes; its queue is its
     # event source (stacks/fanout.py), which grants the consuming itself

@@ -151,7 +151,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         id="WsTyping",
         handler="parley_server.handlers.ws_typing.handler",
-        settings=frozenset({S.CONNECTIONS_TABLE, S.WS_ENDPOINT, S.LIMITS}),
+        settings=frozenset({S.CONNECTIONS_TABLE, S.GROUPS_TABLE, S.WS_ENDPOINT, S.LIMITS}),
         description="WebSocket typing: relays typing state to live connections",
         timeout_s=5,
     ),

@@ -12,6 +12,7 @@ The number of frames run per entry point is printed with the run's figures.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parley_server.catalogue import Setting
+from parley_server.config import Limits
+from parley_server.logic import groups
 from parley_server.models.frames import ACTIONS, Position, encode_cursor
+from parley_server.store.groups import GroupsStore, KnownUsers
 from tests.conftest import FakeAws
 from tests.integration.ws_harness import Device, Harness, harness
 from tests.reliability.figures import FIGURES
@@ -53,6 +57,7 @@ class World:
     bob: Device
     # server ids that waited in Bob's mailbox at the start (fixed: strategies draw from it)
     pending: tuple[str, ...]
+    group_id: str  # Alice's and Bob's
 
     @property
     def devices(self) -> list[Device]:
@@ -70,7 +75,16 @@ def world(aws: FakeAws, function_env: Any) -> Iterator[World]:
         for n in range(5):
             ws.send(alice, bob.user_id, {bob.device_id: b"seed"}, f"seed{n}")
         pending = tuple(e["id"] for e in ws.events(bob, "message"))
-        yield World(ws, aws, alice, laptop, bob, pending)
+        group = groups.create_group(
+            alice.user_id,
+            "fuzz",
+            [bob.user_id],
+            now=time.time(),
+            limits=Limits(),
+            groups=GroupsStore(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE]),
+            users=KnownUsers(aws.client("dynamodb"), aws.settings[Setting.USERS_TABLE]),
+        )
+        yield World(ws, aws, alice, laptop, bob, pending, group.group_id)
 
 
 def _frames(world: World, route: str) -> st.SearchStrategy[Any]:
@@ -188,7 +202,9 @@ def _frames(world: World, route: str) -> st.SearchStrategy[Any]:
         ),
         "sync": frame("sync", after=cursors),
         "typing": frame(
-            "typing", to=user_ids(*people), state=st.one_of(st.sampled_from(["on", "off"]))
+            "typing",
+            to=st.one_of(to, st.just(f"g:{world.group_id}")),
+            state=st.one_of(st.sampled_from(["on", "off"]), json_values),
         ),
         "$default": st.one_of(
             st.fixed_dictionaries({"action": st.one_of(st.text(max_size=12), json_values)}),

@@ -212,3 +212,68 @@ def test_group_fanout_drops_a_malformed_job_and_reports_a_failing_one(
         "c",
         "ok",
     ]
+
+
+# -- typing in a group --------------------------------------------------------------------
+
+
+def test_typing_in_a_group_reaches_the_other_members_live_devices_and_is_never_stored(
+    ws: Harness,
+) -> None:
+    alice_phone, alice_laptop = ws.user(devices=2)
+    bob_phone, bob_laptop = ws.user(devices=2)
+    (carol,) = ws.user()
+    (outsider,) = ws.user()
+    group_id = _group(ws, alice_phone, bob_phone, carol)
+    alice_phone, alice_laptop = ws.connect(alice_phone), ws.connect(alice_laptop)
+    bob_phone, bob_laptop = ws.connect(bob_phone), ws.connect(bob_laptop)
+    outsider = ws.connect(outsider)  # carol is offline
+    before = ws.snapshot()
+
+    ws.frame(alice_phone, {"action": "typing", "to": f"g:{group_id}", "state": "on"})
+
+    expected = {
+        "event": "typing",
+        "from": alice_phone.user_id,
+        "from_device": alice_phone.device_id,
+        "state": "on",
+        "group": group_id,
+    }
+    assert ws.events(bob_phone) == [expected]
+    assert ws.events(bob_laptop) == [expected]
+    assert ws.events(alice_laptop) == []  # not to the typist's own devices
+    assert ws.events(alice_phone) == []
+    assert ws.events(outsider) == []
+    assert ws.mailbox_items(carol) == []
+    assert ws.snapshot() == before
+
+
+@pytest.mark.parametrize("who", ["outsider", "unknown group"])
+def test_typing_to_a_group_one_is_not_in_is_refused_and_relays_nothing(
+    ws: Harness, who: str
+) -> None:
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    (outsider,) = ws.user()
+    group_id = _group(ws, alice, bob)
+    bob, outsider = ws.connect(bob), ws.connect(outsider)
+    to = f"g:{group_id}" if who == "outsider" else f"g:{'e' * 32}"
+
+    ws.frame(outsider, {"action": "typing", "to": to, "state": "on"})
+
+    (error,) = ws.events(outsider)
+    assert error["event"] == "error"
+    assert error["code"] == ("forbidden" if who == "outsider" else "not_found")
+    assert ws.events(bob) == []
+
+
+def test_typing_is_not_relayed_in_a_group_over_the_typing_size(ws: Harness) -> None:
+    people = [ws.user()[0] for _ in range(groups.TYPING_MEMBERS + 1)]
+    group_id = _group(ws, people[0], *people[1:])
+    typist, listener = ws.connect(people[0]), ws.connect(people[1])
+
+    ws.frame(typist, {"action": "typing", "to": f"g:{group_id}", "state": "on"})
+
+    (error,) = ws.events(typist)
+    assert (error["code"], error["limit"]) == ("group_too_large", groups.TYPING_MEMBERS)
+    assert ws.events(listener) == []

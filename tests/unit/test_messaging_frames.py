@@ -166,6 +166,18 @@ def test_typing_frame_states() -> None:
         TypingFrame.parse({"to": BOB, "state": "maybe"})
 
 
+def test_typing_frame_is_to_a_user_or_a_group() -> None:
+    assert TypingFrame.parse({"to": BOB, "state": "on"}) == TypingFrame(BOB, None, "on")
+    group = "e" * 32
+    assert TypingFrame.parse({"to": f"g:{group}", "state": "off"}) == TypingFrame(
+        None, group, "off"
+    )
+    for bad in ("g:", f"g:{group}x", "g:" + "E" * 32, f"G:{group}", "", 5, None, [BOB]):
+        with pytest.raises(BadRequest) as refused:
+            TypingFrame.parse({"to": bad, "state": "on"})
+        assert refused.value.to_dict()["field"] == "to"
+
+
 def test_cursor_round_trips_and_forged_cursors_are_refused() -> None:
     position = Position(make_ord(1_700_000_000.5, "0a0b0c0d"), f"m#{ALICE}#{DEV1}#c1")
     assert decode_cursor(encode_cursor(position)) == position

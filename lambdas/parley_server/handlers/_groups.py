@@ -1,4 +1,5 @@
-"""Wiring shared by the group paths: WsSend's group branch and the GroupFanout function.
+"""Wiring shared by the group paths: WsSend's and WsTyping's group branches and the
+GroupFanout function.
 
 `send` is what WsSend runs for a frame with `to` = "g:<group id>": it builds
 the adapters from the function's settings and calls logic.groups.send. The
@@ -15,13 +16,13 @@ from parley_server.config import Config
 from parley_server.handlers import _ws
 from parley_server.logic import groups
 from parley_server.logic.groups import FanoutOutcome
-from parley_server.logic.messaging import Caller
-from parley_server.models.frames import SendFrame
+from parley_server.logic.messaging import Caller, DeliveryReport
+from parley_server.models.frames import SendFrame, TypingFrame
 from parley_server.models.groups import FanoutJob
 from parley_server.store.aws import client
 from parley_server.store.groups import EnvelopeWriter, FanoutQueue, GroupsStore
 
-__all__ = ["count_fanout", "fan_out", "send"]
+__all__ = ["count_fanout", "fan_out", "send", "typing"]
 
 
 def _queue(config: Config) -> FanoutQueue:
@@ -51,6 +52,19 @@ def send(frame: SendFrame, caller: Caller, raw: dict[str, Any], config: Config) 
     if outcome.fanout is not None:
         count_fanout(outcome.fanout)
     return outcome.event
+
+
+def typing(frame: TypingFrame, caller: Caller, config: Config) -> DeliveryReport:
+    """Typing state to the other members' live connections (one strongly consistent
+    read of the roster, one Query per member)."""
+    return groups.typing(
+        frame,
+        caller,
+        now=time.time(),
+        roster=GroupsStore(client("dynamodb"), config.groups_table),
+        connections=_ws.connections_store(config),
+        gateway=_ws.connections_api(config),
+    )
 
 
 def fan_out(job: FanoutJob, config: Config) -> FanoutOutcome:

@@ -38,6 +38,7 @@ from parley_server.config import Limits
 from parley_server.logic.messaging import (
     Caller,
     ConnectionsPort,
+    DeliveryReport,
     DeviceInfo,
     Directory,
     GatewayPort,
@@ -56,8 +57,10 @@ from parley_server.models.errors import (
 from parley_server.models.frames import (
     MessageEnvelope,
     SendFrame,
+    TypingFrame,
     make_ord,
     sent_event,
+    typing_event,
 )
 from parley_server.models.groups import (
     ADMIN,
@@ -98,6 +101,7 @@ __all__ = [
     "promote_admin",
     "remove_member",
     "send",
+    "typing",
 ]
 
 MAX_NAME_CHARS = 100  # as WhatsApp's group subject
@@ -108,6 +112,9 @@ MAX_IDS_PER_REQUEST = 98
 # work is two Queries per member (devices, connections) plus batched writes:
 # ~32 members stay well under a second and far from API Gateway's 29 s.
 INLINE_MEMBERS = 32
+# Typing is relayed in groups up to this size: one Query per member for their
+# connections, for something sent every few seconds and never stored.
+TYPING_MEMBERS = 32
 # Members per queued job: ~100 Queries and a few batch writes per job, a second
 # or two of work; a 1024-member group is 21 jobs processed in parallel.
 CHUNK_MEMBERS = 50
@@ -645,3 +652,44 @@ def fan_out(
             if device.device_id not in report.reached and pusher.notify(device)
         )
     return FanoutOutcome(len(job.members), len(batch), delivered, pushed, gone, writes)
+
+
+def typing(
+    frame: TypingFrame,
+    caller: Caller,
+    *,
+    now: float,
+    roster: RosterPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+    max_members: int = TYPING_MEMBERS,
+) -> DeliveryReport:
+    """Relay typing state to the live connections of every other member of a
+    group (not to the caller's own other devices); nothing is stored."""
+    group_id = frame.to_group
+    if group_id is None:
+        raise BadRequest("not a group")
+    found = roster.roster(group_id)
+    if found is None:
+        raise NotFound("no such group")
+    if caller.user_id not in found.members:
+        raise Forbidden("you are not a member of this group")
+    if len(found.members) > max_members:
+        raise BadRequest(
+            f"typing is relayed in groups of up to {max_members} members",
+            code="group_too_large",
+            limit=max_members,
+        )
+    event = typing_event(caller.user_id, caller.device_id, frame.state, group=group_id)
+    reached: set[str] = set()
+    posts = gone = 0
+    for member in found.members:
+        if member == caller.user_id:
+            continue
+        report = deliver(
+            member, lambda _device_id: event, now=now, connections=connections, gateway=gateway
+        )
+        reached |= {f"{member}/{device}" for device in report.reached}
+        posts += report.posts
+        gone += report.gone
+    return DeliveryReport(frozenset(reached), posts, gone)

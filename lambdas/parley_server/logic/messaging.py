@@ -584,10 +584,13 @@ def typing(
     connections: ConnectionsPort,
     gateway: GatewayPort,
 ) -> DeliveryReport:
-    """Relay typing state to `to`'s live connections; nothing is stored."""
+    """Relay typing state to `to`'s live connections; nothing is stored.
+    (A group's: logic.groups.typing.)"""
+    if frame.to_user is None:
+        raise BadRequest("not a user")
     event = typing_event(caller.user_id, caller.device_id, frame.state)
     return deliver(
-        frame.to,
+        frame.to_user,
         lambda _device_id: event,
         now=now,
         connections=connections,

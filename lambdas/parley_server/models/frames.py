@@ -228,19 +228,29 @@ class SyncFrame:
 
 @dataclass(frozen=True)
 class TypingFrame:
-    """`typing`: relayed to the live connections of `to`, never stored."""
+    """`typing`: relayed to the live connections of `to` (a user, or every other
+    member of a group), never stored."""
 
-    to: str
+    to_user: str | None
+    to_group: str | None
     state: Literal["on", "off"]
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> TypingFrame:
-        to = _string(raw, "to", _USER_ID, "a user id")
+        to = _field(raw, "to")
+        user: str | None = None
+        group: str | None = None
+        if isinstance(to, str) and to.startswith(_GROUP_PREFIX):
+            group = to.removeprefix(_GROUP_PREFIX)
+        elif isinstance(to, str):
+            user = to
+        if not _USER_ID.fullmatch(group or user or ""):
+            raise BadRequest("`to` must be a user id or g:<group id>", field="to")
         state = _field(raw, "state")
         if state == "on":
-            return cls(to, "on")
+            return cls(user, group, "on")
         if state == "off":
-            return cls(to, "off")
+            return cls(user, group, "off")
         raise BadRequest('`state` must be "on" or "off"', field="state")
 
 
@@ -428,8 +438,13 @@ def synced_event(more: bool, cursor: str | None) -> dict[str, Any]:
     return {"event": "synced", "more": more, "cursor": cursor}
 
 
-def typing_event(sender: str, sender_device: str, state: str) -> dict[str, Any]:
-    return {"event": "typing", "from": sender, "from_device": sender_device, "state": state}
+def typing_event(
+    sender: str, sender_device: str, state: str, group: str | None = None
+) -> dict[str, Any]:
+    event = {"event": "typing", "from": sender, "from_device": sender_device, "state": state}
+    if group is not None:
+        event["group"] = group
+    return event
 
 
 def error_event(error: Mapping[str, Any], ref: str | None) -> dict[str, Any]:
