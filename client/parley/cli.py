@@ -116,6 +116,21 @@ def render_group_message(client: Client, message: Message, *, color: bool) -> st
     return line
 
 
+def _typing_here(event: Typing, conversation: str) -> bool:
+    """Typing shown in this chat: the contact's to us, or a member's in this group."""
+    if event.group is not None:
+        return event.group.conversation == conversation
+    return event.contact.user_id == conversation
+
+
+def _typing_status(names: list[str]) -> str:
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing…"
+    return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
+
+
 def _group_event_line(client: Client, event: GroupUpdated) -> str:
     group = event.group
     if not group.active:
@@ -905,10 +920,13 @@ async def _chat(ctx: _Context) -> None:
                 shown[message.client_id] = message
                 term.show(render(message))
 
+        typists: dict[str, str] = {}  # who is typing here now: user id -> name
+
         async def show_events() -> None:
             async for event in stream:
                 if isinstance(event, MessageReceived) and event.message.peer == conversation:
-                    term.set_status("")
+                    typists.pop(event.contact.user_id, None)  # done typing: it arrived
+                    term.set_status(_typing_status(list(typists.values())))
                     term.show(render(event.message, event.contact))
                     await client.mark_read(target)  # the chat is open: it has been seen
                 elif isinstance(event, MessageReceived):
@@ -921,10 +939,12 @@ async def _chat(ctx: _Context) -> None:
                     for message in updated:
                         if message.peer == conversation:
                             term.show(f"  {ticks(message.state, color=ctx.color)}  {message.text}")
-                elif isinstance(event, Typing) and event.contact.user_id == conversation:
-                    term.set_status(
-                        f"{event.contact.display_name} is typing…" if event.typing else ""
-                    )
+                elif isinstance(event, Typing) and _typing_here(event, conversation):
+                    if event.typing:
+                        typists[event.contact.user_id] = client.member_name(event.contact.user_id)
+                    else:
+                        typists.pop(event.contact.user_id, None)
+                    term.set_status(_typing_status(list(typists.values())))
                 elif isinstance(event, GroupUpdated) and event.group.conversation == conversation:
                     term.show(_group_event_line(client, event))
                 elif isinstance(event, IdentityChanged):

@@ -94,6 +94,8 @@ MEDIA_DIR = "media"
 REGROUP_TRIES = 3
 # Refusals of a group send that mean this account may no longer be in the group.
 _NOT_IN_GROUP = frozenset({"forbidden", "not_found"})
+# The service relays typing in groups of up to this many members (docs/PROTOCOL.md).
+GROUP_TYPING_MEMBERS = 32
 
 KeyringChoice = KeyringLike | Literal["auto"] | None
 
@@ -529,12 +531,17 @@ class Client:
         return read
 
     async def typing(self, contact: str | Contact | Group, typing: bool = True) -> None:
-        """Show (or stop showing) `contact` that this user is typing. Not stored anywhere.
-        (The service relays typing between two people only; in a group it does nothing.)"""
+        """Show (or stop showing) `contact`, or every other member of a group, that this
+        user is typing. Not stored anywhere; dropped while offline. In a group of more
+        than GROUP_TYPING_MEMBERS members it does nothing (the service relays none)."""
         target = self.conversation(contact)
         if isinstance(target, Contact):
             self.protocol.send_typing(target.user_id, typing)
-            self._flush()
+        elif target.active and len(target.members) <= GROUP_TYPING_MEMBERS:
+            self.protocol.send_typing(target.conversation, typing)
+        else:
+            return
+        self._flush()
 
     def events(self) -> EventStream:
         """Every event from now on (one stream per call; each gets every event)."""
@@ -855,11 +862,23 @@ class Client:
             self._emit(Synced())
             self._refresh_soon(self.store.stale_groups())
         elif isinstance(event, TypingChanged):
-            contact = self.store.contact(event.sender)
-            if contact is not None:
-                self._emit(Typing(contact, event.typing))
+            self._typing_changed(event)
         elif isinstance(event, ServerError):
             log.warning("server error: %s %s", event.code, event.message)
+
+    def _typing_changed(self, event: TypingChanged) -> None:
+        if event.group is None:
+            contact = self.store.contact(event.sender)
+            if contact is not None:  # strangers' typing is not shown
+                self._emit(Typing(contact, event.typing))
+            return
+        group = self.store.group(event.group)
+        if group is None or not group.active or event.sender not in group.members:
+            return
+        if event.sender == self.account.user_id:
+            return
+        contact = self.store.contact(event.sender) or Contact(event.sender, None, None)
+        self._emit(Typing(contact, event.typing, group))
 
     async def _repair(self, event: DevicesMismatched) -> None:
         try:

@@ -223,8 +223,12 @@ class ReceiptUpdate:
 
 @dataclass(frozen=True)
 class Typing:
+    """`contact` started or stopped typing: to us, or in `group` when it is set
+    (then `contact` may be a member this profile has no name for)."""
+
     contact: Contact
     typing: bool
+    group: Group | None = None
 
 
 @dataclass(frozen=True)

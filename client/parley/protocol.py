@@ -203,6 +203,7 @@ class TypingChanged:
     sender: str
     sender_device: str | None
     typing: bool
+    group: str | None = None  # typing in this group, not to us alone
 
 
 @dataclass(frozen=True)
@@ -603,11 +604,15 @@ class Protocol:
 
     def _on_typing(self, raw: dict[str, Any]) -> None:
         sender, device, state = raw.get("from"), raw.get("from_device"), raw.get("state")
+        group = raw.get("group")
         if not is_user_id(sender) or state not in {"on", "off"}:
             log.warning("ignored a malformed typing event")
             return
+        if group is not None and not is_user_id(group):  # group ids look like user ids
+            log.warning("ignored a typing event with a malformed group")
+            return
         from_device = device if isinstance(device, str) and is_device_id(device) else None
-        self._events.append(TypingChanged(sender, from_device, state == "on"))
+        self._events.append(TypingChanged(sender, from_device, state == "on", group))
 
     _handlers: ClassVar[dict[str, Callable[[Protocol, dict[str, Any]], None]]] = {
         "message": _on_message,

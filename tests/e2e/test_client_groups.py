@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parley import ApiError, Client, EventStream, MessageReceived, MessageState
+from parley import ApiError, Client, EventStream, MessageReceived, MessageState, Typing
 from parley.groups import NotAGroupMember
 from parley.models import Account, Group, GroupUpdated
 from parley.protocol import IncomingMessage, OutboxEntry
@@ -230,3 +230,42 @@ async def test_admins_change_members_the_removed_cannot_read_on_the_added_cannot
         assert dan.groups() == []
         now = await alice.refresh_group(group)
         assert set(now.members) == {ids["alice"], ids["bob"]}
+
+
+async def test_typing_in_a_group_shows_on_the_other_members_devices_only(
+    local_stack: LocalStack, people: tuple[Path, dict[str, Account]]
+) -> None:
+    home, accounts = people
+    async with clients(local_stack, home, "alice", "bob", "carol", "dan") as everyone:
+        alice, bob, carol, _dan = everyone
+        streams = [c.events() for c in everyone]
+        for c in everyone:
+            await asyncio.wait_for(c.wait_synced(), WAIT_S)
+        await alice.add_contact(accounts["bob"].phone, "Bob")
+        await alice.add_contact(accounts["carol"].phone, "Carol")
+        group = await alice.create_group("Typists", ["Bob", "Carol"])
+        await alice.send(group, "hello")  # the members learn the group from it
+        for member, stream in ((bob, streams[1]), (carol, streams[2])):
+            await received(stream, group, 1)
+            await until(lambda m=member: group.group_id in {g.group_id for g in m.groups()})
+
+        await alice.typing(group, True)
+        for stream in streams[1:3]:
+            on = await expect(stream, Typing)
+            assert on.group is not None
+            assert (on.group.group_id, on.contact.user_id, on.typing) == (
+                group.group_id,
+                accounts["alice"].user_id,
+                True,
+            )
+        await alice.typing(group, False)
+        off = await expect(streams[1], Typing)
+        assert (off.group is not None, off.typing) == (True, False)
+        await bob.typing(bob.group(group.group_id), True)
+        seen_by_alice = await expect(streams[0], Typing)
+        assert seen_by_alice.group is not None
+        assert seen_by_alice.contact.user_id == accounts["bob"].user_id
+
+        # Dan is in no group with them: nothing reached him (his stream ends empty of it)
+        assert not any(isinstance(e, Typing) for e in streams[3].drain())
+        assert not any(isinstance(e, Typing) for e in streams[0].drain())

@@ -346,6 +346,18 @@ def test_typing_is_relayed_when_connected_and_dropped_offline() -> None:
     assert proto.events_received() == [TypingChanged(BOB, DEV1, False)]
 
 
+def test_typing_in_a_group_names_the_group_and_a_malformed_group_is_ignored() -> None:
+    proto = connected()
+    group = "e" * 32
+    proto.send_typing(f"g:{group}", True)
+    assert frames(proto) == [{"action": "typing", "to": f"g:{group}", "state": "on"}]
+    typing = {"event": "typing", "from": BOB, "from_device": DEV1, "state": "on"}
+    proto.receive_data(json.dumps({**typing, "group": group}))
+    for bad in ("g:" + group, "x", 5, ["e"]):
+        proto.receive_data(json.dumps({**typing, "group": bad}))
+    assert proto.events_received() == [TypingChanged(BOB, DEV1, True, group)]
+
+
 def test_read_receipts_survive_a_disconnect() -> None:
     proto = Protocol()
     proto.send_receipt(ALICE, ["m1", "m2", "m1"])
