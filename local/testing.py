@@ -191,6 +191,17 @@ class LocalStack:
             aws_secret_access_key="local",  # noqa: S106 (moto takes any)
         )
 
+    def mailbox(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
+        """Every item waiting in one device's mailbox, as DynamoDB holds it."""
+        ddb = self.moto("dynamodb")
+        (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
+        items: list[dict[str, Any]] = ddb.query(
+            TableName=table,
+            KeyConditionExpression="device = :d",
+            ExpressionAttributeValues={":d": {"S": f"{user_id}#{device_id}"}},
+        )["Items"]
+        return items
+
 
 class StackDidNotStart(RuntimeError):
     """`python -m local` exited, or wrote no endpoints file in time; says what it printed."""

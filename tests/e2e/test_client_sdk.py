@@ -115,13 +115,7 @@ async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_c
 
 
 def mailbox_bodies(stack: LocalStack, recipient: Account) -> list[bytes]:
-    ddb = stack.moto("dynamodb")
-    (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
-    items = ddb.query(
-        TableName=table,
-        KeyConditionExpression="device = :d",
-        ExpressionAttributeValues={":d": {"S": f"{recipient.user_id}#{recipient.device_id}"}},
-    )["Items"]
+    items = stack.mailbox(recipient.user_id, recipient.device_id)
     return [bytes(i["body"]["B"]) for i in items if i["sk"]["S"].startswith("m#")]
 
 

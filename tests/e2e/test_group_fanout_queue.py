@@ -67,12 +67,4 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
 
 
 def _waiting_in_mailbox(stack: LocalStack, device: Device) -> int:
-    ddb = stack.moto("dynamodb")
-    (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-mailbox")]
-    answer = ddb.query(
-        TableName=table,
-        KeyConditionExpression="device = :d",
-        ExpressionAttributeValues={":d": {"S": f"{device.user_id}#{device.device_id}"}},
-        Select="COUNT",
-    )
-    return int(answer["Count"])
+    return len(stack.mailbox(device.user_id, device.device_id))

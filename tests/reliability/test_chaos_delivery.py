@@ -48,19 +48,7 @@ def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _mailbox_items(stack: Stack, devices: list[Device]) -> int:
-    ddb = stack.moto("dynamodb")
-    total = 0
-    for device in devices:
-        answer = ddb.query(
-            TableName=stack.table("Mailbox"),
-            KeyConditionExpression="device = :d",
-            ExpressionAttributeValues={
-                ":d": {"S": f"{device.account.user_id}#{device.account.device_id}"}
-            },
-            Select="COUNT",
-        )
-        total += int(answer["Count"])
-    return total
+    return sum(len(stack.mailbox(d.account.user_id, d.account.device_id)) for d in devices)
 
 
 async def _groups(stack: Stack, accounts: list[Account], size: int) -> dict[str, list[Account]]:
