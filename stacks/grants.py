@@ -87,12 +87,15 @@ GRANTS: dict[str, FunctionGrants] = {
             S.GROUPS_TABLE: _R | _W | _D,
             # one conditional UpdateItem per hit, no read
             S.RATELIMITS_TABLE: _W,
+            # a device signed out has its open connections closed and forgotten
+            S.CONNECTIONS_TABLE: _R | _D,
         },
         media_upload=True,
         media_download=True,
         read_signing_secret=True,
         send_sms=True,
         register_push=True,
+        manage_connections=True,
     ),
     # verifies the token and that the device is not revoked
     "WsAuthorizer": FunctionGrants(tables={S.USERS_TABLE: _R}, read_signing_secret=True),

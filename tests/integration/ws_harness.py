@@ -42,16 +42,36 @@ _COUNTER = itertools.count(1)
 
 
 class ConnectionsEndpoint:
-    """@connections on 127.0.0.1: POST /{stage}/@connections/{id} records the event."""
+    """@connections on 127.0.0.1: POST /{stage}/@connections/{id} records the event,
+    DELETE records the close (answered `fail_closes` with a 500 instead)."""
 
     def __init__(self) -> None:
         self.received: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.gone: set[str] = set()
+        self.closed: list[str] = []
+        self.fail_closes = False
         self.posts = 0
         self._lock = threading.Lock()
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_DELETE(self) -> None:
+                found = _PATH.match(self.path)
+                if not found:
+                    self._answer(404, "NotFoundException")
+                    return
+                connection_id = unquote(found.group(1))
+                with endpoint._lock:
+                    if endpoint.fail_closes:
+                        self._answer(500, "InternalServerErrorException")
+                        return
+                    if connection_id in endpoint.gone:
+                        self._answer(410, "GoneException")
+                        return
+                    endpoint.closed.append(connection_id)
+                    endpoint.gone.add(connection_id)
+                self._answer(204, None)
+
             def do_POST(self) -> None:
                 found = _PATH.match(self.path)
                 length = int(self.headers.get("Content-Length") or 0)

@@ -226,6 +226,9 @@ def _path_value(world: World, name: str) -> st.SearchStrategy[str]:
         "user_id": (world.alice.user_id, world.bob.user_id, "f" * 32),
         "group_id": (world.group_id, "e" * 32),
         "media_id": (world.media_id, "d" * 32),
+        # not Alice's or Bob's own device: signing one out would leave every later
+        # request unauthenticated (tests/integration/test_http_devices.py signs out)
+        "device_id": ("0123456789abcdef", "f" * 16, world.alice.device_id.upper()),
     }[name]
     return st.one_of(st.sampled_from(known), PATH_TEXT)
 

@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from parley_server.config import Config, per_config
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
-from parley_server.logic import accounts, directory, otp, prekeys, presence, tokens
+from parley_server.logic import accounts, devices, directory, otp, prekeys, presence, tokens
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.logic.tokens import Keys, Principal
 from parley_server.models.errors import (
@@ -43,9 +43,12 @@ from parley_server.models.errors import (
     Unauthorized,
 )
 from parley_server.models.http import (
+    DEVICE_ID_PATTERN,
     USER_ID_PATTERN,
     BundleAnswer,
     DeviceBundleOut,
+    DeviceOut,
+    DevicesAnswer,
     ErrorAnswer,
     KeyCountAnswer,
     KeysUpload,
@@ -62,6 +65,8 @@ from parley_server.models.http import (
     VerifyRequest,
 )
 from parley_server.store.aws import client
+from parley_server.store.connections import ConnectionsStore
+from parley_server.store.management import ConnectionsApi
 from parley_server.store.otp import OtpStore
 from parley_server.store.prekeys import PrekeysStore
 from parley_server.store.push import PushNotifier
@@ -154,6 +159,16 @@ class Services:
     @cached_property
     def push(self) -> PushNotifier:
         return PushNotifier(self._sns, self.config.push_apps)
+
+    @cached_property
+    def connections(self) -> ConnectionsStore:
+        return ConnectionsStore(self._ddb, self.config.connections_table)
+
+    @cached_property
+    def gateway(self) -> ConnectionsApi:
+        return ConnectionsApi(
+            client("apigatewaymanagementapi", endpoint_url=self.config.ws_endpoint)
+        )
 
     @cached_property
     def _secret(self) -> SigningSecret:
@@ -485,6 +500,54 @@ def register_push(request: PushRequest) -> None:
     accounts.register_push(
         _caller(), request.platform, request.token, users=deps.users, notifier=deps.push
     )
+
+
+@app.get(
+    "/v1/devices",
+    summary="This account's signed-in devices",
+    tags=["devices"],
+    security=BEARER,
+    cache_control="no-store",
+    responses=_responses(401, 503),
+)
+def get_devices() -> DevicesAnswer:
+    caller = _caller()
+    found = devices.list_devices(caller, users=services().users)
+    return DevicesAnswer(
+        devices=[
+            DeviceOut(
+                device_id=d.device_id,
+                created_at=d.created_at,
+                current=d.device_id == caller.device_id,
+                ready=d.ready,
+                push=d.push_platform,
+            )
+            for d in found
+        ]
+    )
+
+
+@app.delete(
+    "/v1/devices/<device_id>",
+    status_code=204,
+    summary="Sign one of this account's devices out for good (this one too)",
+    tags=["devices"],
+    security=BEARER,
+    responses=_responses(400, 401, 404, 503),
+)
+def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) -> None:
+    deps = services()
+    caller = _caller()
+    closed = devices.sign_out(
+        caller,
+        device_id,
+        now=_now(),
+        users=deps.users,
+        connections=deps.connections,
+        gateway=deps.gateway,
+    )
+    metrics.add_metric(name="DeviceSignedOut", unit=MetricUnit.Count, value=1)
+    logger.info("device signed out", extra={"device_id": device_id, "connections_closed": closed})
 
 
 @app.get(

@@ -8,9 +8,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "DEVICE_ID_PATTERN",
     "USER_ID_PATTERN",
     "BundleAnswer",
     "DeviceBundleOut",
+    "DeviceOut",
+    "DevicesAnswer",
     "ErrorAnswer",
     "ErrorBody",
     "KeyCountAnswer",
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 USER_ID_PATTERN = r"^[0-9a-f]{32}$"
+DEVICE_ID_PATTERN = r"^[0-9a-f]{16}$"
 PHONE_EXAMPLE = "+447700900123"
 
 Phone = Annotated[
@@ -122,6 +126,18 @@ class UserAnswer(BaseModel):
 class PushRequest(_In):
     platform: Literal["fcm", "apns"]
     token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    created_at: int = Field(description="Unix time the device signed in")
+    current: bool = Field(description="the device making this request")
+    ready: bool = Field(description="keys uploaded: people can send to it")
+    push: str | None = Field(description='push platform registered ("fcm", "apns") or null')
+
+
+class DevicesAnswer(BaseModel):
+    devices: list[DeviceOut]
 
 
 class PresenceAnswer(BaseModel):

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class ConnectionsApi:
-    """Sends one JSON event to one connection."""
+    """Sends one JSON event to one connection, or closes it."""
 
     def __init__(self, management: Any) -> None:
         self._api = management
@@ -43,3 +43,20 @@ class ConnectionsApi:
             log.warning("post to connection failed: %s", type(exc).__name__)
             return PostOutcome.FAILED
         return PostOutcome.DELIVERED
+
+    def close(self, connection_id: str) -> bool:
+        """Close a connection (API Gateway then runs $disconnect). False if it could not
+        be closed now; a connection already gone counts as closed."""
+        try:
+            self._api.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error.get("Code") == "GoneException" or status == 410:
+                return True
+            log.warning("closing a connection failed: %s", error.get("Code") or status)
+            return False
+        except BotoCoreError as exc:
+            log.warning("closing a connection failed: %s", type(exc).__name__)
+            return False
+        return True

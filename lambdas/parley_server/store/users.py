@@ -22,7 +22,14 @@ from botocore.exceptions import ClientError
 from parley_server.models.errors import DependencyUnavailable, NotFound
 from parley_server.store.dynamo import Retry, batch_get, batch_write, query_pages
 
-__all__ = ["PRESENCE_SETTINGS", "Device", "PresenceSetting", "Profile", "UsersStore"]
+__all__ = [
+    "PRESENCE_SETTINGS",
+    "Device",
+    "DeviceSummary",
+    "PresenceSetting",
+    "Profile",
+    "UsersStore",
+]
 
 PresenceSetting = Literal["nobody", "contacts", "everybody"]
 PRESENCE_SETTINGS: tuple[PresenceSetting, ...] = ("nobody", "contacts", "everybody")
@@ -38,6 +45,16 @@ class Device:
     device_id: str
     push_platform: str | None
     push_endpoint: str | None
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """One of a user's signed-in devices, as its owner sees it in a device list."""
+
+    device_id: str
+    created_at: int
+    ready: bool  # keys uploaded: senders can see it
+    push_platform: str | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,28 @@ class UsersStore:
                 if not _flag(item, "revoked") and not _flag(item, "pending")
             )
         return found
+
+    def signed_in(self, user_id: str) -> list[DeviceSummary]:
+        """Every signed-in device of the user, pending ones too (not revoked), oldest first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
+            "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
+            "ProjectionExpression": "sk, created_at, revoked, pending, push_platform",
+            "ConsistentRead": True,
+        }
+        found = [
+            DeviceSummary(
+                device_id=item["sk"]["S"].removeprefix("DEVICE#"),
+                created_at=int(item.get("created_at", {}).get("N", "0")),
+                ready=not _flag(item, "pending"),
+                push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
+            )
+            for page in query_pages(self._ddb, kwargs, "user store unavailable")
+            for item in page.get("Items", [])
+            if not _flag(item, "revoked")
+        ]
+        return sorted(found, key=lambda d: (d.created_at, d.device_id))
 
     def device(self, user_id: str, device_id: str) -> Device | None:
         """A signed-in device (active or pending), or None if unknown or revoked.

@@ -1,0 +1,185 @@
+"""GET /v1/devices and DELETE /v1/devices/{id} through the HttpApi handler: a user
+sees their signed-in devices and signs one out for good, from any of them (a lost
+laptop); its tokens stop working, senders stop seeing it, and its open WebSocket
+connections are closed at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from parley_server.handlers import http_api
+from tests.conftest import FakeAws
+from tests.integration.test_http_harness import Answer, call, sign_up, with_keys
+from tests.integration.test_http_harness import Device as Signed
+from tests.integration.ws_harness import Device, Harness, harness
+
+PHONE = "+14155552671"
+
+
+class Clock:
+    """The HTTP API's clock, moved on a minute per sign-in: one person signs in on
+    several devices in a row, past the code's resend cool-down each time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self._real = http_api._now
+
+    def now(self) -> float:
+        return self._real() + self.offset
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    found = Clock()
+    monkeypatch.setattr(http_api, "_now", found.now)
+    return found
+
+
+@pytest.fixture
+def ws(aws: FakeAws, function_env: Any, clock: Clock) -> Iterator[Harness]:
+    with harness(aws, function_env) as h:
+        h.function_env("HttpApi")
+        h.clock = clock  # type: ignore[attr-defined]
+        yield h
+
+
+def sign_in(ws: Harness, phone: str = PHONE) -> Signed:
+    """`phone` signed in on one more device, with its keys uploaded."""
+    ws.clock.offset += 60  # type: ignore[attr-defined]
+    ws.function_env("HttpApi")
+    return with_keys(sign_up(phone))
+
+
+def http(ws: Harness, method: str, path: str, **kwargs: Any) -> Answer:
+    ws.function_env("HttpApi")
+    return call(method, path, **kwargs)
+
+
+def device_ids(ws: Harness, who: Signed) -> list[tuple[str, bool, bool]]:
+    answer = http(ws, "GET", "/v1/devices", token=who.access_token)
+    assert answer.status == 200, answer.body
+    return [(d["device_id"], d["current"], d["ready"]) for d in answer.body["devices"]]
+
+
+def test_the_list_shows_every_signed_in_device_oldest_first_and_which_is_this_one(
+    ws: Harness,
+) -> None:
+    phone = sign_in(ws)
+    ws.clock.offset += 60  # type: ignore[attr-defined]
+    laptop = sign_up(PHONE)  # signed in, keys not uploaded yet
+    assert laptop.user_id == phone.user_id
+
+    assert device_ids(ws, phone) == [
+        (phone.device_id, True, True),
+        (laptop.device_id, False, False),
+    ]
+    assert device_ids(ws, laptop) == [
+        (phone.device_id, False, True),
+        (laptop.device_id, True, False),
+    ]
+    answer = http(ws, "GET", "/v1/devices", token=phone.access_token)
+    assert answer.headers["cache-control"] == "no-store"
+    assert {d["push"] for d in answer.body["devices"]} == {None}
+    assert all(d["created_at"] > 0 for d in answer.body["devices"])
+
+
+def test_signing_out_another_device_revokes_it_and_closes_its_connections(ws: Harness) -> None:
+    phone = sign_in(ws)
+    laptop = sign_in(ws)
+    carol = sign_in(ws, "+12025550123")
+    online = ws.connect(Device(laptop.user_id, laptop.device_id))
+    still = ws.connect(Device(phone.user_id, phone.device_id))
+
+    answer = http(ws, "DELETE", f"/v1/devices/{laptop.device_id}", token=phone.access_token)
+
+    assert (answer.status, answer.body) == (204, None)
+    assert ws.endpoint.closed == [online.connection_id]
+    assert ws.connection_ids(phone.user_id) == {still.connection_id}
+    assert device_ids(ws, phone) == [(phone.device_id, True, True)]
+    # its tokens are refused, its refresh token too
+    assert http(ws, "GET", "/v1/devices", token=laptop.access_token).status == 401
+    refresh = http(ws, "POST", "/v1/auth/refresh", body={"refresh_token": laptop.refresh_token})
+    assert refresh.status == 401
+    # senders no longer encrypt for it
+    bundle = http(ws, "GET", f"/v1/keys/{phone.user_id}", token=carol.access_token)
+    assert [d["device_id"] for d in bundle.body["devices"]] == [phone.device_id]
+
+
+def test_a_device_may_sign_itself_out(ws: Harness) -> None:
+    phone = sign_in(ws)
+    online = ws.connect(Device(phone.user_id, phone.device_id))
+
+    answer = http(ws, "DELETE", f"/v1/devices/{phone.device_id}", token=phone.access_token)
+
+    assert answer.status == 204
+    assert ws.endpoint.closed == [online.connection_id]
+    assert http(ws, "GET", "/v1/devices", token=phone.access_token).status == 401
+
+
+@pytest.mark.parametrize("whose", ["unknown", "someone else's", "already signed out"])
+def test_a_device_that_is_not_ones_own_is_not_found_and_nothing_changes(
+    ws: Harness, whose: str
+) -> None:
+    phone = sign_in(ws)
+    other = sign_in(ws, "+12025550123")
+    ws.connect(Device(other.user_id, other.device_id))
+    target = {"unknown": "0123456789abcdef", "someone else's": other.device_id}.get(whose)
+    if target is None:
+        laptop = sign_in(ws)
+        assert (
+            http(ws, "DELETE", f"/v1/devices/{laptop.device_id}", token=phone.access_token).status
+            == 204
+        )
+        target = laptop.device_id
+    closed_before = list(ws.endpoint.closed)
+    before = ws.snapshot()
+
+    answer = http(ws, "DELETE", f"/v1/devices/{target}", token=phone.access_token)
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "unknown_device"
+    assert ws.snapshot() == before
+    assert ws.endpoint.closed == closed_before
+    assert device_ids(ws, other) == [(other.device_id, True, True)]
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        ("/v1/devices/ABCDEF0123456789", "good", 400),
+        ("/v1/devices/0123", "good", 400),
+        ("/v1/devices/0123456789abcdef", None, 401),
+        ("/v1/devices/0123456789abcdef", "junk", 401),
+    ],
+)
+def test_bad_requests_are_refused_and_change_nothing(
+    ws: Harness, path: str, token: str | None, status: int
+) -> None:
+    phone = sign_in(ws)
+    before = ws.snapshot()
+
+    answer = http(ws, "DELETE", path, token=phone.access_token if token == "good" else token)
+
+    assert answer.status == status
+    assert ws.snapshot() == before
+
+
+def test_a_close_that_fails_is_a_503_and_asking_again_finishes_the_job(ws: Harness) -> None:
+    phone = sign_in(ws)
+    laptop = sign_in(ws)
+    online = ws.connect(Device(laptop.user_id, laptop.device_id))
+    ws.endpoint.fail_closes = True
+
+    failed = http(ws, "DELETE", f"/v1/devices/{laptop.device_id}", token=phone.access_token)
+
+    assert failed.status == 503
+    assert http(ws, "GET", "/v1/devices", token=laptop.access_token).status == 401  # revoked
+    assert online.connection_id in ws.connection_ids(laptop.user_id)
+    ws.endpoint.fail_closes = False
+    again = http(ws, "DELETE", f"/v1/devices/{laptop.device_id}", token=phone.access_token)
+    assert again.status == 204
+    assert ws.endpoint.closed == [online.connection_id]
+    assert online.connection_id not in ws.connection_ids(laptop.user_id)
