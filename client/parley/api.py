@@ -32,7 +32,7 @@ from parley.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from parley.models import Group
+from parley.models import Group, LinkedDevice
 from parley.protocol import is_device_id, is_user_id
 from parley.storage import Tokens
 
@@ -223,6 +223,40 @@ class ApiClient:
         if not is_user_id(user_id):
             raise ApiError(200, "bad_answer", "directory answer has no valid user id")
         return user_id
+
+    async def devices(self) -> list[LinkedDevice]:
+        """GET /v1/devices: this account's signed-in devices (malformed lines skipped)."""
+        answer = await self._call("GET", "/v1/devices")
+        lines = answer.get("devices")
+        if not isinstance(lines, list):
+            raise ApiError(200, "bad_answer", "device list answer without a list")
+        found: list[LinkedDevice] = []
+        for raw in lines:
+            if not isinstance(raw, dict):
+                continue
+            device_id, created_at, push = (
+                raw.get("device_id"),
+                raw.get("created_at"),
+                raw.get("push"),
+            )
+            current, ready = raw.get("current"), raw.get("ready")
+            if (
+                not is_device_id(device_id)
+                or not _is_count(created_at)
+                or not isinstance(current, bool)
+                or not isinstance(ready, bool)
+                or not (push is None or isinstance(push, str))
+            ):
+                log.warning("skipped a malformed device line")
+                continue
+            found.append(LinkedDevice(device_id, created_at, current, ready, push))
+        return found
+
+    async def remove_device(self, device_id: str) -> None:
+        """DELETE /v1/devices/{id}: sign one of this account's devices out for good."""
+        if not is_device_id(device_id):
+            raise ValueError("a device id is 16 lowercase hex characters")
+        await self._call("DELETE", f"/v1/devices/{device_id}")
 
     async def presence(self, user_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/presence/{quote(user_id, safe='')}")

@@ -270,6 +270,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("whoami", parents=[common], help="this profile's account")
 
+    devices = commands.add_parser(
+        "devices", parents=[common], help="your signed-in devices (sign out a lost one)"
+    )
+    device_commands = devices.add_subparsers(dest="devices_command")
+    device_commands.add_parser("list", parents=[common], help="list them (the default)")
+    sign_out = device_commands.add_parser(
+        "remove", parents=[common], help="sign a device out for good"
+    )
+    sign_out.add_argument("device_id", metavar="DEVICE_ID")
+
     contacts = commands.add_parser("contacts", parents=[common], help="manage contacts")
     contact_commands = contacts.add_subparsers(dest="contacts_command", required=True)
     add = contact_commands.add_parser("add", parents=[common], help="add a contact by phone")
@@ -480,6 +490,29 @@ async def _whoami(ctx: _Context) -> None:
         }[protection]
         ctx.print(f"store      {label}")
         ctx.print(f"prekeys    {store.one_time_prekey_count()} one-time prekeys held locally")
+    finally:
+        await client.close()
+
+
+async def _devices(ctx: _Context) -> None:
+    client = await ctx.client(connect=False, online=True)
+    try:
+        if ctx.args.devices_command == "remove":
+            device_id = ctx.args.device_id
+            await client.sign_out_device(device_id)
+            if device_id == client.account.device_id:
+                ctx.print("This device is signed out. Its history stays in this profile;")
+                ctx.print("to use Parley here again, sign up into a new profile.")
+            else:
+                ctx.print(f"Signed out {device_id}: it can no longer send or receive.")
+            return
+        for device in await client.devices():
+            since = datetime.fromtimestamp(device.created_at).strftime("%Y-%m-%d %H:%M")
+            notes = ["this device" if device.current else ""]
+            notes.append("" if device.ready else "keys not uploaded yet")
+            notes.append(f"push: {device.push}" if device.push else "")
+            shown = ", ".join(n for n in notes if n)
+            ctx.print(f"{device.device_id}  signed in {since}  {shown}".rstrip())
     finally:
         await client.close()
 
@@ -1091,6 +1124,7 @@ def _start_input(
 _COMMANDS: dict[str, Callable[[_Context], Coroutine[Any, Any, None]]] = {
     "signup": _signup,
     "whoami": _whoami,
+    "devices": _devices,
     "contacts": _contacts,
     "send": _send,
     "send-file": _send_file,

@@ -57,6 +57,7 @@ from parley.models import (
     Event,
     Group,
     GroupUpdated,
+    LinkedDevice,
     Message,
     Synced,
     Typing,
@@ -779,6 +780,23 @@ class Client:
     async def maintain_keys(self) -> keys.Maintenance:
         """Replenish one-time prekeys and rotate the signed prekey if due (also automatic)."""
         return await keys.maintain(self.api, self.store, self._clock())
+
+    # --- this account's devices -------------------------------------------------------
+
+    async def devices(self) -> list[LinkedDevice]:
+        """This account's signed-in devices, oldest first (`current` marks this one)."""
+        return await self.api.devices()
+
+    async def sign_out_device(self, device_id: str) -> None:
+        """Sign one of this account's devices out for good (a lost phone, an old
+        laptop): its tokens stop working, its open connection is closed and people's
+        apps stop encrypting for it. Signing out this device also forgets its tokens
+        here; the profile keeps its history but can no longer send or receive."""
+        await self.api.remove_device(device_id)
+        if device_id == self.account.device_id:
+            self.store.forget_tokens()
+            if self._transport is not None:  # the service closed it; do not dial again
+                await self._transport.stop()
 
     async def last_seen(self, contact: str | Contact) -> dict[str, Any]:
         return await self.api.presence(self.contact(contact).user_id)

@@ -19,6 +19,7 @@ __all__ = [
     "Group",
     "GroupUpdated",
     "IdentityChanged",
+    "LinkedDevice",
     "Message",
     "MessageReceived",
     "MessageSent",
@@ -219,6 +220,17 @@ class ReceiptUpdate:
     state: MessageState
     messages: tuple[Message, ...]
     group: Group | None = None
+
+
+@dataclass(frozen=True)
+class LinkedDevice:
+    """One of this account's signed-in devices (`Client.devices()`)."""
+
+    device_id: str
+    created_at: int  # seconds since the epoch
+    current: bool  # the device this client runs on
+    ready: bool  # its keys are uploaded: people can send to it
+    push: str | None  # its push platform, if it registered one
 
 
 @dataclass(frozen=True)

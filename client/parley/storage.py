@@ -381,6 +381,14 @@ class Store:
                 ),
             )
 
+    def forget_tokens(self) -> None:
+        """This device was signed out: it can no longer speak to the service."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE account SET access_token = NULL, refresh_token = NULL,"
+                " access_expires_at = NULL"
+            )
+
     def tokens(self) -> Tokens | None:
         row = self._db.execute(
             "SELECT access_token, refresh_token, access_expires_at FROM account"

@@ -27,7 +27,16 @@ from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
 
-from parley import Client, Endpoints, Event, EventStream, MessageState, request_code, sign_up
+from parley import (
+    Client,
+    Endpoints,
+    Event,
+    EventStream,
+    MessageState,
+    RateLimited,
+    request_code,
+    sign_up,
+)
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
 from tests.e2e.conftest import LocalStack
@@ -42,6 +51,7 @@ __all__ = [
     "clients",
     "endpoints_of",
     "expect",
+    "new_device",
     "new_person",
     "new_phone",
     "next_event",
@@ -187,6 +197,25 @@ async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
     await request_code(phone, endpoints=endpoints)
     code = await code_from_local_sms(stack.sms_url, phone, after=before)
     return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
+
+
+async def new_device(stack: LocalStack, home: Path, person: Account, profile: str) -> Account:
+    """`person` signs in again on another device, into `profile` (one code per phone
+    per cool-down: waits as long as the service says)."""
+    endpoints = endpoints_of(stack)
+    before = await sms_count(stack.sms_url, person.phone)
+    while True:
+        try:
+            await request_code(person.phone, endpoints=endpoints)
+            break
+        except RateLimited as limited:
+            await asyncio.sleep(limited.retry_after)
+    code = await code_from_local_sms(stack.sms_url, person.phone, after=before)
+    device = await sign_up(
+        profile, person.phone, code, endpoints=endpoints, home=home, allow_plaintext=True
+    )
+    assert (device.user_id, device.device_id != person.device_id) == (person.user_id, True)
+    return device
 
 
 def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:

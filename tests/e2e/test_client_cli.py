@@ -74,3 +74,18 @@ def test_commands_fail_clearly_without_an_account_or_a_contact(cli: Cli) -> None
     assert "sign up first" in missing
     cli.signup("carol")
     assert "no contact 'Dave'" in cli.run("carol", "send", "Dave", "hi", ok=False)
+
+
+def test_devices_lists_this_one_and_remove_signs_it_out(cli: Cli) -> None:
+    cli.signup("erin")
+    device_id = re.search(r"device id\s+([0-9a-f]{16})", cli.run("erin", "whoami"))
+    assert device_id is not None
+
+    listed = cli.run("erin", "devices")
+    assert re.search(rf"^{device_id[1]}  signed in \S+ \S+  this device$", listed, re.MULTILINE)
+    assert "no such device" in cli.run("erin", "devices", "remove", "0123456789abcdef", ok=False)
+    assert "16 lowercase hex" in cli.run("erin", "devices", "remove", "nope", ok=False)
+
+    out = cli.run("erin", "devices", "remove", device_id[1])
+    assert "This device is signed out" in out
+    assert "sign up" in cli.run("erin", "devices", ok=False)

@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 
 from parley import (
+    AuthenticationError,
+    Connected,
+    Disconnected,
     IdentityChanged,
     MessageReceived,
     MessageSent,
     MessageState,
-    RateLimited,
+    NotRegistered,
     ReceiptUpdate,
     Typing,
-    request_code,
-    sign_up,
 )
-from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
 from parley.storage import Tokens
 from tests.e2e.conftest import LocalStack
@@ -30,8 +30,8 @@ from tests.e2e.support import (
     WAIT_S,
     client,
     clients,
-    endpoints_of,
     expect,
+    new_device,
     new_person,
     state_of,
     until_state,
@@ -150,25 +150,7 @@ async def test_a_new_device_of_the_recipient_is_picked_up_after_mismatched_devic
             await alice.wait_outbox_empty()
 
         # Bob signs in on a second device (same phone number, new profile)
-        endpoints = endpoints_of(local_stack)
-        before = await sms_count(local_stack.sms_url, bob_account.phone)
-        while True:  # one code per phone per cool-down: wait as long as the service says
-            try:
-                await request_code(bob_account.phone, endpoints=endpoints)
-                break
-            except RateLimited as limited:
-                await asyncio.sleep(limited.retry_after)
-        code = await code_from_local_sms(local_stack.sms_url, bob_account.phone, after=before)
-        laptop = await sign_up(
-            "bob-laptop",
-            bob_account.phone,
-            code,
-            endpoints=endpoints,
-            home=home,
-            allow_plaintext=True,
-        )
-        assert laptop.user_id == bob_account.user_id
-        assert laptop.device_id != bob_account.device_id
+        laptop = await new_device(local_stack, home, bob_account, "bob-laptop")
 
         second = await alice.send("Bob", "to both your devices")
         async with asyncio.timeout(WAIT_S):
@@ -222,3 +204,52 @@ async def test_typing_reaches_an_online_contact_and_is_never_stored(
         off = await expect(bob_events, Typing)
         assert off.typing is False
     assert mailbox_bodies(local_stack, bob_account) == []
+
+
+async def test_a_lost_device_is_signed_out_from_another_and_stops_at_once(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, _ = pair
+    laptop_account = await new_device(local_stack, home, alice_account, "alice-laptop")
+    async with clients(local_stack, home, "alice", "alice-laptop", "bob") as (phone, laptop, bob):
+        laptop_events = laptop.events()
+        for device in (phone, laptop, bob):
+            await asyncio.wait_for(device.wait_synced(), WAIT_S)
+        listed = await phone.devices()
+        assert {d.device_id: d.current for d in listed} == {
+            alice_account.device_id: True,
+            laptop_account.device_id: False,
+        }
+
+        await phone.sign_out_device(laptop_account.device_id)
+
+        await expect(laptop_events, Disconnected)  # closed by the service, at once
+        with pytest.raises(AuthenticationError):
+            await laptop.devices()
+        assert [d.device_id for d in await phone.devices()] == [alice_account.device_id]
+        # people's apps stop encrypting for it: Bob's message goes to the phone only
+        await bob.add_contact(alice_account.phone, "Alice")
+        sent = await bob.send("Alice", "just your phone now")
+        async with asyncio.timeout(WAIT_S):
+            await bob.wait_outbox_empty()
+        assert set(bob.store.sessions(alice_account.user_id)) == {alice_account.device_id}
+        assert state_of(bob, bob.account.user_id, sent.client_id) in (
+            MessageState.SENT,
+            MessageState.DELIVERED,
+        )
+        # and the laptop does not dial again
+        await asyncio.sleep(0.5)
+        assert not any(isinstance(e, Connected) for e in laptop_events.drain())
+
+
+async def test_a_device_signing_itself_out_forgets_its_tokens(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account]
+) -> None:
+    home, alice_account, _ = pair
+    async with client(local_stack, home, "alice") as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        await alice.sign_out_device(alice_account.device_id)
+        assert alice.store.tokens() is None
+    async with client(local_stack, home, "alice", connect=False) as again:
+        with pytest.raises(NotRegistered):  # the profile keeps its history, not its tokens
+            await again.devices()

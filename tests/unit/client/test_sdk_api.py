@@ -16,6 +16,7 @@ from aiohttp import web
 from parley.api import ApiClient
 from parley.crypto import IdentityKeyPair, OneTimePreKey, SignedPreKey
 from parley.errors import ApiError, AuthenticationError, NotFound, RateLimited, ServiceUnavailable
+from parley.models import LinkedDevice
 from parley.storage import Tokens
 
 # the fixtures' server and session live on the session loop: so do the tests
@@ -270,3 +271,46 @@ async def test_upload_sends_the_wire_format(
         },
         "one_time_prekeys": [{"key_id": k.key_id, "public_key": b64(k.public_key)} for k in otks],
     }
+
+
+async def test_the_device_list_is_parsed_and_malformed_lines_skipped(
+    base_url: str, http: aiohttp.ClientSession, service: Service
+) -> None:
+    good = {"device_id": DEVICE, "created_at": 5, "current": True, "ready": True, "push": None}
+    other = {**good, "device_id": "2" * 16, "current": False, "ready": False, "push": "fcm"}
+    bad = [
+        {**good, "device_id": "X" * 16},
+        {**good, "created_at": -1},
+        {**good, "current": "yes"},
+        {**good, "push": 7},
+        "not a device",
+    ]
+    service.behaviour["GET /v1/devices"] = lambda _r: web.json_response(
+        {"devices": [good, *bad, other]}
+    )
+    api, _ = api_with(base_url, http, "good", NOW + 600)
+
+    assert await api.devices() == [
+        LinkedDevice(DEVICE, 5, True, True, None),
+        LinkedDevice("2" * 16, 5, False, False, "fcm"),
+    ]
+    service.behaviour["GET /v1/devices"] = lambda _r: web.json_response({"devices": "all"})
+    with pytest.raises(ApiError):
+        await api.devices()
+
+
+async def test_removing_a_device_deletes_it_by_id_and_a_bad_id_never_leaves(
+    base_url: str, http: aiohttp.ClientSession, service: Service
+) -> None:
+    service.behaviour[f"DELETE /v1/devices/{DEVICE}"] = lambda _r: web.Response(status=204)
+    api, _ = api_with(base_url, http, "good", NOW + 600)
+
+    await api.remove_device(DEVICE)
+    assert ("DELETE", f"/v1/devices/{DEVICE}", "Bearer good") in service.calls
+    calls = len(service.calls)
+    for bad in ("../keys", "ABCDEF0123456789", DEVICE + "0", ""):
+        with pytest.raises(ValueError, match="device id"):
+            await api.remove_device(bad)
+    assert len(service.calls) == calls
+    with pytest.raises(NotFound):
+        await api.remove_device("3" * 16)  # the service: no such device
