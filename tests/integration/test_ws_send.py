@@ -250,3 +250,55 @@ def test_send_to_an_unknown_group_is_not_found(ws: Harness) -> None:
     )
     body = json.loads(answer["body"])
     assert (body["event"], body["code"], body["ref"]) == ("error", "not_found", "g-1")
+
+
+# -- to one's own other devices -------------------------------------------------------------
+
+
+def test_a_send_to_oneself_goes_to_ones_other_devices_and_their_ack_ticks_nothing(
+    ws: Harness,
+) -> None:
+    phone, laptop, tablet = ws.user(devices=3)
+    phone, laptop = ws.connect(phone), ws.connect(laptop)  # the tablet is offline
+
+    answer = ws.send(phone, phone.user_id, {laptop.device_id: b"l", tablet.device_id: b"t"}, "s1")
+
+    assert answer["event"] == "sent"
+    (got,) = ws.events(laptop, "message")
+    assert (got["from"], got["from_device"], base64.b64decode(got["body"])) == (
+        phone.user_id,
+        phone.device_id,
+        b"l",
+    )
+    assert len(ws.mailbox_items(tablet)) == 1
+    assert ws.mailbox_items(phone) == []
+    ws.frame(laptop, {"action": "ack", "ids": [got["id"]]})
+    assert ws.mailbox_items(laptop) == []
+    assert ws.mailbox_items(phone) == []  # no delivered receipt for one's own copy
+    assert ws.events(phone, "receipt") == []
+
+
+def test_a_send_to_oneself_must_not_include_the_sending_device(ws: Harness) -> None:
+    phone, laptop = ws.user(devices=2)
+    phone = ws.connect(phone)
+    before = ws.snapshot()
+
+    answer = ws.send(phone, phone.user_id, {phone.device_id: b"p", laptop.device_id: b"l"}, "s2")
+
+    assert (answer["code"], answer["missing"], answer["extra"]) == (
+        "mismatched_devices",
+        [],
+        [phone.device_id],
+    )
+    assert ws.snapshot() == before
+
+
+def test_a_send_to_oneself_with_no_other_device_is_refused(ws: Harness) -> None:
+    (alone,) = ws.user()
+    alone = ws.connect(alone)
+    before = ws.snapshot()
+
+    answer = ws.send(alone, alone.user_id, {alone.device_id: b"me"}, "s3")
+
+    assert (answer["event"], answer["code"]) == ("error", "no_other_devices")
+    assert ws.snapshot() == before

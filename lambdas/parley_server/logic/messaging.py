@@ -243,7 +243,7 @@ def send(
         raise BadRequest("group messages are not supported yet", code="not_supported")
     assert frame.to_user is not None
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
-    devices = _recipient_devices(frame.to_user, frame.payloads, directory)
+    devices = _recipient_devices(frame.to_user, frame.payloads, directory, caller)
 
     ord_ = make_ord(now, _nonce())
     expires_at = int(now) + limits.mailbox_ttl_s
@@ -292,9 +292,16 @@ def send(
 
 
 def _recipient_devices(
-    user_id: str, payloads: Mapping[str, bytes], directory: Directory[D]
+    user_id: str, payloads: Mapping[str, bytes], directory: Directory[D], caller: Caller
 ) -> Sequence[D]:
+    """The devices a 1:1 send must carry a payload for. To oneself (what one device
+    tells the account's others: a copy of what it sent, its group sender keys) they
+    are the caller's other devices."""
     devices = directory.devices(user_id)
+    if user_id == caller.user_id:
+        devices = [d for d in devices if d.device_id != caller.device_id]
+        if not devices:
+            raise BadRequest("this account has no other device", code="no_other_devices")
     if not devices:
         raise NotFound("no such user", code="unknown_user", to=user_id)
     registered = {device.device_id for device in devices}
@@ -470,7 +477,8 @@ def ack(
     waiting = mailbox.get_many(caller.user_id, caller.device_id, frame.ids, now=now)
     by_sender: dict[str, list[str]] = {}
     for envelope in waiting.values():
-        if isinstance(envelope, MessageEnvelope):
+        # what one's own other device sent needs no tick back: it is one's own
+        if isinstance(envelope, MessageEnvelope) and envelope.sender != caller.user_id:
             by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
     outcomes = tuple(
         _tell_delivered(
