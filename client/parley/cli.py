@@ -965,6 +965,14 @@ async def _chat(ctx: _Context) -> None:
                 elif isinstance(event, MessageReceived):
                     where = f" in {event.group.display_name}" if event.group else ""
                     term.show(f"(new message from {event.contact.display_name}{where})")
+                elif (
+                    isinstance(event, MessageSent)
+                    and event.message.peer == conversation
+                    and event.message.client_id not in shown
+                ):
+                    # sent from another of this account's devices: the whole line
+                    shown[event.message.client_id] = event.message
+                    term.show(render(event.message))
                 elif isinstance(event, MessageSent | ReceiptUpdate | SendFailed):
                     updated = (
                         event.messages if isinstance(event, ReceiptUpdate) else (event.message,)

@@ -399,9 +399,12 @@ class Client:
         if isinstance(target, Group):
             return await self._send_to_group(target, content)
         message, entry, events = await self.engine.prepare(target, content)
-        for event in events:
+        copy, more = await self.engine.own_copy(message)  # for this account's other devices
+        for event in [*events, *more]:
             self._emit(event)
         self.protocol.send(entry)
+        if copy is not None:
+            self.protocol.send(copy)
         self._flush()
         return message
 
@@ -787,6 +790,15 @@ class Client:
         """This account's signed-in devices, oldest first (`current` marks this one)."""
         return await self.api.devices()
 
+    async def refresh_own_devices(self) -> list[LinkedDevice]:
+        """Learn this account's other devices from the service: what this device sends
+        is copied to those that are ready (and its group sender keys go to them), so
+        every device of the account shows the whole conversation. The client does this
+        on connecting; call it after signing in on another device to start at once."""
+        found = await self.api.devices()
+        self.engine.set_own_devices(d.device_id for d in found if d.ready and not d.current)
+        return found
+
     async def sign_out_device(self, device_id: str) -> None:
         """Sign one of this account's devices out for good (a lost phone, an old
         laptop): its tokens stop working, its open connection is closed and people's
@@ -964,6 +976,10 @@ class Client:
         messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S)."""
         await self._synced.wait()
         while True:
+            try:
+                await self.refresh_own_devices()
+            except ParleyClientError as exc:
+                log.warning("could not list this account's devices (will retry): %s", exc)
             try:
                 result = await self.maintain_keys()
                 if result.uploaded or result.rotated:

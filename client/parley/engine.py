@@ -26,7 +26,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from parley import payload
@@ -124,6 +124,16 @@ class Engine:
         self._repairs: dict[str, int] = {}
         self.groups = GroupMessaging(store, self.account, clock)
         self.groups.prune()
+        # this account's other devices that can receive (see set_own_devices): what
+        # this one sends goes to them too, and its group sender keys
+        self.own_devices: frozenset[str] = frozenset()
+
+    def set_own_devices(self, device_ids: Iterable[str]) -> None:
+        """This account's other devices, as the service lists them."""
+        self.own_devices = frozenset(d for d in device_ids if d != self.account.device_id)
+
+    def _me(self) -> Contact:
+        return Contact(self.account.user_id, "you", self.account.phone)
 
     # --- sending ---------------------------------------------------------------------
 
@@ -153,6 +163,41 @@ class Engine:
         assert message is not None  # a fresh random client id
         return message, entry, events
 
+    async def own_copy(self, message: Message) -> tuple[OutboxEntry | None, list[Event]]:
+        """A copy of `message` (just prepared for a contact) for this account's other
+        devices, stored in the outbox; None when there are none (or none usable)."""
+        if not self.own_devices or message.content is None:
+            return None, []
+        me = self.account.user_id
+        plaintext = payload.encode_sent_copy(
+            payload.SentCopy(message.peer, message.client_id, message.content)
+        )
+        async with self._lock(me):
+            events: list[Event] = []
+            sessions = self.store.sessions(me)
+            if not sessions:
+                try:
+                    sessions, events = await self._start_sessions(self._me())
+                except ContactNotFound as exc:
+                    log.info("no copy for this account's other devices: %s", exc)
+                    return None, events
+            entry = OutboxEntry(
+                client_id=new_client_id(),
+                to=me,
+                payloads={did: b64(s.encrypt(plaintext)) for did, s in sessions.items()},
+            )
+            try:
+                self._check_size(entry)
+            except MessageTooLarge:
+                log.warning("message %s too large to copy to our other devices", message.client_id)
+                return None, events
+            now = self._clock()
+            with self.store.transaction():
+                for did, session in sessions.items():
+                    self.store.save_session(me, did, session, now)
+                self.store.outbox_add(entry, plaintext, now)
+        return entry, events
+
     async def repair(
         self, entry: OutboxEntry, missing: tuple[str, ...], extra: tuple[str, ...]
     ) -> tuple[dict[str, str] | None, list[Event]]:
@@ -161,7 +206,7 @@ class Engine:
         attempts = self._repairs.get(entry.client_id, 0) + 1
         self._repairs[entry.client_id] = attempts
         plaintext = self.store.outbox_plaintext(entry.client_id)
-        contact = self.store.contact(uid)
+        contact = self._me() if uid == self.account.user_id else self.store.contact(uid)
         if attempts > MAX_DEVICE_REPAIRS or plaintext is None or contact is None:
             log.warning("giving up on %s after %d device repairs", entry.client_id, attempts - 1)
             return None, []
@@ -291,7 +336,12 @@ class Engine:
         own = self.store.own_sender_key(group.group_id)
         if own is None or own.version != group.version:
             return True
-        return bool(self.groups.needs_key(group, own))
+        return bool(self._need_key(group, own))
+
+    def _need_key(self, group: Group, own: OwnSenderKey) -> list[str]:
+        """Who must be given our sender key: members who lack it, and this account
+        itself (its other devices) when it has others."""
+        return self.groups.needs_key(group, own, with_self=bool(self.own_devices))
 
     def _check_member(self, group: Group) -> None:
         if not group.active or not group.is_member(self.account.user_id):
@@ -324,8 +374,11 @@ class Engine:
         those we never wrote to). A member with no usable device is left out."""
         own = self.groups.sender_key(group)
         events: list[Event] = []
-        for member in self.groups.needs_key(group, own):
-            contact = self.store.contact(member) or Contact(member, None, None)
+        for member in self._need_key(group, own):
+            if member == self.account.user_id:
+                contact = self._me()
+            else:
+                contact = self.store.contact(member) or Contact(member, None, None)
             try:
                 events += await self.ensure_sessions(contact)
             except ContactNotFound as exc:
@@ -337,7 +390,7 @@ class Engine:
         member who lacks it (sessions advanced, entries in the outbox). Call inside a
         transaction, with the members' sessions started."""
         own = self.groups.sender_key(group)
-        need = self.groups.needs_key(group, own)
+        need = self._need_key(group, own)
         if not need:
             return own, []
         plaintext = self.groups.distribution(group, own)
@@ -381,15 +434,20 @@ class Engine:
         bundles = await self._fetch(uid)
         sessions: dict[str, Session] = {}
         events: list[Event] = []
+        mine = uid == self.account.user_id
         for device in bundles:
             if only is not None and device.device_id not in only:
                 continue
+            if mine and device.device_id == self.account.device_id:
+                continue  # this device itself
             try:
                 session = Session.initiate(self._identity, device.bundle)
             except CryptoError as exc:
                 log.warning("ignored a bad key bundle of %s/%s: %s", uid, device.device_id, exc)
                 continue
-            if self.store.record_identity(uid, device.device_id, device.bundle.identity_key):
+            if mine:
+                self.own_devices |= {device.device_id}
+            elif self.store.record_identity(uid, device.device_id, device.bundle.identity_key):
                 events.append(self._identity_changed(uid, device.device_id))
             sessions[device.device_id] = session
         if not sessions:
@@ -405,8 +463,10 @@ class Engine:
         if message.group is not None:
             label += f" in group {message.group}"
         if message.sender == self.account.user_id:
-            log.warning("dropped %s: messages from this account's other devices", label)
-            return Incoming(stored=False)
+            if message.sender_device == self.account.device_id:
+                log.warning("dropped %s: this device's own message came back", label)
+                return Incoming(stored=False)
+            self.own_devices |= {message.sender_device}
         try:
             body = unb64(message.body)
         except ValueError:
@@ -429,7 +489,8 @@ class Engine:
         now = self._clock()
         session, plaintext, consumed = self._open(sender, device, body, now)
         events: list[Event] = []
-        if self.store.record_identity(sender, device, session.remote_identity_key):
+        mine = sender == self.account.user_id
+        if not mine and self.store.record_identity(sender, device, session.remote_identity_key):
             events.append(self._identity_changed(sender, device))
         self.store.save_session(sender, device, session, now)
         self.store.mark_seen(sender, message.client_id, now)
@@ -447,6 +508,16 @@ class Engine:
                 consumed_prekey=consumed,
                 refresh_groups=outcome.refresh,
             )
+        if isinstance(content, payload.SentCopy) != mine:
+            # copies come only from our own devices, and our devices send us only copies
+            log.warning("dropped %s: %s", label, "not a copy" if mine else "a copy from another")
+            return Incoming(stored=True, events=events, consumed_prekey=consumed)
+        if isinstance(content, payload.SentCopy):
+            return Incoming(
+                stored=True,
+                events=events + self._store_copy(content, message.ts),
+                consumed_prekey=consumed,
+            )
         contact = self.store.contact(sender) or self.store.add_contact(sender, None, None)
         stored = self.store.add_message(
             peer=sender,
@@ -461,6 +532,25 @@ class Engine:
         if stored is not None:
             events.append(MessageReceived(stored, contact))
         return Incoming(stored=True, events=events, consumed_prekey=consumed)
+
+    def _store_copy(self, copy: payload.SentCopy, ts: int) -> list[Event]:
+        """What another of our devices sent to `copy.to`, as sent from here."""
+        if copy.to == self.account.user_id:
+            log.warning("dropped a copy of a message to ourselves")
+            return []
+        if self.store.contact(copy.to) is None:
+            self.store.add_contact(copy.to, None, None)
+        stored = self.store.add_message(
+            peer=copy.to,
+            direction=Direction.OUT,
+            sender=self.account.user_id,
+            client_id=copy.client_id,
+            text=payload.describe(copy.content),
+            ts=ts,
+            state=MessageState.SENT,
+            content=copy.content,
+        )
+        return [] if stored is None else [MessageSent(stored)]
 
     def _open(
         self, sender: str, device: str, body: bytes, now: float

@@ -42,6 +42,7 @@ from parley.models import (
     Group,
     Message,
     MessageReceived,
+    MessageSent,
     MessageState,
     ReceiptUpdate,
     group_conversation,
@@ -109,10 +110,11 @@ class GroupMessaging:
             own = OwnSenderKey(SenderKey.generate(), group.version, frozenset())
         return own
 
-    def needs_key(self, group: Group, own: OwnSenderKey) -> list[str]:
-        """Members (other than us) who have not been sent this sender key."""
+    def needs_key(self, group: Group, own: OwnSenderKey, *, with_self: bool = False) -> list[str]:
+        """Members (other than us) who have not been sent this sender key; and us
+        (`with_self`: this account's other devices) if we have not been sent it."""
         me = self.account.user_id
-        return [m for m in group.members if m != me and m not in own.distributed]
+        return [m for m in group.members if (m != me or with_self) and m not in own.distributed]
 
     @staticmethod
     def distribution(group: Group, own: OwnSenderKey) -> bytes:
@@ -255,6 +257,8 @@ class GroupMessaging:
         group = self.store.group(group_id)
         if group is None:
             self.store.note_group(group_id, now)
+        if sender == self.account.user_id:  # from another of our devices
+            return self._store_own(group_id, client_id, ts, content, group)
         contact = self.store.contact(sender) or self.store.add_contact(sender, None, None)
         stored = self.store.add_message(
             peer=group_conversation(group_id),
@@ -269,6 +273,27 @@ class GroupMessaging:
         if stored is None:
             return []
         return [MessageReceived(stored, contact, self.store.group(group_id))]
+
+    def _store_own(
+        self, group_id: str, client_id: str, ts: int, content: payload.Content, group: Group | None
+    ) -> list[Event]:
+        """What another of our devices said in the group, as said from here (its ticks
+        follow the members' receipts, which reach every device of ours)."""
+        stored = self.store.add_message(
+            peer=group_conversation(group_id),
+            direction=Direction.OUT,
+            sender=self.account.user_id,
+            client_id=client_id,
+            text=payload.describe(content),
+            ts=ts,
+            state=MessageState.SENT,
+            content=content,
+        )
+        if stored is None:
+            return []
+        if group is not None and group.active:
+            self.start_ticks(stored, group)
+        return [MessageSent(stored)]
 
     def _needs_refresh(self, group_id: str) -> bool:
         group = self.store.group(group_id)

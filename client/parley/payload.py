@@ -15,6 +15,11 @@ group member's sender key (`SenderKeyPayload`), which lets the others read what
 that member's device sends to the group:
 
     {"v": 1, "kind": "sender_key", "group": <group id>, "version": 3, "key": <b64>}
+
+And one goes only from one of an account's devices to its others: a copy of a
+message it sent to someone (`SentCopy`), so every device of the account shows it:
+
+    {"v": 1, "kind": "sent", "to": <user id>, "id": <client id>, "content": {...}}
 """
 
 from __future__ import annotations
@@ -40,14 +45,17 @@ from parley.media import (
 __all__ = [
     "MAX_TEXT_CHARS",
     "SENDER_KEY_KIND",
+    "SENT_KIND",
     "Content",
     "SenderKeyPayload",
+    "SentCopy",
     "UnsupportedContent",
     "decode",
     "decode_any",
     "describe",
     "encode",
     "encode_sender_key",
+    "encode_sent_copy",
     "encode_text",
 ]
 
@@ -57,7 +65,11 @@ MAX_TEXT_CHARS = 8_000
 
 
 SENDER_KEY_KIND = "sender_key"
+SENT_KIND = "sent"
 _GROUP_ID = re.compile(r"[0-9a-f]{32}")
+_USER_ID = _GROUP_ID
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SENT_FIELDS = frozenset({"v", "kind", "to", "id", "content"})
 _SENDER_KEY_FIELDS = frozenset({"v", "kind", "group", "version", "key"})
 # A distribution message is 74 bytes; anything far larger is not one.
 _MAX_KEY_CHARS = 200
@@ -87,6 +99,27 @@ def encode_sender_key(sender_key: SenderKeyPayload) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class SentCopy:
+    """A message one of this account's devices sent to `to`, for the account's
+    other devices to show as sent: the same client id, so its ticks reach them too."""
+
+    to: str
+    client_id: str
+    content: Content
+
+
+def encode_sent_copy(copy: SentCopy) -> bytes:
+    document = {
+        "v": 1,
+        "kind": SENT_KIND,
+        "to": copy.to,
+        "id": copy.client_id,
+        "content": json.loads(encode_content(copy.content)),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def encode(content: Content) -> bytes:
     """A content object -> the plaintext that goes into the ratchet."""
     return encode_content(content).encode()
@@ -107,15 +140,31 @@ def decode(plaintext: bytes) -> Content:
         raise UnsupportedContent(str(exc)) from exc
 
 
-def decode_any(plaintext: bytes) -> Content | SenderKeyPayload:
-    """What a pairwise message carries: content to show, or a member's sender key."""
+def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy:
+    """What a pairwise message carries: content to show, a member's sender key, or
+    (from this account's other devices) a copy of a message they sent."""
     try:
         document = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         document = None
     if isinstance(document, dict) and document.get("kind") == SENDER_KEY_KIND:
         return _sender_key(document)
+    if isinstance(document, dict) and document.get("kind") == SENT_KIND:
+        return _sent_copy(document)
     return decode(plaintext)
+
+
+def _sent_copy(document: dict[str, Any]) -> SentCopy:
+    to, client_id, content = document.get("to"), document.get("id"), document.get("content")
+    if set(document) != _SENT_FIELDS or document.get("v") != 1:
+        raise UnsupportedContent("a sent copy with unknown or missing fields")
+    if not (isinstance(to, str) and _USER_ID.fullmatch(to)):
+        raise UnsupportedContent("a sent copy without a valid recipient")
+    if not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)):
+        raise UnsupportedContent("a sent copy without a valid client id")
+    if not isinstance(content, dict) or content.get("kind") in (SENDER_KEY_KIND, SENT_KIND):
+        raise UnsupportedContent("a sent copy without content")
+    return SentCopy(to, client_id, decode(json.dumps(content).encode()))
 
 
 def _sender_key(document: dict[str, Any]) -> SenderKeyPayload:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from parley.api import DeviceBundle
+from parley import payload
+from parley.api import DeviceBundle, b64
 from parley.crypto import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
 from parley.engine import Engine
 from parley.keys import TARGET, publish_initial_keys
+from parley.media import Text
 from parley.models import (
     Account,
     Contact,
@@ -432,3 +434,95 @@ async def test_both_sides_starting_a_session_at_once_still_converge(
         assert alice.receive(envelope(b, BOB, BOB_DEV, ALICE_DEV)).stored
     assert len(bob.store.history(ALICE)) == 8
     assert len(alice.store.history(BOB)) == 8
+
+
+# -- this account's other devices ---------------------------------------------------------
+
+ALICE_DEV2 = "a2" * 8
+
+
+async def test_a_sent_copy_shows_on_the_other_device_as_sent_and_ticks_there(
+    tmp_path: Path,
+) -> None:
+    directory = KeyDirectory()
+    phone = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    laptop = await make_engine(tmp_path, directory, ALICE, ALICE_DEV2)
+    bob = await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    phone.set_own_devices([ALICE_DEV, ALICE_DEV2])
+    assert phone.own_devices == {ALICE_DEV2}  # never itself
+
+    message, entry, _ = await phone.prepare(Contact(BOB, "Bob", None), "hello Bob")
+    copy, _ = await phone.own_copy(message)
+
+    assert copy is not None
+    assert (copy.to, set(copy.payloads or {})) == (ALICE, {ALICE_DEV2})
+    assert copy.client_id != entry.client_id
+    shown = laptop.receive(envelope(copy, ALICE, ALICE_DEV, ALICE_DEV2))
+    (sent,) = shown.events
+    assert isinstance(sent, MessageSent)
+    assert (sent.message.peer, sent.message.client_id, sent.message.text) == (
+        BOB,
+        entry.client_id,
+        "hello Bob",
+    )
+    assert sent.message.state is MessageState.SENT
+    assert laptop.own_devices == {ALICE_DEV}  # learned from the copy
+    bob.receive(envelope(entry, ALICE, ALICE_DEV, BOB_DEV))
+    read = IncomingReceipt("r#1", BOB, BOB_DEV, "read", (entry.client_id,), 5)
+    laptop.receipt(read)
+    copied = laptop.store.message(ALICE, entry.client_id)
+    assert copied is not None
+    assert copied.state is MessageState.READ
+
+
+async def test_no_copy_without_other_devices(tmp_path: Path) -> None:
+    directory = KeyDirectory()
+    phone = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    message, _, _ = await phone.prepare(Contact(BOB, "Bob", None), "hello")
+    assert await phone.own_copy(message) == (None, [])
+
+
+def _sealed(engine: Engine, to: str, device: str, plaintext: bytes) -> bytes:
+    """`plaintext` through `engine`'s session with `to`/`device` (any document at all)."""
+    session = engine.store.session(to, device)
+    assert session is not None
+    body = session.encrypt(plaintext)
+    engine.store.save_session(to, device, session, 2000.0)
+    return body
+
+
+async def test_copies_come_only_from_ones_own_devices_and_they_send_nothing_else(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = KeyDirectory()
+    phone = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    laptop = await make_engine(tmp_path, directory, ALICE, ALICE_DEV2)
+    carol = await make_engine(tmp_path, directory, CAROL, CAROL_DEV)
+    await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    # sessions: Carol with Alice's devices, the phone with the laptop
+    _, hello, _ = await carol.prepare(Contact(ALICE, "Alice", None), "hi")
+    laptop.receive(envelope(hello, CAROL, CAROL_DEV, ALICE_DEV2))
+    phone.set_own_devices([ALICE_DEV2])
+    first, _, _ = await phone.prepare(Contact(BOB, "Bob", None), "to Bob")
+    copy, _ = await phone.own_copy(first)
+    assert copy is not None
+    laptop.receive(envelope(copy, ALICE, ALICE_DEV, ALICE_DEV2))
+    before = snapshot(laptop, BOB)
+
+    forged = payload.encode_sent_copy(payload.SentCopy(BOB, "forged-1", Text("I never said it")))
+    plain = payload.encode(Text("a plain message from my own phone"))
+    with caplog.at_level(logging.WARNING, logger="parley"):
+        # Carol claims to be a copy of what Alice sent Bob
+        body = _sealed(carol, ALICE, ALICE_DEV2, forged)
+        laptop.receive(IncomingMessage("m#f1", "f1", CAROL, CAROL_DEV, b64(body), 1))
+        # the phone sends the laptop something that is not a copy
+        body = _sealed(phone, ALICE, ALICE_DEV2, plain)
+        laptop.receive(IncomingMessage("m#p1", "p1", ALICE, ALICE_DEV, b64(body), 2))
+
+    assert snapshot(laptop, BOB) == before
+    assert laptop.store.message(ALICE, "forged-1") is None
+    assert [m.text for m in laptop.store.history(CAROL)] == ["hi"]
+    assert laptop.store.history(ALICE) == []
+    assert "a copy from another" in caplog.text
+    assert "not a copy" in caplog.text
