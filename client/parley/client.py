@@ -399,12 +399,9 @@ class Client:
         if isinstance(target, Group):
             return await self._send_to_group(target, content)
         message, entry, events = await self.engine.prepare(target, content)
-        copy, more = await self.engine.own_copy(message)  # for this account's other devices
-        for event in [*events, *more]:
+        for event in events:
             self._emit(event)
         self.protocol.send(entry)
-        if copy is not None:
-            self.protocol.send(copy)
         self._flush()
         return message
 
@@ -869,6 +866,8 @@ class Client:
             sent = engine.sent(event.entry, event.ts)
             if sent is not None:
                 self._emit(sent)
+                if not event.entry.is_group:
+                    await self._copy_to_own_devices(sent.message)
             self._outbox_changed.set()
         elif isinstance(event, SendRejected):
             if event.retry_after is None:
@@ -909,6 +908,20 @@ class Client:
             return
         contact = self.store.contact(event.sender) or Contact(event.sender, None, None)
         self._emit(Typing(contact, event.typing, group))
+
+    async def _copy_to_own_devices(self, message: Message) -> None:
+        """What the service accepted from here goes, as a copy, to this account's other
+        devices (only then: a message that fails here never shows as sent there)."""
+        try:
+            copy, events = await self.engine.own_copy(message)
+        except ParleyClientError as exc:
+            log.warning("no copy of %s for our other devices: %s", message.client_id, exc)
+            return
+        for event in events:
+            self._emit(event)
+        if copy is not None:
+            self.protocol.send(copy)
+            self._flush()
 
     async def _repair(self, event: DevicesMismatched) -> None:
         try:

@@ -164,8 +164,9 @@ class Engine:
         return message, entry, events
 
     async def own_copy(self, message: Message) -> tuple[OutboxEntry | None, list[Event]]:
-        """A copy of `message` (just prepared for a contact) for this account's other
-        devices, stored in the outbox; None when there are none (or none usable)."""
+        """A copy of `message` (accepted by the service for a contact) for this
+        account's other devices, stored in the outbox; None when there are none (or
+        none usable)."""
         if not self.own_devices or message.content is None:
             return None, []
         me = self.account.user_id
