@@ -4,6 +4,7 @@ catalogue and the table schemas say, and nothing more permissive."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -530,3 +531,52 @@ def test_dev_stage_cleans_up_after_itself(view: TemplateView) -> None:
             assert resource.get("DeletionPolicy") == "Delete", resource_id
     for table in view.of_type("AWS::DynamoDB::Table").values():
         assert table["Properties"]["DeletionProtectionEnabled"] is False
+
+
+def _references(node: Any, names: set[str], found: set[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and value in names:
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) else str(value).split(".")[0]
+                if target in names:
+                    found.add(target)
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found.update(n for n in re.findall(r"\$\{([^}.!]+)", text) if n in names)
+                _references(value, names, found)
+            else:
+                _references(value, names, found)
+    elif isinstance(node, list):
+        for item in node:
+            _references(item, names, found)
+
+
+def test_no_resource_depends_on_itself_through_others(synth_template: dict[str, Any]) -> None:
+    """CloudFormation refuses a template with a dependency cycle, and only at deploy
+    time; functions that reach the WebSocket API (HttpApi closes connections) must
+    not be needed by it in turn."""
+    resources = synth_template["Resources"]
+    names = set(resources)
+    graph: dict[str, set[str]] = {}
+    for name, resource in resources.items():
+        found: set[str] = set()
+        _references({k: v for k, v in resource.items() if k != "DependsOn"}, names, found)
+        depends = resource.get("DependsOn", [])
+        found.update([depends] if isinstance(depends, str) else depends)
+        graph[name] = found
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise AssertionError(" -> ".join((*path[path.index(name) :], name)))
+        if name in done:
+            return
+        for needed in graph[name]:
+            visit(needed, (*path, name))
+        done.add(name)
+
+    assert len(graph) > 100
+    for name in graph:
+        visit(name, ())
