@@ -180,7 +180,9 @@ class Engine:
                 try:
                     sessions, events = await self._start_sessions(self._me())
                 except ContactNotFound as exc:
+                    # the list was out of date (a device signed out): none until relisted
                     log.info("no copy for this account's other devices: %s", exc)
+                    self.own_devices = frozenset()
                     return None, events
             entry = OutboxEntry(
                 client_id=new_client_id(),
@@ -212,6 +214,8 @@ class Engine:
             log.warning("giving up on %s after %d device repairs", entry.client_id, attempts - 1)
             return None, []
         async with self._lock(uid):
+            if uid == self.account.user_id:
+                self.own_devices = (self.own_devices - set(extra)) | set(missing)
             for device in extra:
                 self.store.forget_device(uid, device)
             # their devices changed: our group sender keys go to them again next time

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -526,3 +526,39 @@ async def test_copies_come_only_from_ones_own_devices_and_they_send_nothing_else
     assert laptop.store.history(ALICE) == []
     assert "a copy from another" in caplog.text
     assert "not a copy" in caplog.text
+
+
+async def test_a_stale_list_of_our_devices_is_dropped_not_retried_on_every_message(
+    tmp_path: Path,
+) -> None:
+    directory = KeyDirectory()
+    phone = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    phone.set_own_devices([ALICE_DEV2])  # listed, but signed out since: no keys to be had
+    message, _, _ = await phone.prepare(Contact(BOB, "Bob", None), "hello")
+
+    assert await phone.own_copy(message) == (None, [])
+    assert phone.own_devices == frozenset()
+
+
+async def test_mismatched_devices_on_a_copy_updates_the_list_of_our_devices(
+    tmp_path: Path,
+) -> None:
+    directory = KeyDirectory()
+    phone = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    await make_engine(tmp_path, directory, ALICE, ALICE_DEV2)
+    await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    phone.set_own_devices([ALICE_DEV2])
+    message, _, _ = await phone.prepare(Contact(BOB, "Bob", None), "hello")
+    copy, _ = await phone.own_copy(message)
+    assert copy is not None
+    tablet = await make_engine(tmp_path, directory, ALICE, "a3" * 8)
+    del directory.devices[ALICE][ALICE_DEV2]  # the laptop signed out, a tablet signed in
+
+    payloads, _ = await phone.repair(copy, ("a3" * 8,), (ALICE_DEV2,))
+
+    assert payloads is not None
+    assert set(payloads) == {"a3" * 8}
+    assert phone.own_devices == {"a3" * 8}
+    shown = tablet.receive(envelope(replace(copy, payloads=payloads), ALICE, ALICE_DEV, "a3" * 8))
+    assert [type(e) for e in shown.events] == [MessageSent]
