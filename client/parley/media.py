@@ -369,7 +369,8 @@ def parse_content(data: str | bytes | Mapping[str, Any]) -> Content:
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nested deeper than the parser goes (a hostile sender)
             raise ContentError("message content is not JSON") from exc
     if not isinstance(data, Mapping):
         raise ContentError("message content must be a JSON object")

@@ -46,3 +46,20 @@ def _doc(**change: Any) -> bytes:
 def test_a_malformed_copy_is_unsupported(bad: bytes) -> None:
     with pytest.raises(payload.UnsupportedContent):
         payload.decode_any(bad)
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        DEEP,
+        '{"v": 1, "kind": "text", "text": ' + DEEP + "}",
+        '{"v": 1, "kind": "sent", "to": "' + BOB + '", "id": "c", "content": ' + DEEP + "}",
+    ],
+    ids=["bare", "in a text", "in a copy"],
+)
+def test_json_nested_past_the_parser_is_unsupported_not_a_crash(document: str) -> None:
+    with pytest.raises(payload.UnsupportedContent):
+        payload.decode_any(document.encode())
