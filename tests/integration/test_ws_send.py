@@ -293,12 +293,19 @@ def test_a_send_to_oneself_must_not_include_the_sending_device(ws: Harness) -> N
     assert ws.snapshot() == before
 
 
-def test_a_send_to_oneself_with_no_other_device_is_refused(ws: Harness) -> None:
-    (alone,) = ws.user()
-    alone = ws.connect(alone)
+def test_a_send_to_oneself_with_no_other_device_left_names_them_all_extra(
+    ws: Harness,
+) -> None:
+    phone, laptop = ws.user(devices=2)
+    phone = ws.connect(phone)
+    ws.users().revoke_device(laptop.user_id, laptop.device_id, time.time())  # signed out
     before = ws.snapshot()
 
-    answer = ws.send(alone, alone.user_id, {alone.device_id: b"me"}, "s3")
+    answer = ws.send(phone, phone.user_id, {laptop.device_id: b"copy"}, "s3")
 
-    assert (answer["event"], answer["code"]) == ("error", "no_other_devices")
+    assert (answer["code"], answer["missing"], answer["extra"]) == (
+        "mismatched_devices",
+        [],
+        [laptop.device_id],
+    )
     assert ws.snapshot() == before

@@ -296,13 +296,11 @@ def _recipient_devices(
 ) -> Sequence[D]:
     """The devices a 1:1 send must carry a payload for. To oneself (what one device
     tells the account's others: a copy of what it sent, its group sender keys) they
-    are the caller's other devices."""
+    are the caller's other devices, perhaps none: then every payload is `extra`."""
     devices = directory.devices(user_id)
     if user_id == caller.user_id:
         devices = [d for d in devices if d.device_id != caller.device_id]
-        if not devices:
-            raise BadRequest("this account has no other device", code="no_other_devices")
-    if not devices:
+    elif not devices:
         raise NotFound("no such user", code="unknown_user", to=user_id)
     registered = {device.device_id for device in devices}
     missing = registered - set(payloads)
