@@ -236,6 +236,7 @@ class Client:
         self._api: ApiClient | None = None
         self._engine: Engine | None = None
         self._transport: Transport | None = None
+        self._relisting: asyncio.Task[None] | None = None
         self.protocol = Protocol()
         self._synced = asyncio.Event()
         self._outbox_changed = asyncio.Event()
@@ -402,6 +403,9 @@ class Client:
         for event in events:
             self._emit(event)
         self.protocol.send(entry)
+        # the copy for our other devices leaves with it, so it is there before the
+        # recipient's receipts (which reach every device of ours) can be
+        await self._copy_to_own_devices(message)
         self._flush()
         return message
 
@@ -793,7 +797,11 @@ class Client:
         every device of the account shows the whole conversation. The client does this
         on connecting; call it after signing in on another device to start at once."""
         found = await self.api.devices()
+        before = self.engine.own_devices
         self.engine.set_own_devices(d.device_id for d in found if d.ready and not d.current)
+        if self.engine.own_devices - before:
+            # a device new to us: our group sender keys go to it with the next message
+            self.store.forget_distribution(self.account.user_id)
         return found
 
     async def sign_out_device(self, device_id: str) -> None:
@@ -802,6 +810,9 @@ class Client:
         apps stop encrypting for it. Signing out this device also forgets its tokens
         here; the profile keeps its history but can no longer send or receive."""
         await self.api.remove_device(device_id)
+        me = self.account.user_id
+        self.engine.own_devices -= {device_id}
+        self.store.forget_device(me, device_id)
         if device_id == self.account.device_id:
             self.store.forget_tokens()
             if self._transport is not None:  # the service closed it; do not dial again
@@ -866,8 +877,6 @@ class Client:
             sent = engine.sent(event.entry, event.ts)
             if sent is not None:
                 self._emit(sent)
-                if not event.entry.is_group:
-                    await self._copy_to_own_devices(sent.message)
             self._outbox_changed.set()
         elif isinstance(event, SendRejected):
             if event.retry_after is None:
@@ -889,6 +898,7 @@ class Client:
         elif isinstance(event, SyncComplete):
             self._synced.set()
             self._emit(Synced())
+            self._relist_own_devices_soon()
             self._refresh_soon(self.store.stale_groups())
         elif isinstance(event, TypingChanged):
             self._typing_changed(event)
@@ -909,9 +919,23 @@ class Client:
         contact = self.store.contact(event.sender) or Contact(event.sender, None, None)
         self._emit(Typing(contact, event.typing, group))
 
+    def _relist_own_devices_soon(self) -> None:
+        """After each (re)connect: which devices this account has now, in the background."""
+        if self._relisting is not None and not self._relisting.done():
+            return
+
+        async def relist() -> None:
+            try:
+                await self.refresh_own_devices()
+            except ParleyClientError as exc:
+                log.warning("could not list this account's devices: %s", exc)
+
+        self._relisting = asyncio.create_task(relist(), name="parley-own-devices")
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks.append(self._relisting)
+
     async def _copy_to_own_devices(self, message: Message) -> None:
-        """What the service accepted from here goes, as a copy, to this account's other
-        devices (only then: a message that fails here never shows as sent there)."""
+        """What this device sends goes, as a copy, to this account's other devices."""
         try:
             copy, events = await self.engine.own_copy(message)
         except ParleyClientError as exc:
@@ -989,10 +1013,6 @@ class Client:
         messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S)."""
         await self._synced.wait()
         while True:
-            try:
-                await self.refresh_own_devices()
-            except ParleyClientError as exc:
-                log.warning("could not list this account's devices (will retry): %s", exc)
             try:
                 result = await self.maintain_keys()
                 if result.uploaded or result.rotated:

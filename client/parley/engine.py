@@ -164,9 +164,8 @@ class Engine:
         return message, entry, events
 
     async def own_copy(self, message: Message) -> tuple[OutboxEntry | None, list[Event]]:
-        """A copy of `message` (accepted by the service for a contact) for this
-        account's other devices, stored in the outbox; None when there are none (or
-        none usable)."""
+        """A copy of `message` (just prepared for a contact) for this account's other
+        devices, stored in the outbox; None when there are none (or none usable)."""
         if not self.own_devices or message.content is None:
             return None, []
         me = self.account.user_id
@@ -467,11 +466,12 @@ class Engine:
         label = f"{message.client_id} from {message.sender}/{message.sender_device}"
         if message.group is not None:
             label += f" in group {message.group}"
-        if message.sender == self.account.user_id:
-            if message.sender_device == self.account.device_id:
-                log.warning("dropped %s: this device's own message came back", label)
-                return Incoming(stored=False)
-            self.own_devices |= {message.sender_device}
+        if (message.sender, message.sender_device) == (
+            self.account.user_id,
+            self.account.device_id,
+        ):
+            log.warning("dropped %s: this device's own message came back", label)
+            return Incoming(stored=False)
         try:
             body = unb64(message.body)
         except ValueError:
@@ -495,7 +495,9 @@ class Engine:
         session, plaintext, consumed = self._open(sender, device, body, now)
         events: list[Event] = []
         mine = sender == self.account.user_id
-        if not mine and self.store.record_identity(sender, device, session.remote_identity_key):
+        if mine:
+            self.own_devices |= {device}  # it proved itself: it holds a session with us
+        elif self.store.record_identity(sender, device, session.remote_identity_key):
             events.append(self._identity_changed(sender, device))
         self.store.save_session(sender, device, session, now)
         self.store.mark_seen(sender, message.client_id, now)

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from parley.errors import AuthenticationError, NotRegistered
 from parley.protocol import MAX_MESSAGE_BYTES, Protocol, ProtocolEvent
 
 __all__ = ["Backoff", "Transport"]
@@ -116,6 +117,13 @@ class Transport:
                 await self._notify(False, f"unreachable ({type(exc).__name__})")
             except asyncio.CancelledError:
                 raise
+            except (AuthenticationError, NotRegistered) as exc:
+                # the service refused the refresh token itself: this device was signed
+                # out (or its tokens are gone); dialling again would only be refused
+                log.warning("signed out, not reconnecting: %s", exc)
+                self._stopping = True
+                await self._notify(False, f"signed out ({exc})")
+                break
             except Exception as exc:  # a token or handler failure must not end the loop
                 log.warning("connection attempt failed: %s", exc)
                 await self._notify(False, f"error ({type(exc).__name__})")

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from parley.errors import AuthenticationError
 from parley.protocol import (
     FRAGMENT_BYTES,
     OutboxEntry,
@@ -191,6 +192,25 @@ async def test_a_refused_handshake_refreshes_the_token_then_connects(
     assert fake.tokens_seen[:2] == ["expired", "t1"]
     assert harness.refreshed == 1
     assert harness.states[0] == (False, "refused (401)")
+
+
+async def test_a_device_whose_refresh_token_is_refused_stops_dialling(
+    service: tuple[FakeService, str],
+) -> None:
+    fake, url = service
+    harness = Harness(url, first_token="expired")
+
+    async def signed_out() -> None:
+        harness.refreshed += 1
+        raise AuthenticationError(401, "invalid_token", "this device has been signed out")
+
+    harness.transport._refresh_token = signed_out  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await harness.task  # run() returns by itself
+    assert harness.refreshed == 1
+    assert fake.tokens_seen == ["expired"]
+    assert harness.states[-1][0] is False
+    assert harness.states[-1][1].startswith("signed out")
 
 
 async def test_a_large_frame_reaches_the_server_in_fragments_under_32_kb(
