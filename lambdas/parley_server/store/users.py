@@ -97,31 +97,11 @@ class UsersStore:
 
     def devices(self, user_id: str) -> list[Device]:
         """The user's active devices (not revoked, keys uploaded); [] for an unknown user."""
-        found: list[Device] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
-            "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
-            "ProjectionExpression": "sk, revoked, pending, push_platform, push_endpoint",
-        }
-        # A user has a handful of devices: one page in practice.
-        for page in query_pages(self._ddb, kwargs, "user store unavailable"):
-            found.extend(
-                _device_from(item)
-                for item in page.get("Items", [])
-                if not _flag(item, "revoked") and not _flag(item, "pending")
-            )
-        return found
+        items = self._device_items(user_id, "push_platform, push_endpoint", consistent=False)
+        return [_device_from(item) for item in items if not _flag(item, "pending")]
 
     def signed_in(self, user_id: str) -> list[DeviceSummary]:
         """Every signed-in device of the user, pending ones too (not revoked), oldest first."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
-            "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
-            "ProjectionExpression": "sk, created_at, revoked, pending, push_platform",
-            "ConsistentRead": True,
-        }
         found = [
             DeviceSummary(
                 device_id=item["sk"]["S"].removeprefix("DEVICE#"),
@@ -129,11 +109,26 @@ class UsersStore:
                 ready=not _flag(item, "pending"),
                 push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
             )
+            for item in self._device_items(user_id, "created_at, push_platform", consistent=True)
+        ]
+        return sorted(found, key=lambda d: (d.created_at, d.device_id))
+
+    def _device_items(self, user_id: str, attributes: str, *, consistent: bool) -> list[Any]:
+        """The user's device records that are not revoked (pending ones included), with
+        `attributes` besides sk and the flags: one Query (a handful of devices: one page)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
+            "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
+            "ProjectionExpression": f"sk, revoked, pending, {attributes}",
+            "ConsistentRead": consistent,
+        }
+        return [
+            item
             for page in query_pages(self._ddb, kwargs, "user store unavailable")
             for item in page.get("Items", [])
             if not _flag(item, "revoked")
         ]
-        return sorted(found, key=lambda d: (d.created_at, d.device_id))
 
     def device(self, user_id: str, device_id: str) -> Device | None:
         """A signed-in device (active or pending), or None if unknown or revoked.
