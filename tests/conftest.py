@@ -4,6 +4,7 @@ stack gives its function (so a handler that reads an undeclared setting fails)."
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,18 +51,14 @@ class FakeAws:
         return self.boto.client(service, region_name=REGION)
 
 
-_SESSIONS: list[Any] = []
-
-
+@functools.cache
 def _session() -> Any:
     """One boto3 session for every test of the process: a fresh one per test loads
     the endpoint rules and service models again, which was most of a test's set-up.
     moto's stub is a botocore handler, so clients of any session are mocked."""
-    if not _SESSIONS:
-        import boto3
+    import boto3
 
-        _SESSIONS.append(boto3.session.Session())
-    return _SESSIONS[0]
+    return boto3.session.Session()
 
 
 @pytest.fixture

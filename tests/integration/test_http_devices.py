@@ -5,7 +5,7 @@ connections are closed at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,18 +39,24 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 @pytest.fixture
-def ws(aws: FakeAws, function_env: Any, clock: Clock) -> Iterator[Harness]:
+def ws(aws: FakeAws, function_env: Any) -> Iterator[Harness]:
     with harness(aws, function_env) as h:
         h.function_env("HttpApi")
-        h.clock = clock  # type: ignore[attr-defined]
         yield h
 
 
-def sign_in(ws: Harness, phone: str = PHONE) -> Signed:
-    """`phone` signed in on one more device, with its keys uploaded."""
-    ws.clock.offset += 60  # type: ignore[attr-defined]
-    ws.function_env("HttpApi")
-    return with_keys(sign_up(phone))
+SignIn = Callable[..., Signed]
+
+
+@pytest.fixture
+def sign_in(ws: Harness, clock: Clock) -> SignIn:
+    def one_more(phone: str = PHONE) -> Signed:
+        """`phone` signed in on one more device, with its keys uploaded."""
+        clock.offset += 60
+        ws.function_env("HttpApi")
+        return with_keys(sign_up(phone))
+
+    return one_more
 
 
 def http(ws: Harness, method: str, path: str, **kwargs: Any) -> Answer:
@@ -66,9 +72,11 @@ def device_ids(ws: Harness, who: Signed) -> list[tuple[str, bool, bool]]:
 
 def test_the_list_shows_every_signed_in_device_oldest_first_and_which_is_this_one(
     ws: Harness,
+    sign_in: SignIn,
+    clock: Clock,
 ) -> None:
-    phone = sign_in(ws)
-    ws.clock.offset += 60  # type: ignore[attr-defined]
+    phone = sign_in()
+    clock.offset += 60
     laptop = sign_up(PHONE)  # signed in, keys not uploaded yet
     assert laptop.user_id == phone.user_id
 
@@ -86,10 +94,12 @@ def test_the_list_shows_every_signed_in_device_oldest_first_and_which_is_this_on
     assert all(d["created_at"] > 0 for d in answer.body["devices"])
 
 
-def test_signing_out_another_device_revokes_it_and_closes_its_connections(ws: Harness) -> None:
-    phone = sign_in(ws)
-    laptop = sign_in(ws)
-    carol = sign_in(ws, "+12025550123")
+def test_signing_out_another_device_revokes_it_and_closes_its_connections(
+    ws: Harness, sign_in: SignIn
+) -> None:
+    phone = sign_in()
+    laptop = sign_in()
+    carol = sign_in("+12025550123")
     online = ws.connect(Device(laptop.user_id, laptop.device_id))
     still = ws.connect(Device(phone.user_id, phone.device_id))
 
@@ -108,8 +118,8 @@ def test_signing_out_another_device_revokes_it_and_closes_its_connections(ws: Ha
     assert [d["device_id"] for d in bundle.body["devices"]] == [phone.device_id]
 
 
-def test_a_device_may_sign_itself_out(ws: Harness) -> None:
-    phone = sign_in(ws)
+def test_a_device_may_sign_itself_out(ws: Harness, sign_in: SignIn) -> None:
+    phone = sign_in()
     online = ws.connect(Device(phone.user_id, phone.device_id))
 
     answer = http(ws, "DELETE", f"/v1/devices/{phone.device_id}", token=phone.access_token)
@@ -121,14 +131,14 @@ def test_a_device_may_sign_itself_out(ws: Harness) -> None:
 
 @pytest.mark.parametrize("whose", ["unknown", "someone else's", "already signed out"])
 def test_a_device_that_is_not_ones_own_is_not_found_and_nothing_changes(
-    ws: Harness, whose: str
+    ws: Harness, sign_in: SignIn, whose: str
 ) -> None:
-    phone = sign_in(ws)
-    other = sign_in(ws, "+12025550123")
+    phone = sign_in()
+    other = sign_in("+12025550123")
     ws.connect(Device(other.user_id, other.device_id))
     target = {"unknown": "0123456789abcdef", "someone else's": other.device_id}.get(whose)
     if target is None:
-        laptop = sign_in(ws)
+        laptop = sign_in()
         assert (
             http(ws, "DELETE", f"/v1/devices/{laptop.device_id}", token=phone.access_token).status
             == 204
@@ -156,9 +166,9 @@ def test_a_device_that_is_not_ones_own_is_not_found_and_nothing_changes(
     ],
 )
 def test_bad_requests_are_refused_and_change_nothing(
-    ws: Harness, path: str, token: str | None, status: int
+    ws: Harness, sign_in: SignIn, path: str, token: str | None, status: int
 ) -> None:
-    phone = sign_in(ws)
+    phone = sign_in()
     before = ws.snapshot()
 
     answer = http(ws, "DELETE", path, token=phone.access_token if token == "good" else token)
@@ -167,9 +177,11 @@ def test_bad_requests_are_refused_and_change_nothing(
     assert ws.snapshot() == before
 
 
-def test_a_close_that_fails_is_a_503_and_asking_again_finishes_the_job(ws: Harness) -> None:
-    phone = sign_in(ws)
-    laptop = sign_in(ws)
+def test_a_close_that_fails_is_a_503_and_asking_again_finishes_the_job(
+    ws: Harness, sign_in: SignIn
+) -> None:
+    phone = sign_in()
+    laptop = sign_in()
     online = ws.connect(Device(laptop.user_id, laptop.device_id))
     ws.endpoint.fail_closes = True
 
