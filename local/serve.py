@@ -164,6 +164,9 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
     await gateway.start(running.sock)
     fanout = _fanout_source(invoker, running.aws)
     fanout.start()
+    # Ctrl-C and SIGTERM must stop cleanly from the moment the endpoints file
+    # says the stack is ready: a supervisor may signal as soon as it sees it.
+    stopped = _stop_on_signals()
     try:
         elapsed = time.perf_counter() - started
         endpoints = {
@@ -187,7 +190,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
             "Ctrl-C stops it.",
             flush=True,
         )
-        await _until_stopped()
+        await stopped.wait()
         print("stopping…", flush=True)
     finally:
         await fanout.stop()
@@ -213,7 +216,8 @@ def _fanout_source(invoker: Invoker, aws: LocalAws) -> SqsEventSource:
     )
 
 
-async def _until_stopped() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (handlers installed now, on the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
