@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.iam.enforce import acting_as
 from local.lambdas import FunctionError, Invoker
 
 __all__ = ["SqsEventSource", "sqs_record"]
@@ -99,13 +100,15 @@ class SqsEventSource:
             task.add_done_callback(self._inflight.discard)
 
     def _receive(self) -> list[dict[str, Any]]:
-        answer = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(self.batch_size, 10),
-            WaitTimeSeconds=self.wait_s,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        # Lambda's poller reads and deletes with the function's own role
+        with acting_as(self.function_id):
+            answer = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(self.batch_size, 10),
+                WaitTimeSeconds=self.wait_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
         messages: list[dict[str, Any]] = answer.get("Messages", [])
         return messages
 
@@ -134,12 +137,14 @@ class SqsEventSource:
             slots.release()
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
-        self.sqs.delete_message_batch(
-            QueueUrl=self.queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
+        with acting_as(self.function_id):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
 
 
 def _failed_ids(result: Any) -> set[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local import faults
+from local.iam.enforce import acting_as
 from parley_server.catalogue import FUNCTIONS, FunctionSpec
 
 __all__ = [
@@ -159,7 +160,8 @@ class Invoker:
         context = LambdaContext(spec, region=self.region, account_id=self.account_id)
         busy = self._busy.setdefault(spec.id, threading.Lock())
         try:
-            with busy, faults.invocation(spec.id):  # faults: a no-op unless enabled
+            # faults: a no-op unless enabled; acting_as: its calls are held to its IAM policy
+            with busy, faults.invocation(spec.id), acting_as(spec.id):
                 result = handler(json.loads(payload), context)
         except Exception as exc:
             log.exception("%s raised", spec.id)

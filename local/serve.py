@@ -68,6 +68,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds a WebSocket may live (env PARLEY_WS_MAX_DURATION, default 7200)",
     )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--no-iam",
+        dest="iam",
+        action="store_false",
+        default=os.environ.get("PARLEY_LOCAL_IAM", "on").lower() not in ("off", "0", "false"),
+        help="do not hold each function to its IAM policy (env PARLEY_LOCAL_IAM=off)",
+    )
     args = parser.parse_args(argv)
     if args.idle_timeout <= 0 or args.max_connection_duration <= 0:
         parser.error("timeouts must be positive")
@@ -114,11 +121,29 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     ws_endpoint = f"http://{args.host}:{sock.getsockname()[1]}/{STAGE}"
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(environment(aws, ws_endpoint=ws_endpoint))
+    if args.iam:
+        _enforce_iam(aws)
     # anything cached before the environment was complete is stale
     reset_config()
     reset_clients()
     executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
     return _Running(sock, aws, executor, Path(args.local_file).expanduser())
+
+
+def _enforce_iam(aws: LocalAws) -> None:
+    """Hold every function to its synthesized IAM policy (local/iam/policies.json,
+    or the file PARLEY_IAM_POLICIES names), recording to PARLEY_IAM_RECORD when
+    set (the tests read it after the stack stops)."""
+    from local.iam import enforce
+    from local.iam.template import SNAPSHOT, load_snapshot, resolve
+    from local.resources import ACCOUNT_ID
+
+    policies = load_snapshot(Path(os.environ.get("PARLEY_IAM_POLICIES") or SNAPSHOT))
+    enforce.install()
+    enforce.configure(resolve(policies, aws.settings, region=aws.region, account_id=ACCOUNT_ID))
+    record = os.environ.get("PARLEY_IAM_RECORD")
+    if record:
+        enforce.RECORD.path = Path(record)
 
 
 def _http_cors() -> HttpCors:

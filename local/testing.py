@@ -37,6 +37,7 @@ from local.lambdas import Handler, Invoker
 from parley_server.catalogue import FUNCTIONS
 
 __all__ = [
+    "IAM_RECORDS",
     "FakeFunctions",
     "LocalStack",
     "StackDidNotStart",
@@ -158,6 +159,9 @@ def ws_connect(gateway: Gateway, query: str = "token=t", **kwargs: Any) -> Any:
 
 _ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
+# Where every local stack started by running_local_stack records its IAM
+# decisions (local/iam/enforce.py); tests/conftest.py reads them at the end.
+IAM_RECORDS: list[Path] = []
 STOP_TIMEOUT_S = 15.0
 
 
@@ -240,6 +244,10 @@ def running_local_stack(
     (directory/local.json); stopped on exit. `env` adds to its environment."""
     local_file = directory / "local.json"
     log_file = directory / "local-stack.log"
+    # the stack records every IAM decision here; the test session checks them all
+    iam_record = directory / "iam-record.jsonl"
+    IAM_RECORDS.append(iam_record)
+    env = {"PARLEY_IAM_RECORD": str(iam_record), **(env or {})}
     with log_file.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 (this interpreter, the stack's own options)
             [sys.executable, "-m", "local", "--port", "0", *args],

@@ -115,7 +115,8 @@ GRANTS: dict[str, FunctionGrants] = {
         publish_push=True,
         enqueue_group_fanout=True,
     ),
-    # deletes the caller's envelopes (ALL_OLD tells the senders), writes their receipts
+    # reads the acked envelopes (BatchGetItem) to learn their senders, stores and
+    # posts each sender's delivered receipt, then deletes the envelopes
     "WsAck": FunctionGrants(
         tables={
             S.USERS_TABLE: _R,

@@ -13,12 +13,18 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from local.iam import enforce
+from local.iam.template import load_snapshot, resolve
 from parley_server.catalogue import Setting, function
 from parley_server.config import reset_config
 from parley_server.store.aws import reset_clients
 from parley_server.store.schema import TABLES, create_table_kwargs
 
 REGION = "us-east-1"
+# Every boto3 call a handler makes is judged against its function's synthesized
+# IAM policy (local/iam); installed before any boto3 session exists.
+enforce.install()
+TEST_NUMBER = "+12065550100"  # the `aws` fixture's one test number
 AWS_ENV = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
@@ -61,6 +67,11 @@ def _session() -> Any:
     return boto3.session.Session()
 
 
+@functools.cache
+def _policies() -> dict[str, Any]:
+    return load_snapshot()
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
     """Every table, the bucket and the signing secret, in moto (in-process)."""
@@ -97,7 +108,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
             QueueName="parley-test-fanout.fifo", Attributes={"FifoQueue": "true"}
         )
         fake.settings[Setting.GROUP_FANOUT_QUEUE] = fanout["QueueUrl"]
-        yield fake
+        enforce.configure(resolve(_policies(), fake.settings, region=REGION))
+        try:
+            yield fake
+        finally:
+            enforce.configure(None)
         reset_clients(keep_session=True)
         reset_config()
 
@@ -138,3 +153,52 @@ def synth_template(cdk_synthesis: Any) -> dict[str, Any]:
     """The synthesized CloudFormation template of the Parley stack, as a dict."""
     template: dict[str, Any] = cdk_synthesis.template
     return template
+
+
+# ---------------------------------------------------------------------------
+# IAM, session-wide: every call any function made (in this process, and in every
+# local stack the session started, which record to a file) was allowed.
+# ---------------------------------------------------------------------------
+
+
+def _iam_record() -> enforce.Recorder:
+    from local.testing import IAM_RECORDS
+
+    for path in IAM_RECORDS:
+        enforce.RECORD.merge_file(path)
+    IAM_RECORDS.clear()
+    return enforce.RECORD
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _iam_record().denials:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from local.iam.report import unused_grants
+
+    record = _iam_record()
+    if not record.calls and not record.used and not record.denials:
+        return
+    write = terminalreporter.write_line
+    if record.denials:
+        terminalreporter.section("IAM: calls AWS would refuse", red=True)
+        for denial in dict.fromkeys(record.denials):
+            write(f"  {denial.describe()}")
+        write(
+            "  Grant what is missing in stacks/grants.py (or the stack), then "
+            "`make iam-policies`; local/iam/policies.json is what is enforced."
+        )
+    unused = unused_grants(_policies(), record.used)
+    count = sum(len(grants) for grants in unused.values())
+    write(
+        f"IAM: {len(record.denials)} calls refused; {count} granted permissions "
+        "no test used" + ("" if os.environ.get("PARLEY_IAM_REPORT") else " (make iam-report)")
+    )
+    if os.environ.get("PARLEY_IAM_REPORT"):
+        for function_id, grants in unused.items():
+            write(f"  {function_id}:")
+            for grant in grants:
+                write(f"    {grant}")

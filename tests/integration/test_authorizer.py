@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
+from local.iam.enforce import acting_as
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.handlers import ws_authorizer
@@ -57,7 +58,8 @@ def connect_event(token: str | None) -> dict[str, Any]:
 
 
 def authorize(token: str | None) -> dict[str, Any]:
-    return dict(ws_authorizer.handler(connect_event(token), LambdaContextStub()))
+    with acting_as("WsAuthorizer"):
+        return dict(ws_authorizer.handler(connect_event(token), LambdaContextStub()))
 
 
 @pytest.fixture

@@ -163,9 +163,14 @@ def test_with_platform_applications_push_registration_creates_an_endpoint(
     from parley_server.store.users import UsersStore
 
     sns = aws.client("sns")
+    # named as the local stack's applications, which the enforced IAM policy names
     apps = {
-        "fcm": sns.create_platform_application(Name="fcm", Platform="GCM", Attributes={}),
-        "apns": sns.create_platform_application(Name="apns", Platform="APNS", Attributes={}),
+        "fcm": sns.create_platform_application(
+            Name="parley-local-fcm", Platform="GCM", Attributes={}
+        ),
+        "apns": sns.create_platform_application(
+            Name="parley-local-apns", Platform="APNS", Attributes={}
+        ),
     }
     aws.settings[Setting.PUSH_APPS] = json.dumps(
         {platform: app["PlatformApplicationArn"] for platform, app in apps.items()}

@@ -94,9 +94,11 @@ class Answer:
 
 
 def invoke(event: dict[str, Any]) -> Answer:
+    from local.iam.enforce import acting_as
     from parley_server.handlers import http_api
 
-    result = http_api.handler(event, LambdaContextStub())
+    with acting_as("HttpApi"):
+        result = http_api.handler(event, LambdaContextStub())
     text = result.get("body") or ""
     if result.get("isBase64Encoded"):
         text = base64.b64decode(text).decode()

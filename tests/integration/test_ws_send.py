@@ -135,8 +135,9 @@ def test_send_to_an_offline_device_wakes_it_with_a_content_free_push(ws: Harness
     (alice,) = ws.user()
     (bob,) = ws.user()
     sns = ws.aws.client("sns")
+    # named as the local stack's application, which the enforced IAM policy names
     app = sns.create_platform_application(
-        Name="parley-fcm", Platform="GCM", Attributes={"PlatformCredential": "key"}
+        Name="parley-local-fcm", Platform="GCM", Attributes={"PlatformCredential": "key"}
     )["PlatformApplicationArn"]
     endpoint = sns.create_platform_endpoint(PlatformApplicationArn=app, Token="bob-token")
     ws.users().set_push(bob.user_id, bob.device_id, "fcm", "bob-token", endpoint["EndpointArn"])

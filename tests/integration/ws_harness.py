@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from local.iam.enforce import acting_as
 from parley_server.catalogue import WS_ROUTES, Setting, function
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
@@ -273,7 +274,8 @@ class Harness:
         module, name = spec.handler.rsplit(".", 1)
         handler = getattr(importlib.import_module(module), name)
         self.invocations[function_id] += 1
-        answer: dict[str, Any] = handler(event, LambdaContext(function_name=function_id))
+        with acting_as(function_id):
+            answer: dict[str, Any] = handler(event, LambdaContext(function_name=function_id))
         return answer
 
     def connect(self, device: Device) -> Device:

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from local.iam.enforce import acting_as
 from parley_server.handlers import ws_authorizer
 from tests.integration.test_authorizer import connect_event
 from tests.integration.test_http_harness import (
@@ -33,7 +34,8 @@ SECRET = b"k" * 64  # the signing secret of the `aws` fixture
 def authorized(token: str) -> bool:
     """Whether the WebSocket authorizer lets this token connect."""
     try:
-        answer = ws_authorizer.handler(connect_event(token), LambdaContextStub())
+        with acting_as("WsAuthorizer"):
+            answer = ws_authorizer.handler(connect_event(token), LambdaContextStub())
     except Exception as refused:
         # API Gateway's contract: exactly this message means 401
         if str(refused) != "Unauthorized":
