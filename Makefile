@@ -15,14 +15,21 @@ CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_KNOWN_BROKEN_NODE_VERSION := 1
+# Node.js runs the CDK CLI and, through jsii, aws-cdk-lib. aws-cdk-lib 2.275 (jsii 1.142)
+# supports the Node.js releases not yet past end of life: 22 and 24. Older ones from 18
+# still synthesize, so node-check warns about them in one line (jsii's own banner for
+# them, many lines long, is silenced below) and fails only without Node.js or below 18.
+NODE_SUPPORTED := 22 24
+NODE_MINIMUM := 18
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,19,20,21,23
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help serve test lint typecheck pytest synth bootstrap deploy diff destroy bench demo soak fmt clean install
+.PHONY: help serve test lint typecheck pytest synth bootstrap deploy diff destroy bench demo smoke soak fmt clean install node-check iam-policies iam-report
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt client/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Parley needs Python 3.11 or newer")'
@@ -33,7 +40,17 @@ $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt client/
 	@echo "$(CURDIR)/lambdas" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parley-lambdas.pth"
 	@touch $@
 
-$(NODE_STAMP): package.json package-lock.json
+node-check:
+	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null); \
+	if [ -z "$$major" ]; then \
+	  echo "Node.js not found: the CDK needs Node.js 22 or 24 (https://nodejs.org, or: nvm install 22)" >&2; exit 1; \
+	elif [ "$$major" -lt $(NODE_MINIMUM) ]; then \
+	  echo "Node.js $$(node --version) is too old for the CDK: install Node.js 22 or 24 (https://nodejs.org, or: nvm install 22)" >&2; exit 1; \
+	elif [[ " $(NODE_SUPPORTED) " != *" $$major "* ]]; then \
+	  echo "warning: Node.js $$(node --version) is not supported by aws-cdk-lib (supported: Node.js 22 and 24); synth works, install 22 or 24 before deploying" >&2; \
+	fi
+
+$(NODE_STAMP): package.json package-lock.json | node-check
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

@@ -4,7 +4,8 @@ resource the CDK stack makes, built from the same specs.
 Tables come from parley_server.store.schema.TABLES (what stacks/data.py
 builds), the bucket's CORS from stacks/media_spec.py, the function settings
 from the catalogue, PARLEY_LIMITS from the stack's own default settings
-(stacks/settings.py); none of these imports the CDK. The signing secret is
+(stacks/settings.py), and a default list of test numbers (LOCAL_TEST_NUMBERS);
+none of these imports the CDK. The signing secret is
 random per run. SNS platform applications for "fcm" and "apns" exist so push
 registration and delivery run the same SNS calls as on AWS.
 """
@@ -24,6 +25,7 @@ from parley_server.store.schema import TABLES, create_table_kwargs
 
 __all__ = [
     "FAKE_CREDENTIALS",
+    "LOCAL_TEST_NUMBERS",
     "LocalAws",
     "client",
     "environment",
@@ -40,6 +42,9 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
 }
+# Test numbers (sign-up without SMS, the code derived from the signing secret):
+# +1 206 555-0100 to 555-0199 unless PARLEY_TEST_NUMBERS says otherwise ("[]": none).
+LOCAL_TEST_NUMBERS = [f"+12065550{n}" for n in range(100, 200)]
 # Platform application per push platform: (SNS platform, attributes moto needs).
 _PLATFORMS = {
     "fcm": ("GCM", {"PlatformCredential": "local-fcm-key"}),
@@ -138,6 +143,12 @@ def provision(endpoint_url: str, region: str, *, prefix: str = PREFIX) -> LocalA
     aws.fanout_queue = _fanout_queues(session.client("sqs", endpoint_url=endpoint_url), prefix)
     aws.settings[Setting.GROUP_FANOUT_QUEUE] = aws.fanout_queue[0]
     aws.settings[Setting.LIMITS] = os.environ.get(Setting.LIMITS.value) or _default_limits()
+    # SNS's choice of sender unless PARLEY_SMS_ORIGINATION says otherwise (the SMS sink
+    # shows the text either way)
+    aws.settings[Setting.SMS_ORIGINATION] = os.environ.get(Setting.SMS_ORIGINATION.value) or "{}"
+    aws.settings[Setting.TEST_NUMBERS] = os.environ.get(
+        Setting.TEST_NUMBERS.value, json.dumps(LOCAL_TEST_NUMBERS)
+    )
     return aws
 
 

@@ -2,9 +2,10 @@
 
 Each function gets exactly the environment its spec declares (its settings,
 plus Powertools' three variables), a role of its own holding only what
-stacks/grants.py allows it, an explicit log group, JSON logs and X-Ray active
-tracing. All run Python 3.13 on arm64 (Graviton: cheaper per ms, and these
-functions are I/O bound) from the one shared asset.
+stacks/grants.py allows it, an explicit log group, JSON logs (Powertools') and
+X-Ray active tracing. All run Python 3.13 on arm64 (Graviton: cheaper per ms, and these
+functions are I/O bound) from the one shared asset. None reserves concurrency
+unless the `reservedConcurrency` context names it (README: Lambda concurrency).
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ POWERTOOLS_VARIABLES = frozenset(
 )
 # tables with secondary indexes: their grants also cover <table ARN>/index/*
 _INDEXED = frozenset(spec.setting for spec in TABLES if spec.indexes)
-# Lambda's own log filter, matched to the Powertools level so neither hides the other.
-_LAMBDA_LOG_LEVELS = {
-    LogLevel.DEBUG: lambda_.ApplicationLogLevel.DEBUG,
-    LogLevel.INFO: lambda_.ApplicationLogLevel.INFO,
-    LogLevel.WARNING: lambda_.ApplicationLogLevel.WARN,
-    LogLevel.ERROR: lambda_.ApplicationLogLevel.ERROR,
-}
+# Lambda's own log-level filter stays off (it exists only with its JSON log format):
+# it counts a line without a "level" as INFO, and Powertools' metric lines (EMF)
+# have none, so at WARN or ERROR it would drop every metric. Powertools' logger
+# filters by POWERTOOLS_LOG_LEVEL instead (which the filter's AWS_LAMBDA_LOG_LEVEL
+# would override) and writes JSON lines itself.
+_LAMBDA_LOG_FORMAT = lambda_.LoggingFormat.TEXT
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class Resources:
     fanout: GroupFanoutQueue
     push_apps_json: str
     limits_json: str
+    test_numbers_json: str = "[]"
+    sms_origination_json: str = "{}"
 
     def setting_values(self) -> dict[Setting, str]:
         """The value of every setting, as the functions will see it."""
@@ -76,6 +78,8 @@ class Resources:
         values[Setting.WS_ENDPOINT] = self.websocket.callback_url
         values[Setting.PUSH_APPS] = self.push_apps_json
         values[Setting.LIMITS] = self.limits_json
+        values[Setting.TEST_NUMBERS] = self.test_numbers_json
+        values[Setting.SMS_ORIGINATION] = self.sms_origination_json
         values[Setting.GROUP_FANOUT_QUEUE] = self.fanout.queue_url
         return values
 
@@ -104,9 +108,15 @@ class Functions(Construct):
         log_level: LogLevel,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         check_grants()
+        # function id -> reserved concurrent executions; the rest share the account's pool
+        reserved = dict(reserved_concurrency or {})
+        unknown = sorted(set(reserved) - {spec.id for spec in FUNCTIONS})
+        if unknown:
+            raise ValueError(f"reserved concurrency for unknown functions: {unknown}")
         values = resources.setting_values()
         self.by_id: dict[str, lambda_.Function] = {}
         for spec in FUNCTIONS:
@@ -132,9 +142,9 @@ class Functions(Construct):
                 environment=environment(spec, values, log_level),
                 role=role,
                 log_group=log_group,
-                logging_format=lambda_.LoggingFormat.JSON,
-                application_log_level_v2=_LAMBDA_LOG_LEVELS[log_level],
+                logging_format=_LAMBDA_LOG_FORMAT,
                 tracing=lambda_.Tracing.ACTIVE,
+                reserved_concurrent_executions=reserved.get(spec.id),
             )
             # the role's only log permission: this function's own log group
             log_group.grant_write(role)
@@ -151,6 +161,8 @@ def _grant(function: lambda_.Function, grants: FunctionGrants, resources: Resour
         resources.media.grant_upload(function)
     if grants.media_download:
         resources.media.grant_download(function)
+    if grants.media_delete:
+        resources.media.grant_delete(function)
     if grants.read_signing_secret:
         resources.secret.grant_read(function)
     if grants.manage_connections:

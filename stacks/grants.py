@@ -66,6 +66,7 @@ class FunctionGrants:
     tables: Mapping[Setting, Ops] = field(default_factory=dict)
     media_upload: bool = False  # sign presigned POSTs
     media_download: bool = False  # sign presigned GETs
+    media_delete: bool = False  # delete objects (an account's media, when it is deleted)
     read_signing_secret: bool = False
     manage_connections: bool = False  # post to / drop WebSocket connections
     send_sms: bool = False
@@ -89,11 +90,17 @@ GRANTS: dict[str, FunctionGrants] = {
             S.RATELIMITS_TABLE: _W,
             # a device signed out has its open connections closed and forgotten
             S.CONNECTIONS_TABLE: _R | _D,
+            # deleting an account empties its devices' mailboxes: a Query of the keys,
+            # then DeleteItem each (never a write: the HTTP API puts nothing there)
+            S.MAILBOX_TABLE: _R | _D,
         },
         media_upload=True,
         media_download=True,
+        media_delete=True,
         read_signing_secret=True,
         send_sms=True,
+        # also DeleteEndpoint: a replaced token's endpoint, and every endpoint of an
+        # account being deleted
         register_push=True,
         manage_connections=True,
     ),
@@ -121,7 +128,7 @@ GRANTS: dict[str, FunctionGrants] = {
         tables={
             S.USERS_TABLE: _R,
             S.CONNECTIONS_TABLE: _R | _D,
-            S.MAILBOX_TABLE: _W | _D,
+            S.MAILBOX_TABLE: _R | _W | _D,
         },
         manage_connections=True,
     ),
@@ -150,7 +157,7 @@ _TABLE_SETTINGS = frozenset(spec.setting for spec in TABLES)
 
 def _implied_settings(grants: FunctionGrants) -> set[Setting]:
     implied = set(grants.tables)
-    if grants.media_upload or grants.media_download:
+    if grants.media_upload or grants.media_download or grants.media_delete:
         implied.add(Setting.MEDIA_BUCKET)
     if grants.read_signing_secret:
         implied.add(Setting.SIGNING_SECRET_ARN)
@@ -160,6 +167,9 @@ def _implied_settings(grants: FunctionGrants) -> set[Setting]:
         implied.add(Setting.PUSH_APPS)
     if grants.enqueue_group_fanout:
         implied.add(Setting.GROUP_FANOUT_QUEUE)
+    if grants.send_sms:
+        # who the texts come from: whoever sends SMS reads it, nobody else does
+        implied.add(Setting.SMS_ORIGINATION)
     return implied
 
 
@@ -176,8 +186,8 @@ def check_grants(
         if spec.id not in grants:
             problems.append(f"{spec.id}: no entry in stacks/grants.py GRANTS")
             continue
-        # PARLEY_LIMITS is plain configuration: it names no resource
-        needs = set(spec.settings) - {Setting.LIMITS}
+        # PARLEY_LIMITS and PARLEY_TEST_NUMBERS are plain configuration: they name no resource
+        needs = set(spec.settings) - {Setting.LIMITS, Setting.TEST_NUMBERS}
         has = _implied_settings(grants[spec.id])
         if needs - has:
             problems.append(f"{spec.id}: reads {sorted(needs - has)} but is granted nothing on it")

@@ -91,6 +91,11 @@ class MediaStorage(Construct):
         )
         return self._grant_objects(grantee, "s3:GetObject")
 
+    def grant_delete(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Delete objects under the media prefix (an account's uploads, when the
+        account is deleted)."""
+        return self._grant_objects(grantee, "s3:DeleteObject")
+
     def _grant_objects(self, grantee: iam.IGrantable, action: str) -> iam.Grant:
         grant = iam.Grant.add_to_principal(
             grantee=grantee,

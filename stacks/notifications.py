@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.nag import acknowledge, acknowledge_grant
 
-__all__ = ["Notifications"]
+__all__ = ["Notifications", "sns_arns"]
+
+
+def sns_arns() -> str:
+    """Every SNS ARN of this partition: topics and platform applications and endpoints."""
+    return f"arn:{Aws.PARTITION}:sns:*:*:*"
 
 
 def _endpoint_arns(app_arn: str) -> str:
@@ -42,14 +48,28 @@ class Notifications(Construct):
         return bool(self.platform_applications)
 
     def grant_sms(self, function_id: str, role: iam.IRole) -> iam.Policy:
-        """sns:Publish straight to phone numbers, in a policy of its own (see the reason)."""
+        """sns:Publish straight to phone numbers and nowhere else, in a policy of its own.
+
+        A phone number has no ARN, so the Allow can only name "*"; that would also let
+        the function publish to every topic and platform endpoint of the account, so
+        the same policy denies sns:Publish on every SNS ARN (topics are
+        arn:…:sns:<region>:<account>:<name>, endpoints …:endpoint/<platform>/<app>/<id>).
+        An explicit Deny wins over any Allow, including a grant added later; a publish
+        to a phone number names no ARN, so only it is left allowed.
+        """
         policy = iam.Policy(
             self,
             f"{function_id}Sms",
             statements=[
                 iam.PolicyStatement(
                     sid="PublishSmsToPhoneNumbers", actions=["sns:Publish"], resources=["*"]
-                )
+                ),
+                iam.PolicyStatement(
+                    sid="NoPublishToTopicsOrEndpoints",
+                    effect=iam.Effect.DENY,
+                    actions=["sns:Publish"],
+                    resources=[sns_arns()],
+                ),
             ],
             roles=[role],
         )
@@ -57,7 +77,8 @@ class Notifications(Construct):
             policy,
             "AwsSolutions-IAM5",
             "SMS is published to a phone number, which has no ARN, so IAM can only allow "
-            "sns:Publish on '*'. This policy holds nothing else.",
+            "sns:Publish on '*'; the same policy denies sns:Publish on every SNS ARN "
+            "(topics and platform endpoints), so only phone numbers remain.",
             "Resource::*",
         )
         return policy

@@ -278,7 +278,7 @@ class Observability(Construct):
             else:
                 rate = cw.MathExpression(
                     expression=(
-                        f"IF(errors >= {t.function_errors}, 100 * errors / MAX([calls, 1]), 0)"
+                        f"IF(errors >= {t.function_errors} AND calls > 0, 100 * errors / calls, 0)"
                     ),
                     using_metrics={"errors": errors, "calls": calls},
                     label=f"{function_id} errors (% of invocations)",
@@ -319,7 +319,7 @@ class Observability(Construct):
         self._alarm(
             "HttpApi-5xx",
             cw.MathExpression(
-                expression=f"IF(e >= {t.api_errors}, 100 * e / MAX([n, 1]), 0)",
+                expression=f"IF(e >= {t.api_errors} AND n > 0, 100 * e / n, 0)",
                 using_metrics={"e": server_errors, "n": requests},
                 label="HTTP API 5xx (% of requests)",
                 period=_PERIOD,
@@ -403,9 +403,8 @@ class Observability(Construct):
         self._alarm(
             "AuthorizerDenials",
             cw.MathExpression(
-                expression=(
-                    f"IF(refused >= {t.denials}, 100 * refused / MAX([refused + allowed, 1]), 0)"
-                ),
+                # refused >= denials > 0, so the sum is never zero where the ratio is taken
+                expression=f"IF(refused >= {t.denials}, 100 * refused / (refused + allowed), 0)",
                 using_metrics={"refused": refused, "allowed": allowed},
                 label="connections refused (% of attempts)",
                 period=quarter,

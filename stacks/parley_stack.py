@@ -105,10 +105,13 @@ class ParleyStack(Stack):
                 fanout=self.fanout,
                 push_apps_json=settings.push_apps_json,
                 limits_json=settings.limits_json,
+                test_numbers_json=settings.test_numbers_json,
+                sms_origination_json=settings.sms_origination_json,
             ),
             log_level=settings.log_level,
             log_retention=retention,
             removal_policy=removal,
+            reserved_concurrency=settings.reserved_concurrency,
         )
         self.websocket.add_routes(self.functions.by_id)
         self.fanout.attach(self.functions.by_id["GroupFanout"])
@@ -137,3 +140,11 @@ class ParleyStack(Stack):
         CfnOutput(self, "HttpUrl", value=self.http.url, description="HTTP API base URL")
         CfnOutput(self, "WebSocketUrl", value=self.websocket.url, description="WebSocket API URL")
         CfnOutput(self, "Region", value=Aws.REGION, description="Region of the deployment")
+        if settings.test_numbers:
+            # `make smoke` signs up with these (their codes come from the signing secret)
+            CfnOutput(
+                self,
+                "TestNumbers",
+                value=",".join(settings.test_numbers),
+                description="Fictional numbers that sign up without SMS (dev only)",
+            )

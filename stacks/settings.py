@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from parley_server.catalogue import FUNCTIONS
 from parley_server.config import Limits
+from parley_server.logic.testnumbers import normalize_test_numbers
 from parley_server.models.errors import ConfigError
+from parley_server.models.sms import SmsOrigination
+from stacks.fanout_spec import FANOUT_QUEUE
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -50,7 +54,7 @@ class Stage(StrEnum):
 
 
 class LogLevel(StrEnum):
-    """Powertools' level names (Lambda's own log filter is set to match)."""
+    """Powertools' level names (POWERTOOLS_LOG_LEVEL; Lambda's own filter stays off)."""
 
     DEBUG = "DEBUG"
     INFO = "INFO"
@@ -76,8 +80,19 @@ class ParleySettings:
     manage_api_gateway_account: bool = True
     # an existing SNS topic every alarm notifies (on alarm and on recovery); None: no actions
     alarm_topic_arn: str | None = None
+    # function id -> reserved concurrent executions; a function not named is unreserved
+    reserved_concurrency: Mapping[str, int] = field(default_factory=dict)
+    # who one-time codes come from (origination number / sender ID, SMS type)
+    sms_origination: SmsOrigination = field(default_factory=SmsOrigination)
+    # fictional numbers that sign up with a code derived from the signing secret (dev only)
+    test_numbers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.test_numbers and self.stage is Stage.PROD:
+            raise ContextError(
+                "testNumbers is for dev stacks only: anyone who can read the signing "
+                "secret could sign in as a test number, so stage=prod refuses it"
+            )
         if not self.stack_name:
             object.__setattr__(self, "stack_name", f"Parley-{self.stage.value}")
 
@@ -90,6 +105,16 @@ class ParleySettings:
         """PARLEY_LIMITS for the functions: the overrides plus the media size bound."""
         merged = {**self.limits, "media_max_bytes": self.media_max_bytes}
         return json.dumps(merged, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def test_numbers_json(self) -> str:
+        """PARLEY_TEST_NUMBERS for the functions ("[]" when none is configured)."""
+        return json.dumps(list(self.test_numbers), separators=(",", ":"))
+
+    @property
+    def sms_origination_json(self) -> str:
+        """PARLEY_SMS_ORIGINATION for the functions ("{}" when none is configured)."""
+        return self.sms_origination.to_json()
 
     @property
     def push_apps_json(self) -> str:
@@ -232,6 +257,54 @@ def _parse_alarm_topic(raw: Any) -> str:
     return arn
 
 
+def _parse_test_numbers(raw: Any) -> tuple[str, ...]:
+    value = raw
+    if isinstance(raw, str):
+        value = _json_value(raw) if raw.lstrip()[:1] in ("[", "{") else raw.split(",")
+    if not isinstance(value, list):
+        raise ContextError('must be a list of phone numbers, e.g. ["+12065550100"]')
+    try:
+        return normalize_test_numbers(value)
+    except ValueError as exc:
+        raise ContextError(str(exc)) from None
+
+
+def _parse_sms_origination(raw: Any) -> SmsOrigination:
+    try:
+        # the SMS adapter's own parser decides, so what synthesizes is what it sends
+        return SmsOrigination.parse(_json_value(raw))
+    except ConfigError as exc:
+        raise ContextError(exc.message) from None
+
+
+def _parse_reserved_concurrency(raw: Any) -> dict[str, int]:
+    value = _json_value(raw)
+    if not isinstance(value, dict):
+        raise ContextError('must be a JSON object of function id to a number, e.g. {"WsSend": 50}')
+    known = {spec.id for spec in FUNCTIONS}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ContextError(
+            f"unknown function(s) {', '.join(map(repr, unknown))}; "
+            f"functions: {', '.join(sorted(known))}"
+        )
+    reserved: dict[str, int] = {}
+    for function_id, count in value.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ContextError(
+                f"{function_id}: {count!r} must be a whole number of executions, 1 or more "
+                "(leave a function out to keep it unreserved)"
+            )
+        if function_id == "GroupFanout" and count < FANOUT_QUEUE.max_concurrency:
+            raise ContextError(
+                f"GroupFanout: {count} is below its queue's maximum concurrency "
+                f"({FANOUT_QUEUE.max_concurrency}, stacks/fanout_spec.py): Lambda would "
+                "throttle the fan-out jobs it hands over"
+            )
+        reserved[function_id] = count
+    return reserved
+
+
 def _parse_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -251,4 +324,7 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "corsOrigins": ("cors_origins", _parse_cors_origins),
     "manageApiGatewayAccount": ("manage_api_gateway_account", _parse_bool),
     "alarmTopicArn": ("alarm_topic_arn", _parse_alarm_topic),
+    "reservedConcurrency": ("reserved_concurrency", _parse_reserved_concurrency),
+    "smsOrigination": ("sms_origination", _parse_sms_origination),
+    "testNumbers": ("test_numbers", _parse_test_numbers),
 }

@@ -5,6 +5,7 @@ stack gives its function (so a handler that reads an undeclared setting fails)."
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -104,6 +105,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
         fake.settings[Setting.WS_ENDPOINT] = "https://ws.local.test/test"
         fake.settings[Setting.PUSH_APPS] = "{}"
         fake.settings[Setting.LIMITS] = "{}"
+        fake.settings[Setting.SMS_ORIGINATION] = "{}"
+        # one test number (code derived from the secret, never texted): see logic/testnumbers.py
+        fake.settings[Setting.TEST_NUMBERS] = json.dumps([TEST_NUMBER])
         fanout = session.client("sqs", region_name=REGION).create_queue(
             QueueName="parley-test-fanout.fifo", Attributes={"FifoQueue": "true"}
         )

@@ -121,11 +121,14 @@ class ApiClient:
         tokens: TokenKeeper | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        explain: Callable[[AuthenticationError], AuthenticationError] | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._http = session
         self._keeper = tokens
         self._clock = clock
+        # turns a refused refresh token into what it means for the profile (parley.service)
+        self._explain = explain
         self._refresh_lock = asyncio.Lock()
 
     def use_tokens(self, keeper: TokenKeeper) -> None:
@@ -133,9 +136,11 @@ class ApiClient:
 
     # --- signup and tokens -----------------------------------------------------------
 
-    async def request_code(self, phone: str) -> dict[str, Any]:
-        """POST /v1/auth/otp: the service texts a 6-digit code to `phone`."""
-        return await self._call("POST", "/v1/auth/otp", body={"phone": phone}, auth=False)
+    async def request_code(self, phone: str, purpose: str = "sign_in") -> dict[str, Any]:
+        """POST /v1/auth/otp: the service texts a 6-digit code to `phone`, good only for
+        `purpose` ("sign_in", or "delete_account" for `delete_account`)."""
+        body = {"phone": phone} if purpose == "sign_in" else {"phone": phone, "purpose": purpose}
+        return await self._call("POST", "/v1/auth/otp", body=body, auth=False)
 
     async def verify(self, phone: str, code: str) -> AuthResult:
         """POST /v1/auth/verify: exchange the code for a new device and its tokens."""
@@ -157,12 +162,17 @@ class ApiClient:
             current = self._current_tokens()
             if stale is not None and current.refresh_token != stale.refresh_token:
                 return current  # someone else refreshed while we waited
-            answer = await self._call(
-                "POST",
-                "/v1/auth/refresh",
-                body={"refresh_token": current.refresh_token},
-                auth=False,
-            )
+            try:
+                answer = await self._call(
+                    "POST",
+                    "/v1/auth/refresh",
+                    body={"refresh_token": current.refresh_token},
+                    auth=False,
+                )
+            except AuthenticationError as refused:
+                if self._explain is None:
+                    raise
+                raise self._explain(refused) from refused
             result = self._auth_result(answer, partial=True)
             assert self._keeper is not None
             self._keeper.save_tokens(result.tokens)
@@ -257,6 +267,21 @@ class ApiClient:
         if not is_device_id(device_id):
             raise ValueError("a device id is 16 lowercase hex characters")
         await self._call("DELETE", f"/v1/devices/{device_id}")
+
+    async def delete_account(self, code: str) -> None:
+        """DELETE /v1/account: delete this account for good, with a code asked for with
+        `request_code(phone, "delete_account")`. A deletion cut short (a 5xx, no
+        answer) is asked again at once: the service finishes it without a new code."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._call("DELETE", "/v1/account", body={"code": code})
+                return
+            except ServiceUnavailable:
+                if attempt >= RETRIES:
+                    raise
+            await asyncio.sleep(random.uniform(0.1, 0.4 * 2**attempt))
 
     async def presence(self, user_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/presence/{quote(user_id, safe='')}")
@@ -393,7 +418,8 @@ class ApiClient:
                 headers["Authorization"] = f"Bearer {await self.access_token()}"
             try:
                 status, answer, retry_after = await self._send(method, path, body, params, headers)
-                if status == 401 and auth and not refreshed:
+                # a wrong code is a 401 too, but not one a new token would change
+                if status == 401 and auth and not refreshed and not _is_code_error(answer):
                     refreshed = True
                     await self.refresh(self._current_tokens())  # the server disagrees
                     continue
@@ -437,6 +463,11 @@ class ApiClient:
         if not isinstance(parsed, dict):
             parsed = {}
         return status, parsed, retry_after
+
+
+def _is_code_error(body: dict[str, Any]) -> bool:
+    error = body.get("error")
+    return isinstance(error, dict) and error.get("code") == "invalid_code"
 
 
 def _error(status: int, body: dict[str, Any], retry_after_header: str | None) -> ApiError:

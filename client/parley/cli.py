@@ -280,6 +280,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     sign_out.add_argument("device_id", metavar="DEVICE_ID")
 
+    account = commands.add_parser("account", parents=[common], help="your account")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    account_commands.add_parser(
+        "code", parents=[common], help="text a code for deleting the account (for --code)"
+    )
+    delete = account_commands.add_parser(
+        "delete",
+        parents=[common],
+        help="delete your account for good, and this profile with it",
+    )
+    delete.add_argument(
+        "--yes", action="store_true", help="do not ask to type the phone number (scripts)"
+    )
+    delete_code = delete.add_mutually_exclusive_group()
+    delete_code.add_argument(
+        "--code", help="a code texted before by `parley account code` (else one is sent now)"
+    )
+    delete_code.add_argument(
+        "--code-from-local-sms",
+        action="store_true",
+        help="local mode: read the code from the local stack's SMS sink",
+    )
+
     contacts = commands.add_parser("contacts", parents=[common], help="manage contacts")
     contact_commands = contacts.add_subparsers(dest="contacts_command", required=True)
     add = contact_commands.add_parser("add", parents=[common], help="add a contact by phone")
@@ -513,6 +536,50 @@ async def _devices(ctx: _Context) -> None:
             notes.append(f"push: {device.push}" if device.push else "")
             shown = ", ".join(n for n in notes if n)
             ctx.print(f"{device.device_id}  signed in {since}  {shown}".rstrip())
+    finally:
+        await client.close()
+
+
+def _digits(phone: str) -> str:
+    return "".join(c for c in phone if c.isdigit())
+
+
+async def _account(ctx: _Context) -> None:
+    args = ctx.args
+    client = await ctx.client(connect=False, online=True)
+    try:
+        phone = client.account.phone
+        if args.account_command == "code":
+            await client.request_account_deletion_code()
+            ctx.print(f"A code for deleting the account was sent to {phone}.")
+            return
+        if not args.yes:
+            ctx.print(f"This deletes the Parley account of {phone} for good: its contacts,")
+            ctx.print("groups and waiting messages on the service, and this profile here.")
+            try:
+                typed = await asyncio.to_thread(input, "Type the phone number to confirm: ")
+            except EOFError:
+                typed = ""  # no terminal, no answer: not confirmed (--yes is for scripts)
+            if _digits(typed) != _digits(phone):
+                raise ParleyClientError("that is not this account's number: nothing was deleted")
+        code = args.code
+        if code is None:
+            sms_url = ctx.endpoints().sms_url if args.code_from_local_sms else None
+            if args.code_from_local_sms and not sms_url:
+                raise ParleyClientError("--code-from-local-sms works only against the local stack")
+            before = await sms_count(sms_url, phone) if sms_url else 0
+            await client.request_account_deletion_code()
+            ctx.print(f"A code for deleting the account was sent to {phone}.")
+            if sms_url:
+                code = await code_from_local_sms(sms_url, phone, after=before)
+                ctx.print("Read the code from the local SMS sink.")
+            else:
+                code = (await asyncio.to_thread(input, "Code: ")).strip()
+        user_id = client.account.user_id
+        directory = profile_dir(ctx.profile)
+        await client.delete_account(code)
+        ctx.print(f"Deleted the account of {phone} (user {user_id}).")
+        ctx.print(f"Profile {ctx.profile!r} was removed from {directory}.")
     finally:
         await client.close()
 
@@ -1133,6 +1200,7 @@ _COMMANDS: dict[str, Callable[[_Context], Coroutine[Any, Any, None]]] = {
     "signup": _signup,
     "whoami": _whoami,
     "devices": _devices,
+    "account": _account,
     "contacts": _contacts,
     "send": _send,
     "send-file": _send_file,

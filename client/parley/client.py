@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -77,9 +78,10 @@ from parley.protocol import (
     TypingChanged,
     is_user_id,
 )
+from parley.service import account_gone, check_service, remember_service
 from parley.storage import DB_FILE, Store
 from parley.transport import Backoff, Transport
-from parley.vault import KeyringLike
+from parley.vault import KEYRING_SERVICE, KeyringLike, system_keyring
 
 __all__ = ["MEDIA_DIR", "Client", "EventStream", "request_code", "sign_up"]
 
@@ -189,6 +191,7 @@ async def sign_up(
                 store.save_account(account, IdentityKeyPair.generate())
                 store.save_tokens(result.tokens)
             registered = True
+            remember_service(directory, endpoints)  # the service this account lives on
             api.use_tokens(store)
             # if this fails the account stands; the client publishes keys when it connects
             await keys.publish_initial_keys(api, store, clock())
@@ -237,6 +240,7 @@ class Client:
         self._engine: Engine | None = None
         self._transport: Transport | None = None
         self._relisting: asyncio.Task[None] | None = None
+        self._wrong_service: ParleyClientError | None = None  # see parley.service
         self.protocol = Protocol()
         self._synced = asyncio.Event()
         self._outbox_changed = asyncio.Event()
@@ -277,7 +281,21 @@ class Client:
             endpoints = Endpoints.local()
         self._endpoints = endpoints
         if endpoints is not None:
-            self._api = ApiClient(endpoints.http_url, self._http, store, clock=self._clock)
+            directory = store.path.parent
+            try:
+                check_service(directory, endpoints, self.profile)
+            except ParleyClientError as wrong_service:
+                if self._connect:
+                    await self.close()
+                    raise
+                # offline, the history stays readable; the first call to the service says why not
+                self._wrong_service = wrong_service
+                endpoints = None
+            if endpoints is not None:
+                explain = partial(account_gone, profile=self.profile, directory=directory)
+                self._api = ApiClient(
+                    endpoints.http_url, self._http, store, clock=self._clock, explain=explain
+                )
         self._engine = Engine(store, self._fetch_bundles, clock=self._clock)
         self.protocol = Protocol(is_seen=store.is_seen)
         for item in store.outbox():
@@ -331,6 +349,8 @@ class Client:
         if self._store is None:
             raise ParleyClientError("the client is not open")
         if self._api is None:
+            if self._wrong_service is not None:
+                raise self._wrong_service
             raise ConfigurationError("no service endpoints: start the local stack or use --aws")
         return self._api
 
@@ -817,6 +837,34 @@ class Client:
             self.store.forget_tokens()
             if self._transport is not None:  # the service closed it; do not dial again
                 await self._transport.stop()
+
+    async def request_account_deletion_code(self) -> dict[str, Any]:
+        """Ask the service to text this account's number a code that deletes the
+        account (and does nothing else); then `delete_account(code)`."""
+        return await self.api.request_code(self.account.phone, "delete_account")
+
+    async def delete_account(self, code: str) -> None:
+        """Delete this account for good, with the code `request_account_deletion_code`
+        had texted, then wipe this profile from this machine.
+
+        The service removes the account and everything it holds for it (devices,
+        keys, contacts, media, waiting messages; its groups go on without it), and
+        the number may sign up afresh as a new account. Here, the profile's
+        directory goes (store, history, keys, downloaded media) with its key in the
+        OS keyring, and the client is closed. A wrong code raises
+        AuthenticationError (code `invalid_code`) and changes nothing; a deletion
+        cut short raises ServiceUnavailable: call again with the same code to finish.
+        """
+        await self.api.delete_account(code)
+        keyring_name = self.store.keyring_name()
+        directory = profile_dir(self.profile, self._home)
+        await self.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        ring = system_keyring() if self._keyring == "auto" else self._keyring
+        forget = getattr(ring, "delete_password", None)
+        if keyring_name is not None and callable(forget):
+            with contextlib.suppress(Exception):  # the store it opened is gone anyway
+                forget(KEYRING_SERVICE, keyring_name)
 
     async def last_seen(self, contact: str | Contact) -> dict[str, Any]:
         return await self.api.presence(self.contact(contact).user_id)

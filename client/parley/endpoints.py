@@ -27,6 +27,8 @@ class Endpoints:
     push_url: str | None = None  # local mode only: the push sink
     region: str | None = None
     aws_endpoint_url: str | None = None  # local mode only: the AWS emulator
+    # local mode only: the id of the local stack's state (new after --fresh or a reset)
+    stack_id: str | None = None
 
     @classmethod
     def local(cls, path: Path | None = None) -> Endpoints:
@@ -41,6 +43,7 @@ class Endpoints:
                 push_url=raw.get("push_url"),
                 region=raw.get("region"),
                 aws_endpoint_url=raw.get("aws_endpoint_url"),
+                stack_id=raw.get("stack_id") if isinstance(raw.get("stack_id"), str) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"{path} is not a local stack file: {exc}") from exc

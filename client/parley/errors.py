@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccountGone",
     "ApiError",
     "AuthenticationError",
     "ConfigurationError",
@@ -19,6 +20,7 @@ __all__ = [
     "ParleyClientError",
     "PassphraseRequired",
     "RateLimited",
+    "ServiceMismatch",
     "ServiceUnavailable",
     "StoreLocked",
     "WrongPassphrase",
@@ -31,6 +33,10 @@ class ParleyClientError(Exception):
 
 class ConfigurationError(ParleyClientError):
     """Endpoints or the profile directory are missing or unusable."""
+
+
+class ServiceMismatch(ConfigurationError):
+    """The profile belongs to another service than the endpoints name (see parley.service)."""
 
 
 class StoreLocked(ParleyClientError):
@@ -99,3 +105,32 @@ class RateLimited(ApiError):
 
 class ServiceUnavailable(ApiError):
     """5xx or no answer: nothing changed; try again later."""
+
+
+class AccountGone(AuthenticationError):
+    """The service no longer knows this profile's account or device; the message says
+    why in plain words and what to do. `reason` is one of:
+
+    - "signed_out": this device was signed out by its owner (from this device or
+      another); the account still exists;
+    - "unknown": the service does not know the sign-in at all: the account was
+      deleted, the sign-in expired unused, or the service's data was reset;
+    - "forgotten": the local stack the profile signed up with has since started empty
+      (`--fresh`, `python -m local reset`, another `--state-dir`).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        explanation: str,
+        *,
+        status: int = 401,
+        code: str = "invalid_token",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(status, code, explanation, details)
+        self.args = (explanation,)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message

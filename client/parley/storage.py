@@ -314,6 +314,11 @@ class Store:
     def protection(self) -> Protection:
         return self._vault.protection
 
+    def keyring_name(self) -> str | None:
+        """The name this profile's key has in the OS keyring (None when it has none)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'keyring_name'").fetchone()
+        return str(row[0]) if row else None
+
     def close(self) -> None:
         self._db.close()
 

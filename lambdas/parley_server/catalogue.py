@@ -41,6 +41,12 @@ class Setting(StrEnum):
     LIMITS = "PARLEY_LIMITS"
     # URL of the FIFO queue of group fan-out jobs (WsSend enqueues, GroupFanout consumes)
     GROUP_FANOUT_QUEUE = "PARLEY_GROUP_FANOUT_QUEUE_URL"
+    # JSON object {"originationNumber", "senderId", "smsType"} (models/sms.py): who
+    # one-time codes come from; "{}" lets SNS choose
+    SMS_ORIGINATION = "PARLEY_SMS_ORIGINATION"
+    # JSON list of fictional numbers that sign up with a derived code, never texted
+    # (logic/testnumbers.py); "[]" when none, always in prod
+    TEST_NUMBERS = "PARLEY_TEST_NUMBERS"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                 S.USERS_TABLE,
                 S.OTP_TABLE,
                 S.PREKEYS_TABLE,
+                S.MAILBOX_TABLE,
                 S.GROUPS_TABLE,
                 S.RATELIMITS_TABLE,
                 S.CONNECTIONS_TABLE,
@@ -91,9 +98,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                 S.WS_ENDPOINT,
                 S.PUSH_APPS,
                 S.LIMITS,
+                S.TEST_NUMBERS,
+                S.SMS_ORIGINATION,
             }
         ),
-        description="HTTP API: signup, tokens, keys, devices, directory, push, media, groups",
+        description=(
+            "HTTP API: signup, tokens, keys, devices, directory, push, media, groups,"
+            " account deletion"
+        ),
         timeout_s=15,
     ),
     FunctionSpec(
@@ -193,6 +205,7 @@ HTTP_ROUTES: tuple[str, ...] = (
     "GET /v1/users",
     "GET /v1/devices",
     "DELETE /v1/devices/{device_id}",
+    "DELETE /v1/account",
     "PUT /v1/push",
     "POST /v1/media",
     "GET /v1/media/{media_id}",

@@ -6,11 +6,12 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Generic, TypeVar
 
 from parley_server.catalogue import Setting
 from parley_server.models.errors import ConfigError
+from parley_server.models.sms import SmsOrigination
 
 __all__ = ["Config", "Limits", "load_config", "per_config", "reset_config"]
 
@@ -129,6 +130,21 @@ class Config:
         ):
             raise ConfigError(f"{Setting.PUSH_APPS.value} must map platform to ARN")
         return dict(raw)
+
+    @cached_property
+    def test_numbers(self) -> frozenset[str]:
+        """The fictional numbers whose codes are derived, not texted (unset: none)."""
+        from parley_server.logic.testnumbers import parse_test_numbers
+
+        return parse_test_numbers(self.environ.get(Setting.TEST_NUMBERS.value))
+
+    @cached_property
+    def sms_origination(self) -> SmsOrigination:
+        """Who text messages come from (unset or "{}": SNS's choice, transactional)."""
+        try:
+            return SmsOrigination.from_json(self.environ.get(Setting.SMS_ORIGINATION.value))
+        except ConfigError as exc:
+            raise ConfigError(f"{Setting.SMS_ORIGINATION.value} {exc.message}") from None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Config:

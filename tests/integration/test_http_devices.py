@@ -5,44 +5,21 @@ connections are closed at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from parley_server.handlers import http_api
-from tests.conftest import FakeAws
-from tests.integration.test_http_harness import Answer, call, sign_up, with_keys
+from tests.integration.conftest import Clock, http
 from tests.integration.test_http_harness import Device as Signed
-from tests.integration.ws_harness import Device, Harness, harness
+from tests.integration.test_http_harness import sign_up, with_keys
+from tests.integration.ws_harness import Device, Harness
 
 PHONE = "+14155552671"
 
 
-class Clock:
-    """The HTTP API's clock, moved on a minute per sign-in: one person signs in on
-    several devices in a row, past the code's resend cool-down each time."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self._real = http_api._now
-
-    def now(self) -> float:
-        return self._real() + self.offset
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    found = Clock()
-    monkeypatch.setattr(http_api, "_now", found.now)
-    return found
-
-
-@pytest.fixture
-def ws(aws: FakeAws, function_env: Any) -> Iterator[Harness]:
-    with harness(aws, function_env) as h:
-        h.function_env("HttpApi")
-        yield h
+def ws(http_ws: Harness) -> Harness:
+    return http_ws
 
 
 SignIn = Callable[..., Signed]
@@ -57,11 +34,6 @@ def sign_in(ws: Harness, clock: Clock) -> SignIn:
         return with_keys(sign_up(phone))
 
     return one_more
-
-
-def http(ws: Harness, method: str, path: str, **kwargs: Any) -> Answer:
-    ws.function_env("HttpApi")
-    return call(method, path, **kwargs)
 
 
 def device_ids(ws: Harness, who: Signed) -> list[tuple[str, bool, bool]]:
@@ -112,7 +84,8 @@ def test_signing_out_another_device_revokes_it_and_closes_its_connections(
     # its tokens are refused, its refresh token too
     assert http(ws, "GET", "/v1/devices", token=laptop.access_token).status == 401
     refresh = http(ws, "POST", "/v1/auth/refresh", body={"refresh_token": laptop.refresh_token})
-    assert refresh.status == 401
+    # a code of its own: the app can say "signed out", not "unknown account"
+    assert (refresh.status, refresh.code) == (401, "device_signed_out")
     # senders no longer encrypt for it
     bundle = http(ws, "GET", f"/v1/keys/{phone.user_id}", token=carol.access_token)
     assert [d["device_id"] for d in bundle.body["devices"]] == [phone.device_id]

@@ -4,11 +4,13 @@ Figures are never checked for their values: the machines are noisy."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,64 @@ def test_each_benchmark_runs_its_quick_pass_and_gives_figures(module: str) -> No
         assert figure.unit
         assert figure.how, f"{module}: {figure.name} does not say how it was measured"
         assert math.isfinite(figure.value)
+
+
+# -- coldstart: the interpreter is laid out as Lambda's (not its timings) ------------
+
+
+@pytest.fixture(scope="module")
+def layout() -> Any:
+    from bench.coldstart import lambda_layout
+
+    with lambda_layout() as built:
+        yield built
+
+
+def test_coldstart_asset_holds_the_requirements_without_the_runtimes_packages(
+    layout: Any,
+) -> None:
+    from bench.coldstart import RUNTIME_PROVIDED as BENCH_RUNTIME
+    from stacks.bundling import RUNTIME_PROVIDED
+
+    assert BENCH_RUNTIME == RUNTIME_PROVIDED
+    task = {p.name for p in layout.task_root.iterdir()}
+    for package in ("parley_server", "aws_lambda_powertools", "aws_xray_sdk", "pydantic", "nacl"):
+        assert package in task, package
+    assert not task & {"boto3", "botocore", "s3transfer", "urllib3"}
+    # the asset ships no bytecode: Lambda compiles it at every cold start
+    assert not [p for p in layout.task_root.rglob("*") if p.suffix == ".pyc"]
+    assert not [p for p in layout.task_root.rglob("__pycache__")]
+    runtime = {p.name for p in layout.runtime.iterdir()}
+    assert {"boto3", "botocore"} <= runtime
+    assert "pydantic" not in runtime
+
+
+def test_coldstart_probe_runs_as_lambda_with_the_tracer_on(layout: Any) -> None:
+    from bench.coldstart import probe_command, probe_environment
+
+    env = probe_environment(layout)
+    assert env["LAMBDA_TASK_ROOT"] == str(layout.task_root)
+    assert "POWERTOOLS_TRACE_DISABLED" not in env
+    code = (
+        "import json, sys\n"
+        "from parley_server.handlers import http_api\n"
+        "import boto3, pydantic\n"
+        "from aws_xray_sdk.core import xray_recorder\n"
+        "print(json.dumps({'path': sys.path, 'boto3': boto3.__file__,\n"
+        "  'pydantic': pydantic.__file__, 'tracing': not http_api.tracer._config['disabled'],\n"
+        "  'context': type(xray_recorder.context).__name__,\n"
+        "  'bytecode': sys.dont_write_bytecode}))\n"
+    )
+    done = subprocess.run(
+        probe_command(code), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["tracing"] is True
+    assert seen["context"] == "LambdaContext"  # the X-Ray SDK believes it is in Lambda
+    assert seen["bytecode"] is True
+    assert seen["boto3"].startswith(str(layout.runtime))
+    assert seen["pydantic"].startswith(str(layout.task_root))
+    # nothing but the two directories and the standard library: no site-packages
+    assert not [p for p in seen["path"] if "site-packages" in p]
+    assert seen["path"].index(str(layout.task_root)) < seen["path"].index(str(layout.runtime))

@@ -31,7 +31,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from parley_server.config import Config, per_config
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
-from parley_server.logic import accounts, devices, directory, otp, prekeys, presence, tokens
+from parley_server.logic import (
+    account_deletion,
+    accounts,
+    devices,
+    directory,
+    otp,
+    prekeys,
+    presence,
+    tokens,
+)
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.logic.tokens import Keys, Principal
 from parley_server.models.errors import (
@@ -45,6 +54,7 @@ from parley_server.models.errors import (
 from parley_server.models.http import (
     DEVICE_ID_PATTERN,
     USER_ID_PATTERN,
+    AccountDeleteRequest,
     BundleAnswer,
     DeviceBundleOut,
     DeviceOut,
@@ -66,7 +76,10 @@ from parley_server.models.http import (
 )
 from parley_server.store.aws import client
 from parley_server.store.connections import ConnectionsStore
+from parley_server.store.groups import GroupsStore
+from parley_server.store.mailbox import Mailbox
 from parley_server.store.management import ConnectionsApi
+from parley_server.store.media import MediaStore, s3_client
 from parley_server.store.otp import OtpStore
 from parley_server.store.prekeys import PrekeysStore
 from parley_server.store.push import PushNotifier
@@ -93,6 +106,9 @@ PUBLIC_ROUTES = frozenset(
     }
 )
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# The one call a device of an account being deleted may still make: asked again,
+# it finishes the deletion.
+DELETE_ACCOUNT_ROUTE = ("DELETE", "/v1/account")
 
 
 def _now() -> float:
@@ -154,7 +170,7 @@ class Services:
 
     @cached_property
     def sms(self) -> SmsSender:
-        return SmsSender(self._sns)
+        return SmsSender(self._sns, self.config.sms_origination)
 
     @cached_property
     def push(self) -> PushNotifier:
@@ -168,6 +184,25 @@ class Services:
     def gateway(self) -> ConnectionsApi:
         return ConnectionsApi(
             client("apigatewaymanagementapi", endpoint_url=self.config.ws_endpoint)
+        )
+
+    @cached_property
+    def account_stores(self) -> account_deletion.AccountStores:
+        """Every store an account has data in (only deleting the account needs them all)."""
+        config = self.config
+        return account_deletion.AccountStores(
+            users=self.users,
+            otps=self.otps,
+            refresh_tokens=self.refresh_tokens,
+            prekeys=self.prekeys,
+            mailbox=Mailbox(self._ddb, config.mailbox_table),
+            media=MediaStore(
+                s3_client(), self._ddb, bucket=config.media_bucket, table=config.users_table
+            ),
+            push=self.push,
+            connections=self.connections,
+            gateway=self.gateway,
+            groups=GroupsStore(self._ddb, config.groups_table),
         )
 
     @cached_property
@@ -286,7 +321,11 @@ def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
     if route is None or (route.method, route.path) not in PUBLIC_ROUTES:
         deps = services()
         principal = tokens.authenticate(
-            _bearer_token(), keys=deps.keys(), users=deps.users, now=_now()
+            _bearer_token(),
+            keys=deps.keys(),
+            users=deps.users,
+            now=_now(),
+            deleting=route is not None and (route.method, route.path) == DELETE_ACCOUNT_ROUTE,
         )
         app.context.update(user_id=principal.user_id, device_id=principal.device_id)
     return next_middleware(app)
@@ -330,6 +369,8 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
             limiter=deps.limiter,
             limits=deps.config.limits,
             now=_now(),
+            test_numbers=deps.config.test_numbers,
+            purpose=request.purpose,
         )
     except SmsUnavailable:
         metrics.add_metric(name="OtpSendFailed", unit=MetricUnit.Count, value=1)
@@ -548,6 +589,36 @@ def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) ->
     )
     metrics.add_metric(name="DeviceSignedOut", unit=MetricUnit.Count, value=1)
     logger.info("device signed out", extra={"device_id": device_id, "connections_closed": closed})
+
+
+@app.delete(
+    "/v1/account",
+    status_code=204,
+    summary="Delete this account and everything the service holds for it",
+    description=(
+        "Needs a fresh code texted to the account's number for this purpose"
+        ' (POST /v1/auth/otp with "purpose": "delete_account"). Removes the user,'
+        " devices, keys, tokens, push endpoints, the number's registration, contacts,"
+        " media and waiting messages, and leaves every group. If the answer is a 5xx,"
+        " ask again with the same token: the deletion continues where it stopped."
+    ),
+    tags=["account"],
+    security=BEARER,
+    responses=_responses(400, 401, 429, 503),
+)
+def delete_account(request: AccountDeleteRequest) -> None:
+    deps = services()
+    caller = _caller()
+    done = account_deletion.delete_account(
+        caller,
+        request.code,
+        keys=deps.keys(),
+        stores=deps.account_stores,
+        limits=deps.config.limits,
+        now=_now(),
+    )
+    metrics.add_metric(name="AccountDeleted", unit=MetricUnit.Count, value=1)
+    logger.info("account deleted", extra={"user_id": caller.user_id, **vars(done)})
 
 
 @app.get(

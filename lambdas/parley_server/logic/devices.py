@@ -11,14 +11,16 @@ mailbox's TTL.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from parley_server.logic.messaging import ConnectionsPort
 from parley_server.logic.tokens import Principal
 from parley_server.models.errors import DependencyUnavailable, NotFound
+from parley_server.models.frames import Connection
 from parley_server.store.users import DeviceSummary
 
-__all__ = ["CloserPort", "DevicesPort", "list_devices", "sign_out"]
+__all__ = ["CloserPort", "DevicesPort", "close_connections", "list_devices", "sign_out"]
 
 
 class DevicesPort(Protocol):
@@ -55,10 +57,23 @@ def sign_out(
         raise NotFound("no such device", code="unknown_device", device_id=device_id)
     if signed_in:
         users.revoke_device(caller.user_id, device_id, now)
+    return close_connections(caller.user_id, open_now, connections=connections, gateway=gateway)
+
+
+def close_connections(
+    user_id: str,
+    open_now: Iterable[Connection],
+    *,
+    connections: ConnectionsPort,
+    gateway: CloserPort,
+) -> int:
+    """Close the user's connections in `open_now` and forget them; how many. A close
+    that fails is a DependencyUnavailable, with the connections not yet closed still
+    recorded, so asking again finishes the job."""
     closed = 0
     for connection in open_now:
         if not gateway.close(connection.connection_id):
             raise DependencyUnavailable("could not close the device's connection; try again")
-        connections.remove(caller.user_id, connection.connection_id)
+        connections.remove(user_id, connection.connection_id)
         closed += 1
     return closed

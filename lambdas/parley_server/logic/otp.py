@@ -4,6 +4,10 @@ A code is 6 digits from a CSPRNG, stored only as HMAC-SHA256(otp key, phone:code
 lives 5 minutes, allows 5 attempts, and is deleted when used. Requests have a
 cool-down and a per-phone hourly cap (and a per-address cap against SMS pumping),
 all enforced by conditional writes in DynamoDB.
+
+A test number (dev stacks only, logic/testnumbers.py) gets the code derived from
+the signing secret instead: nothing is texted, so neither hourly cap counts it;
+the cool-down, the lifetime and the attempts are the same.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
+from parley_server.logic.testnumbers import code_for
 from parley_server.models.errors import (
     BadRequest,
     DependencyUnavailable,
@@ -35,6 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODE_DIGITS",
+    "DELETE_ACCOUNT",
+    "PURPOSES",
+    "SIGN_IN",
     "OtpChallenge",
     "code_hash",
     "normalize_phone",
@@ -82,9 +91,27 @@ def normalize_phone(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def code_hash(keys: Keys, phone: str, code: str) -> bytes:
-    """The keyed hash a code is stored as (':' never occurs in E.164: no ambiguity)."""
-    return hmac.new(keys.otp, f"{phone}:{code}".encode(), hashlib.sha256).digest()
+# What a code is for. A code asked for one purpose does not work for the other: a
+# sign-in code someone was tricked into passing on cannot delete the account, and
+# the text of a deletion code says what it does.
+SIGN_IN = "sign_in"
+DELETE_ACCOUNT = "delete_account"
+PURPOSES = (SIGN_IN, DELETE_ACCOUNT)
+_TEXTS = {
+    SIGN_IN: "Your Parley code is {code}",
+    # the code comes last, as in the sign-in text
+    DELETE_ACCOUNT: (
+        "Share this with nobody: it deletes your Parley account."
+        " Your code to DELETE your account is {code}"
+    ),
+}
+
+
+def code_hash(keys: Keys, phone: str, code: str, purpose: str = SIGN_IN) -> bytes:
+    """The keyed hash a code is stored as (':' never occurs in E.164: no ambiguity).
+    A sign-in code hashes as it always has; any other purpose is bound in."""
+    message = f"{phone}:{code}" if purpose == SIGN_IN else f"{phone}:{code}:{purpose}"
+    return hmac.new(keys.otp, message.encode(), hashlib.sha256).digest()
 
 
 def request_code(
@@ -97,12 +124,24 @@ def request_code(
     limiter: RateLimiter,
     limits: Limits,
     now: float,
+    test_numbers: Collection[str] = frozenset(),
+    purpose: str = SIGN_IN,
 ) -> OtpChallenge:
-    """Send a fresh code to the phone, replacing any earlier one."""
+    """Send a fresh code to the phone, replacing any earlier one.
+
+    A number in `test_numbers` gets its derived code and no text message. The
+    code works only for `purpose` (one of PURPOSES).
+    """
     phone = normalize_phone(raw_phone)
+    if purpose not in PURPOSES:
+        raise BadRequest(f"purpose must be one of {', '.join(PURPOSES)}", field="purpose")
+    if phone in test_numbers:
+        return _start_test_code(
+            phone, keys=keys, otps=otps, limits=limits, now=now, purpose=purpose
+        )
     limiter.hit("otp-source", source, limit=limits.otp_per_source_hourly, window_s=3600, now=now)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    digest = code_hash(keys, phone, code)
+    digest = code_hash(keys, phone, code, purpose)
     # the conditional put is the cool-down: it refuses while the last code is young
     otps.start(
         phone,
@@ -115,7 +154,7 @@ def request_code(
     try:
         limiter.hit("otp-phone", phone, limit=limits.otp_hourly_cap, window_s=3600, now=now)
         counted = True
-        sms.send(phone, f"Your Parley code is {code}")
+        sms.send(phone, _TEXTS[purpose].format(code=code))
     except Exception:
         # a code that was never sent must not stay usable, nor hold the cool-down,
         # nor use up the hour's allowance of the phone or the address
@@ -123,6 +162,23 @@ def request_code(
         if counted:
             _give_back(limiter, phone, source, now)
         raise
+    return OtpChallenge(
+        phone=phone, expires_in=limits.otp_ttl_s, retry_after=limits.otp_resend_cooldown_s
+    )
+
+
+def _start_test_code(
+    phone: str, *, keys: Keys, otps: OtpStore, limits: Limits, now: float, purpose: str = SIGN_IN
+) -> OtpChallenge:
+    """A test number's challenge: the derived code, stored like any other; no SMS,
+    so nothing counts toward the hourly caps (which bound SMS spend)."""
+    otps.start(
+        phone,
+        code_hash(keys, phone, code_for(keys.access, phone), purpose),
+        now=now,
+        ttl_s=limits.otp_ttl_s,
+        cooldown_s=limits.otp_resend_cooldown_s,
+    )
     return OtpChallenge(
         phone=phone, expires_in=limits.otp_ttl_s, retry_after=limits.otp_resend_cooldown_s
     )
@@ -137,13 +193,21 @@ def _give_back(limiter: RateLimiter, phone: str, source: str, now: float) -> Non
 
 
 def verify_code(
-    raw_phone: str, code: str, *, keys: Keys, otps: OtpStore, limits: Limits, now: float
+    raw_phone: str,
+    code: str,
+    *,
+    keys: Keys,
+    otps: OtpStore,
+    limits: Limits,
+    now: float,
+    purpose: str = SIGN_IN,
 ) -> str:
     """Use the phone's code; the E.164 phone when right.
 
     Malformed input is refused without spending an attempt. A wrong code spends
     one; the last wrong one kills the code (TooManyAttempts). A right code is
-    deleted as it is accepted, so it works once.
+    deleted as it is accepted, so it works once. A code asked for another
+    purpose is a wrong code.
     """
     phone = normalize_phone(raw_phone)
     if not isinstance(code, str) or not _CODE.fullmatch(code):
@@ -154,7 +218,7 @@ def verify_code(
         max_attempts=limits.otp_max_attempts,
         cooldown_s=limits.otp_resend_cooldown_s,
     )
-    if hmac.compare_digest(attempt.code_hash, code_hash(keys, phone, code)):
+    if hmac.compare_digest(attempt.code_hash, code_hash(keys, phone, code, purpose)):
         if otps.consume(phone, attempt.code_hash):
             return phone
         raise InvalidCode("the code is wrong, expired or already used")

@@ -12,13 +12,12 @@ import hashlib
 import hmac
 import re
 import secrets
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from parley_server.models.errors import InvalidToken
+from parley_server.models.errors import DeviceSignedOut, InvalidToken
 from parley_server.store.tokens import RefreshRecord, ReusedRefreshToken
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ __all__ = [
     "TokenPair",
     "authenticate",
     "derive_keys",
+    "family_of",
     "issue_access_token",
     "read_access_token",
     "refresh",
@@ -144,10 +144,16 @@ def read_access_token(keys: Keys, token: str, *, now: float) -> Principal:
     return Principal(user_id=user_id, device_id=device_id)
 
 
-def authenticate(token: str, *, keys: Keys, users: UsersStore, now: float) -> Principal:
-    """A verified access token whose device is still signed in (the one check every caller uses)."""
+def authenticate(
+    token: str, *, keys: Keys, users: UsersStore, now: float, deleting: bool = False
+) -> Principal:
+    """A verified access token whose device is still signed in (the one check every caller uses).
+
+    The devices of an account being deleted are refused too, except where `deleting`
+    says the call is the account deletion itself (asked again to finish it).
+    """
     principal = read_access_token(keys, token, now=now)
-    if users.device(principal.user_id, principal.device_id) is None:
+    if users.device(principal.user_id, principal.device_id, deleting=deleting) is None:
         raise InvalidToken("this device has been signed out")
     return principal
 
@@ -156,13 +162,21 @@ def _hash(refresh_token: str) -> str:
     return hashlib.sha256(refresh_token.encode()).hexdigest()
 
 
+def family_of(user_id: str, device_id: str) -> str:
+    """The id of a device's refresh token family: every sign-in is a new device, so a
+    device has exactly one, and deleting the account finds it from the device alone."""
+    return f"{user_id}{device_id}"
+
+
 def sign_in_device(
     principal: Principal, *, keys: Keys, tokens: RefreshStore, limits: Limits, now: float
 ) -> TokenPair:
     """Tokens for a device that has just proved its phone number: a new token family."""
     refresh_token = secrets.token_urlsafe(32)
     record = RefreshRecord(
-        family=uuid.uuid4().hex, user_id=principal.user_id, device_id=principal.device_id
+        family=family_of(principal.user_id, principal.device_id),
+        user_id=principal.user_id,
+        device_id=principal.device_id,
     )
     tokens.start_family(
         _hash(refresh_token), record, expires_at=int(now) + limits.refresh_token_ttl_s
@@ -190,8 +204,10 @@ def refresh(
     try:
         record = tokens.find(old_hash, now=now)
         principal = Principal(record.user_id, record.device_id)
-        if users.device(record.user_id, record.device_id) is None:
-            raise InvalidToken("this device has been signed out")
+        # a device whose account is being deleted may still refresh: its new tokens,
+        # like its old ones, reach nothing but the deletion (authenticate refuses them)
+        if users.device(record.user_id, record.device_id, deleting=True) is None:
+            raise DeviceSignedOut("this device has been signed out")
         new_token = secrets.token_urlsafe(32)
         tokens.rotate(
             old_hash,

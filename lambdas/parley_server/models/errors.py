@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DependencyUnavailable",
+    "DeviceSignedOut",
     "Forbidden",
     "InvalidCode",
     "InvalidPhone",
@@ -85,6 +86,12 @@ class InvalidToken(Unauthorized):
     """A token is malformed, forged, expired, spent or revoked."""
 
     code = "invalid_token"
+
+
+class DeviceSignedOut(InvalidToken):
+    """A refresh token of a device that has been signed out (its account still exists)."""
+
+    code = "device_signed_out"
 
 
 class InvalidCode(Unauthorized):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "DEVICE_ID_PATTERN",
     "USER_ID_PATTERN",
+    "AccountDeleteRequest",
     "BundleAnswer",
     "DeviceBundleOut",
     "DeviceOut",
@@ -58,6 +59,13 @@ class _In(BaseModel):
 
 class OtpRequest(_In):
     phone: Phone
+    purpose: Literal["sign_in", "delete_account"] = Field(
+        default="sign_in",
+        description=(
+            "what the code is for: signing in (the default), or deleting the account"
+            " (DELETE /v1/account); a code works only for its purpose"
+        ),
+    )
 
 
 class OtpAnswer(BaseModel):
@@ -68,6 +76,20 @@ class OtpAnswer(BaseModel):
 class VerifyRequest(_In):
     phone: Phone
     code: Annotated[str, Field(min_length=1, max_length=16, examples=["123456"])]
+
+
+class AccountDeleteRequest(_In):
+    code: Annotated[
+        str,
+        Field(
+            pattern=r"^[0-9]{6}$",
+            description=(
+                "a fresh code for the account's number, asked for with"
+                ' POST /v1/auth/otp {"phone": ..., "purpose": "delete_account"}'
+            ),
+            examples=["123456"],
+        ),
+    ]
 
 
 class RefreshRequest(_In):

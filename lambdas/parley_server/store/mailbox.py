@@ -28,6 +28,7 @@ from parley_server.models.frames import (
     mailbox_key,
     parse_server_id,
 )
+from parley_server.store.dynamo import query_pages
 
 __all__ = ["Mailbox"]
 
@@ -166,6 +167,30 @@ class Mailbox:
         if not old or int(old["expires_at"]["N"]) <= now:
             return None
         return _envelope(old)
+
+    def clear(self, user_id: str, device_id: str) -> int:
+        """Delete everything waiting in this device's mailbox, expired or not; how many
+        envelopes went. One Query of keys, then a DeleteItem each (the function that
+        does this may delete from mailboxes but never write to them)."""
+        device = mailbox_key(user_id, device_id)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "device = :device",
+            "ExpressionAttributeValues": {":device": {"S": device}},
+            "ProjectionExpression": "sk",
+            "ConsistentRead": True,
+        }
+        deleted = 0
+        for page in query_pages(self._ddb, kwargs, "mailbox unavailable"):
+            for item in page.get("Items", []):
+                try:
+                    self._ddb.delete_item(
+                        TableName=self._table, Key={"device": {"S": device}, "sk": item["sk"]}
+                    )
+                except ClientError as exc:
+                    raise DependencyUnavailable("mailbox unavailable") from exc
+                deleted += 1
+        return deleted
 
     def page(
         self,

@@ -4,10 +4,17 @@ small record that maps a media id to its object.
 Record (users table): pk=MEDIA#<media id>, sk=MEDIA with the object key, the
 uploader, the declared size and `expires_at` (TTL). The id alone says nothing
 about the uploader; the record is the only way from id to key, so no listing
-or Scan is ever needed.
+or Scan is ever needed. The uploader's partition lists their ids
+(pk=USER#<uid>, sk=MEDIA#<media id>, same TTL), so deleting the account finds
+and deletes every object they own.
 
 Presigned URLs are signed by the same client that talks to S3, so they point
 wherever that client points: AWS, or moto's server behind AWS_ENDPOINT_URL.
+On AWS they name the bucket's regional virtual-hosted endpoint,
+https://<bucket>.s3.<region>.amazonaws.com/: the global name
+(<bucket>.s3.amazonaws.com) answers a bucket created outside us-east-1 with
+307 redirects for up to a day, which a browser's form POST and a streamed
+upload do not follow.
 """
 
 from __future__ import annotations
@@ -33,12 +40,20 @@ _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 # SigV4 must be explicit: for presigning, botocore otherwise falls back to
 # SigV2 in older regions, which S3 refuses for newer buckets and for SSE-KMS.
-_S3_CONFIG = BotoConfig(
+_S3_BASE = BotoConfig(
     signature_version="s3v4",
     connect_timeout=2,
     read_timeout=5,
     retries={"mode": "standard", "max_attempts": 3},
 )
+# On AWS: virtual-hosted and regional, us-east-1 included (botocore would
+# otherwise presign with the global s3.amazonaws.com, which redirects).
+_S3_ON_AWS = _S3_BASE.merge(
+    BotoConfig(s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"})
+)
+# At an endpoint override (moto's server on loopback): path style, since
+# <bucket>.localhost would not resolve.
+_S3_AT_ENDPOINT = _S3_BASE.merge(BotoConfig(s3={"addressing_style": "path"}))
 _LOCK = threading.Lock()
 _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
 
@@ -50,14 +65,15 @@ def s3_client() -> Any:
     every other client (`store.aws`); the key follows them so a process that
     switches endpoints (tests, the local stack) gets a client for each.
     """
-    key = (
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    key = (endpoint, region)
     with _LOCK:
         found = _CLIENTS.get(key)
         if found is None:
-            found = boto3.session.Session().client("s3", config=_S3_CONFIG)
+            config = _S3_AT_ENDPOINT if endpoint else _S3_ON_AWS
+            # the region is explicit: the presigned host names it
+            found = boto3.session.Session().client("s3", region_name=region, config=config)
             _CLIENTS[key] = found
         return found
 
@@ -93,7 +109,19 @@ class MediaStore:
     def put_record(
         self, *, media_id: str, key: str, owner: str, size: int, expires_at: int, now: int
     ) -> None:
-        """Store a new record; an id that already exists is a Conflict."""
+        """Store a new record (after listing it under its owner); an id that already
+        exists is a Conflict."""
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"USER#{owner}"},
+                    "sk": {"S": f"MEDIA#{media_id}"},
+                    "expires_at": {"N": str(expires_at)},
+                },
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("media records unavailable") from exc
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -134,7 +162,24 @@ class MediaStore:
             expires_at=int(item["expires_at"]["N"]),
         )
 
+    def delete_record(self, media_id: str) -> None:
+        """Forget a media id (no error if it is gone already)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"MEDIA#{media_id}"}, "sk": {"S": "MEDIA"}},
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("media records unavailable") from exc
+
     # -- objects ---------------------------------------------------------
+
+    def delete_object(self, key: str) -> None:
+        """Delete a stored object (S3 answers the same whether or not it was there)."""
+        try:
+            self._s3.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("media storage unavailable") from exc
 
     def object_size(self, key: str) -> int | None:
         """The stored object's size in bytes, or None when it is not there (yet)."""

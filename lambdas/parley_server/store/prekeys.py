@@ -208,3 +208,23 @@ class PrekeysStore:
             key_id=int(item["sk"]["S"].removeprefix("OTK#")),
             public_key=bytes(item["public_key"]["B"]),
         )
+
+    def forget_device(self, user_id: str, device_id: str) -> int:
+        """Delete the device's identity key, signed prekey and one-time prekeys; how
+        many records went (none when they are gone already)."""
+        pk = _pk(user_id, device_id)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "device = :pk",
+            "ExpressionAttributeValues": {":pk": pk},
+            "ProjectionExpression": "sk",
+            "ConsistentRead": True,
+        }
+        keys = [
+            item["sk"]
+            for page in query_pages(self._ddb, kwargs, "key store unavailable")
+            for item in page.get("Items", [])
+        ]
+        requests = [{"DeleteRequest": {"Key": {"device": pk, "sk": sk}}} for sk in keys]
+        batch_write(self._ddb, self._table, requests, _BATCH)
+        return len(keys)

@@ -132,6 +132,18 @@ class PushNotifier:
             answer = self._sns.create_platform_endpoint(PlatformApplicationArn=app, Token=token)
         return str(answer["EndpointArn"])
 
+    def forget(self, arn: str) -> None:
+        """Delete a device's platform endpoint for good (its account is being deleted).
+
+        An endpoint already gone is no error; any other failure is, so that the
+        deletion is asked again rather than leaving the endpoint behind.
+        """
+        try:
+            self._sns.delete_endpoint(EndpointArn=arn)
+        except ClientError as exc:
+            if _code(exc) != "NotFound":
+                raise DependencyUnavailable("push service unavailable") from exc
+
     def _delete(self, arn: str) -> None:
         try:
             self._sns.delete_endpoint(EndpointArn=arn)

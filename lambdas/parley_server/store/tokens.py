@@ -1,10 +1,11 @@
 """Refresh tokens and their families, in the users table.
 
     REFRESH#<sha256 of token> / REFRESH   family, user_id, device_id, expires_at, spent_at?
-    FAMILY#<family id>        / FAMILY    user_id, device_id, revoked?, expires_at
+    FAMILY#<family id>        / FAMILY    user_id, device_id, revoked?, expires_at, tokens
 
-A family is one device's chain of refresh tokens. Only hashes are stored: a copy
-of the table gives nobody a usable token.
+A family is one device's chain of refresh tokens; `tokens` is the set of the
+hashes it has issued, so deleting an account can find and delete every one of
+them. Only hashes are stored: a copy of the table gives nobody a usable token.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, InvalidToken
+from parley_server.store.dynamo import Retry, batch_write
 
 __all__ = ["RefreshRecord", "RefreshStore", "ReusedRefreshToken"]
+
+_BATCH = Retry(5, "token store unavailable", "token store is throttling")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class RefreshStore:
                     "user_id": {"S": record.user_id},
                     "device_id": {"S": record.device_id},
                     "expires_at": {"N": str(expires_at)},
+                    "tokens": {"SS": [token_hash]},
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
@@ -140,13 +145,15 @@ class RefreshStore:
             "Update": {
                 "TableName": self._table,
                 "Key": {"pk": {"S": f"FAMILY#{record.family}"}, "sk": {"S": "FAMILY"}},
-                "UpdateExpression": "SET expires_at = :exp",
+                "UpdateExpression": "SET expires_at = :exp ADD #tokens :new",
+                "ExpressionAttributeNames": {"#tokens": "tokens"},
                 "ConditionExpression": (
                     "attribute_exists(pk) AND attribute_not_exists(revoked) AND expires_at > :now"
                 ),
                 "ExpressionAttributeValues": {
                     ":exp": {"N": str(expires_at)},
                     ":now": {"N": str(int(now))},
+                    ":new": {"SS": [new_hash]},
                 },
             }
         }
@@ -179,3 +186,32 @@ class RefreshStore:
             if _code(exc) == "ConditionalCheckFailedException":
                 return  # expired and gone: nothing left to refuse
             raise DependencyUnavailable("token store unavailable") from exc
+
+    def forget_family(self, family: str) -> int:
+        """Delete the family and every refresh token it issued (spent ones too); how
+        many tokens went. Safe to repeat: a family already gone deletes nothing."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"FAMILY#{family}"}, "sk": {"S": "FAMILY"}},
+                ConsistentRead=True,
+                ProjectionExpression="#t",
+                ExpressionAttributeNames={"#t": "tokens"},
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("token store unavailable") from exc
+        item = answer.get("Item")
+        if item is None:
+            return 0
+        hashes = sorted(item.get("tokens", {}).get("SS", []))
+        requests = [
+            {"DeleteRequest": {"Key": {"pk": {"S": f"REFRESH#{h}"}, "sk": {"S": "REFRESH"}}}}
+            for h in hashes
+        ]
+        # the tokens first: the family (which lists them) goes only once they are gone
+        requests.append(
+            {"DeleteRequest": {"Key": {"pk": {"S": f"FAMILY#{family}"}, "sk": {"S": "FAMILY"}}}}
+        )
+        batch_write(self._ddb, self._table, requests[:-1], _BATCH)
+        batch_write(self._ddb, self._table, requests[-1:], _BATCH)
+        return len(hashes)

@@ -3,13 +3,19 @@
 Key design (see store/schema.py):
 
     USER#<uid>    / PROFILE          phone, created_at, presence setting, last_seen
-    USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, push_platform/token/endpoint
+    USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, deleting,
+                                     push_platform/token/endpoint
     USER#<uid>    / CONTACT#<uid>    since: the two users have exchanged keys
+    USER#<uid>    / MEDIA#<id>       a media object the user uploaded (store/media.py)
     PHONE#<e164>  / PHONE            user_id (phone numbers are unique by conditional put)
 
 A device is *pending* from sign-in until it first uploads its keys: it may use
 its tokens, but senders do not see it yet (they could not encrypt for it), so a
 device whose app never got as far as uploading keys cannot block anyone's sends.
+
+A device is *deleting* once its account's deletion has started: senders no longer
+see it and its tokens are refused, except by the deletion itself, which a
+device of the account may ask again until it is done (logic/accounts.py).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from parley_server.store.dynamo import Retry, batch_get, batch_write, query_page
 
 __all__ = [
     "PRESENCE_SETTINGS",
+    "AccountItem",
     "Device",
     "DeviceSummary",
     "PresenceSetting",
@@ -55,6 +62,28 @@ class DeviceSummary:
     created_at: int
     ready: bool  # keys uploaded: senders can see it
     push_platform: str | None
+
+
+@dataclass(frozen=True)
+class AccountItem:
+    """One record in a user's partition (its sort key says which kind), as deleting
+    the account needs it."""
+
+    sk: str
+    push_platform: str | None = None
+    push_endpoint: str | None = None
+
+    @property
+    def device_id(self) -> str | None:
+        return self.sk.removeprefix("DEVICE#") if self.sk.startswith("DEVICE#") else None
+
+    @property
+    def contact(self) -> str | None:
+        return self.sk.removeprefix("CONTACT#") if self.sk.startswith("CONTACT#") else None
+
+    @property
+    def media_id(self) -> str | None:
+        return self.sk.removeprefix("MEDIA#") if self.sk.startswith("MEDIA#") else None
 
 
 @dataclass(frozen=True)
@@ -120,18 +149,19 @@ class UsersStore:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
             "ExpressionAttributeValues": {":pk": _user_pk(user_id), ":device": {"S": "DEVICE#"}},
-            "ProjectionExpression": f"sk, revoked, pending, {attributes}",
+            "ProjectionExpression": f"sk, revoked, pending, deleting, {attributes}",
             "ConsistentRead": consistent,
         }
         return [
             item
             for page in query_pages(self._ddb, kwargs, "user store unavailable")
             for item in page.get("Items", [])
-            if not _flag(item, "revoked")
+            if not _flag(item, "revoked") and not _flag(item, "deleting")
         ]
 
-    def device(self, user_id: str, device_id: str) -> Device | None:
-        """A signed-in device (active or pending), or None if unknown or revoked.
+    def device(self, user_id: str, device_id: str, *, deleting: bool = False) -> Device | None:
+        """A signed-in device (active or pending), or None if unknown or revoked, or
+        if its account is being deleted (unless `deleting`: the deletion's own check).
 
         Strongly consistent: a revocation must take effect at once.
         """
@@ -145,6 +175,8 @@ class UsersStore:
             raise DependencyUnavailable("user store unavailable") from exc
         item = answer.get("Item")
         if item is None or _flag(item, "revoked"):
+            return None
+        if _flag(item, "deleting") and not deleting:
             return None
         return _device_from(item)
 
@@ -263,6 +295,101 @@ class UsersStore:
                     return existing
             raise DependencyUnavailable("user store unavailable") from exc
         return user_id
+
+    # -- deleting an account -----------------------------------------------------
+
+    def is_deleting(self, user_id: str, device_id: str) -> bool:
+        """Whether this device's account deletion has started (marked by `mark_deleting`)."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                ConsistentRead=True,
+                ProjectionExpression="deleting",
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        return _flag(answer.get("Item", {}), "deleting")
+
+    def mark_deleting(self, user_id: str, device_id: str) -> None:
+        """Hide a device from senders and refuse its tokens (but for the deletion)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                UpdateExpression="SET deleting = :yes",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return  # already gone
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def phone_of(self, user_id: str) -> str | None:
+        """The E.164 number on the user's profile; None once the profile is gone."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                ConsistentRead=True,
+                ProjectionExpression="phone",
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        return item["phone"]["S"] if item and "phone" in item else None
+
+    def account_items(self, user_id: str) -> list[AccountItem]:
+        """Every record in the user's partition: profile, devices (revoked ones too),
+        contacts, media ids."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _user_pk(user_id)},
+            "ProjectionExpression": "sk, push_platform, push_endpoint",
+            "ConsistentRead": True,
+        }
+        return [
+            AccountItem(
+                sk=item["sk"]["S"],
+                push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
+                push_endpoint=item["push_endpoint"]["S"] if "push_endpoint" in item else None,
+            )
+            for page in query_pages(self._ddb, kwargs, "user store unavailable")
+            for item in page.get("Items", [])
+        ]
+
+    def delete_records(self, user_id: str, sort_keys: list[str]) -> None:
+        """Delete records of the user's partition (missing ones are no error)."""
+        requests = [
+            {"DeleteRequest": {"Key": {"pk": _user_pk(user_id), "sk": {"S": sk}}}}
+            for sk in dict.fromkeys(sort_keys)
+        ]
+        batch_write(self._ddb, self._table, requests, _BATCH)
+
+    def forget_contact(self, user_id: str, contacts: list[str]) -> None:
+        """Delete the contact records that other users hold of `user_id`."""
+        requests = [
+            {"DeleteRequest": {"Key": {"pk": _user_pk(c), "sk": {"S": f"CONTACT#{user_id}"}}}}
+            for c in dict.fromkeys(contacts)
+        ]
+        batch_write(self._ddb, self._table, requests, _BATCH)
+
+    def release_phone(self, phone: str, user_id: str) -> None:
+        """Forget that `phone` belongs to `user_id` (so it may sign up afresh); a number
+        already released, or taken since by a new account, is left as it is."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"PHONE#{phone}"}, "sk": {"S": "PHONE"}},
+                ConditionExpression="user_id = :uid",
+                ExpressionAttributeValues={":uid": {"S": user_id}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return
+            raise DependencyUnavailable("user store unavailable") from exc
 
     # -- presence ----------------------------------------------------------------
 

@@ -314,3 +314,62 @@ async def test_removing_a_device_deletes_it_by_id_and_a_bad_id_never_leaves(
     assert len(service.calls) == calls
     with pytest.raises(NotFound):
         await api.remove_device("3" * 16)  # the service: no such device
+
+
+async def test_deleting_the_account_sends_the_code_and_asks_again_after_a_5xx(
+    base_url: str, http: aiohttp.ClientSession, service: Service
+) -> None:
+    bodies: list[Any] = []
+
+    async def cut_short_once(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        if len(bodies) == 1:
+            return _error(503, "service_unavailable", "try again")
+        return web.Response(status=204)
+
+    service.behaviour["DELETE /v1/account"] = cut_short_once
+    api, _ = api_with(base_url, http, "good", NOW + 600)
+
+    await api.delete_account("123456")
+
+    # the same request again: the service finishes a deletion without a new code
+    assert bodies == [{"code": "123456"}, {"code": "123456"}]
+
+
+async def test_a_wrong_deletion_code_is_not_mistaken_for_a_stale_token(
+    base_url: str, http: aiohttp.ClientSession, service: Service
+) -> None:
+    service.behaviour["DELETE /v1/account"] = lambda _r: _error(
+        401, "invalid_code", "wrong", attempts_left=4
+    )
+    api, keeper = api_with(base_url, http, "good", NOW + 600)
+
+    with pytest.raises(AuthenticationError) as refused:
+        await api.delete_account("654321")
+
+    assert (refused.value.code, refused.value.details["attempts_left"]) == ("invalid_code", 4)
+    # one attempt spent, not two: no refresh and no second try
+    assert [c[1] for c in service.calls] == ["/v1/account"]
+    assert service.refreshes == 0
+    assert keeper.saved == []
+
+
+async def test_a_deletion_code_is_asked_for_with_its_purpose(
+    base_url: str, http: aiohttp.ClientSession, service: Service
+) -> None:
+    bodies: list[Any] = []
+
+    async def record(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response({"expires_in": 300, "retry_after": 30}, status=202)
+
+    service.behaviour["POST /v1/auth/otp"] = record
+    api, _ = api_with(base_url, http, "good", NOW + 600)
+
+    await api.request_code("+15550001")
+    await api.request_code("+15550001", "delete_account")
+
+    assert bodies == [
+        {"phone": "+15550001"},
+        {"phone": "+15550001", "purpose": "delete_account"},
+    ]
