@@ -56,8 +56,8 @@ $(NODE_STAMP): package.json package-lock.json | node-check
 
 install: $(STAMP)  ## create .venv and install everything
 
-serve: $(STAMP)  ## run the whole service on this machine (127.0.0.1:8787, PARLEY_PORT to change)
-	$(PY) -m local
+serve: $(STAMP)  ## run the whole service on this machine, state kept in ~/.parley/local-state (ARGS=--fresh: start empty)
+	$(PY) -m local $(ARGS)
 
 test: lint typecheck pytest  ## ruff, mypy and every test (unit, infra, integration, e2e)
 
@@ -68,33 +68,44 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) node-check
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 fmt: $(STAMP)  ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-synth: $(STAMP) $(NODE_STAMP)  ## synthesize the CDK app into cdk.out (offline, no Docker)
+synth: node-check $(STAMP) $(NODE_STAMP)  ## synthesize the CDK app into cdk.out (offline, no Docker)
 	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
 
-bootstrap: $(STAMP) $(NODE_STAMP)  ## cdk bootstrap (once per AWS account and region)
+bootstrap: node-check $(STAMP) $(NODE_STAMP)  ## cdk bootstrap (once per AWS account and region)
 	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
-deploy: $(STAMP) $(NODE_STAMP)  ## cdk deploy; endpoints land in cdk-outputs.json for the CLI
+deploy: node-check $(STAMP) $(NODE_STAMP)  ## cdk deploy; endpoints land in cdk-outputs.json for the CLI
 	$(CDK) deploy --no-notices --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
 
-diff: $(STAMP) $(NODE_STAMP)  ## cdk diff against the deployed stack
+diff: node-check $(STAMP) $(NODE_STAMP)  ## cdk diff against the deployed stack
 	$(CDK) diff --no-notices $(CDK_ARGS)
 
-destroy: $(STAMP) $(NODE_STAMP)  ## cdk destroy
+destroy: node-check $(STAMP) $(NODE_STAMP)  ## cdk destroy
 	$(CDK) destroy --no-notices $(CDK_ARGS)
+
+iam-policies: $(STAMP)  ## after changing grants: write local/iam/policies.json (what the local stack enforces)
+	$(PY) -m local.iam
+
+iam-report: $(STAMP)  ## the integration and e2e suites, then every granted permission no call used
+	PARLEY_IAM_REPORT=1 $(BIN)/pytest -q -m 'not soak' tests/integration tests/e2e
 
 bench: $(STAMP)  ## run every benchmark and print the figures
 	$(PY) -m bench
 
 demo: $(STAMP)  ## a scripted two-person conversation on the local stack
 	$(PY) -m parley.demo
+
+# After `make deploy`: the stack in cdk-outputs.json (else the local stack of `make serve`).
+# SMOKE_ARGS="--local", "--outputs FILE", "--numbers +12065550100,+12065550101", "--timeout 60"
+smoke: $(STAMP)  ## prove a deployment works
+	$(PY) -m parley.smoke $(SMOKE_ARGS)
 
 soak: $(STAMP)  ## the reliability suites at full size
 	PARLEY_SOAK=1 $(BIN)/pytest -q -m soak tests

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from local.http_api import HttpCors
     from local.lambdas import Invoker
     from local.resources import LocalAws
+    from local.state import LocalState
+
+from local.state import StateRefused, open_state, reset_command, restore
+from local.state import add_arguments as _state_args
 
 __all__ = ["main", "parse_args"]
 
@@ -75,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("PARLEY_LOCAL_IAM", "on").lower() not in ("off", "0", "false"),
         help="do not hold each function to its IAM policy (env PARLEY_LOCAL_IAM=off)",
     )
+    _state_args(parser)
     args = parser.parse_args(argv)
     if args.idle_timeout <= 0 or args.max_connection_duration <= 0:
         parser.error("timeouts must be positive")
@@ -97,6 +102,7 @@ class _Running:
     aws: LocalAws
     executor: ThreadPoolExecutor
     local_file: Path
+    state: LocalState | None = None
 
 
 def _start_aws(args: argparse.Namespace) -> _Running | None:
@@ -185,6 +191,9 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
         CatalogueHandlers(), running.executor, region=args.region, account_id=ACCOUNT_ID
     )
     sinks = SnsSinks(account_id=ACCOUNT_ID, region=args.region, push_apps=running.aws.push_apps)
+    if running.state is not None:
+        running.state.attach_sinks(sinks)
+        running.state.start()
     gateway = Gateway(invoker, options, sinks=sinks)
     await gateway.start(running.sock)
     fanout = _fanout_source(invoker, running.aws)
@@ -202,6 +211,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
             "region": args.region,
             "aws_endpoint_url": running.aws.endpoint_url,
             "pid": os.getpid(),
+            "stack_id": running.state.stack_id if running.state else None,
         }
         _write_endpoints(running.local_file, endpoints)
         print(
@@ -220,6 +230,8 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
     finally:
         await fanout.stop()
         await gateway.stop()
+        if running.state is not None:
+            await running.state.stop()  # the last save, once nothing changes any more
 
 
 def _fanout_source(invoker: Invoker, aws: LocalAws) -> SqsEventSource:
@@ -260,8 +272,24 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     )
     # boto3's INFO lines (credentials found, …) say nothing useful here
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    if args.command == "reset":
+        return reset_command(args)
+    try:
+        state = open_state(args)
+    except StateRefused as refused:
+        print(refused, file=sys.stderr)
+        return 1
     running = _start_aws(args)
     if running is None:
+        state.close()
+        return 1
+    running.state = state
+    try:
+        restore(state, running.aws)
+    except StateRefused as refused:
+        print(refused, file=sys.stderr)
+        running.aws.stop()
+        state.close()
         return 1
     try:
         asyncio.run(_serve(args, running, started))
@@ -272,4 +300,5 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
             running.local_file.unlink()
         running.executor.shutdown(wait=False, cancel_futures=True)
         running.aws.stop()
+        state.close()
     return 0

@@ -76,6 +76,18 @@ class SnsSinks:
                 if self._echo:
                     self._echo(f"[push] {platform} {endpoint.token}: {message}")
 
+    def history(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything taken in so far (for local/state.py to save)."""
+        return {"sms": list(self._sms), "push": list(self._push)}
+
+    def restore(self, history: Mapping[str, Any]) -> None:
+        """Put back a saved history (before anything new is taken in); not echoed again."""
+        for kind, into in (("sms", self._sms), ("push", self._push)):
+            for record in history.get(kind) or []:
+                if isinstance(record, dict) and record.get("id") not in self._seen:
+                    self._seen.add(str(record.get("id")))
+                    into.append(dict(record))
+
     def sms(self) -> list[dict[str, Any]]:
         self.poll()
         return list(self._sms)

@@ -213,9 +213,12 @@ class StackDidNotStart(RuntimeError):
 
 def stack_environment(local_file: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment for the stack's: the stack points AWS at its own moto,
-    so nothing AWS_ or PARLEY_ of this process's may leak in."""
+    so nothing AWS_ or PARLEY_ of this process's may leak in. Its state is a fresh one
+    beside the endpoints file (local_file's directory/local-state), never the
+    developer's ~/.parley/local-state; `extra` or --state-dir may name another."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
     env["PARLEY_LOCAL_FILE"] = str(local_file)
+    env["PARLEY_LOCAL_STATE"] = str(local_file.parent / "local-state")
     env.update(extra or {})
     return env
 

@@ -137,6 +137,19 @@ def function_env(aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> Any:
     return use
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_developer_local_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test may touch the developer's ~/.parley/local-state: a local stack started
+    other than through local.testing (which gives each its own) gets a throwaway one."""
+    previous = os.environ.get("PARLEY_LOCAL_STATE")
+    os.environ["PARLEY_LOCAL_STATE"] = str(tmp_path_factory.mktemp("local-state"))
+    yield
+    if previous is None:
+        os.environ.pop("PARLEY_LOCAL_STATE", None)
+    else:
+        os.environ["PARLEY_LOCAL_STATE"] = previous
+
+
 # ---------------------------------------------------------------------------
 # CDK synthesis (infra). Synth starts Node and takes seconds, so it runs once
 # per session, and only when a test asks for it; aws_cdk is imported lazily

@@ -109,7 +109,12 @@ async def local_stack(story: Story) -> AsyncIterator[Endpoints]:
             return
     with tempfile.TemporaryDirectory(prefix="parley-demo-stack-") as folder:
         file = Path(folder) / "local.json"
-        env = dict(os.environ, PARLEY_LOCAL_FILE=str(file))
+        # a state of its own, gone with the folder: the demo's people are not kept
+        env = dict(
+            os.environ,
+            PARLEY_LOCAL_FILE=str(file),
+            PARLEY_LOCAL_STATE=str(Path(folder) / "local-state"),
+        )
         story.say("No local stack answers: starting one for this demo (python -m local).")
         log_path = Path(folder) / "local.log"
         with log_path.open("w") as log_file:
