@@ -9,13 +9,14 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,8 @@ class _Running:
     executor: ThreadPoolExecutor
     local_file: Path
     state: LocalState | None = None
+    # names this run's data for clients (parley.service): the state's, or a new one
+    stack_id: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 def _start_aws(args: argparse.Namespace) -> _Running | None:
@@ -211,7 +214,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
             "region": args.region,
             "aws_endpoint_url": running.aws.endpoint_url,
             "pid": os.getpid(),
-            "stack_id": running.state.stack_id if running.state else None,
+            "stack_id": running.stack_id,
         }
         _write_endpoints(running.local_file, endpoints)
         print(
@@ -274,23 +277,28 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     logging.getLogger("botocore").setLevel(logging.WARNING)
     if args.command == "reset":
         return reset_command(args)
-    try:
-        state = open_state(args)
-    except StateRefused as refused:
-        print(refused, file=sys.stderr)
-        return 1
+    state: LocalState | None = None
+    if not args.ephemeral:
+        try:
+            state = open_state(args)
+        except StateRefused as refused:
+            print(refused, file=sys.stderr)
+            return 1
     running = _start_aws(args)
     if running is None:
-        state.close()
+        if state is not None:
+            state.close()
         return 1
-    running.state = state
-    try:
-        restore(state, running.aws)
-    except StateRefused as refused:
-        print(refused, file=sys.stderr)
-        running.aws.stop()
-        state.close()
-        return 1
+    if state is not None:
+        running.state = state
+        running.stack_id = state.stack_id
+        try:
+            restore(state, running.aws)
+        except StateRefused as refused:
+            print(refused, file=sys.stderr)
+            running.aws.stop()
+            state.close()
+            return 1
     try:
         asyncio.run(_serve(args, running, started))
     except KeyboardInterrupt:
@@ -300,5 +308,6 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
             running.local_file.unlink()
         running.executor.shutdown(wait=False, cancel_futures=True)
         running.aws.stop()
-        state.close()
+        if state is not None:
+            state.close()
     return 0

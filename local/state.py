@@ -751,6 +751,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="start empty: discard the saved local state"
     )
+    parser.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="keep no state: start empty, save nothing (load tests, throwaway runs)",
+    )
     parser.add_argument("--yes", action="store_true", help="reset without asking")
 
 

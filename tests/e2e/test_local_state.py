@@ -210,3 +210,13 @@ async def test_a_signed_out_device_is_told_so_and_how_to_link_it_again(
     assert "has been signed out" in out, out
     assert "link this device again" in out, out
     assert "parley --profile laptop signup <phone>" in out, out
+
+
+async def test_an_ephemeral_stack_keeps_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with _started(tmp_path, "first", state, "--ephemeral") as stack:
+        person = await new_person(stack, tmp_path / "home", "alice")
+        assert person.user_id
+        assert stop(stack.process) == 0
+    # no directory, no lock, no save: the next stack there starts empty
+    assert not state.exists()

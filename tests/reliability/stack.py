@@ -65,7 +65,11 @@ def running_stack(
         extra["PARLEY_LOCAL_FAULTS"] = json.dumps({**faults, "report": str(faults_file)})
     if limits is not None:
         extra["PARLEY_LIMITS"] = json.dumps(dict(limits))
-    args = [] if idle_timeout_s is None else ["--idle-timeout", str(idle_timeout_s)]
+    # these stacks are driven hard and thrown away: saving their state (tested in
+    # tests/e2e/test_local_state.py) would only take time from what they measure
+    args = ["--ephemeral"]
+    if idle_timeout_s is not None:
+        args += ["--idle-timeout", str(idle_timeout_s)]
     with start_local_stack(directory, *args, env=extra) as local:
         shared = {f.name: getattr(local, f.name) for f in fields(LocalStack)}
         yield Stack(**shared, faults_file=faults_file)
