@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
 import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ from parley.client import Client, EventStream, request_code, sign_up
 from parley.endpoints import Endpoints
 from parley.errors import ConfigurationError, ParleyClientError
 from parley.local_sms import code_from_local_sms, sms_count
+from parley.logs import quiet
 from parley.models import (
     Account,
     Event,
@@ -232,26 +232,13 @@ def _show_item(story: Story, item: dict[str, Any]) -> None:
         story.say(f"     {name:<11} {shown}")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The demo tells its own story; library warnings (like the throwaway profiles'
-    plaintext-store notice, said once below) would only interrupt it."""
-    logger = logging.getLogger("parley")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 # --- the story ----------------------------------------------------------------------------------
 
 
 async def run(story: Story) -> None:
     story.title("Parley demo: two people, one machine, end-to-end encrypted")
     async with local_stack(story) as endpoints:
-        with tempfile.TemporaryDirectory(prefix="parley-demo-") as folder, _quiet():
+        with tempfile.TemporaryDirectory(prefix="parley-demo-") as folder, quiet():
             await _conversation(story, endpoints, Path(folder))
     story.title("\nThat's the whole loop: X3DH once, the Double Ratchet for every message,")
     story.title("ticks from receipts, and a server that only ever held ciphertext.")

@@ -19,13 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import logging
 import os
 import random
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +32,7 @@ from typing import TextIO
 from parley.client import Client, EventStream, request_code, sign_up
 from parley.endpoints import Endpoints, local_file
 from parley.errors import ApiError, ConfigurationError, NotFound, RateLimited
+from parley.logs import quiet
 from parley.media import Attachment
 from parley.models import Account, Message, MessageReceived, MessageState
 from parley.profiles import profile_dir
@@ -169,7 +169,7 @@ async def run(
     with contextlib.ExitStack() as cleanup:
         if home is None:
             home = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="parley-smoke-")))
-        cleanup.enter_context(_quiet())
+        cleanup.enter_context(quiet())
         await _run(find_target, report, wait_s=wait_s, home=home)
 
 
@@ -415,19 +415,6 @@ async def _reaches(
             return
         if await anext(stream, None) is None:
             raise Unexpected(f"the client closed with the message {stored and stored.state}")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The steps say what happens; the throwaway profiles' plaintext-store warnings
-    would only interrupt them."""
-    logger = logging.getLogger("parley")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -3,14 +3,15 @@ past the code's resend cool-down, and the harness acting as the HttpApi function
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from parley_server.handlers import http_api
 from tests.conftest import FakeAws
-from tests.integration.test_http_harness import Answer, call
+from tests.integration.test_http_harness import Answer, call, sign_up, with_keys
+from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Harness, harness
 
 
@@ -45,3 +46,21 @@ def http(ws: Harness, method: str, path: str, **kwargs: Any) -> Answer:
     """An HTTP API call, as the HttpApi function."""
     ws.function_env("HttpApi")
     return call(method, path, **kwargs)
+
+
+# The phone number the HTTP tests sign in with unless they name another.
+PHONE = "+14155552671"
+SignIn = Callable[..., Signed]
+
+
+@pytest.fixture
+def sign_in(http_ws: Harness, clock: Clock) -> SignIn:
+    """Call to sign `phone` in on one more device, with its keys uploaded (each a
+    minute later, past the code's resend cool-down)."""
+
+    def one_more(phone: str = PHONE) -> Signed:
+        clock.offset += 60
+        http_ws.function_env("HttpApi")
+        return with_keys(sign_up(phone))
+
+    return one_more

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +17,8 @@ from parley_server.catalogue import HTTP_ROUTES, Setting
 from parley_server.models.errors import DependencyUnavailable
 from parley_server.store.mailbox import Mailbox
 from parley_server.store.users import UsersStore
-from tests.integration.conftest import Clock, http
-from tests.integration.test_http_harness import Answer, sign_up, with_keys
+from tests.integration.conftest import Clock, SignIn, http
+from tests.integration.test_http_harness import Answer
 from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Device, Harness
 
@@ -40,20 +39,6 @@ def texts_to(phone: str) -> list[str]:
 
     backend = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     return [text for number, text in backend.sms_messages.values() if number == phone]
-
-
-SignIn = Callable[..., Signed]
-
-
-@pytest.fixture
-def sign_in(ws: Harness, clock: Clock) -> SignIn:
-    def one_more(phone: str = ALICE) -> Signed:
-        """`phone` signed in on one more device, with its keys uploaded."""
-        clock.offset += 60
-        ws.function_env("HttpApi")
-        return with_keys(sign_up(phone))
-
-    return one_more
 
 
 def deletion_code(ws: Harness, clock: Clock, phone: str = ALICE) -> str:

@@ -5,35 +5,17 @@ connections are closed at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from tests.integration.conftest import Clock, http
+from tests.integration.conftest import PHONE, Clock, SignIn, http
 from tests.integration.test_http_harness import Device as Signed
-from tests.integration.test_http_harness import sign_up, with_keys
+from tests.integration.test_http_harness import sign_up
 from tests.integration.ws_harness import Device, Harness
-
-PHONE = "+14155552671"
 
 
 @pytest.fixture
 def ws(http_ws: Harness) -> Harness:
     return http_ws
-
-
-SignIn = Callable[..., Signed]
-
-
-@pytest.fixture
-def sign_in(ws: Harness, clock: Clock) -> SignIn:
-    def one_more(phone: str = PHONE) -> Signed:
-        """`phone` signed in on one more device, with its keys uploaded."""
-        clock.offset += 60
-        ws.function_env("HttpApi")
-        return with_keys(sign_up(phone))
-
-    return one_more
 
 
 def device_ids(ws: Harness, who: Signed) -> list[tuple[str, bool, bool]]:
