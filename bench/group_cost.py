@@ -28,6 +28,7 @@ from bench.report import Figure, print_table
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
+from parley_server.models.http import MAX_IDS_PER_REQUEST
 from parley_server.store.aws import client
 from parley_server.store.groups import GroupsStore
 from parley_server.store.users import UsersStore
@@ -36,7 +37,7 @@ __all__ = ["CIPHERTEXT_BYTES", "SIZES", "GroupMessageCounts", "count_group_messa
 
 CIPHERTEXT_BYTES = 256
 SIZES = (10, 100, 1024)
-# the same paths at small sizes: 40 members is past groups.INLINE_MEMBERS, so queued
+# the same paths at small sizes: 40 members is past group_fanout.INLINE_MEMBERS, so queued
 QUICK_SIZES = (10, 40)
 
 
@@ -75,7 +76,7 @@ def _group(service: Service, people: list[Device]) -> str:
     store = GroupsStore(client("dynamodb"), service.settings[Setting.GROUPS_TABLE])
     limits = Limits()
     owner, rest = people[0], [p.user_id for p in people[1:]]
-    step = groups.MAX_IDS_PER_REQUEST
+    step = MAX_IDS_PER_REQUEST
     group = groups.create_group(
         owner.user_id, "bench", rest[:step], now=time.time(), limits=limits,
         groups=store, users=_Everyone(),

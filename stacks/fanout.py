@@ -2,7 +2,7 @@
 GroupFanout function's event source.
 
 WsSend fans a message out inline for small groups; for larger ones it queues
-one job per slice of the members (logic/groups.py). Message group = group id +
+one job per slice of the members (logic/group_fanout.py). Message group = group id +
 slice, so each slice keeps a sender's order while slices run in parallel
 (high-throughput FIFO: per-message-group limits). Deduplication ids name the
 message and slice, so a send retried within five minutes is not fanned out

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -32,13 +31,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from parley_server.catalogue import FUNCTIONS, Setting
+from parley_server.metrics import Metric
 from stacks.functions import POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
 
 __all__ = [
     "APP_DIMENSIONS",
     "AUTHORIZER_FUNCTION",
-    "PENDING_METRICS",
-    "AppMetric",
     "Observability",
     "Thresholds",
     "app_metric",
@@ -52,51 +50,6 @@ APP_DIMENSIONS = {"service": POWERTOOLS_SERVICE_NAME}
 AUTHORIZER_FUNCTION = "WsAuthorizer"
 _PERIOD = Duration.minutes(5)
 _MINUTE = Duration.minutes(1)
-
-
-class AppMetric(StrEnum):
-    """EMF metrics the dashboard and alarms read, named as the handlers emit them."""
-
-    MESSAGES_SENT = "MessagesSent"  # envelopes stored (one per recipient device)
-    MESSAGES_DELIVERED = "MessagesDelivered"  # posted live by send
-    MESSAGES_DUPLICATE = "MessagesDuplicate"  # retried sends already pending
-    MESSAGES_ACKED = "MessagesAcked"
-    SYNC_DELIVERED = "SyncDelivered"  # events posted per sync page (the backlog it found)
-    SYNC_MORE_PAGES = "SyncMorePages"  # pages that ended with more waiting
-    RECEIPTS_SENT = "ReceiptsSent"
-    RECEIPTS_DELIVERED = "ReceiptsDelivered"
-    RECEIPTS_ACKED = "ReceiptsAcked"
-    FAN_OUT = "FanOut"  # recipient devices per 1:1 send
-    GROUP_FAN_OUT = "GroupFanOutMembers"  # members per group send
-    GROUP_MESSAGES = "GroupMessagesSent"
-    GROUP_JOBS_QUEUED = "GroupFanOutJobsQueued"  # slices of large groups sent to the queue
-    GROUP_JOBS_DONE = "GroupFanOutJobsDone"
-    GROUP_JOBS_DROPPED = "GroupFanOutJobsDropped"  # malformed jobs (never retried)
-    PUSH_SENT = "PushSent"
-    CONNECTIONS_GONE = "ConnectionsGone"
-    FRAMES_REFUSED = "FramesRefused"
-    CONNECTS = "Connects"
-    DISCONNECTS = "Disconnects"
-    CONNECT_ALLOWED = "ConnectAllowed"  # authorizer
-    CONNECT_REFUSED = "ConnectRefused"  # authorizer denials
-    OTP_SENT = "OtpSent"
-    OTP_WRONG = "Error_invalid_code"  # a wrong, expired or spent code
-    OTP_KILLED = "Error_too_many_attempts"
-    RATE_LIMITED = "Error_rate_limited"
-    DEPENDENCY_DOWN = "Error_service_unavailable"
-    SIGN_UP = "SignUp"
-    SIGN_IN = "SignIn"
-    HTTP_4XX = "Http4xx"
-    HTTP_5XX = "Http5xx"
-    # age in seconds of the oldest envelope a sync page delivered
-    SYNC_OLDEST_AGE = "SyncOldestAge"
-    # a code that could not be texted (SNS refused or failed)
-    OTP_SEND_FAILED = "OtpSendFailed"
-
-
-# Read here but not emitted by any handler yet (none today): their widgets would stay
-# empty and their alarms OK until a handler emits them under these names.
-PENDING_METRICS: frozenset[AppMetric] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -144,7 +97,7 @@ def queues_in(scope: Construct) -> list[sqs.Queue]:
     return [c for c in scope.node.find_all() if isinstance(c, sqs.Queue)]
 
 
-def app_metric(name: AppMetric, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
+def app_metric(name: Metric, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
     """One of the handlers' EMF metrics."""
     return cw.Metric(
         namespace=POWERTOOLS_METRICS_NAMESPACE,
@@ -199,6 +152,7 @@ class Observability(Construct):
             self._messaging_row(),
             self._connections_row(websocket_stage),
             self._sign_in_row(http_stage),
+            _accounts_row(),
             _functions_row(functions),
             _tables_row(tables),
         ]
@@ -256,7 +210,7 @@ class Observability(Construct):
 
     def _function_alarms(self, functions: Mapping[str, lambda_.IFunction]) -> None:
         t = self._limits
-        refused = app_metric(AppMetric.CONNECT_REFUSED).with_(period=_PERIOD)
+        refused = app_metric(Metric.CONNECT_REFUSED).with_(period=_PERIOD)
         for function_id, function in sorted(functions.items()):
             errors = function.metric_errors(period=_PERIOD, statistic="Sum")
             calls = function.metric_invocations(period=_PERIOD, statistic="Sum")
@@ -398,8 +352,8 @@ class Observability(Construct):
     def _app_alarms(self) -> None:
         t = self._limits
         quarter = Duration.minutes(15)
-        refused = app_metric(AppMetric.CONNECT_REFUSED).with_(period=quarter)
-        allowed = app_metric(AppMetric.CONNECT_ALLOWED).with_(period=quarter)
+        refused = app_metric(Metric.CONNECT_REFUSED).with_(period=quarter)
+        allowed = app_metric(Metric.CONNECT_ALLOWED).with_(period=quarter)
         self._alarm(
             "AuthorizerDenials",
             cw.MathExpression(
@@ -416,7 +370,7 @@ class Observability(Construct):
         )
         self._alarm(
             "MailboxAge",
-            app_metric(AppMetric.SYNC_OLDEST_AGE, "p50").with_(period=quarter),
+            app_metric(Metric.SYNC_OLDEST_AGE, "p50").with_(period=quarter),
             t.mailbox_age_s,
             f"Half of all syncs delivered mail older than {t.mailbox_age_s} s for 30 "
             "minutes: messages wait in mailboxes instead of arriving live. Check "
@@ -427,7 +381,7 @@ class Observability(Construct):
     # -- dashboard ------------------------------------------------------------------------
 
     def _messaging_row(self) -> list[cw.IWidget]:
-        m = AppMetric
+        m = Metric
         return [
             _graph(
                 "Messages (per minute)",
@@ -484,7 +438,7 @@ class Observability(Construct):
         ]
 
     def _connections_row(self, websocket: apigwv2.WebSocketStage) -> list[cw.IWidget]:
-        m = AppMetric
+        m = Metric
         return [
             _graph(
                 "Connections (per minute)",
@@ -517,7 +471,7 @@ class Observability(Construct):
         ]
 
     def _sign_in_row(self, http: apigwv2.HttpStage) -> list[cw.IWidget]:
-        m = AppMetric
+        m = Metric
         return [
             _graph(
                 "Sign-in (per minute)",
@@ -554,6 +508,45 @@ class Observability(Construct):
 
 
 # -- widgets --------------------------------------------------------------------------------
+
+
+def _accounts_row() -> list[cw.IWidget]:
+    m = Metric
+    return [
+        _graph(
+            "Groups (per minute)",
+            [
+                app_metric(m.GROUP_CREATED, label="created"),
+                app_metric(m.GROUP_MEMBERS_ADDED, label="members added"),
+                app_metric(m.GROUP_MEMBER_REMOVED, label="members removed"),
+                app_metric(m.GROUP_LEFT, label="members left"),
+                app_metric(m.GROUP_ADMIN_PROMOTED, label="admins promoted"),
+                app_metric(m.GROUP_ADMIN_DISMISSED, label="admins dismissed"),
+            ],
+        ),
+        _graph(
+            "Media, keys and devices (per minute)",
+            [
+                app_metric(m.MEDIA_UPLOADS_ISSUED, label="upload forms issued"),
+                app_metric(m.MEDIA_LINKS_ISSUED, label="download links issued"),
+                app_metric(m.BUNDLES_CLAIMED, label="key bundles claimed"),
+                app_metric(m.DEVICE_SIGNED_OUT, label="devices signed out"),
+                app_metric(m.ACCOUNT_DELETED, label="accounts deleted"),
+            ],
+            right=[app_metric(m.MEDIA_DECLARED_BYTES, label="media bytes declared")],
+        ),
+        _graph(
+            "Answers by class, typing and connection failures (per minute)",
+            [
+                app_metric(m.HTTP_2XX, label="HTTP 2xx"),
+                app_metric(m.HTTP_3XX, label="HTTP 3xx"),
+                app_metric(m.HTTP_4XX, label="HTTP 4xx"),
+                app_metric(m.HTTP_5XX, label="HTTP 5xx"),
+                app_metric(m.TYPING_RELAYED, label="typing relayed"),
+                app_metric(m.CONNECTION_EVENTS_FAILED, label="$connect/$disconnect failed"),
+            ],
+        ),
+    ]
 
 
 def _graph(

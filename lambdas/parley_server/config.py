@@ -65,6 +65,16 @@ class Limits:
         return cls(**raw)
 
 
+class _Required:
+    """A setting the function must have: `config.<name>` reads it, or is a ConfigError."""
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+
+    def __get__(self, config: Config, owner: type[Config] | None = None) -> str:
+        return config.get(self.setting)
+
+
 @dataclass(frozen=True)
 class Config:
     """The settings of one function. Reading a setting that is not set is a ConfigError."""
@@ -78,45 +88,18 @@ class Config:
             raise ConfigError(f"{setting.value} is not set for this function")
         return value
 
-    @property
-    def users_table(self) -> str:
-        return self.get(Setting.USERS_TABLE)
-
-    @property
-    def connections_table(self) -> str:
-        return self.get(Setting.CONNECTIONS_TABLE)
-
-    @property
-    def mailbox_table(self) -> str:
-        return self.get(Setting.MAILBOX_TABLE)
-
-    @property
-    def otp_table(self) -> str:
-        return self.get(Setting.OTP_TABLE)
-
-    @property
-    def prekeys_table(self) -> str:
-        return self.get(Setting.PREKEYS_TABLE)
-
-    @property
-    def groups_table(self) -> str:
-        return self.get(Setting.GROUPS_TABLE)
-
-    @property
-    def ratelimits_table(self) -> str:
-        return self.get(Setting.RATELIMITS_TABLE)
-
-    @property
-    def media_bucket(self) -> str:
-        return self.get(Setting.MEDIA_BUCKET)
-
-    @property
-    def signing_secret_arn(self) -> str:
-        return self.get(Setting.SIGNING_SECRET_ARN)
-
-    @property
-    def ws_endpoint(self) -> str:
-        return self.get(Setting.WS_ENDPOINT)
+    # the function's resources, named by its settings
+    users_table = _Required(Setting.USERS_TABLE)
+    connections_table = _Required(Setting.CONNECTIONS_TABLE)
+    mailbox_table = _Required(Setting.MAILBOX_TABLE)
+    otp_table = _Required(Setting.OTP_TABLE)
+    prekeys_table = _Required(Setting.PREKEYS_TABLE)
+    groups_table = _Required(Setting.GROUPS_TABLE)
+    ratelimits_table = _Required(Setting.RATELIMITS_TABLE)
+    media_bucket = _Required(Setting.MEDIA_BUCKET)
+    signing_secret_arn = _Required(Setting.SIGNING_SECRET_ARN)
+    ws_endpoint = _Required(Setting.WS_ENDPOINT)
+    group_fanout_queue = _Required(Setting.GROUP_FANOUT_QUEUE)
 
     @property
     def push_apps(self) -> dict[str, str]:

@@ -267,10 +267,6 @@ def install() -> None:
     BUILTIN_HANDLERS.append(("creating-client-class.s3", _wrap_presigned_post))
     _INSTALLED.append(True)
     # clients made before this point would not run the check
-    from parley_server.store import media
     from parley_server.store.aws import reset_clients
 
     reset_clients()
-    cached = getattr(media, "_CLIENTS", None)  # store/media.py's own S3 clients
-    if cached is not None:
-        cached.clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parley import MessageReceived, MessageState
-from parley_server.logic.groups import INLINE_MEMBERS
+from parley_server.logic.group_fanout import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import WAIT_S, client, clients, expect, new_person, until_state
 

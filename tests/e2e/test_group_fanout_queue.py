@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from parley_server.logic.groups import INLINE_MEMBERS
+from parley_server.logic.group_fanout import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import WAIT_S, Device, next_event, online, sign_in, sync
 

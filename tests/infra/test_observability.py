@@ -4,7 +4,6 @@ and notify the alarm topic only when the context names one."""
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,20 +12,17 @@ from typing import Any
 import pytest
 
 from parley_server.catalogue import FUNCTIONS
+from parley_server.metrics import ERROR_PREFIX, Metric, error_metric, http_metric
+from parley_server.models.errors import ParleyError
 from parley_server.store.schema import TABLES
-from stacks.observability import (
-    APP_DIMENSIONS,
-    PENDING_METRICS,
-    AppMetric,
-    Thresholds,
-)
+from stacks.observability import APP_DIMENSIONS, Thresholds
 from stacks.settings import ContextError, ParleySettings
 from tests.infra.synthesis import Synthesis, TemplateView, synthesize
 
 pytestmark = pytest.mark.infra
 
 HANDLERS = Path(__file__).resolve().parents[2] / "lambdas" / "parley_server" / "handlers"
-ERRORS = HANDLERS.parent / "models" / "errors.py"
+
 TOPIC = "arn:aws:sns:us-east-1:123456789012:parley-oncall"
 
 
@@ -105,43 +101,15 @@ def function_ids(template: dict[str, Any]) -> dict[str, str]:
 # -- what the handlers emit -------------------------------------------------------------
 
 
-def emitted_metric_names() -> set[str]:
-    """Every EMF metric name a handler emits: literal names passed to `count(...)` or
-    `add_metric(name=...)`, plus the names built from error codes and status classes."""
-    names: set[str] = set()
-    templated: set[str] = set()
-    for path in HANDLERS.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            callee = node.func.attr if isinstance(node.func, ast.Attribute) else None
-            callee = callee or (node.func.id if isinstance(node.func, ast.Name) else None)
-            if callee not in ("count", "add_metric"):
-                continue
-            args = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "name")]
-            # a name may be chosen inline: "SignUp" if created else "SignIn"
-            args = [
-                b for a in args for b in ((a.body, a.orelse) if isinstance(a, ast.IfExp) else (a,))
-            ]
-            for arg in args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    names.add(arg.value)
-                elif isinstance(arg, ast.JoinedStr):
-                    prefix = arg.values[0]
-                    if isinstance(prefix, ast.Constant):
-                        templated.add(str(prefix.value))
-    if "Error_" in templated:
-        codes = {
-            node.value.value
-            for node in ast.walk(ast.parse(ERRORS.read_text()))
-            if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "code" for t in node.targets)
-            and isinstance(node.value, ast.Constant)
-        }
-        names |= {f"Error_{code}" for code in codes}
-    if "Http" in templated:
-        names |= {f"Http{n}xx" for n in (2, 3, 4, 5)}
-    return names
+def error_codes() -> set[str]:
+    """Every error code the service answers with (each is counted as Error_<code>)."""
+    found: set[str] = set()
+    todo: list[type[ParleyError]] = [ParleyError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 # -- the dashboard ----------------------------------------------------------------------
@@ -168,13 +136,43 @@ def test_dashboard_graphs_the_service_metrics_the_issue_asks_for(
     assert wanted <= service
 
 
-def test_every_service_metric_read_is_one_a_handler_emits_or_is_named_as_pending() -> None:
-    emitted = emitted_metric_names()
-    assert {"MessagesSent", "ConnectRefused", "Error_invalid_code", "Http5xx"} <= emitted
-    for metric in AppMetric:
-        if metric in PENDING_METRICS:
-            continue
-        assert metric.value in emitted, f"{metric.value} is read but no handler emits it"
+def test_every_metric_is_graphed_and_every_service_metric_read_is_one_the_handlers_emit(
+    synth_template: dict[str, Any],
+) -> None:
+    service = {
+        m[1]
+        for _, row in graphed(synth_template)
+        if (m := _metric_row(row)) and m[0] == "Parley" and m[2] == APP_DIMENSIONS
+    }
+    read = {
+        m["MetricName"]
+        for props in alarms(synth_template).values()
+        for m in alarm_metrics(props)
+        if m["Namespace"] == "Parley"
+    }
+    names = {metric.value for metric in Metric}
+    assert {"MessagesSent", "ConnectRefused", "Error_invalid_code", "Http5xx"} <= names
+    assert names <= service, f"not on the dashboard: {sorted(names - service)}"
+    assert service | read <= names, f"read but not a Metric: {sorted((service | read) - names)}"
+    # each fixed name is one a handler emits (handlers name metrics only through Metric)
+    handlers = "".join(p.read_text() for p in HANDLERS.glob("*.py"))
+    for metric in Metric:
+        family = metric.value.startswith((ERROR_PREFIX, "Http"))
+        assert family or f"Metric.{metric.name}" in handlers, (
+            f"{metric.value} is read but no handler emits it"
+        )
+    # the per-code family: each member names a code the service really answers with
+    codes = error_codes()
+    for metric in Metric:
+        if metric.value.startswith(ERROR_PREFIX):
+            assert metric.value.removeprefix(ERROR_PREFIX) in codes, metric
+            assert error_metric(metric.value.removeprefix(ERROR_PREFIX)) == metric.value
+    assert {http_metric(status) for status in (200, 302, 404, 503)} == {
+        Metric.HTTP_2XX,
+        Metric.HTTP_3XX,
+        Metric.HTTP_4XX,
+        Metric.HTTP_5XX,
+    }
 
 
 def test_dashboard_shows_lambda_api_and_table_health(synth_template: dict[str, Any]) -> None:
@@ -268,7 +266,7 @@ def test_mailbox_age_and_authorizer_denials_are_alarmed_on_service_metrics(
 ) -> None:
     found = alarms(synth_template)
     (age,) = alarm_metrics(found["MailboxAge"])
-    assert (age["Namespace"], age["MetricName"]) == ("Parley", AppMetric.SYNC_OLDEST_AGE.value)
+    assert (age["Namespace"], age["MetricName"]) == ("Parley", Metric.SYNC_OLDEST_AGE.value)
     assert age["Dimensions"] == [{"Name": k, "Value": v} for k, v in APP_DIMENSIONS.items()]
     assert found["MailboxAge"]["Threshold"] == Thresholds().mailbox_age_s
     denials = {m["MetricName"] for m in alarm_metrics(found["AuthorizerDenials"])}

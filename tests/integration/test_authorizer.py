@@ -15,12 +15,13 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.handlers import ws_authorizer
 from parley_server.logic import tokens
-from parley_server.logic.tokens import Principal, derive_keys
+from parley_server.logic.ports import Caller
+from parley_server.logic.tokens import derive_keys
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 from tests.integration.test_http_harness import LambdaContextStub
 
-ALICE = Principal("a" * 32, "1" * 16)
+ALICE = Caller("a" * 32, "1" * 16)
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/local/$connect"
 KEYS = derive_keys(b"k" * 64)  # the test secret (tests/conftest.py)
 

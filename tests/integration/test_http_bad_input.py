@@ -15,6 +15,7 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.handlers import http_api
 from parley_server.models.errors import SmsUnavailable
+from parley_server.wiring import adapters
 from tests.conftest import FakeAws
 from tests.integration.test_http_harness import (
     Answer,
@@ -147,7 +148,7 @@ class BrokenSms:
 def test_when_sms_fails_the_answer_is_503_and_no_code_is_usable(
     monkeypatch: pytest.MonkeyPatch, unchanged: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(http_api.services(), "sms", BrokenSms())
+    monkeypatch.setattr(adapters(), "sms", BrokenSms())
     answer = call("POST", "/v1/auth/otp", body={"phone": ALICE})
     refused(answer, 503, "service_unavailable")
     assert answer.headers["retry-after"] == "1"

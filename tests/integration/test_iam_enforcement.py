@@ -14,8 +14,7 @@ from local.iam import enforce
 from local.iam.requests import UnknownCall, Where, needed
 from local.iam.template import LOCAL_API_ID, FunctionPolicies, load_snapshot, resolve
 from parley_server.catalogue import FUNCTIONS, Setting
-from parley_server.store.aws import client
-from parley_server.store.media import s3_client
+from parley_server.store.aws import client, s3_client
 from tests.conftest import REGION, FakeAws
 from tests.integration.ws_harness import harness
 

@@ -21,8 +21,8 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.handlers import http_api
 from parley_server.logic import prekeys
+from parley_server.logic.ports import Caller
 from parley_server.logic.prekeys import Bundle
-from parley_server.logic.tokens import Principal
 from parley_server.models.errors import RateLimited
 from parley_server.store.prekeys import PrekeysStore
 from parley_server.store.ratelimits import RateLimiter
@@ -76,7 +76,7 @@ def test_claims_sent_all_at_once_are_held_to_the_same_cap(
     def environment() -> Callable[[], Bundle]:
         ddb = AtomicClient(aws.client("dynamodb"))
         return lambda: prekeys.claim_bundle(
-            Principal(mallory.user_id, mallory.device_id),
+            Caller(mallory.user_id, mallory.device_id),
             victim.user_id,
             prekeys=PrekeysStore(ddb, aws.settings[Setting.PREKEYS_TABLE]),
             users=UsersStore(ddb, aws.settings[Setting.USERS_TABLE]),

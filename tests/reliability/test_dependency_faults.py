@@ -34,9 +34,8 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.handlers import http_api
 from parley_server.logic import messaging, prekeys
-from parley_server.logic.messaging import Caller
-from parley_server.logic.tokens import Principal
-from parley_server.models.frames import AckFrame, PostOutcome, SendFrame
+from parley_server.logic.ports import Caller
+from parley_server.models.frames import AckFrame, PostOutcome, parse_send
 from parley_server.store.aws import client
 from parley_server.store.connections import ConnectionsStore
 from parley_server.store.mailbox import Mailbox
@@ -296,7 +295,7 @@ def test_the_last_one_time_prekey_claimed_many_times_at_once_is_given_once(
     def claim(caller: Device) -> Any:
         ddb = AtomicClient(aws.client("dynamodb"))
         return lambda: prekeys.claim_bundle(
-            Principal(caller.user_id, caller.device_id),
+            Caller(caller.user_id, caller.device_id),
             victim.user_id,
             prekeys=PrekeysStore(ddb, aws.settings[Setting.PREKEYS_TABLE]),
             users=UsersStore(ddb, aws.settings[Setting.USERS_TABLE]),
@@ -316,7 +315,7 @@ def test_one_send_made_twice_at_once_stores_one_envelope(ws: Harness, aws: FakeA
     alice = ws.connect(ws.user()[0])
     bob = ws.connect(ws.user()[0])
     assert alice.connection_id is not None
-    frame = SendFrame.parse(
+    frame = parse_send(
         {"id": "twice", "to": bob.user_id, "payloads": {bob.device_id: "b25jZQ=="}},
         max_payload_bytes=LIMITS.max_payload_bytes,
     )

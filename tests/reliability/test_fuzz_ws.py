@@ -26,7 +26,8 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
 from parley_server.models.frames import ACTIONS, Position, encode_cursor
-from parley_server.store.groups import GroupsStore, KnownUsers
+from parley_server.store.groups import GroupsStore
+from parley_server.store.users import KnownUsers
 from tests.conftest import FakeAws
 from tests.integration.ws_harness import Device, Harness, harness
 from tests.reliability.figures import FIGURES

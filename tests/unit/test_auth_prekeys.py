@@ -12,17 +12,17 @@ from nacl.signing import SigningKey
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import prekeys
+from parley_server.logic.ports import Caller
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
-from parley_server.logic.tokens import Principal
 from parley_server.models.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, RateLimited
 from parley_server.store.prekeys import PrekeysStore
 from parley_server.store.ratelimits import RateLimiter
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 
-ALICE = Principal("a" * 32, "1" * 16)
-BOB = Principal("b" * 32, "2" * 16)
-BOB_PHONE = Principal("b" * 32, "3" * 16)
+ALICE = Caller("a" * 32, "1" * 16)
+BOB = Caller("b" * 32, "2" * 16)
+BOB_PHONE = Caller("b" * 32, "3" * 16)
 NOW = 1_700_000_000.0
 LIMITS = Limits()
 
@@ -49,10 +49,10 @@ class Env:
         for p in (ALICE, BOB, BOB_PHONE):
             self.users.add_device(p.user_id, p.device_id, now=NOW)
 
-    def upload(self, who: Principal, upload: KeyUpload) -> None:
+    def upload(self, who: Caller, upload: KeyUpload) -> None:
         prekeys.upload_keys(who, upload, prekeys=self.prekeys, users=self.users, limits=LIMITS)
 
-    def claim(self, caller: Principal, target: str, now: float = NOW) -> prekeys.Bundle:
+    def claim(self, caller: Caller, target: str, now: float = NOW) -> prekeys.Bundle:
         return prekeys.claim_bundle(
             caller,
             target,
@@ -140,7 +140,7 @@ class MotoReadRetry:
 
 def test_concurrent_claims_never_hand_out_a_key_twice(env: Env, aws: FakeAws) -> None:
     env.upload(BOB, upload_for(SigningKey.generate(), range(30)))
-    claimers = [Principal(f"{i:032x}", "4" * 16) for i in range(40)]
+    claimers = [Caller(f"{i:032x}", "4" * 16) for i in range(40)]
     seen: list[int | None] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(claimers))
@@ -151,7 +151,7 @@ def test_concurrent_claims_never_hand_out_a_key_twice(env: Env, aws: FakeAws) ->
         "limiter": RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE]),
     }
 
-    def claim(caller: Principal) -> None:
+    def claim(caller: Caller) -> None:
         barrier.wait()
         bundle = prekeys.claim_bundle(caller, BOB.user_id, limits=LIMITS, now=NOW, **stores)
         with lock:

@@ -7,15 +7,15 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import directory, presence
-from parley_server.logic.tokens import Principal
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, InvalidPhone, NotFound, RateLimited
 from parley_server.store.ratelimits import RateLimiter
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 
-ALICE = Principal("a" * 32, "1" * 16)
-BOB = Principal("b" * 32, "2" * 16)
-CAROL = Principal("c" * 32, "3" * 16)
+ALICE = Caller("a" * 32, "1" * 16)
+BOB = Caller("b" * 32, "2" * 16)
+CAROL = Caller("c" * 32, "3" * 16)
 NOW = 1_700_000_000.0
 
 
@@ -29,7 +29,7 @@ def users(aws: FakeAws) -> UsersStore:
     return store
 
 
-def seen(users: UsersStore, viewer: Principal, target: Principal) -> float | None:
+def seen(users: UsersStore, viewer: Caller, target: Caller) -> float | None:
     return presence.last_seen(viewer, target.user_id, users=users)
 
 

@@ -14,16 +14,16 @@ import pytest
 
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
-from parley_server.logic import groups
-from parley_server.logic.messaging import Caller
+from parley_server.logic import group_fanout, groups
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
-from parley_server.models.frames import PostOutcome, SendFrame
+from parley_server.models.frames import GroupSendFrame, PostOutcome, parse_send
 from parley_server.models.groups import FanoutJob
 from parley_server.store.connections import ConnectionsStore
-from parley_server.store.groups import EnvelopeWriter, FanoutQueue, GroupsStore, KnownUsers
-from parley_server.store.mailbox import Mailbox
+from parley_server.store.groups import FanoutQueue, GroupsStore
+from parley_server.store.mailbox import EnvelopeWriter, Mailbox
 from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.users import Device, UsersStore
+from parley_server.store.users import Device, KnownUsers, UsersStore
 from tests.conftest import FakeAws
 
 NOW = 1_800_000_000.0
@@ -112,13 +112,14 @@ class World:
         *,
         client_id: str = "g-1",
         version: int | None = None,
-        inline_members: int = groups.INLINE_MEMBERS,
-    ) -> groups.GroupSendOutcome:
-        frame = SendFrame.parse(
+        inline_members: int = group_fanout.INLINE_MEMBERS,
+    ) -> group_fanout.GroupSendOutcome:
+        frame = parse_send(
             {"id": client_id, "to": f"g:{group_id}", "body": base64.b64encode(body).decode()},
             max_payload_bytes=64 * 1024,
         )
-        return groups.send(
+        assert isinstance(frame, GroupSendFrame)
+        return group_fanout.send(
             frame,
             sender,
             version=version,
@@ -135,8 +136,8 @@ class World:
             inline_members=inline_members,
         )
 
-    def fan_out(self, job: FanoutJob, now: float = NOW) -> groups.FanoutOutcome:
-        return groups.fan_out(
+    def fan_out(self, job: FanoutJob, now: float = NOW) -> group_fanout.FanoutOutcome:
+        return group_fanout.fan_out(
             job,
             now=now,
             directory=self.users,
@@ -257,7 +258,7 @@ def test_a_send_for_an_old_version_is_refused_with_the_current_one(world: World)
 @pytest.mark.parametrize("version", [0, -1, "2", True, 1.5])
 def test_a_malformed_version_is_a_bad_request(version: object) -> None:
     with pytest.raises(BadRequest):
-        groups.expected_version({"version": version})
+        group_fanout.expected_version({"version": version})
 
 
 def test_a_large_group_is_queued_in_slices_of_the_same_message(world: World) -> None:
@@ -270,8 +271,8 @@ def test_a_large_group_is_queued_in_slices_of_the_same_message(world: World) -> 
     assert outcome.fanout is None
     assert outcome.jobs == len(world.queue.jobs) == 1  # 8 members, slices of 50
     world.queue.jobs.clear()
-    outcome = groups.send(
-        SendFrame.parse({"id": "big2", "to": f"g:{gid}", "body": "eA=="}, max_payload_bytes=99),
+    outcome = group_fanout.send(
+        GroupSendFrame("big2", gid, b"x"),
         alice,
         version=None,
         now=NOW,

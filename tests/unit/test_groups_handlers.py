@@ -14,11 +14,13 @@ import pytest
 
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
-from parley_server.logic import groups
+from parley_server.logic import group_fanout, groups
 from parley_server.models.errors import DependencyUnavailable
 from parley_server.models.frames import MessageEnvelope
 from parley_server.models.groups import FanoutJob
-from parley_server.store.groups import EnvelopeWriter, GroupsStore
+from parley_server.models.http import MAX_IDS_PER_REQUEST
+from parley_server.store.groups import GroupsStore
+from parley_server.store.mailbox import EnvelopeWriter
 from tests.conftest import REGION, FakeAws
 from tests.integration.ws_harness import Device, Harness, b64, harness
 
@@ -40,7 +42,7 @@ def _group(ws: Harness, admin: Device, *members: Device) -> str:
     group = groups.create_group(
         admin.user_id,
         "Climbing",
-        ids[: groups.MAX_IDS_PER_REQUEST],
+        ids[:MAX_IDS_PER_REQUEST],
         now=time.time(),
         limits=Limits(),
         groups=store,
@@ -143,7 +145,7 @@ def test_a_send_for_an_old_version_is_told_the_current_one(ws: Harness) -> None:
 
 
 def test_a_large_group_is_fanned_out_by_group_fanout_from_the_queue(ws: Harness) -> None:
-    members = [device for _ in range(groups.INLINE_MEMBERS + 8) for device in ws.user()]
+    members = [device for _ in range(group_fanout.INLINE_MEMBERS + 8) for device in ws.user()]
     sender, others = members[0], members[1:]
     gid = _group(ws, sender, *others)
     online = [ws.connect(device) for device in others[:10]]
@@ -268,12 +270,12 @@ def test_typing_to_a_group_one_is_not_in_is_refused_and_relays_nothing(
 
 
 def test_typing_is_not_relayed_in_a_group_over_the_typing_size(ws: Harness) -> None:
-    people = [ws.user()[0] for _ in range(groups.TYPING_MEMBERS + 1)]
+    people = [ws.user()[0] for _ in range(group_fanout.TYPING_MEMBERS + 1)]
     group_id = _group(ws, people[0], *people[1:])
     typist, listener = ws.connect(people[0]), ws.connect(people[1])
 
     ws.frame(typist, {"action": "typing", "to": f"g:{group_id}", "state": "on"})
 
     (error,) = ws.events(typist)
-    assert (error["code"], error["limit"]) == ("group_too_large", groups.TYPING_MEMBERS)
+    assert (error["code"], error["limit"]) == ("group_too_large", group_fanout.TYPING_MEMBERS)
     assert ws.events(listener) == []

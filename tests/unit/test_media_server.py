@@ -13,7 +13,8 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import media
 from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
-from parley_server.store.media import MediaStore, s3_client
+from parley_server.store.aws import s3_client
+from parley_server.store.media import MediaStore
 from tests.conftest import FakeAws
 
 OWNER = "a" * 32

@@ -12,7 +12,8 @@ import pytest
 import requests
 from moto import mock_aws
 
-from parley_server.store.media import MediaStore, s3_client
+from parley_server.store.aws import s3_client
+from parley_server.store.media import MediaStore
 from parley_server.store.schema import create_table_kwargs, table
 from tests.conftest import AWS_ENV
 

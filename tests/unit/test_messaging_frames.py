@@ -9,19 +9,23 @@ from parley_server.models.errors import BadRequest, PayloadTooLarge
 from parley_server.models.frames import (
     MAX_IDS_PER_FRAME,
     AckFrame,
+    DirectSendFrame,
+    DirectTypingFrame,
+    GroupSendFrame,
+    GroupTypingFrame,
     MessageEnvelope,
     Position,
     ReceiptEnvelope,
     ReceiptFrame,
-    SendFrame,
     SyncFrame,
-    TypingFrame,
     decode_cursor,
     encode_cursor,
     frame_ref,
     make_ord,
     parse_frame,
+    parse_send,
     parse_server_id,
+    parse_typing,
     receipt_id,
 )
 
@@ -44,31 +48,33 @@ def send(**fields: Any) -> dict[str, Any]:
 
 def refused(raw: dict[str, Any]) -> BadRequest:
     with pytest.raises(BadRequest) as caught:
-        SendFrame.parse(raw, max_payload_bytes=LIMIT)
+        parse_send(raw, max_payload_bytes=LIMIT)
     return caught.value
 
 
 def test_send_frame_decodes_one_ciphertext_per_device() -> None:
-    frame = SendFrame.parse(
+    frame = parse_send(
         send(payloads={DEV1: b64(b"one"), DEV2: b64(b"two")}), max_payload_bytes=LIMIT
     )
     assert frame.client_id == "c1"
-    assert frame.to_user == BOB
-    assert frame.to_group is None
+    assert isinstance(frame, DirectSendFrame)
+    assert frame.to == BOB
     assert dict(frame.payloads) == {DEV1: b"one", DEV2: b"two"}
 
 
 def test_send_frame_ignores_a_forged_from() -> None:
-    frame = SendFrame.parse(send(**{"from": ALICE, "from_device": DEV2}), max_payload_bytes=LIMIT)
+    frame = parse_send(send(**{"from": ALICE, "from_device": DEV2}), max_payload_bytes=LIMIT)
     assert not hasattr(frame, "sender")
-    assert frame.to_user == BOB
+    assert isinstance(frame, DirectSendFrame)
+    assert frame.to == BOB
 
 
 def test_group_send_carries_one_body() -> None:
-    frame = SendFrame.parse(
+    frame = parse_send(
         send(to="g:" + "c" * 32, payloads=..., body=b64(b"sk")), max_payload_bytes=LIMIT
     )
-    assert frame.to_group == "c" * 32
+    assert isinstance(frame, GroupSendFrame)
+    assert frame.group_id == "c" * 32
     assert frame.body == b"sk"
 
 
@@ -105,7 +111,8 @@ def test_send_frame_with_bad_base64_is_refused() -> None:
 
 
 def test_send_frame_payload_over_the_limit_is_refused_and_at_the_limit_accepted() -> None:
-    at_limit = SendFrame.parse(send(payloads={DEV1: b64(b"\0" * LIMIT)}), max_payload_bytes=LIMIT)
+    at_limit = parse_send(send(payloads={DEV1: b64(b"\0" * LIMIT)}), max_payload_bytes=LIMIT)
+    assert isinstance(at_limit, DirectSendFrame)
     assert len(at_limit.payloads[DEV1]) == LIMIT
     error = refused(send(payloads={DEV1: b64(b"\0" * (LIMIT + 1))}))
     assert isinstance(error, PayloadTooLarge)
@@ -160,21 +167,19 @@ def test_receipt_frame_is_read_only_with_client_ids() -> None:
 
 
 def test_typing_frame_states() -> None:
-    assert TypingFrame.parse({"to": BOB, "state": "on"}).state == "on"
-    assert TypingFrame.parse({"to": BOB, "state": "off"}).state == "off"
+    assert parse_typing({"to": BOB, "state": "on"}).state == "on"
+    assert parse_typing({"to": BOB, "state": "off"}).state == "off"
     with pytest.raises(BadRequest):
-        TypingFrame.parse({"to": BOB, "state": "maybe"})
+        parse_typing({"to": BOB, "state": "maybe"})
 
 
 def test_typing_frame_is_to_a_user_or_a_group() -> None:
-    assert TypingFrame.parse({"to": BOB, "state": "on"}) == TypingFrame(BOB, None, "on")
+    assert parse_typing({"to": BOB, "state": "on"}) == DirectTypingFrame(BOB, "on")
     group = "e" * 32
-    assert TypingFrame.parse({"to": f"g:{group}", "state": "off"}) == TypingFrame(
-        None, group, "off"
-    )
+    assert parse_typing({"to": f"g:{group}", "state": "off"}) == GroupTypingFrame(group, "off")
     for bad in ("g:", f"g:{group}x", "g:" + "E" * 32, f"G:{group}", "", 5, None, [BOB]):
         with pytest.raises(BadRequest) as refused:
-            TypingFrame.parse({"to": bad, "state": "on"})
+            parse_typing({"to": bad, "state": "on"})
         assert refused.value.to_dict()["field"] == "to"
 
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import connections as lifecycle
 from parley_server.logic import messaging
-from parley_server.logic.messaging import Caller
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import (
     BadRequest,
     DependencyUnavailable,
@@ -28,82 +24,19 @@ from parley_server.models.frames import (
     AckFrame,
     PostOutcome,
     ReceiptFrame,
-    SendFrame,
     SyncFrame,
-    TypingFrame,
     decode_cursor,
+    parse_send,
+    parse_typing,
 )
-from parley_server.store.connections import ConnectionsStore
-from parley_server.store.mailbox import Mailbox
-from parley_server.store.ratelimits import RateLimiter
 from tests.conftest import FakeAws
+from tests.unit.conftest import Device, Ports
 
 NOW = 1_800_000_000.0
 LIMITS = Limits()
 
 
-@dataclass(frozen=True)
-class Device:
-    device_id: str
-    push_platform: str | None = None
-    push_endpoint: str | None = None
-
-
-@dataclass
-class Directory:
-    users: dict[str, list[Device]] = field(default_factory=dict)
-
-    def devices(self, user_id: str) -> list[Device]:
-        return list(self.users.get(user_id, []))
-
-
-@dataclass
-class Gateway:
-    """Records posts; `script` decides the outcome per connection (default: delivered)."""
-
-    posted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    script: dict[str, list[PostOutcome]] = field(default_factory=dict)
-
-    def post(self, connection_id: str, event: Mapping[str, Any]) -> PostOutcome:
-        outcomes = self.script.get(connection_id)
-        outcome = outcomes.pop(0) if outcomes else PostOutcome.DELIVERED
-        if outcome is PostOutcome.DELIVERED:
-            self.posted[connection_id].append(dict(event))
-        return outcome
-
-
-@dataclass
-class Pusher:
-    woken: list[str] = field(default_factory=list)
-
-    def notify(self, device: Device) -> bool:
-        if not device.push_endpoint:
-            return False
-        self.woken.append(device.device_id)
-        return True
-
-
-@dataclass
-class World:
-    aws: FakeAws
-    directory: Directory = field(default_factory=Directory)
-    gateway: Gateway = field(default_factory=Gateway)
-    pusher: Pusher = field(default_factory=Pusher)
-
-    @property
-    def mailbox(self) -> Mailbox:
-        return Mailbox(self.aws.client("dynamodb"), self.aws.settings[Setting.MAILBOX_TABLE])
-
-    @property
-    def connections(self) -> ConnectionsStore:
-        return ConnectionsStore(
-            self.aws.client("dynamodb"), self.aws.settings[Setting.CONNECTIONS_TABLE]
-        )
-
-    @property
-    def limiter(self) -> RateLimiter:
-        return RateLimiter(self.aws.client("dynamodb"), self.aws.settings[Setting.RATELIMITS_TABLE])
-
+class World(Ports):
     def user(self, *devices: Device) -> tuple[str, list[Device]]:
         user_id = secrets.token_hex(16)
         found = list(devices) or [Device(secrets.token_hex(8))]
@@ -125,7 +58,7 @@ class World:
         now: float = NOW,
         limits: Limits = LIMITS,
     ) -> messaging.SendOutcome:
-        frame = SendFrame.parse(
+        frame = parse_send(
             {
                 "id": client_id,
                 "to": to,
@@ -133,40 +66,31 @@ class World:
             },
             max_payload_bytes=limits.max_payload_bytes,
         )
-        return messaging.send(
+        return self.call(
+            messaging.send,
             frame,
             caller,
             now=now,
             limits=limits,
-            directory=self.directory,
-            mailbox=self.mailbox,
-            connections=self.connections,
-            gateway=self.gateway,
-            pusher=self.pusher,
-            limiter=self.limiter,
         )
 
     def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> messaging.AckOutcome:
-        return messaging.ack(
+        return self.call(
+            messaging.ack,
             AckFrame.parse({"ids": ids}),
             caller,
             now=now,
             limits=LIMITS,
-            directory=self.directory,
-            mailbox=self.mailbox,
-            connections=self.connections,
-            gateway=self.gateway,
         )
 
     def sync(
         self, caller: Caller, after: str | None = None, *, page_size: int = 100, now: float = NOW
     ) -> messaging.SyncOutcome:
-        return messaging.sync(
+        return self.call(
+            messaging.sync,
             SyncFrame.parse({"after": after}),
             caller,
             now=now,
-            mailbox=self.mailbox,
-            gateway=self.gateway,
             page_size=page_size,
         )
 
@@ -318,21 +242,14 @@ def test_send_to_a_user_without_devices_is_unknown_user(world: World) -> None:
 
 def test_group_send_is_not_supported_yet(world: World) -> None:
     alice_id, (alice_dev,) = world.user()
-    frame = SendFrame.parse(
-        {"id": "g1", "to": "g:" + "c" * 32, "body": "eA=="}, max_payload_bytes=1024
-    )
+    frame = parse_send({"id": "g1", "to": "g:" + "c" * 32, "body": "eA=="}, max_payload_bytes=1024)
     with pytest.raises(BadRequest) as caught:
-        messaging.send(
+        world.call(
+            messaging.send,
             frame,
             world.online(alice_id, alice_dev),
             now=NOW,
             limits=LIMITS,
-            directory=world.directory,
-            mailbox=world.mailbox,
-            connections=world.connections,
-            gateway=world.gateway,
-            pusher=world.pusher,
-            limiter=world.limiter,
         )
     assert caught.value.code == "not_supported"
 
@@ -477,15 +394,12 @@ def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(
     alice_phone = world.online(alice_id, phone)
     bob = world.online(bob_id, bob_dev)
 
-    outcome = messaging.receipt(
+    outcome = world.call(
+        messaging.receipt,
         ReceiptFrame.parse({"to": alice_id, "status": "read", "ids": ["c1", "c2"]}),
         bob,
         now=NOW,
         limits=LIMITS,
-        directory=world.directory,
-        mailbox=world.mailbox,
-        connections=world.connections,
-        gateway=world.gateway,
     )
 
     assert (outcome.devices, outcome.stored, outcome.delivered) == (2, 1 + 1, 1)
@@ -499,15 +413,12 @@ def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(
 def test_read_receipt_to_an_unknown_user_is_refused(world: World) -> None:
     bob_id, (bob_dev,) = world.user()
     with pytest.raises(NotFound):
-        messaging.receipt(
+        world.call(
+            messaging.receipt,
             ReceiptFrame.parse({"to": "e" * 32, "status": "read", "ids": ["c1"]}),
             world.online(bob_id, bob_dev),
             now=NOW,
             limits=LIMITS,
-            directory=world.directory,
-            mailbox=world.mailbox,
-            connections=world.connections,
-            gateway=world.gateway,
         )
 
 
@@ -619,12 +530,11 @@ def test_typing_reaches_every_live_connection_of_the_recipient_and_is_never_stor
     alice = world.online(alice_id, alice_dev)
     on_phone, on_laptop = world.online(bob_id, phone), world.online(bob_id, laptop)
 
-    report = messaging.typing(
-        TypingFrame.parse({"to": bob_id, "state": "on"}),
+    report = world.call(
+        messaging.typing,
+        parse_typing({"to": bob_id, "state": "on"}),
         alice,
         now=NOW,
-        connections=world.connections,
-        gateway=world.gateway,
     )
 
     expected = {

@@ -12,14 +12,15 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import tokens
-from parley_server.logic.tokens import Principal, derive_keys
+from parley_server.logic.ports import Caller
+from parley_server.logic.tokens import derive_keys
 from parley_server.models.errors import InvalidToken
 from parley_server.store.tokens import RefreshStore
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 
 KEYS = derive_keys(b"k" * 64)
-ALICE = Principal("a" * 32, "1" * 16)
+ALICE = Caller("a" * 32, "1" * 16)
 NOW = 1_700_000_000.0
 LIMITS = Limits()
 
@@ -133,7 +134,7 @@ class Stores:
             refresh_token, keys=KEYS, tokens=self.refresh, users=self.users, limits=LIMITS, now=now
         )
 
-    def authenticate(self, access_token: str, now: float = NOW + 60) -> Principal:
+    def authenticate(self, access_token: str, now: float = NOW + 60) -> Caller:
         return tokens.authenticate(access_token, keys=KEYS, users=self.users, now=now)
 
     def stored(self) -> str:

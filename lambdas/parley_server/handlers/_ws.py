@@ -1,50 +1,42 @@
-"""Wiring shared by the WebSocket handlers.
+"""The one shape of a WebSocket handler.
 
-The one place that turns a `ParleyError` into a WebSocket `error` event: a
-two-way route returns it as the route response, a one-way route posts it to the
-caller's connection. Also: who the caller is (only ever the authorizer context),
-Powertools objects, and the adapters each function builds from its settings.
+A handler module is its use case: a function of (caller, frame object,
+adapters) wrapped by `one_way`, `two_way` or `lifecycle`, which give it the
+Powertools decorators and this module's error mapping. This is the one place
+that turns a `ParleyError` into a WebSocket `error` event: a two-way route
+returns it as the route response, a one-way route posts it to the caller's
+connection. The caller is only ever the authorizer context.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import Config, load_config
-from parley_server.logic.messaging import Caller
+from parley_server.ids import is_device_id, is_user_id
+from parley_server.logic.ports import Caller
+from parley_server.metrics import Metric
 from parley_server.models.errors import DependencyUnavailable, ParleyError, Unauthorized
 from parley_server.models.frames import error_event, frame_ref, parse_frame
-from parley_server.store.aws import client
-from parley_server.store.connections import ConnectionsStore
-from parley_server.store.mailbox import Mailbox
-from parley_server.store.management import ConnectionsApi
-from parley_server.store.push import PushNotifier
-from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.users import UsersStore
+from parley_server.wiring import Adapters, adapters
 
 __all__ = [
     "CONNECTION_ID",
+    "LambdaHandler",
     "Work",
     "caller_of",
-    "connections_api",
-    "connections_store",
     "count",
     "lifecycle",
-    "limiter",
     "logger",
-    "mailbox",
     "metrics",
     "one_way",
-    "push_notifier",
     "tracer",
     "two_way",
-    "users",
 ]
 
 logger = Logger(service="parley")
@@ -54,15 +46,13 @@ tracer = Tracer(service="parley")
 # Powertools correlation id: every log line of an invocation names the connection.
 CONNECTION_ID = "requestContext.connectionId"
 
-_USER_ID = re.compile(r"[0-9a-f]{32}")
-_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
-
-# A use case behind a route: (caller, frame object, config) -> what to answer, if
+# A use case behind a route: (caller, frame object, adapters) -> what to answer, if
 # anything: an event, or an error found after work was done (mapped here like any other).
-Work = Callable[[Caller, dict[str, Any], Config], Mapping[str, Any] | ParleyError | None]
+Work = Callable[[Caller, dict[str, Any], Adapters], Mapping[str, Any] | ParleyError | None]
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def count(name: str, value: float = 1) -> None:
+def count(name: Metric, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
@@ -73,10 +63,8 @@ def caller_of(event: Mapping[str, Any]) -> Caller:
     user_id, device_id = authorizer.get("user_id"), authorizer.get("device_id")
     connection_id = context.get("connectionId")
     if not (
-        isinstance(user_id, str)
-        and _USER_ID.fullmatch(user_id)
-        and isinstance(device_id, str)
-        and _DEVICE_ID.fullmatch(device_id)
+        is_user_id(user_id)
+        and is_device_id(device_id)
         and isinstance(connection_id, str)
         and connection_id
     ):
@@ -101,13 +89,13 @@ def _run(event: Mapping[str, Any], work: Work) -> Mapping[str, Any] | None:
     """Run `work`; on failure, the `error` event to answer instead."""
     ref: str | None = None
     try:
-        config = load_config()
+        deps = adapters()
         caller = caller_of(event)
         raw = parse_frame(event.get("body"))
         ref = frame_ref(raw)
         if ref is not None:
             logger.append_keys(client_id=ref)
-        answer = work(caller, raw, config)
+        answer = work(caller, raw, deps)
         if not isinstance(answer, ParleyError):
             return answer
         shown = _answerable(answer)
@@ -117,66 +105,63 @@ def _run(event: Mapping[str, Any], work: Work) -> Mapping[str, Any] | None:
         logger.exception("unhandled error")
         shown = _internal()
     logger.info("frame refused", extra={"code": shown.code})
-    count("FramesRefused")
+    count(Metric.FRAMES_REFUSED)
     return error_event(shown.to_dict(), ref)
 
 
-def two_way(event: Mapping[str, Any], work: Work) -> dict[str, Any]:
+def _entry(respond: Callable[[dict[str, Any]], dict[str, Any]]) -> LambdaHandler:
+    """A Lambda handler answering with `respond(event)`, with the Powertools decorators."""
+
+    @tracer.capture_lambda_handler
+    @logger.inject_lambda_context(correlation_id_path=CONNECTION_ID, clear_state=True)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return respond(event)
+
+    return handler
+
+
+def two_way(work: Work) -> LambdaHandler:
     """A route whose handler's body is the answer to the caller (the route response)."""
-    answer = _run(event, work)
-    return {"statusCode": 200, "body": json.dumps(answer, separators=(",", ":"))}
+
+    def respond(event: dict[str, Any]) -> dict[str, Any]:
+        answer = _run(event, work)
+        return {"statusCode": 200, "body": json.dumps(answer, separators=(",", ":"))}
+
+    return _entry(respond)
 
 
-def one_way(event: Mapping[str, Any], work: Work) -> dict[str, Any]:
+def one_way(work: Work) -> LambdaHandler:
     """A route whose answers, if any, are posted to the caller's connection."""
-    answer = _run(event, work)
-    if answer is not None:
-        connection_id = (event.get("requestContext") or {}).get("connectionId")
-        if isinstance(connection_id, str) and connection_id:
-            try:
-                connections_api(load_config()).post(connection_id, answer)
-            except ParleyError:
-                logger.exception("could not answer the caller")
-    return {"statusCode": 200}
+
+    def respond(event: dict[str, Any]) -> dict[str, Any]:
+        answer = _run(event, work)
+        if answer is not None:
+            connection_id = (event.get("requestContext") or {}).get("connectionId")
+            if isinstance(connection_id, str) and connection_id:
+                try:
+                    adapters().gateway.post(connection_id, answer)
+                except ParleyError:
+                    logger.exception("could not answer the caller")
+        return {"statusCode": 200}
+
+    return _entry(respond)
 
 
-def lifecycle(event: Mapping[str, Any], work: Callable[[Caller, Config], None]) -> dict[str, Any]:
+def lifecycle(work: Callable[[Caller, Adapters], None]) -> LambdaHandler:
     """$connect / $disconnect: no frame and nobody to answer but API Gateway."""
-    try:
-        work(caller_of(event), load_config())
-    except ParleyError as error:
-        logger.warning("connection event failed", extra={"code": error.code})
-        count("ConnectionEventsFailed")
-        return {"statusCode": error.status if error.status < 500 else 500}
-    except Exception:
-        logger.exception("unhandled error")
-        count("ConnectionEventsFailed")
-        return {"statusCode": 500}
-    return {"statusCode": 200}
 
+    def respond(event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            work(caller_of(event), adapters())
+        except ParleyError as error:
+            logger.warning("connection event failed", extra={"code": error.code})
+            count(Metric.CONNECTION_EVENTS_FAILED)
+            return {"statusCode": error.status if error.status < 500 else 500}
+        except Exception:
+            logger.exception("unhandled error")
+            count(Metric.CONNECTION_EVENTS_FAILED)
+            return {"statusCode": 500}
+        return {"statusCode": 200}
 
-# -- adapters, built per invocation over the process's cached clients -----------------
-
-
-def mailbox(config: Config) -> Mailbox:
-    return Mailbox(client("dynamodb"), config.mailbox_table)
-
-
-def connections_store(config: Config) -> ConnectionsStore:
-    return ConnectionsStore(client("dynamodb"), config.connections_table)
-
-
-def users(config: Config) -> UsersStore:
-    return UsersStore(client("dynamodb"), config.users_table)
-
-
-def limiter(config: Config) -> RateLimiter:
-    return RateLimiter(client("dynamodb"), config.ratelimits_table)
-
-
-def push_notifier(config: Config) -> PushNotifier:
-    return PushNotifier(client("sns"), config.push_apps)
-
-
-def connections_api(config: Config) -> ConnectionsApi:
-    return ConnectionsApi(client("apigatewaymanagementapi", endpoint_url=config.ws_endpoint))
+    return _entry(respond)

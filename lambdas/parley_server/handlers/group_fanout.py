@@ -16,10 +16,11 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import load_config
 from parley_server.handlers import _groups, _ws
+from parley_server.metrics import Metric
 from parley_server.models.errors import BadRequest
 from parley_server.models.groups import FanoutJob
+from parley_server.wiring import adapters
 
 __all__ = ["handler"]
 
@@ -31,12 +32,12 @@ def _job(record: SQSRecord) -> None:
         job = FanoutJob.from_json(record.body)
     except BadRequest as exc:
         _ws.logger.error("dropped a malformed fan-out job", extra={"problem": exc.message})
-        _ws.count("GroupFanOutJobsDropped")
+        _ws.count(Metric.GROUP_JOBS_DROPPED)
         return
     _ws.logger.append_keys(group_id=job.group_id, client_id=job.client_id, chunk=job.chunk)
-    outcome = _groups.fan_out(job, load_config())
+    outcome = _groups.fan_out(job, adapters())
     _groups.count_fanout(outcome)
-    _ws.count("GroupFanOutJobsDone")
+    _ws.count(Metric.GROUP_JOBS_DONE)
 
 
 @_ws.tracer.capture_lambda_handler

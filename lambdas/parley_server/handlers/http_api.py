@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from functools import cached_property
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -28,9 +27,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import Config, per_config
+from parley_server.handlers import _http
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
+from parley_server.ids import DEVICE_ID_PATTERN, USER_ID_PATTERN
 from parley_server.logic import (
     account_deletion,
     accounts,
@@ -42,7 +42,7 @@ from parley_server.logic import (
     tokens,
 )
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
-from parley_server.logic.tokens import Keys, Principal
+from parley_server.metrics import Metric, error_metric, http_metric
 from parley_server.models.errors import (
     DependencyUnavailable,
     ParleyError,
@@ -52,14 +52,11 @@ from parley_server.models.errors import (
     Unauthorized,
 )
 from parley_server.models.http import (
-    DEVICE_ID_PATTERN,
-    USER_ID_PATTERN,
     AccountDeleteRequest,
     BundleAnswer,
     DeviceBundleOut,
     DeviceOut,
     DevicesAnswer,
-    ErrorAnswer,
     KeyCountAnswer,
     KeysUpload,
     OneTimePrekeyModel,
@@ -74,20 +71,7 @@ from parley_server.models.http import (
     UserAnswer,
     VerifyRequest,
 )
-from parley_server.store.aws import client
-from parley_server.store.connections import ConnectionsStore
-from parley_server.store.groups import GroupsStore
-from parley_server.store.mailbox import Mailbox
-from parley_server.store.management import ConnectionsApi
-from parley_server.store.media import MediaStore, s3_client
-from parley_server.store.otp import OtpStore
-from parley_server.store.prekeys import PrekeysStore
-from parley_server.store.push import PushNotifier
-from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.secrets import SigningSecret
-from parley_server.store.sms import SmsSender
-from parley_server.store.tokens import RefreshStore
-from parley_server.store.users import UsersStore
+from parley_server.wiring import adapters
 
 __all__ = ["MAX_BODY_BYTES", "app", "handler"]
 
@@ -105,7 +89,6 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/v1/openapi.json"),
     }
 )
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 # The one call a device of an account being deleted may still make: asked again,
 # it finishes the deletion.
 DELETE_ACCOUNT_ROUTE = ("DELETE", "/v1/account")
@@ -134,90 +117,6 @@ def _json_body(text: str) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
 
 
-class Services:
-    """The function's adapters, built lazily once per configuration (cold start)."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    @cached_property
-    def _ddb(self) -> Any:
-        return client("dynamodb")
-
-    @cached_property
-    def _sns(self) -> Any:
-        return client("sns")
-
-    @cached_property
-    def users(self) -> UsersStore:
-        return UsersStore(self._ddb, self.config.users_table)
-
-    @cached_property
-    def otps(self) -> OtpStore:
-        return OtpStore(self._ddb, self.config.otp_table)
-
-    @cached_property
-    def refresh_tokens(self) -> RefreshStore:
-        return RefreshStore(self._ddb, self.config.users_table)
-
-    @cached_property
-    def prekeys(self) -> PrekeysStore:
-        return PrekeysStore(self._ddb, self.config.prekeys_table)
-
-    @cached_property
-    def limiter(self) -> RateLimiter:
-        return RateLimiter(self._ddb, self.config.ratelimits_table)
-
-    @cached_property
-    def sms(self) -> SmsSender:
-        return SmsSender(self._sns, self.config.sms_origination)
-
-    @cached_property
-    def push(self) -> PushNotifier:
-        return PushNotifier(self._sns, self.config.push_apps)
-
-    @cached_property
-    def connections(self) -> ConnectionsStore:
-        return ConnectionsStore(self._ddb, self.config.connections_table)
-
-    @cached_property
-    def gateway(self) -> ConnectionsApi:
-        return ConnectionsApi(
-            client("apigatewaymanagementapi", endpoint_url=self.config.ws_endpoint)
-        )
-
-    @cached_property
-    def account_stores(self) -> account_deletion.AccountStores:
-        """Every store an account has data in (only deleting the account needs them all)."""
-        config = self.config
-        return account_deletion.AccountStores(
-            users=self.users,
-            otps=self.otps,
-            refresh_tokens=self.refresh_tokens,
-            prekeys=self.prekeys,
-            mailbox=Mailbox(self._ddb, config.mailbox_table),
-            media=MediaStore(
-                s3_client(), self._ddb, bucket=config.media_bucket, table=config.users_table
-            ),
-            push=self.push,
-            connections=self.connections,
-            gateway=self.gateway,
-            groups=GroupsStore(self._ddb, config.groups_table),
-        )
-
-    @cached_property
-    def _secret(self) -> SigningSecret:
-        return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
-
-    def keys(self) -> Keys:
-        """The signing keys; DependencyUnavailable (fail closed) when the secret can't be read."""
-        return tokens.derive_keys(self._secret.value())
-
-
-# This process's adapters (rebuilt only when the configuration is reloaded).
-services = per_config(Services)
-
-
 # -- errors -----------------------------------------------------------------------
 
 
@@ -242,7 +141,7 @@ def _parley_error(error: ParleyError) -> Response[Any]:
         headers["WWW-Authenticate"] = 'Bearer realm="parley"'
     if error.status >= 500:
         logger.warning("request failed", extra={"error_code": error.code})
-    metrics.add_metric(name=f"Error_{error.code}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=error_metric(error.code), unit=MetricUnit.Count, value=1)
     return _error(error.status, error.to_dict(), headers)
 
 
@@ -286,25 +185,6 @@ app.not_found(_not_found)
 app.exception_handler(Exception)(_unexpected)
 
 
-def _responses(*statuses: int) -> dict[int, Any]:
-    described = {
-        400: "invalid input",
-        401: "missing, invalid or expired credentials",
-        404: "not found",
-        409: "conflicts with what is stored",
-        413: "too large",
-        429: "rate limited (see Retry-After)",
-        503: "a dependency is unavailable; retry",
-    }
-    return {
-        status: {
-            "description": described[status],
-            "content": {"application/json": {"model": ErrorAnswer}},
-        }
-        for status in statuses
-    }
-
-
 # -- authentication ---------------------------------------------------------------
 
 
@@ -319,7 +199,7 @@ def _bearer_token() -> str:
 def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     route = app.context.get("_route")
     if route is None or (route.method, route.path) not in PUBLIC_ROUTES:
-        deps = services()
+        deps = adapters()
         principal = tokens.authenticate(
             _bearer_token(),
             keys=deps.keys(),
@@ -327,19 +207,11 @@ def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
             now=_now(),
             deleting=route is not None and (route.method, route.path) == DELETE_ACCOUNT_ROUTE,
         )
-        app.context.update(user_id=principal.user_id, device_id=principal.device_id)
+        app.context[_http.CALLER] = principal
     return next_middleware(app)
 
 
 app.use(middlewares=[_authenticate])
-
-
-def _caller() -> Principal:
-    """The authenticated caller, as the auth middleware put it in the context."""
-    user_id, device_id = app.context.get("user_id"), app.context.get("device_id")
-    if not isinstance(user_id, str) or not isinstance(device_id, str):
-        raise Unauthorized("authentication required")
-    return Principal(user_id=user_id, device_id=device_id)
 
 
 def _source_ip() -> str:
@@ -355,10 +227,10 @@ def _source_ip() -> str:
     status_code=202,
     summary="Text a one-time code to a phone number",
     tags=["auth"],
-    responses=_responses(400, 429, 503),
+    responses=_http.responses(400, 429, 503),
 )
 def request_otp(request: OtpRequest) -> OtpAnswer:
-    deps = services()
+    deps = adapters()
     try:
         challenge = otp.request_code(
             request.phone,
@@ -373,9 +245,9 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
             purpose=request.purpose,
         )
     except SmsUnavailable:
-        metrics.add_metric(name="OtpSendFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.OTP_SEND_FAILED, unit=MetricUnit.Count, value=1)
         raise
-    metrics.add_metric(name="OtpSent", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.OTP_SENT, unit=MetricUnit.Count, value=1)
     return OtpAnswer(expires_in=challenge.expires_in, retry_after=challenge.retry_after)
 
 
@@ -384,10 +256,10 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
     summary="Prove the phone number with its code: sign in as a new device",
     tags=["auth"],
     cache_control="no-store",
-    responses=_responses(400, 401, 429, 503),
+    responses=_http.responses(400, 401, 429, 503),
 )
 def verify_otp(request: VerifyRequest) -> TokenAnswer:
-    deps = services()
+    deps = adapters()
     pair, created = accounts.sign_in(
         request.phone,
         request.code,
@@ -398,7 +270,9 @@ def verify_otp(request: VerifyRequest) -> TokenAnswer:
         limits=deps.config.limits,
         now=_now(),
     )
-    metrics.add_metric(name="SignUp" if created else "SignIn", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=Metric.SIGN_UP if created else Metric.SIGN_IN, unit=MetricUnit.Count, value=1
+    )
     return TokenAnswer(**vars(pair))
 
 
@@ -407,10 +281,10 @@ def verify_otp(request: VerifyRequest) -> TokenAnswer:
     summary="Trade a refresh token for a new pair (the old one is spent)",
     tags=["auth"],
     cache_control="no-store",
-    responses=_responses(400, 401, 503),
+    responses=_http.responses(400, 401, 503),
 )
 def refresh(request: RefreshRequest) -> TokenAnswer:
-    deps = services()
+    deps = adapters()
     pair = tokens.refresh(
         request.refresh_token,
         keys=deps.keys(),
@@ -430,11 +304,11 @@ def refresh(request: RefreshRequest) -> TokenAnswer:
     status_code=204,
     summary="Upload this device's identity key, signed prekey and one-time prekeys",
     tags=["keys"],
-    security=BEARER,
-    responses=_responses(400, 401, 409, 413, 503),
+    security=_http.BEARER,
+    responses=_http.responses(400, 401, 409, 413, 503),
 )
 def upload_keys(request: KeysUpload) -> None:
-    deps = services()
+    deps = adapters()
     spk = request.signed_prekey
     upload = KeyUpload(
         identity_key=request.identity_key,
@@ -442,7 +316,11 @@ def upload_keys(request: KeysUpload) -> None:
         one_time_prekeys=tuple(PrekeyIn(k.key_id, k.public_key) for k in request.one_time_prekeys),
     )
     prekeys.upload_keys(
-        _caller(), upload, prekeys=deps.prekeys, users=deps.users, limits=deps.config.limits
+        _http.caller(app.context),
+        upload,
+        prekeys=deps.prekeys,
+        users=deps.users,
+        limits=deps.config.limits,
     )
 
 
@@ -450,12 +328,12 @@ def upload_keys(request: KeysUpload) -> None:
     "/v1/keys/count",
     summary="How many one-time prekeys this device has left",
     tags=["keys"],
-    security=BEARER,
+    security=_http.BEARER,
     cache_control="no-store",
-    responses=_responses(401, 503),
+    responses=_http.responses(401, 503),
 )
 def count_keys() -> KeyCountAnswer:
-    count = prekeys.count_one_time(_caller(), prekeys=services().prekeys)
+    count = prekeys.count_one_time(_http.caller(app.context), prekeys=adapters().prekeys)
     return KeyCountAnswer(one_time_prekeys=count)
 
 
@@ -463,14 +341,14 @@ def count_keys() -> KeyCountAnswer:
     "/v1/keys/<user_id>",
     summary="A prekey bundle per device of a user (consumes one one-time prekey each)",
     tags=["keys"],
-    security=BEARER,
+    security=_http.BEARER,
     cache_control="no-store",
-    responses=_responses(400, 401, 404, 429, 503),
+    responses=_http.responses(400, 401, 404, 429, 503),
 )
 def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> BundleAnswer:
-    deps = services()
+    deps = adapters()
     bundle = prekeys.claim_bundle(
-        _caller(),
+        _http.caller(app.context),
         user_id,
         prekeys=deps.prekeys,
         users=deps.users,
@@ -478,7 +356,7 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
         limits=deps.config.limits,
         now=_now(),
     )
-    metrics.add_metric(name="BundlesClaimed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.BUNDLES_CLAIMED, unit=MetricUnit.Count, value=1)
     return BundleAnswer(
         user_id=bundle.user_id,
         devices=[
@@ -511,14 +389,14 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
     "/v1/users",
     summary="Find the user registered with a phone number",
     tags=["directory"],
-    security=BEARER,
+    security=_http.BEARER,
     cache_control="no-store",
-    responses=_responses(400, 401, 404, 429, 503),
+    responses=_http.responses(400, 401, 404, 429, 503),
 )
 def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> UserAnswer:
-    deps = services()
+    deps = adapters()
     user_id = directory.find_user(
-        _caller(),
+        _http.caller(app.context),
         phone,
         users=deps.users,
         limiter=deps.limiter,
@@ -533,13 +411,17 @@ def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> User
     status_code=204,
     summary="Register this device's push token",
     tags=["push"],
-    security=BEARER,
-    responses=_responses(400, 401, 503),
+    security=_http.BEARER,
+    responses=_http.responses(400, 401, 503),
 )
 def register_push(request: PushRequest) -> None:
-    deps = services()
+    deps = adapters()
     accounts.register_push(
-        _caller(), request.platform, request.token, users=deps.users, notifier=deps.push
+        _http.caller(app.context),
+        request.platform,
+        request.token,
+        users=deps.users,
+        notifier=deps.push,
     )
 
 
@@ -547,13 +429,13 @@ def register_push(request: PushRequest) -> None:
     "/v1/devices",
     summary="This account's signed-in devices",
     tags=["devices"],
-    security=BEARER,
+    security=_http.BEARER,
     cache_control="no-store",
-    responses=_responses(401, 503),
+    responses=_http.responses(401, 503),
 )
 def get_devices() -> DevicesAnswer:
-    caller = _caller()
-    found = devices.list_devices(caller, users=services().users)
+    caller = _http.caller(app.context)
+    found = devices.list_devices(caller, users=adapters().users)
     return DevicesAnswer(
         devices=[
             DeviceOut(
@@ -573,12 +455,12 @@ def get_devices() -> DevicesAnswer:
     status_code=204,
     summary="Sign one of this account's devices out for good (this one too)",
     tags=["devices"],
-    security=BEARER,
-    responses=_responses(400, 401, 404, 503),
+    security=_http.BEARER,
+    responses=_http.responses(400, 401, 404, 503),
 )
 def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) -> None:
-    deps = services()
-    caller = _caller()
+    deps = adapters()
+    caller = _http.caller(app.context)
     closed = devices.sign_out(
         caller,
         device_id,
@@ -587,7 +469,7 @@ def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) ->
         connections=deps.connections,
         gateway=deps.gateway,
     )
-    metrics.add_metric(name="DeviceSignedOut", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.DEVICE_SIGNED_OUT, unit=MetricUnit.Count, value=1)
     logger.info("device signed out", extra={"device_id": device_id, "connections_closed": closed})
 
 
@@ -603,12 +485,12 @@ def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) ->
         " ask again with the same token: the deletion continues where it stopped."
     ),
     tags=["account"],
-    security=BEARER,
-    responses=_responses(400, 401, 429, 503),
+    security=_http.BEARER,
+    responses=_http.responses(400, 401, 429, 503),
 )
 def delete_account(request: AccountDeleteRequest) -> None:
-    deps = services()
-    caller = _caller()
+    deps = adapters()
+    caller = _http.caller(app.context)
     done = account_deletion.delete_account(
         caller,
         request.code,
@@ -617,7 +499,7 @@ def delete_account(request: AccountDeleteRequest) -> None:
         limits=deps.config.limits,
         now=_now(),
     )
-    metrics.add_metric(name="AccountDeleted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.ACCOUNT_DELETED, unit=MetricUnit.Count, value=1)
     logger.info("account deleted", extra={"user_id": caller.user_id, **vars(done)})
 
 
@@ -625,12 +507,12 @@ def delete_account(request: AccountDeleteRequest) -> None:
     "/v1/presence/<user_id>",
     summary="When a user was last online (if they share it with you)",
     tags=["presence"],
-    security=BEARER,
+    security=_http.BEARER,
     cache_control="no-store",
-    responses=_responses(400, 401, 404, 503),
+    responses=_http.responses(400, 401, 404, 503),
 )
 def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> PresenceAnswer:
-    seen = presence.last_seen(_caller(), user_id, users=services().users)
+    seen = presence.last_seen(_http.caller(app.context), user_id, users=adapters().users)
     return PresenceAnswer(user_id=user_id, last_seen=seen)
 
 
@@ -639,11 +521,11 @@ def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Pres
     status_code=204,
     summary="Choose who sees your last seen",
     tags=["presence"],
-    security=BEARER,
-    responses=_responses(400, 401, 503),
+    security=_http.BEARER,
+    responses=_http.responses(400, 401, 503),
 )
 def set_presence(request: PresenceSettingRequest) -> None:
-    presence.set_visibility(_caller(), request.last_seen, users=services().users)
+    presence.set_visibility(_http.caller(app.context), request.last_seen, users=adapters().users)
 
 
 # -- the document -----------------------------------------------------------------
@@ -674,5 +556,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     answer = app.resolve(event, context)
     # answers by status class: the dashboard's view of errors without reading logs
     status = int(answer.get("statusCode", 500))
-    metrics.add_metric(name=f"Http{status // 100}xx", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=http_metric(status), unit=MetricUnit.Count, value=1)
     return answer

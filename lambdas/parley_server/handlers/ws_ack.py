@@ -6,39 +6,34 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from parley_server.config import Config
 from parley_server.handlers import _ws
 from parley_server.logic import messaging
-from parley_server.logic.messaging import Caller
+from parley_server.logic.ports import Caller
+from parley_server.metrics import Metric
 from parley_server.models.errors import ParleyError
 from parley_server.models.frames import AckFrame
+from parley_server.wiring import Adapters
 
 __all__ = ["handler"]
 
 
-@_ws.tracer.capture_lambda_handler
-@_ws.logger.inject_lambda_context(correlation_id_path=_ws.CONNECTION_ID, clear_state=True)
-@_ws.metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _ws.one_way(event, _ack)
-
-
-def _ack(caller: Caller, raw: dict[str, Any], config: Config) -> ParleyError | None:
+def _ack(caller: Caller, raw: dict[str, Any], deps: Adapters) -> ParleyError | None:
     frame = AckFrame.parse(raw)
     outcome = messaging.ack(
         frame,
         caller,
         now=time.time(),
-        limits=config.limits,
-        directory=_ws.users(config),
-        mailbox=_ws.mailbox(config),
-        connections=_ws.connections_store(config),
-        gateway=_ws.connections_api(config),
+        limits=deps.config.limits,
+        directory=deps.users,
+        mailbox=deps.mailbox,
+        connections=deps.connections,
+        gateway=deps.gateway,
     )
-    _ws.count("MessagesAcked", outcome.messages)
-    _ws.count("ReceiptsAcked", outcome.receipts)
-    _ws.count("ReceiptsSent", sum(r.stored for r in outcome.delivered_receipts))
-    _ws.count("ReceiptsDelivered", sum(r.delivered for r in outcome.delivered_receipts))
+    _ws.count(Metric.MESSAGES_ACKED, outcome.messages)
+    _ws.count(Metric.RECEIPTS_ACKED, outcome.receipts)
+    _ws.count(Metric.RECEIPTS_SENT, sum(r.stored for r in outcome.delivered_receipts))
+    _ws.count(Metric.RECEIPTS_DELIVERED, sum(r.delivered for r in outcome.delivered_receipts))
     return outcome.error
+
+
+handler = _ws.one_way(_ack)

@@ -10,19 +10,17 @@ The token is never logged.
 from __future__ import annotations
 
 import time
-from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from parley_server.config import Config, per_config
 from parley_server.logic import tokens
+from parley_server.logic.ports import Caller
+from parley_server.metrics import Metric
 from parley_server.models.errors import InvalidToken, ParleyError
-from parley_server.store.aws import client
-from parley_server.store.secrets import SigningSecret
-from parley_server.store.users import UsersStore
+from parley_server.wiring import adapters
 
 __all__ = ["handler"]
 
@@ -31,25 +29,7 @@ metrics = Metrics(namespace="Parley", service="parley")
 tracer = Tracer(service="parley")
 
 
-class Services:
-    """The authorizer's adapters, built lazily once per configuration."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    @cached_property
-    def users(self) -> UsersStore:
-        return UsersStore(client("dynamodb"), self.config.users_table)
-
-    @cached_property
-    def secret(self) -> SigningSecret:
-        return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
-
-
-_services = per_config(Services)
-
-
-def _policy(principal: tokens.Principal, method_arn: str) -> dict[str, Any]:
+def _policy(principal: Caller, method_arn: str) -> dict[str, Any]:
     return {
         "principalId": principal.user_id,
         "policyDocument": {
@@ -72,20 +52,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         if not isinstance(token, str) or not isinstance(method_arn, str):
             raise InvalidToken("no token")
-        deps = _services()
+        deps = adapters()
         principal = tokens.authenticate(
             token,
-            keys=tokens.derive_keys(deps.secret.value()),
+            keys=deps.keys(),
             users=deps.users,
             now=time.time(),
         )
     except ParleyError as error:
         # the code says why (invalid_token, service_unavailable, ...); the token is not logged
         logger.info("connection refused", extra={"error_code": error.code})
-        metrics.add_metric(name="ConnectRefused", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.CONNECT_REFUSED, unit=MetricUnit.Count, value=1)
         # this exact message is API Gateway's contract for answering 401
         raise Exception("Unauthorized") from None
-    metrics.add_metric(name="ConnectAllowed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.CONNECT_ALLOWED, unit=MetricUnit.Count, value=1)
     logger.info(
         "connection authorized",
         extra={"user_id": principal.user_id, "device_id": principal.device_id},

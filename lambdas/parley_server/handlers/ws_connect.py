@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from parley_server.config import Config
 from parley_server.handlers import _ws
 from parley_server.logic import connections
-from parley_server.logic.messaging import Caller
+from parley_server.logic.ports import Caller
+from parley_server.metrics import Metric
+from parley_server.wiring import Adapters
 
 __all__ = ["handler"]
 
 
-@_ws.tracer.capture_lambda_handler
-@_ws.logger.inject_lambda_context(correlation_id_path=_ws.CONNECTION_ID, clear_state=True)
-@_ws.metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _ws.lifecycle(event, _connect)
-
-
-def _connect(caller: Caller, config: Config) -> None:
+def _connect(caller: Caller, deps: Adapters) -> None:
     connections.connect(
-        caller, now=time.time(), limits=config.limits, records=_ws.connections_store(config)
+        caller, now=time.time(), limits=deps.config.limits, records=deps.connections
     )
-    _ws.count("Connects")
+    _ws.count(Metric.CONNECTS)
+
+
+handler = _ws.lifecycle(_connect)

@@ -6,34 +6,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from parley_server.config import Config
 from parley_server.handlers import _groups, _ws
 from parley_server.logic import messaging
-from parley_server.logic.messaging import Caller
-from parley_server.models.frames import TypingFrame
+from parley_server.logic.ports import Caller
+from parley_server.metrics import Metric
+from parley_server.models.frames import GroupTypingFrame, parse_typing
+from parley_server.wiring import Adapters
 
 __all__ = ["handler"]
 
 
-@_ws.tracer.capture_lambda_handler
-@_ws.logger.inject_lambda_context(correlation_id_path=_ws.CONNECTION_ID, clear_state=True)
-@_ws.metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _ws.one_way(event, _typing)
-
-
-def _typing(caller: Caller, raw: dict[str, Any], config: Config) -> None:
-    frame = TypingFrame.parse(raw)
-    if frame.to_group is not None:
-        report = _groups.typing(frame, caller, config)
+def _typing(caller: Caller, raw: dict[str, Any], deps: Adapters) -> None:
+    frame = parse_typing(raw)
+    if isinstance(frame, GroupTypingFrame):
+        report = _groups.typing(frame, caller, deps)
     else:
         report = messaging.typing(
-            frame,
-            caller,
-            now=time.time(),
-            connections=_ws.connections_store(config),
-            gateway=_ws.connections_api(config),
+            frame, caller, now=time.time(), connections=deps.connections, gateway=deps.gateway
         )
-    _ws.count("TypingRelayed", report.posts)
+    _ws.count(Metric.TYPING_RELAYED, report.posts)
+
+
+handler = _ws.one_way(_typing)

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 
 from parley_server.logic import devices, groups, otp
 from parley_server.logic.media import object_key
-from parley_server.logic.tokens import Principal, family_of
+from parley_server.logic.ports import Caller
+from parley_server.logic.tokens import family_of
 from parley_server.models.errors import NotFound
 from parley_server.store.users import AccountItem
 
@@ -85,7 +86,7 @@ class Deleted:
 
 
 def delete_account(
-    caller: Principal,
+    caller: Caller,
     code: str,
     *,
     keys: Keys,

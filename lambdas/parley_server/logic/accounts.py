@@ -3,12 +3,12 @@ the device's push registration."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from typing import TYPE_CHECKING
 
+from parley_server.ids import new_device_id, new_user_id
 from parley_server.logic import otp, tokens
-from parley_server.logic.tokens import Principal, TokenPair
+from parley_server.logic.ports import Caller
+from parley_server.logic.tokens import TokenPair
 from parley_server.models.errors import BadRequest, Unauthorized
 from parley_server.store.push import PLATFORMS
 
@@ -20,18 +20,10 @@ if TYPE_CHECKING:
     from parley_server.store.tokens import RefreshStore
     from parley_server.store.users import UsersStore
 
-__all__ = ["MAX_PUSH_TOKEN_CHARS", "new_device_id", "new_user_id", "register_push", "sign_in"]
+__all__ = ["MAX_PUSH_TOKEN_CHARS", "register_push", "sign_in"]
 
 # FCM registration tokens are ~160 characters and APNs device tokens 64 hex; leave room.
 MAX_PUSH_TOKEN_CHARS = 4096
-
-
-def new_user_id() -> str:
-    return uuid.uuid4().hex
-
-
-def new_device_id() -> str:
-    return secrets.token_hex(8)
 
 
 def sign_in(
@@ -58,7 +50,7 @@ def sign_in(
         candidate = new_user_id()
         user_id = users.create_user(candidate, phone, now=now)
         created = user_id == candidate
-    principal = Principal(user_id=user_id, device_id=new_device_id())
+    principal = Caller(user_id=user_id, device_id=new_device_id())
     users.add_device(principal.user_id, principal.device_id, now=now)
     pair = tokens.sign_in_device(
         principal, keys=keys, tokens=refresh_tokens, limits=limits, now=now
@@ -67,7 +59,7 @@ def sign_in(
 
 
 def register_push(
-    caller: Principal, platform: str, token: str, *, users: UsersStore, notifier: PushNotifier
+    caller: Caller, platform: str, token: str, *, users: UsersStore, notifier: PushNotifier
 ) -> None:
     """Record the caller's device's push token (creating its SNS endpoint when configured)."""
     if platform not in PLATFORMS:

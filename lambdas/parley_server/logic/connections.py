@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from parley_server.config import Limits
-from parley_server.logic.messaging import Caller
+from parley_server.logic.ports import Caller
 
 __all__ = ["ConnectionRecords", "LastSeen", "connect", "disconnect"]
 
@@ -26,7 +26,7 @@ def connect(caller: Caller, *, now: float, limits: Limits, records: ConnectionRe
     """Record the connection so senders find it (it outlives API Gateway's 2 h by a margin)."""
     records.add(
         caller.user_id,
-        caller.connection_id,
+        caller.connection,
         caller.device_id,
         now=now,
         ttl_s=limits.connection_ttl_s,
@@ -37,5 +37,5 @@ def disconnect(
     caller: Caller, *, now: float, records: ConnectionRecords, last_seen: LastSeen
 ) -> None:
     """Forget the connection and record when the user was last online."""
-    records.remove(caller.user_id, caller.connection_id)
+    records.remove(caller.user_id, caller.connection)
     last_seen.record_last_seen(caller.user_id, now)

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from parley_server.logic.messaging import ConnectionsPort
-from parley_server.logic.tokens import Principal
+from parley_server.logic.ports import Caller, ConnectionsPort
 from parley_server.models.errors import DependencyUnavailable, NotFound
 from parley_server.models.frames import Connection
 from parley_server.store.users import DeviceSummary
@@ -33,13 +32,13 @@ class CloserPort(Protocol):
     def close(self, connection_id: str) -> bool: ...
 
 
-def list_devices(caller: Principal, *, users: DevicesPort) -> list[DeviceSummary]:
+def list_devices(caller: Caller, *, users: DevicesPort) -> list[DeviceSummary]:
     """The caller's signed-in devices, oldest first."""
     return users.signed_in(caller.user_id)
 
 
 def sign_out(
-    caller: Principal,
+    caller: Caller,
     device_id: str,
     *,
     now: float,

@@ -9,7 +9,7 @@ from parley_server.models.errors import NotFound
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
-    from parley_server.logic.tokens import Principal
+    from parley_server.logic.ports import Caller
     from parley_server.store.ratelimits import RateLimiter
     from parley_server.store.users import UsersStore
 
@@ -17,7 +17,7 @@ __all__ = ["find_user"]
 
 
 def find_user(
-    caller: Principal,
+    caller: Caller,
     raw_phone: str,
     *,
     users: UsersStore,

@@ -18,9 +18,20 @@ import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from parley_server.config import Limits
+from parley_server.logic.ports import (
+    Caller,
+    ConnectionsPort,
+    D,
+    DeviceInfo,
+    Directory,
+    GatewayPort,
+    LimiterPort,
+    MailboxPort,
+    Pusher,
+)
 from parley_server.models.errors import (
     BadRequest,
     DependencyUnavailable,
@@ -31,17 +42,16 @@ from parley_server.models.errors import (
 from parley_server.models.frames import (
     ACTIONS,
     AckFrame,
-    Connection,
+    DirectTypingFrame,
     Envelope,
+    GroupSendFrame,
     MessageEnvelope,
-    Page,
     Position,
     PostOutcome,
     ReceiptEnvelope,
     ReceiptFrame,
     SendFrame,
     SyncFrame,
-    TypingFrame,
     encode_cursor,
     make_ord,
     sent_event,
@@ -52,15 +62,7 @@ from parley_server.models.frames import (
 __all__ = [
     "SYNC_PAGE",
     "AckOutcome",
-    "Caller",
-    "ConnectionsPort",
     "DeliveryReport",
-    "DeviceInfo",
-    "Directory",
-    "GatewayPort",
-    "LimiterPort",
-    "MailboxPort",
-    "Pusher",
     "ReceiptOutcome",
     "SendOutcome",
     "SyncOutcome",
@@ -77,75 +79,6 @@ __all__ = [
 # Events delivered by one sync invocation: far inside Lambda's time and
 # API Gateway's limits even when every one is a 64 KiB message.
 SYNC_PAGE = Limits().sync_page
-
-
-# -- ports ------------------------------------------------------------------------------
-
-
-class DeviceInfo(Protocol):
-    @property
-    def device_id(self) -> str: ...
-
-
-D = TypeVar("D", bound=DeviceInfo)
-D_co = TypeVar("D_co", bound=DeviceInfo, covariant=True)
-D_contra = TypeVar("D_contra", bound=DeviceInfo, contravariant=True)
-
-
-class Directory(Protocol[D_co]):
-    def devices(self, user_id: str) -> Sequence[D_co]: ...
-
-
-class Pusher(Protocol[D_contra]):
-    def notify(self, device: D_contra) -> bool: ...
-
-
-class MailboxPort(Protocol):
-    def put(self, envelope: Envelope, *, now: float) -> Envelope | None: ...
-
-    def get_many(
-        self, user_id: str, device_id: str, server_ids: Sequence[str], *, now: float
-    ) -> dict[str, Envelope]: ...
-
-    def delete(
-        self, user_id: str, device_id: str, server_id: str, *, now: float
-    ) -> Envelope | None: ...
-
-    def page(
-        self, user_id: str, device_id: str, *, after: Position | None, limit: int, now: float
-    ) -> Page: ...
-
-
-class ConnectionsPort(Protocol):
-    def of_user(self, user_id: str, *, now: float) -> list[Connection]: ...
-
-    def remove(self, user_id: str, connection_id: str) -> None: ...
-
-
-class GatewayPort(Protocol):
-    def post(self, connection_id: str, event: Mapping[str, Any]) -> PostOutcome: ...
-
-
-class LimiterPort(Protocol):
-    def hit(
-        self,
-        name: str,
-        subject: str,
-        *,
-        limit: int,
-        window_s: int,
-        now: float,
-        code: str | None = None,
-    ) -> int: ...
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent the frame: from the authorizer context, never from the frame."""
-
-    user_id: str
-    device_id: str
-    connection_id: str
 
 
 # -- delivery ---------------------------------------------------------------------------
@@ -237,13 +170,11 @@ def send(
     limiter: LimiterPort,
 ) -> SendOutcome:
     """Store one envelope per recipient device, deliver to live connections, answer `sent`."""
-    if frame.to_group is not None:
-        # Group fan-out slots in here: resolve members' devices, then the same
-        # store-deliver-push below for each member.
+    if isinstance(frame, GroupSendFrame):
+        # group sends are logic.group_fanout.send's: the WebSocket handler routes them there
         raise BadRequest("group messages are not supported yet", code="not_supported")
-    assert frame.to_user is not None
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
-    devices = _recipient_devices(frame.to_user, frame.payloads, directory, caller)
+    devices = _recipient_devices(frame.to, frame.payloads, directory, caller)
 
     ord_ = make_ord(now, _nonce())
     expires_at = int(now) + limits.mailbox_ttl_s
@@ -251,7 +182,7 @@ def send(
     stored = duplicates = 0
     for device_id, body in frame.payloads.items():
         envelope = MessageEnvelope(
-            recipient=frame.to_user,
+            recipient=frame.to,
             recipient_device=device_id,
             sender=caller.user_id,
             sender_device=caller.device_id,
@@ -270,7 +201,7 @@ def send(
         pending[device_id] = existing or envelope
 
     report = deliver(
-        frame.to_user,
+        frame.to,
         _events_by_device(pending),
         now=now,
         connections=connections,
@@ -358,35 +289,6 @@ def _put_receipts(
                 stored.append(envelope)
         pending[device.device_id] = existing or envelope
     return pending, new
-
-
-def _store_receipt(
-    to: str,
-    devices: Sequence[DeviceInfo],
-    caller: Caller,
-    status: str,
-    ids: Sequence[str],
-    *,
-    now: float,
-    limits: Limits,
-    mailbox: MailboxPort,
-    connections: ConnectionsPort,
-    gateway: GatewayPort,
-) -> ReceiptOutcome:
-    """One receipt in each mailbox of `to`'s devices, delivered at once."""
-    pending, stored = _put_receipts(
-        to, devices, caller, status, ids, now=now, limits=limits, mailbox=mailbox
-    )
-    if not pending:
-        return ReceiptOutcome(0, 0, 0, 0)
-    report = deliver(
-        to,
-        _events_by_device(pending),
-        now=now,
-        connections=connections,
-        gateway=gateway,
-    )
-    return ReceiptOutcome(len(pending), stored, len(report.reached), report.gone)
 
 
 @dataclass(frozen=True)
@@ -519,18 +421,13 @@ def receipt(
     devices = directory.devices(frame.to)
     if not devices:
         raise NotFound("no such user", code="unknown_user", to=frame.to)
-    return _store_receipt(
-        frame.to,
-        devices,
-        caller,
-        frame.status,
-        frame.ids,
-        now=now,
-        limits=limits,
-        mailbox=mailbox,
-        connections=connections,
-        gateway=gateway,
+    pending, stored = _put_receipts(
+        frame.to, devices, caller, frame.status, frame.ids, now=now, limits=limits, mailbox=mailbox
     )
+    report = deliver(
+        frame.to, _events_by_device(pending), now=now, connections=connections, gateway=gateway
+    )
+    return ReceiptOutcome(len(pending), stored, len(report.reached), report.gone)
 
 
 # -- sync -------------------------------------------------------------------------------
@@ -562,20 +459,20 @@ def sync(
     # pages run oldest first, so the first event delivered is the oldest waiting
     oldest = page.envelopes[0].ts if page.envelopes else None
     for envelope in page.envelopes:
-        outcome = gateway.post(caller.connection_id, envelope.event())
+        outcome = gateway.post(caller.connection, envelope.event())
         if outcome is PostOutcome.GONE:
             return SyncOutcome(delivered, more=True, gone=True, oldest_ts=oldest)
         if outcome is PostOutcome.FAILED:
             if last is None:
                 raise DependencyUnavailable("could not deliver; sync again")
             # resume right after the last event that did get through
-            gateway.post(caller.connection_id, synced_event(True, encode_cursor(last)))
+            gateway.post(caller.connection, synced_event(True, encode_cursor(last)))
             return SyncOutcome(delivered, more=True, gone=False, oldest_ts=oldest)
         last = Position(envelope.ord, envelope.server_id)
         delivered += 1
     more = page.next is not None
     cursor = encode_cursor(page.next) if page.next is not None else None
-    gone = gateway.post(caller.connection_id, synced_event(more, cursor)) is PostOutcome.GONE
+    gone = gateway.post(caller.connection, synced_event(more, cursor)) is PostOutcome.GONE
     return SyncOutcome(delivered, more, gone, oldest_ts=oldest)
 
 
@@ -583,7 +480,7 @@ def sync(
 
 
 def typing(
-    frame: TypingFrame,
+    frame: DirectTypingFrame,
     caller: Caller,
     *,
     now: float,
@@ -591,12 +488,10 @@ def typing(
     gateway: GatewayPort,
 ) -> DeliveryReport:
     """Relay typing state to `to`'s live connections; nothing is stored.
-    (A group's: logic.groups.typing.)"""
-    if frame.to_user is None:
-        raise BadRequest("not a user")
+    (A group's: logic.group_fanout.typing.)"""
     event = typing_event(caller.user_id, caller.device_id, frame.state)
     return deliver(
-        frame.to_user,
+        frame.to,
         lambda _device_id: event,
         now=now,
         connections=connections,

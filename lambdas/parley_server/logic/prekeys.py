@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from parley_server.logic.tokens import valid_user_id
+from parley_server.ids import is_user_id
 from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
 from parley_server.store.prekeys import OneTimePrekey, SignedPrekey
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
-    from parley_server.logic.tokens import Principal
+    from parley_server.logic.ports import Caller
     from parley_server.store.prekeys import PrekeysStore
     from parley_server.store.ratelimits import RateLimiter
     from parley_server.store.users import UsersStore
@@ -104,7 +104,7 @@ def _key_id(value: int, field: str) -> int:
 
 
 def upload_keys(
-    caller: Principal,
+    caller: Caller,
     upload: KeyUpload,
     *,
     prekeys: PrekeysStore,
@@ -145,13 +145,13 @@ def upload_keys(
     users.activate_device(caller.user_id, caller.device_id)
 
 
-def count_one_time(caller: Principal, *, prekeys: PrekeysStore) -> int:
+def count_one_time(caller: Caller, *, prekeys: PrekeysStore) -> int:
     """How many one-time prekeys the caller's device has left (time to upload more?)."""
     return prekeys.count_one_time(caller.user_id, caller.device_id)
 
 
 def claim_bundle(
-    caller: Principal,
+    caller: Caller,
     target: str,
     *,
     prekeys: PrekeysStore,
@@ -161,7 +161,7 @@ def claim_bundle(
     now: float,
 ) -> Bundle:
     """One bundle per device of `target`, each consuming one one-time prekey if any are left."""
-    if not valid_user_id(target):
+    if not is_user_id(target):
         raise BadRequest("user_id must be 32 lowercase hex characters", field="user_id")
     limiter.hit(
         "bundles", caller.user_id, limit=limits.bundle_claims_per_hour, window_s=3600, now=now

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from parley_server.logic.tokens import valid_user_id
+from parley_server.ids import is_user_id
 from parley_server.models.errors import BadRequest, NotFound
 from parley_server.store.users import PRESENCE_SETTINGS
 
 if TYPE_CHECKING:
-    from parley_server.logic.tokens import Principal
+    from parley_server.logic.ports import Caller
     from parley_server.store.users import PresenceSetting, UsersStore
 
 __all__ = ["last_seen", "set_visibility"]
 
 
-def last_seen(caller: Principal, target: str, *, users: UsersStore) -> float | None:
+def last_seen(caller: Caller, target: str, *, users: UsersStore) -> float | None:
     """When `target` was last online, or None when unknown or not visible to the caller."""
-    if not valid_user_id(target):
+    if not is_user_id(target):
         raise BadRequest("user_id must be 32 lowercase hex characters", field="user_id")
     viewer, profile, is_contact = users.presence_view(caller.user_id, target)
     if profile is None:
@@ -39,7 +39,7 @@ def last_seen(caller: Principal, target: str, *, users: UsersStore) -> float | N
     return None
 
 
-def set_visibility(caller: Principal, setting: str, *, users: UsersStore) -> None:
+def set_visibility(caller: Caller, setting: str, *, users: UsersStore) -> None:
     """Choose who sees the caller's last seen."""
     for option in PRESENCE_SETTINGS:
         if option == setting:

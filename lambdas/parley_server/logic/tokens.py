@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from parley_server.models.errors import DeviceSignedOut, InvalidToken
-from parley_server.store.tokens import RefreshRecord, ReusedRefreshToken
+from parley_server.ids import is_device_id, is_user_id
+from parley_server.logic.ports import Caller
+from parley_server.models.errors import DeviceSignedOut, InvalidToken, ReusedRefreshToken
+from parley_server.store.tokens import RefreshRecord
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
@@ -30,7 +32,6 @@ __all__ = [
     "AUDIENCE",
     "ISSUER",
     "Keys",
-    "Principal",
     "TokenPair",
     "authenticate",
     "derive_keys",
@@ -39,23 +40,15 @@ __all__ = [
     "read_access_token",
     "refresh",
     "sign_in_device",
-    "valid_user_id",
 ]
 
 ALGORITHM = "HS256"
 ISSUER = "parley"
 AUDIENCE = "parley"
-_USER_ID = re.compile(r"[0-9a-f]{32}")
-_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
 # secrets.token_urlsafe(32): 43 characters of base64url
 _REFRESH = re.compile(r"[A-Za-z0-9_-]{43}")
 # generous enough for any token we issue, small enough to refuse junk before parsing it
 _MAX_ACCESS_TOKEN = 1024
-
-
-def valid_user_id(value: str) -> bool:
-    """32 lowercase hex characters (uuid4().hex)."""
-    return bool(_USER_ID.fullmatch(value))
 
 
 @dataclass(frozen=True)
@@ -72,14 +65,6 @@ def derive_keys(secret: bytes) -> Keys:
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who is calling: from a verified access token, never from the request body."""
-
-    user_id: str
-    device_id: str
-
-
-@dataclass(frozen=True)
 class TokenPair:
     """What a successful sign-in or refresh answers."""
 
@@ -90,7 +75,7 @@ class TokenPair:
     expires_in: int
 
 
-def issue_access_token(keys: Keys, principal: Principal, *, now: float, ttl_s: int) -> str:
+def issue_access_token(keys: Keys, principal: Caller, *, now: float, ttl_s: int) -> str:
     """A signed access token for the principal, valid for `ttl_s` seconds."""
     issued = int(now)
     claims = {
@@ -105,7 +90,7 @@ def issue_access_token(keys: Keys, principal: Principal, *, now: float, ttl_s: i
     return jwt.encode(claims, keys.access, algorithm=ALGORITHM)
 
 
-def read_access_token(keys: Keys, token: str, *, now: float) -> Principal:
+def read_access_token(keys: Keys, token: str, *, now: float) -> Caller:
     """Verify signature, algorithm, issuer, audience, type and expiry; InvalidToken if any fails."""
     if not token or len(token) > _MAX_ACCESS_TOKEN:
         raise InvalidToken("access token missing or malformed")
@@ -137,16 +122,16 @@ def read_access_token(keys: Keys, token: str, *, now: float) -> Principal:
         claims.get("typ") != "access"
         or not isinstance(user_id, str)
         or not isinstance(device_id, str)
-        or not _USER_ID.fullmatch(user_id)
-        or not _DEVICE_ID.fullmatch(device_id)
+        or not is_user_id(user_id)
+        or not is_device_id(device_id)
     ):
         raise InvalidToken("access token is invalid")
-    return Principal(user_id=user_id, device_id=device_id)
+    return Caller(user_id=user_id, device_id=device_id)
 
 
 def authenticate(
     token: str, *, keys: Keys, users: UsersStore, now: float, deleting: bool = False
-) -> Principal:
+) -> Caller:
     """A verified access token whose device is still signed in (the one check every caller uses).
 
     The devices of an account being deleted are refused too, except where `deleting`
@@ -169,7 +154,7 @@ def family_of(user_id: str, device_id: str) -> str:
 
 
 def sign_in_device(
-    principal: Principal, *, keys: Keys, tokens: RefreshStore, limits: Limits, now: float
+    principal: Caller, *, keys: Keys, tokens: RefreshStore, limits: Limits, now: float
 ) -> TokenPair:
     """Tokens for a device that has just proved its phone number: a new token family."""
     refresh_token = secrets.token_urlsafe(32)
@@ -203,7 +188,7 @@ def refresh(
     old_hash = _hash(refresh_token)
     try:
         record = tokens.find(old_hash, now=now)
-        principal = Principal(record.user_id, record.device_id)
+        principal = Caller(record.user_id, record.device_id)
         # a device whose account is being deleted may still refresh: its new tokens,
         # like its old ones, reach nothing but the deletion (authenticate refuses them)
         if users.device(record.user_id, record.device_id, deleting=True) is None:
@@ -217,14 +202,14 @@ def refresh(
             expires_at=int(now) + limits.refresh_token_ttl_s,
         )
     except ReusedRefreshToken as reused:
-        tokens.revoke_family(reused.record.family, now=now)
-        users.revoke_device(reused.record.user_id, reused.record.device_id, now=now)
+        tokens.revoke_family(reused.family, now=now)
+        users.revoke_device(reused.user_id, reused.device_id, now=now)
         raise
     return _pair(principal, new_token, keys=keys, limits=limits, now=now)
 
 
 def _pair(
-    principal: Principal, refresh_token: str, *, keys: Keys, limits: Limits, now: float
+    principal: Caller, refresh_token: str, *, keys: Keys, limits: Limits, now: float
 ) -> TokenPair:
     """A fresh access token for `principal`, with the refresh token that goes with it."""
     return TokenPair(

@@ -16,6 +16,7 @@ __all__ = [
     "DependencyUnavailable",
     "DeviceSignedOut",
     "Forbidden",
+    "GroupChanged",
     "InvalidCode",
     "InvalidPhone",
     "InvalidToken",
@@ -24,6 +25,7 @@ __all__ = [
     "ParleyError",
     "PayloadTooLarge",
     "RateLimited",
+    "ReusedRefreshToken",
     "SmsUnavailable",
     "TooManyAttempts",
     "Unauthorized",
@@ -94,6 +96,17 @@ class DeviceSignedOut(InvalidToken):
     code = "device_signed_out"
 
 
+class ReusedRefreshToken(InvalidToken):
+    """A spent refresh token was presented again: its family must be revoked and
+    the device it was issued to signed out."""
+
+    def __init__(self, *, family: str, user_id: str, device_id: str) -> None:
+        super().__init__("refresh token already used; this device is signed out")
+        self.family = family
+        self.user_id = user_id
+        self.device_id = device_id
+
+
 class InvalidCode(Unauthorized):
     """A one-time code is wrong, expired or already used."""
 
@@ -119,6 +132,12 @@ class Conflict(ParleyError):
 
     status = 409
     code = "conflict"
+
+
+class GroupChanged(Conflict):
+    """A group change lost a race with another change; recompute it and try again."""
+
+    code = "group_changed"
 
 
 class MismatchedDevices(Conflict):

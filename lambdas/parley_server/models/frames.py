@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from parley_server.ids import USER_ID, is_device_id, is_group_id, is_user_id
 from parley_server.models.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
@@ -26,7 +27,11 @@ __all__ = [
     "MAX_IDS_PER_FRAME",
     "AckFrame",
     "Connection",
+    "DirectSendFrame",
+    "DirectTypingFrame",
     "Envelope",
+    "GroupSendFrame",
+    "GroupTypingFrame",
     "MessageEnvelope",
     "Page",
     "Position",
@@ -43,8 +48,11 @@ __all__ = [
     "frame_ref",
     "mailbox_key",
     "make_ord",
+    "ms_of_ord",
     "parse_frame",
+    "parse_send",
     "parse_server_id",
+    "parse_typing",
     "receipt_id",
     "sent_event",
     "synced_event",
@@ -56,8 +64,6 @@ ACTIONS = frozenset({"send", "ack", "receipt", "sync", "typing"})
 # many events, so a client can ack a whole page in one frame.
 MAX_IDS_PER_FRAME = 100
 
-_USER_ID = re.compile(r"[0-9a-f]{32}")
-_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
 # Client ids become part of a sort key joined by "#", so "#" is never allowed.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ORD = re.compile(r"[0-9]{17}#[0-9a-f]{8}")
@@ -136,41 +142,59 @@ def _ciphertext(value: Any, where: str, max_bytes: int) -> bytes:
     return data
 
 
+def _to(raw: Mapping[str, Any]) -> tuple[Literal["user", "group"], str]:
+    """Whom a frame is for: a user id, or `g:` and a group id."""
+    to = _field(raw, "to")
+    if isinstance(to, str) and to.startswith(_GROUP_PREFIX):
+        group_id = to.removeprefix(_GROUP_PREFIX)
+        if is_group_id(group_id):
+            return "group", group_id
+    elif is_user_id(to):
+        return "user", to
+    raise BadRequest("`to` must be a user id or g:<group id>", field="to")
+
+
 @dataclass(frozen=True)
-class SendFrame:
-    """`send`: one ciphertext per device of the recipient (or one body for a group)."""
+class DirectSendFrame:
+    """`send` to a user: one ciphertext per device of the recipient."""
 
     client_id: str
-    to_user: str | None
-    to_group: str | None
+    to: str
     payloads: Mapping[str, bytes]
-    body: bytes | None
 
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
-        client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
-        to = _field(raw, "to")
-        if isinstance(to, str) and to.startswith(_GROUP_PREFIX):
-            group = to.removeprefix(_GROUP_PREFIX)
-            if not _USER_ID.fullmatch(group):
-                raise BadRequest("`to` must be a user id or g:<group id>", field="to")
-            body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
-            return cls(client_id, None, group, {}, body)
-        if not isinstance(to, str) or not _USER_ID.fullmatch(to):
-            raise BadRequest("`to` must be a user id or g:<group id>", field="to")
-        payloads = _field(raw, "payloads")
-        if not isinstance(payloads, dict) or not payloads:
+
+@dataclass(frozen=True)
+class GroupSendFrame:
+    """`send` to a group: one sender-key ciphertext for every member."""
+
+    client_id: str
+    group_id: str
+    body: bytes
+
+
+SendFrame = DirectSendFrame | GroupSendFrame
+
+
+def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
+    """A `send` frame: to a user (`payloads`) or to `g:<group id>` (`body`)."""
+    client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
+    kind, to = _to(raw)
+    if kind == "group":
+        body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
+        return GroupSendFrame(client_id, to, body)
+    payloads = _field(raw, "payloads")
+    if not isinstance(payloads, dict) or not payloads:
+        raise BadRequest(
+            "`payloads` must map each recipient device id to a ciphertext", field="payloads"
+        )
+    decoded: dict[str, bytes] = {}
+    for device_id, value in payloads.items():
+        if not is_device_id(device_id):
             raise BadRequest(
-                "`payloads` must map each recipient device id to a ciphertext", field="payloads"
+                f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
             )
-        decoded: dict[str, bytes] = {}
-        for device_id, value in payloads.items():
-            if not _DEVICE_ID.fullmatch(device_id):
-                raise BadRequest(
-                    f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
-                )
-            decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
-        return cls(client_id, to, None, decoded, None)
+        decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
+    return DirectSendFrame(client_id, to, decoded)
 
 
 @dataclass(frozen=True)
@@ -200,7 +224,7 @@ class ReceiptFrame:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> ReceiptFrame:
-        to = _string(raw, "to", _USER_ID, "a user id")
+        to = _string(raw, "to", USER_ID, "a user id")
         status = _field(raw, "status")
         if status != "read":
             raise BadRequest('`status` must be "read"', field="status")
@@ -227,31 +251,32 @@ class SyncFrame:
 
 
 @dataclass(frozen=True)
-class TypingFrame:
-    """`typing`: relayed to the live connections of `to` (a user, or every other
-    member of a group), never stored."""
+class DirectTypingFrame:
+    """`typing` to a user: relayed to their live connections, never stored."""
 
-    to_user: str | None
-    to_group: str | None
+    to: str
     state: Literal["on", "off"]
 
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> TypingFrame:
-        to = _field(raw, "to")
-        user: str | None = None
-        group: str | None = None
-        if isinstance(to, str) and to.startswith(_GROUP_PREFIX):
-            group = to.removeprefix(_GROUP_PREFIX)
-        elif isinstance(to, str):
-            user = to
-        if not _USER_ID.fullmatch(group or user or ""):
-            raise BadRequest("`to` must be a user id or g:<group id>", field="to")
-        state = _field(raw, "state")
-        if state == "on":
-            return cls(user, group, "on")
-        if state == "off":
-            return cls(user, group, "off")
+
+@dataclass(frozen=True)
+class GroupTypingFrame:
+    """`typing` to a group: relayed to every other member's live connections."""
+
+    group_id: str
+    state: Literal["on", "off"]
+
+
+TypingFrame = DirectTypingFrame | GroupTypingFrame
+
+
+def parse_typing(raw: Mapping[str, Any]) -> TypingFrame:
+    """A `typing` frame: to a user or to `g:<group id>`, `state` on or off."""
+    kind, to = _to(raw)
+    state = _field(raw, "state")
+    if state not in ("on", "off"):
         raise BadRequest('`state` must be "on" or "off"', field="state")
+    on_off: Literal["on", "off"] = "on" if state == "on" else "off"
+    return GroupTypingFrame(to, on_off) if kind == "group" else DirectTypingFrame(to, on_off)
 
 
 # -- the mailbox ------------------------------------------------------------------------
@@ -265,6 +290,11 @@ def mailbox_key(user_id: str, device_id: str) -> str:
 def make_ord(now: float, nonce: str) -> str:
     """A time-ordered sort value: zero-padded microseconds, then a random tie-breaker."""
     return f"{round(now * 1_000_000):017d}#{nonce}"
+
+
+def ms_of_ord(ord_: str) -> int:
+    """The server time (integer milliseconds) an `ord` was stamped at."""
+    return int(ord_[:17]) // 1000
 
 
 def receipt_id(status: str, ids: Sequence[str]) -> str:
@@ -310,7 +340,7 @@ class MessageEnvelope:
     @property
     def ts(self) -> int:
         """Server time of acceptance, integer milliseconds."""
-        return int(self.ord[:17]) // 1000
+        return ms_of_ord(self.ord)
 
     def event(self) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -350,7 +380,7 @@ class ReceiptEnvelope:
 
     @property
     def ts(self) -> int:
-        return int(self.ord[:17]) // 1000
+        return ms_of_ord(self.ord)
 
     def event(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from parley_server.models.errors import BadRequest
 
@@ -75,18 +75,6 @@ class Group:
     def admin_ids(self) -> list[str]:
         return [m.user_id for m in self.members if m.role == ADMIN]
 
-    def view(self) -> dict[str, Any]:
-        """The wire form (GET /v1/groups/{group_id})."""
-        return {
-            "group_id": self.group_id,
-            "name": self.name,
-            "version": self.version,
-            "members": self.member_ids,
-            "admins": self.admin_ids,
-            "created_by": self.created_by,
-            "created_at": self.created_ms // 1000,
-        }
-
 
 @dataclass(frozen=True)
 class GroupChange:
@@ -125,15 +113,6 @@ class GroupSummary:
     version: int
     member_count: int
     role: Role
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "name": self.name,
-            "version": self.version,
-            "member_count": self.member_count,
-            "role": self.role,
-        }
 
 
 @dataclass(frozen=True)

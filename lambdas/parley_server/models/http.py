@@ -1,15 +1,25 @@
 """Request and answer bodies of the HTTP API (validated by the resolver, and the
-source of the OpenAPI document at GET /v1/openapi.json)."""
+source of the OpenAPI document at GET /v1/openapi.json).
+
+Group bodies are checked by a `before` validator that raises the service's own
+BadRequest / PayloadTooLarge (answered as such: 400 naming the field, 413 with
+the limit) rather than pydantic's errors. The domain models stay free of
+pydantic: the WebSocket functions import them and never this module."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from parley_server.ids import USER_ID_PATTERN, is_user_id
+from parley_server.models.errors import BadRequest, PayloadTooLarge
+from parley_server.models.groups import Group, GroupSummary
 
 __all__ = [
-    "DEVICE_ID_PATTERN",
-    "USER_ID_PATTERN",
+    "MAX_IDS_PER_REQUEST",
+    "MAX_NAME_CHARS",
     "AccountDeleteRequest",
     "BundleAnswer",
     "DeviceBundleOut",
@@ -17,23 +27,31 @@ __all__ = [
     "DevicesAnswer",
     "ErrorAnswer",
     "ErrorBody",
+    "GroupAnswer",
+    "GroupSummaryAnswer",
+    "GroupsAnswer",
     "KeyCountAnswer",
     "KeysUpload",
+    "MediaLinkAnswer",
+    "MediaUploadAnswer",
+    "MediaUploadRequest",
+    "MembersRequest",
+    "NewGroupRequest",
     "OneTimePrekeyModel",
     "OtpAnswer",
     "OtpRequest",
     "PresenceAnswer",
     "PresenceSettingRequest",
+    "PromoteRequest",
     "PushRequest",
     "RefreshRequest",
     "SignedPrekeyModel",
     "TokenAnswer",
+    "UploadForm",
     "UserAnswer",
     "VerifyRequest",
 ]
 
-USER_ID_PATTERN = r"^[0-9a-f]{32}$"
-DEVICE_ID_PATTERN = r"^[0-9a-f]{16}$"
 PHONE_EXAMPLE = "+447700900123"
 
 Phone = Annotated[
@@ -182,3 +200,173 @@ class ErrorBody(BaseModel):
 
 class ErrorAnswer(BaseModel):
     error: ErrorBody
+
+
+# -- media ------------------------------------------------------------------------------
+
+
+class MediaUploadRequest(_In):
+    # strict: "12" or true are not sizes; the upper bound is a tunable, checked by
+    # the service so that it answers 413
+    size: StrictInt = Field(description="bytes of the encrypted object, exactly")
+
+
+class UploadForm(BaseModel):
+    url: str
+    fields: dict[str, str] = Field(description="form fields to send before the file, as given")
+
+
+class MediaUploadAnswer(BaseModel):
+    media_id: str
+    upload: UploadForm = Field(description="a presigned S3 POST bound to one key and size")
+    expires_in: int = Field(description="seconds the upload form stays valid")
+
+
+class MediaLinkAnswer(BaseModel):
+    url: str = Field(description="a presigned S3 GET of the encrypted object")
+    expires_in: int = Field(description="seconds the link stays valid")
+    size: int = Field(description="bytes of the encrypted object")
+
+
+# -- groups -----------------------------------------------------------------------------
+
+MAX_NAME_CHARS = 100  # as WhatsApp's group subject
+# One change is one DynamoDB transaction (100 items): the group's META item,
+# the creator's member item at creation, and the members named in the request.
+MAX_IDS_PER_REQUEST = 98
+# Names are shown to people: no control characters (newlines, bidi tricks aside).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, description="a user id")]
+
+
+def _object(body: Any, shape: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"body must be a JSON object: {shape}")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)[:200]}", fields=unknown[:10])
+    for name in sorted(allowed - {"members"}):
+        if name not in body:
+            raise BadRequest(f"`{name}` is required", field=name)
+    return body
+
+
+def _user_id(raw: object, field: str) -> str:
+    if not is_user_id(raw):
+        raise BadRequest(f"`{field}` must be a user id (32 lowercase hex)", field=field)
+    return str(raw)
+
+
+def _user_ids(raw: object, field: str, *, allow_empty: bool) -> list[str]:
+    if not isinstance(raw, list) or (not raw and not allow_empty):
+        raise BadRequest(f"`{field}` must be a list of user ids", field=field)
+    if len(raw) > MAX_IDS_PER_REQUEST:
+        raise PayloadTooLarge(
+            f"`{field}` may name at most {MAX_IDS_PER_REQUEST} users per request",
+            field=field,
+            limit=MAX_IDS_PER_REQUEST,
+        )
+    ids = [_user_id(item, field) for item in raw]
+    return list(dict.fromkeys(ids))  # order kept, repeats mean nothing more
+
+
+def _name(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise BadRequest("`name` must be a string", field="name")
+    name = raw.strip()
+    if not name:
+        raise BadRequest("`name` must not be empty", field="name")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequest(f"`name` may have at most {MAX_NAME_CHARS} characters", field="name")
+    if _CONTROL.search(name):
+        raise BadRequest("`name` must not contain control characters", field="name")
+    return name
+
+
+class NewGroupRequest(_In):
+    """POST /v1/groups: the caller becomes the group's first admin."""
+
+    name: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="shown to members; trimmed"
+    )
+    members: list[UserId] = Field(
+        default_factory=list,
+        max_length=MAX_IDS_PER_REQUEST,
+        description="registered users to add besides the caller",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, body: Any) -> dict[str, Any]:
+        obj = _object(body, '{"name": "...", "members": ["<user id>", ...]}', {"name", "members"})
+        members = _user_ids(obj.get("members", []), "members", allow_empty=True)
+        return {"name": _name(obj["name"]), "members": members}
+
+
+class MembersRequest(_In):
+    """POST /v1/groups/{group_id}/members."""
+
+    user_ids: list[UserId] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, body: Any) -> dict[str, Any]:
+        obj = _object(body, '{"user_ids": ["<user id>", ...]}', {"user_ids"})
+        return {"user_ids": _user_ids(obj["user_ids"], "user_ids", allow_empty=False)}
+
+
+class PromoteRequest(_In):
+    """POST /v1/groups/{group_id}/admins."""
+
+    user_id: UserId
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, body: Any) -> dict[str, Any]:
+        obj = _object(body, '{"user_id": "<user id>"}', {"user_id"})
+        return {"user_id": _user_id(obj["user_id"], "user_id")}
+
+
+class GroupAnswer(BaseModel):
+    group_id: str
+    name: str
+    version: int = Field(description="goes up with every change of who is in the group")
+    members: list[str] = Field(description="user ids, longest-standing first")
+    admins: list[str]
+    created_by: str
+    created_at: int = Field(description="Unix time the group was created")
+
+    @classmethod
+    def of(cls, group: Group) -> GroupAnswer:
+        return cls(
+            group_id=group.group_id,
+            name=group.name,
+            version=group.version,
+            members=group.member_ids,
+            admins=group.admin_ids,
+            created_by=group.created_by,
+            created_at=group.created_ms // 1000,
+        )
+
+
+class GroupSummaryAnswer(BaseModel):
+    group_id: str
+    name: str
+    version: int
+    member_count: int
+    role: Literal["admin", "member"] = Field(description="the caller's role")
+
+    @classmethod
+    def of(cls, summary: GroupSummary) -> GroupSummaryAnswer:
+        return cls(
+            group_id=summary.group_id,
+            name=summary.name,
+            version=summary.version,
+            member_count=summary.member_count,
+            role=summary.role,
+        )
+
+
+class GroupsAnswer(BaseModel):
+    groups: list[GroupSummaryAnswer]

@@ -14,19 +14,18 @@ role change). Two concurrent changes cannot both commit, so neither the member
 limit nor "at least one admin" can be broken by a race; the loser gets a
 Conflict with code `group_changed` and recomputes.
 
-Also here: the users-table existence check the group routes need, the batched
-mailbox writer and the SQS queue of fan-out jobs.
+Also here: the SQS queue of fan-out jobs. (The envelopes a job writes go through
+store/mailbox.py's `EnvelopeWriter`; the member check, store/users.py's `KnownUsers`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from parley_server.models.errors import Conflict, DependencyUnavailable, PayloadTooLarge
-from parley_server.models.frames import MessageEnvelope
+from parley_server.models.errors import DependencyUnavailable, GroupChanged, PayloadTooLarge
 from parley_server.models.groups import (
     ADMIN,
     MEMBER,
@@ -44,20 +43,14 @@ from parley_server.store.dynamo import (
     Retry,
     backoff,
     batch_get,
-    batch_write,
     query_pages,
 )
-
-# The mailbox's one item layout; writing it in batches must not fork it.
-from parley_server.store.mailbox import _item as mailbox_item
 
 __all__ = [
     "BATCH_WRITE_MAX",
     "TRANSACT_MAX_ITEMS",
-    "EnvelopeWriter",
     "FanoutQueue",
     "GroupsStore",
-    "KnownUsers",
 ]
 
 META = "META"
@@ -67,8 +60,6 @@ TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit on one TransactWriteItems
 # Unprocessed batch items are retried this many times, with a short backoff.
 _BATCH_ROUNDS = 6
 _GROUPS_BATCH = Retry(_BATCH_ROUNDS, "group store unavailable", "group store is throttling", True)
-_USERS_BATCH = Retry(_BATCH_ROUNDS, "user store unavailable", "user store is throttling", True)
-_MAILBOX_BATCH = Retry(_BATCH_ROUNDS, "mailbox unavailable", "mailbox is throttling", True)
 _RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
@@ -342,43 +333,8 @@ class GroupsStore:
             if _code(exc) == "TransactionCanceledException":
                 reasons = {str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])}
                 if reasons & _RETRYABLE_CANCEL or not reasons:
-                    raise Conflict(
-                        "the group changed meanwhile; try again", code="group_changed"
-                    ) from exc
+                    raise GroupChanged("the group changed meanwhile; try again") from exc
             raise DependencyUnavailable("group store unavailable") from exc
-
-
-class KnownUsers:
-    """Which user ids belong to registered users (their profile item exists)."""
-
-    def __init__(self, dynamodb: Any, users_table: str) -> None:
-        self._ddb = dynamodb
-        self._table = users_table
-
-    def existing(self, user_ids: Iterable[str]) -> set[str]:
-        keys = [
-            {"pk": {"S": f"USER#{uid}"}, "sk": {"S": "PROFILE"}} for uid in dict.fromkeys(user_ids)
-        ]
-        items = batch_get(self._ddb, self._table, keys, _USERS_BATCH, ProjectionExpression="pk")
-        return {item["pk"]["S"].removeprefix("USER#") for item in items}
-
-
-class EnvelopeWriter:
-    """Writes many mailbox envelopes with BatchWriteItem, 25 at a time.
-
-    Unconditional on purpose: a fan-out job may run twice (SQS delivers at
-    least once), and writing the same envelope again is harmless: same key,
-    same content. A pending envelope is never doubled.
-    """
-
-    def __init__(self, dynamodb: Any, mailbox_table: str) -> None:
-        self._ddb = dynamodb
-        self._table = mailbox_table
-
-    def write(self, envelopes: Sequence[MessageEnvelope]) -> int:
-        """Store every envelope; the number of BatchWriteItem calls it took."""
-        requests = [{"PutRequest": {"Item": mailbox_item(envelope)}} for envelope in envelopes]
-        return batch_write(self._ddb, self._table, requests, _MAILBOX_BATCH)
 
 
 # SQS limits: 10 entries and 256 KiB per SendMessageBatch (and per message).

@@ -28,14 +28,15 @@ from parley_server.models.frames import (
     mailbox_key,
     parse_server_id,
 )
-from parley_server.store.dynamo import query_pages
+from parley_server.store.dynamo import Retry, batch_write, query_pages
 
-__all__ = ["Mailbox"]
+__all__ = ["EnvelopeWriter", "Mailbox"]
 
 _BY_ORDER = "by_order"
 # A page is read in rounds of Query; a run of expired items cannot keep one
 # invocation busy for long: after this many rounds the page ends early.
 _MAX_ROUNDS = 5
+_BATCH = Retry(6, "mailbox unavailable", "mailbox is throttling", True)
 
 
 def _item(envelope: Envelope) -> dict[str, Any]:
@@ -240,3 +241,22 @@ class Mailbox:
         if last is None:
             return Page(found, None)
         return Page(found, Position(last["ord"]["S"], last["sk"]["S"]))
+
+
+class EnvelopeWriter:
+    """Writes many mailbox envelopes with BatchWriteItem, 25 at a time (a group
+    message's fan-out).
+
+    Unconditional on purpose: a fan-out job may run twice (SQS delivers at
+    least once), and writing the same envelope again is harmless: same key,
+    same content. A pending envelope is never doubled.
+    """
+
+    def __init__(self, dynamodb: Any, mailbox_table: str) -> None:
+        self._ddb = dynamodb
+        self._table = mailbox_table
+
+    def write(self, envelopes: Sequence[MessageEnvelope]) -> int:
+        """Store every envelope; the number of BatchWriteItem calls it took."""
+        requests = [{"PutRequest": {"Item": _item(envelope)}} for envelope in envelopes]
+        return batch_write(self._ddb, self._table, requests, _BATCH)

@@ -19,63 +19,20 @@ upload do not follow.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from parley_server.models.errors import Conflict, DependencyUnavailable
 
-__all__ = ["CIPHERTEXT_TYPE", "MediaRecord", "MediaStore", "PresignedPost", "s3_client"]
+__all__ = ["CIPHERTEXT_TYPE", "MediaRecord", "MediaStore", "PresignedPost"]
 
 # Every object is ciphertext; a fixed type means S3 never serves one as
 # something a browser would render.
 CIPHERTEXT_TYPE = "application/octet-stream"
 
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-
-# SigV4 must be explicit: for presigning, botocore otherwise falls back to
-# SigV2 in older regions, which S3 refuses for newer buckets and for SSE-KMS.
-_S3_BASE = BotoConfig(
-    signature_version="s3v4",
-    connect_timeout=2,
-    read_timeout=5,
-    retries={"mode": "standard", "max_attempts": 3},
-)
-# On AWS: virtual-hosted and regional, us-east-1 included (botocore would
-# otherwise presign with the global s3.amazonaws.com, which redirects).
-_S3_ON_AWS = _S3_BASE.merge(
-    BotoConfig(s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"})
-)
-# At an endpoint override (moto's server on loopback): path style, since
-# <bucket>.localhost would not resolve.
-_S3_AT_ENDPOINT = _S3_BASE.merge(BotoConfig(s3={"addressing_style": "path"}))
-_LOCK = threading.Lock()
-_CLIENTS: dict[tuple[str | None, str | None], Any] = {}
-
-
-def s3_client() -> Any:
-    """A SigV4 S3 client for this process, made once per endpoint and region.
-
-    Endpoint and region come from the standard AWS variables, exactly as for
-    every other client (`store.aws`); the key follows them so a process that
-    switches endpoints (tests, the local stack) gets a client for each.
-    """
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    key = (endpoint, region)
-    with _LOCK:
-        found = _CLIENTS.get(key)
-        if found is None:
-            config = _S3_AT_ENDPOINT if endpoint else _S3_ON_AWS
-            # the region is explicit: the presigned host names it
-            found = boto3.session.Session().client("s3", region_name=region, config=config)
-            _CLIENTS[key] = found
-        return found
 
 
 @dataclass(frozen=True)

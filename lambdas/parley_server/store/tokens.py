@@ -15,10 +15,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from parley_server.models.errors import DependencyUnavailable, InvalidToken
+from parley_server.models.errors import DependencyUnavailable, InvalidToken, ReusedRefreshToken
 from parley_server.store.dynamo import Retry, batch_write
 
-__all__ = ["RefreshRecord", "RefreshStore", "ReusedRefreshToken"]
+__all__ = ["RefreshRecord", "RefreshStore"]
 
 _BATCH = Retry(5, "token store unavailable", "token store is throttling")
 
@@ -32,16 +32,14 @@ class RefreshRecord:
     device_id: str
 
 
-class ReusedRefreshToken(InvalidToken):
-    """A spent refresh token was presented again: the family must be revoked."""
-
-    def __init__(self, record: RefreshRecord) -> None:
-        super().__init__("refresh token already used; this device is signed out")
-        self.record = record
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _reused(record: RefreshRecord) -> ReusedRefreshToken:
+    return ReusedRefreshToken(
+        family=record.family, user_id=record.user_id, device_id=record.device_id
+    )
 
 
 def _record(item: dict[str, Any]) -> RefreshRecord:
@@ -114,7 +112,7 @@ class RefreshStore:
         if item is None or float(item["expires_at"]["N"]) <= now:
             raise InvalidToken("refresh token unknown or expired")
         if "spent_at" in item:
-            raise ReusedRefreshToken(_record(item))
+            raise _reused(_record(item))
         return _record(item)
 
     def rotate(
@@ -166,7 +164,7 @@ class RefreshStore:
                 raise DependencyUnavailable("token store unavailable") from exc
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if reasons[:1] == ["ConditionalCheckFailed"]:
-                raise ReusedRefreshToken(record) from exc
+                raise _reused(record) from exc
             if reasons[1:2] == ["ConditionalCheckFailed"]:
                 raise InvalidToken("this device's sign-in was revoked") from exc
             # e.g. TransactionConflict with a concurrent use: nothing changed, retry

@@ -20,6 +20,7 @@ device of the account may ask again until it is done (logic/accounts.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "AccountItem",
     "Device",
     "DeviceSummary",
+    "KnownUsers",
     "PresenceSetting",
     "Profile",
     "UsersStore",
@@ -43,6 +45,8 @@ PRESENCE_SETTINGS: tuple[PresenceSetting, ...] = ("nobody", "contacts", "everybo
 # Privacy by default: last seen is shown only to people one has exchanged keys with.
 DEFAULT_PRESENCE: PresenceSetting = "contacts"
 _BATCH = Retry(5, "user store unavailable", "user store is throttling")
+# the member check of a group change reads up to a group's worth of profiles
+_KNOWN_BATCH = Retry(6, "user store unavailable", "user store is throttling", True)
 
 
 @dataclass(frozen=True)
@@ -471,3 +475,16 @@ def _profile_from(item: dict[str, Any]) -> Profile:
         presence=presence,
         last_seen=float(item["last_seen"]["N"]) if "last_seen" in item else None,
     )
+
+
+class KnownUsers:
+    """Which user ids belong to registered users (their profile item exists)."""
+
+    def __init__(self, dynamodb: Any, users_table: str) -> None:
+        self._ddb = dynamodb
+        self._table = users_table
+
+    def existing(self, user_ids: Iterable[str]) -> set[str]:
+        keys = [{"pk": _user_pk(uid), "sk": {"S": "PROFILE"}} for uid in dict.fromkeys(user_ids)]
+        items = batch_get(self._ddb, self._table, keys, _KNOWN_BATCH, ProjectionExpression="pk")
+        return {item["pk"]["S"].removeprefix("USER#") for item in items}

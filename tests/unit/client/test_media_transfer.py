@@ -21,7 +21,8 @@ from parley.attachments import TransferError, download_attachment, upload_attach
 from parley.media import Attachment, IntegrityError, encode_content, parse_content
 from parley_server.config import Limits
 from parley_server.logic import media
-from parley_server.store.media import MediaStore, s3_client
+from parley_server.store.aws import s3_client
+from parley_server.store.media import MediaStore
 from parley_server.store.schema import create_table_kwargs, table
 
 BUCKET = "parley-transfer-media"

@@ -1,0 +1,88 @@
+"""The service's metric names: what the handlers emit as EMF (namespace "Parley",
+dimension service=parley) and what the dashboard and alarms read.
+
+Fixed names are members of `Metric`. Two families are named by a value: one
+metric per error code (`error_metric`) and one per status class of an HTTP
+answer (`http_metric`); the members for them are the ones the dashboard reads.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ERROR_PREFIX", "Metric", "error_metric", "http_metric"]
+
+ERROR_PREFIX = "Error_"
+
+
+class Metric(StrEnum):
+    """Every metric name the service emits or reads."""
+
+    # messaging (WebSocket)
+    MESSAGES_SENT = "MessagesSent"  # envelopes stored (one per recipient device)
+    MESSAGES_DELIVERED = "MessagesDelivered"  # posted live by send
+    MESSAGES_DUPLICATE = "MessagesDuplicate"  # retried sends already pending
+    MESSAGES_ACKED = "MessagesAcked"
+    SYNC_DELIVERED = "SyncDelivered"  # events posted per sync page (the backlog it found)
+    SYNC_MORE_PAGES = "SyncMorePages"  # pages that ended with more waiting
+    # age in seconds of the oldest envelope a sync page delivered
+    SYNC_OLDEST_AGE = "SyncOldestAge"
+    RECEIPTS_SENT = "ReceiptsSent"
+    RECEIPTS_DELIVERED = "ReceiptsDelivered"
+    RECEIPTS_ACKED = "ReceiptsAcked"
+    FAN_OUT = "FanOut"  # recipient devices per 1:1 send
+    PUSH_SENT = "PushSent"
+    CONNECTIONS_GONE = "ConnectionsGone"
+    FRAMES_REFUSED = "FramesRefused"
+    TYPING_RELAYED = "TypingRelayed"
+    # group messages
+    GROUP_FAN_OUT = "GroupFanOutMembers"  # members per group send
+    GROUP_MESSAGES = "GroupMessagesSent"
+    GROUP_JOBS_QUEUED = "GroupFanOutJobsQueued"  # slices of large groups sent to the queue
+    GROUP_JOBS_DONE = "GroupFanOutJobsDone"
+    GROUP_JOBS_DROPPED = "GroupFanOutJobsDropped"  # malformed jobs (never retried)
+    # connections
+    CONNECTS = "Connects"
+    DISCONNECTS = "Disconnects"
+    CONNECTION_EVENTS_FAILED = "ConnectionEventsFailed"
+    CONNECT_ALLOWED = "ConnectAllowed"  # authorizer
+    CONNECT_REFUSED = "ConnectRefused"  # authorizer denials
+    # sign-in and accounts (HTTP)
+    OTP_SENT = "OtpSent"
+    # a code that could not be texted (SNS refused or failed)
+    OTP_SEND_FAILED = "OtpSendFailed"
+    SIGN_UP = "SignUp"
+    SIGN_IN = "SignIn"
+    BUNDLES_CLAIMED = "BundlesClaimed"
+    DEVICE_SIGNED_OUT = "DeviceSignedOut"
+    ACCOUNT_DELETED = "AccountDeleted"
+    # group membership and media (HTTP)
+    GROUP_CREATED = "GroupCreated"
+    GROUP_MEMBERS_ADDED = "GroupMembersAdded"
+    GROUP_MEMBER_REMOVED = "GroupMemberRemoved"
+    GROUP_LEFT = "GroupLeft"
+    GROUP_ADMIN_PROMOTED = "GroupAdminPromoted"
+    GROUP_ADMIN_DISMISSED = "GroupAdminDismissed"
+    MEDIA_UPLOADS_ISSUED = "MediaUploadsIssued"
+    MEDIA_DECLARED_BYTES = "MediaDeclaredBytes"
+    MEDIA_LINKS_ISSUED = "MediaLinksIssued"
+    # answers by status class (http_metric)
+    HTTP_2XX = "Http2xx"
+    HTTP_3XX = "Http3xx"
+    HTTP_4XX = "Http4xx"
+    HTTP_5XX = "Http5xx"
+    # answers by error code (error_metric)
+    OTP_WRONG = "Error_invalid_code"  # a wrong, expired or spent code
+    OTP_KILLED = "Error_too_many_attempts"
+    RATE_LIMITED = "Error_rate_limited"
+    DEPENDENCY_DOWN = "Error_service_unavailable"
+
+
+def error_metric(code: str) -> str:
+    """The metric counting answers with error `code`."""
+    return f"{ERROR_PREFIX}{code}"
+
+
+def http_metric(status: int) -> Metric:
+    """The metric counting HTTP answers of `status`'s class."""
+    return Metric(f"Http{min(max(status // 100, 2), 5)}xx")

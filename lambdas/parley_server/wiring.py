@@ -1,0 +1,150 @@
+"""The composition root: every adapter a handler uses, built from `Config`.
+
+`adapters()` is the process's `Adapters`, made on first use from `load_config()`.
+Each adapter is a cached property, so a function builds (and its IAM policy
+must allow) only what its handlers touch, once per cold start. Tests that
+change the environment call `config.reset_config()`: the next `adapters()` is
+rebuilt from the new configuration. Tests may also replace one adapter on the
+current object (`monkeypatch.setattr(adapters(), "sms", fake)`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from parley_server.config import Config, per_config
+from parley_server.logic import tokens
+from parley_server.logic.account_deletion import AccountStores
+from parley_server.store.aws import client, s3_client
+from parley_server.store.connections import ConnectionsStore
+from parley_server.store.groups import FanoutQueue, GroupsStore
+from parley_server.store.mailbox import EnvelopeWriter, Mailbox
+from parley_server.store.management import ConnectionsApi
+from parley_server.store.media import MediaStore
+from parley_server.store.otp import OtpStore
+from parley_server.store.prekeys import PrekeysStore
+from parley_server.store.push import PushNotifier
+from parley_server.store.ratelimits import RateLimiter
+from parley_server.store.secrets import SigningSecret
+from parley_server.store.sms import SmsSender
+from parley_server.store.tokens import RefreshStore
+from parley_server.store.users import KnownUsers, UsersStore
+
+__all__ = ["Adapters", "adapters"]
+
+
+class Adapters:
+    """One function's adapters over the process's boto3 clients, each built at first use."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return client("dynamodb")
+
+    @cached_property
+    def _sns(self) -> Any:
+        return client("sns")
+
+    # -- users, sign-in and keys ------------------------------------------------------
+
+    @cached_property
+    def users(self) -> UsersStore:
+        return UsersStore(self._dynamodb, self.config.users_table)
+
+    @cached_property
+    def otps(self) -> OtpStore:
+        return OtpStore(self._dynamodb, self.config.otp_table)
+
+    @cached_property
+    def refresh_tokens(self) -> RefreshStore:
+        return RefreshStore(self._dynamodb, self.config.users_table)
+
+    @cached_property
+    def prekeys(self) -> PrekeysStore:
+        return PrekeysStore(self._dynamodb, self.config.prekeys_table)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self._dynamodb, self.config.ratelimits_table)
+
+    @cached_property
+    def sms(self) -> SmsSender:
+        return SmsSender(self._sns, self.config.sms_origination)
+
+    @cached_property
+    def signing_secret(self) -> SigningSecret:
+        return SigningSecret(client("secretsmanager"), self.config.signing_secret_arn)
+
+    def keys(self) -> tokens.Keys:
+        """The signing keys; DependencyUnavailable (fail closed) when the secret can't be read."""
+        return tokens.derive_keys(self.signing_secret.value())
+
+    # -- messaging and connections ----------------------------------------------------
+
+    @cached_property
+    def mailbox(self) -> Mailbox:
+        return Mailbox(self._dynamodb, self.config.mailbox_table)
+
+    @cached_property
+    def connections(self) -> ConnectionsStore:
+        return ConnectionsStore(self._dynamodb, self.config.connections_table)
+
+    @cached_property
+    def gateway(self) -> ConnectionsApi:
+        return ConnectionsApi(
+            client("apigatewaymanagementapi", endpoint_url=self.config.ws_endpoint)
+        )
+
+    @cached_property
+    def push(self) -> PushNotifier:
+        return PushNotifier(self._sns, self.config.push_apps)
+
+    # -- groups and media -------------------------------------------------------------
+
+    @cached_property
+    def groups(self) -> GroupsStore:
+        return GroupsStore(self._dynamodb, self.config.groups_table)
+
+    @cached_property
+    def known_users(self) -> KnownUsers:
+        return KnownUsers(self._dynamodb, self.config.users_table)
+
+    @cached_property
+    def envelopes(self) -> EnvelopeWriter:
+        return EnvelopeWriter(self._dynamodb, self.config.mailbox_table)
+
+    @cached_property
+    def fanout_queue(self) -> FanoutQueue:
+        return FanoutQueue(client("sqs"), self.config.group_fanout_queue)
+
+    @cached_property
+    def media(self) -> MediaStore:
+        return MediaStore(
+            s3_client(),
+            self._dynamodb,
+            bucket=self.config.media_bucket,
+            table=self.config.users_table,
+        )
+
+    @cached_property
+    def account_stores(self) -> AccountStores:
+        """Every store an account has data in (only deleting the account needs them all)."""
+        return AccountStores(
+            users=self.users,
+            otps=self.otps,
+            refresh_tokens=self.refresh_tokens,
+            prekeys=self.prekeys,
+            mailbox=self.mailbox,
+            media=self.media,
+            push=self.push,
+            connections=self.connections,
+            gateway=self.gateway,
+            groups=self.groups,
+        )
+
+
+# This process's adapters (rebuilt only when the configuration is reloaded).
+adapters = per_config(Adapters)
