@@ -28,6 +28,7 @@ from bench.report import Figure, print_table
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
+from parley_server.logic.ports import Caller
 from parley_server.models.http import MAX_IDS_PER_REQUEST
 from parley_server.store.aws import client
 from parley_server.store.groups import GroupsStore
@@ -75,15 +76,16 @@ def _group(service: Service, people: list[Device]) -> str:
     """A group of `people` (setup: created in transactions of at most 98 adds)."""
     store = GroupsStore(client("dynamodb"), service.settings[Setting.GROUPS_TABLE])
     limits = Limits()
-    owner, rest = people[0], [p.user_id for p in people[1:]]
+    owner = Caller(people[0].user_id, people[0].device_id)
+    rest = [p.user_id for p in people[1:]]
     step = MAX_IDS_PER_REQUEST
     group = groups.create_group(
-        owner.user_id, "bench", rest[:step], now=time.time(), limits=limits,
+        owner, "bench", rest[:step], now=time.time(), limits=limits,
         groups=store, users=_Everyone(),
     )  # fmt: skip
     for start in range(step, len(rest), step):
         groups.add_members(
-            owner.user_id, group.group_id, rest[start : start + step], now=time.time(),
+            owner, group.group_id, rest[start : start + step], now=time.time(),
             limits=limits, groups=store, users=_Everyone(),
         )  # fmt: skip
     return group.group_id

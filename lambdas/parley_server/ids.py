@@ -9,12 +9,14 @@ import uuid
 from typing import TypeGuard
 
 __all__ = [
+    "DEVICE_HEX",
     "DEVICE_ID",
     "DEVICE_ID_PATTERN",
     "GROUP_ID",
     "GROUP_ID_PATTERN",
     "MEDIA_ID",
     "MEDIA_ID_PATTERN",
+    "USER_HEX",
     "USER_ID",
     "USER_ID_PATTERN",
     "is_device_id",
@@ -27,9 +29,12 @@ __all__ = [
     "new_user_id",
 ]
 
+# Bare forms, for ids embedded in longer strings (server ids, sort keys).
+USER_HEX = r"[0-9a-f]{32}"  # uuid4().hex
+DEVICE_HEX = r"[0-9a-f]{16}"  # 8 random bytes, hex
 # Anchored forms, for pydantic/OpenAPI `pattern=`; the compiled ones are for fullmatch.
-USER_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4().hex
-DEVICE_ID_PATTERN = r"^[0-9a-f]{16}$"  # 8 random bytes, hex
+USER_ID_PATTERN = f"^{USER_HEX}$"
+DEVICE_ID_PATTERN = f"^{DEVICE_HEX}$"
 GROUP_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4().hex
 MEDIA_ID_PATTERN = r"^[0-9a-f]{32}$"  # 16 random bytes, hex
 

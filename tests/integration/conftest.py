@@ -64,3 +64,9 @@ def sign_in(http_ws: Harness, clock: Clock) -> SignIn:
         return with_keys(sign_up(phone))
 
     return one_more
+
+
+@pytest.fixture
+def http_env(function_env: Any) -> None:
+    """The HttpApi function's environment: the test_http_* files use it for every test."""
+    function_env("HttpApi")

@@ -18,12 +18,10 @@ from parley_server.models.errors import DependencyUnavailable
 from parley_server.store.mailbox import Mailbox
 from parley_server.store.users import UsersStore
 from tests.integration.conftest import Clock, SignIn, http
-from tests.integration.test_http_harness import Answer
+from tests.integration.test_http_harness import ALICE, BOB, Answer
 from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Device, Harness
 
-ALICE = "+14155552671"
-BOB = "+12025550123"
 CAROL = "+14155550123"
 _CODE = re.compile(r"\b([0-9]{6})\b")
 

@@ -12,6 +12,8 @@ import pytest
 from parley_server.catalogue import HTTP_ROUTES
 from parley_server.handlers import http_api
 from tests.integration.test_http_harness import (
+    ALICE,
+    BOB,
     EVENT,
     call,
     invoke,
@@ -20,13 +22,7 @@ from tests.integration.test_http_harness import (
     with_keys,
 )
 
-ALICE = "+14155552671"
-BOB = "+12025550123"
-
-
-@pytest.fixture(autouse=True)
-def http_env(function_env: Any) -> None:
-    function_env("HttpApi")
+pytestmark = pytest.mark.usefixtures("http_env")
 
 
 def test_the_recorded_event_is_answered_with_the_error_shape() -> None:

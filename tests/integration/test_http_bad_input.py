@@ -18,6 +18,8 @@ from parley_server.models.errors import SmsUnavailable
 from parley_server.wiring import adapters
 from tests.conftest import FakeAws
 from tests.integration.test_http_harness import (
+    ALICE,
+    BOB,
     Answer,
     Device,
     call,
@@ -27,13 +29,7 @@ from tests.integration.test_http_harness import (
     with_keys,
 )
 
-ALICE = "+14155552671"
-BOB = "+12025550123"
-
-
-@pytest.fixture(autouse=True)
-def http_env(function_env: Any) -> None:
-    function_env("HttpApi")
+pytestmark = pytest.mark.usefixtures("http_env")
 
 
 class State:

@@ -16,9 +16,7 @@ _PHONES = (f"+1415555{n:04d}" for n in itertools.count(2000))
 _IPS = (f"198.51.100.{n}" for n in itertools.count(1))
 
 
-@pytest.fixture(autouse=True)
-def http_env(function_env: Any) -> None:
-    function_env("HttpApi")
+pytestmark = pytest.mark.usefixtures("http_env")
 
 
 def _user() -> Device:

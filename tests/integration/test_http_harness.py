@@ -17,6 +17,10 @@ from nacl.signing import SigningKey
 
 from parley_server.catalogue import HTTP_ROUTES
 
+# the phone numbers the test_http_* files sign up with
+ALICE = "+14155552671"
+BOB = "+12025550123"
+
 EVENT = json.loads((Path(__file__).parent.parent / "events" / "http_api_v2.json").read_text())
 
 

@@ -13,16 +13,12 @@ import requests
 from parley_server.catalogue import HTTP_ROUTES, Setting
 from parley_server.config import reset_config
 from tests.conftest import FakeAws
-from tests.integration.test_http_harness import Device, call, sign_up
+from tests.integration.test_http_harness import ALICE, BOB, Device, call, sign_up
 
-ALICE = "+14155552671"
-BOB = "+12025550123"
 MAX = 100 * 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def http_env(function_env: Any) -> None:
-    function_env("HttpApi")
+pytestmark = pytest.mark.usefixtures("http_env")
 
 
 @pytest.fixture

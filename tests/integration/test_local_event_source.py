@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +46,27 @@ async def _until(done: threading.Event) -> None:
     assert await asyncio.to_thread(done.wait, WAIT_S), "the function was not invoked in time"
 
 
+def _fanout_source(
+    handler: Callable[[dict[str, Any], Any], Any],
+    executor: ThreadPoolExecutor,
+    sqs: Any,
+    url: str,
+    arn: str,
+    **extra: Any,
+) -> SqsEventSource:
+    """The GroupFanout queue's event source, invoking `handler`."""
+    invoker = Invoker({"GroupFanout": handler}, executor, functions=(function("GroupFanout"),))
+    return SqsEventSource(
+        invoker,
+        sqs,
+        function_id="GroupFanout",
+        queue_url=url,
+        queue_arn=arn,
+        region="us-east-1",
+        **extra,
+    )
+
+
 async def test_records_reach_the_function_in_lambdas_shape_and_only_successes_are_deleted(
     queue: tuple[LocalAws, str, str],
 ) -> None:
@@ -63,16 +84,7 @@ async def test_records_reach_the_function_in_lambdas_shape_and_only_successes_ar
         return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
 
     with ThreadPoolExecutor(4) as executor:
-        invoker = Invoker({"GroupFanout": handler}, executor, functions=(function("GroupFanout"),))
-        source = SqsEventSource(
-            invoker,
-            sqs,
-            function_id="GroupFanout",
-            queue_url=url,
-            queue_arn=arn,
-            region="us-east-1",
-            max_concurrency=2,
-        )
+        source = _fanout_source(handler, executor, sqs, url, arn, max_concurrency=2)
         for body in ("one", "bad", "two"):
             _send(sqs, url, body)
         source.start()
@@ -102,15 +114,7 @@ async def test_a_failed_invocation_leaves_its_records_on_the_queue(
         raise RuntimeError("dependency down")
 
     with ThreadPoolExecutor(2) as executor:
-        invoker = Invoker({"GroupFanout": handler}, executor, functions=(function("GroupFanout"),))
-        source = SqsEventSource(
-            invoker,
-            sqs,
-            function_id="GroupFanout",
-            queue_url=url,
-            queue_arn=arn,
-            region="us-east-1",
-        )
+        source = _fanout_source(handler, executor, sqs, url, arn)
         _send(sqs, url, "job")
         source.start()
         try:

@@ -34,6 +34,7 @@ from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.handlers import http_api
 from parley_server.logic import messaging, prekeys
+from parley_server.logic import receipts as receipt_cases
 from parley_server.logic.ports import Caller
 from parley_server.models.frames import AckFrame, PostOutcome, parse_send
 from parley_server.store.aws import client
@@ -206,8 +207,8 @@ def test_two_acks_of_one_envelope_at_once_give_exactly_one_delivered_receipt(
     caller = Caller(bob.user_id, bob.device_id, bob.connection_id)
     gateway = RecordingGateway()
 
-    def ack() -> messaging.AckOutcome:
-        return messaging.ack(
+    def ack() -> receipt_cases.AckOutcome:
+        return receipt_cases.ack(
             AckFrame((envelope["id"],)),
             caller,
             now=time.time(),

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
+from parley_server.logic.ports import Caller
 from parley_server.models.frames import ACTIONS, Position, encode_cursor
 from parley_server.store.groups import GroupsStore
 from parley_server.store.users import KnownUsers
@@ -77,7 +78,7 @@ def world(aws: FakeAws, function_env: Any) -> Iterator[World]:
             ws.send(alice, bob.user_id, {bob.device_id: b"seed"}, f"seed{n}")
         pending = tuple(e["id"] for e in ws.events(bob, "message"))
         group = groups.create_group(
-            alice.user_id,
+            Caller(alice.user_id, alice.device_id),
             "fuzz",
             [bob.user_id],
             now=time.time(),

@@ -21,14 +21,11 @@ from parley_server.wiring import Adapters
 __all__ = ["count_fanout", "fan_out", "send", "typing"]
 
 
-def send(
-    frame: GroupSendFrame, caller: Caller, raw: dict[str, Any], deps: Adapters
-) -> dict[str, Any]:
+def send(frame: GroupSendFrame, caller: Caller, deps: Adapters) -> dict[str, Any]:
     """A group send: validate against the roster, fan out (inline or queued), answer `sent`."""
     outcome = group_fanout.send(
         frame,
         caller,
-        version=group_fanout.expected_version(raw),
         now=time.time(),
         limits=deps.config.limits,
         roster=deps.groups,

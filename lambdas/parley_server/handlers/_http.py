@@ -14,7 +14,7 @@ from parley_server.logic.ports import Caller
 from parley_server.models.errors import Unauthorized
 from parley_server.models.http import ErrorAnswer
 
-__all__ = ["BEARER", "CALLER", "caller", "responses"]
+__all__ = ["BEARER", "CALLER", "bearer", "caller", "responses"]
 
 # `security=` of every route that needs an access token
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -52,3 +52,22 @@ def responses(*statuses: int, described: Mapping[int, str] | None = None) -> dic
         }
         for status in statuses
     }
+
+
+def bearer(
+    tag: str,
+    *statuses: int,
+    described: Mapping[int, str] | None = None,
+    no_store: bool = True,
+) -> dict[str, Any]:
+    """The decorator arguments of a route that needs an access token: its OpenAPI
+    tag, the bearer scheme, `Cache-Control: no-store` (its answer is one caller's;
+    routes that answer 204 pass `no_store=False`) and the error answers it documents."""
+    route: dict[str, Any] = {
+        "tags": [tag],
+        "security": BEARER,
+        "responses": responses(*statuses, described=described),
+    }
+    if no_store:
+        route["cache_control"] = "no-store"
+    return route

@@ -11,26 +11,31 @@ connection. The caller is only ever the authorizer context.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from parley_server.config import Limits
 from parley_server.ids import is_device_id, is_user_id
-from parley_server.logic.ports import Caller
+from parley_server.logic.ports import Caller, ConnectionsPort, GatewayPort, MailboxPort
 from parley_server.metrics import Metric
 from parley_server.models.errors import DependencyUnavailable, ParleyError, Unauthorized
 from parley_server.models.frames import error_event, frame_ref, parse_frame
+from parley_server.store.users import UsersStore
 from parley_server.wiring import Adapters, adapters
 
 __all__ = [
     "CONNECTION_ID",
+    "Delivery",
     "LambdaHandler",
     "Work",
     "caller_of",
     "count",
+    "delivery",
     "lifecycle",
     "logger",
     "metrics",
@@ -50,6 +55,29 @@ CONNECTION_ID = "requestContext.connectionId"
 # anything: an event, or an error found after work was done (mapped here like any other).
 Work = Callable[[Caller, dict[str, Any], Adapters], Mapping[str, Any] | ParleyError | None]
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+class Delivery(TypedDict):
+    """What the use cases that store and deliver to mailboxes (send, ack, receipt)
+    take from the function's adapters, with the time of the call."""
+
+    now: float
+    limits: Limits
+    directory: UsersStore
+    mailbox: MailboxPort
+    connections: ConnectionsPort
+    gateway: GatewayPort
+
+
+def delivery(deps: Adapters) -> Delivery:
+    return Delivery(
+        now=time.time(),
+        limits=deps.config.limits,
+        directory=deps.users,
+        mailbox=deps.mailbox,
+        connections=deps.connections,
+        gateway=deps.gateway,
+    )
 
 
 def count(name: Metric, value: float = 1) -> None:

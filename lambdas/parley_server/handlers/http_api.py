@@ -303,9 +303,7 @@ def refresh(request: RefreshRequest) -> TokenAnswer:
     "/v1/keys",
     status_code=204,
     summary="Upload this device's identity key, signed prekey and one-time prekeys",
-    tags=["keys"],
-    security=_http.BEARER,
-    responses=_http.responses(400, 401, 409, 413, 503),
+    **_http.bearer("keys", 400, 401, 409, 413, 503, no_store=False),
 )
 def upload_keys(request: KeysUpload) -> None:
     deps = adapters()
@@ -327,10 +325,7 @@ def upload_keys(request: KeysUpload) -> None:
 @app.get(
     "/v1/keys/count",
     summary="How many one-time prekeys this device has left",
-    tags=["keys"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(401, 503),
+    **_http.bearer("keys", 401, 503),
 )
 def count_keys() -> KeyCountAnswer:
     count = prekeys.count_one_time(_http.caller(app.context), prekeys=adapters().prekeys)
@@ -340,10 +335,7 @@ def count_keys() -> KeyCountAnswer:
 @app.get(
     "/v1/keys/<user_id>",
     summary="A prekey bundle per device of a user (consumes one one-time prekey each)",
-    tags=["keys"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 429, 503),
+    **_http.bearer("keys", 400, 401, 404, 429, 503),
 )
 def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> BundleAnswer:
     deps = adapters()
@@ -388,10 +380,7 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
 @app.get(
     "/v1/users",
     summary="Find the user registered with a phone number",
-    tags=["directory"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 429, 503),
+    **_http.bearer("directory", 400, 401, 404, 429, 503),
 )
 def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> UserAnswer:
     deps = adapters()
@@ -410,9 +399,7 @@ def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> User
     "/v1/push",
     status_code=204,
     summary="Register this device's push token",
-    tags=["push"],
-    security=_http.BEARER,
-    responses=_http.responses(400, 401, 503),
+    **_http.bearer("push", 400, 401, 503, no_store=False),
 )
 def register_push(request: PushRequest) -> None:
     deps = adapters()
@@ -428,10 +415,7 @@ def register_push(request: PushRequest) -> None:
 @app.get(
     "/v1/devices",
     summary="This account's signed-in devices",
-    tags=["devices"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(401, 503),
+    **_http.bearer("devices", 401, 503),
 )
 def get_devices() -> DevicesAnswer:
     caller = _http.caller(app.context)
@@ -454,9 +438,7 @@ def get_devices() -> DevicesAnswer:
     "/v1/devices/<device_id>",
     status_code=204,
     summary="Sign one of this account's devices out for good (this one too)",
-    tags=["devices"],
-    security=_http.BEARER,
-    responses=_http.responses(400, 401, 404, 503),
+    **_http.bearer("devices", 400, 401, 404, 503, no_store=False),
 )
 def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) -> None:
     deps = adapters()
@@ -484,9 +466,7 @@ def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) ->
         " media and waiting messages, and leaves every group. If the answer is a 5xx,"
         " ask again with the same token: the deletion continues where it stopped."
     ),
-    tags=["account"],
-    security=_http.BEARER,
-    responses=_http.responses(400, 401, 429, 503),
+    **_http.bearer("account", 400, 401, 429, 503, no_store=False),
 )
 def delete_account(request: AccountDeleteRequest) -> None:
     deps = adapters()
@@ -506,10 +486,7 @@ def delete_account(request: AccountDeleteRequest) -> None:
 @app.get(
     "/v1/presence/<user_id>",
     summary="When a user was last online (if they share it with you)",
-    tags=["presence"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 503),
+    **_http.bearer("presence", 400, 401, 404, 503),
 )
 def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> PresenceAnswer:
     seen = presence.last_seen(_http.caller(app.context), user_id, users=adapters().users)
@@ -520,9 +497,7 @@ def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Pres
     "/v1/settings/presence",
     status_code=204,
     summary="Choose who sees your last seen",
-    tags=["presence"],
-    security=_http.BEARER,
-    responses=_http.responses(400, 401, 503),
+    **_http.bearer("presence", 400, 401, 503, no_store=False),
 )
 def set_presence(request: PresenceSettingRequest) -> None:
     presence.set_visibility(_http.caller(app.context), request.last_seen, users=adapters().users)

@@ -52,15 +52,12 @@ def _changed(name: Metric, group: Group | None) -> None:
     "/v1/groups",
     status_code=201,
     summary="Create a group: the caller is its first admin",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 409, 413, 503),
+    **_http.bearer("groups", 400, 401, 404, 409, 413, 503),
 )
 def create_group(request: NewGroupRequest) -> GroupAnswer:
     deps = adapters()
     group = groups.create_group(
-        _http.caller(router.context).user_id,
+        _http.caller(router.context),
         request.name,
         request.members,
         now=time.time(),
@@ -75,43 +72,32 @@ def create_group(request: NewGroupRequest) -> GroupAnswer:
 @router.get(
     "/v1/groups",
     summary="The caller's groups, with the caller's role in each",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(401, 503),
+    **_http.bearer("groups", 401, 503),
 )
 def list_groups() -> GroupsAnswer:
-    found = groups.list_groups(_http.caller(router.context).user_id, groups=adapters().groups)
+    found = groups.list_groups(_http.caller(router.context), groups=adapters().groups)
     return GroupsAnswer(groups=[GroupSummaryAnswer.of(summary) for summary in found])
 
 
 @router.get(
     "/v1/groups/<group_id>",
     summary="A group the caller is a member of",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 503, described=_GROUP),
+    **_http.bearer("groups", 400, 401, 404, 503, described=_GROUP),
 )
 def get_group(group_id: GroupId) -> GroupAnswer:
-    group = groups.get_group(
-        _http.caller(router.context).user_id, group_id, groups=adapters().groups
-    )
+    group = groups.get_group(_http.caller(router.context), group_id, groups=adapters().groups)
     return GroupAnswer.of(group)
 
 
 @router.post(
     "/v1/groups/<group_id>/members",
     summary="Add registered users to a group (admins only); the version moves",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 403, 404, 409, 413, 503, described=_GROUP),
+    **_http.bearer("groups", 400, 401, 403, 404, 409, 413, 503, described=_GROUP),
 )
 def add_members(group_id: GroupId, request: MembersRequest) -> GroupAnswer:
     deps = adapters()
     group = groups.add_members(
-        _http.caller(router.context).user_id,
+        _http.caller(router.context),
         group_id,
         request.user_ids,
         now=time.time(),
@@ -140,9 +126,9 @@ def add_members(group_id: GroupId, request: MembersRequest) -> GroupAnswer:
     },
 )
 def remove_member(group_id: GroupId, user_id: UserId) -> Any:
-    me = _http.caller(router.context).user_id
+    me = _http.caller(router.context)
     group = groups.remove_member(me, group_id, user_id, groups=adapters().groups)
-    _changed(Metric.GROUP_LEFT if user_id == me else Metric.GROUP_MEMBER_REMOVED, group)
+    _changed(Metric.GROUP_LEFT if user_id == me.user_id else Metric.GROUP_MEMBER_REMOVED, group)
     if group is None:
         return Response(status_code=204, body="", headers={"Cache-Control": "no-store"})
     return GroupAnswer.of(group).model_dump()
@@ -151,13 +137,10 @@ def remove_member(group_id: GroupId, user_id: UserId) -> Any:
 @router.post(
     "/v1/groups/<group_id>/admins",
     summary="Make a member an admin (admins only)",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 403, 404, 503, described=_GROUP),
+    **_http.bearer("groups", 400, 401, 403, 404, 503, described=_GROUP),
 )
 def promote_admin(group_id: GroupId, request: PromoteRequest) -> GroupAnswer:
-    me = _http.caller(router.context).user_id
+    me = _http.caller(router.context)
     group = groups.promote_admin(me, group_id, request.user_id, groups=adapters().groups)
     _changed(Metric.GROUP_ADMIN_PROMOTED, group)
     return GroupAnswer.of(group)
@@ -166,13 +149,10 @@ def promote_admin(group_id: GroupId, request: PromoteRequest) -> GroupAnswer:
 @router.delete(
     "/v1/groups/<group_id>/admins/<user_id>",
     summary="Make an admin a plain member (admins only; never the last admin)",
-    tags=["groups"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 403, 404, 409, 503, described=_GROUP),
+    **_http.bearer("groups", 400, 401, 403, 404, 409, 503, described=_GROUP),
 )
 def dismiss_admin(group_id: GroupId, user_id: UserId) -> GroupAnswer:
-    me = _http.caller(router.context).user_id
+    me = _http.caller(router.context)
     group = groups.dismiss_admin(me, group_id, user_id, groups=adapters().groups)
     _changed(Metric.GROUP_ADMIN_DISMISSED, group)
     return GroupAnswer.of(group)

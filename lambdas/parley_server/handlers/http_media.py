@@ -19,12 +19,7 @@ from parley_server.handlers import _http
 from parley_server.ids import MEDIA_ID_PATTERN
 from parley_server.logic import media
 from parley_server.metrics import Metric
-from parley_server.models.http import (
-    MediaLinkAnswer,
-    MediaUploadAnswer,
-    MediaUploadRequest,
-    UploadForm,
-)
+from parley_server.models.http import MediaLinkAnswer, MediaUploadAnswer, MediaUploadRequest
 from parley_server.wiring import adapters
 
 __all__ = ["router"]
@@ -39,39 +34,29 @@ _MEDIA = {404: "unknown, expired or not uploaded yet", 413: "larger than the med
 @router.post(
     "/v1/media",
     summary="Reserve a media id and get a form that uploads exactly that many bytes",
-    tags=["media"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 413, 503, described=_MEDIA),
+    **_http.bearer("media", 400, 401, 413, 503, described=_MEDIA),
 )
 def create_media(request: MediaUploadRequest) -> MediaUploadAnswer:
     owner = _http.caller(router.context).user_id
     deps = adapters()
     limits = deps.config.limits
     size = media.parse_upload_request({"size": request.size}, limits)
-    answer = media.create_upload(
+    upload = media.create_upload(
         deps.media, owner=owner, size=size, limits=limits, now=int(time.time())
     )
-    logger.info("media upload form issued", extra={"media_id": answer["media_id"], "size": size})
+    logger.info("media upload form issued", extra={"media_id": upload.media_id, "size": size})
     metrics.add_metric(name=Metric.MEDIA_UPLOADS_ISSUED, unit=MetricUnit.Count, value=1)
     metrics.add_metric(name=Metric.MEDIA_DECLARED_BYTES, unit=MetricUnit.Bytes, value=size)
-    return MediaUploadAnswer(
-        media_id=answer["media_id"],
-        upload=UploadForm(**answer["upload"]),
-        expires_in=answer["expires_in"],
-    )
+    return MediaUploadAnswer.model_validate(upload, from_attributes=True)
 
 
 @router.get(
     "/v1/media/<media_id>",
     summary="A short-lived download link for an uploaded media object",
-    tags=["media"],
-    security=_http.BEARER,
-    cache_control="no-store",
-    responses=_http.responses(400, 401, 404, 503, described=_MEDIA),
+    **_http.bearer("media", 400, 401, 404, 503, described=_MEDIA),
 )
 def get_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> MediaLinkAnswer:
     _http.caller(router.context)
     link = media.download_link(adapters().media, media_id=media_id, now=int(time.time()))
     metrics.add_metric(name=Metric.MEDIA_LINKS_ISSUED, unit=MetricUnit.Count, value=1)
-    return MediaLinkAnswer(**link)
+    return MediaLinkAnswer.model_validate(link, from_attributes=True)

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from parley_server.handlers import _ws
-from parley_server.logic import messaging
+from parley_server.logic import receipts
 from parley_server.logic.ports import Caller
 from parley_server.metrics import Metric
 from parley_server.models.errors import ParleyError
@@ -19,16 +18,7 @@ __all__ = ["handler"]
 
 def _ack(caller: Caller, raw: dict[str, Any], deps: Adapters) -> ParleyError | None:
     frame = AckFrame.parse(raw)
-    outcome = messaging.ack(
-        frame,
-        caller,
-        now=time.time(),
-        limits=deps.config.limits,
-        directory=deps.users,
-        mailbox=deps.mailbox,
-        connections=deps.connections,
-        gateway=deps.gateway,
-    )
+    outcome = receipts.ack(frame, caller, **_ws.delivery(deps))
     _ws.count(Metric.MESSAGES_ACKED, outcome.messages)
     _ws.count(Metric.RECEIPTS_ACKED, outcome.receipts)
     _ws.count(Metric.RECEIPTS_SENT, sum(r.stored for r in outcome.delivered_receipts))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from parley_server.handlers import _ws
-from parley_server.logic import messaging
+from parley_server.logic import receipts
 from parley_server.logic.ports import Caller
 from parley_server.metrics import Metric
 from parley_server.models.frames import ReceiptFrame
@@ -16,16 +15,7 @@ __all__ = ["handler"]
 
 
 def _receipt(caller: Caller, raw: dict[str, Any], deps: Adapters) -> None:
-    outcome = messaging.receipt(
-        ReceiptFrame.parse(raw),
-        caller,
-        now=time.time(),
-        limits=deps.config.limits,
-        directory=deps.users,
-        mailbox=deps.mailbox,
-        connections=deps.connections,
-        gateway=deps.gateway,
-    )
+    outcome = receipts.receipt(ReceiptFrame.parse(raw), caller, **_ws.delivery(deps))
     _ws.count(Metric.RECEIPTS_SENT, outcome.stored)
     _ws.count(Metric.RECEIPTS_DELIVERED, outcome.delivered)
 

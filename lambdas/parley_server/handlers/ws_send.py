@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from parley_server.handlers import _groups, _ws
@@ -19,18 +18,9 @@ __all__ = ["handler"]
 def _send(caller: Caller, raw: dict[str, Any], deps: Adapters) -> dict[str, Any]:
     frame = parse_send(raw, max_payload_bytes=deps.config.limits.max_payload_bytes)
     if isinstance(frame, GroupSendFrame):
-        return _groups.send(frame, caller, raw, deps)
+        return _groups.send(frame, caller, deps)
     outcome = messaging.send(
-        frame,
-        caller,
-        now=time.time(),
-        limits=deps.config.limits,
-        directory=deps.users,
-        mailbox=deps.mailbox,
-        connections=deps.connections,
-        gateway=deps.gateway,
-        pusher=deps.push,
-        limiter=deps.limiter,
+        frame, caller, pusher=deps.push, limiter=deps.limiter, **_ws.delivery(deps)
     )
     _ws.count(Metric.MESSAGES_SENT, outcome.stored)
     _ws.count(Metric.MESSAGES_DUPLICATE, outcome.duplicates)

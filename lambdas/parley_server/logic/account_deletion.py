@@ -130,7 +130,7 @@ def delete_account(
         connections=stores.connections,
         gateway=stores.gateway,
     )
-    done.groups_left = _leave_groups(uid, stores.groups)
+    done.groups_left = _leave_groups(caller, stores.groups)
     own = f"DEVICE#{caller.device_id}"
     _erase(uid, items, stores, done)
     users.delete_records(uid, [item.sk for item in items if item.sk != own])
@@ -144,12 +144,12 @@ def delete_account(
     return done
 
 
-def _leave_groups(user_id: str, store: GroupsStore) -> int:
+def _leave_groups(caller: Caller, store: GroupsStore) -> int:
     """Leave every group as a member leaves one; how many were left."""
     left = 0
-    for membership in store.memberships(user_id):
+    for membership in store.memberships(caller.user_id):
         try:
-            groups.remove_member(user_id, membership.group_id, user_id, groups=store)
+            groups.remove_member(caller, membership.group_id, caller.user_id, groups=store)
         except NotFound:
             continue  # left already (the index lags a moment behind), or the group is gone
         left += 1

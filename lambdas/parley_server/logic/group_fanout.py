@@ -46,7 +46,6 @@ __all__ = [
     "FanoutQueuePort",
     "GroupSendOutcome",
     "RosterPort",
-    "expected_version",
     "fan_out",
     "send",
     "typing",
@@ -76,16 +75,6 @@ class FanoutQueuePort(Protocol):
     def enqueue(self, jobs: Sequence[FanoutJob]) -> int: ...
 
 
-def expected_version(raw: Mapping[str, Any]) -> int | None:
-    """The optional `version` of a group send frame: the epoch the sender encrypted for."""
-    value = raw.get("version")
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest("`version` must be a group version (a positive integer)", field="version")
-    return value
-
-
 @dataclass(frozen=True)
 class FanoutOutcome:
     """What one fan-out (inline or one queued job) did."""
@@ -110,7 +99,6 @@ def send(
     frame: GroupSendFrame,
     caller: Caller,
     *,
-    version: int | None,
     now: float,
     limits: Limits,
     roster: RosterPort,
@@ -132,7 +120,7 @@ def send(
         raise NotFound("no such group")
     if caller.user_id not in found.members:
         raise Forbidden("you are not a member of this group")
-    if version is not None and version != found.version:
+    if frame.version is not None and frame.version != found.version:
         raise Conflict(
             "the group changed: refresh it (and your sender key) and send again",
             code="stale_group",

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from parley_server.config import Limits
 from parley_server.ids import new_group_id
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import Conflict, Forbidden, GroupChanged, NotFound
 from parley_server.models.groups import (
     ADMIN,
@@ -87,16 +88,16 @@ def _not_found() -> NotFound:
     return NotFound("no such group")
 
 
-def _visible(groups: GroupsPort, group_id: str, caller: str) -> tuple[Group, Member]:
+def _visible(groups: GroupsPort, group_id: str, caller: Caller) -> tuple[Group, Member]:
     """The group and the caller's place in it; NotFound for non-members too."""
     group = groups.load(group_id)
-    member = group.member(caller) if group is not None else None
+    member = group.member(caller.user_id) if group is not None else None
     if group is None or member is None:
         raise _not_found()
     return group, member
 
 
-def _admin(groups: GroupsPort, group_id: str, caller: str) -> Group:
+def _admin(groups: GroupsPort, group_id: str, caller: Caller) -> Group:
     group, member = _visible(groups, group_id, caller)
     if member.role != ADMIN:
         raise Forbidden("only group admins may do this", code="not_admin")
@@ -114,7 +115,7 @@ def _retrying(attempt: Callable[[], Group | None]) -> Group | None:
 
 
 def create_group(
-    caller: str,
+    caller: Caller,
     name: str,
     members: Sequence[str],
     *,
@@ -125,7 +126,8 @@ def create_group(
     new_id: Callable[[], str] = new_group_id,
 ) -> Group:
     """A new group: the caller (its admin) and `members`, all registered users."""
-    others = [uid for uid in members if uid != caller]
+    me = caller.user_id
+    others = [uid for uid in members if uid != me]
     if len(others) + 1 > limits.group_max_members:
         raise Conflict(
             f"a group may have at most {limits.group_max_members} members",
@@ -137,14 +139,14 @@ def create_group(
     group = Group(
         group_id=new_id(),
         name=name,
-        created_by=caller,
+        created_by=me,
         created_ms=joined,
         version=1,
         rev=1,
         members=(
-            Member(caller, ADMIN, joined, caller),
+            Member(me, ADMIN, joined, me),
             # a millisecond after the creator, so the creator is always the most senior
-            *(Member(uid, MEMBER, joined + 1, caller) for uid in sorted(others)),
+            *(Member(uid, MEMBER, joined + 1, me) for uid in sorted(others)),
         ),
     )
     groups.create(group)
@@ -161,19 +163,19 @@ def _require_known(user_ids: Sequence[str], users: UsersPort) -> None:
         )
 
 
-def get_group(caller: str, group_id: str, *, groups: GroupsPort) -> Group:
+def get_group(caller: Caller, group_id: str, *, groups: GroupsPort) -> Group:
     """The group, if the caller is a member."""
     group, _ = _visible(groups, group_id, caller)
     return group
 
 
-def list_groups(caller: str, *, groups: GroupsPort) -> list[GroupSummary]:
+def list_groups(caller: Caller, *, groups: GroupsPort) -> list[GroupSummary]:
     """The caller's groups (from an eventually consistent index: a moment behind)."""
-    return groups.summaries(groups.memberships(caller))
+    return groups.summaries(groups.memberships(caller.user_id))
 
 
 def add_members(
-    caller: str,
+    caller: Caller,
     group_id: str,
     user_ids: Sequence[str],
     *,
@@ -183,13 +185,15 @@ def add_members(
     users: UsersPort,
 ) -> Group:
     """Add registered users (admins only). Members already in are left as they are."""
-    _require_known([uid for uid in user_ids if uid != caller], users)
+    _require_known([uid for uid in user_ids if uid != caller.user_id], users)
 
     def attempt() -> Group:
         group = _admin(groups, group_id, caller)
         present = set(group.member_ids)
         joined = _ms(now)
-        added = tuple(Member(uid, MEMBER, joined, caller) for uid in user_ids if uid not in present)
+        added = tuple(
+            Member(uid, MEMBER, joined, caller.user_id) for uid in user_ids if uid not in present
+        )
         if not added:
             return group  # nothing changes: the version stays
         count = len(group.members) + len(added)
@@ -219,8 +223,10 @@ def add_members(
     return result
 
 
-def remove_member(caller: str, group_id: str, user_id: str, *, groups: GroupsPort) -> Group | None:
-    """Remove `user_id` (admins only), or leave (`user_id` is the caller).
+def remove_member(
+    caller: Caller, group_id: str, user_id: str, *, groups: GroupsPort
+) -> Group | None:
+    """Remove `user_id` (admins only), or leave (`user_id` is the caller's).
 
     Returns the group as it is now, or None when the caller left (it is no
     longer theirs to see) or the group ended with its last member.
@@ -228,7 +234,7 @@ def remove_member(caller: str, group_id: str, user_id: str, *, groups: GroupsPor
 
     def attempt() -> Group | None:
         group, me = _visible(groups, group_id, caller)
-        leaving = user_id == caller
+        leaving = user_id == caller.user_id
         if not leaving and me.role != ADMIN:
             raise Forbidden("only group admins may remove members", code="not_admin")
         target = group.member(user_id)
@@ -273,17 +279,19 @@ def remove_member(caller: str, group_id: str, user_id: str, *, groups: GroupsPor
     return _retrying(attempt)
 
 
-def promote_admin(caller: str, group_id: str, user_id: str, *, groups: GroupsPort) -> Group:
+def promote_admin(caller: Caller, group_id: str, user_id: str, *, groups: GroupsPort) -> Group:
     """Make a member an admin (admins only). Promoting an admin changes nothing."""
     return _set_role(caller, group_id, user_id, ADMIN, groups=groups)
 
 
-def dismiss_admin(caller: str, group_id: str, user_id: str, *, groups: GroupsPort) -> Group:
+def dismiss_admin(caller: Caller, group_id: str, user_id: str, *, groups: GroupsPort) -> Group:
     """Make an admin a plain member (admins only); never the group's last admin."""
     return _set_role(caller, group_id, user_id, MEMBER, groups=groups)
 
 
-def _set_role(caller: str, group_id: str, user_id: str, role: Role, *, groups: GroupsPort) -> Group:
+def _set_role(
+    caller: Caller, group_id: str, user_id: str, role: Role, *, groups: GroupsPort
+) -> Group:
     def attempt() -> Group:
         group = _admin(groups, group_id, caller)
         target = group.member(user_id)

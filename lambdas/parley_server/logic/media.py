@@ -8,11 +8,11 @@ the presigned form bound to one key and one exact size, can create it.
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from parley_server.ids import is_media_id, new_media_id
 from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DOWNLOAD_EXPIRES_S",
     "UPLOAD_EXPIRES_S",
+    "DownloadLink",
     "MediaRepository",
+    "Upload",
     "create_upload",
     "download_link",
     "object_key",
@@ -35,7 +37,23 @@ __all__ = [
 UPLOAD_EXPIRES_S = 300
 DOWNLOAD_EXPIRES_S = 300
 
-_MEDIA_ID = re.compile(r"[0-9a-f]{32}")
+
+@dataclass(frozen=True)
+class Upload:
+    """A reserved media id and the presigned form that uploads its ciphertext."""
+
+    media_id: str
+    upload: PresignedPost
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class DownloadLink:
+    """A short-lived GET link for an uploaded media object of `size` bytes."""
+
+    url: str
+    expires_in: int
+    size: int
 
 
 class MediaRepository(Protocol):
@@ -78,7 +96,7 @@ def parse_upload_request(body: Any, limits: Limits) -> int:
 
 def parse_media_id(raw: object) -> str:
     """A media id from a path: 32 lowercase hex characters."""
-    if not isinstance(raw, str) or not _MEDIA_ID.fullmatch(raw):
+    if not is_media_id(raw):
         raise BadRequest("media id must be 32 lowercase hex characters")
     return raw
 
@@ -90,8 +108,8 @@ def create_upload(
     size: int,
     limits: Limits,
     now: int,
-    new_id: Callable[[], str] = lambda: secrets.token_hex(16),
-) -> dict[str, Any]:
+    new_id: Callable[[], str] = new_media_id,
+) -> Upload:
     """Reserve a media id for `owner` and answer with the form that uploads it."""
     media_id = new_id()
     key = object_key(owner, media_id)
@@ -106,14 +124,10 @@ def create_upload(
         now=now,
     )
     post = repo.presign_upload(key, size=size, expires_in=UPLOAD_EXPIRES_S)
-    return {
-        "media_id": media_id,
-        "upload": {"url": post.url, "fields": post.fields},
-        "expires_in": UPLOAD_EXPIRES_S,
-    }
+    return Upload(media_id=media_id, upload=post, expires_in=UPLOAD_EXPIRES_S)
 
 
-def download_link(repo: MediaRepository, *, media_id: str, now: int) -> dict[str, Any]:
+def download_link(repo: MediaRepository, *, media_id: str, now: int) -> DownloadLink:
     """A short-lived GET link for an uploaded media object; NotFound otherwise."""
     record = repo.get_record(parse_media_id(media_id))
     # TTL deletion is lazy: an expired record is as gone as a deleted one.
@@ -122,8 +136,8 @@ def download_link(repo: MediaRepository, *, media_id: str, now: int) -> dict[str
     size = repo.object_size(record.key)
     if size is None:
         raise NotFound("media has not been uploaded")
-    return {
-        "url": repo.presign_download(record.key, expires_in=DOWNLOAD_EXPIRES_S),
-        "expires_in": DOWNLOAD_EXPIRES_S,
-        "size": size,
-    }
+    return DownloadLink(
+        url=repo.presign_download(record.key, expires_in=DOWNLOAD_EXPIRES_S),
+        expires_in=DOWNLOAD_EXPIRES_S,
+        size=size,
+    )

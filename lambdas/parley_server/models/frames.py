@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from parley_server.ids import USER_ID, is_device_id, is_group_id, is_user_id
+from parley_server.ids import DEVICE_HEX, USER_HEX, USER_ID, is_device_id, is_group_id, is_user_id
 from parley_server.models.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
@@ -67,7 +67,7 @@ MAX_IDS_PER_FRAME = 100
 # Client ids become part of a sort key joined by "#", so "#" is never allowed.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ORD = re.compile(r"[0-9]{17}#[0-9a-f]{8}")
-_SERVER_ID = re.compile(r"([mr])#([0-9a-f]{32})#([0-9a-f]{16})#([A-Za-z0-9_-]{1,64})")
+_SERVER_ID = re.compile(rf"([mr])#({USER_HEX})#({DEVICE_HEX})#({_CLIENT_ID.pattern})")
 _GROUP_PREFIX = "g:"
 
 
@@ -165,14 +165,25 @@ class DirectSendFrame:
 
 @dataclass(frozen=True)
 class GroupSendFrame:
-    """`send` to a group: one sender-key ciphertext for every member."""
+    """`send` to a group: one sender-key ciphertext for every member. `version`, if
+    given, is the group version the sender encrypted for (a mismatch is refused)."""
 
     client_id: str
     group_id: str
     body: bytes
+    version: int | None = None
 
 
 SendFrame = DirectSendFrame | GroupSendFrame
+
+
+def _group_version(raw: Mapping[str, Any]) -> int | None:
+    value = raw.get("version")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest("`version` must be a group version (a positive integer)", field="version")
+    return value
 
 
 def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
@@ -181,7 +192,7 @@ def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
     kind, to = _to(raw)
     if kind == "group":
         body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
-        return GroupSendFrame(client_id, to, body)
+        return GroupSendFrame(client_id, to, body, _group_version(raw))
     payloads = _field(raw, "payloads")
     if not isinstance(payloads, dict) or not payloads:
         raise BadRequest(

@@ -8,6 +8,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class InProcessApi:
     async def create_media(self, size: int) -> Mapping[str, Any]:
         limits = Limits()
         declared = media.parse_upload_request({"size": size}, limits)
-        return await asyncio.to_thread(
+        upload = await asyncio.to_thread(
             media.create_upload,
             self.store,
             owner=OWNER,
@@ -74,13 +75,14 @@ class InProcessApi:
             limits=limits,
             now=int(time.time()),
         )
+        return asdict(upload)
 
     async def media_url(self, media_id: str) -> str:
         self.url_calls += 1
         link = await asyncio.to_thread(
             media.download_link, self.store, media_id=media_id, now=int(time.time())
         )
-        url: str = link["url"]
+        url: str = link.url
         if self.bad_urls:
             self.bad_urls -= 1
             return url.split("?", 1)[0]  # unsigned: S3 answers 403 as for an expired link

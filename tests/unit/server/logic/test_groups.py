@@ -14,6 +14,7 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley_server.models.groups import FanoutJob, GroupChange
 from parley_server.store.groups import GroupsStore
@@ -21,6 +22,10 @@ from tests.conftest import FakeAws
 
 A, B, C, D, E = ("a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32)
 NOW = 1_800_000_000.0
+
+
+def _caller(user_id: str) -> Caller:
+    return Caller(user_id, "0" * 16)
 
 
 class Everyone:
@@ -57,7 +62,7 @@ def _racing(aws: FakeAws, meanwhile: Callable[[], object]) -> Racing:
 
 def _create(store: GroupsStore, *members: str, limits: Limits | None = None) -> str:
     group = groups.create_group(
-        A,
+        _caller(A),
         "Climbing",
         list(members),
         now=NOW,
@@ -74,7 +79,9 @@ def test_a_change_computed_from_an_old_revision_is_refused_and_changes_nothing(
     gid = _create(store, B)
     before = store.load(gid)
     assert before is not None
-    groups.add_members(A, gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone())
+    groups.add_members(
+        _caller(A), gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone()
+    )
     stale = GroupChange(
         group_id=gid,
         rev=before.rev,
@@ -100,12 +107,16 @@ def test_concurrent_adds_cannot_exceed_the_member_limit(aws: FakeAws, store: Gro
     gid = _create(store, B, limits=limits)
 
     def other_admin_adds() -> None:
-        groups.add_members(A, gid, [C], now=NOW + 1, limits=limits, groups=store, users=Everyone())
+        groups.add_members(
+            _caller(A), gid, [C], now=NOW + 1, limits=limits, groups=store, users=Everyone()
+        )
 
     racing = _racing(aws, other_admin_adds)
 
     with pytest.raises(Conflict) as refused:
-        groups.add_members(A, gid, [D], now=NOW, limits=limits, groups=racing, users=Everyone())
+        groups.add_members(
+            _caller(A), gid, [D], now=NOW, limits=limits, groups=racing, users=Everyone()
+        )
 
     assert refused.value.code == "group_full"
     group = store.load(gid)
@@ -118,15 +129,15 @@ def test_two_admins_dismissing_each_other_at_once_leave_one_admin(
     aws: FakeAws, store: GroupsStore
 ) -> None:
     gid = _create(store, B)
-    groups.promote_admin(A, gid, B, groups=store)
+    groups.promote_admin(_caller(A), gid, B, groups=store)
 
     def b_dismisses_a() -> None:
-        groups.dismiss_admin(B, gid, A, groups=store)
+        groups.dismiss_admin(_caller(B), gid, A, groups=store)
 
     racing = _racing(aws, b_dismisses_a)
 
     with pytest.raises(Forbidden) as refused:
-        groups.dismiss_admin(A, gid, B, groups=racing)
+        groups.dismiss_admin(_caller(A), gid, B, groups=racing)
 
     assert refused.value.code == "not_admin"
     group = store.load(gid)
@@ -138,14 +149,16 @@ def test_the_last_admin_leaving_while_the_heir_leaves_hands_over_to_the_next(
     aws: FakeAws, store: GroupsStore
 ) -> None:
     gid = _create(store, B)
-    groups.add_members(A, gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone())
+    groups.add_members(
+        _caller(A), gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone()
+    )
 
     def heir_leaves() -> None:
-        groups.remove_member(B, gid, B, groups=store)
+        groups.remove_member(_caller(B), gid, B, groups=store)
 
     racing = _racing(aws, heir_leaves)
 
-    assert groups.remove_member(A, gid, A, groups=racing) is None
+    assert groups.remove_member(_caller(A), gid, A, groups=racing) is None
 
     group = store.load(gid)
     assert group is not None
@@ -176,7 +189,7 @@ def test_a_change_that_keeps_losing_races_gives_up_with_409_and_changes_nothing(
     loser = AlwaysRacing(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE])
 
     with pytest.raises(Conflict) as refused:
-        groups.remove_member(A, gid, B, groups=loser)
+        groups.remove_member(_caller(A), gid, B, groups=loser)
 
     assert refused.value.code == "group_changed"
     group = store.load(gid)
@@ -188,8 +201,8 @@ def test_a_member_can_remove_nobody_but_themselves(store: GroupsStore) -> None:
     gid = _create(store, B, C)
 
     with pytest.raises(Forbidden):
-        groups.remove_member(B, gid, C, groups=store)
-    assert groups.remove_member(B, gid, B, groups=store) is None
+        groups.remove_member(_caller(B), gid, C, groups=store)
+    assert groups.remove_member(_caller(B), gid, B, groups=store) is None
 
     group = store.load(gid)
     assert group is not None
@@ -199,7 +212,7 @@ def test_a_member_can_remove_nobody_but_themselves(store: GroupsStore) -> None:
 def test_the_last_member_leaving_deletes_the_group(store: GroupsStore) -> None:
     gid = _create(store)
 
-    assert groups.remove_member(A, gid, A, groups=store) is None
+    assert groups.remove_member(_caller(A), gid, A, groups=store) is None
 
     assert store.load(gid) is None
     assert store.roster(gid) is None
@@ -210,11 +223,11 @@ def test_a_non_member_is_told_not_found_for_every_change(store: GroupsStore) -> 
     gid = _create(store, B)
 
     for attempt in (
-        lambda: groups.get_group(E, gid, groups=store),
-        lambda: groups.remove_member(E, gid, E, groups=store),
-        lambda: groups.promote_admin(E, gid, E, groups=store),
+        lambda: groups.get_group(_caller(E), gid, groups=store),
+        lambda: groups.remove_member(_caller(E), gid, E, groups=store),
+        lambda: groups.promote_admin(_caller(E), gid, E, groups=store),
         lambda: groups.add_members(
-            E, gid, [D], now=NOW, limits=Limits(), groups=store, users=Everyone()
+            _caller(E), gid, [D], now=NOW, limits=Limits(), groups=store, users=Everyone()
         ),
     ):
         with pytest.raises(NotFound) as refused:
@@ -224,7 +237,7 @@ def test_a_non_member_is_told_not_found_for_every_change(store: GroupsStore) -> 
 
 def test_the_roster_names_the_members_and_the_version(store: GroupsStore) -> None:
     gid = _create(store, C, B)
-    groups.remove_member(A, gid, C, groups=store)
+    groups.remove_member(_caller(A), gid, C, groups=store)
 
     roster = store.roster(gid)
 

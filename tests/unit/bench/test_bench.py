@@ -17,7 +17,7 @@ import pytest
 from bench.__main__ import MODULES, main, run_all
 from bench.report import Figure
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from parley_server.config import Limits
 from parley_server.logic import connections as lifecycle
-from parley_server.logic import messaging
+from parley_server.logic import messaging, receipts
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import (
     BadRequest,
@@ -74,9 +74,9 @@ class World(Ports):
             limits=limits,
         )
 
-    def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> messaging.AckOutcome:
+    def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> receipts.AckOutcome:
         return self.call(
-            messaging.ack,
+            receipts.ack,
             AckFrame.parse({"ids": ids}),
             caller,
             now=now,
@@ -395,7 +395,7 @@ def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(
     bob = world.online(bob_id, bob_dev)
 
     outcome = world.call(
-        messaging.receipt,
+        receipts.receipt,
         ReceiptFrame.parse({"to": alice_id, "status": "read", "ids": ["c1", "c2"]}),
         bob,
         now=NOW,
@@ -414,7 +414,7 @@ def test_read_receipt_to_an_unknown_user_is_refused(world: World) -> None:
     bob_id, (bob_dev,) = world.user()
     with pytest.raises(NotFound):
         world.call(
-            messaging.receipt,
+            receipts.receipt,
             ReceiptFrame.parse({"to": "e" * 32, "status": "read", "ids": ["c1"]}),
             world.online(bob_id, bob_dev),
             now=NOW,

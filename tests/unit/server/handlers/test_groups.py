@@ -15,6 +15,7 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import group_fanout, groups
+from parley_server.logic.ports import Caller
 from parley_server.models.errors import DependencyUnavailable
 from parley_server.models.frames import MessageEnvelope
 from parley_server.models.groups import FanoutJob
@@ -40,7 +41,7 @@ def _group(ws: Harness, admin: Device, *members: Device) -> str:
     store = GroupsStore(ws.aws.client("dynamodb"), ws.aws.settings[Setting.GROUPS_TABLE])
     ids = sorted({m.user_id for m in members} - {admin.user_id})
     group = groups.create_group(
-        admin.user_id,
+        Caller(admin.user_id, admin.device_id),
         "Climbing",
         ids[:MAX_IDS_PER_REQUEST],
         now=time.time(),

@@ -65,11 +65,11 @@ def test_media_id_from_a_path_must_be_32_lowercase_hex() -> None:
 def test_upload_form_is_bound_to_the_uploaders_key_and_the_exact_size(store: MediaStore) -> None:
     answer = media.create_upload(store, owner=OWNER, size=12345, limits=Limits(), now=NOW)
 
-    media_id = answer["media_id"]
+    media_id = answer.media_id
     assert len(media_id) == 32
     assert int(media_id, 16) >= 0
-    assert answer["expires_in"] == media.UPLOAD_EXPIRES_S
-    fields = answer["upload"]["fields"]
+    assert answer.expires_in == media.UPLOAD_EXPIRES_S
+    fields = answer.upload.fields
     assert fields["key"] == f"m/{OWNER}/{media_id}"
     conditions = _policy(fields)["conditions"]
     assert ["content-length-range", 12345, 12345] in conditions
@@ -85,7 +85,7 @@ def test_upload_form_expires_within_minutes(store: MediaStore) -> None:
     before = datetime.now(UTC)
     answer = media.create_upload(store, owner=OWNER, size=10, limits=Limits(), now=NOW)
     expiration = datetime.fromisoformat(
-        _policy(answer["upload"]["fields"])["expiration"].replace("Z", "+00:00")
+        _policy(answer.upload.fields)["expiration"].replace("Z", "+00:00")
     )
     seconds = (expiration - before).total_seconds()
     assert media.UPLOAD_EXPIRES_S - 5 <= seconds <= media.UPLOAD_EXPIRES_S + 5
@@ -97,12 +97,12 @@ def test_each_upload_gets_a_fresh_id_whose_record_expires_with_the_mailbox(
     limits = Limits()
     first = media.create_upload(store, owner=OWNER, size=10, limits=limits, now=NOW)
     second = media.create_upload(store, owner=OWNER, size=10, limits=limits, now=NOW)
-    assert first["media_id"] != second["media_id"]
-    record = store.get_record(first["media_id"])
+    assert first.media_id != second.media_id
+    record = store.get_record(first.media_id)
     assert record is not None
     assert record.owner == OWNER
     assert record.size == 10
-    assert record.key == f"m/{OWNER}/{first['media_id']}"
+    assert record.key == f"m/{OWNER}/{first.media_id}"
     assert record.expires_at == NOW + limits.mailbox_ttl_s
 
 
@@ -114,31 +114,31 @@ def test_download_of_an_unknown_id_is_not_found(store: MediaStore) -> None:
 def test_download_before_the_upload_is_not_found(store: MediaStore) -> None:
     answer = media.create_upload(store, owner=OWNER, size=10, limits=Limits(), now=NOW)
     with pytest.raises(NotFound):
-        media.download_link(store, media_id=answer["media_id"], now=NOW)
+        media.download_link(store, media_id=answer.media_id, now=NOW)
 
 
 def test_uploaded_media_downloads_through_the_presigned_links(store: MediaStore) -> None:
     blob = bytes(range(256)) * 40
     answer = media.create_upload(store, owner=OWNER, size=len(blob), limits=Limits(), now=NOW)
-    upload = answer["upload"]
+    upload = answer.upload
     posted = requests.post(
-        upload["url"], data=upload["fields"], files={"file": ("blob", blob)}, timeout=10
+        upload.url, data=upload.fields, files={"file": ("blob", blob)}, timeout=10
     )
     assert posted.status_code == 204
 
-    link = media.download_link(store, media_id=answer["media_id"], now=NOW + 1)
+    link = media.download_link(store, media_id=answer.media_id, now=NOW + 1)
 
-    assert link["size"] == len(blob)
-    assert link["expires_in"] == media.DOWNLOAD_EXPIRES_S
-    assert "X-Amz-Signature=" in link["url"]
-    assert requests.get(link["url"], timeout=10).content == blob
+    assert link.size == len(blob)
+    assert link.expires_in == media.DOWNLOAD_EXPIRES_S
+    assert "X-Amz-Signature=" in link.url
+    assert requests.get(link.url, timeout=10).content == blob
 
 
 def test_expired_media_is_not_found_even_before_ttl_deletion(store: MediaStore) -> None:
     limits = Limits(mailbox_ttl_s=60)
     answer = media.create_upload(store, owner=OWNER, size=3, limits=limits, now=NOW)
-    upload = answer["upload"]
-    requests.post(upload["url"], data=upload["fields"], files={"file": ("b", b"abc")}, timeout=10)
-    assert media.download_link(store, media_id=answer["media_id"], now=NOW + 59)["size"] == 3
+    upload = answer.upload
+    requests.post(upload.url, data=upload.fields, files={"file": ("b", b"abc")}, timeout=10)
+    assert media.download_link(store, media_id=answer.media_id, now=NOW + 59).size == 3
     with pytest.raises(NotFound):
-        media.download_link(store, media_id=answer["media_id"], now=NOW + 60)
+        media.download_link(store, media_id=answer.media_id, now=NOW + 60)

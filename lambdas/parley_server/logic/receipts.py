@@ -1,0 +1,222 @@
+"""Receipt use cases: `ack` (delete what a device stored, and tell each sender
+`delivered`) and `receipt` (a `read` tick to every device of a user).
+
+Plain Python over the ports in logic/ports.py, like logic/messaging.py, whose
+`deliver` posts the receipts to live connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from parley_server.config import Limits
+from parley_server.logic.messaging import deliver, events_by_device
+from parley_server.logic.ports import (
+    Caller,
+    ConnectionsPort,
+    D,
+    DeviceInfo,
+    Directory,
+    GatewayPort,
+    MailboxPort,
+)
+from parley_server.models.errors import NotFound, ParleyError
+from parley_server.models.frames import (
+    AckFrame,
+    Envelope,
+    MessageEnvelope,
+    ReceiptEnvelope,
+    ReceiptFrame,
+    make_ord,
+)
+
+__all__ = ["AckOutcome", "ReceiptOutcome", "ack", "receipt"]
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    devices: int  # devices the receipt was stored for
+    stored: int
+    delivered: int
+    gone: int
+
+
+def _put_receipts(
+    to: str,
+    devices: Sequence[DeviceInfo],
+    caller: Caller,
+    status: str,
+    ids: Sequence[str],
+    *,
+    now: float,
+    limits: Limits,
+    mailbox: MailboxPort,
+    stored: list[Envelope] | None = None,
+) -> tuple[dict[str, Envelope], int]:
+    """One receipt in each mailbox of `to`'s devices (so ticks agree): the receipt
+    each device now holds, by device id, and how many were new (each new one is
+    also appended to `stored` as soon as it is written)."""
+    ord_ = make_ord(now, secrets.token_hex(4))
+    expires_at = int(now) + limits.mailbox_ttl_s
+    pending: dict[str, Envelope] = {}
+    new = 0
+    for device in devices:
+        envelope = ReceiptEnvelope(
+            recipient=to,
+            recipient_device=device.device_id,
+            sender=caller.user_id,
+            sender_device=caller.device_id,
+            status=status,
+            ids=tuple(ids),
+            ord=ord_,
+            expires_at=expires_at,
+        )
+        existing = mailbox.put(envelope, now=now)
+        if existing is None:
+            new += 1
+            if stored is not None:
+                stored.append(envelope)
+        pending[device.device_id] = existing or envelope
+    return pending, new
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    messages: int  # message envelopes deleted
+    receipts: int  # receipt envelopes deleted
+    unknown: tuple[str, ...]  # ids with no pending envelope in the caller's mailbox
+    delivered_receipts: tuple[ReceiptOutcome, ...]
+
+    @property
+    def error(self) -> ParleyError | None:
+        """What to tell the caller about ids that matched nothing (None: all matched)."""
+        if not self.unknown:
+            return None
+        return NotFound(
+            "no pending envelope of yours has these ids", code="unknown_ids", ids=list(self.unknown)
+        )
+
+
+def _tell_delivered(
+    sender: str,
+    devices: Sequence[DeviceInfo],
+    caller: Caller,
+    client_ids: Sequence[str],
+    *,
+    now: float,
+    limits: Limits,
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """A `delivered` receipt in each mailbox of the sender's devices, posted live.
+
+    If any of it fails, the receipts this call stored are taken back before the
+    error goes up: the app acks again (after a sync hands the envelopes back), and
+    the receipt is stored and posted afresh, perhaps naming another batch, rather
+    than waiting unseen in the mailbox of a sender who is online.
+    """
+    stored: list[Envelope] = []
+    try:
+        pending, _ = _put_receipts(
+            sender,
+            devices,
+            caller,
+            "delivered",
+            client_ids,
+            now=now,
+            limits=limits,
+            mailbox=mailbox,
+            stored=stored,
+        )
+        report = deliver(
+            sender, events_by_device(pending), now=now, connections=connections, gateway=gateway
+        )
+    except ParleyError:
+        for envelope in stored:
+            with contextlib.suppress(ParleyError):  # best effort: a sync shows it otherwise
+                mailbox.delete(
+                    envelope.recipient, envelope.recipient_device, envelope.server_id, now=now
+                )
+        raise
+    return ReceiptOutcome(len(pending), len(stored), len(report.reached), report.gone)
+
+
+def ack(
+    frame: AckFrame,
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    directory: Directory[D],
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> AckOutcome:
+    """Tell each sender of an acked message `delivered`, then delete the envelopes.
+
+    The senders are told before anything is deleted: an ack that fails half way
+    (a throttled write) is sent again by the app and finds its envelopes still
+    waiting, so a delivered tick is never lost. A receipt told twice has the same
+    id when it names the same messages (the id is derived from them), and is
+    kept once.
+    """
+    # the keys name the caller's own mailbox: another device's envelope cannot
+    # even be addressed, so a foreign id matches nothing
+    waiting = mailbox.get_many(caller.user_id, caller.device_id, frame.ids, now=now)
+    by_sender: dict[str, list[str]] = {}
+    for envelope in waiting.values():
+        # what one's own other device sent needs no tick back: it is one's own
+        if isinstance(envelope, MessageEnvelope) and envelope.sender != caller.user_id:
+            by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
+    outcomes = tuple(
+        _tell_delivered(
+            sender,
+            directory.devices(sender),
+            caller,
+            client_ids,
+            now=now,
+            limits=limits,
+            mailbox=mailbox,
+            connections=connections,
+            gateway=gateway,
+        )
+        for sender, client_ids in by_sender.items()
+    )
+    unknown = [server_id for server_id in frame.ids if server_id not in waiting]
+    messages = receipts = 0
+    for server_id, envelope in waiting.items():
+        if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
+            unknown.append(server_id)  # a concurrent ack of the same envelope took it
+        elif isinstance(envelope, MessageEnvelope):
+            messages += 1
+        else:
+            receipts += 1  # acking a receipt ends its life; nothing follows
+    return AckOutcome(messages, receipts, tuple(unknown), outcomes)
+
+
+def receipt(
+    frame: ReceiptFrame,
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    directory: Directory[D],
+    mailbox: MailboxPort,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+) -> ReceiptOutcome:
+    """Store a `read` receipt for every device of `to` and deliver it where online."""
+    devices = directory.devices(frame.to)
+    if not devices:
+        raise NotFound("no such user", code="unknown_user", to=frame.to)
+    pending, stored = _put_receipts(
+        frame.to, devices, caller, frame.status, frame.ids, now=now, limits=limits, mailbox=mailbox
+    )
+    report = deliver(
+        frame.to, events_by_device(pending), now=now, connections=connections, gateway=gateway
+    )
+    return ReceiptOutcome(len(pending), stored, len(report.reached), report.gone)
