@@ -6,84 +6,40 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import group_fanout, groups
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley_server.models.frames import GroupSendFrame, PostOutcome, parse_send
 from parley_server.models.groups import FanoutJob
-from parley_server.store.connections import ConnectionsStore
-from parley_server.store.groups import FanoutQueue, GroupsStore
-from parley_server.store.mailbox import EnvelopeWriter, Mailbox
-from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.users import Device, KnownUsers, UsersStore
+from parley_server.store.groups import FanoutQueue
 from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 NOW = 1_800_000_000.0
 QUEUE = "parley-test-jobs.fifo"
+LIMITS = Limits()
+ENDPOINTS = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/parley"
 
 
-@dataclass
-class Gateway:
-    """@connections: records each post; connections in `gone` answer 410."""
-
-    posted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    gone: set[str] = field(default_factory=set)
-
-    def post(self, connection_id: str, event: Mapping[str, Any]) -> PostOutcome:
-        if connection_id in self.gone:
-            return PostOutcome.GONE
-        self.posted.setdefault(connection_id, []).append(dict(event))
-        return PostOutcome.DELIVERED
-
-
-@dataclass
-class Pusher:
-    woken: list[str] = field(default_factory=list)
-
-    def notify(self, device: Device) -> bool:
-        self.woken.append(device.device_id)
-        return True
-
-
-@dataclass
-class Queue:
-    jobs: list[FanoutJob] = field(default_factory=list)
-
-    def enqueue(self, jobs: Sequence[FanoutJob]) -> int:
-        self.jobs.extend(jobs)
-        return 1
-
-
-@dataclass
-class World:
-    aws: FakeAws
-    users: UsersStore
-    groups: GroupsStore
-    connections: ConnectionsStore
-    mailbox: Mailbox
-    envelopes: EnvelopeWriter
-    limiter: RateLimiter
-    gateway: Gateway = field(default_factory=Gateway)
-    pusher: Pusher = field(default_factory=Pusher)
-    queue: Queue = field(default_factory=Queue)
+class World(Ports):
+    """The real stores, with the users table as the directory of devices."""
 
     def person(self, devices: int = 1) -> list[Caller]:
-        """A user with `devices` active devices, none connected yet."""
+        """A user with `devices` active devices that push can wake, none connected yet."""
         user_id = secrets.token_hex(16)
-        self.users.create_user(user_id, f"+1555{secrets.randbelow(10**7):07d}", NOW)
+        users = self.users
+        users.create_user(user_id, f"+1555{secrets.randbelow(10**7):07d}", NOW)
         found = []
         for _ in range(devices):
             device_id = secrets.token_hex(8)
-            self.users.add_device(user_id, device_id, NOW)
-            self.users.activate_device(user_id, device_id)
+            users.add_device(user_id, device_id, NOW)
+            users.activate_device(user_id, device_id)
+            users.set_push(user_id, device_id, "apns", device_id, f"{ENDPOINTS}/{device_id}")
             found.append(Caller(user_id, device_id, ""))
         return found
 
@@ -93,14 +49,9 @@ class World:
         return Caller(device.user_id, device.device_id, connection_id)
 
     def group(self, admin: Caller, *members: Caller) -> str:
-        group = groups.create_group(
-            admin,
-            "Climbing",
-            sorted({m.user_id for m in members}),
-            now=NOW,
-            limits=Limits(),
-            groups=self.groups,
-            users=KnownUsers(self.aws.client("dynamodb"), self.aws.settings[Setting.USERS_TABLE]),
+        member_ids = sorted({m.user_id for m in members})
+        group = self.call(
+            groups.create_group, admin, "Climbing", member_ids, now=NOW, limits=LIMITS
         )
         return group.group_id
 
@@ -120,33 +71,19 @@ class World:
             raw if version is None else {**raw, "version": version}, max_payload_bytes=64 * 1024
         )
         assert isinstance(frame, GroupSendFrame)
-        return group_fanout.send(
+        return self.call(
+            group_fanout.send,
             frame,
             sender,
             now=NOW,
-            limits=Limits(),
-            roster=self.groups,
-            limiter=self.limiter,
+            limits=LIMITS,
             directory=self.users,
-            envelopes=self.envelopes,
-            connections=self.connections,
-            gateway=self.gateway,
-            pusher=self.pusher,
-            queue=lambda: self.queue,
             inline_members=inline_members,
             chunk_members=chunk_members,
         )
 
     def fan_out(self, job: FanoutJob, now: float = NOW) -> group_fanout.FanoutOutcome:
-        return group_fanout.fan_out(
-            job,
-            now=now,
-            directory=self.users,
-            envelopes=self.envelopes,
-            connections=self.connections,
-            gateway=self.gateway,
-            pusher=self.pusher,
-        )
+        return self.call(group_fanout.fan_out, job, now=now, directory=self.users)
 
     def pending(self, device: Caller) -> list[Any]:
         return self.mailbox.page(
@@ -159,17 +96,7 @@ class World:
 
 @pytest.fixture
 def world(aws: FakeAws) -> World:
-    ddb = aws.client("dynamodb")
-    s = aws.settings
-    return World(
-        aws=aws,
-        users=UsersStore(ddb, s[Setting.USERS_TABLE]),
-        groups=GroupsStore(ddb, s[Setting.GROUPS_TABLE]),
-        connections=ConnectionsStore(ddb, s[Setting.CONNECTIONS_TABLE]),
-        mailbox=Mailbox(ddb, s[Setting.MAILBOX_TABLE]),
-        envelopes=EnvelopeWriter(ddb, s[Setting.MAILBOX_TABLE]),
-        limiter=RateLimiter(ddb, s[Setting.RATELIMITS_TABLE]),
-    )
+    return World(aws)
 
 
 def test_every_member_device_gets_one_envelope_but_the_sending_device(world: World) -> None:
@@ -206,7 +133,7 @@ def test_a_removed_member_gets_nothing_sent_after_the_removal(world: World) -> N
     (alice,), (bob,), (mallory,) = world.person(), world.person(), world.person()
     gid = world.group(alice, bob, mallory)
     world.send(alice, gid, client_id="before")
-    groups.remove_member(alice, gid, mallory.user_id, groups=world.groups)
+    world.call(groups.remove_member, alice, gid, mallory.user_id)
 
     world.send(alice, gid, client_id="after")
 
@@ -237,15 +164,7 @@ def test_a_send_to_an_unknown_group_is_not_found(world: World) -> None:
 def test_a_send_for_an_old_version_is_refused_with_the_current_one(world: World) -> None:
     (alice,), (bob,), (carol,) = world.person(), world.person(), world.person()
     gid = world.group(alice, bob)
-    groups.add_members(
-        alice,
-        gid,
-        [carol.user_id],
-        now=NOW,
-        limits=Limits(),
-        groups=world.groups,
-        users=KnownUsers(world.aws.client("dynamodb"), world.aws.settings[Setting.USERS_TABLE]),
-    )
+    world.call(groups.add_members, alice, gid, [carol.user_id], now=NOW, limits=LIMITS)
 
     with pytest.raises(Conflict) as refused:
         world.send(alice, gid, version=1)
@@ -314,7 +233,7 @@ def test_a_gone_connection_is_forgotten_and_the_device_pushed(world: World) -> N
     (alice,), (bob,) = world.person(), world.person()
     gid = world.group(alice, bob)
     bob = world.online(bob)
-    world.gateway.gone.add(bob.connection_id)
+    world.gateway.script[bob.connection_id] = [PostOutcome.GONE]
 
     outcome = world.send(alice, gid)
 

@@ -14,11 +14,13 @@ import pytest
 from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import groups
+from parley_server.logic.groups import UsersPort
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley_server.models.groups import FanoutJob, GroupChange
 from parley_server.store.groups import GroupsStore
 from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 A, B, C, D, E = ("a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32)
 NOW = 1_800_000_000.0
@@ -51,37 +53,41 @@ class Racing(GroupsStore):
         super().commit(change)
 
 
+class World(Ports):
+    """The groups table in moto, where every user id is a registered user."""
+
+    @property
+    def known_users(self) -> UsersPort:
+        return Everyone()
+
+    def racing(self, meanwhile: Callable[[], object]) -> Racing:
+        return Racing(self.ddb, self.table(Setting.GROUPS_TABLE), meanwhile)
+
+
 @pytest.fixture
-def store(aws: FakeAws) -> GroupsStore:
-    return GroupsStore(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE])
+def ports(aws: FakeAws) -> World:
+    return World(aws)
 
 
-def _racing(aws: FakeAws, meanwhile: Callable[[], object]) -> Racing:
-    return Racing(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE], meanwhile)
-
-
-def _create(store: GroupsStore, *members: str, limits: Limits | None = None) -> str:
-    group = groups.create_group(
+def _create(ports: World, *members: str, limits: Limits | None = None) -> str:
+    group = ports.call(
+        groups.create_group,
         _caller(A),
         "Climbing",
         list(members),
         now=NOW,
         limits=limits or Limits(),
-        groups=store,
-        users=Everyone(),
     )
     return group.group_id
 
 
 def test_a_change_computed_from_an_old_revision_is_refused_and_changes_nothing(
-    store: GroupsStore,
+    ports: World,
 ) -> None:
-    gid = _create(store, B)
-    before = store.load(gid)
+    gid = _create(ports, B)
+    before = ports.groups.load(gid)
     assert before is not None
-    groups.add_members(
-        _caller(A), gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone()
-    )
+    ports.call(groups.add_members, _caller(A), gid, [C], now=NOW + 1, limits=Limits())
     stale = GroupChange(
         group_id=gid,
         rev=before.rev,
@@ -94,73 +100,63 @@ def test_a_change_computed_from_an_old_revision_is_refused_and_changes_nothing(
     )
 
     with pytest.raises(Conflict) as refused:
-        store.commit(stale)
+        ports.groups.commit(stale)
 
     assert refused.value.code == "group_changed"
-    after = store.load(gid)
+    after = ports.groups.load(gid)
     assert after is not None
     assert after.member_ids == [A, B, C]
 
 
-def test_concurrent_adds_cannot_exceed_the_member_limit(aws: FakeAws, store: GroupsStore) -> None:
+def test_concurrent_adds_cannot_exceed_the_member_limit(ports: World) -> None:
     limits = Limits(group_max_members=3)
-    gid = _create(store, B, limits=limits)
+    gid = _create(ports, B, limits=limits)
 
     def other_admin_adds() -> None:
-        groups.add_members(
-            _caller(A), gid, [C], now=NOW + 1, limits=limits, groups=store, users=Everyone()
-        )
+        ports.call(groups.add_members, _caller(A), gid, [C], now=NOW + 1, limits=limits)
 
-    racing = _racing(aws, other_admin_adds)
+    racing = ports.racing(other_admin_adds)
 
     with pytest.raises(Conflict) as refused:
-        groups.add_members(
-            _caller(A), gid, [D], now=NOW, limits=limits, groups=racing, users=Everyone()
-        )
+        ports.call(groups.add_members, _caller(A), gid, [D], now=NOW, limits=limits, groups=racing)
 
     assert refused.value.code == "group_full"
-    group = store.load(gid)
+    group = ports.groups.load(gid)
     assert group is not None
     assert group.member_ids == [A, B, C]
     assert group.version == 2
 
 
-def test_two_admins_dismissing_each_other_at_once_leave_one_admin(
-    aws: FakeAws, store: GroupsStore
-) -> None:
-    gid = _create(store, B)
-    groups.promote_admin(_caller(A), gid, B, groups=store)
+def test_two_admins_dismissing_each_other_at_once_leave_one_admin(ports: World) -> None:
+    gid = _create(ports, B)
+    ports.call(groups.promote_admin, _caller(A), gid, B)
 
     def b_dismisses_a() -> None:
-        groups.dismiss_admin(_caller(B), gid, A, groups=store)
+        ports.call(groups.dismiss_admin, _caller(B), gid, A)
 
-    racing = _racing(aws, b_dismisses_a)
+    racing = ports.racing(b_dismisses_a)
 
     with pytest.raises(Forbidden) as refused:
-        groups.dismiss_admin(_caller(A), gid, B, groups=racing)
+        ports.call(groups.dismiss_admin, _caller(A), gid, B, groups=racing)
 
     assert refused.value.code == "not_admin"
-    group = store.load(gid)
+    group = ports.groups.load(gid)
     assert group is not None
     assert group.admin_ids == [B]
 
 
-def test_the_last_admin_leaving_while_the_heir_leaves_hands_over_to_the_next(
-    aws: FakeAws, store: GroupsStore
-) -> None:
-    gid = _create(store, B)
-    groups.add_members(
-        _caller(A), gid, [C], now=NOW + 1, limits=Limits(), groups=store, users=Everyone()
-    )
+def test_the_last_admin_leaving_while_the_heir_leaves_hands_over_to_the_next(ports: World) -> None:
+    gid = _create(ports, B)
+    ports.call(groups.add_members, _caller(A), gid, [C], now=NOW + 1, limits=Limits())
 
     def heir_leaves() -> None:
-        groups.remove_member(_caller(B), gid, B, groups=store)
+        ports.call(groups.remove_member, _caller(B), gid, B)
 
-    racing = _racing(aws, heir_leaves)
+    racing = ports.racing(heir_leaves)
 
-    assert groups.remove_member(_caller(A), gid, A, groups=racing) is None
+    assert ports.call(groups.remove_member, _caller(A), gid, A, groups=racing) is None
 
-    group = store.load(gid)
+    group = ports.groups.load(gid)
     assert group is not None
     assert group.member_ids == [C]
     assert group.admin_ids == [C]
@@ -168,13 +164,13 @@ def test_the_last_admin_leaving_while_the_heir_leaves_hands_over_to_the_next(
 
 
 def test_a_change_that_keeps_losing_races_gives_up_with_409_and_changes_nothing(
-    aws: FakeAws, store: GroupsStore
+    ports: World,
 ) -> None:
-    gid = _create(store, B)
+    gid = _create(ports, B)
 
     class AlwaysRacing(GroupsStore):
         def commit(self, change: GroupChange) -> None:
-            store.commit(  # someone else's harmless change wins every time
+            ports.groups.commit(  # someone else's harmless change wins every time
                 GroupChange(
                     group_id=change.group_id,
                     rev=change.rev,
@@ -186,60 +182,58 @@ def test_a_change_that_keeps_losing_races_gives_up_with_409_and_changes_nothing(
             )
             super().commit(change)
 
-    loser = AlwaysRacing(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE])
+    loser = AlwaysRacing(ports.ddb, ports.table(Setting.GROUPS_TABLE))
 
     with pytest.raises(Conflict) as refused:
-        groups.remove_member(_caller(A), gid, B, groups=loser)
+        ports.call(groups.remove_member, _caller(A), gid, B, groups=loser)
 
     assert refused.value.code == "group_changed"
-    group = store.load(gid)
+    group = ports.groups.load(gid)
     assert group is not None
     assert group.member_ids == [A, B]
 
 
-def test_a_member_can_remove_nobody_but_themselves(store: GroupsStore) -> None:
-    gid = _create(store, B, C)
+def test_a_member_can_remove_nobody_but_themselves(ports: World) -> None:
+    gid = _create(ports, B, C)
 
     with pytest.raises(Forbidden):
-        groups.remove_member(_caller(B), gid, C, groups=store)
-    assert groups.remove_member(_caller(B), gid, B, groups=store) is None
+        ports.call(groups.remove_member, _caller(B), gid, C)
+    assert ports.call(groups.remove_member, _caller(B), gid, B) is None
 
-    group = store.load(gid)
+    group = ports.groups.load(gid)
     assert group is not None
     assert group.member_ids == [A, C]
 
 
-def test_the_last_member_leaving_deletes_the_group(store: GroupsStore) -> None:
-    gid = _create(store)
+def test_the_last_member_leaving_deletes_the_group(ports: World) -> None:
+    gid = _create(ports)
 
-    assert groups.remove_member(_caller(A), gid, A, groups=store) is None
+    assert ports.call(groups.remove_member, _caller(A), gid, A) is None
 
-    assert store.load(gid) is None
-    assert store.roster(gid) is None
-    assert store.memberships(A) == []
+    assert ports.groups.load(gid) is None
+    assert ports.groups.roster(gid) is None
+    assert ports.groups.memberships(A) == []
 
 
-def test_a_non_member_is_told_not_found_for_every_change(store: GroupsStore) -> None:
-    gid = _create(store, B)
+def test_a_non_member_is_told_not_found_for_every_change(ports: World) -> None:
+    gid = _create(ports, B)
 
     for attempt in (
-        lambda: groups.get_group(_caller(E), gid, groups=store),
-        lambda: groups.remove_member(_caller(E), gid, E, groups=store),
-        lambda: groups.promote_admin(_caller(E), gid, E, groups=store),
-        lambda: groups.add_members(
-            _caller(E), gid, [D], now=NOW, limits=Limits(), groups=store, users=Everyone()
-        ),
+        lambda: ports.call(groups.get_group, _caller(E), gid),
+        lambda: ports.call(groups.remove_member, _caller(E), gid, E),
+        lambda: ports.call(groups.promote_admin, _caller(E), gid, E),
+        lambda: ports.call(groups.add_members, _caller(E), gid, [D], now=NOW, limits=Limits()),
     ):
         with pytest.raises(NotFound) as refused:
             attempt()
         assert refused.value.code == "not_found"
 
 
-def test_the_roster_names_the_members_and_the_version(store: GroupsStore) -> None:
-    gid = _create(store, C, B)
-    groups.remove_member(_caller(A), gid, C, groups=store)
+def test_the_roster_names_the_members_and_the_version(ports: World) -> None:
+    gid = _create(ports, C, B)
+    ports.call(groups.remove_member, _caller(A), gid, C)
 
-    roster = store.roster(gid)
+    roster = ports.groups.roster(gid)
 
     assert roster is not None
     assert sorted(roster.members) == [A, B]

@@ -9,26 +9,13 @@ from typing import Any
 import pytest
 import requests
 
-from parley_server.catalogue import Setting
 from parley_server.config import Limits
 from parley_server.logic import media
 from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
-from parley_server.store.aws import s3_client
-from parley_server.store.media import MediaStore
-from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 OWNER = "a" * 32
 NOW = 1_800_000_000
-
-
-@pytest.fixture
-def store(aws: FakeAws) -> MediaStore:
-    return MediaStore(
-        s3_client(),
-        aws.client("dynamodb"),
-        bucket=aws.settings[Setting.MEDIA_BUCKET],
-        table=aws.settings[Setting.USERS_TABLE],
-    )
 
 
 def _policy(fields: dict[str, str]) -> dict[str, Any]:
@@ -62,8 +49,8 @@ def test_media_id_from_a_path_must_be_32_lowercase_hex() -> None:
             media.parse_media_id(bad)
 
 
-def test_upload_form_is_bound_to_the_uploaders_key_and_the_exact_size(store: MediaStore) -> None:
-    answer = media.create_upload(store, owner=OWNER, size=12345, limits=Limits(), now=NOW)
+def test_upload_form_is_bound_to_the_uploaders_key_and_the_exact_size(ports: Ports) -> None:
+    answer = ports.call(media.create_upload, owner=OWNER, size=12345, limits=Limits(), now=NOW)
 
     media_id = answer.media_id
     assert len(media_id) == 32
@@ -79,11 +66,11 @@ def test_upload_form_is_bound_to_the_uploaders_key_and_the_exact_size(store: Med
     assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
 
 
-def test_upload_form_expires_within_minutes(store: MediaStore) -> None:
+def test_upload_form_expires_within_minutes(ports: Ports) -> None:
     from datetime import UTC, datetime
 
     before = datetime.now(UTC)
-    answer = media.create_upload(store, owner=OWNER, size=10, limits=Limits(), now=NOW)
+    answer = ports.call(media.create_upload, owner=OWNER, size=10, limits=Limits(), now=NOW)
     expiration = datetime.fromisoformat(
         _policy(answer.upload.fields)["expiration"].replace("Z", "+00:00")
     )
@@ -91,14 +78,12 @@ def test_upload_form_expires_within_minutes(store: MediaStore) -> None:
     assert media.UPLOAD_EXPIRES_S - 5 <= seconds <= media.UPLOAD_EXPIRES_S + 5
 
 
-def test_each_upload_gets_a_fresh_id_whose_record_expires_with_the_mailbox(
-    aws: FakeAws, store: MediaStore
-) -> None:
+def test_each_upload_gets_a_fresh_id_whose_record_expires_with_the_mailbox(ports: Ports) -> None:
     limits = Limits()
-    first = media.create_upload(store, owner=OWNER, size=10, limits=limits, now=NOW)
-    second = media.create_upload(store, owner=OWNER, size=10, limits=limits, now=NOW)
+    first = ports.call(media.create_upload, owner=OWNER, size=10, limits=limits, now=NOW)
+    second = ports.call(media.create_upload, owner=OWNER, size=10, limits=limits, now=NOW)
     assert first.media_id != second.media_id
-    record = store.get_record(first.media_id)
+    record = ports.media.get_record(first.media_id)
     assert record is not None
     assert record.owner == OWNER
     assert record.size == 10
@@ -106,27 +91,27 @@ def test_each_upload_gets_a_fresh_id_whose_record_expires_with_the_mailbox(
     assert record.expires_at == NOW + limits.mailbox_ttl_s
 
 
-def test_download_of_an_unknown_id_is_not_found(store: MediaStore) -> None:
+def test_download_of_an_unknown_id_is_not_found(ports: Ports) -> None:
     with pytest.raises(NotFound):
-        media.download_link(store, media_id="f" * 32, now=NOW)
+        ports.call(media.download_link, media_id="f" * 32, now=NOW)
 
 
-def test_download_before_the_upload_is_not_found(store: MediaStore) -> None:
-    answer = media.create_upload(store, owner=OWNER, size=10, limits=Limits(), now=NOW)
+def test_download_before_the_upload_is_not_found(ports: Ports) -> None:
+    answer = ports.call(media.create_upload, owner=OWNER, size=10, limits=Limits(), now=NOW)
     with pytest.raises(NotFound):
-        media.download_link(store, media_id=answer.media_id, now=NOW)
+        ports.call(media.download_link, media_id=answer.media_id, now=NOW)
 
 
-def test_uploaded_media_downloads_through_the_presigned_links(store: MediaStore) -> None:
+def test_uploaded_media_downloads_through_the_presigned_links(ports: Ports) -> None:
     blob = bytes(range(256)) * 40
-    answer = media.create_upload(store, owner=OWNER, size=len(blob), limits=Limits(), now=NOW)
+    answer = ports.call(media.create_upload, owner=OWNER, size=len(blob), limits=Limits(), now=NOW)
     upload = answer.upload
     posted = requests.post(
         upload.url, data=upload.fields, files={"file": ("blob", blob)}, timeout=10
     )
     assert posted.status_code == 204
 
-    link = media.download_link(store, media_id=answer.media_id, now=NOW + 1)
+    link = ports.call(media.download_link, media_id=answer.media_id, now=NOW + 1)
 
     assert link.size == len(blob)
     assert link.expires_in == media.DOWNLOAD_EXPIRES_S
@@ -134,11 +119,11 @@ def test_uploaded_media_downloads_through_the_presigned_links(store: MediaStore)
     assert requests.get(link.url, timeout=10).content == blob
 
 
-def test_expired_media_is_not_found_even_before_ttl_deletion(store: MediaStore) -> None:
+def test_expired_media_is_not_found_even_before_ttl_deletion(ports: Ports) -> None:
     limits = Limits(mailbox_ttl_s=60)
-    answer = media.create_upload(store, owner=OWNER, size=3, limits=limits, now=NOW)
+    answer = ports.call(media.create_upload, owner=OWNER, size=3, limits=limits, now=NOW)
     upload = answer.upload
     requests.post(upload.url, data=upload.fields, files={"file": ("b", b"abc")}, timeout=10)
-    assert media.download_link(store, media_id=answer.media_id, now=NOW + 59).size == 3
+    assert ports.call(media.download_link, media_id=answer.media_id, now=NOW + 59).size == 3
     with pytest.raises(NotFound):
-        media.download_link(store, media_id=answer.media_id, now=NOW + 60)
+        ports.call(media.download_link, media_id=answer.media_id, now=NOW + 60)

@@ -45,8 +45,13 @@ class World(Ports):
 
     def online(self, user_id: str, device: Device) -> Caller:
         caller = Caller(user_id, device.device_id, secrets.token_hex(6) + "=")
-        lifecycle.connect(caller, now=NOW, limits=LIMITS, records=self.connections)
+        self.call(lifecycle.connect, caller, now=NOW, limits=LIMITS)
         return caller
+
+    def online_user(self) -> tuple[Caller, Device]:
+        """A user with one device, connected: the caller and the device."""
+        user_id, (device,) = self.user()
+        return self.online(user_id, device), device
 
     def send(
         self,
@@ -66,32 +71,16 @@ class World(Ports):
             },
             max_payload_bytes=limits.max_payload_bytes,
         )
-        return self.call(
-            messaging.send,
-            frame,
-            caller,
-            now=now,
-            limits=limits,
-        )
+        return self.call(messaging.send, frame, caller, now=now, limits=limits)
 
     def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> receipts.AckOutcome:
-        return self.call(
-            receipts.ack,
-            AckFrame.parse({"ids": ids}),
-            caller,
-            now=now,
-            limits=LIMITS,
-        )
+        return self.call(receipts.ack, AckFrame.parse({"ids": ids}), caller, now=now, limits=LIMITS)
 
     def sync(
         self, caller: Caller, after: str | None = None, *, page_size: int = 100, now: float = NOW
     ) -> messaging.SyncOutcome:
         return self.call(
-            messaging.sync,
-            SyncFrame.parse({"after": after}),
-            caller,
-            now=now,
-            page_size=page_size,
+            messaging.sync, SyncFrame.parse({"after": after}), caller, now=now, page_size=page_size
         )
 
     def events(self, caller: Caller, kind: str | None = None) -> list[dict[str, Any]]:
@@ -112,9 +101,8 @@ def offline(user_id: str, device: Device) -> Caller:
 
 
 def test_send_to_an_online_device_delivers_before_answering_sent(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    (alice, alice_dev), (bob, bob_dev) = world.online_user(), world.online_user()
+    alice_id, bob_id = alice.user_id, bob.user_id
 
     outcome = world.send(alice, bob_id, {bob_dev.device_id: b"hello"})
 
@@ -172,12 +160,9 @@ def test_only_the_offline_device_of_a_recipient_is_pushed(world: World) -> None:
     assert world.pusher.woken == [tablet.device_id]
 
 
-def test_retried_send_stores_no_second_envelope_and_answers_the_original_time(
-    world: World,
-) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+def test_retried_send_stores_no_second_envelope_and_answers_the_original_time(world: World) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    bob_id = bob.user_id
 
     first = world.send(alice, bob_id, {bob_dev.device_id: b"once"})
     again = world.send(alice, bob_id, {bob_dev.device_id: b"once"}, now=NOW + 5)
@@ -192,9 +177,8 @@ def test_retried_send_stores_no_second_envelope_and_answers_the_original_time(
 
 
 def test_a_send_after_the_first_was_acked_is_stored_again(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    bob_id = bob.user_id
     world.send(alice, bob_id, {bob_dev.device_id: b"x"})
     world.ack(bob, [world.events(bob, "message")[0]["id"]])
 
@@ -244,13 +228,7 @@ def test_group_send_is_not_supported_yet(world: World) -> None:
     alice_id, (alice_dev,) = world.user()
     frame = parse_send({"id": "g1", "to": "g:" + "c" * 32, "body": "eA=="}, max_payload_bytes=1024)
     with pytest.raises(BadRequest) as caught:
-        world.call(
-            messaging.send,
-            frame,
-            world.online(alice_id, alice_dev),
-            now=NOW,
-            limits=LIMITS,
-        )
+        world.call(messaging.send, frame, world.online(alice_id, alice_dev), now=NOW, limits=LIMITS)
     assert caught.value.code == "not_supported"
 
 
@@ -318,11 +296,9 @@ def test_ack_deletes_and_sends_one_delivered_receipt_to_every_device_of_the_send
 
 
 def test_ack_batches_receipts_per_sender(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    carol_id, (carol_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, carol = world.online(alice_id, alice_dev), world.online(carol_id, carol_dev)
-    bob = world.online(bob_id, bob_dev)
+    (alice, _), (carol, _) = world.online_user(), world.online_user()
+    bob, bob_dev = world.online_user()
+    bob_id = bob.user_id
     world.send(alice, bob_id, {bob_dev.device_id: b"a"}, client_id="a1")
     world.send(carol, bob_id, {bob_dev.device_id: b"c"}, client_id="c1")
     world.send(alice, bob_id, {bob_dev.device_id: b"a"}, client_id="a2")
@@ -334,11 +310,9 @@ def test_ack_batches_receipts_per_sender(world: World) -> None:
 
 
 def test_ack_of_ids_not_in_the_callers_mailbox_deletes_nothing(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    mallory_id, (mallory_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
-    mallory = world.online(mallory_id, mallory_dev)
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    mallory, _ = world.online_user()
+    bob_id = bob.user_id
     world.send(alice, bob_id, {bob_dev.device_id: b"for bob"})
     bobs_id = world.events(bob, "message")[0]["id"]
 
@@ -355,9 +329,8 @@ def test_ack_of_ids_not_in_the_callers_mailbox_deletes_nothing(world: World) -> 
 
 
 def test_acking_a_receipt_deletes_it_and_produces_nothing_more(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    (alice, alice_dev), (bob, bob_dev) = world.online_user(), world.online_user()
+    alice_id, bob_id = alice.user_id, bob.user_id
     world.send(alice, bob_id, {bob_dev.device_id: b"x"})
     world.ack(bob, [world.events(bob, "message")[0]["id"]])
     receipt = world.events(alice, "receipt")[0]
@@ -373,9 +346,8 @@ def test_acking_a_receipt_deletes_it_and_produces_nothing_more(world: World) -> 
 
 
 def test_an_expired_envelope_acked_late_yields_no_receipt(world: World) -> None:
-    alice_id, (alice_dev,) = world.user()
-    bob_id, (bob_dev,) = world.user()
-    alice, bob = world.online(alice_id, alice_dev), world.online(bob_id, bob_dev)
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    bob_id = bob.user_id
     world.send(alice, bob_id, {bob_dev.device_id: b"x"})
     server_id = world.events(bob, "message")[0]["id"]
 
@@ -385,9 +357,7 @@ def test_an_expired_envelope_acked_late_yields_no_receipt(world: World) -> None:
     assert world.events(alice, "receipt") == []
 
 
-def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(
-    world: World,
-) -> None:
+def test_read_receipt_is_stored_for_every_device_and_delivered_where_online(world: World) -> None:
     phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
     alice_id, _ = world.user(phone, laptop)
     bob_id, (bob_dev,) = world.user()
@@ -487,9 +457,7 @@ def test_sync_stops_when_the_callers_connection_is_gone(world: World) -> None:
     assert world.events(bob, "synced") == []
 
 
-def test_sync_that_cannot_post_resumes_after_the_last_event_that_got_through(
-    world: World,
-) -> None:
+def test_sync_that_cannot_post_resumes_after_the_last_event_that_got_through(world: World) -> None:
     _, bob_id, bob_dev = _fill(world, 4)
     bob = world.online(bob_id, bob_dev)
     world.gateway.script[bob.connection_id] = [PostOutcome.DELIVERED, PostOutcome.FAILED]
@@ -531,10 +499,7 @@ def test_typing_reaches_every_live_connection_of_the_recipient_and_is_never_stor
     on_phone, on_laptop = world.online(bob_id, phone), world.online(bob_id, laptop)
 
     report = world.call(
-        messaging.typing,
-        parse_typing({"to": bob_id, "state": "on"}),
-        alice,
-        now=NOW,
+        messaging.typing, parse_typing({"to": bob_id, "state": "on"}), alice, now=NOW
     )
 
     expected = {
@@ -560,7 +525,7 @@ def test_disconnect_forgets_the_connection_and_records_last_seen(world: World) -
         def record_last_seen(self, user_id: str, ts: float) -> None:
             seen.append((user_id, ts))
 
-    lifecycle.disconnect(bob, now=NOW + 60, records=world.connections, last_seen=LastSeen())
+    world.call(lifecycle.disconnect, bob, now=NOW + 60, last_seen=LastSeen())
 
     assert world.connections.of_user(bob_id, now=NOW + 60) == []
     assert seen == [(bob_id, NOW + 60)]

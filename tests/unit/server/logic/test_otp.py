@@ -19,10 +19,8 @@ from parley_server.models.errors import (
     RateLimited,
     TooManyAttempts,
 )
-from parley_server.store.otp import OtpStore
-from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.sms import SmsSender
 from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 PHONE = "+14155552671"
 NOW = 1_700_000_000.0
@@ -30,33 +28,19 @@ LIMITS = Limits()
 KEYS = derive_keys(b"k" * 64)
 
 
-class Env:
-    def __init__(self, aws: FakeAws) -> None:
-        self.aws = aws
-        ddb = aws.client("dynamodb")
-        self.table = aws.settings[Setting.OTP_TABLE]
-        self.otps = OtpStore(ddb, self.table)
-        self.limiter = RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE])
-        self.sms = SmsSender(aws.client("sns"))
-
+class Env(Ports):
     def request(self, phone: str = PHONE, now: float = NOW, source: str = "198.51.100.7") -> Any:
-        return otp.request_code(
-            phone,
-            source=source,
-            keys=KEYS,
-            otps=self.otps,
-            sms=self.sms,
-            limiter=self.limiter,
-            limits=LIMITS,
-            now=now,
-        )
+        return self.call(otp.request_code, phone, source=source, keys=KEYS, limits=LIMITS, now=now)
 
     def verify(self, code: str, phone: str = PHONE, now: float = NOW + 10) -> str:
-        return otp.verify_code(phone, code, keys=KEYS, otps=self.otps, limits=LIMITS, now=now)
+        return self.call(otp.verify_code, phone, code, keys=KEYS, limits=LIMITS, now=now)
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.ddb.scan(TableName=self.table(Setting.OTP_TABLE))["Items"])
 
     def item(self, phone: str = PHONE) -> dict[str, Any] | None:
-        answer = self.aws.client("dynamodb").get_item(
-            TableName=self.table, Key={"phone": {"S": phone}}
+        answer = self.ddb.get_item(
+            TableName=self.table(Setting.OTP_TABLE), Key={"phone": {"S": phone}}
         )
         return answer.get("Item")
 
@@ -112,7 +96,7 @@ def test_a_malformed_invalid_or_premium_phone_is_refused_and_nothing_is_sent(
     with pytest.raises(InvalidPhone):
         env.request(phone)
     assert sent_sms() == []
-    assert env.aws.client("dynamodb").scan(TableName=env.table)["Items"] == []
+    assert env.items() == []
 
 
 def test_asking_again_during_the_cool_down_is_refused_and_the_first_code_still_works(
@@ -168,13 +152,12 @@ class BrokenSms:
 
 def test_when_sms_fails_no_code_is_left_usable_and_asking_again_is_allowed(env: Env) -> None:
     with pytest.raises(DependencyUnavailable):
-        otp.request_code(
+        env.call(
+            otp.request_code,
             PHONE,
             source="198.51.100.7",
             keys=KEYS,
-            otps=env.otps,
-            sms=BrokenSms(),  # type: ignore[arg-type]
-            limiter=env.limiter,
+            sms=BrokenSms(),
             limits=LIMITS,
             now=NOW,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -15,10 +15,8 @@ from parley_server.logic import prekeys
 from parley_server.logic.ports import Caller
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.models.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, RateLimited
-from parley_server.store.prekeys import PrekeysStore
-from parley_server.store.ratelimits import RateLimiter
-from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 ALICE = Caller("a" * 32, "1" * 16)
 BOB = Caller("b" * 32, "2" * 16)
@@ -36,35 +34,28 @@ def upload_for(identity: SigningKey, otk_ids: range = range(3), spk_id: int = 1)
     )
 
 
-class Env:
-    def __init__(self, aws: FakeAws) -> None:
-        ddb = aws.client("dynamodb")
-        self.ddb = ddb
-        self.table = aws.settings[Setting.PREKEYS_TABLE]
-        self.prekeys = PrekeysStore(ddb, self.table)
-        self.users = UsersStore(ddb, aws.settings[Setting.USERS_TABLE])
-        self.limiter = RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE])
+@dataclass
+class Env(Ports):
+    """Alice and Bob, Bob with two devices, none of which has uploaded keys."""
+
+    def __post_init__(self) -> None:
+        users = self.users
         for p, phone in ((ALICE, "+14155552671"), (BOB, "+12025550123")):
-            self.users.create_user(p.user_id, phone, now=NOW)
+            users.create_user(p.user_id, phone, now=NOW)
         for p in (ALICE, BOB, BOB_PHONE):
-            self.users.add_device(p.user_id, p.device_id, now=NOW)
+            users.add_device(p.user_id, p.device_id, now=NOW)
 
     def upload(self, who: Caller, upload: KeyUpload) -> None:
-        prekeys.upload_keys(who, upload, prekeys=self.prekeys, users=self.users, limits=LIMITS)
+        self.call(prekeys.upload_keys, who, upload, limits=LIMITS)
 
     def claim(self, caller: Caller, target: str, now: float = NOW) -> prekeys.Bundle:
-        return prekeys.claim_bundle(
-            caller,
-            target,
-            prekeys=self.prekeys,
-            users=self.users,
-            limiter=self.limiter,
-            limits=LIMITS,
-            now=now,
-        )
+        return self.call(prekeys.claim_bundle, caller, target, limits=LIMITS, now=now)
+
+    def count(self, caller: Caller) -> int:
+        return self.call(prekeys.count_one_time, caller)
 
     def items(self) -> list[dict[str, Any]]:
-        return list(self.ddb.scan(TableName=self.table)["Items"])
+        return list(self.ddb.scan(TableName=self.table(Setting.PREKEYS_TABLE))["Items"])
 
 
 @pytest.fixture
@@ -76,8 +67,8 @@ def test_uploaded_keys_make_the_device_visible_and_are_counted(env: Env) -> None
     assert env.users.devices(BOB.user_id) == []
     env.upload(BOB, upload_for(SigningKey.generate(), range(5)))
     assert [d.device_id for d in env.users.devices(BOB.user_id)] == [BOB.device_id]
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 5
-    assert prekeys.count_one_time(BOB_PHONE, prekeys=env.prekeys) == 0
+    assert env.count(BOB) == 5
+    assert env.count(BOB_PHONE) == 0
 
 
 def test_a_bundle_per_device_consumes_one_one_time_prekey_each(env: Env) -> None:
@@ -92,7 +83,7 @@ def test_a_bundle_per_device_consumes_one_one_time_prekey_each(env: Env) -> None
     assert first is not None
     assert first.key_id in (0, 1)
     assert by_device[BOB_PHONE.device_id].one_time_prekey is not None
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 1
+    assert env.count(BOB) == 1
     # the phone has none left: its bundle falls back to the signed prekey alone
     again = {d.device_id: d for d in env.claim(ALICE, BOB.user_id).devices}
     assert again[BOB_PHONE.device_id].one_time_prekey is None
@@ -138,22 +129,25 @@ class MotoReadRetry:
         return read
 
 
+class Retrying(Ports):
+    """The same tables, read through MotoReadRetry."""
+
+    @property
+    def ddb(self) -> Any:
+        return MotoReadRetry(super().ddb)
+
+
 def test_concurrent_claims_never_hand_out_a_key_twice(env: Env, aws: FakeAws) -> None:
     env.upload(BOB, upload_for(SigningKey.generate(), range(30)))
     claimers = [Caller(f"{i:032x}", "4" * 16) for i in range(40)]
     seen: list[int | None] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(claimers))
-    ddb = MotoReadRetry(env.ddb)
-    stores = {
-        "prekeys": PrekeysStore(ddb, env.table),
-        "users": UsersStore(ddb, aws.settings[Setting.USERS_TABLE]),
-        "limiter": RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE]),
-    }
+    retrying = Retrying(aws)
 
     def claim(caller: Caller) -> None:
         barrier.wait()
-        bundle = prekeys.claim_bundle(caller, BOB.user_id, limits=LIMITS, now=NOW, **stores)
+        bundle = retrying.call(prekeys.claim_bundle, caller, BOB.user_id, limits=LIMITS, now=NOW)
         with lock:
             seen.extend(
                 d.one_time_prekey.key_id if d.one_time_prekey else None for d in bundle.devices
@@ -168,7 +162,7 @@ def test_concurrent_claims_never_hand_out_a_key_twice(env: Env, aws: FakeAws) ->
     assert len(seen) == 40
     assert sorted(keys) == list(range(30))  # every key exactly once
     assert seen.count(None) == 10  # the rest fell back to the signed prekey
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 0
+    assert env.count(BOB) == 0
 
 
 def test_unknown_users_and_users_without_keys_are_not_found(env: Env) -> None:
@@ -186,10 +180,7 @@ def test_one_requester_cannot_drain_one_persons_prekeys(env: Env) -> None:
         env.claim(ALICE, BOB.user_id)
     with pytest.raises(RateLimited):
         env.claim(ALICE, BOB.user_id)
-    assert (
-        prekeys.count_one_time(BOB, prekeys=env.prekeys)
-        == 50 - LIMITS.bundle_claims_per_target_per_hour
-    )
+    assert env.count(BOB) == 50 - LIMITS.bundle_claims_per_target_per_hour
 
 
 def test_a_bad_signature_is_refused_and_nothing_is_stored(env: Env) -> None:
@@ -235,7 +226,7 @@ def test_too_many_one_time_prekeys_in_one_upload_is_refused(env: Env) -> None:
     assert refused.value.status == 413
     assert env.items() == []
     env.upload(BOB, upload_for(SigningKey.generate(), range(100)))
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 100
+    assert env.count(BOB) == 100
 
 
 def test_a_device_cannot_silently_change_its_identity_key(env: Env) -> None:
@@ -244,9 +235,9 @@ def test_a_device_cannot_silently_change_its_identity_key(env: Env) -> None:
     with pytest.raises(Conflict) as refused:
         env.upload(BOB, upload_for(SigningKey.generate(), range(10, 12), spk_id=2))
     assert refused.value.code == "identity_key_changed"
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 2
+    assert env.count(BOB) == 2
     # the same identity may rotate its signed prekey and add one-time prekeys
     env.upload(BOB, upload_for(identity, range(10, 12), spk_id=2))
-    assert prekeys.count_one_time(BOB, prekeys=env.prekeys) == 4
+    assert env.count(BOB) == 4
     [device] = env.claim(ALICE, BOB.user_id).devices
     assert device.signed_prekey.key_id == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -20,11 +21,10 @@ from parley_server.logic import otp
 from parley_server.logic.testnumbers import code_for, is_fictional, parse_test_numbers
 from parley_server.logic.tokens import derive_keys
 from parley_server.models.errors import ConfigError, InvalidCode, RateLimited
-from parley_server.store.otp import OtpStore
-from parley_server.store.ratelimits import RateLimiter
 from stacks.grants import check_grants
 from stacks.settings import ContextError, ParleySettings
 from tests.conftest import TEST_NUMBER, FakeAws
+from tests.unit.conftest import Ports
 
 SECRET = b"k" * 64
 KEYS = derive_keys(SECRET)
@@ -42,28 +42,38 @@ class RecordingSms:
         self.sent.append((phone, text))
 
 
-class Env:
-    def __init__(self, aws: FakeAws) -> None:
-        ddb = aws.client("dynamodb")
-        self.otps = OtpStore(ddb, aws.settings[Setting.OTP_TABLE])
-        self.limiter = RateLimiter(ddb, aws.settings[Setting.RATELIMITS_TABLE])
-        self.sms = RecordingSms()
+@dataclass
+class Env(Ports):
+    texts: RecordingSms = field(default_factory=RecordingSms)
 
-    def request(self, phone: str, now: float = NOW, source: str = "198.51.100.7") -> Any:
-        return otp.request_code(
+    @property
+    def sms(self) -> RecordingSms:
+        return self.texts
+
+    def request(
+        self,
+        phone: str,
+        now: float = NOW,
+        source: str = "198.51.100.7",
+        purpose: str = otp.SIGN_IN,
+    ) -> Any:
+        return self.call(
+            otp.request_code,
             phone,
             source=source,
             keys=KEYS,
-            otps=self.otps,
-            sms=self.sms,  # type: ignore[arg-type]
-            limiter=self.limiter,
             limits=LIMITS,
             now=now,
             test_numbers=frozenset({TEST}),
+            purpose=purpose,
         )
 
-    def verify(self, phone: str, code: str, now: float = NOW + 5) -> str:
-        return otp.verify_code(phone, code, keys=KEYS, otps=self.otps, limits=LIMITS, now=now)
+    def verify(
+        self, phone: str, code: str, now: float = NOW + 5, purpose: str = otp.SIGN_IN
+    ) -> str:
+        return self.call(
+            otp.verify_code, phone, code, keys=KEYS, limits=LIMITS, now=now, purpose=purpose
+        )
 
 
 @pytest.fixture
@@ -145,31 +155,12 @@ def test_a_wrong_code_for_a_test_number_spends_an_attempt(env: Env) -> None:
 
 
 def test_a_test_number_s_deletion_code_is_derived_too_and_only_deletes(env: Env) -> None:
-    otp.request_code(
-        TEST,
-        source="198.51.100.7",
-        keys=KEYS,
-        otps=env.otps,
-        sms=env.sms,  # type: ignore[arg-type]
-        limiter=env.limiter,
-        limits=LIMITS,
-        now=NOW,
-        test_numbers=frozenset({TEST}),
-        purpose=otp.DELETE_ACCOUNT,
-    )
+    env.request(TEST, purpose=otp.DELETE_ACCOUNT)
     assert env.sms.sent == []
     code = code_for(SECRET, TEST)
     with pytest.raises(InvalidCode):  # not a sign-in code
         env.verify(TEST, code)
-    verified = otp.verify_code(
-        TEST,
-        code,
-        keys=KEYS,
-        otps=env.otps,
-        limits=LIMITS,
-        now=NOW + 6,
-        purpose=otp.DELETE_ACCOUNT,
-    )
+    verified = env.verify(TEST, code, now=NOW + 6, purpose=otp.DELETE_ACCOUNT)
     assert verified == TEST
 
 

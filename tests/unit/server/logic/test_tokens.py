@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -15,9 +16,8 @@ from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.logic.tokens import derive_keys
 from parley_server.models.errors import InvalidToken
-from parley_server.store.tokens import RefreshStore
-from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
+from tests.unit.conftest import Ports
 
 KEYS = derive_keys(b"k" * 64)
 ALICE = Caller("a" * 32, "1" * 16)
@@ -115,30 +115,26 @@ def test_the_otp_key_is_not_the_signing_key() -> None:
     assert len(KEYS.otp) == 32
 
 
-class Stores:
-    def __init__(self, aws: FakeAws) -> None:
-        ddb = aws.client("dynamodb")
-        table = aws.settings[Setting.USERS_TABLE]
-        self.ddb = ddb
-        self.table = table
-        self.users = UsersStore(ddb, table)
-        self.refresh = RefreshStore(ddb, table)
+@dataclass
+class Stores(Ports):
+    """Alice, signed up with one device."""
+
+    def __post_init__(self) -> None:
         self.users.create_user(ALICE.user_id, "+14155552671", now=NOW)
         self.users.add_device(ALICE.user_id, ALICE.device_id, now=NOW)
 
     def sign_in(self) -> tokens.TokenPair:
-        return tokens.sign_in_device(ALICE, keys=KEYS, tokens=self.refresh, limits=LIMITS, now=NOW)
+        return self.call(tokens.sign_in_device, ALICE, keys=KEYS, limits=LIMITS, now=NOW)
 
     def use(self, refresh_token: str, now: float = NOW + 60) -> tokens.TokenPair:
-        return tokens.refresh(
-            refresh_token, keys=KEYS, tokens=self.refresh, users=self.users, limits=LIMITS, now=now
-        )
+        return self.call(tokens.refresh, refresh_token, keys=KEYS, limits=LIMITS, now=now)
 
     def authenticate(self, access_token: str, now: float = NOW + 60) -> Caller:
-        return tokens.authenticate(access_token, keys=KEYS, users=self.users, now=now)
+        return self.call(tokens.authenticate, access_token, keys=KEYS, now=now)
 
     def stored(self) -> str:
-        return json.dumps(self.ddb.scan(TableName=self.table)["Items"], default=str)
+        items = self.ddb.scan(TableName=self.table(Setting.USERS_TABLE))["Items"]
+        return json.dumps(items, default=str)
 
 
 @pytest.fixture
