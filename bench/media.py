@@ -24,7 +24,7 @@ import aiohttp
 
 from bench.report import Figure, print_table
 from local.testing import LocalStack, running_local_stack
-from parley.attachments import download_attachment, upload_attachment
+from parley.attachments.transfer import download_attachment, upload_attachment
 
 __all__ = ["main", "run"]
 

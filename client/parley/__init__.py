@@ -10,8 +10,10 @@ async with Client("alice") as c:
 
 from __future__ import annotations
 
-from parley.attachments import TransferError
-from parley.client import Client, EventStream, request_code, sign_up
+from parley.attachments.crypto import IntegrityError
+from parley.attachments.transfer import TransferError
+from parley.client import Client, EventStream
+from parley.content import Attachment, ContactCard, Location, MediaError, Text
 from parley.endpoints import Endpoints
 from parley.errors import (
     ApiError,
@@ -28,10 +30,7 @@ from parley.errors import (
     StoreLocked,
     WrongPassphrase,
 )
-from parley.group_receipts import MemberReceipt
-from parley.groups import NotAGroupMember
-from parley.media import Attachment, IntegrityError, Location, MediaError, Text
-from parley.media import Contact as ContactCard
+from parley.groups import MemberReceipt, NotAGroupMember
 from parley.models import (
     Account,
     Connected,
@@ -52,6 +51,7 @@ from parley.models import (
     Synced,
     Typing,
 )
+from parley.signup import request_code, sign_up
 
 __all__ = [
     "Account",

@@ -9,8 +9,6 @@ before anything else happens.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import random
@@ -18,12 +16,23 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
-from parley.crypto import OneTimePreKey, PreKeyBundle, SignedPreKey
+from parley.answers import (
+    DeviceBundle,
+    GroupSummary,
+    b64,
+    is_group_id,
+    parse_bundle,
+    parse_device,
+    parse_group,
+    parse_lines,
+    parse_summary,
+)
+from parley.crypto import OneTimePreKey, SignedPreKey
 from parley.errors import (
     ApiError,
     AuthenticationError,
@@ -34,18 +43,13 @@ from parley.errors import (
 )
 from parley.models import Group, LinkedDevice
 from parley.protocol import is_device_id, is_user_id
-from parley.storage import Tokens
+from parley.store import Tokens
 
 __all__ = [
     "MAX_IDS_PER_GROUP_CHANGE",
     "ApiClient",
     "AuthResult",
-    "DeviceBundle",
-    "GroupSummary",
     "TokenKeeper",
-    "b64",
-    "parse_group",
-    "unb64",
 ]
 
 log = logging.getLogger("parley.api")
@@ -57,28 +61,8 @@ REQUEST_TIMEOUT_S = 20.0
 RETRIES = 3
 _RETRYABLE = frozenset({"GET", "PUT"})
 _MEDIA_ID = re.compile(r"[0-9a-f]{32}")
-_GROUP_ID = re.compile(r"[0-9a-f]{32}")
 # One membership change is one DynamoDB transaction: at most 98 user ids per request.
 MAX_IDS_PER_GROUP_CHANGE = 98
-_GROUP_ROLES = frozenset({"admin", "member"})
-
-
-def b64(data: bytes) -> str:
-    """Standard base64 with padding (the wire's encoding)."""
-    return base64.b64encode(data).decode()
-
-
-def unb64(text: object, length: int | None = None) -> bytes:
-    """Strict standard base64; ValueError on anything else (or the wrong decoded length)."""
-    if not isinstance(text, str):
-        raise ValueError("expected a base64 string")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("bad base64") from exc
-    if length is not None and len(data) != length:
-        raise ValueError(f"expected {length} bytes, got {len(data)}")
-    return data
 
 
 class TokenKeeper(Protocol):
@@ -92,23 +76,6 @@ class AuthResult:
     user_id: str
     device_id: str
     tokens: Tokens
-
-
-@dataclass(frozen=True)
-class DeviceBundle:
-    device_id: str
-    bundle: PreKeyBundle
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """One line of GET /v1/groups."""
-
-    group_id: str
-    name: str
-    version: int
-    member_count: int
-    role: str  # "admin" | "member"
 
 
 class ApiClient:
@@ -213,16 +180,7 @@ class ApiClient:
     async def bundles(self, user_id: str) -> list[DeviceBundle]:
         """GET /v1/keys/{user_id}: one bundle per device (malformed ones are skipped)."""
         answer = await self._call("GET", f"/v1/keys/{quote(user_id, safe='')}")
-        devices = answer.get("devices")
-        if not isinstance(devices, list):
-            raise ApiError(200, "bad_answer", "key bundle answer has no device list")
-        out: list[DeviceBundle] = []
-        for raw in devices:
-            try:
-                out.append(_parse_bundle(raw))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("skipped a malformed key bundle for %s: %s", user_id, exc)
-        return out
+        return parse_lines(answer, "devices", parse_bundle, "key bundle")
 
     # --- directory, presence, push ----------------------------------------------------
 
@@ -237,30 +195,7 @@ class ApiClient:
     async def devices(self) -> list[LinkedDevice]:
         """GET /v1/devices: this account's signed-in devices (malformed lines skipped)."""
         answer = await self._call("GET", "/v1/devices")
-        lines = answer.get("devices")
-        if not isinstance(lines, list):
-            raise ApiError(200, "bad_answer", "device list answer without a list")
-        found: list[LinkedDevice] = []
-        for raw in lines:
-            if not isinstance(raw, dict):
-                continue
-            device_id, created_at, push = (
-                raw.get("device_id"),
-                raw.get("created_at"),
-                raw.get("push"),
-            )
-            current, ready = raw.get("current"), raw.get("ready")
-            if (
-                not is_device_id(device_id)
-                or not _is_count(created_at)
-                or not isinstance(current, bool)
-                or not isinstance(ready, bool)
-                or not (push is None or isinstance(push, str))
-            ):
-                log.warning("skipped a malformed device line")
-                continue
-            found.append(LinkedDevice(device_id, created_at, current, ready, push))
-        return found
+        return parse_lines(answer, "devices", parse_device, "device")
 
     async def remove_device(self, device_id: str) -> None:
         """DELETE /v1/devices/{id}: sign one of this account's devices out for good."""
@@ -335,16 +270,7 @@ class ApiClient:
     async def groups(self) -> list[GroupSummary]:
         """GET /v1/groups: this account's groups (malformed lines are skipped)."""
         answer = await self._call("GET", "/v1/groups")
-        lines = answer.get("groups")
-        if not isinstance(lines, list):
-            raise ApiError(200, "bad_answer", "group list answer without a list")
-        out: list[GroupSummary] = []
-        for raw in lines:
-            try:
-                out.append(_parse_summary(raw))
-            except ValueError as exc:
-                log.warning("skipped a malformed group summary: %s", exc)
-        return out
+        return parse_lines(answer, "groups", parse_summary, "group summary")
 
     async def group(self, group_id: str) -> Group:
         """GET /v1/groups/{id}: members and admins now (NotFound if not a member)."""
@@ -503,85 +429,8 @@ def _retry_after(body_value: object, header: str | None) -> float:
     return 1.0
 
 
-def _parse_bundle(raw: Any) -> DeviceBundle:
-    if not isinstance(raw, dict):
-        raise ValueError("bundle is not an object")
-    device_id = raw["device_id"]
-    if not is_device_id(device_id):
-        raise ValueError("bad device id")
-    signed = raw["signed_prekey"]
-    if not isinstance(signed, dict):
-        raise ValueError("signed prekey is not an object")
-    otk = raw.get("one_time_prekey")
-    if otk is not None and not isinstance(otk, dict):
-        raise ValueError("one-time prekey is not an object")
-    return DeviceBundle(
-        device_id,
-        PreKeyBundle(
-            identity_key=unb64(raw["identity_key"], 32),
-            signed_prekey_id=_key_id(signed["key_id"]),
-            signed_prekey=unb64(signed["public_key"], 32),
-            signed_prekey_signature=unb64(signed["signature"], 64),
-            one_time_prekey_id=_key_id(otk["key_id"]) if otk else None,
-            one_time_prekey=unb64(otk["public_key"], 32) if otk else None,
-        ),
-    )
-
-
-def parse_group(answer: Any, group_id: str | None = None) -> Group:
-    """A group answer of the service -> Group (ApiError "bad_answer" if malformed,
-    or if it is not the group that was asked for)."""
-    try:
-        if not isinstance(answer, dict):
-            raise ValueError("not an object")
-        gid, name, version = answer["group_id"], answer["name"], answer["version"]
-        members, admins = answer["members"], answer["admins"]
-        created_by, created_at = answer.get("created_by"), answer.get("created_at")
-        if not _is_group_id(gid) or (group_id is not None and gid != group_id):
-            raise ValueError("bad group id")
-        if not isinstance(name, str) or not 0 < len(name) <= 200:
-            raise ValueError("bad name")
-        if not _is_count(version) or version < 1:
-            raise ValueError("bad version")
-        if not (isinstance(members, list) and all(is_user_id(m) for m in members)):
-            raise ValueError("bad member list")
-        if not (isinstance(admins, list) and all(a in members for a in admins)):
-            raise ValueError("bad admin list")
-        if created_by is not None and not is_user_id(created_by):
-            raise ValueError("bad creator")
-        if created_at is not None and not _is_count(created_at):
-            raise ValueError("bad creation time")
-    except (KeyError, ValueError) as exc:
-        raise ApiError(200, "bad_answer", f"malformed group answer: {exc}") from exc
-    return Group(
-        group_id=gid,
-        name=name,
-        version=version,
-        members=tuple(dict.fromkeys(members)),
-        admins=tuple(dict.fromkeys(admins)),
-        created_by=created_by,
-        created_at=created_at,
-    )
-
-
-def _parse_summary(raw: Any) -> GroupSummary:
-    if not isinstance(raw, dict):
-        raise ValueError("not an object")
-    gid, name, version = raw.get("group_id"), raw.get("name"), raw.get("version")
-    count, role = raw.get("member_count"), raw.get("role")
-    if not (
-        _is_group_id(gid)
-        and isinstance(name, str)
-        and _is_count(version)
-        and _is_count(count)
-        and role in _GROUP_ROLES
-    ):
-        raise ValueError(f"bad group summary {str(gid)[:40]!r}")
-    return GroupSummary(gid, name, version, count, str(role))
-
-
 def _group_path(group_id: str, *rest: str) -> str:
-    if not _is_group_id(group_id):
+    if not is_group_id(group_id):
         raise ValueError("a group id is 32 lowercase hex characters")
     return "/".join(["/v1/groups", group_id, *rest])
 
@@ -593,19 +442,5 @@ def _check_user_ids(user_ids: list[str]) -> None:
         raise ValueError(f"at most {MAX_IDS_PER_GROUP_CHANGE} user ids per group change")
 
 
-def _is_group_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and _GROUP_ID.fullmatch(value) is not None
-
-
-def _is_count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _is_media_id(value: object) -> bool:
     return isinstance(value, str) and _MEDIA_ID.fullmatch(value) is not None
-
-
-def _key_id(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF_FFFF:
-        raise ValueError("bad key id")
-    return value

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from parley.client import Client, EventStream, request_code, sign_up
+from parley.cli.app import run_app
+from parley.client import Client, EventStream
 from parley.endpoints import Endpoints
 from parley.errors import ConfigurationError, ParleyClientError
 from parley.local_sms import code_from_local_sms, sms_count
@@ -38,6 +39,7 @@ from parley.models import (
     MessageState,
     ReceiptUpdate,
 )
+from parley.signup import request_code, sign_up
 
 __all__ = ["main"]
 
@@ -280,7 +282,7 @@ async def _conversation(story: Story, endpoints: Endpoints, home: Path) -> None:
         )
         await _ticks_to(story, alice, alice_events, first, MessageState.DELIVERED)
         story.aside("Bob's device stored the message, then acked it; that made the ✓✓.")
-        bob.store.add_contact(got.contact.user_id, "Alice", alice_account.phone)
+        bob.store.contacts.add(got.contact.user_id, "Alice", alice_account.phone)
         await bob.mark_read("Alice")
         story.say("Bob saves her as 'Alice' and opens the chat.")
         await _ticks_to(story, alice, alice_events, first, MessageState.READ)
@@ -348,7 +350,7 @@ async def _ticks_to(
 ) -> None:
     """Wait until `message` reaches `state` and show the sender's screen then.
     (One receipt may tick several messages, so the store is checked first.)"""
-    stored = sender.store.message(message.sender, message.client_id)
+    stored = sender.store.messages.get(message.sender, message.client_id)
     if stored is not None and stored.state.rank >= state.rank:
         story.screen(who, f"you: {message.text}   {story.ticks(state)}")
         return
@@ -368,14 +370,11 @@ async def _ticks_to(
 
 def main() -> int:
     story = Story()
-    try:
-        asyncio.run(run(story))
-    except (ParleyClientError, TimeoutError) as exc:
-        print(f"\ndemo stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_app(
+        run(story),
+        [((ParleyClientError, TimeoutError), 1)],
+        lambda exc: f"\ndemo stopped: {type(exc).__name__}: {exc}",
+    )
 
 
 if __name__ == "__main__":

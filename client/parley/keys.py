@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parley.crypto import IdentityKeyPair, OneTimePreKey, SignedPreKey
-from parley.storage import Store
+from parley.store import Store
 
 __all__ = [
     "GRACE_S",
@@ -57,31 +57,31 @@ class Maintenance:
 
 
 def _new_signed_prekey(store: Store, identity: IdentityKeyPair, now: float) -> SignedPreKey:
-    key = SignedPreKey.generate(identity, store.allocate_signed_prekey_id(), now)
-    store.add_signed_prekey(key)
+    key = SignedPreKey.generate(identity, store.prekeys.allocate_signed_id(), now)
+    store.prekeys.add_signed(key)
     return key
 
 
 def _new_one_time_prekeys(store: Store, count: int, now: float) -> list[OneTimePreKey]:
     if count <= 0:
         return []
-    keys = OneTimePreKey.generate_batch(store.allocate_prekey_ids(count), count)
-    store.add_one_time_prekeys(keys, now)
+    keys = OneTimePreKey.generate_batch(store.prekeys.allocate_ids(count), count)
+    store.prekeys.add_one_time(keys, now)
     return keys
 
 
 async def publish_initial_keys(api: KeyUploader, store: Store, now: float) -> None:
     """Right after signup: generate and publish a signed prekey and TARGET one-time prekeys."""
-    identity = store.identity()
-    signed = store.current_signed_prekey() or _new_signed_prekey(store, identity, now)
+    identity = store.accounts.identity()
+    signed = store.prekeys.current_signed() or _new_signed_prekey(store, identity, now)
     keys = _new_one_time_prekeys(store, TARGET, now)
     await api.upload_keys(identity.public_key, signed, keys)
 
 
 async def maintain(api: KeyUploader, store: Store, now: float) -> Maintenance:
     """Replenish one-time prekeys, rotate the signed prekey, forget expired ones."""
-    identity = store.identity()
-    signed = store.current_signed_prekey()
+    identity = store.accounts.identity()
+    signed = store.prekeys.current_signed()
     rotated = False
     if signed is None or now - signed.created_at >= ROTATE_AFTER_S:
         signed = _new_signed_prekey(store, identity, now)
@@ -93,5 +93,5 @@ async def maintain(api: KeyUploader, store: Store, now: float) -> Maintenance:
         log.info(
             "published %d one-time prekeys%s", len(fresh), " and a new signed prekey" * rotated
         )
-    dropped = store.drop_signed_prekeys_retired_before(now - GRACE_S)
+    dropped = store.prekeys.drop_retired_before(now - GRACE_S)
     return Maintenance(len(fresh), rotated, dropped)

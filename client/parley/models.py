@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from parley.media import Attachment, Content
+from parley.content import Attachment, Content
+from parley.ids import group_address, group_id_of
 
 __all__ = [
-    "GROUP_PREFIX",
     "Account",
     "Connected",
     "Contact",
@@ -28,16 +28,7 @@ __all__ = [
     "SendFailed",
     "Synced",
     "Typing",
-    "group_conversation",
 ]
-
-# A group's conversation key: where its messages are kept (`Message.peer`) and
-# what a group send frame names as `to`.
-GROUP_PREFIX = "g:"
-
-
-def group_conversation(group_id: str) -> str:
-    return GROUP_PREFIX + group_id
 
 
 class Direction(StrEnum):
@@ -112,7 +103,7 @@ class Contact:
 class Message:
     """One message of a conversation, as stored on this device.
 
-    `content` is what was sent: `parley.media.Text`, `Location`, `Contact` or
+    `content` is what was sent: `parley.content.Text`, `Location`, `ContactCard` or
     `Attachment` (image, video, audio, document). `text` is the text of a text
     message and a one-line stand-in for anything else ("📷 photo.jpg").
     """
@@ -137,7 +128,7 @@ class Message:
     @property
     def group_id(self) -> str | None:
         """The group this message belongs to, if it is a group message."""
-        return self.peer[len(GROUP_PREFIX) :] if self.peer.startswith(GROUP_PREFIX) else None
+        return group_id_of(self.peer)
 
     @property
     def kind(self) -> str:
@@ -170,7 +161,7 @@ class Group:
     @property
     def conversation(self) -> str:
         """The key of its conversation (`Message.peer`), "g:<group id>"."""
-        return group_conversation(self.group_id)
+        return group_address(self.group_id)
 
     @property
     def display_name(self) -> str:
@@ -254,8 +245,10 @@ class IdentityChanged:
 
 @dataclass(frozen=True)
 class SendFailed:
+    """The server refused our message for good (`code`, and why in words)."""
+
     message: Message
-    code: str
+    code: str  # the service's error code, e.g. "forbidden"
     reason: str
 
 

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from parley.client import Client, EventStream, request_code, sign_up
+from parley.client import Client, EventStream
+from parley.content import Attachment
 from parley.endpoints import Endpoints, local_file
 from parley.errors import ApiError, ConfigurationError, NotFound, RateLimited
 from parley.logs import quiet
-from parley.media import Attachment
 from parley.models import Account, Message, MessageReceived, MessageState
 from parley.profiles import profile_dir
+from parley.signup import request_code, sign_up
 from parley.testnumbers import (
     LOCAL_TEST_NUMBERS,
     code_for,
@@ -408,7 +409,7 @@ async def _reaches(
 ) -> None:
     """Until `message` is stored in `state` or later (checked after every event)."""
     while True:
-        stored = client.store.message(message.sender, message.client_id)
+        stored = client.store.messages.get(message.sender, message.client_id)
         if stored is not None and stored.state is MessageState.FAILED:
             raise Unexpected(f"the message failed: {stored}")
         if stored is not None and stored.state.rank >= state.rank:

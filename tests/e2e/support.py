@@ -240,7 +240,7 @@ async def expect(
 
 
 def state_of(client: Client, sender: str, client_id: str) -> MessageState:
-    message = client.store.message(sender, client_id)
+    message = client.store.messages.get(sender, client_id)
     assert message is not None
     return message.state
 

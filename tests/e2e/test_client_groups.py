@@ -112,7 +112,7 @@ async def test_a_group_talks_with_ticks_per_member_and_an_offline_member_catches
         detail = {t.user_id: t for t in alice.group_ticks(first)}
         assert detail[accounts["carol"].user_id].delivered
         assert detail[accounts["carol"].user_id].read_at is None
-        stored = alice.store.message(accounts["alice"].user_id, first.client_id)
+        stored = alice.store.messages.get(accounts["alice"].user_id, first.client_id)
         assert stored is not None
         assert stored.state is MessageState.DELIVERED  # not every member read it yet
         await carol.mark_read(group.group_id)
@@ -223,7 +223,7 @@ async def test_admins_change_members_the_removed_cannot_read_on_the_added_cannot
             await carol.send(group.group_id, "hello?")
         await expect(streams["carol"], GroupUpdated, lambda e: not e.group.active)
         assert carol.groups() == []
-        assert carol.store.own_sender_key(group.group_id) is None
+        assert carol.store.sender_keys.own(group.group_id) is None
 
         # anyone may leave
         await dan.leave(group.group_id)

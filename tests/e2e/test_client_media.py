@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from parley import MessageReceived, MessageState
-from parley.media import Attachment, Location
+from parley.content import Attachment, Location
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import WAIT_S, Cli, clients, expect, new_person, until_state
 

@@ -24,7 +24,7 @@ from parley import (
     Typing,
 )
 from parley.models import Account
-from parley.storage import Tokens
+from parley.store import Tokens
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import (
     WAIT_S,
@@ -67,7 +67,7 @@ async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
         assert got.contact.user_id == alice_account.user_id
         await until_state(alice, alice_events, first.client_id, MessageState.DELIVERED)
 
-        bob.store.add_contact(alice_account.user_id, "Alice", alice_account.phone)
+        bob.store.contacts.add(alice_account.user_id, "Alice", alice_account.phone)
         read = await bob.mark_read("Alice")
         assert [m.client_id for m in read] == [first.client_id]
         update = await expect(alice_events, ReceiptUpdate, lambda e: e.state is MessageState.READ)
@@ -126,7 +126,7 @@ async def test_a_message_written_offline_survives_a_restart_and_goes_out_with_it
     async with client(local_stack, home, "alice", connect=False) as alice:
         await alice.add_contact(bob_account.phone, "Bob")
         queued = await alice.send("Bob", "written on a plane")
-        assert alice.store.outbox()[0].entry.client_id == queued.client_id
+        assert alice.store.outbox.items()[0].entry.client_id == queued.client_id
 
     # the app restarts, online this time
     async with clients(local_stack, home, "alice", "bob") as (alice, bob):
@@ -134,7 +134,7 @@ async def test_a_message_written_offline_survives_a_restart_and_goes_out_with_it
         got = await expect(bob_events, MessageReceived)
         assert (got.message.client_id, got.message.text) == (queued.client_id, "written on a plane")
         await until_state(alice, alice_events, queued.client_id, MessageState.DELIVERED)
-        assert alice.store.outbox() == []
+        assert alice.store.outbox.items() == []
 
 
 async def test_a_new_device_of_the_recipient_is_picked_up_after_mismatched_devices(
@@ -158,7 +158,7 @@ async def test_a_new_device_of_the_recipient_is_picked_up_after_mismatched_devic
         assert state_of(alice, alice_account.user_id, second.client_id) is MessageState.SENT
         changed = await expect(alice_events, IdentityChanged)
         assert changed.device_id == laptop.device_id
-        assert set(alice.store.sessions(bob_account.user_id)) == {
+        assert set(alice.store.sessions.for_user(bob_account.user_id)) == {
             bob_account.device_id,
             laptop.device_id,
         }
@@ -176,12 +176,12 @@ async def test_an_expired_access_token_is_refreshed_before_connecting(
 ) -> None:
     home, _, _ = pair
     async with client(local_stack, home, "alice", connect=False) as offline:
-        tokens = offline.store.tokens()
+        tokens = offline.store.accounts.tokens()
         assert tokens is not None
-        offline.store.save_tokens(Tokens(tokens.access_token, tokens.refresh_token, 0.0))
+        offline.store.accounts.save_tokens(Tokens(tokens.access_token, tokens.refresh_token, 0.0))
     async with client(local_stack, home, "alice") as alice:
         await asyncio.wait_for(alice.wait_synced(), WAIT_S)
-        renewed = alice.store.tokens()
+        renewed = alice.store.accounts.tokens()
         assert renewed is not None
         assert renewed.refresh_token != tokens.refresh_token  # rotated
         assert renewed.access_expires_at > 0
@@ -196,7 +196,7 @@ async def test_typing_reaches_an_online_contact_and_is_never_stored(
         await asyncio.wait_for(alice.wait_synced(), WAIT_S)
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)
         await alice.add_contact(bob_account.phone, "Bob")
-        bob.store.add_contact(alice_account.user_id, "Alice", alice_account.phone)
+        bob.store.contacts.add(alice_account.user_id, "Alice", alice_account.phone)
         await alice.typing("Bob", True)
         on = await expect(bob_events, Typing)
         assert (on.contact.name, on.typing) == ("Alice", True)
@@ -232,7 +232,7 @@ async def test_a_lost_device_is_signed_out_from_another_and_stops_at_once(
         sent = await bob.send("Alice", "just your phone now")
         async with asyncio.timeout(WAIT_S):
             await bob.wait_outbox_empty()
-        assert set(bob.store.sessions(alice_account.user_id)) == {alice_account.device_id}
+        assert set(bob.store.sessions.for_user(alice_account.user_id)) == {alice_account.device_id}
         assert state_of(bob, bob.account.user_id, sent.client_id) in (
             MessageState.SENT,
             MessageState.DELIVERED,
@@ -249,7 +249,7 @@ async def test_a_device_signing_itself_out_forgets_its_tokens(
     async with client(local_stack, home, "alice") as alice:
         await asyncio.wait_for(alice.wait_synced(), WAIT_S)
         await alice.sign_out_device(alice_account.device_id)
-        assert alice.store.tokens() is None
+        assert alice.store.accounts.tokens() is None
     async with client(local_stack, home, "alice", connect=False) as again:
         with pytest.raises(NotRegistered):  # the profile keeps its history, not its tokens
             await again.devices()

@@ -19,9 +19,9 @@ import pytest
 from local.state import STATE_FILE, read_state
 from local.testing import stack_environment
 from parley import Client, MessageReceived, MessageState
+from parley.content import Attachment
 from parley.errors import AccountGone
 from parley.local_sms import sms_count
-from parley.media import Attachment
 from tests.e2e.conftest import ROOT, LocalStack, start_local_stack, stop
 from tests.e2e.support import (
     WAIT_S,

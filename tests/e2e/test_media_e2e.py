@@ -19,8 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from parley.attachments import download_attachment, upload_attachment
-from parley.media import Attachment, IntegrityError, encode_content, parse_content
+from parley.attachments.crypto import IntegrityError
+from parley.attachments.transfer import download_attachment, upload_attachment
+from parley.content import Attachment, encode_content, parse_content
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import Device, sign_in
 

@@ -1,0 +1,1 @@
+"""The `parley` subcommands, by area; each takes the command's `Context`."""

@@ -1,0 +1,203 @@
+"""How the `parley` command shows things: ticks, message lines, warnings, file sizes,
+progress bars, and the rows of the contact, device and group lists."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TextIO
+
+from parley.client import Client
+from parley.content import Attachment, ContactCard, Location
+from parley.models import Contact, Group, GroupUpdated, LinkedDevice, Message, MessageState
+
+__all__ = [
+    "DIM",
+    "RESET",
+    "ProgressBar",
+    "contact_row",
+    "device_row",
+    "group_event_line",
+    "group_label",
+    "group_row",
+    "human_size",
+    "identity_warning",
+    "render_content",
+    "render_group_message",
+    "render_message",
+    "safety_digits",
+    "ticks",
+    "warn",
+]
+
+BLUE = "\x1b[34m"
+DIM = "\x1b[2m"
+YELLOW = "\x1b[33m"
+RESET = "\x1b[0m"
+
+
+def ticks(state: MessageState, *, color: bool) -> str:
+    """✓ sent, ✓✓ delivered, blue ✓✓ read (or "✓✓ read" without colour)."""
+    if state is MessageState.READ:
+        return f"{BLUE}✓✓{RESET}" if color else "✓✓ read"
+    if state is MessageState.FAILED:
+        return "✗ not sent"
+    return state.ticks
+
+
+def render_message(message: Message, contact: Contact, *, color: bool) -> str:
+    when = datetime.fromtimestamp(message.ts / 1000).strftime("%Y-%m-%d %H:%M")
+    body = render_content(message)
+    if message.outgoing:
+        return f"{when}  you: {body}  {ticks(message.state, color=color)}".rstrip()
+    return f"{when}  {contact.display_name}: {body}"
+
+
+def render_group_message(client: Client, message: Message, *, color: bool) -> str:
+    """A group message: who said it, and for ours how far it got among the members."""
+    sender = client.store.contacts.get(message.sender) or Contact(message.sender, None, None)
+    line = render_message(message, sender, color=color)
+    if message.outgoing and message.state in {MessageState.SENT, MessageState.DELIVERED}:
+        detail = client.group_ticks(message)
+        if detail:
+            read = sum(1 for member in detail if member.read)
+            line += f"  (read by {read} of {len(detail)})"
+    return line
+
+
+def render_content(message: Message) -> str:
+    """A message as one line: its text, a file with how to get it, a map link, a card."""
+    content = message.content
+    if isinstance(content, Attachment):
+        line = f"📎 {content.name} ({human_size(content.size)})"
+        if content.caption:
+            line += f" “{content.caption}”"
+        if message.file is not None:
+            return f"{line} — saved as {message.file}"
+        if message.outgoing:
+            return line
+        return f"{line} — parley download {message.id}"
+    if isinstance(content, Location):
+        return f"📍 {content.name or 'Location'} {content.map_url()}"
+    if isinstance(content, ContactCard):
+        return f"👤 {content.name} {', '.join(content.phones)}"
+    return message.text
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them: 900 B, 14 KB, 2.1 MB, 1.3 GB (powers of 1000)."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+class ProgressBar:
+    """A transfer's progress as a plain text bar on stderr, e.g.
+
+        upload photo.jpg [############------------]  50%  1.0 MB / 2.1 MB
+
+    Redrawn in place on a terminal; elsewhere (a log, a pipe) one line per quarter.
+    Call it with (done, total); `close()` ends the line.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self._shown = -1
+        self._open = False
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 if total <= 0 else max(0, min(100, done * 100 // total))
+        step = percent if self.tty else percent // 25 * 25
+        if step == self._shown:
+            return
+        self._shown = step
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        line = f"{self.label} [{bar}] {percent:3d}%  {human_size(done)} / {human_size(total)}"
+        if self.tty:
+            self.stream.write(f"\r{line}\x1b[K")
+            self._open = percent < 100
+            if not self._open:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+def warn(text: str, *, color: bool) -> str:
+    return f"{YELLOW}⚠ {text}{RESET}" if color else f"⚠ {text}"
+
+
+def identity_warning(contact: Contact, *, color: bool) -> str:
+    """The warning for a contact whose identity key changed."""
+    return warn(
+        f"{contact.display_name}'s identity key changed (new phone or reinstall?). "
+        f"Check `parley safety-number {contact.name or contact.user_id}` with them.",
+        color=color,
+    )
+
+
+def safety_digits(number: str) -> str:
+    """A 60-digit safety number in twelve groups of five."""
+    return " ".join(number[i : i + 5] for i in range(0, 60, 5))
+
+
+def group_event_line(client: Client, event: GroupUpdated) -> str:
+    group = event.group
+    if not group.active:
+        return f"You are no longer in {group.display_name}."
+    if event.previous is None:
+        return f"You are in {group.display_name} ({len(group.members)} members)."
+    parts = [f"{client.member_name(m)} joined" for m in event.added]
+    parts += [f"{client.member_name(m)} left" for m in event.removed]
+    if group.name != event.previous.name:
+        parts.append(f"now called {group.name}")
+    return f"{group.display_name}: {', '.join(parts) or 'changed'}."
+
+
+def group_label(client: Client, group_id: str) -> str:
+    group = client.store.groups.get(group_id)
+    return group.display_name if group is not None and group.name else f"group {group_id[:8]}"
+
+
+def contact_row(contact: Contact, *, color: bool) -> str:
+    """A line of `parley contacts list`: name, phone, user id, warnings."""
+    flags = []
+    if contact.identity_changed:
+        flags.append(warn("identity key changed", color=color))
+    if contact.verified:
+        flags.append("verified")
+    name = contact.name or "(unnamed)"
+    phone = contact.phone or "-"
+    return f"{name:<16} {phone:<16} {contact.user_id}  {' '.join(flags)}".rstrip()
+
+
+def device_row(device: LinkedDevice) -> str:
+    """A line of `parley devices`: id, when it signed in, what to know about it."""
+    since = datetime.fromtimestamp(device.created_at).strftime("%Y-%m-%d %H:%M")
+    notes = ["this device" if device.current else ""]
+    notes.append("" if device.ready else "keys not uploaded yet")
+    notes.append(f"push: {device.push}" if device.push else "")
+    shown = ", ".join(n for n in notes if n)
+    return f"{device.device_id}  signed in {since}  {shown}".rstrip()
+
+
+def group_row(group: Group, me: str) -> str:
+    """A line of `parley group list`: name, size, and whether you are an admin."""
+    role = "admin" if group.is_admin(me) else ""
+    return f"{group.display_name:<24} {len(group.members):>4} members  {role}".rstrip()

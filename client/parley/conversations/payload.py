@@ -1,0 +1,194 @@
+"""What travels INSIDE the end-to-end encryption: a small JSON document.
+
+    {"v": 1, "kind": "text", "text": "hi"}
+    {"v": 1, "kind": "location", "lat": 48.8584, "lon": 2.2945, "name": "Eiffel Tower"}
+    {"v": 1, "kind": "image", "media_id": ..., "key": ..., "sha256": ..., ...}
+
+The server never sees it, not even which kind a message is. `parley.content`
+defines every kind (text, image, video, audio, document, location, contact)
+and validates it; this module is the SDK's door to it: bytes in and out of the
+ratchet, and one error for anything this client does not understand, so a
+malformed or unknown document is dropped with a warning instead of guessed at.
+
+One more kind travels only over the pairwise sessions and is never shown: a
+group member's sender key (`SenderKeyPayload`), which lets the others read what
+that member's device sends to the group:
+
+    {"v": 1, "kind": "sender_key", "group": <group id>, "version": 3, "key": <b64>}
+
+And one goes only from one of an account's devices to its others: a copy of a
+message it sent to someone (`SentCopy`), so every device of the account shows it:
+
+    {"v": 1, "kind": "sent", "to": <user id>, "id": <client id>, "content": {...}}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from parley.content import (
+    MAX_TEXT_CHARS,
+    Attachment,
+    ContactCard,
+    Content,
+    ContentError,
+    Location,
+    Text,
+    encode_content,
+    parse_content,
+)
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "SENDER_KEY_KIND",
+    "SENT_KIND",
+    "Content",
+    "SenderKeyPayload",
+    "SentCopy",
+    "UnsupportedContent",
+    "decode",
+    "decode_any",
+    "describe",
+    "encode",
+    "encode_sender_key",
+    "encode_sent_copy",
+    "encode_text",
+]
+
+SENDER_KEY_KIND = "sender_key"
+SENT_KIND = "sent"
+_GROUP_ID = re.compile(r"[0-9a-f]{32}")
+_USER_ID = _GROUP_ID
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SENT_FIELDS = frozenset({"v", "kind", "to", "id", "content"})
+_SENDER_KEY_FIELDS = frozenset({"v", "kind", "group", "version", "key"})
+# A distribution message is 74 bytes; anything far larger is not one.
+_MAX_KEY_CHARS = 200
+
+
+class UnsupportedContent(ValueError):
+    """The decrypted payload is not a document this client understands."""
+
+
+@dataclass(frozen=True)
+class SenderKeyPayload:
+    """A member device's sender key for a group, at the group version it was made for."""
+
+    group_id: str
+    version: int
+    distribution: bytes  # parley.crypto.sender_keys.SenderKeyDistribution.to_bytes()
+
+
+def _document(kind: str, **fields: Any) -> bytes:
+    return json.dumps({"v": 1, "kind": kind, **fields}, separators=(",", ":")).encode()
+
+
+def encode_sender_key(sender_key: SenderKeyPayload) -> bytes:
+    key = base64.b64encode(sender_key.distribution).decode()
+    return _document(
+        SENDER_KEY_KIND, group=sender_key.group_id, version=sender_key.version, key=key
+    )
+
+
+@dataclass(frozen=True)
+class SentCopy:
+    """A message one of this account's devices sent to `to`, for the account's
+    other devices to show as sent: the same client id, so its ticks reach them too."""
+
+    to: str
+    client_id: str
+    content: Content
+
+
+def encode_sent_copy(copy: SentCopy) -> bytes:
+    content = json.loads(encode_content(copy.content))
+    return _document(SENT_KIND, to=copy.to, id=copy.client_id, content=content)
+
+
+def encode(content: Content) -> bytes:
+    """A content object -> the plaintext that goes into the ratchet."""
+    return encode_content(content).encode()
+
+
+def encode_text(text: str) -> bytes:
+    """Validate `text` as a text message and encode it (ValueError if it is not one)."""
+    if not isinstance(text, str):
+        raise TypeError("text must be a str")
+    return encode(Text(text))
+
+
+def decode(plaintext: bytes) -> Content:
+    """Decrypted plaintext -> one of the content kinds, or UnsupportedContent."""
+    try:
+        return parse_content(plaintext)
+    except ContentError as exc:
+        raise UnsupportedContent(str(exc)) from exc
+
+
+def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy:
+    """What a pairwise message carries: content to show, a member's sender key, or
+    (from this account's other devices) a copy of a message they sent."""
+    try:
+        document = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        document = None
+    if isinstance(document, dict) and document.get("kind") == SENDER_KEY_KIND:
+        return _sender_key(document)
+    if isinstance(document, dict) and document.get("kind") == SENT_KIND:
+        return _sent_copy(document)
+    return decode(plaintext)
+
+
+def _sent_copy(document: dict[str, Any]) -> SentCopy:
+    to, client_id, content = document.get("to"), document.get("id"), document.get("content")
+    if set(document) != _SENT_FIELDS or document.get("v") != 1:
+        raise UnsupportedContent("a sent copy with unknown or missing fields")
+    if not (isinstance(to, str) and _USER_ID.fullmatch(to)):
+        raise UnsupportedContent("a sent copy without a valid recipient")
+    if not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)):
+        raise UnsupportedContent("a sent copy without a valid client id")
+    if not isinstance(content, dict) or content.get("kind") in (SENDER_KEY_KIND, SENT_KIND):
+        raise UnsupportedContent("a sent copy without content")
+    return SentCopy(to, client_id, decode(json.dumps(content).encode()))
+
+
+def _sender_key(document: dict[str, Any]) -> SenderKeyPayload:
+    group, version, key = document.get("group"), document.get("version"), document.get("key")
+    if set(document) != _SENDER_KEY_FIELDS or document.get("v") != 1:
+        raise UnsupportedContent("a sender key message with unknown or missing fields")
+    if not (isinstance(group, str) and _GROUP_ID.fullmatch(group)):
+        raise UnsupportedContent("a sender key message without a valid group id")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UnsupportedContent("a sender key message without a valid group version")
+    if not isinstance(key, str) or len(key) > _MAX_KEY_CHARS:
+        raise UnsupportedContent("a sender key message without a key")
+    try:
+        distribution = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnsupportedContent("a sender key that is not base64") from exc
+    return SenderKeyPayload(group, version, distribution)
+
+
+def describe(content: Content) -> str:
+    """One line that stands for a message in lists and notifications: the text
+    itself for a text, a symbol and a name for everything else."""
+    if isinstance(content, Text):
+        return content.text
+    if isinstance(content, Location):
+        return f"📍 {content.name or 'Location'}"
+    if isinstance(content, ContactCard):
+        return f"👤 {content.name}"
+    return _describe_attachment(content)
+
+
+_SYMBOLS = {"image": "📷", "video": "🎬", "audio": "🎵", "document": "📎"}
+
+
+def _describe_attachment(attachment: Attachment) -> str:
+    line = f"{_SYMBOLS.get(attachment.kind, '📎')} {attachment.name}"
+    return f"{line}: {attachment.caption}" if attachment.caption else line

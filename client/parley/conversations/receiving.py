@@ -1,0 +1,190 @@
+"""Receiving over the pairwise sessions: decrypt, store, and show what arrived
+(a message, a copy of what another device of ours sent, or a member's group
+sender key, handed to the groups slice); receipts and reading for one person.
+
+Runs inside the caller's store transaction: the message, the session it
+advanced, the one-time prekey it consumed and its (sender, client id) pair are
+all stored, or nothing is. Forged input raises CryptoError or `Rejected`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from parley.conversations import payload
+from parley.conversations.sealing import Sealer
+from parley.crypto import (
+    DecryptionError,
+    ReplayError,
+    Session,
+    UnsupportedVersion,
+    is_prekey_message,
+)
+from parley.crypto.wire import VERSION as WIRE_VERSION
+from parley.models import (
+    Contact,
+    Direction,
+    Event,
+    Message,
+    MessageReceived,
+    MessageSent,
+    MessageState,
+    ReceiptUpdate,
+)
+from parley.protocol import IncomingMessage, IncomingReceipt
+
+__all__ = ["Incoming", "Receiving", "Rejected", "SenderKeyHandler"]
+
+log = logging.getLogger("parley.conversations")
+
+
+class Rejected(Exception):
+    """An envelope that is dropped (with a warning), e.g. from an unknown sender."""
+
+
+@dataclass
+class Incoming:
+    """What became of an incoming envelope."""
+
+    stored: bool  # True: ack it as stored; False: ack it as dropped (or held for a key)
+    events: list[Event] = field(default_factory=list)
+    consumed_prekey: bool = False
+    refresh_groups: set[str] = field(default_factory=set)  # to read again from the service
+
+
+# (sender, sender device, the key) -> its events and the groups to read again
+SenderKeyHandler = Callable[[str, str, payload.SenderKeyPayload], tuple[list[Event], set[str]]]
+
+
+class Receiving:
+    """The incoming half of one device's conversations."""
+
+    def __init__(self, sealer: Sealer, on_sender_key: SenderKeyHandler) -> None:
+        self.sealer = sealer
+        self.store = sealer.store
+        self.account = sealer.account
+        self._on_sender_key = on_sender_key
+
+    def receive(self, message: IncomingMessage, body: bytes, label: str) -> Incoming:
+        """Open a pairwise envelope and store what it carries."""
+        sender, device = message.sender, message.sender_device
+        now = self.sealer.clock()
+        session, plaintext, consumed = self._open(sender, device, body, now)
+        events: list[Event] = []
+        mine = sender == self.account.user_id
+        if mine:
+            self.sealer.own_devices |= {device}  # it proved itself: it holds a session with us
+        elif self.store.contacts.record_identity(sender, device, session.remote_identity_key):
+            events.append(self.sealer.identity_changed(sender, device))
+        self.store.sessions.save(sender, device, session, now)
+        self.store.seen.add(sender, message.client_id, now)
+        done = Incoming(stored=True, events=events, consumed_prekey=consumed)
+        try:
+            content = payload.decode_any(plaintext)
+        except payload.UnsupportedContent as exc:
+            # authentic but not understood: the session still advances, nothing is shown
+            log.warning("dropped %s: %s", label, exc)
+            return done
+        if isinstance(content, payload.SenderKeyPayload):
+            shown, refresh = self._on_sender_key(sender, device, content)
+            done.events += shown
+            done.refresh_groups = refresh
+        elif isinstance(content, payload.SentCopy) != mine:
+            # copies come only from our own devices, and our devices send us only copies
+            log.warning("dropped %s: %s", label, "not a copy" if mine else "a copy from another")
+        elif isinstance(content, payload.SentCopy):
+            done.events += self._store_copy(content, message.ts)
+        else:
+            done.events += self._store_message(sender, message, content)
+        return done
+
+    def _store_message(
+        self, sender: str, message: IncomingMessage, content: payload.Content
+    ) -> list[Event]:
+        contact = self.store.contacts.get(sender) or self.store.contacts.add(sender, None, None)
+        stored = self.store.messages.add(
+            peer=sender,
+            direction=Direction.IN,
+            sender=sender,
+            client_id=message.client_id,
+            text=payload.describe(content),
+            ts=message.ts,
+            state=MessageState.RECEIVED,
+            content=content,
+        )
+        return [] if stored is None else [MessageReceived(stored, contact)]
+
+    def _store_copy(self, copy: payload.SentCopy, ts: int) -> list[Event]:
+        """What another of our devices sent to `copy.to`, as sent from here."""
+        if copy.to == self.account.user_id:
+            log.warning("dropped a copy of a message to ourselves")
+            return []
+        if self.store.contacts.get(copy.to) is None:
+            self.store.contacts.add(copy.to, None, None)
+        stored = self.store.messages.add(
+            peer=copy.to,
+            direction=Direction.OUT,
+            sender=self.account.user_id,
+            client_id=copy.client_id,
+            text=payload.describe(copy.content),
+            ts=ts,
+            state=MessageState.SENT,
+            content=copy.content,
+        )
+        return [] if stored is None else [MessageSent(stored)]
+
+    def _open(
+        self, sender: str, device: str, body: bytes, now: float
+    ) -> tuple[Session, bytes, bool]:
+        """Decrypt with the right session: the current one, an archived one (both sides
+        started a session at once), or a new one from a prekey message. Returns the
+        session (to save), the plaintext, and whether a one-time prekey was used."""
+        sessions = self.store.sessions
+        current = sessions.get(sender, device)
+        if is_prekey_message(body) and not (current is not None and current.started_by(body)):
+            for seq, old in sessions.old(sender, device):
+                if old.started_by(body):
+                    plaintext = old.decrypt(body)
+                    sessions.promote(sender, device, seq, old, now)
+                    return old, plaintext, False
+            session, plaintext = Session.accept(self.sealer.identity, self.store.prekeys, body)
+            sessions.archive(sender, device)
+            return session, plaintext, True
+        if current is None:
+            if body[:1] != bytes([WIRE_VERSION]):
+                raise UnsupportedVersion(f"message version {body[:1].hex() or 'missing'}")
+            raise Rejected("unknown sender: no session with this device")
+        try:
+            return current, current.decrypt(body), False
+        except ReplayError:
+            raise
+        except DecryptionError:
+            for seq, old in sessions.old(sender, device):
+                try:
+                    plaintext = old.decrypt(body)
+                except DecryptionError:
+                    continue
+                sessions.promote(sender, device, seq, old, now)
+                return old, plaintext, False
+            raise
+
+    # --- receipts and reading ------------------------------------------------------------
+
+    def receipt(self, receipt: IncomingReceipt, client_ids: list[str]) -> list[Event]:
+        """Move our messages to `receipt.sender` to delivered/read (never backwards)."""
+        contact = self.store.contacts.get(receipt.sender)
+        if contact is None:
+            log.warning("ignored a receipt from unknown user %s", receipt.sender)
+            return []
+        state = MessageState.READ if receipt.status == "read" else MessageState.DELIVERED
+        moved = self.store.messages.advance(self.account.user_id, receipt.sender, client_ids, state)
+        return [ReceiptUpdate(contact, state, tuple(moved))] if moved else []
+
+    def mark_read(self, contact: Contact) -> list[Message]:
+        """Every unread incoming message of the conversation becomes read."""
+        unread = self.store.messages.unread(contact.user_id)
+        return self.store.messages.advance(
+            contact.user_id, contact.user_id, [m.client_id for m in unread], MessageState.READ
+        )

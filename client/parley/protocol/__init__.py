@@ -1,0 +1,75 @@
+"""The WebSocket protocol of Parley, sans I/O.
+
+`Protocol` turns calls ("send this envelope", "this message is stored") into
+frames to write, and text received from the server into typed events. It does
+no I/O and keeps no clock of its own (one is injected), so every rule of the
+protocol is tested without a network:
+
+- sync on every connect, repeated with the server's cursor while it says `more`;
+- the outbox is FIFO per conversation and only its head is in flight, because
+  the server orders a sender's messages by the time it stores them;
+- an unanswered or interrupted send is sent again with the SAME client id (the
+  server refuses a second envelope while the first is pending);
+- incoming messages are deduplicated by (sender, client id) and acked only once
+  the caller reports them stored (or deliberately dropped);
+- frames above API Gateway's 32 KB frame limit leave as several fragments;
+- an entry may wait for others (`after`): a group message goes out only once
+  the sender keys it needs have been stored by the server, so every member
+  meets the key before the message;
+- a group send refused as `stale_group` waits for a re-encrypted body
+  (`replace_group_body`) and goes again with the same client id.
+
+Usage by a transport::
+
+    proto.connection_made()
+    for frame in proto.data_to_send(): await ws.send(frame if len(frame) > 1 else frame[0])
+    proto.receive_data(text); for event in proto.events_received(): ...
+"""
+
+from __future__ import annotations
+
+from parley.protocol.events import (
+    DevicesMismatched,
+    GroupStale,
+    IncomingMessage,
+    IncomingReceipt,
+    ProtocolEvent,
+    SendAccepted,
+    SendRejected,
+    ServerError,
+    SyncComplete,
+    TypingChanged,
+    is_device_id,
+    is_user_id,
+)
+from parley.protocol.frames import (
+    FRAGMENT_BYTES,
+    MAX_MESSAGE_BYTES,
+    FrameTooLarge,
+    OutboxEntry,
+    check_size,
+    fragment,
+)
+from parley.protocol.machine import Protocol
+
+__all__ = [
+    "FRAGMENT_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "DevicesMismatched",
+    "FrameTooLarge",
+    "GroupStale",
+    "IncomingMessage",
+    "IncomingReceipt",
+    "OutboxEntry",
+    "Protocol",
+    "ProtocolEvent",
+    "SendAccepted",
+    "SendRejected",
+    "ServerError",
+    "SyncComplete",
+    "TypingChanged",
+    "check_size",
+    "fragment",
+    "is_device_id",
+    "is_user_id",
+]

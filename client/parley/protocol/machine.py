@@ -1,0 +1,444 @@
+"""`Protocol`: the state machine of one device's WebSocket session.
+
+The outbox (FIFO per conversation, the head in flight, resends with the same
+client id), deduplication and acks of incoming events, sync, and fragments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypeVar
+
+from parley.protocol.events import (
+    RECEIPT_STATUSES,
+    DevicesMismatched,
+    GroupStale,
+    IncomingMessage,
+    IncomingReceipt,
+    ProtocolEvent,
+    SendAccepted,
+    SendRejected,
+    ServerError,
+    SyncComplete,
+    as_str,
+    event_id,
+    is_device_list,
+    is_int,
+    is_number,
+    parse_message,
+    parse_receipt,
+    parse_typing,
+)
+from parley.protocol.frames import FRAGMENT_BYTES, OutboxEntry, check_size, fragment
+
+log = logging.getLogger("parley.protocol")
+
+_E = TypeVar("_E", IncomingMessage, IncomingReceipt)
+
+# How long a send may stay unanswered on a live connection before it is sent again.
+SEND_TIMEOUT_S = 30.0
+# Ids acknowledged in one `ack` frame (keeps each frame far below the limits).
+ACK_BATCH = 100
+# (sender, client id) pairs remembered in memory on top of the caller's store.
+SEEN_MEMORY = 10_000
+
+
+@dataclass
+class _Flight:
+    entry: OutboxEntry
+    in_flight_since: float | None = None  # None: not on the wire
+    mismatched: bool = False  # waiting for replace_payloads
+    not_before: float = 0.0  # rate limited until
+
+
+class Protocol:
+    """Sans-I/O state machine of one device's WebSocket session (across reconnects)."""
+
+    def __init__(
+        self,
+        *,
+        is_seen: Callable[[str, str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        send_timeout: float = SEND_TIMEOUT_S,
+        fragment_bytes: int = FRAGMENT_BYTES,
+    ) -> None:
+        self._is_seen_store = is_seen or (lambda _sender, _cid: False)
+        self._clock = clock
+        self._send_timeout = send_timeout
+        self._fragment_bytes = fragment_bytes
+        self.connected = False
+        self.synced = False
+        self._queues: dict[str, deque[_Flight]] = {}
+        self._by_client_id: dict[str, _Flight] = {}
+        self._control: list[dict[str, Any]] = []  # sync/receipt/typing frames
+        self._acks: list[str] = []
+        self._out: list[list[str]] = []
+        self._events: list[ProtocolEvent] = []
+        # (sender, client id) handed to the caller and not yet resolved -> duplicate server ids
+        self._surfaced: dict[tuple[str, str], set[str]] = {}
+        self._seen: dict[tuple[str, str], None] = {}  # insertion-ordered LRU
+
+    # --- connection lifecycle ------------------------------------------------
+
+    def connection_made(self) -> None:
+        """A connection is open: sync, then (re)send every conversation's head."""
+        self.connected = True
+        self.synced = False
+        self._control = [{"action": "sync"}] + [
+            f for f in self._control if f["action"] == "receipt"
+        ]
+        self._flush()
+        for queue in self._queues.values():
+            self._launch(queue)
+
+    def connection_lost(self) -> None:
+        """The connection is gone: whatever was in flight is sent again on the next one."""
+        self.connected = False
+        self.synced = False
+        for queue in self._queues.values():
+            for flight in queue:
+                flight.in_flight_since = None
+        # typing is ephemeral and a sync is issued on the next connect
+        self._control = [f for f in self._control if f["action"] == "receipt"]
+        self._out.clear()
+
+    # --- calls from the application --------------------------------------------
+
+    def send(self, entry: OutboxEntry) -> None:
+        """Queue a message; it goes out when everything before it in its conversation has."""
+        if entry.client_id in self._by_client_id:
+            return  # already queued (e.g. restored from the store twice)
+        check_size(entry)
+        flight = _Flight(entry)
+        queue = self._queues.setdefault(entry.conversation, deque())
+        queue.append(flight)
+        self._by_client_id[entry.client_id] = flight
+        self._launch(queue)
+        self._flush()
+
+    def replace_payloads(self, client_id: str, payloads: dict[str, str]) -> None:
+        """Give a mismatched entry its re-encrypted payloads and send it again."""
+        flight = self._by_client_id.get(client_id)
+        if flight is not None:
+            self._resend(flight, replace(flight.entry, payloads=dict(payloads)))
+
+    def replace_group_body(
+        self, client_id: str, body: str, version: int, after: Iterable[str] = ()
+    ) -> None:
+        """Give a stale group entry its re-encrypted body (and the sender keys it now
+        waits for) and send it again, with the same client id."""
+        flight = self._by_client_id.get(client_id)
+        if flight is not None:
+            entry = replace(flight.entry, body=body, version=version, after=tuple(after))
+            self._resend(flight, entry)
+
+    def _resend(self, flight: _Flight, entry: OutboxEntry) -> None:
+        """Put `entry` (the flight's, re-encrypted) back on the wire, same client id."""
+        check_size(entry)
+        flight.entry = entry
+        flight.mismatched = False
+        flight.in_flight_since = None
+        self._launch(self._queues[entry.conversation])
+        self._flush()
+
+    def cancel(self, client_id: str) -> OutboxEntry | None:
+        """Give up on an entry (the caller marks its message failed)."""
+        flight = self._by_client_id.pop(client_id, None)
+        if flight is None:
+            return None
+        queue = self._queues[flight.entry.conversation]
+        queue.remove(flight)
+        if not queue:
+            del self._queues[flight.entry.conversation]
+        self._launch_all()  # its own queue, and whatever waited for it
+        self._flush()
+        return flight.entry
+
+    def pending(self) -> list[OutboxEntry]:
+        """Every entry not yet accepted by the server, in per-conversation order."""
+        return [f.entry for queue in self._queues.values() for f in queue]
+
+    def message_stored(self, message: IncomingMessage) -> None:
+        """The message is durably stored: acknowledge it (and any copy of it)."""
+        self._resolve(message, remember=True)
+
+    def message_dropped(self, message: IncomingMessage) -> None:
+        """The message was rejected for good (logged by the caller): acknowledge it so
+        the server stops delivering it. Its (sender, client id) is NOT remembered: a
+        forged envelope must not be able to suppress the real message."""
+        self._resolve(message, remember=False)
+
+    def receipt_stored(self, receipt: IncomingReceipt) -> None:
+        self._queue_ack(receipt.server_id)
+        self._flush()
+
+    def send_receipt(self, to: str, client_ids: Iterable[str], status: str = "read") -> None:
+        """Tell `to` that these of their messages were read. Kept across reconnects."""
+        ids = list(dict.fromkeys(client_ids))
+        if not ids:
+            return
+        if status not in RECEIPT_STATUSES:
+            raise ValueError(f"unknown receipt status {status!r}")
+        for start in range(0, len(ids), ACK_BATCH):
+            self._control.append(
+                {
+                    "action": "receipt",
+                    "to": to,
+                    "status": status,
+                    "ids": ids[start : start + ACK_BATCH],
+                }
+            )
+        self._flush()
+
+    def send_typing(self, to: str, typing: bool) -> None:
+        """Typing state is never stored: dropped while offline."""
+        if not self.connected:
+            return
+        self._control.append({"action": "typing", "to": to, "state": "on" if typing else "off"})
+        self._flush()
+
+    def request_sync(self) -> None:
+        self._control.append({"action": "sync"})
+        self._flush()
+
+    def _sync_again(self) -> None:
+        if {"action": "sync"} not in self._control:
+            self._control.append({"action": "sync"})
+
+    # --- time ----------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timeout` has something to do (clock time), if ever."""
+        deadlines: list[float] = []
+        for queue in self._queues.values():
+            head = queue[0]
+            if head.in_flight_since is not None:
+                deadlines.append(head.in_flight_since + self._send_timeout)
+            elif head.not_before and not head.mismatched:
+                deadlines.append(head.not_before)
+        return min(deadlines) if deadlines else None
+
+    def handle_timeout(self) -> None:
+        """Resend heads unanswered for too long; release heads whose back-off ended."""
+        now = self._clock()
+        for queue in self._queues.values():
+            head = queue[0]
+            if head.in_flight_since is not None and now >= head.in_flight_since + (
+                self._send_timeout
+            ):
+                log.info("send %s unanswered; sending it again", head.entry.client_id)
+                head.in_flight_since = None
+            self._launch(queue)
+        self._flush()
+
+    # --- input ---------------------------------------------------------------
+
+    def receive_data(self, text: str | bytes) -> None:
+        """Parse one message from the server. Malformed input is logged and ignored."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("ignored a frame that is not JSON (%d bytes)", len(text))
+            return
+        if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
+            log.warning("ignored a frame without an event name")
+            return
+        handler = self._handlers.get(raw["event"])
+        if handler is None:
+            log.warning("ignored an unknown event %r", raw["event"][:40])
+            return
+        handler(self, raw)
+        self._flush()
+
+    def events_received(self) -> list[ProtocolEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[list[str]]:
+        """Frames to write, in order; each is a list of fragments of one message."""
+        out, self._out = self._out, []
+        return out
+
+    # --- event handlers ------------------------------------------------------
+
+    def _on_message(self, raw: dict[str, Any]) -> None:
+        message = self._parsed(raw, "a message", parse_message)
+        if message is None:
+            return
+        key = (message.sender, message.client_id)
+        if key in self._surfaced:
+            self._surfaced[key].add(message.server_id)  # acked with the first copy
+            return
+        if key in self._seen or self._is_seen_store(*key):
+            log.debug("duplicate message %s from %s", message.client_id, message.sender)
+            self._remember(key)
+            self._queue_ack(message.server_id)
+            return
+        self._surfaced[key] = {message.server_id}
+        self._events.append(message)
+
+    def _on_receipt(self, raw: dict[str, Any]) -> None:
+        receipt = self._parsed(raw, "a receipt", parse_receipt)
+        if receipt is not None:
+            self._events.append(receipt)
+
+    def _parsed(
+        self, raw: dict[str, Any], what: str, parse: Callable[[dict[str, Any], str], _E | None]
+    ) -> _E | None:
+        """The event `raw` holds, or None: one with an id but unusable fields is acked."""
+        server_id = event_id(raw, what)
+        if server_id is None:
+            return None
+        event = parse(raw, server_id)
+        if event is None:
+            self._queue_ack(server_id)
+        return event
+
+    def _on_sent(self, raw: dict[str, Any]) -> None:
+        flight = self._in_flight(raw.get("id"))
+        if flight is None:
+            log.info("ignored `sent` for no pending send")
+            return
+        ts = raw.get("ts")
+        self._pop(flight)
+        self._events.append(SendAccepted(flight.entry, int(ts) if is_int(ts) else 0))
+
+    def _on_error(self, raw: dict[str, Any]) -> None:
+        code = as_str(raw.get("code")) or "unknown"
+        message = as_str(raw.get("message"))
+        details = {k: v for k, v in raw.items() if k not in {"event", "ref", "code", "message"}}
+        flight = self._in_flight(raw.get("ref"))
+        if flight is None:
+            if raw.get("ref") is None and code in {"service_unavailable", "internal_error"}:
+                # A frame without a client id (an ack, a sync) failed and changed
+                # nothing: sync again, which hands back whatever still waits (the
+                # copies are dropped and acked), so no tick waits for a reconnect.
+                self._sync_again()
+            self._events.append(ServerError(code, message, details))
+            return
+        entry = flight.entry
+        flight.in_flight_since = None
+        if code == "mismatched_devices":
+            missing, extra = raw.get("missing"), raw.get("extra")
+            if is_device_list(missing) and is_device_list(extra) and (missing or extra):
+                flight.mismatched = True
+                self._events.append(DevicesMismatched(entry, tuple(missing), tuple(extra)))
+                return
+            log.warning("mismatched_devices for %s without usable device lists", entry.client_id)
+        if code == "stale_group" and entry.group_id is not None:
+            version = raw.get("version")
+            if is_int(version) and version >= 1:
+                flight.mismatched = True
+                self._events.append(GroupStale(entry, version))
+                return
+            log.warning("stale_group for %s without a usable version", entry.client_id)
+        retry_after = raw.get("retry_after")
+        if code in {"rate_limited", "service_unavailable", "internal_error"}:
+            delay = float(retry_after) if is_number(retry_after) else 1.0
+            delay = min(max(delay, 0.1), 300.0)
+            flight.not_before = self._clock() + delay
+            self._events.append(SendRejected(entry, code, message, delay, details))
+            return
+        self._pop(flight)
+        self._events.append(SendRejected(entry, code, message, None, details))
+
+    def _on_synced(self, raw: dict[str, Any]) -> None:
+        more, cursor = raw.get("more"), raw.get("cursor")
+        if more is True and isinstance(cursor, str) and cursor:
+            self._control.append({"action": "sync", "after": cursor})
+            return
+        if more is True:
+            log.warning("server said more events wait but gave no cursor; sync stops here")
+        self.synced = True
+        self._events.append(SyncComplete())
+
+    def _on_typing(self, raw: dict[str, Any]) -> None:
+        typing = parse_typing(raw)
+        if typing is not None:
+            self._events.append(typing)
+
+    _handlers: ClassVar[dict[str, Callable[[Protocol, dict[str, Any]], None]]] = {
+        "message": _on_message,
+        "receipt": _on_receipt,
+        "sent": _on_sent,
+        "error": _on_error,
+        "synced": _on_synced,
+        "typing": _on_typing,
+    }
+
+    # --- internals -----------------------------------------------------------
+
+    def _in_flight(self, client_id: object) -> _Flight | None:
+        if not isinstance(client_id, str):
+            return None
+        flight = self._by_client_id.get(client_id)
+        if flight is None or flight.in_flight_since is None:
+            return None
+        return flight
+
+    def _pop(self, flight: _Flight) -> None:
+        conversation = flight.entry.conversation
+        queue = self._queues[conversation]
+        queue.remove(flight)
+        del self._by_client_id[flight.entry.client_id]
+        if not queue:
+            del self._queues[conversation]
+        self._launch_all()  # its own queue, and whatever waited for it
+
+    def _launch_all(self) -> None:
+        for queue in self._queues.values():
+            self._launch(queue)
+
+    def _launch(self, queue: deque[_Flight]) -> None:
+        """Put the head of a conversation on the wire if it may go now."""
+        if not self.connected or not queue:
+            return
+        head = queue[0]
+        if head.in_flight_since is not None or head.mismatched:
+            return
+        if any(other in self._by_client_id for other in head.entry.after):
+            return  # what it needs is not stored by the server yet
+        now = self._clock()
+        if head.not_before > now:
+            return
+        head.not_before = 0.0
+        head.in_flight_since = now
+        self._out.append(self._encode(head.entry.frame()))
+
+    def _resolve(self, message: IncomingMessage, *, remember: bool) -> None:
+        key = (message.sender, message.client_id)
+        ids = self._surfaced.pop(key, set()) | {message.server_id}
+        if remember:
+            self._remember(key)
+        for server_id in sorted(ids):
+            self._queue_ack(server_id)
+        self._flush()
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._seen.pop(key, None)
+        self._seen[key] = None
+        if len(self._seen) > SEEN_MEMORY:
+            self._seen.pop(next(iter(self._seen)))
+
+    def _queue_ack(self, server_id: str) -> None:
+        if server_id not in self._acks:
+            self._acks.append(server_id)
+
+    def _flush(self) -> None:
+        if not self.connected:
+            return
+        for frame in self._control:
+            self._out.append(self._encode(frame))
+        self._control.clear()
+        while self._acks:
+            batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
+            self._out.append(self._encode({"action": "ack", "ids": batch}))
+
+    def _encode(self, frame: dict[str, Any]) -> list[str]:
+        text = json.dumps(frame, separators=(",", ":"))
+        return fragment(text, self._fragment_bytes)

@@ -1,0 +1,100 @@
+"""Registering a device: a sign-up code texted to a number, then this device's
+identity and prekeys published into a new profile.
+
+    await request_code("+15551230001")
+    await sign_up("alice", "+15551230001", code, passphrase=secret)
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from parley import keys
+from parley.api import ApiClient
+from parley.crypto import IdentityKeyPair
+from parley.endpoints import Endpoints
+from parley.errors import ParleyClientError
+from parley.models import Account
+from parley.profiles import profile_dir
+from parley.service import remember_service
+from parley.store import DB_FILE, Store
+from parley.store.vault import KeyringLike
+
+__all__ = ["KeyringChoice", "open_store", "request_code", "sign_up"]
+
+KeyringChoice = KeyringLike | Literal["auto"] | None
+
+
+def open_store(
+    profile: str,
+    home: Path | None,
+    passphrase: str | None,
+    keyring: KeyringChoice,
+    allow_plaintext: bool,
+    *,
+    create: bool,
+) -> Store:
+    """The profile's store, unlocked (`create`: a new profile may be made)."""
+    return Store.open(
+        profile_dir(profile, home),
+        passphrase=passphrase,
+        keyring=keyring,
+        allow_plaintext=allow_plaintext,
+        create=create,
+    )
+
+
+async def request_code(phone: str, *, endpoints: Endpoints | None = None) -> dict[str, Any]:
+    """Ask the service to text a sign-up code to `phone` (E.164, e.g. +15551234567)."""
+    endpoints = endpoints or Endpoints.local()
+    async with aiohttp.ClientSession() as http:
+        return await ApiClient(endpoints.http_url, http).request_code(phone)
+
+
+async def sign_up(
+    profile: str,
+    phone: str,
+    code: str,
+    *,
+    endpoints: Endpoints | None = None,
+    home: Path | None = None,
+    passphrase: str | None = None,
+    keyring: KeyringChoice = "auto",
+    allow_plaintext: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Account:
+    """Verify `code`, create this device's identity and publish its prekeys.
+
+    The profile must be new (one profile = one account on one device).
+    """
+    endpoints = endpoints or Endpoints.local()
+    directory = profile_dir(profile, home)
+    is_new = not (directory / DB_FILE).exists()
+    registered = False
+    store = open_store(profile, home, passphrase, keyring, allow_plaintext, create=True)
+    try:
+        if store.accounts.get() is not None:
+            raise ParleyClientError(f"profile {profile!r} already has an account")
+        async with aiohttp.ClientSession() as http:
+            api = ApiClient(endpoints.http_url, http, clock=clock)
+            result = await api.verify(phone, code)
+            account = Account(result.user_id, result.device_id, phone)
+            with store.transaction():
+                store.accounts.save(account, IdentityKeyPair.generate())
+                store.accounts.save_tokens(result.tokens)
+            registered = True
+            remember_service(directory, endpoints)  # the service this account lives on
+            api.use_tokens(store.accounts)
+            # if this fails the account stands; the client publishes keys when it connects
+            await keys.publish_initial_keys(api, store, clock())
+        return account
+    finally:
+        store.close()
+        if is_new and not registered:
+            shutil.rmtree(directory, ignore_errors=True)  # a failed signup leaves nothing

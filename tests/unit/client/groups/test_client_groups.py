@@ -1,0 +1,283 @@
+"""A whole `Client` in groups against a scripted service (aiohttp + websockets on
+loopback): a stale group send is caught up with and resent under its client id,
+and whatever a hostile service sends about groups, the client stays up, acks
+it, and keeps its store intact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from websockets.asyncio.server import ServerConnection, serve
+
+from parley import Client, Endpoints, MessageState, SendFailed
+from parley.answers import b64
+from parley.crypto import IdentityKeyPair
+from parley.crypto.sender_keys import SenderKey
+from parley.engine import Engine
+from parley.keys import publish_initial_keys
+from parley.models import Account, Group, GroupUpdated, MessageReceived
+from parley.protocol import IncomingMessage
+from parley.store import OwnSenderKey, Store, Tokens
+from tests.unit.client.fakes import KeyServer, KeyUploader, serve_http
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
+DEVICES = {ALICE: "a1" * 8, BOB: "b1" * 8, CAROL: "c1" * 8}
+GID, STRANGER_GID = "0f" * 16, "1e" * 16
+WAIT_S = 10.0
+
+
+@dataclass
+class Service:
+    """Keys, one group and a WebSocket script, as the test wants them."""
+
+    keys: KeyServer = field(default_factory=KeyServer)
+    group: dict[str, Any] = field(default_factory=dict)
+    group_answer: str = "ok"  # "ok" | "malformed" | "gone"
+    on_sync: list[dict[str, Any]] = field(default_factory=list)
+    stale_once_to: dict[str, Any] | None = None  # the group after a concurrent change
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    acked: set[str] = field(default_factory=set)
+    group_reads: int = 0
+    connections: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def uploader(self, uid: str) -> KeyUploader:
+        return self.keys.uploader(uid, DEVICES[uid])
+
+    # --- HTTP ----------------------------------------------------------------------
+
+    async def count(self, _request: web.Request) -> web.Response:
+        return web.json_response({"one_time_prekeys": 100})
+
+    async def upload(self, _request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def bundles(self, request: web.Request) -> web.Response:
+        return web.json_response(self.keys.answer(request.match_info["uid"]))
+
+    async def get_group(self, request: web.Request) -> web.Response:
+        self.group_reads += 1
+        self.changed.set()
+        if self.group_answer == "gone" or request.match_info["gid"] != GID:
+            return web.json_response({"error": {"code": "not_found", "message": "no"}}, status=404)
+        if self.group_answer == "malformed":
+            return web.json_response({"group_id": GID, "version": "two", "members": 7})
+        return web.json_response(self.group)
+
+    # --- WebSocket -------------------------------------------------------------------
+
+    async def ws(self, conn: ServerConnection) -> None:
+        self.connections += 1
+        async for text in conn:
+            frame = json.loads(text)
+            self.frames.append(frame)
+            self.changed.set()
+            if frame["action"] == "sync":
+                for event in self.on_sync:
+                    await conn.send(json.dumps(event))
+                await conn.send(json.dumps({"event": "synced", "more": False, "cursor": None}))
+            elif frame["action"] == "ack":
+                self.acked.update(frame["ids"])
+            elif frame["action"] == "send":
+                await conn.send(json.dumps(self.answer(frame)))
+
+    def answer(self, frame: dict[str, Any]) -> dict[str, Any]:
+        if frame["to"].startswith("g:") and self.stale_once_to is not None:
+            self.group, self.stale_once_to = self.stale_once_to, None
+            return {
+                "event": "error",
+                "ref": frame["id"],
+                "code": "stale_group",
+                "message": "the group changed",
+                "version": self.group["version"],
+            }
+        return {"event": "sent", "id": frame["id"], "ts": 1_700_000_000_000 + len(self.frames)}
+
+    def sends(self) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["action"] == "send"]
+
+
+def group_view(version: int, *members: str) -> dict[str, Any]:
+    return {
+        "group_id": GID,
+        "name": "Climbing",
+        "version": version,
+        "members": list(members),
+        "admins": [members[0]],
+        "created_by": members[0],
+        "created_at": 1,
+    }
+
+
+async def member(tmp_path: Path, service: Service, uid: str) -> Engine:
+    store = Store.open(tmp_path / uid[:4], keyring=None, allow_plaintext=True)
+    store.accounts.save(Account(uid, DEVICES[uid], "+1555" + uid[:4]), IdentityKeyPair.generate())
+    await publish_initial_keys(service.uploader(uid), store, 0.0)
+
+    async def no_fetch(_uid: str) -> list[Any]:
+        return []
+
+    return Engine(store, no_fetch)
+
+
+async def alice_profile(home: Path, service: Service) -> None:
+    store = Store.open(home / "profiles" / "alice", keyring=None, allow_plaintext=True)
+    store.accounts.save(Account(ALICE, DEVICES[ALICE], "+15550000001"), IdentityKeyPair.generate())
+    store.accounts.save_tokens(Tokens("access", "refresh", 10**12))
+    await publish_initial_keys(service.uploader(ALICE), store, 0.0)
+    store.close()
+
+
+@pytest.fixture
+async def service() -> Service:
+    return Service()
+
+
+@pytest.fixture
+async def endpoints(service: Service) -> AsyncIterator[Endpoints]:
+    app = web.Application()
+    app.router.add_get("/v1/keys/count", service.count)
+    app.router.add_put("/v1/keys", service.upload)
+    app.router.add_get("/v1/keys/{uid}", service.bundles)
+    app.router.add_get("/v1/groups/{gid}", service.get_group)
+    async with serve_http(app) as http_url, serve(service.ws, "127.0.0.1", 0) as ws:
+        ws_port = next(iter(ws.sockets)).getsockname()[1]
+        yield Endpoints(http_url=http_url, ws_url=f"ws://127.0.0.1:{ws_port}/local")
+
+
+async def until(service: Service, condition: Any) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not condition():
+            service.changed.clear()
+            await service.changed.wait()
+
+
+def envelope(frame: dict[str, Any], to: str, n: int) -> IncomingMessage:
+    body = frame["body"] if "body" in frame else frame["payloads"][DEVICES[to]]
+    return IncomingMessage(
+        f"s{n}", frame["id"], ALICE, DEVICES[ALICE], body, 1, GID if "body" in frame else None
+    )
+
+
+async def test_a_stale_group_send_is_caught_up_with_and_resent_under_its_client_id(
+    tmp_path: Path, service: Service, endpoints: Endpoints
+) -> None:
+    bob, carol = await member(tmp_path, service, BOB), await member(tmp_path, service, CAROL)
+    await alice_profile(tmp_path, service)
+    service.group = group_view(1, ALICE, BOB)
+    # Carol joins between Alice reading the group and her message reaching the service
+    service.stale_once_to = group_view(2, ALICE, BOB, CAROL)
+
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        events = alice.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        alice.store.groups.save(Group(GID, "Climbing", 1, (ALICE, BOB), (ALICE,)), 0)
+        message = await alice.send("Climbing", "Saturday?")
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+        stored = alice.store.messages.get(ALICE, message.client_id)
+        assert stored is not None
+        assert stored.state is MessageState.SENT
+        # read before the first key went out, and again when the service said stale
+        updates = [e for e in events.drain() if isinstance(e, GroupUpdated)]
+        assert [u.group.version for u in updates] == [1, 2]
+        assert updates[-1].added == (CAROL,)
+
+    sends = service.sends()
+    to_group = [f for f in sends if f["to"] == f"g:{GID}"]
+    assert [f["id"] for f in to_group] == [message.client_id] * 2  # the same client id
+    assert [f["version"] for f in to_group] == [1, 2]
+    assert to_group[0]["body"] != to_group[1]["body"]  # a new key, a new ciphertext
+    # every sender key went out before the message that needs it
+    order = [f["to"] for f in sends]
+    assert order.index(CAROL) < sends.index(to_group[1])
+    assert order.index(BOB) < sends.index(to_group[0])
+
+    # Bob and Carol open what the service stored (the second send) with their keys
+    for engine, uid in ((bob, BOB), (carol, CAROL)):
+        n = 0
+        for frame in sends:
+            if frame["to"] == uid:
+                n += 1
+                assert engine.receive(envelope(frame, uid, n)).stored
+        shown = engine.receive(envelope(to_group[1], uid, 99)).events
+        assert [e.message.text for e in shown if isinstance(e, MessageReceived)] == ["Saturday?"]
+    # the first ciphertext, under the key made for version 1, never reached Carol's keys
+    assert carol.receive(envelope(to_group[0], CAROL, 100)).events == []
+
+
+async def test_whatever_a_hostile_service_says_about_groups_the_client_stays_up(
+    tmp_path: Path, service: Service, endpoints: Endpoints, caplog: pytest.LogCaptureFixture
+) -> None:
+    await alice_profile(tmp_path, service)
+    junk_key = b64(bytes([1, 3]) + bytes(200))
+
+    def event(server_id: str, **fields: Any) -> dict[str, Any]:
+        base = {
+            "event": "message",
+            "id": server_id,
+            "client_id": f"c-{server_id}",
+            "from": BOB,
+            "from_device": DEVICES[BOB],
+            "body": junk_key,
+            "ts": 1,
+        }
+        return base | fields
+
+    service.on_sync = [
+        event("g1", group="not a group"),
+        event("g2", group=GID, body="***"),
+        event("g3", group=GID, body=b64(b"\x01")),
+        event("g4", group=STRANGER_GID),  # a group nobody told us about: held, then read
+        event("g5", group=GID, **{"from": ALICE, "from_device": "a2" * 8}),
+    ]
+    service.group_answer = "malformed"
+    service.stale_once_to = group_view(2, ALICE, BOB)
+    with caplog.at_level(logging.WARNING, logger="parley"):
+        async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+            events = alice.events()
+            await until(service, lambda: {"g1", "g2", "g3", "g4", "g5"} <= service.acked)
+            await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+            await asyncio.wait_for(alice.wait_groups_read(), WAIT_S)
+            # held for a key: only what may still open (g5, from another device of
+            # Alice's, waits for that device's key like any member's); the stranger
+            # group's read answered 404, so it is not ours and nothing of it is kept
+            held = [h.client_id for h in alice.store.sender_keys.held()]
+            assert held == ["c-g3", "c-g5"]
+            stranger = alice.store.groups.get(STRANGER_GID)
+            assert stranger is not None
+            assert not stranger.active
+
+            # a send the service calls stale, and a group it then answers with junk
+            alice.store.groups.save(Group(GID, "Climbing", 1, (ALICE, BOB), (ALICE,)), 0)
+            # Alice's key went to Bob already: the send goes out as she last saw the group
+            given = OwnSenderKey(SenderKey.generate(), 1, frozenset({BOB}))
+            alice.store.sender_keys.save_own(GID, given, 0)
+            message = await alice.send("Climbing", "anyone?")
+            failed = await asyncio.wait_for(_next(events, SendFailed), WAIT_S)
+            assert failed.message.client_id == message.client_id
+            assert failed.code == "stale_group"
+            assert alice.connected
+            assert alice.history("Climbing")[-1].state is MessageState.FAILED
+            assert alice.store.outbox.items() == []
+
+    assert service.connections == 1  # never dropped
+    assert "bad ts or group" in caplog.text
+    assert "body is not base64" in caplog.text
+
+
+async def _next(stream: Any, kind: type[Any]) -> Any:
+    async for item in stream:
+        if isinstance(item, kind):
+            return item
+    raise AssertionError("the stream ended")
