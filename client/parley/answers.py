@@ -8,22 +8,20 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
 from parley.crypto import PreKeyBundle
 from parley.errors import ApiError
+from parley.ids import is_device_id, is_group_id, is_user_id
 from parley.models import Group, LinkedDevice
-from parley.protocol import is_device_id, is_user_id
 
 __all__ = [
     "DeviceBundle",
     "GroupSummary",
     "b64",
     "is_count",
-    "is_group_id",
     "parse_bundle",
     "parse_device",
     "parse_group",
@@ -34,7 +32,6 @@ __all__ = [
 
 log = logging.getLogger("parley.api")
 
-_GROUP_ID = re.compile(r"[0-9a-f]{32}")
 _GROUP_ROLES = frozenset({"admin", "member"})
 
 _T = TypeVar("_T")
@@ -182,10 +179,6 @@ def parse_device(raw: Any) -> LinkedDevice:
     ):
         raise ValueError(f"bad device line {str(device_id)[:40]!r}")
     return LinkedDevice(device_id, created_at, current, ready, push)
-
-
-def is_group_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and _GROUP_ID.fullmatch(value) is not None
 
 
 def is_count(value: object) -> TypeGuard[int]:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from parley.answers import (
     DeviceBundle,
     GroupSummary,
     b64,
-    is_group_id,
     parse_bundle,
     parse_device,
     parse_group,
@@ -41,8 +39,8 @@ from parley.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from parley.ids import is_device_id, is_group_id, is_media_id, is_user_id
 from parley.models import Group, LinkedDevice
-from parley.protocol import is_device_id, is_user_id
 from parley.store import Tokens
 
 __all__ = [
@@ -60,7 +58,6 @@ REQUEST_TIMEOUT_S = 20.0
 # Attempts for an idempotent request that met a 5xx or no answer.
 RETRIES = 3
 _RETRYABLE = frozenset({"GET", "PUT"})
-_MEDIA_ID = re.compile(r"[0-9a-f]{32}")
 # One membership change is one DynamoDB transaction: at most 98 user ids per request.
 MAX_IDS_PER_GROUP_CHANGE = 98
 
@@ -240,7 +237,7 @@ class ApiClient:
         answer = await self._call("POST", "/v1/media", body={"size": size})
         upload = answer.get("upload")
         if not (
-            _is_media_id(answer.get("media_id"))
+            is_media_id(answer.get("media_id"))
             and isinstance(upload, dict)
             and isinstance(upload.get("url"), str)
             and isinstance(upload.get("fields"), dict)
@@ -251,7 +248,7 @@ class ApiClient:
     async def media_url(self, media_id: str) -> str:
         """GET /v1/media/{media_id}: a short-lived download link (NotFound if the
         media is unknown, expired or not uploaded yet)."""
-        if not _is_media_id(media_id):
+        if not is_media_id(media_id):
             raise ValueError("a media id is 32 lowercase hex characters")
         answer = await self._call("GET", f"/v1/media/{media_id}")
         url = answer.get("url")
@@ -440,7 +437,3 @@ def _check_user_ids(user_ids: list[str]) -> None:
         raise ValueError("a user id is 32 lowercase hex characters")
     if len(user_ids) > MAX_IDS_PER_GROUP_CHANGE:
         raise ValueError(f"at most {MAX_IDS_PER_GROUP_CHANGE} user ids per group change")
-
-
-def _is_media_id(value: object) -> bool:
-    return isinstance(value, str) and _MEDIA_ID.fullmatch(value) is not None

@@ -27,6 +27,7 @@ from parley.content.fields import (
     decode_b64,
 )
 from parley.content.fields import field as json_field
+from parley.ids import is_media_id
 
 __all__ = [
     "ABYTES",
@@ -60,7 +61,6 @@ ATTACHMENT_KINDS: Final[frozenset[str]] = frozenset({"image", "video", "audio", 
 # what a file name must not contain: directories and control characters
 UNSAFE_NAME: Final = re.compile(r"[\x00-\x1f\x7f/\\]")
 
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MIME_PART = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _MIME = re.compile(rf"{_MIME_PART}/{_MIME_PART}")
@@ -107,7 +107,7 @@ class Attachment:
     def __post_init__(self) -> None:
         if self.kind not in ATTACHMENT_KINDS:
             raise ContentError(f"unknown attachment kind {self.kind!r:.20}")
-        if not isinstance(self.media_id, str) or not _HEX32.fullmatch(self.media_id):
+        if not is_media_id(self.media_id):
             raise ContentError("media_id must be 32 lowercase hex characters")
         if not isinstance(self.key, bytes) or len(self.key) != KEY_BYTES:
             raise ContentError(f"key must be {KEY_BYTES} bytes")

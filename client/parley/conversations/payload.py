@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from parley.content import (
     encode_content,
     parse_content,
 )
+from parley.ids import is_client_id, is_group_id, is_user_id
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -62,9 +62,6 @@ __all__ = [
 
 SENDER_KEY_KIND = "sender_key"
 SENT_KIND = "sent"
-_GROUP_ID = re.compile(r"[0-9a-f]{32}")
-_USER_ID = _GROUP_ID
-_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SENT_FIELDS = frozenset({"v", "kind", "to", "id", "content"})
 _SENDER_KEY_FIELDS = frozenset({"v", "kind", "group", "version", "key"})
 # A distribution message is 74 bytes; anything far larger is not one.
@@ -148,9 +145,9 @@ def _sent_copy(document: dict[str, Any]) -> SentCopy:
     to, client_id, content = document.get("to"), document.get("id"), document.get("content")
     if set(document) != _SENT_FIELDS or document.get("v") != 1:
         raise UnsupportedContent("a sent copy with unknown or missing fields")
-    if not (isinstance(to, str) and _USER_ID.fullmatch(to)):
+    if not is_user_id(to):
         raise UnsupportedContent("a sent copy without a valid recipient")
-    if not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)):
+    if not is_client_id(client_id):
         raise UnsupportedContent("a sent copy without a valid client id")
     if not isinstance(content, dict) or content.get("kind") in (SENDER_KEY_KIND, SENT_KIND):
         raise UnsupportedContent("a sent copy without content")
@@ -161,7 +158,7 @@ def _sender_key(document: dict[str, Any]) -> SenderKeyPayload:
     group, version, key = document.get("group"), document.get("version"), document.get("key")
     if set(document) != _SENDER_KEY_FIELDS or document.get("v") != 1:
         raise UnsupportedContent("a sender key message with unknown or missing fields")
-    if not (isinstance(group, str) and _GROUP_ID.fullmatch(group)):
+    if not is_group_id(group):
         raise UnsupportedContent("a sender key message without a valid group id")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise UnsupportedContent("a sender key message without a valid group version")

@@ -19,9 +19,8 @@ from parley.api import MAX_IDS_PER_GROUP_CHANGE, ApiClient
 from parley.errors import ContactNotFound, NotFound, ParleyClientError
 from parley.groups.errors import NotAGroupMember
 from parley.groups.receipts import GroupTicks
-from parley.ids import group_id_of
+from parley.ids import group_id_of, is_user_id
 from parley.models import Account, Contact, Event, Group, GroupUpdated
-from parley.protocol import is_user_id
 from parley.store import Store
 
 __all__ = ["Membership"]

@@ -39,8 +39,6 @@ from parley.protocol.events import (
     ServerError,
     SyncComplete,
     TypingChanged,
-    is_device_id,
-    is_user_id,
 )
 from parley.protocol.frames import (
     FRAGMENT_BYTES,
@@ -70,6 +68,4 @@ __all__ = [
     "TypingChanged",
     "check_size",
     "fragment",
-    "is_device_id",
-    "is_user_id",
 ]

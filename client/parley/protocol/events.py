@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from parley.ids import group_id_of
+from parley.ids import group_id_of, is_client_id, is_device_id, is_group_id, is_user_id
 from parley.protocol.frames import OutboxEntry
 
 log = logging.getLogger("parley.protocol")
 
-_USER_ID = re.compile(r"[0-9a-f]{32}")
-_DEVICE_ID = re.compile(r"[0-9a-f]{16}")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECEIPT_STATUSES = frozenset({"delivered", "read"})
 _MAX_SERVER_ID = 512
-
-
-def is_user_id(value: object) -> TypeGuard[str]:
-    """A user id is 32 lowercase hex characters."""
-    return isinstance(value, str) and _USER_ID.fullmatch(value) is not None
-
-
-def is_device_id(value: object) -> TypeGuard[str]:
-    """A device id is 16 lowercase hex characters."""
-    return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -149,15 +135,13 @@ def event_id(raw: dict[str, Any], what: str) -> str | None:
     return None
 
 
-def is_group_id(value: object) -> TypeGuard[str]:
+def names_group(value: object) -> TypeGuard[str]:
     """A group id, bare or as its conversation address ("g:<group id>")."""
-    return isinstance(value, str) and is_user_id(group_id_of(value) or value)
+    return isinstance(value, str) and is_group_id(group_id_of(value) or value)
 
 
 def is_client_id_list(value: object) -> TypeGuard[list[str]]:
-    return isinstance(value, list) and all(
-        isinstance(v, str) and _CLIENT_ID.fullmatch(v) is not None for v in value
-    )
+    return isinstance(value, list) and all(is_client_id(v) for v in value)
 
 
 def is_device_list(value: object) -> TypeGuard[list[str]]:
@@ -171,13 +155,13 @@ def parse_message(raw: dict[str, Any], server_id: str) -> IncomingMessage | None
     if not (is_user_id(sender) and is_device_id(device)):
         log.warning("dropped message %s: bad sender", server_id[:80])
         return None
-    if not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)):
+    if not is_client_id(client_id):
         log.warning("dropped message %s: bad client id", server_id[:80])
         return None
     if not isinstance(body, str) or not body:
         log.warning("dropped message %s: no body", server_id[:80])
         return None
-    if not is_int(ts) or (group is not None and not is_group_id(group)):
+    if not is_int(ts) or (group is not None and not names_group(group)):
         log.warning("dropped message %s: bad ts or group", server_id[:80])
         return None
     return IncomingMessage(
@@ -222,7 +206,7 @@ def parse_typing(raw: dict[str, Any]) -> TypingChanged | None:
     if not is_user_id(sender) or state not in {"on", "off"}:
         log.warning("ignored a malformed typing event")
         return None
-    if group is not None and not is_user_id(group):  # group ids look like user ids
+    if group is not None and not is_group_id(group):
         log.warning("ignored a typing event with a malformed group")
         return None
     from_device = device if isinstance(device, str) and is_device_id(device) else None
