@@ -33,6 +33,7 @@ from parley_server.models.http import MAX_IDS_PER_REQUEST
 from parley_server.store.aws import client
 from parley_server.store.groups import GroupsStore
 from parley_server.store.users import UsersStore
+from tests.device_lists import list_devices
 
 __all__ = ["CIPHERTEXT_BYTES", "SIZES", "GroupMessageCounts", "count_group_message", "main", "run"]
 
@@ -53,6 +54,7 @@ def _people(service: Service, count: int) -> list[Device]:
         # a device record is all fan-out reads (profiles are only read on sign-in)
         users.add_device(device.user_id, device.device_id, now)
         users.activate_device(device.user_id, device.device_id)
+        list_devices(users, device.user_id, [device.device_id])  # fan-out reaches listed ones
         ddb.put_item(
             TableName=service.settings[Setting.CONNECTIONS_TABLE],
             Item={

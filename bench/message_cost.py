@@ -23,6 +23,7 @@ from bench.report import Figure, print_table
 from parley_server.catalogue import Setting
 from parley_server.store.aws import client
 from parley_server.store.users import UsersStore
+from tests.device_lists import list_devices
 
 __all__ = ["CIPHERTEXT_BYTES", "count_conversation", "main", "run"]
 
@@ -37,6 +38,7 @@ def _person(service: Service, phone: str) -> Device:
     users.create_user(person.user_id, phone, 0)
     users.add_device(person.user_id, person.device_id, 0)
     users.activate_device(person.user_id, person.device_id)
+    list_devices(users, person.user_id, [person.device_id])  # sends reach listed devices
     invoke(service, "WsConnect", ws_event("$connect", person))
     return person
 

@@ -120,9 +120,8 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def _key_bundle() -> dict[str, Any]:
+def _key_bundle(identity: SigningKey) -> dict[str, Any]:
     """Fresh keys for one device: what PUT /v1/keys takes (the server checks the signature)."""
-    identity = SigningKey.generate()
     prekey = secrets.token_bytes(32)
     return {
         "identity_key": _b64(bytes(identity.verify_key)),
@@ -133,6 +132,24 @@ def _key_bundle() -> dict[str, Any]:
         },
         "one_time_prekeys": [{"key_id": 100, "public_key": _b64(secrets.token_bytes(32))}],
     }
+
+
+def _first_list(user_id: str, device_id: str, identity: SigningKey) -> dict[str, str]:
+    """Device list version 1 naming just the primary, signed by it (docs/API.md)."""
+    me = _b64(bytes(identity.verify_key))
+    body = json.dumps(
+        {
+            "user_id": user_id,
+            "version": 1,
+            "ts": int(time.time() * 1000),
+            "account_identity": me,
+            "devices": [{"device_id": device_id, "key_index": 0, "identity": me}],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    signature = identity.sign(b"parley/device-list/v1\x00" + body).signature
+    return {"body": _b64(body), "signature": _b64(signature)}
 
 
 async def _sign_up(http: aiohttp.ClientSession, stack: LocalStack, phone: str) -> _Account:
@@ -150,7 +167,14 @@ async def _sign_up(http: aiohttp.ClientSession, stack: LocalStack, phone: str) -
     if not isinstance(tokens, dict):
         raise RuntimeError(f"verify answered {answer.status} with {tokens!r}")
     auth = {"authorization": f"Bearer {tokens['access_token']}"}
-    async with http.put(f"{stack.http_url}/v1/keys", json=_key_bundle(), headers=auth) as answer:
+    identity = SigningKey.generate()
+    async with http.put(
+        f"{stack.http_url}/v1/keys", json=_key_bundle(identity), headers=auth
+    ) as answer:
+        answer.raise_for_status()
+    # the primary's first device list (just itself): senders deliver to listed devices only
+    listed = _first_list(tokens["user_id"], tokens["device_id"], identity)
+    async with http.put(f"{stack.http_url}/v1/devices/list", json=listed, headers=auth) as answer:
         answer.raise_for_status()
     return _Account(tokens["user_id"], tokens["device_id"], tokens["access_token"])
 

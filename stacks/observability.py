@@ -536,6 +536,15 @@ def _accounts_row() -> list[cw.IWidget]:
             right=[app_metric(m.MEDIA_DECLARED_BYTES, label="media bytes declared")],
         ),
         _graph(
+            "Linked devices (per minute)",
+            [
+                app_metric(m.PAIRING_STARTED, label="pairings started"),
+                app_metric(m.PAIRING_APPROVED, label="pairings approved"),
+                app_metric(m.DEVICE_LINKED, label="devices linked"),
+                app_metric(m.DEVICE_LIST_PUBLISHED, label="device lists published"),
+            ],
+        ),
+        _graph(
             "Answers by class, typing and connection failures (per minute)",
             [
                 app_metric(m.HTTP_2XX, label="HTTP 2xx"),

@@ -20,10 +20,12 @@ from parley.models import Group, LinkedDevice
 __all__ = [
     "DeviceBundle",
     "GroupSummary",
+    "KeyBundles",
     "b64",
     "is_count",
     "parse_bundle",
     "parse_device",
+    "parse_device_list",
     "parse_group",
     "parse_lines",
     "parse_summary",
@@ -59,6 +61,25 @@ def unb64(text: object, length: int | None = None) -> bytes:
 class DeviceBundle:
     device_id: str
     bundle: PreKeyBundle
+
+
+@dataclass(frozen=True)
+class KeyBundles:
+    """GET /v1/keys/{user_id}: one bundle per device and the account's signed device
+    list as sent (`{"body", "signature"}`, verified by `parley.devices.lists`), or
+    None when the account has published none."""
+
+    devices: list[DeviceBundle]
+    device_list: dict[str, Any] | None
+
+
+def parse_device_list(answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The `device_list` of an answer as sent (unverified); ApiError "bad_answer" if it
+    is neither an object nor null."""
+    raw = answer.get("device_list")
+    if raw is not None and not isinstance(raw, dict):
+        raise ApiError(200, "bad_answer", "device_list is neither an object nor null")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -170,15 +191,18 @@ def parse_device(raw: Any) -> LinkedDevice:
         raise ValueError("not an object")
     device_id, created_at, push = raw.get("device_id"), raw.get("created_at"), raw.get("push")
     current, ready = raw.get("current"), raw.get("ready")
+    role, key_index = raw.get("role"), raw.get("key_index")
     if (
         not is_device_id(device_id)
         or not is_count(created_at)
         or not isinstance(current, bool)
         or not isinstance(ready, bool)
         or not (push is None or isinstance(push, str))
+        or role not in (None, "primary", "companion")
+        or not (key_index is None or is_count(key_index))
     ):
         raise ValueError(f"bad device line {str(device_id)[:40]!r}")
-    return LinkedDevice(device_id, created_at, current, ready, push)
+    return LinkedDevice(device_id, created_at, current, ready, push, role, key_index)
 
 
 def is_count(value: object) -> TypeGuard[int]:

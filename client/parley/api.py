@@ -23,9 +23,11 @@ import aiohttp
 from parley.answers import (
     DeviceBundle,
     GroupSummary,
+    KeyBundles,
     b64,
     parse_bundle,
     parse_device,
+    parse_device_list,
     parse_group,
     parse_lines,
     parse_summary,
@@ -36,7 +38,9 @@ from parley.errors import (
     AuthenticationError,
     NotFound,
     NotRegistered,
+    PinBackoff,
     RateLimited,
+    RegistrationLocked,
     ServiceUnavailable,
 )
 from parley.ids import is_device_id, is_group_id, is_media_id, is_user_id
@@ -47,7 +51,9 @@ __all__ = [
     "MAX_IDS_PER_GROUP_CHANGE",
     "ApiClient",
     "AuthResult",
+    "OwnDevices",
     "TokenKeeper",
+    "keys_body",
 ]
 
 log = logging.getLogger("parley.api")
@@ -66,6 +72,31 @@ class TokenKeeper(Protocol):
     def tokens(self) -> Tokens | None: ...
 
     def save_tokens(self, tokens: Tokens) -> None: ...
+
+
+@dataclass(frozen=True)
+class OwnDevices:
+    """GET /v1/devices: the account's devices and its signed list as sent (unverified)."""
+
+    devices: list[LinkedDevice]
+    device_list: dict[str, Any] | None
+
+
+def keys_body(
+    identity_key: bytes, signed_prekey: SignedPreKey, one_time_prekeys: list[OneTimePreKey]
+) -> dict[str, Any]:
+    """The body of PUT /v1/keys (also the `keys` of completing a pairing)."""
+    return {
+        "identity_key": b64(identity_key),
+        "signed_prekey": {
+            "key_id": signed_prekey.key_id,
+            "public_key": b64(signed_prekey.public_key),
+            "signature": b64(signed_prekey.signature),
+        },
+        "one_time_prekeys": [
+            {"key_id": k.key_id, "public_key": b64(k.public_key)} for k in one_time_prekeys
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -106,11 +137,13 @@ class ApiClient:
         body = {"phone": phone} if purpose == "sign_in" else {"phone": phone, "purpose": purpose}
         return await self._call("POST", "/v1/auth/otp", body=body, auth=False)
 
-    async def verify(self, phone: str, code: str) -> AuthResult:
-        """POST /v1/auth/verify: exchange the code for a new device and its tokens."""
-        answer = await self._call(
-            "POST", "/v1/auth/verify", body={"phone": phone, "code": code}, auth=False
-        )
+    async def verify(self, phone: str, code: str, pin: str | None = None) -> AuthResult:
+        """POST /v1/auth/verify: exchange the code for a new device and its tokens
+        (`pin`: the registration lock's, when the number's account has one)."""
+        body = {"phone": phone, "code": code}
+        if pin is not None:
+            body["pin"] = pin
+        answer = await self._call("POST", "/v1/auth/verify", body=body, auth=False)
         return self._auth_result(answer)
 
     async def access_token(self) -> str:
@@ -152,19 +185,7 @@ class ApiClient:
     ) -> None:
         """PUT /v1/keys: identity key, current signed prekey, new one-time prekeys."""
         await self._call(
-            "PUT",
-            "/v1/keys",
-            body={
-                "identity_key": b64(identity_key),
-                "signed_prekey": {
-                    "key_id": signed_prekey.key_id,
-                    "public_key": b64(signed_prekey.public_key),
-                    "signature": b64(signed_prekey.signature),
-                },
-                "one_time_prekeys": [
-                    {"key_id": k.key_id, "public_key": b64(k.public_key)} for k in one_time_prekeys
-                ],
-            },
+            "PUT", "/v1/keys", body=keys_body(identity_key, signed_prekey, one_time_prekeys)
         )
 
     async def key_count(self) -> int:
@@ -176,8 +197,14 @@ class ApiClient:
 
     async def bundles(self, user_id: str) -> list[DeviceBundle]:
         """GET /v1/keys/{user_id}: one bundle per device (malformed ones are skipped)."""
+        return (await self.key_bundles(user_id)).devices
+
+    async def key_bundles(self, user_id: str) -> KeyBundles:
+        """GET /v1/keys/{user_id}: the bundles and the account's signed device list."""
         answer = await self._call("GET", f"/v1/keys/{quote(user_id, safe='')}")
-        return parse_lines(answer, "devices", parse_bundle, "key bundle")
+        return KeyBundles(
+            parse_lines(answer, "devices", parse_bundle, "key bundle"), parse_device_list(answer)
+        )
 
     # --- directory, presence, push ----------------------------------------------------
 
@@ -191,8 +218,97 @@ class ApiClient:
 
     async def devices(self) -> list[LinkedDevice]:
         """GET /v1/devices: this account's signed-in devices (malformed lines skipped)."""
+        return (await self.own_devices()).devices
+
+    async def own_devices(self) -> OwnDevices:
+        """GET /v1/devices: this account's devices and its signed device list."""
         answer = await self._call("GET", "/v1/devices")
-        return parse_lines(answer, "devices", parse_device, "device")
+        return OwnDevices(
+            parse_lines(answer, "devices", parse_device, "device"), parse_device_list(answer)
+        )
+
+    async def publish_device_list(self, device_list: dict[str, str]) -> None:
+        """PUT /v1/devices/list (primary only): a new signed list ({"body", "signature"});
+        devices left off it are signed out by the service."""
+        await self._call("PUT", "/v1/devices/list", body=dict(device_list))
+
+    # --- linking a device (parley.devices.linking) ------------------------------------
+
+    async def create_pairing(self, identity_key: bytes) -> dict[str, Any]:
+        """POST /v1/devices/pairings (no account yet): a pairing for a new device;
+        {"ref", "device_id", "claim", "expires_in"}."""
+        answer = await self._call(
+            "POST", "/v1/devices/pairings", body={"identity_key": b64(identity_key)}, auth=False
+        )
+        ref, device_id = answer.get("ref"), answer.get("device_id")
+        claim, expires_in = answer.get("claim"), answer.get("expires_in")
+        if not (
+            isinstance(ref, str)
+            and is_user_id(ref)  # 32 lowercase hex, like a user id
+            and is_device_id(device_id)
+            and isinstance(claim, str)
+            and isinstance(expires_in, int)
+            and not isinstance(expires_in, bool)
+            and expires_in > 0
+        ):
+            raise ApiError(200, "bad_answer", "pairing answer without ref, device id and claim")
+        return answer
+
+    async def approve_pairing(
+        self,
+        ref: str,
+        details: bytes,
+        account_signature: bytes,
+        mac: bytes,
+        device_list: dict[str, str],
+    ) -> None:
+        """POST /v1/devices/pairings/{ref}/approve (primary only)."""
+        await self._call(
+            "POST",
+            f"/v1/devices/pairings/{_pairing_ref(ref)}/approve",
+            body={
+                "details": b64(details),
+                "account_signature": b64(account_signature),
+                "hmac": b64(mac),
+                "device_list": dict(device_list),
+            },
+        )
+
+    async def pairing_status(self, ref: str, claim: str) -> dict[str, Any]:
+        """POST /v1/devices/pairings/{ref}/status (no account yet): {"state": "pending"}
+        or the approval; NotFound once expired (or for a wrong claim)."""
+        answer = await self._call(
+            "POST",
+            f"/v1/devices/pairings/{_pairing_ref(ref)}/status",
+            body={"claim": claim},
+            auth=False,
+        )
+        if answer.get("state") not in {"pending", "approved"}:
+            raise ApiError(200, "bad_answer", "pairing status without a known state")
+        return answer
+
+    async def complete_pairing(
+        self, ref: str, claim: str, device_signature: bytes, keys: dict[str, Any]
+    ) -> AuthResult:
+        """POST /v1/devices/pairings/{ref}/complete (no account yet): this device joins
+        the account with its prekeys; its tokens."""
+        answer = await self._call(
+            "POST",
+            f"/v1/devices/pairings/{_pairing_ref(ref)}/complete",
+            body={"claim": claim, "device_signature": b64(device_signature), "keys": keys},
+            auth=False,
+        )
+        return self._auth_result(answer)
+
+    # --- registration lock -------------------------------------------------------------
+
+    async def set_registration_lock(self, pin: str) -> None:
+        """PUT /v1/account/registration-lock (primary only)."""
+        await self._call("PUT", "/v1/account/registration-lock", body={"pin": pin})
+
+    async def remove_registration_lock(self) -> None:
+        """DELETE /v1/account/registration-lock (primary only)."""
+        await self._call("DELETE", "/v1/account/registration-lock")
 
     async def remove_device(self, device_id: str) -> None:
         """DELETE /v1/devices/{id}: sign one of this account's devices out for good."""
@@ -403,9 +519,21 @@ def _error(status: int, body: dict[str, Any], retry_after_header: str | None) ->
     details = {k: v for k, v in error.items() if k not in {"code", "message"}}
     code = code or f"http_{status}"
     message = message or f"HTTP {status}"
+    if status == 423 or code == "registration_locked":
+        wait = details.get("retry_after")
+        left = details.get("attempts_left")
+        return RegistrationLocked(
+            status,
+            code,
+            message,
+            details,
+            _retry_after(wait, None) if wait is not None else None,
+            left if isinstance(left, int) and not isinstance(left, bool) else None,
+        )
     if status == 429:
         retry_after = _retry_after(details.get("retry_after"), retry_after_header)
-        return RateLimited(status, code, message, details, retry_after)
+        kind = PinBackoff if code == "pin_backoff" else RateLimited
+        return kind(status, code, message, details, retry_after)
     if status in {401, 403}:
         return AuthenticationError(status, code, message, details)
     if status == 404:
@@ -424,6 +552,12 @@ def _retry_after(body_value: object, header: str | None) -> float:
         if value >= 0:
             return value
     return 1.0
+
+
+def _pairing_ref(ref: str) -> str:
+    if not (isinstance(ref, str) and is_user_id(ref)):
+        raise ValueError("a pairing ref is 32 lowercase hex characters")
+    return ref
 
 
 def _group_path(group_id: str, *rest: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from parley.answers import DeviceBundle
+from parley.answers import KeyBundles
 from parley.api import ApiClient
 from parley.connection import Connection
 from parley.endpoints import Endpoints
@@ -118,14 +118,15 @@ def build_slices(
     live: Connection,
     emit: Callable[[Event], None],
     relist: Callable[[], Awaitable[object]],
+    devices_changed: Callable[[str, str], Awaitable[None]] | None = None,
     *,
     has_service: bool,
     clock: Callable[[], float] = time.time,
 ) -> Slices:
     """The slices over `store`; `live` gets a protocol holding the stored outbox."""
 
-    async def fetch_bundles(user_id: str) -> list[DeviceBundle]:
-        return await api().bundles(user_id)
+    async def fetch_bundles(user_id: str) -> KeyBundles:
+        return await api().key_bundles(user_id)
 
     engine = Engine(store, fetch_bundles, clock=clock)
     membership = Membership(
@@ -139,7 +140,8 @@ def build_slices(
     live.protocol = Protocol(is_seen=store.seen.contains)
     for item in store.outbox.items():
         live.protocol.send(item.entry)
-    return Slices(engine, membership, Inbound(store, engine, membership, live, emit, relist))
+    inbound = Inbound(store, engine, membership, live, emit, relist, devices_changed)
+    return Slices(engine, membership, inbound)
 
 
 def forget_profile(directory: Path, keyring_name: str | None, keyring: KeyringChoice) -> None:

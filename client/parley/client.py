@@ -12,7 +12,7 @@ outbox first, so a message survives a crash or a lost connection.
 
 It is a facade over the slices: `parley.conversations` and `parley.groups`
 (composed by `parley.engine`), `parley.groups.membership` (its group calls are
-`parley.groups.calls.GroupCalls`), `parley.devices` (`DeviceCalls`),
+`parley.groups.calls.GroupCalls`), `parley.devices.calls` (`DeviceCalls`),
 `parley.transfers` for files, and `parley.connection` for the live side;
 `parley.assembly` puts them together. What the protocol hands in goes to one
 handler per event type (`parley.inbound`).
@@ -51,7 +51,9 @@ from parley.assembly import (
 from parley.attachments.transfer import ProgressCallback
 from parley.connection import Connection
 from parley.content import ContactCard, Content, Location
-from parley.devices import DeviceCalls
+from parley.conversations.payload import HistoryPayload
+from parley.devices.calls import DeviceCalls
+from parley.devices.history import HistorySent, receive_history, send_history
 from parley.directory import add_contact, find_contact, find_conversation
 from parley.endpoints import Endpoints
 from parley.engine import Engine
@@ -60,7 +62,7 @@ from parley.groups import MemberReceipt
 from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
 from parley.models import Account, Contact, Event, Group, Message
-from parley.protocol import Protocol
+from parley.protocol import OutboxEntry, Protocol
 from parley.signup import KeyringChoice
 from parley.store import Store
 from parley.transfers import MEDIA_DIR, fetch_file, upload_file
@@ -144,6 +146,7 @@ class Client(GroupCalls, DeviceCalls):
         self._slices: Slices | None = None
         self.protocol = Protocol()
         self._live = Connection(self.protocol, self._emit)
+        self._history_sends: dict[str, asyncio.Future[HistorySent | None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -186,9 +189,11 @@ class Client(GroupCalls, DeviceCalls):
             self._live,
             self._emit,
             self.refresh_own_devices,
+            devices_changed=self.devices_changed,
             has_service=access.api is not None,
             clock=self._clock,
         )
+        slices.inbound.on_history = self._history_arrived
         self.protocol = self._live.protocol
         if self._connect and access.api is not None and self._endpoints is not None:
             self._live.start(
@@ -464,3 +469,67 @@ class Client(GroupCalls, DeviceCalls):
 
     def _session(self) -> aiohttp.ClientSession:
         return self._open(self._http)
+
+    # --- history for a new companion (parley.devices.history) ------------------------------
+
+    async def history_sent(self, device_id: str) -> HistorySent | None:
+        """On the primary, after `link_device`: wait until the history for the new
+        device is on its way (queued in the outbox; `wait_outbox_empty()` then waits
+        for the service to have it). None if none is being sent, or it failed (logged).
+        The client must stay open meanwhile: the new device first finishes linking."""
+        sending = self._history_sends.get(device_id)
+        return None if sending is None else await sending
+
+    def _send_history_soon(self, device_id: str) -> None:
+        """The history goes to a device just approved, once it finished linking."""
+        sending: asyncio.Future[HistorySent | None] = asyncio.get_running_loop().create_future()
+        self._history_sends[device_id] = sending
+        task = asyncio.create_task(
+            self._send_history(device_id, sending), name="parley-history-send"
+        )
+        self._live.tasks.append(task)
+
+    async def _send_history(
+        self, device_id: str, sending: asyncio.Future[HistorySent | None]
+    ) -> None:
+        sent: HistorySent | None = None
+        try:
+            sent = await send_history(
+                device_id,
+                store=self.store,
+                sealer=self.engine.sealer,
+                api=self.api,
+                http=self._session(),
+                queue=self._queue_entry,
+                clock=self._clock,
+            )
+        except (ParleyClientError, ValueError) as exc:  # ContentError, a failed upload
+            log.warning("could not send the history to device %s: %s", device_id, exc)
+        finally:
+            if not sending.done():  # also when the client closes first
+                sending.set_result(sent)
+
+    def _queue_entry(self, entry: OutboxEntry) -> None:
+        self.protocol.send(entry)
+        self._live.flush()
+
+    def _history_arrived(self, history: HistoryPayload) -> None:
+        """Our primary handed this new companion its history: fetch and import it in
+        the background, then `HistoryImported`."""
+        task = asyncio.create_task(self._import_history(history), name="parley-history")
+        self._live.tasks.append(task)
+
+    async def _import_history(self, history: HistoryPayload) -> None:
+        try:
+            imported = await receive_history(
+                history,
+                store=self.store,
+                account=self.account,
+                api=self.api,
+                http=self._session(),
+                clock=self._clock,
+            )
+        except ParleyClientError as exc:
+            log.warning("could not import the history from our primary: %s", exc)
+            return
+        self._emit(imported)

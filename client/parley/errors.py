@@ -13,16 +13,25 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ContactNotFound",
+    "DeviceListError",
     "IdentityKeyChanged",
+    "LinkError",
+    "LinkExpired",
+    "LinkRefused",
+    "LinkSignatureError",
+    "MalformedLinkCode",
     "MessageTooLarge",
     "NotFound",
     "NotRegistered",
     "ParleyClientError",
     "PassphraseRequired",
+    "PinBackoff",
     "RateLimited",
+    "RegistrationLocked",
     "ServiceMismatch",
     "ServiceUnavailable",
     "StoreLocked",
+    "UnlistedDevice",
     "WrongPassphrase",
 ]
 
@@ -67,6 +76,47 @@ class IdentityKeyChanged(ParleyClientError):
     """A contact's identity key changed and the caller asked to be strict about it."""
 
 
+class DeviceListError(ContactNotFound):
+    """A signed device list is malformed, forged, rolled back or signed by another
+    account identity than the one pinned: nothing is encrypted for that account
+    (a ContactNotFound: the account has no device this client can trust)."""
+
+
+class UnlistedDevice(DeviceListError):
+    """The service insists on a device that is not on the account's signed device
+    list: the send fails (`SendFailed` code "unlisted_device")."""
+
+    def __init__(self, user_id: str, device_ids: tuple[str, ...]) -> None:
+        super().__init__(
+            f"the service insists on device(s) {', '.join(device_ids)} of {user_id},"
+            " which are not on their signed device list"
+        )
+        self.user_id = user_id
+        self.device_ids = device_ids
+
+
+class LinkError(ParleyClientError):
+    """Linking a device failed; the subclasses say why."""
+
+
+class MalformedLinkCode(LinkError, ValueError):
+    """The text is not a Parley link code (or one this version cannot read)."""
+
+
+class LinkExpired(LinkError):
+    """The pairing expired (or was used) before it was completed: start again."""
+
+
+class LinkRefused(LinkError):
+    """The service or the primary refused the link (not the primary, too many devices,
+    a pairing already used)."""
+
+
+class LinkSignatureError(LinkError):
+    """An approval or consent does not verify: wrong secret, bad signature, or details
+    naming another device or identity. Nothing was linked."""
+
+
 class ApiError(ParleyClientError):
     """The service answered with an error: `status`, `code` and `message` as sent."""
 
@@ -101,6 +151,29 @@ class RateLimited(ApiError):
     ) -> None:
         super().__init__(status, code, message, details)
         self.retry_after = retry_after
+
+
+class RegistrationLocked(ApiError):
+    """423 registration_locked: the number's account has a registration lock; sign up
+    again with its PIN. `attempts_left` wrong PINs remain before waits begin;
+    `retry_after` (seconds) is set when a wait applies."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+        attempts_left: int | None = None,
+    ) -> None:
+        super().__init__(status, code, message, details)
+        self.retry_after = retry_after
+        self.attempts_left = attempts_left
+
+
+class PinBackoff(RateLimited):
+    """429 pin_backoff: too many wrong registration-lock PINs; wait `retry_after` seconds."""
 
 
 class ServiceUnavailable(ApiError):

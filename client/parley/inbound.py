@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from parley.connection import Connection
+from parley.conversations.payload import HistoryPayload
 from parley.engine import Engine
-from parley.errors import ParleyClientError
+from parley.errors import ParleyClientError, UnlistedDevice
 from parley.groups.membership import Membership
 from parley.groups.sending import GroupResend
 from parley.models import Contact, Event, Synced, Typing
 from parley.protocol import (
+    DevicesChangedNotice,
     DevicesMismatched,
     GroupStale,
     IncomingMessage,
@@ -57,6 +59,7 @@ class Inbound:
         live: Connection,
         emit: Callable[[Event], None],
         relist: Callable[[], Awaitable[object]],
+        devices_changed: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -64,6 +67,10 @@ class Inbound:
         self.live = live
         self._emit = emit
         self._relist = relist
+        self._devices_changed = devices_changed
+        # fetches and imports the history our primary handed this new companion (set
+        # by the facade, which holds the HTTP session; parley.devices.history)
+        self.on_history: Callable[[HistoryPayload], None] | None = None
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             IncomingMessage: self._on_message,
             IncomingReceipt: self._on_receipt,
@@ -74,6 +81,7 @@ class Inbound:
             SyncComplete: self._on_synced,
             TypingChanged: self._on_typing,
             ServerError: self._on_server_error,
+            DevicesChangedNotice: self._on_devices_changed,
         }
 
     @property
@@ -89,6 +97,14 @@ class Inbound:
                 self._emit(event)
 
     async def _on_message(self, event: IncomingMessage) -> None:
+        if event.group is None:
+            # a device not on the sender's verified list: their list may be newer
+            try:
+                self._emit_all(
+                    await self.engine.sealer.learn_device(event.sender, event.sender_device)
+                )
+            except ParleyClientError as exc:
+                log.warning("could not check the devices of %s: %s", event.sender, exc)
         result = self.engine.receive(event)
         if result.stored:
             self.protocol.message_stored(event)
@@ -99,6 +115,8 @@ class Inbound:
         self._emit_all(result.events)
         if result.refresh_groups:
             self.groups.refresh_soon(result.refresh_groups)
+        if result.history is not None and self.on_history is not None:
+            self.on_history(result.history)
 
     async def _on_receipt(self, event: IncomingReceipt) -> None:
         events = self.engine.receipt(event)
@@ -124,6 +142,11 @@ class Inbound:
         entry = event.entry
         try:
             payloads, events = await self.engine.repair(entry, event.missing, event.extra)
+        except UnlistedDevice as exc:
+            log.warning("refused to send %s: %s", entry.client_id, exc)
+            self._give_up(entry.client_id, "unlisted_device", str(exc))
+            self.live.flush()
+            return
         except ParleyClientError as exc:
             log.warning("could not fetch keys to repair %s: %s", entry.client_id, exc)
             payloads, events = None, []
@@ -183,6 +206,12 @@ class Inbound:
             return
         contact = self.store.contacts.get(event.sender) or Contact(event.sender, None, None)
         self._emit(Typing(contact, event.typing, group))
+
+    async def _on_devices_changed(self, event: DevicesChangedNotice) -> None:
+        """A device of this account was linked or unlinked, or the number moved to
+        another phone: relist (DeviceLinked / DeviceUnlinked) or stop (AccountMoved)."""
+        if self._devices_changed is not None:
+            await self._devices_changed(event.reason, event.device_id)
 
     async def _on_server_error(self, event: ServerError) -> None:
         log.warning("server error: %s %s", event.code, event.message)

@@ -11,13 +11,18 @@ from parley.ids import group_address, group_id_of
 
 __all__ = [
     "Account",
+    "AccountMoved",
     "Connected",
     "Contact",
+    "DeviceLinked",
+    "DeviceUnlinked",
+    "DevicesChanged",
     "Direction",
     "Disconnected",
     "Event",
     "Group",
     "GroupUpdated",
+    "HistoryImported",
     "IdentityChanged",
     "LinkedDevice",
     "Message",
@@ -82,6 +87,10 @@ class Account:
     user_id: str
     device_id: str
     phone: str
+    # "primary" (registered by phone) or "companion" (linked); None in a profile
+    # made before linked devices, which is its account's only device
+    role: str | None = None
+    key_index: int | None = None  # 0 for the primary, 1.. for companions
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,10 @@ class LinkedDevice:
     current: bool  # the device this client runs on
     ready: bool  # its keys are uploaded: people can send to it
     push: str | None  # its push platform, if it registered one
+    role: str | None = None  # "primary" or "companion"
+    key_index: int | None = None  # 0 for the primary, 1.. for companions
+    # on the account's signed device list (as verified here); None if not checked
+    listed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -237,10 +250,51 @@ class Typing:
 @dataclass(frozen=True)
 class IdentityChanged:
     """A contact's identity key changed (reinstall, new device, or an attack):
-    compare safety numbers before trusting the conversation."""
+    compare safety numbers before trusting the conversation. `device_id` is None
+    when the account identity itself changed (the number was registered on a new
+    phone: a new primary whose device lists start over)."""
 
     contact: Contact
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class DevicesChanged:
+    """A contact's signed device list changed (a companion device linked or unlinked
+    under the same account identity); for this account `contact.name` is "you"."""
+
+    contact: Contact
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeviceLinked:
+    """A new device was linked to this account."""
+
     device_id: str
+
+
+@dataclass(frozen=True)
+class DeviceUnlinked:
+    """One of this account's devices was unlinked (signed out)."""
+
+    device_id: str
+
+
+@dataclass(frozen=True)
+class AccountMoved:
+    """This device was signed out: the account's number was registered on another
+    phone. The profile keeps its history but can no longer send or receive."""
+
+
+@dataclass(frozen=True)
+class HistoryImported:
+    """A new companion imported the history its primary sent: `messages` and
+    `conversations` new to this profile."""
+
+    messages: int
+    conversations: int
 
 
 @dataclass(frozen=True)
@@ -292,6 +346,11 @@ Event = (
     | ReceiptUpdate
     | Typing
     | IdentityChanged
+    | DevicesChanged
+    | DeviceLinked
+    | DeviceUnlinked
+    | AccountMoved
+    | HistoryImported
     | SendFailed
     | GroupUpdated
     | Connected

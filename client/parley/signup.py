@@ -18,6 +18,7 @@ import aiohttp
 from parley import keys
 from parley.api import ApiClient
 from parley.crypto import IdentityKeyPair
+from parley.devices.lists import ListedDevice, sign_list
 from parley.endpoints import Endpoints
 from parley.errors import ParleyClientError
 from parley.models import Account
@@ -68,10 +69,15 @@ async def sign_up(
     keyring: KeyringChoice = "auto",
     allow_plaintext: bool = False,
     clock: Callable[[], float] = time.time,
+    pin: str | None = None,
 ) -> Account:
-    """Verify `code`, create this device's identity and publish its prekeys.
+    """Verify `code`, create this device's identity and publish its prekeys and the
+    account's signed device list (version 1: this device, the primary).
 
-    The profile must be new (one profile = one account on one device).
+    The profile must be new (one profile = one account on one device). A number
+    whose account has a registration lock needs its `pin`: without it (or with a
+    wrong one) RegistrationLocked (`retry_after`, `attempts_left`), after too many
+    wrong ones PinBackoff; the code stays usable until it expires.
     """
     endpoints = endpoints or Endpoints.local()
     directory = profile_dir(profile, home)
@@ -83,16 +89,31 @@ async def sign_up(
             raise ParleyClientError(f"profile {profile!r} already has an account")
         async with aiohttp.ClientSession() as http:
             api = ApiClient(endpoints.http_url, http, clock=clock)
-            result = await api.verify(phone, code)
-            account = Account(result.user_id, result.device_id, phone)
+            result = await api.verify(phone, code, pin)
+            account = Account(result.user_id, result.device_id, phone, "primary", 0)
+            identity = IdentityKeyPair.generate()
             with store.transaction():
-                store.accounts.save(account, IdentityKeyPair.generate())
+                store.accounts.save(account, identity)
+                store.accounts.set_role("primary", 0, identity.public_key)
                 store.accounts.save_tokens(result.tokens)
             registered = True
             remember_service(directory, endpoints)  # the service this account lives on
             api.use_tokens(store.accounts)
             # if this fails the account stands; the client publishes keys when it connects
             await keys.publish_initial_keys(api, store, clock())
+            # the account's first device list: this device alone (the client publishes
+            # it when it connects if this fails)
+            first = sign_list(
+                identity,
+                account.user_id,
+                1,
+                [ListedDevice(account.device_id, 0, identity.public_key)],
+                int(clock() * 1000),
+            )
+            await api.publish_device_list(first.wire())
+            store.device_lists.save(
+                account.user_id, identity.public_key, 1, first.body, first.signature
+            )
         return account
     finally:
         store.close()

@@ -46,6 +46,18 @@ class Limits:
     send_rate_per_s: int = 60
     group_max_members: int = 1024
     media_max_bytes: int = 100 * 1024 * 1024
+    # linked devices: companions per account besides the primary; how long a pairing
+    # (QR code) lives; pairings one source address may start per hour
+    max_companions: int = 4
+    pairing_ttl_s: int = 300
+    pairings_per_source_hourly: int = 30
+    # registration lock: the PIN is asked only of an account active this recently
+    # (a device connected or refreshed a token); past it the lock lapses
+    reglock_inactivity_s: int = 7 * 24 * 3600
+    # wrong PINs tried without waiting, then 2^(n - free) times the base wait, capped
+    pin_free_tries: int = 5
+    pin_backoff_base_s: int = 60
+    pin_backoff_max_s: int = 24 * 3600
 
     @classmethod
     def from_json(cls, text: str) -> Limits:

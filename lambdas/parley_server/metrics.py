@@ -55,6 +55,10 @@ class Metric(StrEnum):
     SIGN_IN = "SignIn"
     BUNDLES_CLAIMED = "BundlesClaimed"
     DEVICE_SIGNED_OUT = "DeviceSignedOut"
+    PAIRING_STARTED = "PairingStarted"
+    PAIRING_APPROVED = "PairingApproved"
+    DEVICE_LINKED = "DeviceLinked"
+    DEVICE_LIST_PUBLISHED = "DeviceListPublished"
     ACCOUNT_DELETED = "AccountDeleted"
     # group membership and media (HTTP)
     GROUP_CREATED = "GroupCreated"

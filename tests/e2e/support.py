@@ -33,12 +33,13 @@ from parley import (
     Event,
     EventStream,
     MessageState,
-    RateLimited,
+    link,
     request_code,
     sign_up,
 )
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
+from tests.device_lists import approval, device_signature, first_list
 from tests.e2e.conftest import LocalStack
 
 __all__ = [
@@ -90,9 +91,8 @@ class Device:
     token: str
 
 
-def _key_bundle() -> dict[str, Any]:
+def _key_bundle(identity: SigningKey) -> dict[str, Any]:
     """What PUT /v1/keys takes for a new device (the server checks the signature)."""
-    identity = SigningKey.generate()
     prekey = bytes(PrivateKey.generate().public_key)
     return {
         "identity_key": b64(bytes(identity.verify_key)),
@@ -105,12 +105,51 @@ def _key_bundle() -> dict[str, Any]:
     }
 
 
+# each number's primary device and its identity key (it links the number's other devices)
+_PRIMARIES: dict[tuple[str, str], tuple[Device, SigningKey]] = {}
+
+
+async def _link(
+    stack: LocalStack, http: aiohttp.ClientSession, primary: Device, identity: SigningKey
+) -> Device:
+    """A new device linked to the primary's account: pairing, approval, completion."""
+    companion = SigningKey.generate()
+    primary_auth = {"Authorization": f"Bearer {primary.token}"}
+    pairings = stack.http_url + "/v1/devices/pairings"
+    async with http.post(pairings, json={"identity_key": b64(bytes(companion.verify_key))}) as r:
+        assert r.status == 201, await r.text()
+        started = await r.json()
+    async with http.get(stack.http_url + "/v1/devices", headers=primary_auth) as r:
+        assert r.status == 200, await r.text()
+        current = (await r.json())["device_list"]
+    request, details, account_signature = approval(
+        identity, primary.user_id, current, started["device_id"], companion
+    )
+    async with http.post(
+        f"{pairings}/{started['ref']}/approve", json=request, headers=primary_auth
+    ) as r:
+        assert r.status == 204, await r.text()
+    done = {
+        "claim": started["claim"],
+        "device_signature": device_signature(companion, details, account_signature, identity),
+        "keys": _key_bundle(companion),
+    }
+    async with http.post(f"{pairings}/{started['ref']}/complete", json=done) as r:
+        assert r.status == 200, await r.text()
+        session = await r.json()
+    return Device(session["user_id"], session["device_id"], session["access_token"])
+
+
 async def sign_in(
     stack: LocalStack, http: aiohttp.ClientSession, phone: str | None = None, *, keys: bool = True
 ) -> Device:
     """Phone code sign-in (the code from the SMS sink), then, with `keys`, key upload:
     a device is visible to senders after it."""
     phone = phone or new_phone()
+    primary = _PRIMARIES.get((stack.http_url, phone))
+    if keys and primary is not None:
+        # a number signs in once (its primary): further devices are linked to it
+        return await _link(stack, http, *primary)
     before = await sms_count(stack.sms_url, phone)
     async with http.post(stack.http_url + "/v1/auth/otp", json={"phone": phone}) as r:
         assert r.status == 202, await r.text()
@@ -122,8 +161,18 @@ async def sign_in(
         session = await r.json()
     if keys:
         headers = {"Authorization": f"Bearer {session['access_token']}"}
-        async with http.put(stack.http_url + "/v1/keys", json=_key_bundle(), headers=headers) as r:
+        identity = SigningKey.generate()
+        async with http.put(
+            stack.http_url + "/v1/keys", json=_key_bundle(identity), headers=headers
+        ) as r:
             assert r.status == 204, await r.text()
+        # the primary's first device list: senders deliver to listed devices only
+        listed = first_list(session["user_id"], session["device_id"], identity)
+        async with http.put(stack.http_url + "/v1/devices/list", json=listed, headers=headers) as r:
+            assert r.status == 204, await r.text()
+        device = Device(session["user_id"], session["device_id"], session["access_token"])
+        _PRIMARIES[(stack.http_url, phone)] = (device, identity)
+        return device
     return Device(session["user_id"], session["device_id"], session["access_token"])
 
 
@@ -199,21 +248,31 @@ async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
     return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
 
 
-async def new_device(stack: LocalStack, home: Path, person: Account, profile: str) -> Account:
-    """`person` signs in again on another device, into `profile` (one code per phone
-    per cool-down: waits as long as the service says)."""
+async def new_device(
+    stack: LocalStack, home: Path, person: Account, profile: str, *, primary: str | None = None
+) -> Account:
+    """Link a new companion device to `person`'s account into `profile`: the new
+    device shows its link code, the primary (profile `primary`, by default the part
+    of `profile` before its first "-", e.g. "alice" for "alice-laptop") approves it."""
     endpoints = endpoints_of(stack)
-    before = await sms_count(stack.sms_url, person.phone)
-    while True:
-        try:
-            await request_code(person.phone, endpoints=endpoints)
-            break
-        except RateLimited as limited:
-            await asyncio.sleep(limited.retry_after)
-    code = await code_from_local_sms(stack.sms_url, person.phone, after=before)
-    device = await sign_up(
-        profile, person.phone, code, endpoints=endpoints, home=home, allow_plaintext=True
+    codes: asyncio.Queue[str] = asyncio.Queue()
+    linking = asyncio.create_task(
+        link(
+            profile,
+            endpoints=endpoints,
+            home=home,
+            allow_plaintext=True,
+            on_code=codes.put_nowait,
+            poll_interval=0.2,
+        )
     )
+    try:
+        code = await asyncio.wait_for(codes.get(), WAIT_S)
+        async with client(stack, home, primary or profile.split("-")[0], connect=False) as phone:
+            await phone.link_device(code)
+        device = await asyncio.wait_for(linking, WAIT_S)
+    finally:
+        linking.cancel()
     assert (device.user_id, device.device_id != person.device_id) == (person.user_id, True)
     return device
 

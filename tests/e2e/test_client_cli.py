@@ -82,7 +82,8 @@ def test_devices_lists_this_one_and_remove_signs_it_out(cli: Cli) -> None:
     assert device_id is not None
 
     listed = cli.run("erin", "devices")
-    assert re.search(rf"^{device_id[1]}  signed in \S+ \S+  this device$", listed, re.MULTILINE)
+    row = rf"^{device_id[1]}  primary #0\s+signed in \S+ \S+  this device$"
+    assert re.search(row, listed, re.MULTILINE)
     assert "no such device" in cli.run("erin", "devices", "remove", "0123456789abcdef", ok=False)
     assert "16 lowercase hex" in cli.run("erin", "devices", "remove", "nope", ok=False)
 

@@ -14,8 +14,8 @@ import pytest
 from parley import (
     AuthenticationError,
     Connected,
+    DevicesChanged,
     Disconnected,
-    IdentityChanged,
     MessageReceived,
     MessageSent,
     MessageState,
@@ -149,15 +149,19 @@ async def test_a_new_device_of_the_recipient_is_picked_up_after_mismatched_devic
         async with asyncio.timeout(WAIT_S):
             await alice.wait_outbox_empty()
 
-        # Bob signs in on a second device (same phone number, new profile)
+        # Bob links a second device (a companion, new profile)
         laptop = await new_device(local_stack, home, bob_account, "bob-laptop")
 
         second = await alice.send("Bob", "to both your devices")
         async with asyncio.timeout(WAIT_S):
             await alice.wait_outbox_empty()
         assert state_of(alice, alice_account.user_id, second.client_id) is MessageState.SENT
-        changed = await expect(alice_events, IdentityChanged)
-        assert changed.device_id == laptop.device_id
+        # a companion the account's signed list vouches for: a device change, no warning
+        changed = await expect(alice_events, DevicesChanged)
+        assert (changed.added, changed.removed) == ((laptop.device_id,), ())
+        bob_contact = alice.store.contacts.get(bob_account.user_id)
+        assert bob_contact is not None
+        assert not bob_contact.identity_changed
         assert set(alice.store.sessions.for_user(bob_account.user_id)) == {
             bob_account.device_id,
             laptop.device_id,

@@ -63,7 +63,7 @@ def account_of(stack: LocalStack, phone: str) -> list[dict[str, object]]:
     ddb = stack.moto("dynamodb")
     (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-users")]
     items: list[dict[str, object]] = ddb.scan(TableName=table)["Items"]
-    return [item for item in items if phone in json.dumps(item)]
+    return [item for item in items if phone in json.dumps(item, default=repr)]
 
 
 def test_the_smoke_passes_every_step_against_the_local_stack(local_stack: LocalStack) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from parley_server.handlers import http_api
 from tests.conftest import FakeAws
-from tests.integration.test_http_harness import Answer, call, sign_up, with_keys
+from tests.integration.test_http_harness import Answer, call, link, sign_up, with_keys
 from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Harness, harness
 
@@ -58,10 +58,20 @@ def sign_in(http_ws: Harness, clock: Clock) -> SignIn:
     """Call to sign `phone` in on one more device, with its keys uploaded (each a
     minute later, past the code's resend cool-down)."""
 
+    primaries: dict[str, Signed] = {}
+
     def one_more(phone: str = PHONE) -> Signed:
         clock.offset += 60
         http_ws.function_env("HttpApi")
-        return with_keys(sign_up(phone))
+        primary = primaries.get(phone)
+        if (
+            primary is not None
+            and call("GET", "/v1/devices", token=primary.access_token).status == 200
+        ):
+            # a number signs in once (its primary); further devices are linked to it
+            return link(primary)
+        primaries[phone] = with_keys(sign_up(phone))
+        return primaries[phone]
 
     return one_more
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import PHONE, Clock, SignIn, http
+from tests.integration.conftest import Clock, SignIn, http
 from tests.integration.test_http_harness import Device as Signed
-from tests.integration.test_http_harness import sign_up
 from tests.integration.ws_harness import Device, Harness
 
 
@@ -30,22 +29,26 @@ def test_the_list_shows_every_signed_in_device_oldest_first_and_which_is_this_on
     clock: Clock,
 ) -> None:
     phone = sign_in()
-    clock.offset += 60
-    laptop = sign_up(PHONE)  # signed in, keys not uploaded yet
+    laptop = sign_in()  # linked to the phone's account
     assert laptop.user_id == phone.user_id
 
     assert device_ids(ws, phone) == [
         (phone.device_id, True, True),
-        (laptop.device_id, False, False),
+        (laptop.device_id, False, True),
     ]
     assert device_ids(ws, laptop) == [
         (phone.device_id, False, True),
-        (laptop.device_id, True, False),
+        (laptop.device_id, True, True),
     ]
     answer = http(ws, "GET", "/v1/devices", token=phone.access_token)
     assert answer.headers["cache-control"] == "no-store"
     assert {d["push"] for d in answer.body["devices"]} == {None}
     assert all(d["created_at"] > 0 for d in answer.body["devices"])
+    assert [(d["role"], d["key_index"]) for d in answer.body["devices"]] == [
+        ("primary", 0),
+        ("companion", 1),
+    ]
+    assert answer.body["device_list"] is not None
 
 
 def test_signing_out_another_device_revokes_it_and_closes_its_connections(

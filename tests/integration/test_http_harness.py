@@ -174,6 +174,181 @@ def key_upload(device: Device, otk_ids: range = range(5), spk_id: int = 1) -> di
 
 
 def with_keys(device: Device, otk_ids: range = range(5)) -> Device:
+    """Upload the device's keys; an account's first device (its primary) then publishes
+    device list version 1 naming itself, as the client does after sign-up."""
     answer = call("PUT", "/v1/keys", body=key_upload(device, otk_ids), token=device.access_token)
     assert answer.status == 204, answer.body
+    mine = call("GET", "/v1/devices", token=device.access_token)
+    assert mine.status == 200, mine.body
+    if mine.body["device_list"] is None:
+        published = call(
+            "PUT", "/v1/devices/list", body=signed_list(device, [device]), token=device.access_token
+        )
+        assert published.status == 204, published.body
     return device
+
+
+def signed_list(
+    primary: Device, devices: list[Device], version: int = 1, key_indexes: list[int] | None = None
+) -> dict[str, str]:
+    """A device list naming `devices` (the primary first), signed by the primary."""
+    import json
+
+    from parley_server.logic.device_list import LIST_PREFIX
+
+    indexes = key_indexes if key_indexes is not None else list(range(len(devices)))
+    body = json.dumps(
+        {
+            "user_id": primary.user_id,
+            "version": version,
+            "ts": 1_700_000_000_000,
+            "account_identity": b64(primary.identity.verify_key.encode()),
+            "devices": [
+                {
+                    "device_id": d.device_id,
+                    "key_index": i,
+                    "identity": b64(d.identity.verify_key.encode()),
+                }
+                for d, i in zip(devices, indexes, strict=True)
+            ],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    return {
+        "body": b64(body),
+        "signature": b64(primary.identity.sign(LIST_PREFIX + body).signature),
+    }
+
+
+def canonical(obj: Any) -> bytes:
+    """What the spec signs: JSON with sorted keys and no spaces, as bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def current_list(device: Device) -> dict[str, Any]:
+    """The account's device list body, as its device sees it (GET /v1/devices)."""
+    mine = call("GET", "/v1/devices", token=device.access_token)
+    assert mine.status == 200, mine.body
+    assert mine.body["device_list"] is not None
+    listed: dict[str, Any] = json.loads(base64.b64decode(mine.body["device_list"]["body"]))
+    return listed
+
+
+def sign_body(primary: Device, obj: dict[str, Any]) -> dict[str, str]:
+    """A device list body signed by the account's primary, in its wire form."""
+    from parley_server.logic.device_list import LIST_PREFIX
+
+    body = canonical(obj)
+    return {
+        "body": b64(body),
+        "signature": b64(primary.identity.sign(LIST_PREFIX + body).signature),
+    }
+
+
+@dataclass
+class Approval:
+    """A pairing the primary approved (what the companion then completes)."""
+
+    ref: str
+    claim: str
+    device: Device
+    details: bytes
+    account_signature: bytes
+    secret: bytes
+
+
+def start_and_approve(primary: Device, source_ip: str = "198.51.100.99") -> Approval:
+    """A new device asks to be linked, and the primary approves it with a new list."""
+    import hashlib
+    import hmac
+    import os
+
+    from parley_server.logic.device_list import ACCOUNT_PREFIX, HMAC_PREFIX
+
+    companion = SigningKey.generate()
+    started = call(
+        "POST",
+        "/v1/devices/pairings",
+        body={"identity_key": b64(companion.verify_key.encode())},
+        source_ip=source_ip,
+    )
+    assert started.status == 201, started.body
+    listed = current_list(primary)
+    key_index = max(d["key_index"] for d in listed["devices"]) + 1
+    new = Device(
+        phone=primary.phone,
+        user_id=primary.user_id,
+        device_id=started.body["device_id"],
+        access_token="",
+        refresh_token="",
+        identity=companion,
+    )
+    details = canonical(
+        {
+            "user_id": primary.user_id,
+            "device_id": new.device_id,
+            "key_index": key_index,
+            "identity": b64(companion.verify_key.encode()),
+            "ts": 1_700_000_000_000,
+        }
+    )
+    account_signature = primary.identity.sign(ACCOUNT_PREFIX + details).signature
+    secret = os.urandom(16)
+    mac = hmac.new(secret, HMAC_PREFIX + details + account_signature, hashlib.sha256).digest()
+    entry = {
+        "device_id": new.device_id,
+        "key_index": key_index,
+        "identity": b64(companion.verify_key.encode()),
+    }
+    new_list = {
+        **listed,
+        "version": listed["version"] + 1,
+        "devices": [*listed["devices"], entry],
+    }
+    approved = call(
+        "POST",
+        f"/v1/devices/pairings/{started.body['ref']}/approve",
+        body={
+            "details": b64(details),
+            "account_signature": b64(account_signature),
+            "hmac": b64(mac),
+            "device_list": sign_body(primary, new_list),
+        },
+        token=primary.access_token,
+    )
+    assert approved.status == 204, approved.body
+    return Approval(
+        started.body["ref"], started.body["claim"], new, details, account_signature, secret
+    )
+
+
+def complete(primary: Device, approval: Approval) -> Device:
+    """The companion countersigns its approval and uploads its keys: it is linked."""
+    from parley_server.logic.device_list import DEVICE_PREFIX
+
+    signature = approval.device.identity.sign(
+        DEVICE_PREFIX
+        + approval.details
+        + approval.account_signature
+        + primary.identity.verify_key.encode()
+    ).signature
+    done = call(
+        "POST",
+        f"/v1/devices/pairings/{approval.ref}/complete",
+        body={
+            "claim": approval.claim,
+            "device_signature": b64(signature),
+            "keys": key_upload(approval.device),
+        },
+    )
+    assert done.status == 200, done.body
+    assert done.body["device_id"] == approval.device.device_id
+    approval.device.access_token = done.body["access_token"]
+    approval.device.refresh_token = done.body["refresh_token"]
+    return approval.device
+
+
+def link(primary: Device) -> Device:
+    """A new device linked to the primary's account (pairing, approval, completion)."""
+    return complete(primary, start_and_approve(primary))

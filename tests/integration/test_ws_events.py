@@ -12,6 +12,7 @@ import pytest
 
 from parley_server.catalogue import WS_ROUTES
 from tests.conftest import FakeAws
+from tests.device_lists import list_devices
 from tests.integration.ws_harness import (
     Device,
     Harness,
@@ -63,6 +64,7 @@ def _register(ws: Harness, device: Device, phone: str) -> None:
     users.create_user(device.user_id, phone, time.time())
     users.add_device(device.user_id, device.device_id, time.time())
     users.activate_device(device.user_id, device.device_id)
+    list_devices(users, device.user_id, [device.device_id])
 
 
 def test_each_recorded_event_is_served_by_its_handler(ws: Harness) -> None:

@@ -35,6 +35,7 @@ from local.iam.enforce import acting_as
 from parley_server.catalogue import WS_ROUTES, Setting, function
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
+from tests.device_lists import list_devices
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STAGE = "local"
@@ -257,13 +258,18 @@ class Harness:
             store.add_device(user_id, device_id, time.time())
             store.activate_device(user_id, device_id)
             found.append(Device(user_id, device_id))
+        list_devices(store, user_id, [d.device_id for d in found])
         return found
 
     def add_device(self, user_id: str) -> Device:
+        """A new active device of the user, linked: the account's list names it too."""
         store = self.users()
+        body = store.device_list(user_id).body
+        listed = [d["device_id"] for d in json.loads(body)["devices"]] if body else []
         device_id = secrets.token_hex(8)
         store.add_device(user_id, device_id, time.time())
         store.activate_device(user_id, device_id)
+        list_devices(store, user_id, [*listed, device_id])
         return Device(user_id, device_id)
 
     # -- invoking handlers -------------------------------------------------------

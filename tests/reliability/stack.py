@@ -25,6 +25,7 @@ import aiohttp
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
+from tests.device_lists import first_list
 from tests.e2e.conftest import LocalStack, start_local_stack
 
 __all__ = ["Account", "Stack", "http_from", "running_stack", "sign_up", "source_address"]
@@ -164,5 +165,11 @@ async def sign_up(
             ],
         }
         async with http.put(stack.http_url + "/v1/keys", json=keys, headers=account.auth) as r:
+            assert r.status == 204, await r.text()
+        # the primary's first device list: senders deliver to listed devices only
+        listed = first_list(account.user_id, account.device_id, account.identity)
+        async with http.put(
+            stack.http_url + "/v1/devices/list", json=listed, headers=account.auth
+        ) as r:
             assert r.status == 204, await r.text()
     return account

@@ -229,6 +229,9 @@ def _path_value(world: World, name: str) -> st.SearchStrategy[str]:
         # not Alice's or Bob's own device: signing one out would leave every later
         # request unauthenticated (tests/integration/test_http_devices.py signs out)
         "device_id": ("0123456789abcdef", "f" * 16, world.alice.device_id.upper()),
+        # pairings no one started (well-formed or not): every route must refuse them the same
+        # way; the whole flow with real pairings is tests/integration/test_http_linking.py
+        "ref": ("c" * 32, "f" * 32, "C" * 32),
     }[name]
     return st.one_of(st.sampled_from(known), PATH_TEXT)
 

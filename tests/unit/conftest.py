@@ -30,6 +30,7 @@ from parley_server.store.sms import SmsSender
 from parley_server.store.tokens import RefreshStore
 from parley_server.store.users import KnownUsers, UsersStore
 from tests.conftest import FakeAws
+from tests.reliability.atomic import AtomicClient
 
 T = TypeVar("T")
 
@@ -114,7 +115,8 @@ class Ports:
 
     @property
     def ddb(self) -> Any:
-        return self.aws.client("dynamodb")
+        # each request atomic, as DynamoDB applies it (moto's backend is not)
+        return AtomicClient(self.aws.client("dynamodb"))
 
     def table(self, setting: Setting) -> str:
         return self.aws.settings[setting]
@@ -204,7 +206,7 @@ _PORTS = {
         "tokens",
         "sms",
     )
-} | {"records": "connections", "roster": "groups", "repo": "media"}
+} | {"records": "connections", "roster": "groups", "repo": "media", "activity": "users"}
 # where one parameter name means different ports, its annotation decides
 _ANNOTATED = {"UsersPort": "known_users"}
 

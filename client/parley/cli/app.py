@@ -13,8 +13,10 @@ from parley.cli.commands.account import account, signup, whoami
 from parley.cli.commands.contacts import contacts, safety_number
 from parley.cli.commands.devices import devices
 from parley.cli.commands.groups import group
+from parley.cli.commands.link import link_command
 from parley.cli.commands.media import download, send_file
 from parley.cli.commands.messages import history, inbox, send, send_contact, send_location
+from parley.cli.commands.pin import pin
 from parley.cli.context import Context
 from parley.cli.parser import build_parser
 from parley.content import MediaError
@@ -27,7 +29,9 @@ ExitCodes = Sequence[tuple[type[Exception] | tuple[type[Exception], ...], int]]
 COMMANDS: dict[str, Callable[[Context], Coroutine[Any, Any, None]]] = {
     "signup": signup,
     "whoami": whoami,
+    "link": link_command,
     "devices": devices,
+    "pin": pin,
     "account": account,
     "contacts": contacts,
     "send": send,

@@ -17,6 +17,7 @@ from parley.cli.context import Context
 from parley.cli.render import (
     group_event_line,
     identity_warning,
+    notice_line,
     render_group_message,
     render_message,
     safety_digits,
@@ -28,6 +29,7 @@ from parley.client import Client, EventStream
 from parley.content import MediaError
 from parley.errors import ParleyClientError
 from parley.models import (
+    AccountMoved,
     Connected,
     Contact,
     Disconnected,
@@ -104,6 +106,7 @@ class Chat:
         self.shown: dict[str, Message] = {}  # our messages shown in full, by client id
         self.typists: dict[str, str] = {}  # who is typing here now: user id -> name
         self._typing_sent = 0.0
+        self.signed_out = False  # by a re-registration: the status line keeps saying so
         self._typing_tasks: set[asyncio.Future[None]] = set()
 
     async def run(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -286,7 +289,15 @@ class Chat:
             term.show(group_event_line(self.client, event))
         elif isinstance(event, IdentityChanged):
             term.show(identity_warning(event.contact, color=color))
-        elif isinstance(event, Disconnected):
+        elif (notice := notice_line(event, color=color)) is not None:
+            # devices linked, unlinked or changed; history imported; signed out
+            term.show(notice)
+            if isinstance(event, AccountMoved):
+                self.signed_out = True
+                term.set_status("signed out: your number was registered on another phone")
+            elif term.tty:  # the status line keeps it in view (elsewhere the line is enough)
+                term.set_status(notice)
+        elif isinstance(event, Disconnected) and not self.signed_out:
             term.set_status("offline, reconnecting…")
-        elif isinstance(event, Connected):
+        elif isinstance(event, Connected) and not self.signed_out:
             term.set_status("")

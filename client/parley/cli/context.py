@@ -14,7 +14,7 @@ from typing import TextIO
 
 from parley.client import Client
 from parley.endpoints import Endpoints
-from parley.errors import ConfigurationError, PassphraseRequired
+from parley.errors import ConfigurationError, ParleyClientError, PassphraseRequired
 
 __all__ = ["Context"]
 
@@ -58,6 +58,18 @@ class Context:
         first = getpass.getpass(f"Passphrase for profile {self.profile!r}: ")
         if confirm and getpass.getpass("Repeat it: ") != first:
             raise PassphraseRequired("the passphrases differ")
+        return first
+
+    def ask_pin(self, prompt: str, *, confirm: bool = False) -> str:
+        """A registration-lock PIN: PARLEY_PIN, else asked on the terminal without echo."""
+        given = os.environ.get("PARLEY_PIN")
+        if given:
+            return given.strip()
+        if not sys.stdin.isatty():
+            raise ParleyClientError("a PIN is needed: set PARLEY_PIN or run this on a terminal")
+        first = getpass.getpass(prompt).strip()
+        if confirm and getpass.getpass("Repeat it: ").strip() != first:
+            raise ParleyClientError("the PINs differ: nothing was changed")
         return first
 
     async def client(self, *, connect: bool, online: bool = False) -> Client:

@@ -41,7 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    signup = commands.add_parser("signup", parents=[common], help="create an account")
+    signup = commands.add_parser(
+        "signup",
+        parents=[common],
+        help="create an account: this device becomes its primary device",
+        description="Register this device by phone number and SMS code. It becomes the "
+        "account's primary device (link more with `parley link` on them). Signing up a "
+        "number that already has an account moves the account here and signs its old "
+        "devices out; with a registration lock that needs the PIN.",
+    )
     signup.add_argument("phone", help="your phone number, E.164 (+15551234567)")
     code = signup.add_mutually_exclusive_group()
     code.add_argument("--code", help="the 6-digit code (asked for if not given)")
@@ -50,18 +58,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="local mode: read the code from the local stack's SMS sink",
     )
+    signup.add_argument(
+        "--pin",
+        action="store_true",
+        help="the number has a registration lock: ask for its PIN (not echoed; or set PARLEY_PIN)",
+    )
+
+    link = commands.add_parser(
+        "link",
+        parents=[common],
+        help="make this device a companion of your account (shows a QR code)",
+        description="Show a QR code and its text form, then wait for your primary device "
+        "to link this one (`parley devices link CODE` there). This profile then joins "
+        "your account and imports your recent history from the primary.",
+    )
+    link.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the primary (default 300, the code's lifetime)",
+    )
+    link.add_argument(
+        "--history-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the history after joining (default 120; it is "
+        "imported later, e.g. by `parley inbox`, if it comes after)",
+    )
 
     commands.add_parser("whoami", parents=[common], help="this profile's account")
 
     devices = commands.add_parser(
-        "devices", parents=[common], help="your signed-in devices (sign out a lost one)"
+        "devices",
+        parents=[common],
+        help="your devices: list, link a new one, unlink one",
+        description="Your account's devices: one primary (signed up by phone) and up to "
+        "four companions (linked by QR code), each with its key index.",
     )
     device_commands = devices.add_subparsers(dest="devices_command")
-    device_commands.add_parser("list", parents=[common], help="list them (the default)")
+    device_commands.add_parser(
+        "list", parents=[common], help="list them with role and key index (the default)"
+    )
+    link_device = device_commands.add_parser(
+        "link",
+        parents=[common],
+        help="on the primary: link the new device showing CODE (`parley link` there)",
+    )
+    link_device.add_argument(
+        "code", metavar="CODE", help="the text under the new device's QR code (parley-link:1:…)"
+    )
+    unlink = device_commands.add_parser(
+        "unlink",
+        parents=[common],
+        help="unlink a device (on the primary: any companion; on a companion: itself)",
+    )
+    unlink.add_argument("device_id", metavar="DEVICE_ID")
     sign_out = device_commands.add_parser(
         "remove", parents=[common], help="sign a device out for good"
     )
     sign_out.add_argument("device_id", metavar="DEVICE_ID")
+
+    pin = commands.add_parser(
+        "pin",
+        parents=[common],
+        help="the registration lock PIN (primary only)",
+        description="A registration lock: signing up your number on another phone then "
+        "needs this PIN as well as the SMS code (unless the account was inactive for 7 "
+        "days). The PIN is asked for without echo (or read from PARLEY_PIN).",
+    )
+    pin_commands = pin.add_subparsers(dest="pin_command", required=True)
+    pin_commands.add_parser("set", parents=[common], help="set or change the PIN (6-64 digits)")
+    pin_commands.add_parser("remove", parents=[common], help="remove the registration lock")
 
     account = commands.add_parser("account", parents=[common], help="your account")
     account_commands = account.add_subparsers(dest="account_command", required=True)

@@ -9,7 +9,20 @@ from typing import TextIO
 
 from parley.client import Client
 from parley.content import Attachment, ContactCard, Location
-from parley.models import Contact, Group, GroupUpdated, LinkedDevice, Message, MessageState
+from parley.models import (
+    AccountMoved,
+    Contact,
+    DeviceLinked,
+    DevicesChanged,
+    DeviceUnlinked,
+    Event,
+    Group,
+    GroupUpdated,
+    HistoryImported,
+    LinkedDevice,
+    Message,
+    MessageState,
+)
 
 __all__ = [
     "DIM",
@@ -22,6 +35,7 @@ __all__ = [
     "group_row",
     "human_size",
     "identity_warning",
+    "notice_line",
     "render_content",
     "render_group_message",
     "render_message",
@@ -188,13 +202,47 @@ def contact_row(contact: Contact, *, color: bool) -> str:
 
 
 def device_row(device: LinkedDevice) -> str:
-    """A line of `parley devices`: id, when it signed in, what to know about it."""
+    """A line of `parley devices`: id, role and key index, when it signed in, what to
+    know about it."""
     since = datetime.fromtimestamp(device.created_at).strftime("%Y-%m-%d %H:%M")
+    role = device.role or "device"
+    if device.key_index is not None:
+        role += f" #{device.key_index}"
     notes = ["this device" if device.current else ""]
+    notes.append("NOT on the signed device list" if device.listed is False else "")
     notes.append("" if device.ready else "keys not uploaded yet")
     notes.append(f"push: {device.push}" if device.push else "")
     shown = ", ".join(n for n in notes if n)
-    return f"{device.device_id}  signed in {since}  {shown}".rstrip()
+    return f"{device.device_id}  {role:<12} signed in {since}  {shown}".rstrip()
+
+
+def notice_line(event: Event, *, color: bool) -> str | None:
+    """The line for a notice about devices or the account (None for other events):
+    a contact's devices changed, one of ours was linked or unlinked, this device was
+    signed out by a re-registration, history was imported."""
+    if isinstance(event, DevicesChanged):
+        if event.contact.name == "you":
+            return "your devices changed"
+        return f"{event.contact.display_name}'s devices changed"
+    if isinstance(event, DeviceLinked):
+        return f"a new device was linked to your account: {event.device_id}"
+    if isinstance(event, DeviceUnlinked):
+        return f"a device was unlinked from your account: {event.device_id}"
+    if isinstance(event, AccountMoved):
+        return warn(
+            "this device was signed out: your number was registered on another phone",
+            color=color,
+        )
+    if isinstance(event, HistoryImported):
+        return (
+            f"imported {_count(event.messages, 'message')} in "
+            f"{_count(event.conversations, 'conversation')} from your primary device"
+        )
+    return None
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def group_row(group: Group, me: str) -> str:

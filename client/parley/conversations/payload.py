@@ -20,6 +20,13 @@ And one goes only from one of an account's devices to its others: a copy of a
 message it sent to someone (`SentCopy`), so every device of the account shows it:
 
     {"v": 1, "kind": "sent", "to": <user id>, "id": <client id>, "content": {...}}
+
+And one goes from an account's primary to a companion it has just linked: where
+the encrypted export of the recent history is (`HistoryPayload`; the history
+itself travels as an attachment-like blob, see `parley.devices.history`):
+
+    {"v": 1, "kind": "history", "device": <device id>, "media_id": ..., "key": <b64>,
+     "header": <b64>, "sha256": <hex>, "size": <plaintext bytes>}
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from parley.content import (
@@ -41,13 +48,17 @@ from parley.content import (
     encode_content,
     parse_content,
 )
-from parley.ids import is_client_id, is_group_id, is_user_id
+from parley.content.attachment import HEADER_BYTES, KEY_BYTES
+from parley.ids import is_client_id, is_device_id, is_group_id, is_media_id, is_user_id
 
 __all__ = [
+    "HISTORY_KIND",
+    "MAX_HISTORY_BYTES",
     "MAX_TEXT_CHARS",
     "SENDER_KEY_KIND",
     "SENT_KIND",
     "Content",
+    "HistoryPayload",
     "SenderKeyPayload",
     "SentCopy",
     "UnsupportedContent",
@@ -55,6 +66,7 @@ __all__ = [
     "decode_any",
     "describe",
     "encode",
+    "encode_history",
     "encode_sender_key",
     "encode_sent_copy",
     "encode_text",
@@ -62,6 +74,11 @@ __all__ = [
 
 SENDER_KEY_KIND = "sender_key"
 SENT_KIND = "sent"
+HISTORY_KIND = "history"
+_HISTORY_FIELDS = frozenset({"v", "kind", "device", "media_id", "key", "header", "sha256", "size"})
+# The largest history export (plaintext JSON) a companion accepts.
+MAX_HISTORY_BYTES = 64 * 1024 * 1024
+_SHA256_HEX = frozenset("0123456789abcdef")
 _SENT_FIELDS = frozenset({"v", "kind", "to", "id", "content"})
 _SENDER_KEY_FIELDS = frozenset({"v", "kind", "group", "version", "key"})
 # A distribution message is 74 bytes; anything far larger is not one.
@@ -107,6 +124,32 @@ def encode_sent_copy(copy: SentCopy) -> bytes:
     return _document(SENT_KIND, to=copy.to, id=copy.client_id, content=content)
 
 
+@dataclass(frozen=True)
+class HistoryPayload:
+    """Where the encrypted history export for companion `device` is, and how to open
+    and check it: secretstream key and header, SHA-256 of the encrypted object, and
+    the plaintext size (the object's size follows from it)."""
+
+    device: str
+    media_id: str
+    key: bytes = field(repr=False)
+    header: bytes = field(repr=False)
+    sha256: str
+    size: int
+
+
+def encode_history(history: HistoryPayload) -> bytes:
+    return _document(
+        HISTORY_KIND,
+        device=history.device,
+        media_id=history.media_id,
+        key=base64.b64encode(history.key).decode(),
+        header=base64.b64encode(history.header).decode(),
+        sha256=history.sha256,
+        size=history.size,
+    )
+
+
 def encode(content: Content) -> bytes:
     """A content object -> the plaintext that goes into the ratchet."""
     return encode_content(content).encode()
@@ -127,9 +170,10 @@ def decode(plaintext: bytes) -> Content:
         raise UnsupportedContent(str(exc)) from exc
 
 
-def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy:
+def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy | HistoryPayload:
     """What a pairwise message carries: content to show, a member's sender key, or
-    (from this account's other devices) a copy of a message they sent."""
+    (from this account's other devices) a copy of a message they sent or the
+    history for a new companion."""
     try:
         document = json.loads(plaintext)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -138,6 +182,8 @@ def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy:
         return _sender_key(document)
     if isinstance(document, dict) and document.get("kind") == SENT_KIND:
         return _sent_copy(document)
+    if isinstance(document, dict) and document.get("kind") == HISTORY_KIND:
+        return _history(document)
     return decode(plaintext)
 
 
@@ -149,9 +195,42 @@ def _sent_copy(document: dict[str, Any]) -> SentCopy:
         raise UnsupportedContent("a sent copy without a valid recipient")
     if not is_client_id(client_id):
         raise UnsupportedContent("a sent copy without a valid client id")
-    if not isinstance(content, dict) or content.get("kind") in (SENDER_KEY_KIND, SENT_KIND):
+    if not isinstance(content, dict) or content.get("kind") in _NOT_CONTENT:
         raise UnsupportedContent("a sent copy without content")
     return SentCopy(to, client_id, decode(json.dumps(content).encode()))
+
+
+_NOT_CONTENT = (SENDER_KEY_KIND, SENT_KIND, HISTORY_KIND)
+
+
+def _history(document: dict[str, Any]) -> HistoryPayload:
+    if set(document) != _HISTORY_FIELDS or document.get("v") != 1:
+        raise UnsupportedContent("a history message with unknown or missing fields")
+    device, media_id = document["device"], document["media_id"]
+    sha256, size = document["sha256"], document["size"]
+    if not is_device_id(device):
+        raise UnsupportedContent("a history message without a valid device id")
+    if not is_media_id(media_id):
+        raise UnsupportedContent("a history message without a valid media id")
+    if not isinstance(sha256, str) or len(sha256) != 64 or not set(sha256) <= _SHA256_HEX:
+        raise UnsupportedContent("a history message without a valid SHA-256")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_HISTORY_BYTES:
+        raise UnsupportedContent("a history message without a valid size")
+    key = _b64_field(document["key"], KEY_BYTES, "key")
+    header = _b64_field(document["header"], HEADER_BYTES, "header")
+    return HistoryPayload(device, media_id, key, header, sha256, size)
+
+
+def _b64_field(value: object, length: int, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) > 4 * length:
+        raise UnsupportedContent(f"a history message without a {what}")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnsupportedContent(f"a history {what} that is not base64") from exc
+    if len(raw) != length:
+        raise UnsupportedContent(f"a history {what} of the wrong length")
+    return raw
 
 
 def _sender_key(document: dict[str, Any]) -> SenderKeyPayload:

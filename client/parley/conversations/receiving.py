@@ -38,6 +38,7 @@ from parley.protocol import IncomingMessage, IncomingReceipt
 __all__ = ["Incoming", "Receiving", "Rejected", "SenderKeyHandler"]
 
 log = logging.getLogger("parley.conversations")
+devices_log = logging.getLogger("parley.devices")
 
 
 class Rejected(Exception):
@@ -52,6 +53,9 @@ class Incoming:
     events: list[Event] = field(default_factory=list)
     consumed_prekey: bool = False
     refresh_groups: set[str] = field(default_factory=set)  # to read again from the service
+    # the history our primary hands this new companion, to fetch and import after
+    # this transaction (parley.devices.history)
+    history: payload.HistoryPayload | None = None
 
 
 # (sender, sender device, the key) -> its events and the groups to read again
@@ -72,11 +76,19 @@ class Receiving:
         sender, device = message.sender, message.sender_device
         now = self.sealer.clock()
         session, plaintext, consumed = self._open(sender, device, body, now)
+        # only devices the sender's signed device list vouches for (ours: always listed)
+        refused = self.sealer.sender_refused(sender, device, session.remote_identity_key)
+        if refused is not None:
+            devices_log.warning("dropped %s: %s", label, refused)
+            raise Rejected(refused)  # the caller's transaction undoes the session step
         events: list[Event] = []
         mine = sender == self.account.user_id
+        listed = self.sealer.verified_list(sender) is not None
         if mine:
             self.sealer.own_devices |= {device}  # it proved itself: it holds a session with us
-        elif self.store.contacts.record_identity(sender, device, session.remote_identity_key):
+        elif self.store.contacts.record_identity(
+            sender, device, session.remote_identity_key, vouched=listed
+        ):
             events.append(self.sealer.identity_changed(sender, device))
         self.store.sessions.save(sender, device, session, now)
         self.store.seen.add(sender, message.client_id, now)
@@ -87,7 +99,9 @@ class Receiving:
             # authentic but not understood: the session still advances, nothing is shown
             log.warning("dropped %s: %s", label, exc)
             return done
-        if isinstance(content, payload.SenderKeyPayload):
+        if isinstance(content, payload.HistoryPayload):
+            done.history = self._history(content, mine, label)
+        elif isinstance(content, payload.SenderKeyPayload):
             shown, refresh = self._on_sender_key(sender, device, content)
             done.events += shown
             done.refresh_groups = refresh
@@ -99,6 +113,21 @@ class Receiving:
         else:
             done.events += self._store_message(sender, message, content)
         return done
+
+    # --- history for a new companion ---------------------------------------------------
+
+    def _history(
+        self, history: payload.HistoryPayload, mine: bool, label: str
+    ) -> payload.HistoryPayload | None:
+        """Where the history is, if it came from our own account and is for this
+        device (the service routes a message to oneself to every other device)."""
+        if not mine:
+            log.warning("dropped %s: history from another account", label)
+            return None
+        if history.device != self.account.device_id:
+            log.info("skipped %s: history for another of our devices", label)
+            return None
+        return history
 
     def _store_message(
         self, sender: str, message: IncomingMessage, content: payload.Content

@@ -8,14 +8,13 @@ it survives a crash or a lost connection; the caller queues the entries.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 
 from parley.content import Content, Text
 from parley.conversations import payload
 from parley.conversations.sealing import Sealed, Sealer, check_entry_size, new_client_id
-from parley.errors import ContactNotFound, MessageTooLarge
+from parley.errors import ContactNotFound, MessageTooLarge, UnlistedDevice
 from parley.models import Contact, Direction, Event, Message, MessageSent, MessageState, SendFailed
 from parley.protocol import OutboxEntry
 
@@ -146,8 +145,12 @@ class Sending:
             payloads = {d: p for d, p in (entry.payloads or {}).items() if d not in extra}
             sealed = Sealed(uid, {}, {})
             if missing:
-                with contextlib.suppress(ContactNotFound):
+                try:
                     sealed = await self.sealer.seal(contact, plaintext, only=missing)
+                except UnlistedDevice:
+                    raise  # the service insists on a device the list does not vouch for
+                except ContactNotFound as exc:
+                    log.info("could not seal %s for new devices: %s", entry.client_id, exc)
                 payloads.update(sealed.payloads)
             if not payloads:
                 return None, sealed.events

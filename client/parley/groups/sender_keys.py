@@ -31,6 +31,8 @@ from parley.crypto.sender_keys import (
     SenderKeyDistribution,
     SenderKeyRecord,
 )
+from parley.devices.lists import verify_list
+from parley.errors import DeviceListError
 from parley.groups.receipts import GroupTicks
 from parley.ids import group_address
 from parley.models import (
@@ -127,6 +129,9 @@ class SenderKeys:
         open whatever waited for it. A malformed key is dropped with a warning."""
         now = self._clock()
         outcome = Incoming(stored=True)
+        if sender == self.account.user_id and not self._own_listed(device):
+            log.warning("dropped a sender key from %s: not on this account's device list", device)
+            return outcome
         try:
             distribution = SenderKeyDistribution.from_bytes(key.distribution)
         except CryptoError as exc:
@@ -142,6 +147,19 @@ class SenderKeys:
             outcome.refresh_groups.add(key.group_id)
         outcome.events += self._release(key.group_id, sender, device, record, now)
         return outcome
+
+    def _own_listed(self, device: str) -> bool:
+        """Whether `device` is on this account's signed device list as last verified."""
+        stored = self.store.device_lists.get(self.account.user_id)
+        if stored is None:
+            return False
+        try:
+            listed = verify_list(
+                stored.wire(), user_id=stored.user_id, account_identity=stored.account_identity
+            )
+        except DeviceListError:
+            return False
+        return device in listed.device_ids
 
     def prune(self) -> None:
         """Give up on held messages whose key never came."""

@@ -29,6 +29,7 @@ Usage by a transport::
 from __future__ import annotations
 
 from parley.protocol.events import (
+    DevicesChangedNotice,
     DevicesMismatched,
     GroupStale,
     IncomingMessage,
@@ -53,6 +54,7 @@ from parley.protocol.machine import Protocol
 __all__ = [
     "FRAGMENT_BYTES",
     "MAX_MESSAGE_BYTES",
+    "DevicesChangedNotice",
     "DevicesMismatched",
     "FrameTooLarge",
     "GroupStale",

@@ -92,6 +92,27 @@ class TypingChanged:
     group: str | None = None  # typing in this group, not to us alone
 
 
+DEVICE_CHANGE_REASONS = frozenset({"linked", "unlinked", "reregistered"})
+
+
+@dataclass(frozen=True)
+class DevicesChangedNotice:
+    """A `devices_changed` notice: one of this account's devices was linked or
+    unlinked, or the number was registered on another phone ("reregistered")."""
+
+    reason: str  # "linked" | "unlinked" | "reregistered"
+    device_id: str
+
+
+def parse_devices_changed(raw: dict[str, Any]) -> DevicesChangedNotice | None:
+    """A `devices_changed` event's fields, or None (logged) if they are unusable."""
+    reason, device = raw.get("reason"), raw.get("device_id")
+    if reason not in DEVICE_CHANGE_REASONS or not is_device_id(device):
+        log.warning("ignored a malformed devices_changed event")
+        return None
+    return DevicesChangedNotice(str(reason), device)
+
+
 @dataclass(frozen=True)
 class ServerError:
     """An `error` event that answers no pending send."""
@@ -110,6 +131,7 @@ ProtocolEvent = (
     | GroupStale
     | SyncComplete
     | TypingChanged
+    | DevicesChangedNotice
     | ServerError
 )
 

@@ -30,6 +30,7 @@ from parley.protocol.events import (
     is_device_list,
     is_int,
     is_number,
+    parse_devices_changed,
     parse_message,
     parse_receipt,
     parse_typing,
@@ -362,6 +363,11 @@ class Protocol:
         if typing is not None:
             self._events.append(typing)
 
+    def _on_devices_changed(self, raw: dict[str, Any]) -> None:
+        notice = parse_devices_changed(raw)
+        if notice is not None:
+            self._events.append(notice)
+
     _handlers: ClassVar[dict[str, Callable[[Protocol, dict[str, Any]], None]]] = {
         "message": _on_message,
         "receipt": _on_receipt,
@@ -369,6 +375,7 @@ class Protocol:
         "error": _on_error,
         "synced": _on_synced,
         "typing": _on_typing,
+        "devices_changed": _on_devices_changed,
     }
 
     # --- internals -----------------------------------------------------------

@@ -6,6 +6,8 @@
 - `prekeys`: signed and one-time prekeys (also the crypto's `PreKeySource`);
 - `sessions`: one Double Ratchet session per remote device, and the ones replaced;
 - `contacts`: contacts, their devices' identity keys, and whether they are verified;
+- `device_lists`: each user's signed device list as last verified (its pinned
+  account identity and highest version), this account's own too;
 - `messages`: messages with their tick state (and, for anything but text, the
   content that shows it and where its file was saved);
 - `outbox`: entries not yet accepted by the service;
@@ -35,6 +37,7 @@ from typing import Literal
 from parley.store.accounts import Accounts, Tokens
 from parley.store.contacts import Contacts
 from parley.store.db import DB_FILE, SCHEMA_VERSION, Database
+from parley.store.device_lists import DeviceLists, StoredList
 from parley.store.groups import Groups
 from parley.store.messages import Messages
 from parley.store.outbox import Outbox, OutboxItem
@@ -53,6 +56,7 @@ __all__ = [
     "OutboxItem",
     "OwnSenderKey",
     "Store",
+    "StoredList",
     "Tokens",
 ]
 
@@ -67,6 +71,7 @@ class Store:
         self.prekeys = PreKeys(db)
         self.sessions = Sessions(db)
         self.contacts = Contacts(db)
+        self.device_lists = DeviceLists(db)
         self.messages = Messages(db)
         self.outbox = Outbox(db)
         self.groups = Groups(db)

@@ -25,19 +25,55 @@ class Accounts(Repository):
     def save(self, account: Account, identity: IdentityKeyPair) -> None:
         with self.transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO account (id, user_id, device_id, phone, identity)"
-                " VALUES (1, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO account"
+                " (id, user_id, device_id, phone, identity, role, key_index)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?)",
                 (
                     account.user_id,
                     account.device_id,
                     account.phone,
                     self._vault.seal(identity.to_bytes()),
+                    account.role,
+                    account.key_index,
                 ),
             )
 
     def get(self) -> Account | None:
-        row = self._db.execute("SELECT user_id, device_id, phone FROM account").fetchone()
+        row = self._db.execute(
+            "SELECT user_id, device_id, phone, role, key_index FROM account"
+        ).fetchone()
         return Account(*row) if row else None
+
+    def set_role(self, role: str, key_index: int, account_identity: bytes) -> None:
+        """This device's place in its account: "primary" (key index 0) or "companion",
+        and the account identity (the primary's identity key) pinned with it."""
+        if role not in {"primary", "companion"} or (key_index == 0) != (role == "primary"):
+            raise ValueError(f"bad role {role!r} with key index {key_index}")
+        if len(account_identity) != 32:
+            raise ValueError("an account identity is a 32-byte Ed25519 public key")
+        with self.transaction():
+            self._db.execute(
+                "UPDATE account SET role = ?, key_index = ?, account_identity = ?,"
+                " max_key_index = MAX(COALESCE(max_key_index, 0), ?)",
+                (role, key_index, account_identity, key_index),
+            )
+
+    def account_identity(self) -> bytes | None:
+        """The pinned account identity (None in a profile made before linked devices)."""
+        row = self._db.execute("SELECT account_identity FROM account").fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def max_key_index(self) -> int:
+        """The highest key index this primary has handed out (never reused)."""
+        row = self._db.execute("SELECT max_key_index FROM account").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def note_key_index(self, key_index: int) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE account SET max_key_index = MAX(COALESCE(max_key_index, 0), ?)",
+                (key_index,),
+            )
 
     def require(self) -> Account:
         account = self.get()

@@ -70,10 +70,14 @@ class Contacts(Repository):
         ).fetchall()
         return {d: bytes(k) for d, k in rows}
 
-    def record_identity(self, user_id: str, device_id: str, identity_key: bytes) -> bool:
+    def record_identity(
+        self, user_id: str, device_id: str, identity_key: bytes, *, vouched: bool = False
+    ) -> bool:
         """Remember a device's identity key. True when this is a CHANGE the user must
         hear about: a known device with a new key, or a key not seen before from a
-        contact we already had a key for (a reinstall shows up as a new device)."""
+        contact we already had a key for (a reinstall shows up as a new device).
+        `vouched`: the contact's signed device list, under the account identity already
+        pinned, lists this key for this device (a linked companion): no change."""
         with self.transaction():
             # removed devices count too: a reinstall removes one device and adds another
             rows = self._db.execute(
@@ -84,7 +88,7 @@ class Contacts(Repository):
             if current.get(device_id) == (identity_key, False):
                 return False
             ever = {key for key, _ in current.values()}
-            changed = bool(ever) and identity_key not in ever
+            changed = bool(ever) and identity_key not in ever and not vouched
             self._db.execute(
                 "INSERT OR REPLACE INTO devices"
                 " (user_id, device_id, identity_key, first_seen, removed) VALUES (?, ?, ?, ?, 0)",
@@ -100,6 +104,18 @@ class Contacts(Repository):
                     (user_id,),
                 )
             return changed
+
+    def mark_identity_changed(self, user_id: str) -> None:
+        """The contact's account identity changed: warn until verified again."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO contacts (user_id, created_at) VALUES (?, ?)",
+                (user_id, time.time()),
+            )
+            self._db.execute(
+                "UPDATE contacts SET identity_changed = 1, verified = 0 WHERE user_id = ?",
+                (user_id,),
+            )
 
     def forget_device(self, user_id: str, device_id: str) -> None:
         """A device the server no longer lists: its session goes; its key is remembered

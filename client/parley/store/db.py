@@ -35,7 +35,8 @@ log = logging.getLogger("parley.store")
 DB_FILE = "parley.db"
 # 2: messages keep the content of non-text kinds and where a download was saved
 # 3: groups, sender keys, held group messages, group ticks; group outbox entries
-SCHEMA_VERSION = 3
+# 4: the account's role and key index; contacts' signed device lists
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -114,6 +115,10 @@ CREATE INDEX IF NOT EXISTS held_by_sender
     ON held_group_messages (group_id, sender, device_id, seq);
 CREATE TABLE IF NOT EXISTS group_ticks (
     message_id INTEGER PRIMARY KEY, receipts BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_lists (
+    user_id TEXT PRIMARY KEY, account_identity BLOB NOT NULL, version INTEGER NOT NULL,
+    body BLOB NOT NULL, signature BLOB NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen (
     sender TEXT NOT NULL, client_id TEXT NOT NULL, seen_at REAL NOT NULL,
@@ -311,6 +316,10 @@ _ADDED_COLUMNS = (
     ("outbox", "body", "TEXT"),
     ("outbox", "version", "INTEGER"),
     ("outbox", "after", "TEXT"),
+    ("account", "role", "TEXT"),
+    ("account", "key_index", "INTEGER"),
+    ("account", "account_identity", "BLOB"),
+    ("account", "max_key_index", "INTEGER"),
 )
 
 

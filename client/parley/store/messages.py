@@ -104,6 +104,16 @@ class Messages(Repository):
         ).fetchall()
         return [self._message(r) for r in reversed(rows)]
 
+    def since(self, ts: int) -> list[Message]:
+        """Every message of every conversation from `ts` (ms) on, oldest first (in
+        the order stored, the order `history` shows): what a new companion is given."""
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+            " WHERE ts >= ? ORDER BY id",
+            (ts,),
+        ).fetchall()
+        return [self._message(r) for r in rows]
+
     def advance(
         self, sender: str, peer: str, client_ids: list[str], state: MessageState
     ) -> list[Message]:

@@ -28,6 +28,7 @@ _DESCRIBED = {
     404: "not found",
     409: "conflicts with what is stored",
     413: "too large",
+    423: "the number's account has a registration lock: send its PIN",
     429: "rate limited (see Retry-After)",
     503: "a dependency is unavailable; retry",
 }

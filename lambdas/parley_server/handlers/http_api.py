@@ -28,6 +28,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.handlers import _http
+from parley_server.handlers.http_devices import PUBLIC_ROUTES as DEVICE_PUBLIC_ROUTES
+from parley_server.handlers.http_devices import device_list_of
+from parley_server.handlers.http_devices import router as devices_router
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
 from parley_server.ids import DEVICE_ID_PATTERN, USER_ID_PATTERN
@@ -39,6 +42,7 @@ from parley_server.logic import (
     otp,
     prekeys,
     presence,
+    registration_lock,
     tokens,
 )
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
@@ -66,6 +70,7 @@ from parley_server.models.http import (
     PresenceSettingRequest,
     PushRequest,
     RefreshRequest,
+    RegistrationLockRequest,
     SignedPrekeyModel,
     TokenAnswer,
     UserAnswer,
@@ -81,13 +86,16 @@ tracer = Tracer(service="parley")
 
 # Far above any valid request (a full key upload is ~8 KB); refused before parsing.
 MAX_BODY_BYTES = 128 * 1024
-PUBLIC_ROUTES = frozenset(
-    {
-        ("POST", "/v1/auth/otp"),
-        ("POST", "/v1/auth/verify"),
-        ("POST", "/v1/auth/refresh"),
-        ("GET", "/v1/openapi.json"),
-    }
+PUBLIC_ROUTES = (
+    frozenset(
+        {
+            ("POST", "/v1/auth/otp"),
+            ("POST", "/v1/auth/verify"),
+            ("POST", "/v1/auth/refresh"),
+            ("GET", "/v1/openapi.json"),
+        }
+    )
+    | DEVICE_PUBLIC_ROUTES
 )
 # The one call a device of an account being deleted may still make: asked again,
 # it finishes the deletion.
@@ -256,17 +264,30 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
     summary="Prove the phone number with its code: sign in as a new device",
     tags=["auth"],
     cache_control="no-store",
-    responses=_http.responses(400, 401, 429, 503),
+    description=(
+        "A number that already has an account moves it to this device: the old devices"
+        " are signed out (their live connections first get devices_changed, reason"
+        ' "reregistered"). If the account has a registration lock and was active in the'
+        " last 7 days, the PIN is needed: without it, or with a wrong one, the answer is"
+        " 423 registration_locked (attempts_left / retry_after) and the code stays usable;"
+        " after 5 wrong PINs each try waits longer (429 pin_backoff, retry_after)."
+    ),
+    responses=_http.responses(
+        400, 401, 423, 429, 503, described={429: "rate limited, or pin_backoff (Retry-After)"}
+    ),
 )
 def verify_otp(request: VerifyRequest) -> TokenAnswer:
     deps = adapters()
     pair, created = accounts.sign_in(
         request.phone,
         request.code,
+        pin=request.pin,
         keys=deps.keys(),
         otps=deps.otps,
         users=deps.users,
         refresh_tokens=deps.refresh_tokens,
+        connections=deps.connections,
+        gateway=deps.gateway,
         limits=deps.config.limits,
         now=_now(),
     )
@@ -351,6 +372,7 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
     metrics.add_metric(name=Metric.BUNDLES_CLAIMED, unit=MetricUnit.Count, value=1)
     return BundleAnswer(
         user_id=bundle.user_id,
+        device_list=device_list_of(bundle.user_id),
         devices=[
             DeviceBundleOut(
                 device_id=device.device_id,
@@ -428,9 +450,12 @@ def get_devices() -> DevicesAnswer:
                 current=d.device_id == caller.device_id,
                 ready=d.ready,
                 push=d.push_platform,
+                role=d.role,
+                key_index=d.key_index,
             )
             for d in found
-        ]
+        ],
+        device_list=device_list_of(caller.user_id),
     )
 
 
@@ -438,16 +463,30 @@ def get_devices() -> DevicesAnswer:
     "/v1/devices/<device_id>",
     status_code=204,
     summary="Sign one of this account's devices out for good (this one too)",
-    **_http.bearer("devices", 400, 401, 404, 503, no_store=False),
+    description=(
+        "A linked (companion) device may sign out only itself; the primary any device"
+        " (and then publishes a device list without it). The account's other devices"
+        ' get a devices_changed notice ("unlinked").'
+    ),
+    **_http.bearer("devices", 400, 401, 403, 404, 503, no_store=False),
 )
 def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) -> None:
     deps = adapters()
     caller = _http.caller(app.context)
+    devices.may_sign_out(caller, device_id, users=deps.users)
     closed = devices.sign_out(
         caller,
         device_id,
         now=_now(),
         users=deps.users,
+        connections=deps.connections,
+        gateway=deps.gateway,
+    )
+    devices.notify_devices_changed(
+        caller.user_id,
+        "unlinked",
+        device_id,
+        now=_now(),
         connections=deps.connections,
         gateway=deps.gateway,
     )
@@ -481,6 +520,37 @@ def delete_account(request: AccountDeleteRequest) -> None:
     )
     metrics.add_metric(name=Metric.ACCOUNT_DELETED, unit=MetricUnit.Count, value=1)
     logger.info("account deleted", extra={"user_id": caller.user_id, **vars(done)})
+
+
+@app.put(
+    "/v1/account/registration-lock",
+    status_code=204,
+    summary="Set or change the registration lock PIN (primary device only)",
+    description=(
+        "Signing in with this account's number on another phone will need the PIN while"
+        " the account is active (a device connected or refreshed in the last 7 days)."
+        " The service keeps only an Argon2id verifier of it."
+    ),
+    **_http.bearer(
+        "account", 400, 401, 403, 503, no_store=False, described={403: "not the primary device"}
+    ),
+)
+def set_registration_lock(request: RegistrationLockRequest) -> None:
+    registration_lock.set_lock(
+        _http.caller(app.context), request.pin, users=adapters().users, now=_now()
+    )
+
+
+@app.delete(
+    "/v1/account/registration-lock",
+    status_code=204,
+    summary="Remove the registration lock (primary device only)",
+    **_http.bearer(
+        "account", 401, 403, 503, no_store=False, described={403: "not the primary device"}
+    ),
+)
+def remove_registration_lock() -> None:
+    registration_lock.remove_lock(_http.caller(app.context), users=adapters().users)
 
 
 @app.get(
@@ -522,6 +592,7 @@ def openapi() -> Response[str]:
 
 app.include_router(media_router)
 app.include_router(groups_router)
+app.include_router(devices_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

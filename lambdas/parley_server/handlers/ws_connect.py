@@ -15,7 +15,11 @@ __all__ = ["handler"]
 
 def _connect(caller: Caller, deps: Adapters) -> None:
     connections.connect(
-        caller, now=time.time(), limits=deps.config.limits, records=deps.connections
+        caller,
+        now=time.time(),
+        limits=deps.config.limits,
+        records=deps.connections,
+        activity=deps.users,
     )
     _ws.count(Metric.CONNECTS)
 

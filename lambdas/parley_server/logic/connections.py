@@ -7,7 +7,7 @@ from typing import Protocol
 from parley_server.config import Limits
 from parley_server.logic.ports import Caller
 
-__all__ = ["ConnectionRecords", "LastSeen", "connect", "disconnect"]
+__all__ = ["Activity", "ConnectionRecords", "LastSeen", "connect", "disconnect"]
 
 
 class ConnectionRecords(Protocol):
@@ -22,7 +22,18 @@ class LastSeen(Protocol):
     def record_last_seen(self, user_id: str, ts: float) -> None: ...
 
 
-def connect(caller: Caller, *, now: float, limits: Limits, records: ConnectionRecords) -> None:
+class Activity(Protocol):
+    def record_active(self, user_id: str, now: float) -> None: ...
+
+
+def connect(
+    caller: Caller,
+    *,
+    now: float,
+    limits: Limits,
+    records: ConnectionRecords,
+    activity: Activity,
+) -> None:
     """Record the connection so senders find it (it outlives API Gateway's 2 h by a margin)."""
     records.add(
         caller.user_id,
@@ -31,6 +42,8 @@ def connect(caller: Caller, *, now: float, limits: Limits, records: ConnectionRe
         now=now,
         ttl_s=limits.connection_ttl_s,
     )
+    # the account is in use: its registration lock stays armed (logic/registration_lock.py)
+    activity.record_active(caller.user_id, now)
 
 
 def disconnect(

@@ -44,10 +44,13 @@ __all__ = [
     "DELETE_ACCOUNT",
     "PURPOSES",
     "SIGN_IN",
+    "CheckedCode",
     "OtpChallenge",
+    "check_code",
     "code_hash",
     "normalize_phone",
     "request_code",
+    "use_code",
     "verify_code",
 ]
 
@@ -192,6 +195,14 @@ def _give_back(limiter: RateLimiter, phone: str, source: str, now: float) -> Non
         pass  # best effort: counting one too many errs on the safe side
 
 
+@dataclass(frozen=True)
+class CheckedCode:
+    """A right code, not used yet: `use_code` spends it."""
+
+    phone: str
+    code_hash: bytes
+
+
 def verify_code(
     raw_phone: str,
     code: str,
@@ -209,6 +220,37 @@ def verify_code(
     deleted as it is accepted, so it works once. A code asked for another
     purpose is a wrong code.
     """
+    checked = check_code(
+        raw_phone, code, keys=keys, otps=otps, limits=limits, now=now, purpose=purpose
+    )
+    return use_code(checked, otps=otps)
+
+
+def use_code(checked: CheckedCode, *, otps: OtpStore) -> str:
+    """Spend a checked code (delete it, if it is still the phone's live one); the
+    E.164 phone. Of two requests with the same code only one gets this far."""
+    if otps.consume(checked.phone, checked.code_hash):
+        return checked.phone
+    raise InvalidCode("the code is wrong, expired or already used")
+
+
+def check_code(
+    raw_phone: str,
+    code: str,
+    *,
+    keys: Keys,
+    otps: OtpStore,
+    limits: Limits,
+    now: float,
+    purpose: str = SIGN_IN,
+) -> CheckedCode:
+    """Check the phone's code without using it up (`use_code` does that, once what
+    else the request needs has passed, e.g. the registration lock).
+
+    Every check spends an attempt, right or wrong, so a code that is checked but
+    not used still allows only `otp_max_attempts` checks in its lifetime; the
+    rest is as `verify_code`.
+    """
     phone = normalize_phone(raw_phone)
     if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise BadRequest(f"the code is {CODE_DIGITS} digits")
@@ -219,9 +261,7 @@ def verify_code(
         cooldown_s=limits.otp_resend_cooldown_s,
     )
     if hmac.compare_digest(attempt.code_hash, code_hash(keys, phone, code, purpose)):
-        if otps.consume(phone, attempt.code_hash):
-            return phone
-        raise InvalidCode("the code is wrong, expired or already used")
+        return CheckedCode(phone=phone, code_hash=attempt.code_hash)
     if attempt.attempts_left <= 0:
         raise TooManyAttempts(
             "too many wrong codes; ask for a new one",

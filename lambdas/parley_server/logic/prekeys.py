@@ -31,13 +31,16 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_KEY_ID",
     "Bundle",
+    "CheckedKeys",
     "DeviceBundle",
     "KeyUpload",
     "PrekeyIn",
     "SignedPrekeyIn",
     "b64",
+    "check_upload",
     "claim_bundle",
     "count_one_time",
+    "store_keys",
     "upload_keys",
 ]
 
@@ -103,6 +106,15 @@ def _key_id(value: int, field: str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class CheckedKeys:
+    """A key upload that passed every check (what `store_keys` writes)."""
+
+    identity: bytes
+    signed_prekey: SignedPrekey
+    one_time_prekeys: tuple[OneTimePrekey, ...]
+
+
 def upload_keys(
     caller: Caller,
     upload: KeyUpload,
@@ -111,7 +123,17 @@ def upload_keys(
     users: UsersStore,
     limits: Limits,
 ) -> None:
-    """Store the caller's device keys. Everything is checked before anything is written."""
+    """Store the caller's device keys. Everything is checked before anything is written.
+    A primary device's first identity key becomes the account identity (linked devices)."""
+    checked = check_upload(upload, limits=limits)
+    store_keys(caller, checked, prekeys=prekeys, users=users)
+    roles = {d.device_id: d.role for d in users.signed_in(caller.user_id)}
+    if roles.get(caller.device_id) == "primary":
+        users.set_account_identity(caller.user_id, checked.identity)
+
+
+def check_upload(upload: KeyUpload, *, limits: Limits) -> CheckedKeys:
+    """Check a key upload without writing anything (BadRequest / PayloadTooLarge)."""
     if len(upload.one_time_prekeys) > limits.max_one_time_prekeys_per_upload:
         raise PayloadTooLarge(
             f"at most {limits.max_one_time_prekeys_per_upload} one-time prekeys per upload",
@@ -138,10 +160,17 @@ def upload_keys(
         if key_id in one_time:
             raise BadRequest(f"{field}.key_id repeats key id {key_id}", field=f"{field}.key_id")
         one_time[key_id] = OneTimePrekey(key_id, _decode(key.public_key, KEY_BYTES, field))
+    return CheckedKeys(identity, signed, tuple(one_time.values()))
+
+
+def store_keys(
+    caller: Caller, checked: CheckedKeys, *, prekeys: PrekeysStore, users: UsersStore
+) -> None:
+    """Write checked keys and make the device visible (to senders once it is listed)."""
     # identity first: a device whose identity key differs is refused before any write
-    prekeys.set_identity(caller.user_id, caller.device_id, identity)
-    prekeys.set_signed(caller.user_id, caller.device_id, signed)
-    prekeys.add_one_time(caller.user_id, caller.device_id, one_time.values())
+    prekeys.set_identity(caller.user_id, caller.device_id, checked.identity)
+    prekeys.set_signed(caller.user_id, caller.device_id, checked.signed_prekey)
+    prekeys.add_one_time(caller.user_id, caller.device_id, checked.one_time_prekeys)
     users.activate_device(caller.user_id, caller.device_id)
 
 

@@ -205,6 +205,8 @@ def refresh(
         tokens.revoke_family(reused.family, now=now)
         users.revoke_device(reused.user_id, reused.device_id, now=now)
         raise
+    # the account is in use: its registration lock stays armed (logic/registration_lock.py)
+    users.record_active(principal.user_id, now)
     return _pair(principal, new_token, keys=keys, limits=limits, now=now)
 
 

@@ -24,7 +24,9 @@ __all__ = [
     "NotFound",
     "ParleyError",
     "PayloadTooLarge",
+    "PinBackoff",
     "RateLimited",
+    "RegistrationLocked",
     "ReusedRefreshToken",
     "SmsUnavailable",
     "TooManyAttempts",
@@ -168,6 +170,35 @@ class TooManyAttempts(RateLimited):
     """A one-time code was guessed wrongly too often; it is dead."""
 
     code = "too_many_attempts"
+
+
+class PinBackoff(RateLimited):
+    """Too many wrong registration-lock PINs: the next try must wait `retry_after` seconds."""
+
+    code = "pin_backoff"
+
+
+class RegistrationLocked(ParleyError):
+    """The number's account has a registration lock: signing in again needs its PIN.
+
+    `attempts_left`: wrong PINs that may still be tried without waiting;
+    `retry_after`: seconds before the next PIN may be tried (once those are used up).
+    """
+
+    status = 423
+    code = "registration_locked"
+
+    def __init__(
+        self, message: str, *, retry_after: int | None = None, attempts_left: int | None = None
+    ) -> None:
+        details: dict[str, Any] = {}
+        if retry_after is not None:
+            details["retry_after"] = max(1, int(retry_after))
+        if attempts_left is not None:
+            details["attempts_left"] = max(0, int(attempts_left))
+        super().__init__(message, **details)
+        self.retry_after = details.get("retry_after")
+        self.attempts_left = details.get("attempts_left")
 
 
 class DependencyUnavailable(ParleyError):

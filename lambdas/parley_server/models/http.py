@@ -23,6 +23,7 @@ __all__ = [
     "AccountDeleteRequest",
     "BundleAnswer",
     "DeviceBundleOut",
+    "DeviceListModel",
     "DeviceOut",
     "DevicesAnswer",
     "ErrorAnswer",
@@ -40,11 +41,18 @@ __all__ = [
     "OneTimePrekeyModel",
     "OtpAnswer",
     "OtpRequest",
+    "PairingAnswer",
+    "PairingApproveRequest",
+    "PairingClaimRequest",
+    "PairingCompleteRequest",
+    "PairingRequest",
+    "PairingStatusAnswer",
     "PresenceAnswer",
     "PresenceSettingRequest",
     "PromoteRequest",
     "PushRequest",
     "RefreshRequest",
+    "RegistrationLockRequest",
     "SignedPrekeyModel",
     "TokenAnswer",
     "UploadForm",
@@ -68,6 +76,12 @@ Phone = Annotated[
 B64Key = Annotated[str, Field(min_length=1, max_length=64, description="base64 of 32 bytes")]
 B64Signature = Annotated[str, Field(min_length=1, max_length=128, description="base64 of 64 bytes")]
 KeyId = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+
+
+# A registration-lock PIN (logic/registration_lock.py checks it again).
+Pin = Annotated[
+    str, Field(pattern=r"^[0-9]{6,64}$", description="6 to 64 digits", examples=["246810"])
+]
 
 
 class _In(BaseModel):
@@ -94,6 +108,22 @@ class OtpAnswer(BaseModel):
 class VerifyRequest(_In):
     phone: Phone
     code: Annotated[str, Field(min_length=1, max_length=16, examples=["123456"])]
+    pin: Pin | None = Field(
+        default=None,
+        description=(
+            "the account's registration-lock PIN, when the number's account has one"
+            " (answered 423 registration_locked without it)"
+        ),
+    )
+
+
+class RegistrationLockRequest(_In):
+    pin: Pin = Field(
+        description=(
+            "the PIN that signing in with this number on another phone will ask for;"
+            " the service keeps only an Argon2id verifier of it"
+        )
+    )
 
 
 class AccountDeleteRequest(_In):
@@ -145,6 +175,28 @@ class KeyCountAnswer(BaseModel):
     one_time_prekeys: int
 
 
+# -- linked devices: the signed device list (more models at the end of the file) ---------
+
+# a signed list or ADV details is a few hundred bytes; base64 of at most 4 KiB
+B64Signed = Annotated[str, Field(min_length=1, max_length=5464, description="base64")]
+
+
+class DeviceListModel(_In):
+    """A signed device list as it travels: the exact bytes signed, and the signature."""
+
+    body: B64Signed = Field(
+        description=(
+            "base64 of the list's canonical JSON: user_id, version, ts, account_identity,"
+            " devices [{device_id, key_index, identity}] sorted by key_index"
+        )
+    )
+    signature: B64Signature = Field(
+        description=(
+            'Ed25519 signature by the account identity of b"parley/device-list/v1\\0" + body'
+        )
+    )
+
+
 class DeviceBundleOut(BaseModel):
     device_id: str
     identity_key: str
@@ -157,6 +209,10 @@ class DeviceBundleOut(BaseModel):
 class BundleAnswer(BaseModel):
     user_id: str
     devices: list[DeviceBundleOut]
+    device_list: DeviceListModel | None = Field(
+        default=None,
+        description="the user's signed device list (null until the account publishes one)",
+    )
 
 
 class UserAnswer(BaseModel):
@@ -174,10 +230,17 @@ class DeviceOut(BaseModel):
     current: bool = Field(description="the device making this request")
     ready: bool = Field(description="keys uploaded: people can send to it")
     push: str | None = Field(description='push platform registered ("fcm", "apns") or null')
+    role: Literal["primary", "companion"] = Field(
+        default="primary", description="the primary signs the device list; companions are linked"
+    )
+    key_index: int = Field(default=0, description="the device's key index (primary: 0)")
 
 
 class DevicesAnswer(BaseModel):
     devices: list[DeviceOut]
+    device_list: DeviceListModel | None = Field(
+        default=None, description="the account's signed device list (null until published)"
+    )
 
 
 class PresenceAnswer(BaseModel):
@@ -370,3 +433,58 @@ class GroupSummaryAnswer(BaseModel):
 
 class GroupsAnswer(BaseModel):
     groups: list[GroupSummaryAnswer]
+
+
+# -- linked devices: pairing ---------------------------------------------------------------
+
+
+class PairingRequest(_In):
+    identity_key: B64Key = Field(description="the new device's Ed25519 identity key")
+
+
+class PairingAnswer(BaseModel):
+    ref: str = Field(description="the pairing's reference (32 hex)")
+    device_id: str = Field(description="the new device's id, if the pairing completes")
+    claim: str = Field(description="base64 of 32 random bytes: proves the caller made the pairing")
+    expires_in: int = Field(description="seconds the pairing lives")
+
+
+class PairingApproveRequest(_In):
+    details: B64Signed = Field(
+        description="base64 of the canonical JSON {user_id, device_id, key_index, identity, ts}"
+    )
+    account_signature: B64Signature = Field(
+        description=(
+            'Ed25519 signature by the account identity of b"parley/adv-account/v1\\0" + details'
+        )
+    )
+    hmac: B64Key = Field(
+        description="HMAC-SHA256 with the link code's secret (the service cannot check it)"
+    )
+    device_list: DeviceListModel = Field(
+        description="the new device list: the current one plus this device, version + 1"
+    )
+
+
+class PairingClaimRequest(_In):
+    claim: B64Key = Field(description="the claim the pairing was created with")
+
+
+class PairingStatusAnswer(BaseModel):
+    state: Literal["pending", "approved"]
+    user_id: str | None = None
+    details: str | None = None
+    account_signature: str | None = None
+    hmac: str | None = None
+    account_identity: str | None = None
+
+
+class PairingCompleteRequest(_In):
+    claim: B64Key = Field(description="the claim the pairing was created with")
+    device_signature: B64Signature = Field(
+        description=(
+            "Ed25519 signature by the new device of"
+            ' b"parley/adv-device/v1\\0" + details + account_signature + account_identity'
+        )
+    )
+    keys: KeysUpload = Field(description="the new device's keys, as PUT /v1/keys takes them")

@@ -2,7 +2,8 @@
 
 Key design (see store/schema.py):
 
-    USER#<uid>    / PROFILE          phone, created_at, presence setting, last_seen
+    USER#<uid>    / PROFILE          phone, created_at, presence setting, last_seen,
+                                     registration lock, last_active (see its section)
     USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, deleting,
                                      push_platform/token/endpoint
     USER#<uid>    / CONTACT#<uid>    since: the two users have exchanged keys
@@ -30,17 +31,26 @@ from parley_server.models.errors import DependencyUnavailable, NotFound
 from parley_server.store.dynamo import Retry, batch_get, batch_write, query_pages
 
 __all__ = [
+    "DEVICE_LIST_SK",
     "PRESENCE_SETTINGS",
     "AccountItem",
     "Device",
+    "DeviceListRecord",
+    "DeviceRole",
     "DeviceSummary",
     "KnownUsers",
+    "Pairing",
+    "PairingApproval",
     "PresenceSetting",
     "Profile",
+    "RegistrationLockState",
     "UsersStore",
 ]
 
 PresenceSetting = Literal["nobody", "contacts", "everybody"]
+DeviceRole = Literal["primary", "companion"]
+# the account's device list record: sorts right after every DEVICE#<did> ("#" < "S")
+DEVICE_LIST_SK = "DEVICES"
 PRESENCE_SETTINGS: tuple[PresenceSetting, ...] = ("nobody", "contacts", "everybody")
 # Privacy by default: last seen is shown only to people one has exchanged keys with.
 DEFAULT_PRESENCE: PresenceSetting = "contacts"
@@ -64,8 +74,50 @@ class DeviceSummary:
 
     device_id: str
     created_at: int
-    ready: bool  # keys uploaded: senders can see it
+    ready: bool  # keys uploaded
     push_platform: str | None
+    role: DeviceRole = "primary"
+    key_index: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceListRecord:
+    """The account's linked-devices state (sort key DEVICES): the account identity
+    (the primary's identity key), the highest key index ever handed out, and the
+    last signed device list the service verified, kept as the exact bytes signed."""
+
+    account_identity: bytes | None
+    max_key_index: int
+    version: int  # 0: no list published yet
+    body: bytes | None
+    signature: bytes | None
+
+
+@dataclass(frozen=True)
+class PairingApproval:
+    """What the primary's approval of a pairing carries (logic/linking.py checked it)."""
+
+    user_id: str
+    key_index: int
+    details: bytes
+    account_signature: bytes
+    hmac: bytes
+    list_version: int
+    list_body: bytes
+    list_signature: bytes
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A companion's pairing request (PAIRING#<ref>), approved by the primary later."""
+
+    ref: str
+    device_id: str
+    identity: bytes
+    claim_hash: bytes
+    state: str  # pending, approved, used
+    expires_at: int
+    approval: PairingApproval | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +171,11 @@ def _flag(item: dict[str, Any], name: str) -> bool:
     return bool(item.get(name, {}).get("BOOL", False))
 
 
+def _role(item: dict[str, Any]) -> DeviceRole:
+    # devices registered before roles existed signed in by phone number: primaries
+    return "companion" if item.get("role", {}).get("S") == "companion" else "primary"
+
+
 class UsersStore:
     """Data access for users, their devices, contacts and phone numbers."""
 
@@ -129,9 +186,40 @@ class UsersStore:
     # -- devices -----------------------------------------------------------------
 
     def devices(self, user_id: str) -> list[Device]:
-        """The user's active devices (not revoked, keys uploaded); [] for an unknown user."""
-        items = self._device_items(user_id, "push_platform, push_endpoint", consistent=False)
-        return [_device_from(item) for item in items if not _flag(item, "pending")]
+        """The user's devices that can receive messages: not revoked, keys uploaded and
+        on the account's signed device list (the one the service verified); [] for an
+        unknown user or an account that has published no list yet. One Query: the
+        device records and the list record (sort key DEVICES) are neighbours."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "ExpressionAttributeValues": {
+                ":pk": _user_pk(user_id),
+                ":first": {"S": "DEVICE#"},
+                ":last": {"S": DEVICE_LIST_SK},
+            },
+            "ProjectionExpression": "sk, revoked, pending, deleting, push_platform, push_endpoint,"
+            " listed",
+            "ConsistentRead": False,
+        }
+        items = [
+            item
+            for page in query_pages(self._ddb, kwargs, "user store unavailable")
+            for item in page.get("Items", [])
+        ]
+        listed: set[str] = set()
+        for item in items:
+            if item["sk"]["S"] == DEVICE_LIST_SK:
+                listed = set(item.get("listed", {}).get("SS", []))
+        return [
+            _device_from(item)
+            for item in items
+            if item["sk"]["S"].startswith("DEVICE#")
+            and item["sk"]["S"].removeprefix("DEVICE#") in listed
+            and not _flag(item, "pending")
+            and not _flag(item, "revoked")
+            and not _flag(item, "deleting")
+        ]
 
     def signed_in(self, user_id: str) -> list[DeviceSummary]:
         """Every signed-in device of the user, pending ones too (not revoked), oldest first."""
@@ -141,8 +229,12 @@ class UsersStore:
                 created_at=int(item.get("created_at", {}).get("N", "0")),
                 ready=not _flag(item, "pending"),
                 push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
+                role=_role(item),
+                key_index=int(item["key_index"]["N"]) if "key_index" in item else 0,
             )
-            for item in self._device_items(user_id, "created_at, push_platform", consistent=True)
+            for item in self._device_items(
+                user_id, "created_at, push_platform, #role, key_index", consistent=True
+            )
         ]
         return sorted(found, key=lambda d: (d.created_at, d.device_id))
 
@@ -156,6 +248,8 @@ class UsersStore:
             "ProjectionExpression": f"sk, revoked, pending, deleting, {attributes}",
             "ConsistentRead": consistent,
         }
+        if "#role" in attributes:
+            kwargs["ExpressionAttributeNames"] = {"#role": "role"}
         return [
             item
             for page in query_pages(self._ddb, kwargs, "user store unavailable")
@@ -184,8 +278,18 @@ class UsersStore:
             return None
         return _device_from(item)
 
-    def add_device(self, user_id: str, device_id: str, now: float) -> None:
-        """Register a new, pending device (it becomes active when it uploads keys)."""
+    def add_device(
+        self,
+        user_id: str,
+        device_id: str,
+        now: float,
+        *,
+        role: DeviceRole = "primary",
+        key_index: int = 0,
+    ) -> None:
+        """Register a new, pending device (it becomes active when it uploads keys). A
+        device signed in by phone number is the account's primary (key index 0); a
+        linked one is a companion with the key index its approval gave it."""
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -194,6 +298,8 @@ class UsersStore:
                     "sk": {"S": f"DEVICE#{device_id}"},
                     "created_at": {"N": str(int(now))},
                     "pending": {"BOOL": True},
+                    "role": {"S": role},
+                    "key_index": {"N": str(key_index)},
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
@@ -465,6 +571,377 @@ class UsersStore:
             for x, y in ((a, b), (b, a))
         ]
         batch_write(self._ddb, self._table, requests, _BATCH)
+
+    # -- linked devices: account identity, device list, pairings -------------------
+    # (USER#<uid> / DEVICES and PAIRING#<ref> / PAIRING; see logic/linking.py)
+
+    def device_list(self, user_id: str) -> DeviceListRecord:
+        """The account's linked-devices state (all empty for an account without one)."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item") or {}
+        return DeviceListRecord(
+            account_identity=item["account_identity"]["B"] if "account_identity" in item else None,
+            max_key_index=int(item.get("max_key_index", {}).get("N", "0")),
+            version=int(item.get("list_version", {}).get("N", "0")),
+            body=item["list_body"]["B"] if "list_body" in item else None,
+            signature=item["list_signature"]["B"] if "list_signature" in item else None,
+        )
+
+    def set_account_identity(self, user_id: str, identity: bytes) -> bool:
+        """Record the account identity if the account has none yet; whether it did."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+                UpdateExpression="SET account_identity = :id, max_key_index = :zero",
+                ConditionExpression="attribute_not_exists(account_identity)",
+                ExpressionAttributeValues={":id": {"B": identity}, ":zero": {"N": "0"}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def reserve_key_index(self, user_id: str, identity: bytes, key_index: int) -> bool:
+        """Raise max_key_index to `key_index` if it is higher (and the account identity
+        is still `identity`); False if that index was handed out already."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+                UpdateExpression="SET max_key_index = :k",
+                ConditionExpression="account_identity = :id AND max_key_index < :k",
+                ExpressionAttributeValues={":id": {"B": identity}, ":k": {"N": str(key_index)}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def install_device_list(
+        self,
+        user_id: str,
+        identity: bytes,
+        *,
+        previous_version: int,
+        version: int,
+        body: bytes,
+        signature: bytes,
+        listed: list[str],
+        max_key_index: int,
+    ) -> bool:
+        """Replace the stored list (version `previous_version`, 0 for none) with a
+        verified one; False if the list moved meanwhile or the identity changed."""
+        condition = "account_identity = :id AND " + (
+            "attribute_not_exists(list_version)"
+            if previous_version == 0
+            else "list_version = :previous"
+        )
+        values: dict[str, Any] = {
+            ":id": {"B": identity},
+            ":version": {"N": str(version)},
+            ":body": {"B": body},
+            ":signature": {"B": signature},
+            ":listed": {"SS": sorted(set(listed))},
+            ":k": {"N": str(max_key_index)},
+        }
+        if previous_version:
+            values[":previous"] = {"N": str(previous_version)}
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+                UpdateExpression="SET list_version = :version, list_body = :body,"
+                " list_signature = :signature, listed = :listed,"
+                " max_key_index = if_not_exists(max_key_index, :k)",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        if max_key_index:
+            self.reserve_key_index(user_id, identity, max_key_index)
+        return True
+
+    def reset_devices(self, user_id: str) -> None:
+        """Forget the account identity, the device list and max_key_index (the account
+        moved to a new primary, which starts a new chain of lists at version 1)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def create_pairing(self, pairing: Pairing, now: float) -> None:
+        """Store a new pending pairing (expires with the table's TTL, and is treated as
+        gone once `expires_at` has passed even before the sweep)."""
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"PAIRING#{pairing.ref}"},
+                    "sk": {"S": "PAIRING"},
+                    "device_id": {"S": pairing.device_id},
+                    "identity": {"B": pairing.identity},
+                    "claim_hash": {"B": pairing.claim_hash},
+                    "state": {"S": "pending"},
+                    "created_at": {"N": str(int(now))},
+                    "expires_at": {"N": str(pairing.expires_at)},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def pairing(self, ref: str, now: float) -> Pairing | None:
+        """A pairing that has not expired, or None."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        if item is None or int(item["expires_at"]["N"]) <= now:
+            return None
+
+        approval = None
+        if "user_id" in item:
+            approval = PairingApproval(
+                user_id=item["user_id"]["S"],
+                key_index=int(item["key_index"]["N"]),
+                details=item["details"]["B"],
+                account_signature=item["account_signature"]["B"],
+                hmac=item["hmac"]["B"],
+                list_version=int(item["list_version"]["N"]),
+                list_body=item["list_body"]["B"],
+                list_signature=item["list_signature"]["B"],
+            )
+        return Pairing(
+            ref=ref,
+            device_id=item["device_id"]["S"],
+            identity=item["identity"]["B"],
+            claim_hash=item["claim_hash"]["B"],
+            state=item["state"]["S"],
+            expires_at=int(item["expires_at"]["N"]),
+            approval=approval,
+        )
+
+    def approve_pairing(self, ref: str, approved: PairingApproval, now: float) -> bool:
+        """Record the primary's approval on a pending, unexpired pairing; False if it is
+        no longer pending (or has expired)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
+                UpdateExpression="SET #state = :approved, user_id = :uid, key_index = :k,"
+                " details = :details, account_signature = :asig, hmac = :hmac,"
+                " list_version = :version, list_body = :body, list_signature = :lsig",
+                ConditionExpression="#state = :pending AND expires_at > :now",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":approved": {"S": "approved"},
+                    ":pending": {"S": "pending"},
+                    ":now": {"N": str(int(now))},
+                    ":uid": {"S": approved.user_id},
+                    ":k": {"N": str(approved.key_index)},
+                    ":details": {"B": approved.details},
+                    ":asig": {"B": approved.account_signature},
+                    ":hmac": {"B": approved.hmac},
+                    ":version": {"N": str(approved.list_version)},
+                    ":body": {"B": approved.list_body},
+                    ":lsig": {"B": approved.list_signature},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def use_pairing(self, ref: str) -> bool:
+        """Mark an approved pairing used; False if it was not approved (used already)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
+                # the approval has served its purpose: keep no trace of the account
+                UpdateExpression="SET #state = :used REMOVE user_id, key_index, details,"
+                " account_signature, hmac, list_version, list_body, list_signature",
+                ConditionExpression="#state = :approved",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":used": {"S": "used"}, ":approved": {"S": "approved"}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    # -- end of linked devices -----------------------------------------------------
+
+    # -- registration lock and activity (on the PROFILE item; logic/registration_lock.py)
+    #
+    # reglock_verifier  Argon2id verifier of the PIN (never the PIN)
+    # reglock_set_at    when the lock was set
+    # pin_failures      PIN tries counted since the last right one
+    # pin_last_try      when the last counted try was made
+    # last_active       the last time a device of the account connected or refreshed
+
+    def registration_lock(self, user_id: str) -> RegistrationLockState | None:
+        """The account's lock and activity (None for an unknown user): one strong read."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                ConsistentRead=True,
+                ProjectionExpression=(
+                    "reglock_verifier, reglock_set_at, pin_failures, pin_last_try, last_active,"
+                    " created_at"
+                ),
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        if item is None:
+            return None
+
+        def number(name: str) -> float | None:
+            return float(item[name]["N"]) if name in item else None
+
+        return RegistrationLockState(
+            verifier=item["reglock_verifier"]["S"] if "reglock_verifier" in item else None,
+            set_at=number("reglock_set_at"),
+            failures=int(number("pin_failures") or 0),
+            last_try=number("pin_last_try"),
+            last_active=number("last_active"),
+            created_at=number("created_at"),
+        )
+
+    def set_registration_lock(self, user_id: str, verifier: str, now: float) -> None:
+        """Set (or replace) the account's PIN verifier; the try count starts afresh."""
+        self._update_profile(
+            user_id,
+            "SET reglock_verifier = :v, reglock_set_at = :now REMOVE pin_failures, pin_last_try",
+            {":v": {"S": verifier}, ":now": {"N": repr(float(now))}},
+        )
+
+    def remove_registration_lock(self, user_id: str, verifier: str | None = None) -> bool:
+        """Remove the lock (only if it is still `verifier`, when given); False if it was
+        not there (or had been replaced)."""
+        values: dict[str, Any] = {}
+        condition = "attribute_exists(pk) AND attribute_exists(reglock_verifier)"
+        if verifier is not None:
+            condition += " AND reglock_verifier = :v"
+            values[":v"] = {"S": verifier}
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                UpdateExpression=(
+                    "REMOVE reglock_verifier, reglock_set_at, pin_failures, pin_last_try"
+                ),
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def claim_pin_try(self, user_id: str, verifier: str, seen_failures: int, now: float) -> bool:
+        """Count one PIN try before it is checked, if the count is still `seen_failures`
+        and the lock still `verifier`: of concurrent tries at one count only one goes on."""
+        if seen_failures == 0:
+            counted = "(attribute_not_exists(pin_failures) OR pin_failures = :seen)"
+        else:
+            counted = "pin_failures = :seen"
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                UpdateExpression="SET pin_failures = :next, pin_last_try = :now",
+                ConditionExpression=f"reglock_verifier = :v AND {counted}",
+                ExpressionAttributeValues={
+                    ":v": {"S": verifier},
+                    ":seen": {"N": str(seen_failures)},
+                    ":next": {"N": str(seen_failures + 1)},
+                    ":now": {"N": repr(float(now))},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def reset_pin_tries(self, user_id: str) -> None:
+        """A right PIN: the count starts afresh."""
+        try:
+            self._update_profile(user_id, "REMOVE pin_failures, pin_last_try", {})
+        except NotFound:
+            return
+
+    def record_active(self, user_id: str, now: float) -> None:
+        """A device of the account connected or refreshed (never moves backwards; unknown
+        users ignored): one conditional UpdateItem."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                UpdateExpression="SET last_active = :now",
+                ConditionExpression=(
+                    "attribute_exists(pk)"
+                    " AND (attribute_not_exists(last_active) OR last_active < :now)"
+                ),
+                ExpressionAttributeValues={":now": {"N": repr(float(now))}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def _update_profile(self, user_id: str, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("user not found") from exc
+            raise DependencyUnavailable("user store unavailable") from exc
+
+
+@dataclass(frozen=True)
+class RegistrationLockState:
+    """An account's registration lock and activity, as re-registration needs them."""
+
+    verifier: str | None  # Argon2id verifier of the PIN; None: no lock
+    set_at: float | None
+    failures: int  # PIN tries counted since the last right one
+    last_try: float | None
+    last_active: float | None  # a device connected or refreshed a token
+    created_at: float | None
 
 
 def _profile_from(item: dict[str, Any]) -> Profile:

@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from parley.answers import DeviceBundle
+from parley.answers import DeviceBundle, KeyBundles
 from parley.crypto import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
+from parley.devices.lists import DeviceList, ListedDevice, sign_list
 
 __all__ = ["KeyServer", "KeyUploader", "PreKeyStore", "Published", "serve_http"]
 
@@ -45,6 +46,38 @@ class KeyServer:
     claims one one-time prekey per device."""
 
     devices: dict[str, dict[str, Published]] = field(default_factory=dict)
+    # each user's account identity: a primary that is not among the test's devices
+    # (which are its companions, in the order they uploaded keys), unless `enroll`
+    # made one of them the primary
+    signers: dict[str, IdentityKeyPair] = field(default_factory=dict)
+    primaries: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, DeviceList] = field(default_factory=dict)
+    unlisted: set[tuple[str, str]] = field(default_factory=set)  # offered, never listed
+
+    def enroll(self, uid: str, did: str, identity: IdentityKeyPair) -> None:
+        """Make `did` (with this identity) the primary of `uid`: it signs the lists."""
+        self.signers[uid] = identity
+        self.primaries[uid] = did
+
+    def device_list(self, uid: str) -> DeviceList | None:
+        """`uid`'s signed list as the service holds it: a new version when the devices
+        that uploaded keys changed."""
+        published = self.devices.get(uid)
+        if not published:
+            return None
+        signer = self.signers.setdefault(uid, IdentityKeyPair.generate())
+        primary = self.primaries.get(uid, "f" * 16)
+        entries = [ListedDevice(primary, 0, signer.public_key)]
+        for did, keys in published.items():
+            if did != primary and (uid, did) not in self.unlisted:
+                entries.append(ListedDevice(did, len(entries), keys.identity_key))
+        before = self.lists.get(uid)
+        ids = [(d.device_id, d.identity) for d in entries]
+        if before is not None and [(d.device_id, d.identity) for d in before.devices] == ids:
+            return before
+        version = before.version + 1 if before is not None else 1
+        self.lists[uid] = sign_list(signer, uid, version, entries, 1000 * version)
+        return self.lists[uid]
 
     def uploader(self, uid: str, did: str) -> KeyUploader:
         """The key calls of one device's API client."""
@@ -60,14 +93,17 @@ class KeyServer:
             for did, keys in sorted(self.devices.get(uid, {}).items())
         ]
 
-    async def fetch(self, uid: str) -> list[DeviceBundle]:
-        """GET /v1/keys/{uid} as `ApiClient.bundles` returns it."""
-        return self.claim_all(uid)
+    async def fetch(self, uid: str) -> KeyBundles:
+        """GET /v1/keys/{uid} as `ApiClient.key_bundles` returns it."""
+        listed = self.device_list(uid)
+        return KeyBundles(self.claim_all(uid), None if listed is None else dict(listed.wire()))
 
     def answer(self, uid: str) -> dict[str, Any]:
         """GET /v1/keys/{uid} as the service answers it."""
+        listed = self.device_list(uid)
         devices = [_bundle_json(d.device_id, d.bundle) for d in self.claim_all(uid)]
-        return {"user_id": uid, "devices": devices}
+        wire = None if listed is None else dict(listed.wire())
+        return {"user_id": uid, "devices": devices, "device_list": wire}
 
 
 @dataclass

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from parley.answers import b64
+from parley.answers import b64, unb64
 from parley.content import Text
 from parley.conversations import payload
-from parley.crypto import IdentityKeyPair
+from parley.crypto import IdentityKeyPair, is_prekey_message
 from parley.engine import Engine
 from parley.keys import TARGET, publish_initial_keys
 from parley.models import (
     Account,
     Contact,
+    DevicesChanged,
     IdentityChanged,
     MessageReceived,
     MessageSent,
@@ -109,11 +110,16 @@ async def test_first_contact_runs_x3dh_and_both_sides_can_talk(
     assert event.contact.name is None  # a stranger until Bob names them
     assert bob.store.prekeys.one_time_count() == TARGET - 1
 
-    # Bob answers over the session he accepted: no bundle fetch for Alice
+    # Bob answers over the session he accepted (no new session), once he has verified
+    # Alice's device list: the one fetch for it claims one of her prekeys
     alice_contact = bob.store.contacts.get(ALICE)
     assert alice_contact is not None
+    session = bob.store.sessions.get(ALICE, ALICE_DEV)
+    assert session is not None
     _, reply, _ = await bob.prepare(alice_contact, "hello Alice")
-    assert len(directory.devices[ALICE][ALICE_DEV].one_time) == TARGET
+    assert len(directory.devices[ALICE][ALICE_DEV].one_time) == TARGET - 1
+    assert bob.sealer.verified_list(ALICE) is not None
+    assert not is_prekey_message(unb64((reply.payloads or {})[ALICE_DEV]))
     answer = alice.receive(envelope(reply, BOB, BOB_DEV, ALICE_DEV))
     assert answer.stored
     assert not answer.consumed_prekey
@@ -290,7 +296,13 @@ async def test_a_mismatch_is_repaired_for_a_new_device_and_a_removed_one(
     assert payloads is not None
     assert set(payloads) == {BOB_DEV, BOB_DEV2}
     assert payloads[BOB_DEV] == (entry.payloads or {})[BOB_DEV]  # unchanged ciphertext
-    assert [type(e) for e in events] == [IdentityChanged]  # a new key for Bob: warn
+    # a new device on Bob's signed list, under the same account identity: no warning
+    assert [type(e) for e in events] == [DevicesChanged]
+    assert isinstance(events[0], DevicesChanged)
+    assert (events[0].contact.user_id, events[0].added, events[0].removed) == (BOB, (BOB_DEV2,), ())
+    bob_now = alice.store.contacts.get(BOB)
+    assert bob_now is not None
+    assert not bob_now.identity_changed
     repaired = OutboxEntry(entry.client_id, BOB, payloads)
     assert alice.store.outbox.items()[0].entry == repaired
     got = bob2.receive(envelope(repaired, ALICE, ALICE_DEV, BOB_DEV2))
@@ -319,11 +331,15 @@ async def test_a_reinstall_warns_that_the_identity_key_changed(
 ) -> None:
     contact = bob_contact(alice)
     _, entry, _ = await alice.prepare(contact, "before")
-    # Bob reinstalls: a new device with a new identity key; the old one is gone
+    # Bob reinstalls: his number registered again, a new primary signs his lists (a
+    # new account identity); the old device is gone
     del directory.devices[BOB][BOB_DEV]
+    del directory.signers[BOB], directory.lists[BOB]
     new_bob = await make_engine(tmp_path / "again", directory, BOB, BOB_DEV2)
     _, events = await alice.repair(entry, missing=(BOB_DEV2,), extra=(BOB_DEV,))
     assert [type(e) for e in events] == [IdentityChanged]
+    assert isinstance(events[0], IdentityChanged)
+    assert events[0].device_id is None  # the account identity itself changed
     flagged = alice.store.contacts.get(BOB)
     assert flagged is not None
     assert flagged.identity_changed
@@ -398,6 +414,7 @@ async def test_a_sent_copy_shows_on_the_other_device_as_sent_and_ticks_there(
     assert copy is not None
     assert (copy.to, set(copy.payloads or {})) == (ALICE, {ALICE_DEV2})
     assert copy.client_id != entry.client_id
+    await laptop.sealer.learn_device(ALICE, ALICE_DEV)  # as Inbound does first
     shown = laptop.receive(envelope(copy, ALICE, ALICE_DEV, ALICE_DEV2))
     (sent,) = shown.events
     assert isinstance(sent, MessageSent)
@@ -443,6 +460,7 @@ async def test_copies_come_only_from_ones_own_devices_and_they_send_nothing_else
     await make_engine(tmp_path, directory, BOB, BOB_DEV)
     # sessions: Carol with Alice's devices, the phone with the laptop
     _, hello, _ = await carol.prepare(Contact(ALICE, "Alice", None), "hi")
+    await laptop.sealer.learn_device(ALICE, ALICE_DEV)
     laptop.receive(envelope(hello, CAROL, CAROL_DEV, ALICE_DEV2))
     phone.set_own_devices([ALICE_DEV2])
     first, _, _ = await phone.prepare(Contact(BOB, "Bob", None), "to Bob")
@@ -501,5 +519,6 @@ async def test_mismatched_devices_on_a_copy_updates_the_list_of_our_devices(
     assert payloads is not None
     assert set(payloads) == {"a3" * 8}
     assert phone.own_devices == {"a3" * 8}
+    await tablet.sealer.learn_device(ALICE, ALICE_DEV)
     shown = tablet.receive(envelope(replace(copy, payloads=payloads), ALICE, ALICE_DEV, "a3" * 8))
     assert [type(e) for e in shown.events] == [MessageSent]

@@ -4,9 +4,10 @@ of a profile, from its creation to its deletion."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from parley.cli.context import Context
-from parley.errors import ParleyClientError, PassphraseRequired, RateLimited
+from parley.errors import ParleyClientError, PassphraseRequired, RateLimited, RegistrationLocked
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.profiles import profile_dir
 from parley.signup import request_code, sign_up
@@ -40,7 +41,8 @@ async def signup(ctx: Context) -> None:
     else:
         code = (await asyncio.to_thread(input, "Code: ")).strip()
     passphrase = ctx.passphrase
-    for attempt in range(2):
+    pin = ctx.ask_pin("Registration lock PIN: ") if args.pin else None
+    for _ in range(3):
         try:
             account = await sign_up(
                 ctx.profile,
@@ -49,14 +51,27 @@ async def signup(ctx: Context) -> None:
                 endpoints=endpoints,
                 passphrase=passphrase,
                 allow_plaintext=ctx.insecure,
+                pin=pin,
             )
             break
         except PassphraseRequired:
-            if attempt or passphrase:
+            if passphrase:
                 raise
             ctx.print("No OS keyring here: choose a passphrase to protect this profile.")
             passphrase = ctx.ask_passphrase(confirm=True)
+        except RegistrationLocked as exc:
+            # the code is not used up: it works again with the PIN
+            ctx.print(_locked(exc, pin is not None))
+            if pin is not None or not sys.stdin.isatty():
+                raise ParleyClientError(
+                    "not signed up: this number has a registration lock"
+                    + ("" if pin is not None else " (run again with --pin)")
+                ) from exc
+            pin = ctx.ask_pin("Registration lock PIN: ")
+    else:
+        raise ParleyClientError("not signed up")
     ctx.print(f"Signed up as {account.phone}: user {account.user_id}, device {account.device_id}")
+    ctx.print("This device is the account's primary device (link others: `parley link`).")
     ctx.print(f"Profile {ctx.profile!r} is in {profile_dir(ctx.profile)}")
 
 
@@ -68,6 +83,8 @@ async def whoami(ctx: Context) -> None:
         ctx.print(f"phone      {account.phone}")
         ctx.print(f"user id    {account.user_id}")
         ctx.print(f"device id  {account.device_id}")
+        if account.role is not None:
+            ctx.print(f"role       {account.role}, key index {account.key_index}")
         identity = store.accounts.identity().public_key.hex()
         ctx.print(f"identity   {identity[:16]}…")
         protection = store.protection
@@ -78,6 +95,16 @@ async def whoami(ctx: Context) -> None:
         }[protection]
         ctx.print(f"store      {label}")
         ctx.print(f"prekeys    {store.prekeys.one_time_count()} one-time prekeys held locally")
+
+
+def _locked(exc: RegistrationLocked, tried: bool) -> str:
+    """What a registration lock refusal means, with the tries left or the wait."""
+    text = "Wrong PIN." if tried else "This number's account has a registration lock (a PIN)."
+    if exc.attempts_left is not None:
+        text += f" {exc.attempts_left} tries left before waits begin."
+    if exc.retry_after is not None:
+        text += f" Try again in {exc.retry_after:.0f} s."
+    return text
 
 
 def _digits(phone: str) -> str:

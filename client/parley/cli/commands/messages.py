@@ -12,6 +12,7 @@ from parley.cli.render import (
     group_event_line,
     group_label,
     identity_warning,
+    notice_line,
     render_content,
     render_group_message,
     render_message,
@@ -98,6 +99,9 @@ async def inbox(ctx: Context) -> None:
                 elif isinstance(event, IdentityChanged):
                     shown += 1
                     ctx.print(identity_warning(event.contact, color=ctx.color))
+                elif (notice := notice_line(event, color=ctx.color)) is not None:
+                    shown += 1  # devices linked, unlinked or changed; history imported
+                    ctx.print(notice)
             if not shown:
                 ctx.print("Nothing new.")
         except TimeoutError:

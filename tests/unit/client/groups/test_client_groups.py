@@ -18,7 +18,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 from parley import Client, Endpoints, MessageState, SendFailed
-from parley.answers import b64
+from parley.answers import KeyBundles, b64
 from parley.crypto import IdentityKeyPair
 from parley.crypto.sender_keys import SenderKey
 from parley.engine import Engine
@@ -124,8 +124,8 @@ async def member(tmp_path: Path, service: Service, uid: str) -> Engine:
     store.accounts.save(Account(uid, DEVICES[uid], "+1555" + uid[:4]), IdentityKeyPair.generate())
     await publish_initial_keys(service.uploader(uid), store, 0.0)
 
-    async def no_fetch(_uid: str) -> list[Any]:
-        return []
+    async def no_fetch(_uid: str) -> KeyBundles:
+        return KeyBundles([], None)
 
     return Engine(store, no_fetch)
 

@@ -18,6 +18,7 @@ from parley_server.models.frames import GroupSendFrame, PostOutcome, parse_send
 from parley_server.models.groups import FanoutJob
 from parley_server.store.groups import FanoutQueue
 from tests.conftest import FakeAws
+from tests.device_lists import list_devices
 from tests.unit.conftest import Ports
 
 NOW = 1_800_000_000.0
@@ -41,6 +42,7 @@ class World(Ports):
             users.activate_device(user_id, device_id)
             users.set_push(user_id, device_id, "apns", device_id, f"{ENDPOINTS}/{device_id}")
             found.append(Caller(user_id, device_id, ""))
+        list_devices(users, user_id, [c.device_id for c in found])
         return found
 
     def online(self, device: Caller) -> Caller:

@@ -16,6 +16,7 @@ from parley_server.logic.ports import Caller
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.models.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, RateLimited
 from tests.conftest import FakeAws
+from tests.device_lists import list_devices
 from tests.unit.conftest import Ports
 
 ALICE = Caller("a" * 32, "1" * 16)
@@ -44,6 +45,8 @@ class Env(Ports):
             users.create_user(p.user_id, phone, now=NOW)
         for p in (ALICE, BOB, BOB_PHONE):
             users.add_device(p.user_id, p.device_id, now=NOW)
+        list_devices(users, ALICE.user_id, [ALICE.device_id])
+        list_devices(users, BOB.user_id, [BOB.device_id, BOB_PHONE.device_id])
 
     def upload(self, who: Caller, upload: KeyUpload) -> None:
         self.call(prekeys.upload_keys, who, upload, limits=LIMITS)

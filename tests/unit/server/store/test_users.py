@@ -5,6 +5,7 @@ from typing import Any
 from parley_server.catalogue import Setting
 from parley_server.store.users import Device, UsersStore
 from tests.conftest import FakeAws
+from tests.device_lists import list_devices
 
 UID = "a" * 32
 OTHER = "b" * 32
@@ -36,6 +37,9 @@ def test_devices_lists_active_devices_only(aws: FakeAws) -> None:
     store.activate_device(UID, "2" * 16)
     store.revoke_device(UID, "2" * 16, now=2.0)
     store.set_push(UID, "1" * 16, "fcm", "tok", "arn:aws:sns:us-east-1:1:endpoint/GCM/a/b")
+    # no signed device list yet: nothing can be delivered to
+    assert store.devices(UID) == []
+    list_devices(store, UID, ["1" * 16, "2" * 16, "3" * 16])
     # "3"*16 is still pending (no keys yet), "2"*16 is revoked
     assert store.devices(UID) == [
         Device("1" * 16, "fcm", "arn:aws:sns:us-east-1:1:endpoint/GCM/a/b")
