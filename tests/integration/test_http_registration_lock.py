@@ -115,7 +115,9 @@ def test_signing_in_again_moves_the_account_and_the_old_devices_are_told(
     new_device = answer.body["device_id"]
     assert new_device != old.device_id
     assert online.connection_id is not None
-    notices = [e for e in ws.endpoint.events(online.connection_id) if e.get("event") == "devices_changed"]
+    notices = [
+        e for e in ws.endpoint.events(online.connection_id) if e.get("event") == "devices_changed"
+    ]
     assert notices == [
         {"event": "devices_changed", "reason": "reregistered", "device_id": new_device}
     ]

@@ -143,6 +143,15 @@ class Sending:
             # their devices changed: our group sender keys go to them again next time
             self.store.sender_keys.forget_distribution(uid)
             payloads = {d: p for d, p in (entry.payloads or {}).items() if d not in extra}
+            events: list[Event] = []
+            listed = self.sealer.verified_list(uid)
+            if listed is not None and listed.device_ids & set(extra):
+                # devices their verified list names are gone: verify the list that drops
+                # them now, so that the older list served again later is a rollback
+                try:
+                    events = await self.sealer.refresh_list(contact)
+                except ContactNotFound as exc:
+                    log.info("could not refresh the device list of %s: %s", uid, exc)
             sealed = Sealed(uid, {}, {})
             if missing:
                 try:
@@ -153,11 +162,11 @@ class Sending:
                     log.info("could not seal %s for new devices: %s", entry.client_id, exc)
                 payloads.update(sealed.payloads)
             if not payloads:
-                return None, sealed.events
+                return None, events + sealed.events
             with self.store.transaction():
                 self.sealer.save(sealed, self.sealer.clock())
                 self.store.outbox.update(entry.client_id, payloads)
-        return payloads, sealed.events
+        return payloads, events + sealed.events
 
     def sent(self, entry: OutboxEntry, ts: int) -> MessageSent | None:
         """The server stored the message: single tick, out of the outbox."""

@@ -154,6 +154,33 @@ async def test_a_rollback_to_an_older_list_is_refused(
     assert kept.version == 2
 
 
+async def test_a_listed_device_the_service_says_is_gone_makes_the_older_list_a_rollback(
+    tmp_path: Path, server: KeyServer
+) -> None:
+    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
+    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
+    await make_engine(tmp_path, server, BOB, BOB_DEV2)
+    _, entry, _ = await alice.prepare(BOB_CONTACT, "to both")
+    assert set(entry.payloads or {}) == {BOB_DEV, BOB_DEV2}
+    older = server.lists[BOB]
+    companion = server.devices[BOB].pop(BOB_DEV2)  # Bob unlinks it: a newer list
+
+    payloads, events = await alice.repair(entry, missing=(), extra=(BOB_DEV2,))
+    assert set(payloads or {}) == {BOB_DEV}
+    assert [(type(e), getattr(e, "removed", None)) for e in events] == [
+        (DevicesChanged, (BOB_DEV2,))
+    ]
+    newer = alice.store.device_lists.get(BOB)
+    assert newer is not None
+    assert newer.version == older.version + 1
+
+    # the service serves the older list again, with the companion's keys back
+    server.devices[BOB][BOB_DEV2] = companion
+    server.device_list = lambda uid: older if uid == BOB else None  # type: ignore[method-assign]
+    with pytest.raises(DeviceListError, match="rollback"):
+        await alice.sealer.start_sessions(BOB_CONTACT, {BOB_DEV2})
+
+
 async def test_a_list_with_a_bad_signature_means_no_send(tmp_path: Path, server: KeyServer) -> None:
     alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
     await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
