@@ -45,6 +45,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.report import Figure, print_table
 from local.testing import LocalStack, running_local_stack
+from tests.device_lists import first_list
 
 __all__ = ["Load", "main", "run"]
 
@@ -134,24 +135,6 @@ def _key_bundle(identity: SigningKey) -> dict[str, Any]:
     }
 
 
-def _first_list(user_id: str, device_id: str, identity: SigningKey) -> dict[str, str]:
-    """Device list version 1 naming just the primary, signed by it (docs/API.md)."""
-    me = _b64(bytes(identity.verify_key))
-    body = json.dumps(
-        {
-            "user_id": user_id,
-            "version": 1,
-            "ts": int(time.time() * 1000),
-            "account_identity": me,
-            "devices": [{"device_id": device_id, "key_index": 0, "identity": me}],
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    signature = identity.sign(b"parley/device-list/v1\x00" + body).signature
-    return {"body": _b64(body), "signature": _b64(signature)}
-
-
 async def _sign_up(http: aiohttp.ClientSession, stack: LocalStack, phone: str) -> _Account:
     async with http.post(f"{stack.http_url}/v1/auth/otp", json={"phone": phone}) as answer:
         answer.raise_for_status()
@@ -173,7 +156,7 @@ async def _sign_up(http: aiohttp.ClientSession, stack: LocalStack, phone: str) -
     ) as answer:
         answer.raise_for_status()
     # the primary's first device list (just itself): senders deliver to listed devices only
-    listed = _first_list(tokens["user_id"], tokens["device_id"], identity)
+    listed = first_list(tokens["user_id"], tokens["device_id"], identity)
     async with http.put(f"{stack.http_url}/v1/devices/list", json=listed, headers=auth) as answer:
         answer.raise_for_status()
     return _Account(tokens["user_id"], tokens["device_id"], tokens["access_token"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +29,7 @@ from parley.service import remember_service
 from parley.store import DB_FILE, Store
 from parley.store.vault import KeyringLike
 
-__all__ = ["KeyringChoice", "open_store", "request_code", "sign_up"]
+__all__ = ["KeyringChoice", "NewProfile", "new_profile", "open_store", "request_code", "sign_up"]
 
 KeyringChoice = KeyringLike | Literal["auto"] | None
 
@@ -49,6 +51,41 @@ def open_store(
         allow_plaintext=allow_plaintext,
         create=create,
     )
+
+
+@dataclass
+class NewProfile:
+    """A new profile's unlocked store; set `kept` once its account exists."""
+
+    directory: Path
+    store: Store
+    kept: bool = False
+
+
+@contextmanager
+def new_profile(
+    profile: str,
+    home: Path | None,
+    passphrase: str | None,
+    keyring: KeyringChoice,
+    allow_plaintext: bool,
+) -> Iterator[NewProfile]:
+    """Open (creating it) a profile that must not have an account yet; on the way
+    out close its store and, if the profile was new and not `kept`, remove it (a
+    failed signup or link leaves nothing behind)."""
+    directory = profile_dir(profile, home)
+    is_new = not (directory / DB_FILE).exists()
+    new = NewProfile(
+        directory, open_store(profile, home, passphrase, keyring, allow_plaintext, create=True)
+    )
+    try:
+        if new.store.accounts.get() is not None:
+            raise ParleyClientError(f"profile {profile!r} already has an account")
+        yield new
+    finally:
+        new.store.close()
+        if is_new and not new.kept:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 async def request_code(phone: str, *, endpoints: Endpoints | None = None) -> dict[str, Any]:
@@ -80,13 +117,8 @@ async def sign_up(
     wrong ones PinBackoff; the code stays usable until it expires.
     """
     endpoints = endpoints or Endpoints.local()
-    directory = profile_dir(profile, home)
-    is_new = not (directory / DB_FILE).exists()
-    registered = False
-    store = open_store(profile, home, passphrase, keyring, allow_plaintext, create=True)
-    try:
-        if store.accounts.get() is not None:
-            raise ParleyClientError(f"profile {profile!r} already has an account")
+    with new_profile(profile, home, passphrase, keyring, allow_plaintext) as new:
+        store = new.store
         async with aiohttp.ClientSession() as http:
             api = ApiClient(endpoints.http_url, http, clock=clock)
             result = await api.verify(phone, code, pin)
@@ -96,8 +128,8 @@ async def sign_up(
                 store.accounts.save(account, identity)
                 store.accounts.set_role("primary", 0, identity.public_key)
                 store.accounts.save_tokens(result.tokens)
-            registered = True
-            remember_service(directory, endpoints)  # the service this account lives on
+            new.kept = True
+            remember_service(new.directory, endpoints)  # the service this account lives on
             api.use_tokens(store.accounts)
             # if this fails the account stands; the client publishes keys when it connects
             await keys.publish_initial_keys(api, store, clock())
@@ -115,7 +147,3 @@ async def sign_up(
                 account.user_id, identity.public_key, 1, first.body, first.signature
             )
         return account
-    finally:
-        store.close()
-        if is_new and not registered:
-            shutil.rmtree(directory, ignore_errors=True)  # a failed signup leaves nothing

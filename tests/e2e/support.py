@@ -52,6 +52,7 @@ __all__ = [
     "clients",
     "endpoints_of",
     "expect",
+    "link_on",
     "new_device",
     "new_person",
     "new_phone",
@@ -63,6 +64,7 @@ __all__ = [
     "sync",
     "sync_until_empty",
     "until_state",
+    "wait_synced",
 ]
 
 WAIT_S = 30.0  # a guard against hanging, not a measurement
@@ -248,23 +250,30 @@ async def new_person(stack: LocalStack, home: Path, profile: str) -> Account:
     return await sign_up(profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True)
 
 
+async def link_on(
+    stack: LocalStack, home: Path, profile: str, on_code: Callable[[str], object], **kwargs: Any
+) -> Account:
+    """`parley.link` into `profile` (a new plaintext profile) on the local stack;
+    `kwargs` as `link` takes them (e.g. poll_interval, timeout)."""
+    return await link(
+        profile,
+        endpoints=endpoints_of(stack),
+        home=home,
+        allow_plaintext=True,
+        on_code=on_code,
+        **kwargs,
+    )
+
+
 async def new_device(
     stack: LocalStack, home: Path, person: Account, profile: str, *, primary: str | None = None
 ) -> Account:
     """Link a new companion device to `person`'s account into `profile`: the new
     device shows its link code, the primary (profile `primary`, by default the part
     of `profile` before its first "-", e.g. "alice" for "alice-laptop") approves it."""
-    endpoints = endpoints_of(stack)
     codes: asyncio.Queue[str] = asyncio.Queue()
     linking = asyncio.create_task(
-        link(
-            profile,
-            endpoints=endpoints,
-            home=home,
-            allow_plaintext=True,
-            on_code=codes.put_nowait,
-            poll_interval=0.2,
-        )
+        link_on(stack, home, profile, codes.put_nowait, poll_interval=0.2)
     )
     try:
         code = await asyncio.wait_for(codes.get(), WAIT_S)
@@ -279,6 +288,12 @@ async def new_device(
 
 def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:
     return Client(profile, endpoints=endpoints_of(stack), home=home, keyring=None, **kwargs)  # type: ignore[arg-type]
+
+
+async def wait_synced(*devices: Client) -> None:
+    """Each client's first sync done (in turn)."""
+    for device in devices:
+        await asyncio.wait_for(device.wait_synced(), WAIT_S)
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from parley import HistoryImported, MessageReceived, MessageState, link
+from parley import HistoryImported, MessageReceived, MessageState
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import (
     WAIT_S,
@@ -18,10 +18,11 @@ from tests.e2e.support import (
     Cli,
     client,
     clients,
-    endpoints_of,
     expect,
+    link_on,
     new_person,
     until_state,
+    wait_synced,
 )
 
 
@@ -39,8 +40,7 @@ async def test_a_new_companion_shows_the_old_messages_in_order_with_their_ticks(
     bob = await new_person(local_stack, tmp_path, "bob")
     async with clients(local_stack, tmp_path, "alice", "bob") as (phone, bobs):
         phone_events, bob_events = phone.events(), bobs.events()
-        for device in (phone, bobs):
-            await asyncio.wait_for(device.wait_synced(), WAIT_S)
+        await wait_synced(phone, bobs)
         await phone.add_contact(bob.phone, "Bob")
         first = await phone.send("Bob", "one")
         got = await expect(bob_events, MessageReceived)
@@ -60,13 +60,7 @@ async def test_a_new_companion_shows_the_old_messages_in_order_with_their_ticks(
         # the laptop shows a code; the phone links it and sends the history
         shown: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         joining = asyncio.create_task(
-            link(
-                "alice-laptop",
-                endpoints=endpoints_of(local_stack),
-                home=tmp_path,
-                allow_plaintext=True,
-                on_code=shown.set_result,
-            )
+            link_on(local_stack, tmp_path, "alice-laptop", shown.set_result)
         )
         code = await asyncio.wait_for(shown, WAIT_S)
         laptop_id = await phone.link_device(code)

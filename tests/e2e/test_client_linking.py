@@ -19,14 +19,21 @@ from parley import (
     LinkExpired,
     MessageReceived,
     ParleyClientError,
-    link,
 )
 from parley.crypto import IdentityKeyPair
 from parley.devices.adv import LinkCode
 from parley.devices.linking import approve_link
 from parley.profiles import profile_dir
 from tests.e2e.conftest import LocalStack
-from tests.e2e.support import WAIT_S, client, clients, endpoints_of, expect, new_person
+from tests.e2e.support import (
+    WAIT_S,
+    client,
+    clients,
+    expect,
+    link_on,
+    new_person,
+    wait_synced,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,8 +45,7 @@ async def test_a_linked_companion_gets_messages_until_it_is_unlinked(
     bob_account = await new_person(local_stack, tmp_path, "bob")
     async with clients(local_stack, tmp_path, "alice", "bob") as (phone, bob):
         phone_events, bob_events = phone.events(), bob.events()
-        for device in (phone, bob):
-            await asyncio.wait_for(device.wait_synced(), WAIT_S)
+        await wait_synced(phone, bob)
         await bob.add_contact(alice.phone, "Alice")
         await bob.send("Alice", "before the laptop")  # Bob verifies Alice's list v1
         assert (await expect(phone_events, MessageReceived)).message.text == "before the laptop"
@@ -49,14 +55,7 @@ async def test_a_linked_companion_gets_messages_until_it_is_unlinked(
         # the laptop shows its code; the phone links it
         codes: asyncio.Queue[str] = asyncio.Queue()
         linking = asyncio.create_task(
-            link(
-                "alice-laptop",
-                endpoints=endpoints_of(local_stack),
-                home=tmp_path,
-                allow_plaintext=True,
-                on_code=codes.put_nowait,
-                poll_interval=0.2,
-            )
+            link_on(local_stack, tmp_path, "alice-laptop", codes.put_nowait, poll_interval=0.2)
         )
         code = await asyncio.wait_for(codes.get(), WAIT_S)
         assert code.startswith("parley-link:1:")
@@ -136,14 +135,8 @@ async def test_an_unknown_or_expired_pairing_fails_and_leaves_no_profile(
     # a new device nobody links in time gives up, leaving nothing behind
     shown: list[str] = []
     with pytest.raises(LinkExpired, match="in time"):
-        await link(
-            "carol-tablet",
-            endpoints=endpoints_of(local_stack),
-            home=tmp_path,
-            allow_plaintext=True,
-            on_code=shown.append,
-            timeout=0.5,
-            poll_interval=0.2,
+        await link_on(
+            local_stack, tmp_path, "carol-tablet", shown.append, timeout=0.5, poll_interval=0.2
         )
     assert len(shown) == 1
     assert not profile_dir("carol-tablet", tmp_path).exists()

@@ -45,7 +45,6 @@ from parley import (
     PinBackoff,
     RegistrationLocked,
     SendFailed,
-    link,
     sign_up,
 )
 from parley.devices.adv import LinkCode
@@ -61,6 +60,7 @@ from tests.e2e.support import (
     clients,
     endpoints_of,
     expect,
+    link_on,
     new_device,
     new_phone,
 )
@@ -523,6 +523,23 @@ async def current_list(
     return answer
 
 
+async def pairing_step(
+    http: aiohttp.ClientSession,
+    stack: Stack,
+    pairing: dict[str, Any],
+    step: str,
+    body: dict[str, Any],
+    auth: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """POST /v1/devices/pairings/{ref}/{step}: the status and the answer (its JSON,
+    or its text when it is not JSON)."""
+    url = f"{stack.http_url}/v1/devices/pairings/{pairing['ref']}/{step}"
+    async with http.post(url, json=body, headers=auth) as r:
+        if r.content_type == "application/json":
+            return r.status, await r.json()
+        return r.status, await r.text()
+
+
 def key_bundle(identity: SigningKey) -> dict[str, Any]:
     prekey = bytes(PrivateKey.generate().public_key)
     return {
@@ -538,7 +555,6 @@ def key_bundle(identity: SigningKey) -> dict[str, Any]:
 
 async def test_a_pairing_links_one_device_once_and_not_after_it_expires(stack: Stack) -> None:
     alice = await sign_up_on_stack(stack)
-    pairings = stack.http_url + "/v1/devices/pairings"
     async with http_from(source_address()) as http:
         laptop = SigningKey.generate()
         started = await start_pairing(http, stack, laptop)
@@ -546,10 +562,8 @@ async def test_a_pairing_links_one_device_once_and_not_after_it_expires(stack: S
         request, details, account_signature = approval(
             alice.identity, alice.user_id, current, started["device_id"], laptop
         )
-        async with http.post(
-            f"{pairings}/{started['ref']}/approve", json=request, headers=alice.auth
-        ) as r:
-            assert r.status == 204, await r.text()
+        status, answer = await pairing_step(http, stack, started, "approve", request, alice.auth)
+        assert status == 204, answer
         done = {
             "claim": started["claim"],
             "device_signature": device_signature(
@@ -557,16 +571,14 @@ async def test_a_pairing_links_one_device_once_and_not_after_it_expires(stack: S
             ),
             "keys": key_bundle(laptop),
         }
-        async with http.post(f"{pairings}/{started['ref']}/complete", json=done) as r:
-            assert r.status == 200, await r.text()
+        status, answer = await pairing_step(http, stack, started, "complete", done)
+        assert status == 200, answer
         # the same completion again (a replay): refused, no second device
-        async with http.post(f"{pairings}/{started['ref']}/complete", json=done) as r:
-            assert r.status == 409, await r.text()
-            assert (await r.json())["error"]["code"] == "pairing_used"
-        async with http.post(
-            f"{pairings}/{started['ref']}/approve", json=request, headers=alice.auth
-        ) as r:
-            assert r.status in (404, 409), await r.text()
+        status, answer = await pairing_step(http, stack, started, "complete", done)
+        assert status == 409, answer
+        assert answer["error"]["code"] == "pairing_used"
+        status, answer = await pairing_step(http, stack, started, "approve", request, alice.auth)
+        assert status in (404, 409), answer
         listed = await current_list(http, stack, alice.auth)
         assert sorted(d["device_id"] for d in listed["devices"]) == sorted(
             [alice.device_id, started["device_id"]]
@@ -585,14 +597,10 @@ async def test_a_pairing_links_one_device_once_and_not_after_it_expires(stack: S
         request, details, account_signature = approval(
             alice.identity, alice.user_id, current, late["device_id"], tablet
         )
-        async with http.post(
-            f"{pairings}/{late['ref']}/approve", json=request, headers=alice.auth
-        ) as r:
-            assert r.status == 404, await r.text()
-        async with http.post(
-            f"{pairings}/{late['ref']}/status", json={"claim": late["claim"]}
-        ) as r:
-            assert r.status == 404, await r.text()
+        status, answer = await pairing_step(http, stack, late, "approve", request, alice.auth)
+        assert status == 404, answer
+        status, answer = await pairing_step(http, stack, late, "status", {"claim": late["claim"]})
+        assert status == 404, answer
         after = await current_list(http, stack, alice.auth)
         assert after["device_list"] == current
         assert len(after["devices"]) == 2
@@ -600,7 +608,6 @@ async def test_a_pairing_links_one_device_once_and_not_after_it_expires(stack: S
 
 async def test_an_approval_for_a_swapped_identity_is_refused_by_the_service(stack: Stack) -> None:
     alice = await sign_up_on_stack(stack)
-    pairings = stack.http_url + "/v1/devices/pairings"
     async with http_from(source_address()) as http:
         laptop = SigningKey.generate()
         started = await start_pairing(http, stack, laptop)
@@ -610,16 +617,13 @@ async def test_an_approval_for_a_swapped_identity_is_refused_by_the_service(stac
         request, _, _ = approval(
             alice.identity, alice.user_id, current, started["device_id"], mallory
         )
-        async with http.post(
-            f"{pairings}/{started['ref']}/approve", json=request, headers=alice.auth
-        ) as r:
-            assert r.status == 409, await r.text()
-            assert (await r.json())["error"]["code"] == "pairing_mismatch"
-        async with http.post(
-            f"{pairings}/{started['ref']}/status", json={"claim": started["claim"]}
-        ) as r:
-            assert r.status == 200, await r.text()
-            assert await r.json() == {"state": "pending"}
+        status, answer = await pairing_step(http, stack, started, "approve", request, alice.auth)
+        assert status == 409, answer
+        assert answer["error"]["code"] == "pairing_mismatch"
+        claim = {"claim": started["claim"]}
+        status, answer = await pairing_step(http, stack, started, "status", claim)
+        assert status == 200, answer
+        assert answer == {"state": "pending"}
         after = await current_list(http, stack, alice.auth)
         assert after["device_list"] == current
         assert [d["device_id"] for d in after["devices"]] == [alice.device_id]
@@ -633,14 +637,7 @@ async def test_a_new_device_refuses_an_approval_the_service_substituted(
     mallory = await sign_up_on_stack(stack)
     codes: asyncio.Queue[str] = asyncio.Queue()
     linking = asyncio.create_task(
-        link(
-            "alice-laptop",
-            endpoints=endpoints_of(stack),
-            home=tmp_path,
-            allow_plaintext=True,
-            on_code=codes.put_nowait,
-            poll_interval=0.2,
-        )
+        link_on(stack, tmp_path, "alice-laptop", codes.put_nowait, poll_interval=0.2)
     )
     try:
         code = LinkCode.parse(await asyncio.wait_for(codes.get(), WAIT_S))

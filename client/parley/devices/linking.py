@@ -19,7 +19,6 @@ import asyncio
 import inspect
 import logging
 import secrets
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,10 +53,9 @@ from parley.errors import (
     ParleyClientError,
 )
 from parley.models import Account
-from parley.profiles import profile_dir
 from parley.service import remember_service
-from parley.signup import KeyringChoice, open_store
-from parley.store import DB_FILE, Store
+from parley.signup import KeyringChoice, new_profile
+from parley.store import Store
 
 __all__ = ["DEFAULT_POLL_S", "approve_link", "link"]
 
@@ -162,18 +160,13 @@ async def link(
     joined) and the API's errors; a failed link leaves no profile behind.
     """
     endpoints = endpoints or Endpoints.local()
-    directory = profile_dir(profile, home)
-    is_new = not (directory / DB_FILE).exists()
-    joined = False
-    store = open_store(profile, home, passphrase, keyring, allow_plaintext, create=True)
-    try:
-        if store.accounts.get() is not None:
-            raise ParleyClientError(f"profile {profile!r} already has an account")
+    with new_profile(profile, home, passphrase, keyring, allow_plaintext) as new:
+        store = new.store
         async with aiohttp.ClientSession() as http:
             api = ApiClient(endpoints.http_url, http, clock=clock)
             account = await _join(api, store, on_code, timeout, poll_interval, clock)
-            joined = True
-            remember_service(directory, endpoints)
+            new.kept = True
+            remember_service(new.directory, endpoints)
             api.use_tokens(store.accounts)
             try:
                 await _pin_own_list(api, store, account)
@@ -181,10 +174,6 @@ async def link(
                 # the client verifies it again when it connects
                 log.warning("could not read this account's device list yet: %s", exc)
         return account
-    finally:
-        store.close()
-        if is_new and not joined:
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _join(

@@ -395,16 +395,26 @@ async def _sent(
     return sent, data
 
 
+async def _receive(
+    history: payload.HistoryPayload, laptop: Store, media: tuple[Media, aiohttp.ClientSession]
+) -> HistoryImported:
+    """The companion (`laptop`) downloads and imports `history` from the stand-in."""
+    service, http = media
+    return await receive_history(
+        history,
+        store=laptop,
+        account=laptop.accounts.require(),
+        api=api_for(service.url, laptop, http),
+        http=http,
+    )
+
+
 @on_the_loop
 async def test_the_companion_downloads_verifies_and_imports(
     phone: Store, laptop: Store, media: tuple[Media, aiohttp.ClientSession]
 ) -> None:
     sent, _ = await _sent(phone, media)
-    service, http = media
-    api = api_for(service.url, laptop, http)
-    result = await receive_history(
-        sent, store=laptop, account=laptop.accounts.require(), api=api, http=http
-    )
+    result = await _receive(sent, laptop, media)
     assert result == HistoryImported(6, 2)
     assert shown(laptop, BOB) == shown(phone, BOB)[1:]
     # nothing readable is left behind in the profile
@@ -417,30 +427,23 @@ async def test_a_history_whose_digest_does_not_match_is_refused(
     phone: Store, laptop: Store, media: tuple[Media, aiohttp.ClientSession]
 ) -> None:
     sent, _ = await _sent(phone, media)
-    service, http = media
-    api = api_for(service.url, laptop, http)
+    service, _ = media
     before = everything(laptop)
     wrong_digest = payload.HistoryPayload(
         sent.device, sent.media_id, sent.key, sent.header, "0" * 64, sent.size
     )
     blob = bytearray(service.blobs[sent.media_id])
     with pytest.raises(HistoryError, match="did not verify"):
-        await receive_history(
-            wrong_digest, store=laptop, account=laptop.accounts.require(), api=api, http=http
-        )
+        await _receive(wrong_digest, laptop, media)
     # a tampered object under the right digest fails too
     blob[10] ^= 1
     service.blobs[sent.media_id] = bytes(blob)
     with pytest.raises(HistoryError, match="did not verify"):
-        await receive_history(
-            sent, store=laptop, account=laptop.accounts.require(), api=api, http=http
-        )
+        await _receive(sent, laptop, media)
     # and a history meant for another of the account's devices is not imported
     other = payload.HistoryPayload("a3" * 8, sent.media_id, sent.key, sent.header, "0" * 64, 9)
     with pytest.raises(HistoryError, match="another"):
-        await receive_history(
-            other, store=laptop, account=laptop.accounts.require(), api=api, http=http
-        )
+        await _receive(other, laptop, media)
     assert everything(laptop) == before
     assert [p.name for p in laptop.path.parent.iterdir() if p.name.startswith(".history")] == []
 

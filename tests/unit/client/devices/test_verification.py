@@ -46,6 +46,20 @@ async def make_engine(
     return Engine(store, server.fetch, clock=lambda: 2000.0)
 
 
+async def alice_and_bob(tmp: Path, server: KeyServer) -> Engine:
+    """Alice's engine; Bob has his primary (BOB_DEV)."""
+    alice = await make_engine(tmp, server, ALICE, ALICE_DEV)
+    await make_engine(tmp, server, BOB, BOB_DEV, primary=True)
+    return alice
+
+
+async def alice_and_bob_with_a_companion(tmp: Path, server: KeyServer) -> Engine:
+    """Alice's engine; Bob has his primary (BOB_DEV) and a companion (BOB_DEV2)."""
+    alice = await alice_and_bob(tmp, server)
+    await make_engine(tmp, server, BOB, BOB_DEV2)
+    return alice
+
+
 def envelope(entry: OutboxEntry, sender: str, sender_device: str, device: str) -> IncomingMessage:
     assert entry.payloads is not None
     return IncomingMessage(
@@ -65,9 +79,7 @@ ALICE_CONTACT = Contact(ALICE, "Alice", None)
 async def test_a_device_the_service_offers_off_the_list_gets_nothing_and_is_logged(
     tmp_path: Path, server: KeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
-    await make_engine(tmp_path, server, BOB, BOB_DEV2)
+    alice = await alice_and_bob_with_a_companion(tmp_path, server)
     server.unlisted.add((BOB, BOB_DEV2))  # inserted behind the primary's back
 
     with caplog.at_level(logging.WARNING, logger="parley.devices"):
@@ -90,9 +102,7 @@ async def test_a_device_the_service_offers_off_the_list_gets_nothing_and_is_logg
 async def test_a_bundle_whose_identity_differs_from_the_listed_one_is_skipped(
     tmp_path: Path, server: KeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
-    await make_engine(tmp_path, server, BOB, BOB_DEV2)
+    alice = await alice_and_bob_with_a_companion(tmp_path, server)
     alice_fetch = server.fetch
 
     async def swapped(uid: str) -> KeyBundles:
@@ -125,8 +135,7 @@ async def test_a_bundle_whose_identity_differs_from_the_listed_one_is_skipped(
 async def test_a_rollback_to_an_older_list_is_refused(
     tmp_path: Path, server: KeyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
+    alice = await alice_and_bob(tmp_path, server)
     old = server.device_list(BOB)
     assert old is not None
     await make_engine(tmp_path, server, BOB, BOB_DEV2)
@@ -157,9 +166,7 @@ async def test_a_rollback_to_an_older_list_is_refused(
 async def test_a_listed_device_the_service_says_is_gone_makes_the_older_list_a_rollback(
     tmp_path: Path, server: KeyServer
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
-    await make_engine(tmp_path, server, BOB, BOB_DEV2)
+    alice = await alice_and_bob_with_a_companion(tmp_path, server)
     _, entry, _ = await alice.prepare(BOB_CONTACT, "to both")
     assert set(entry.payloads or {}) == {BOB_DEV, BOB_DEV2}
     older = server.lists[BOB]
@@ -182,8 +189,7 @@ async def test_a_listed_device_the_service_says_is_gone_makes_the_older_list_a_r
 
 
 async def test_a_list_with_a_bad_signature_means_no_send(tmp_path: Path, server: KeyServer) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
+    alice = await alice_and_bob(tmp_path, server)
     fetch = server.fetch
 
     async def tampered(uid: str) -> KeyBundles:
@@ -216,8 +222,7 @@ async def test_no_list_means_no_device_to_send_to(tmp_path: Path, server: KeySer
 async def test_a_linked_companion_is_a_device_change_not_an_identity_change(
     tmp_path: Path, server: KeyServer
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
+    alice = await alice_and_bob(tmp_path, server)
     _, entry, _ = await alice.prepare(BOB_CONTACT, "first")
     await make_engine(tmp_path, server, BOB, BOB_DEV2)
     _, events = await alice.repair(entry, missing=(BOB_DEV2,), extra=())
@@ -232,8 +237,7 @@ async def test_a_linked_companion_is_a_device_change_not_an_identity_change(
 async def test_a_new_account_identity_is_pinned_again_with_a_warning(
     tmp_path: Path, server: KeyServer
 ) -> None:
-    alice = await make_engine(tmp_path, server, ALICE, ALICE_DEV)
-    await make_engine(tmp_path, server, BOB, BOB_DEV, primary=True)
+    alice = await alice_and_bob(tmp_path, server)
     _, entry, _ = await alice.prepare(BOB_CONTACT, "first")
     # Bob's number is registered on a new phone: a new primary, lists from version 1
     del server.devices[BOB][BOB_DEV]

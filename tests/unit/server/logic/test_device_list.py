@@ -34,6 +34,11 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def device(device_id: str, key_index: int, identity: str) -> dict[str, Any]:
+    """One entry of a list's "devices" (`identity` as the wire has it, base64)."""
+    return {"device_id": device_id, "key_index": key_index, "identity": identity}
+
+
 def body(**changes: Any) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "user_id": UID,
@@ -101,14 +106,14 @@ def test_a_signature_over_other_bytes_or_another_prefix_is_refused() -> None:
         ({"devices": []}, "non-empty"),
         ({"extra": 1}, "exactly the fields"),
         (
-            {"devices": [{"device_id": "1" * 16, "key_index": 1, "identity": b64(IDENTITY)}]},
+            {"devices": [device("1" * 16, 1, b64(IDENTITY))]},
             "primary",
         ),
         (
             {
                 "devices": [
-                    {"device_id": "0" * 16, "key_index": 0, "identity": b64(IDENTITY)},
-                    {"device_id": "0" * 16, "key_index": 1, "identity": b64(b"\x03" * 32)},
+                    device("0" * 16, 0, b64(IDENTITY)),
+                    device("0" * 16, 1, b64(b"\x03" * 32)),
                 ]
             },
             "repeats a device id",
@@ -116,9 +121,9 @@ def test_a_signature_over_other_bytes_or_another_prefix_is_refused() -> None:
         (
             {
                 "devices": [
-                    {"device_id": "0" * 16, "key_index": 0, "identity": b64(IDENTITY)},
-                    {"device_id": "2" * 16, "key_index": 2, "identity": b64(b"\x03" * 32)},
-                    {"device_id": "1" * 16, "key_index": 1, "identity": b64(b"\x04" * 32)},
+                    device("0" * 16, 0, b64(IDENTITY)),
+                    device("2" * 16, 2, b64(b"\x03" * 32)),
+                    device("1" * 16, 1, b64(b"\x04" * 32)),
                 ]
             },
             "sorted",
@@ -126,8 +131,8 @@ def test_a_signature_over_other_bytes_or_another_prefix_is_refused() -> None:
         (
             {
                 "devices": [
-                    {"device_id": "0" * 16, "key_index": 0, "identity": b64(IDENTITY)},
-                    {"device_id": "1" * 16, "key_index": 0, "identity": b64(b"\x03" * 32)},
+                    device("0" * 16, 0, b64(IDENTITY)),
+                    device("1" * 16, 0, b64(b"\x03" * 32)),
                 ]
             },
             "sorted",
@@ -135,22 +140,22 @@ def test_a_signature_over_other_bytes_or_another_prefix_is_refused() -> None:
         (
             {
                 "devices": [
-                    {"device_id": "0" * 16, "key_index": 0, "identity": b64(IDENTITY)},
-                    {"device_id": "1" * 16, "key_index": 1, "identity": b64(IDENTITY)},
+                    device("0" * 16, 0, b64(IDENTITY)),
+                    device("1" * 16, 1, b64(IDENTITY)),
                 ]
             },
             "account identity",
         ),
         (
-            {"devices": [{"device_id": "XYZ", "key_index": 0, "identity": b64(IDENTITY)}]},
+            {"devices": [device("XYZ", 0, b64(IDENTITY))]},
             "device_id",
         ),
         (
-            {"devices": [{"device_id": "0" * 16, "key_index": 0, "identity": "not base64!"}]},
+            {"devices": [device("0" * 16, 0, "not base64!")]},
             "base64",
         ),
         (
-            {"devices": [{"device_id": "0" * 16, "key_index": 0, "identity": b64(b"short")}]},
+            {"devices": [device("0" * 16, 0, b64(b"short"))]},
             "32 bytes",
         ),
     ],
