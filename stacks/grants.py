@@ -106,8 +106,8 @@ GRANTS: dict[str, FunctionGrants] = {
     ),
     # verifies the token and that the device is not revoked
     "WsAuthorizer": FunctionGrants(tables={S.USERS_TABLE: _R}, read_signing_secret=True),
-    # records the connection; one UpdateItem of the account's last_active (registration lock)
-    "WsConnect": FunctionGrants(tables={S.CONNECTIONS_TABLE: _W, S.USERS_TABLE: _W}),
+    # records the connection (one PutItem, nothing else: logic/connections.py)
+    "WsConnect": FunctionGrants(tables={S.CONNECTIONS_TABLE: _W}),
     # forgets the connection; records last seen on the profile
     "WsDisconnect": FunctionGrants(tables={S.CONNECTIONS_TABLE: _D, S.USERS_TABLE: _W}),
     "WsDefault": FunctionGrants(manage_connections=True),

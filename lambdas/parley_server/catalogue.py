@@ -118,8 +118,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         id="WsConnect",
         handler="parley_server.handlers.ws_connect.handler",
-        settings=frozenset({S.CONNECTIONS_TABLE, S.USERS_TABLE, S.LIMITS}),
-        description="WebSocket $connect: records the device's connection and account activity",
+        settings=frozenset({S.CONNECTIONS_TABLE, S.LIMITS}),
+        description="WebSocket $connect: records the device's connection",
         timeout_s=5,
     ),
     FunctionSpec(

@@ -52,7 +52,7 @@ class Limits:
     pairing_ttl_s: int = 300
     pairings_per_source_hourly: int = 30
     # registration lock: the PIN is asked only of an account active this recently
-    # (a device connected or refreshed a token); past it the lock lapses
+    # (a device refreshed a token); past it the lock lapses
     reglock_inactivity_s: int = 7 * 24 * 3600
     # wrong PINs tried without waiting, then 2^(n - free) times the base wait, capped
     pin_free_tries: int = 5

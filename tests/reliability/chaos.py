@@ -201,6 +201,10 @@ class Device:
 
     # -- the connection ------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 

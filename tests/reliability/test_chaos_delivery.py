@@ -51,6 +51,29 @@ def _mailbox_items(stack: Stack, devices: list[Device]) -> int:
     return sum(len(stack.mailbox(d.account.user_id, d.account.device_id)) for d in devices)
 
 
+def _leftovers(stack: Stack, devices: list[Device]) -> str:
+    """What is still waiting, where, and what its device's connection looked like."""
+    connections = stack.moto("dynamodb")
+    (table,) = [t for t in connections.list_tables()["TableNames"] if t.endswith("-connections")]
+    lines = []
+    for device in devices:
+        items = stack.mailbox(device.account.user_id, device.account.device_id)
+        if not items:
+            continue
+        recorded = connections.query(
+            TableName=table,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": device.account.user_id}},
+        )["Items"]
+        lines.append(
+            f"{device.account.user_id}: connected={device.connected} "
+            f"recorded={[i['connection_id']['S'] for i in recorded]} "
+            f"synced={device.synced_at is not None}"
+        )
+        lines += [f"  {i['sk']['S']} ord={i['ord']['S']}" for i in items]
+    return "\n".join(lines)
+
+
 async def _groups(stack: Stack, accounts: list[Account], size: int) -> dict[str, list[Account]]:
     """Groups of `size` people, each made by its first member over the HTTP API."""
     groups: dict[str, list[Account]] = {}
@@ -77,6 +100,7 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
     ledger, devices = await run_chaos(stack, accounts, plan, groups)
     await settle(devices, lambda: _mailbox_items(stack, devices) == 0, 60.0)
     left = await asyncio.to_thread(_mailbox_items, stack, devices)
+    stuck = await asyncio.to_thread(_leftovers, stack, devices) if left else ""
     for device in devices:
         await device.stop()
 
@@ -87,12 +111,12 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
     assert verdict["messages sent"] == plan.messages
     assert verdict["of which to groups"] > 0
     assert verdict["accepted (sent)"] == plan.messages
-    assert verdict["lost"] == 0
+    assert verdict["lost"] == 0, stuck
     assert verdict["shown twice"] == 0
     assert verdict["shown out of order"] == 0
-    assert verdict["without a delivered tick"] == 0
+    assert verdict["without a delivered tick"] == 0, stuck
     assert verdict["refused for good"] == 0
-    assert left == 0
+    assert left == 0, stuck
     assert faults.get("throttle", 0) > 0
     assert faults.get("gone", 0) > 0
 

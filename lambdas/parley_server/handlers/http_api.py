@@ -528,7 +528,7 @@ def delete_account(request: AccountDeleteRequest) -> None:
     summary="Set or change the registration lock PIN (primary device only)",
     description=(
         "Signing in with this account's number on another phone will need the PIN while"
-        " the account is active (a device connected or refreshed in the last 7 days)."
+        " the account is active (a device refreshed a token in the last 7 days)."
         " The service keeps only an Argon2id verifier of it."
     ),
     **_http.bearer(

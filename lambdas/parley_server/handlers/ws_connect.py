@@ -19,7 +19,6 @@ def _connect(caller: Caller, deps: Adapters) -> None:
         now=time.time(),
         limits=deps.config.limits,
         records=deps.connections,
-        activity=deps.users,
     )
     _ws.count(Metric.CONNECTS)
 

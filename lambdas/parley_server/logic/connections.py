@@ -7,7 +7,7 @@ from typing import Protocol
 from parley_server.config import Limits
 from parley_server.logic.ports import Caller
 
-__all__ = ["Activity", "ConnectionRecords", "LastSeen", "connect", "disconnect"]
+__all__ = ["ConnectionRecords", "LastSeen", "connect", "disconnect"]
 
 
 class ConnectionRecords(Protocol):
@@ -22,19 +22,20 @@ class LastSeen(Protocol):
     def record_last_seen(self, user_id: str, ts: float) -> None: ...
 
 
-class Activity(Protocol):
-    def record_active(self, user_id: str, now: float) -> None: ...
-
-
 def connect(
     caller: Caller,
     *,
     now: float,
     limits: Limits,
     records: ConnectionRecords,
-    activity: Activity,
 ) -> None:
-    """Record the connection so senders find it (it outlives API Gateway's 2 h by a margin)."""
+    """Record the connection so senders find it (it outlives API Gateway's 2 h by a margin).
+
+    The one write of $connect. The registration lock's activity is not recorded here:
+    the access token this connection was authorized with was issued by a sign-in or
+    a refresh at most 15 minutes ago, and the refresh recorded it
+    (logic/tokens.py). Every further write here would also widen the window in which
+    the connection is recorded but not yet open (models/frames.py Connection)."""
     records.add(
         caller.user_id,
         caller.connection,
@@ -42,8 +43,6 @@ def connect(
         now=now,
         ttl_s=limits.connection_ttl_s,
     )
-    # the account is in use: its registration lock stays armed (logic/registration_lock.py)
-    activity.record_active(caller.user_id, now)
 
 
 def disconnect(

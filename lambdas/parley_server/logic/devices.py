@@ -74,7 +74,7 @@ def notify_devices_changed(
         outcome = gateway.post(connection.connection_id, event)
         if outcome is PostOutcome.DELIVERED:
             told += 1
-        elif outcome is PostOutcome.GONE:
+        elif outcome is PostOutcome.GONE and connection.over(now):
             connections.remove(user_id, connection.connection_id)
     return told
 

@@ -95,7 +95,8 @@ def deliver(
     gateway: GatewayPort,
     skip: str | None = None,
 ) -> DeliveryReport:
-    """Post each device's event to that device's live connections; forget gone ones."""
+    """Post each device's event to that device's live connections; forget the ones that
+    are over (a 410 for one still opening is not the end of it: Connection.over)."""
     reached: set[str] = set()
     posts = gone = 0
     for connection in connections.of_user(user_id, now=now):
@@ -107,7 +108,8 @@ def deliver(
         if outcome is PostOutcome.DELIVERED:
             reached.add(connection.device_id)
         elif outcome is PostOutcome.GONE:
-            connections.remove(user_id, connection.connection_id)
+            if connection.over(now):
+                connections.remove(user_id, connection.connection_id)
             gone += 1
     return DeliveryReport(frozenset(reached), posts, gone)
 

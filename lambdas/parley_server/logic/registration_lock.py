@@ -5,7 +5,8 @@ POST /v1/auth/verify's `pin`).
 Only the primary device sets or removes it. The service keeps an Argon2id
 verifier of the PIN, never the PIN. Signing in again with the account's number
 (re-registration) needs the PIN while the account is active: a device of it
-connected or refreshed a token within `reglock_inactivity_s` (7 days). An
+refreshed a token within `reglock_inactivity_s` (7 days), as an app in use does
+at least every 2 h 15 min (an access token lasts 15 minutes, a connection 2 h). An
 account inactive for longer has lost its phone for good, as far as the service
 can tell: the lock is bypassed and removed.
 
@@ -154,7 +155,7 @@ def _locked(message: str, failures: int, wait_left: int, limits: Limits) -> Regi
 
 def _last_active(state: RegistrationLockState) -> float:
     # setting the lock counts as activity too: an account whose devices never
-    # connected since is not taken to be abandoned from the moment it set it
+    # refreshed since is not taken to be abandoned from the moment it set it
     known = [t for t in (state.last_active, state.set_at, state.created_at) if t is not None]
     return max(known, default=0.0)
 

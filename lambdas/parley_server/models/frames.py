@@ -24,6 +24,7 @@ from parley_server.models.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
     "ACTIONS",
+    "CONNECTING_S",
     "MAX_IDS_PER_FRAME",
     "AckFrame",
     "Connection",
@@ -452,12 +453,26 @@ def decode_cursor(cursor: str) -> Position:
 # -- delivery ---------------------------------------------------------------------------
 
 
+# How long after its $connect handler recorded it a connection may still not be
+# open: $connect runs for at most API Gateway's 29 s integration timeout, and the
+# @connections API answers 410 (gone) for a connection until its $connect is over.
+CONNECTING_S = 30
+
+
 @dataclass(frozen=True)
 class Connection:
     """A live WebSocket connection of one device."""
 
     connection_id: str
     device_id: str
+    connected_at: float  # when $connect recorded it (epoch seconds)
+
+    def over(self, now: float) -> bool:
+        """Whether a 410 for a post to it at `now` means the connection is over. Within
+        CONNECTING_S of its recording it may only be opening: forgetting its record
+        then would leave an open connection that no sender finds until it reconnects
+        (what was posted waits in the mailbox, and its sync after opening finds it)."""
+        return now - self.connected_at >= CONNECTING_S
 
 
 class PostOutcome(Enum):

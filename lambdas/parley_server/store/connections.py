@@ -59,7 +59,7 @@ class ConnectionsStore:
             "TableName": self._table,
             "KeyConditionExpression": "user_id = :user",
             "FilterExpression": "expires_at > :now",
-            "ProjectionExpression": "connection_id, device_id",
+            "ProjectionExpression": "connection_id, device_id, connected_at",
             "ExpressionAttributeValues": {
                 ":user": {"S": user_id},
                 ":now": {"N": str(int(now))},
@@ -68,7 +68,11 @@ class ConnectionsStore:
         }
         # a user has a handful of connections: one page in practice
         return [
-            Connection(item["connection_id"]["S"], item["device_id"]["S"])
+            Connection(
+                item["connection_id"]["S"],
+                item["device_id"]["S"],
+                float(item["connected_at"]["N"]),
+            )
             for page in query_pages(self._ddb, kwargs, "connection store unavailable")
             for item in page.get("Items", [])
         ]

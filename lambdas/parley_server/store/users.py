@@ -801,7 +801,7 @@ class UsersStore:
     # reglock_set_at    when the lock was set
     # pin_failures      PIN tries counted since the last right one
     # pin_last_try      when the last counted try was made
-    # last_active       the last time a device of the account connected or refreshed
+    # last_active       the last time a device of the account refreshed a token
 
     def registration_lock(self, user_id: str) -> RegistrationLockState | None:
         """The account's lock and activity (None for an unknown user): one strong read."""
@@ -899,7 +899,7 @@ class UsersStore:
             return
 
     def record_active(self, user_id: str, now: float) -> None:
-        """A device of the account connected or refreshed (never moves backwards; unknown
+        """A device of the account refreshed a token (never moves backwards; unknown
         users ignored): one conditional UpdateItem."""
         try:
             self._ddb.update_item(
@@ -940,7 +940,7 @@ class RegistrationLockState:
     set_at: float | None
     failures: int  # PIN tries counted since the last right one
     last_try: float | None
-    last_active: float | None  # a device connected or refreshed a token
+    last_active: float | None  # a device refreshed a token
     created_at: float | None
 
 

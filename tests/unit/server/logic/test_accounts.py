@@ -233,7 +233,9 @@ def test_after_7_days_of_inactivity_the_lock_is_bypassed_and_removed(world: Worl
     assert state.verifier is None
 
 
-def test_refreshing_a_token_and_connecting_keep_the_account_active(world: World) -> None:
+def test_refreshing_a_token_keeps_the_account_active_and_connecting_writes_nothing(
+    world: World,
+) -> None:
     pair = world.sign_in(world.text_code())
     world.lock(pair)
     world.ports.call(tokens.refresh, pair.refresh_token, keys=KEYS, limits=LIMITS, now=NOW + DAY)
@@ -241,14 +243,10 @@ def test_refreshing_a_token_and_connecting_keep_the_account_active(world: World)
     assert state is not None
     assert state.last_active == NOW + DAY
 
+    # a connection is authorized by a token a refresh issued (and recorded) minutes ago:
+    # $connect records the connection and nothing else
     caller = Caller(pair.user_id, pair.device_id, "conn-1")
-    connections.connect(
-        caller,
-        now=NOW + 2 * DAY,
-        limits=LIMITS,
-        records=world.ports.connections,
-        activity=world.ports.users,
-    )
-    state = world.ports.users.registration_lock(pair.user_id)
-    assert state is not None
-    assert state.last_active == NOW + 2 * DAY
+    connections.connect(caller, now=NOW + DAY + 60, limits=LIMITS, records=world.ports.connections)
+    assert world.ports.users.registration_lock(pair.user_id) == state
+    (connection,) = world.ports.connections.of_user(pair.user_id, now=NOW + DAY + 60)
+    assert (connection.connection_id, connection.connected_at) == ("conn-1", NOW + DAY + 60)

@@ -14,7 +14,7 @@ from parley_server.config import Limits
 from parley_server.logic import group_fanout, groups
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
-from parley_server.models.frames import GroupSendFrame, PostOutcome, parse_send
+from parley_server.models.frames import CONNECTING_S, GroupSendFrame, PostOutcome, parse_send
 from parley_server.models.groups import FanoutJob
 from parley_server.store.groups import FanoutQueue
 from tests.conftest import FakeAws
@@ -45,9 +45,9 @@ class World(Ports):
         list_devices(users, user_id, [c.device_id for c in found])
         return found
 
-    def online(self, device: Caller) -> Caller:
+    def online(self, device: Caller, *, since: float = NOW) -> Caller:
         connection_id = secrets.token_hex(6) + "="
-        self.connections.add(device.user_id, connection_id, device.device_id, now=NOW, ttl_s=3600)
+        self.connections.add(device.user_id, connection_id, device.device_id, now=since, ttl_s=3600)
         return Caller(device.user_id, device.device_id, connection_id)
 
     def group(self, admin: Caller, *members: Caller) -> str:
@@ -234,7 +234,7 @@ def test_an_expired_job_writes_nothing(world: World) -> None:
 def test_a_gone_connection_is_forgotten_and_the_device_pushed(world: World) -> None:
     (alice,), (bob,) = world.person(), world.person()
     gid = world.group(alice, bob)
-    bob = world.online(bob)
+    bob = world.online(bob, since=NOW - CONNECTING_S)
     world.gateway.script[bob.connection_id] = [PostOutcome.GONE]
 
     outcome = world.send(alice, gid)

@@ -21,6 +21,7 @@ from parley_server.models.errors import (
     RateLimited,
 )
 from parley_server.models.frames import (
+    CONNECTING_S,
     AckFrame,
     PostOutcome,
     ReceiptFrame,
@@ -43,9 +44,9 @@ class World(Ports):
         self.directory.users[user_id] = found
         return user_id, found
 
-    def online(self, user_id: str, device: Device) -> Caller:
+    def online(self, user_id: str, device: Device, *, since: float = NOW) -> Caller:
         caller = Caller(user_id, device.device_id, secrets.token_hex(6) + "=")
-        self.call(lifecycle.connect, caller, now=NOW, limits=LIMITS)
+        self.call(lifecycle.connect, caller, now=since, limits=LIMITS)
         return caller
 
     def online_user(self) -> tuple[Caller, Device]:
@@ -255,7 +256,7 @@ def test_sends_over_the_per_device_rate_are_refused_in_that_second(world: World)
 def test_a_gone_connection_is_forgotten_and_the_envelope_waits(world: World) -> None:
     alice_id, (alice_dev,) = world.user()
     bob_id, (bob_dev,) = world.user()
-    stale = world.online(bob_id, bob_dev)
+    stale = world.online(bob_id, bob_dev, since=NOW - CONNECTING_S)
     fresh = world.online(bob_id, bob_dev)
     world.gateway.script[stale.connection_id] = [PostOutcome.GONE]
 
@@ -266,6 +267,29 @@ def test_a_gone_connection_is_forgotten_and_the_envelope_waits(world: World) -> 
         fresh.connection_id
     ]
     assert len(world.events(fresh, "message")) == 1
+
+
+def test_a_connection_still_opening_is_not_forgotten_when_a_post_finds_it_gone(
+    world: World,
+) -> None:
+    # $connect recorded bob's connection a moment ago and has not finished, so the
+    # @connections API answers 410 for it; once open, bob syncs and finds the message
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    opening = world.online(bob_id, bob_dev, since=NOW - CONNECTING_S + 1)
+    world.gateway.script[opening.connection_id] = [PostOutcome.GONE]
+
+    outcome = world.send(world.online(alice_id, alice_dev), bob_id, {bob_dev.device_id: b"x"})
+
+    assert (outcome.gone, outcome.delivered) == (1, 0)
+    assert [c.connection_id for c in world.connections.of_user(bob_id, now=NOW)] == [
+        opening.connection_id
+    ]
+    world.sync(opening)
+    assert len(world.events(opening, "message")) == 1
+    # and the next message reaches it live
+    world.send(world.online(alice_id, alice_dev), bob_id, {bob_dev.device_id: b"y"}, client_id="c2")
+    assert len(world.events(opening, "message")) == 2
 
 
 # -- ack and receipts ------------------------------------------------------------------
