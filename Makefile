@@ -25,6 +25,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,19,20,21,23
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
 export PYTHONDONTWRITEBYTECODE := 1
+# `make test` runs the tests on this many workers (pytest-xdist); tests/conftest.py
+# keeps every test that shares a session's stack or CDK synthesis on one of them.
+# PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help serve test lint typecheck pytest synth bootstrap deploy diff destroy bench demo smoke soak fmt clean install node-check iam-policies iam-report
 
@@ -69,7 +73,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) node-check
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 fmt: $(STAMP)  ## format and fix what ruff can
 	$(BIN)/ruff format .

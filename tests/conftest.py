@@ -20,6 +20,7 @@ from parley_server.catalogue import Setting, function
 from parley_server.config import reset_config
 from parley_server.store.aws import reset_clients
 from parley_server.store.schema import TABLES, create_table_kwargs
+from tests.reliability.figures import FIGURES
 
 REGION = "us-east-1"
 # Every boto3 call a handler makes is judged against its function's synthesized
@@ -189,11 +190,29 @@ def _iam_record() -> enforce.Recorder:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _iam_record().denials:
+    record = _iam_record()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker: the controller judges and prints
+        workeroutput["parley"] = json.dumps({"iam": record.lines(), "figures": FIGURES.dump()})
+    if record.denials:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    _print_figures(terminalreporter)
+    _print_iam(terminalreporter)
+
+
+def _print_figures(terminalreporter: Any) -> None:
+    """The figures the reliability suites measured (cases run, messages, faults...)."""
+    lines = FIGURES.lines()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def _print_iam(terminalreporter: Any) -> None:
     from local.iam.report import unused_grants
 
     record = _iam_record()
@@ -219,3 +238,42 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             write(f"  {function_id}:")
             for grant in grants:
                 write(f"    {grant}")
+
+
+# ---------------------------------------------------------------------------
+# Parallel runs (pytest-xdist: `make test` runs two workers). The tests that share
+# a session's costly thing (the e2e local stack, a CDK synthesis, the reliability
+# suites' stack) go to one worker, so it is made once a session; every other module
+# runs whole on one worker (its module fixtures once). What a worker recorded (IAM
+# decisions, reliability figures) comes back to the controller, which judges the
+# session on all of it and prints it.
+# ---------------------------------------------------------------------------
+
+_SHARED = {  # session fixture -> the one worker group of every test that uses it
+    "local_stack": "e2e-stack",
+    "cdk_synthesis": "cdk",
+    "synth_template": "cdk",
+    "prod_synthesis": "cdk",
+    "stack": "reliability-stack",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", default="no") == "no":
+        return
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        shared = next((group for name, group in _SHARED.items() if name in names), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """A worker is done: take in what it recorded."""
+    output = getattr(node, "workeroutput", {}).get("parley")
+    if output is None:
+        return
+    recorded = json.loads(output)
+    enforce.RECORD.merge_lines(recorded["iam"])
+    FIGURES.merge(recorded["figures"])

@@ -106,13 +106,28 @@ class Recorder:
 
     def merge_file(self, path: Path) -> None:
         """Add what another process recorded in `path` (a local stack's record)."""
-        if not path.exists():
-            return
-        for line in path.read_text().splitlines():
+        if path.exists():
+            self.merge_lines(path.read_text().splitlines())
+
+    def lines(self) -> list[str]:
+        """Everything recorded so far, in the record file's format (for merge_lines)."""
+        with self._lock:
+            used = [{"kind": "used", "grant": list(grant)} for grant in sorted(self.used)]
+            denied = [{"kind": "denied", **denial.__dict__} for denial in self.denials]
+            return [
+                json.dumps(line) for line in (*used, *denied, {"kind": "calls", "n": self.calls})
+            ]
+
+    def merge_lines(self, lines: list[str]) -> None:
+        """Add what another process recorded (record file lines, or `lines()`)."""
+        for line in lines:
             entry = json.loads(line)
-            if entry.pop("kind") == "used":
+            kind = entry.pop("kind")
+            if kind == "used":
                 function_id, index, action, place = entry["grant"]
                 self.used.add((function_id, int(index), action, int(place)))
+            elif kind == "calls":
+                self.calls += int(entry["n"])
             else:
                 self.denials.append(Denial(**entry))
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from parley_server.catalogue import Setting
+from parley_server.models.frames import CONNECTING_S
 from tests.conftest import REGION, FakeAws
 from tests.integration.ws_harness import Harness, b64, harness
 
@@ -122,6 +123,7 @@ def test_a_gone_connection_is_removed_and_the_live_one_still_gets_the_message(
     stale, live = ws.connect(bob), ws.connect(bob)
     assert stale.connection_id is not None
     ws.endpoint.gone.add(stale.connection_id)
+    ws.open_since(stale, CONNECTING_S)
 
     answer = ws.send(ws.connect(alice), bob.user_id, {bob.device_id: b"x"})
 
@@ -129,6 +131,22 @@ def test_a_gone_connection_is_removed_and_the_live_one_still_gets_the_message(
     assert ws.connection_ids(bob.user_id) == {live.connection_id}
     assert len(ws.events(live, "message")) == 1
     assert len(ws.mailbox_items(bob)) == 1  # still waiting for Bob's ack
+
+
+def test_a_connection_gone_while_its_connect_may_still_run_is_kept(ws: Harness) -> None:
+    # API Gateway answers 410 for a connection until its $connect is over: a record
+    # younger than that is not forgotten (the device syncs once it is open)
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    opening = ws.connect(bob)
+    assert opening.connection_id is not None
+    ws.endpoint.gone.add(opening.connection_id)
+    ws.open_since(opening, CONNECTING_S - 5)
+
+    assert ws.send(ws.connect(alice), bob.user_id, {bob.device_id: b"x"})["event"] == "sent"
+
+    assert ws.connection_ids(bob.user_id) == {opening.connection_id}
+    assert len(ws.mailbox_items(bob)) == 1
 
 
 def test_send_to_an_offline_device_wakes_it_with_a_content_free_push(ws: Harness) -> None:

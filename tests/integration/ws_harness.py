@@ -349,6 +349,17 @@ class Harness:
         items: list[dict[str, Any]] = answer["Items"]
         return items
 
+    def open_since(self, device: Device, seconds: float) -> None:
+        """Make the device's connection one that $connect recorded `seconds` ago (the
+        one stored time that decides whether a 410 for it means it is over)."""
+        assert device.connection_id is not None
+        self.aws.client("dynamodb").update_item(
+            TableName=self.aws.settings[Setting.CONNECTIONS_TABLE],
+            Key={"user_id": {"S": device.user_id}, "connection_id": {"S": device.connection_id}},
+            UpdateExpression="SET connected_at = connected_at - :s",
+            ExpressionAttributeValues={":s": {"N": str(int(seconds))}},
+        )
+
     def connection_ids(self, user_id: str) -> set[str]:
         answer = self.aws.client("dynamodb").query(
             TableName=self.aws.settings[Setting.CONNECTIONS_TABLE],

@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.reliability.figures import FIGURES
 from tests.reliability.stack import Stack, running_stack
 
 HERE = Path(__file__).resolve().parent
@@ -39,15 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The figures the suites measured (cases run, messages, faults...), after the run."""
-    lines = FIGURES.lines()
-    if lines:
-        terminalreporter.section("reliability figures")
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,16 @@ class Figures:
         with self._lock:
             self._values[group][name] = self._values[group].get(name, 0) + value
 
+    def dump(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {group: dict(values) for group, values in self._values.items()}
+
+    def merge(self, other: dict[str, dict[str, float]]) -> None:
+        """Add figures recorded elsewhere (another worker's `dump()`)."""
+        for group, values in other.items():
+            for name, value in values.items():
+                self.record(group, name, value)
+
     def lines(self) -> list[str]:
         with self._lock:
             out: list[str] = []

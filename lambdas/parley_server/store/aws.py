@@ -24,10 +24,14 @@ _CLIENTS: dict[Hashable, Any] = {}
 _SESSION: list[boto3.session.Session] = []
 
 # Lambda's budget is seconds, not minutes: fail fast and let the caller retry.
+# A Lambda environment runs one invocation at a time, so its pool holds one
+# connection; the local stack runs its invocations on 32 threads of one process,
+# and a pool smaller than that would open (and drop) a connection per call.
 _BOTO_CONFIG = BotoConfig(
     connect_timeout=2,
     read_timeout=5,
     retries={"mode": "standard", "max_attempts": 3},
+    max_pool_connections=64,
 )
 
 
