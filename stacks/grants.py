@@ -86,8 +86,9 @@ GRANTS: dict[str, FunctionGrants] = {
             # a one-time prekey is claimed by a conditional delete
             S.PREKEYS_TABLE: _R | _W | _D,
             S.GROUPS_TABLE: _R | _W | _D,
-            # one conditional UpdateItem per hit, no read
-            S.RATELIMITS_TABLE: _W,
+            # one conditional UpdateItem per hit, no read; a GetItem of a phone
+            # number's failed codes (its lockout) before a code is texted or checked
+            S.RATELIMITS_TABLE: _R | _W,
             # a device signed out has its open connections closed and forgotten
             S.CONNECTIONS_TABLE: _R | _D,
             # deleting an account empties its devices' mailboxes: a Query of the keys,

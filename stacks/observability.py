@@ -484,6 +484,20 @@ class Observability(Construct):
                     app_metric(m.SIGN_IN, label="new devices"),
                     app_metric(m.RATE_LIMITED, label="rate limited"),
                 ],
+                width=6,
+            ),
+            _graph(
+                "Codes refused, by limit (per minute)",
+                [
+                    app_metric(m.OTP_REFUSED_COOLDOWN, label="cool-down"),
+                    app_metric(m.OTP_REFUSED_SOURCE, label="per address (IPv6 /64)"),
+                    app_metric(m.OTP_REFUSED_PHONE_HOURLY, label="per number, hourly"),
+                    app_metric(m.OTP_REFUSED_PHONE_DAILY, label="per number, daily"),
+                    app_metric(m.OTP_REFUSED_COUNTRY, label="per calling code"),
+                    app_metric(m.OTP_REFUSED_GLOBAL, label="global budget"),
+                    app_metric(m.OTP_REFUSED_LOCKED, label="number locked"),
+                ],
+                width=6,
             ),
             _graph(
                 "HTTP API answers (per minute)",
@@ -493,6 +507,7 @@ class Observability(Construct):
                     http.metric_server_error(period=_MINUTE, statistic="Sum", label="5xx"),
                     app_metric(m.DEPENDENCY_DOWN, label="503 service_unavailable"),
                 ],
+                width=6,
             ),
             _graph(
                 "HTTP API latency (ms)",
@@ -503,6 +518,7 @@ class Observability(Construct):
                     for stat in ("p50", "p99")
                 ]
                 + [http.metric_latency(period=_MINUTE, statistic="p99", label="total p99")],
+                width=6,
             ),
         ]
 

@@ -33,6 +33,32 @@ class Limits:
     otp_hourly_cap: int = 5
     # codes asked from one source address per hour, whatever the phone (SMS pumping)
     otp_per_source_hourly: int = 20
+    # codes texted to one phone per UTC day, on top of the hourly cap (bounds the
+    # toll one number can run up, and with the lockout the guesses at it)
+    otp_daily_cap: int = 10
+    # lockout: a code that got a wrong guess and was never used has failed; this many
+    # failed codes within `otp_lockout_s` lock the number (no code texted, every
+    # code refused) for `otp_lockout_s` after the last of them
+    otp_lockout_failures: int = 3
+    otp_lockout_s: int = 24 * 3600
+    # codes texted per hour to all numbers (a ceiling on SMS spend), and to the numbers
+    # of one country calling code (SMS pumping aims at a few expensive destinations)
+    otp_global_hourly: int = 5000
+    otp_per_country_hourly: int = 300
+    # calling codes whose hourly budget is not `otp_per_country_hourly`: the largest
+    # user bases (code, codes per hour). Set in code only: PARLEY_LIMITS takes integers.
+    otp_country_hourly_overrides: tuple[tuple[int, int], ...] = (
+        (1, 2000),  # North America (NANP)
+        (33, 600),  # France
+        (34, 600),  # Spain
+        (39, 600),  # Italy
+        (44, 800),  # United Kingdom
+        (49, 800),  # Germany
+        (52, 600),  # Mexico
+        (55, 1000),  # Brazil
+        (62, 600),  # Indonesia
+        (91, 1500),  # India
+    )
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 60 * 24 * 3600
     max_one_time_prekeys_per_upload: int = 100

@@ -51,6 +51,15 @@ class Metric(StrEnum):
     OTP_SENT = "OtpSent"
     # a code that could not be texted (SNS refused or failed)
     OTP_SEND_FAILED = "OtpSendFailed"
+    # codes refused before any text, by the limit that refused them (POST /v1/auth/otp)
+    OTP_REFUSED_COOLDOWN = "OtpRefusedCooldown"  # asked again within the cool-down
+    OTP_REFUSED_SOURCE = "OtpRefusedSource"  # per source address (IPv6: per /64)
+    OTP_REFUSED_PHONE_HOURLY = "OtpRefusedPhoneHourly"
+    OTP_REFUSED_PHONE_DAILY = "OtpRefusedPhoneDaily"
+    OTP_REFUSED_COUNTRY = "OtpRefusedCountry"  # a calling code's hourly budget
+    OTP_REFUSED_GLOBAL = "OtpRefusedGlobal"  # the hourly budget of all numbers
+    # a locked number (too many failed codes): codes asked for or tried, refused
+    OTP_REFUSED_LOCKED = "OtpRefusedLocked"
     SIGN_UP = "SignUp"
     SIGN_IN = "SignIn"
     BUNDLES_CLAIMED = "BundlesClaimed"

@@ -49,6 +49,7 @@ from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.metrics import Metric, error_metric, http_metric
 from parley_server.models.errors import (
     DependencyUnavailable,
+    NumberLocked,
     ParleyError,
     PayloadTooLarge,
     RateLimited,
@@ -255,8 +256,29 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
     except SmsUnavailable:
         metrics.add_metric(name=Metric.OTP_SEND_FAILED, unit=MetricUnit.Count, value=1)
         raise
+    except RateLimited as refused:
+        _count_otp_refusal(refused)
+        raise
     metrics.add_metric(name=Metric.OTP_SENT, unit=MetricUnit.Count, value=1)
     return OtpAnswer(expires_in=challenge.expires_in, retry_after=challenge.retry_after)
+
+
+# which limit refused a code (RateLimited.limit) -> its metric
+_OTP_REFUSALS = {
+    "otp-cooldown": Metric.OTP_REFUSED_COOLDOWN,
+    "otp-source": Metric.OTP_REFUSED_SOURCE,
+    "otp-phone": Metric.OTP_REFUSED_PHONE_HOURLY,
+    "otp-phone-day": Metric.OTP_REFUSED_PHONE_DAILY,
+    "otp-country": Metric.OTP_REFUSED_COUNTRY,
+    "otp-global": Metric.OTP_REFUSED_GLOBAL,
+    "otp-locked": Metric.OTP_REFUSED_LOCKED,
+}
+
+
+def _count_otp_refusal(refused: RateLimited) -> None:
+    metric = _OTP_REFUSALS.get(refused.limit)
+    if metric is not None:
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
 
 
 @app.post(
@@ -271,26 +293,39 @@ def request_otp(request: OtpRequest) -> OtpAnswer:
         " last 7 days, the PIN is needed: without it, or with a wrong one, the answer is"
         " 423 registration_locked (attempts_left / retry_after) and the code stays usable;"
         " after 5 wrong PINs each try waits longer (429 pin_backoff, retry_after)."
+        " A number with too many failed codes is locked for a day (429 number_locked)."
     ),
     responses=_http.responses(
-        400, 401, 423, 429, 503, described={429: "rate limited, or pin_backoff (Retry-After)"}
+        400,
+        401,
+        423,
+        429,
+        503,
+        described={
+            429: "too_many_attempts, number_locked, or pin_backoff (Retry-After)",
+        },
     ),
 )
 def verify_otp(request: VerifyRequest) -> TokenAnswer:
     deps = adapters()
-    pair, created = accounts.sign_in(
-        request.phone,
-        request.code,
-        pin=request.pin,
-        keys=deps.keys(),
-        otps=deps.otps,
-        users=deps.users,
-        refresh_tokens=deps.refresh_tokens,
-        connections=deps.connections,
-        gateway=deps.gateway,
-        limits=deps.config.limits,
-        now=_now(),
-    )
+    try:
+        pair, created = accounts.sign_in(
+            request.phone,
+            request.code,
+            pin=request.pin,
+            keys=deps.keys(),
+            otps=deps.otps,
+            users=deps.users,
+            refresh_tokens=deps.refresh_tokens,
+            connections=deps.connections,
+            gateway=deps.gateway,
+            limiter=deps.limiter,
+            limits=deps.config.limits,
+            now=_now(),
+        )
+    except NumberLocked as refused:
+        _count_otp_refusal(refused)
+        raise
     metrics.add_metric(
         name=Metric.SIGN_UP if created else Metric.SIGN_IN, unit=MetricUnit.Count, value=1
     )

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from parley_server.logic.tokens import Keys
     from parley_server.store.otp import OtpStore
     from parley_server.store.push import PushNotifier
+    from parley_server.store.ratelimits import RateLimiter
     from parley_server.store.tokens import RefreshStore
     from parley_server.store.users import UsersStore
 
@@ -52,6 +53,7 @@ def sign_in(
     refresh_tokens: RefreshStore,
     connections: ConnectionsPort,
     gateway: NoticePort,
+    limiter: RateLimiter,
     limits: Limits,
     now: float,
 ) -> tuple[TokenPair, bool]:
@@ -66,11 +68,15 @@ def sign_in(
     """
     if pin is not None:
         registration_lock.parse_pin(pin)  # malformed input changes nothing
-    checked = otp.check_code(raw_phone, code, keys=keys, otps=otps, limits=limits, now=now)
+    # refusals of the code (wrong, dead, number locked) come before the account is
+    # looked up: they are the same for a number with an account and one without
+    checked = otp.check_code(
+        raw_phone, code, keys=keys, otps=otps, limits=limits, now=now, limiter=limiter
+    )
     existing = users.user_by_phone(checked.phone)
     if existing is not None:
         registration_lock.check_reregistration(existing, pin, users=users, limits=limits, now=now)
-    phone = otp.use_code(checked, otps=otps)
+    phone = otp.use_code(checked, otps=otps, limiter=limiter)
     device_id = new_device_id()
     user_id = existing
     created = False

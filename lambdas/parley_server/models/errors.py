@@ -22,6 +22,7 @@ __all__ = [
     "InvalidToken",
     "MismatchedDevices",
     "NotFound",
+    "NumberLocked",
     "ParleyError",
     "PayloadTooLarge",
     "PinBackoff",
@@ -161,15 +162,26 @@ class RateLimited(ParleyError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int, code: str | None = None, limit: str = ""
+    ) -> None:
         super().__init__(message, code=code, retry_after=max(1, int(retry_after)))
         self.retry_after = max(1, int(retry_after))
+        # which limit refused (for metrics; never on the wire)
+        self.limit = limit
 
 
 class TooManyAttempts(RateLimited):
     """A one-time code was guessed wrongly too often; it is dead."""
 
     code = "too_many_attempts"
+
+
+class NumberLocked(RateLimited):
+    """Too many failed one-time codes for a phone number: it gets no code, and no
+    code for it is accepted, for `retry_after` seconds."""
+
+    code = "number_locked"
 
 
 class PinBackoff(RateLimited):

@@ -1,8 +1,9 @@
 """One-time code challenges: one live challenge per phone number.
 
-Item: phone, code_hash (keyed hash, never the code), attempts, created_at,
-expires_at (TTL). Every decision is a conditional write, so concurrent requests
-cannot both pass a cool-down, both spend the last attempt or both use a code.
+Item: phone, code_hash (keyed hash, never the code), attempts, wrong (how many
+of them were wrong guesses; absent: none), created_at, expires_at (TTL). Every
+decision is a conditional write, so concurrent requests cannot both pass a
+cool-down, both spend the last attempt or both use a code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Attempt:
     code_hash: bytes
     attempts_left: int
     created_at: float
+    wrong: int = 0  # wrong guesses at this code before this attempt
 
 
 def _code(exc: ClientError) -> str:
@@ -66,6 +68,7 @@ class OtpStore:
                 raise RateLimited(
                     "a code was sent moments ago; wait before asking again",
                     retry_after=int(created + cooldown_s - now + 0.999),
+                    limit="otp-cooldown",
                 ) from exc
             raise DependencyUnavailable("code store unavailable") from exc
 
@@ -107,7 +110,26 @@ class OtpStore:
             code_hash=bytes(item["code_hash"]["B"]),
             attempts_left=max_attempts - int(item["attempts"]["N"]),
             created_at=float(item["created_at"]["N"]),
+            wrong=int(item.get("wrong", {}).get("N", "0")),
         )
+
+    def mark_wrong(self, phone: str, code_hash: bytes) -> int:
+        """Count a wrong guess at the challenge with `code_hash`: how many it has had,
+        this one included (0 when that challenge is gone: replaced or used)."""
+        try:
+            answer = self._ddb.update_item(
+                TableName=self._table,
+                Key={"phone": {"S": phone}},
+                UpdateExpression="ADD wrong :one",
+                ConditionExpression="code_hash = :hash",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":hash": {"B": code_hash}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return 0
+            raise DependencyUnavailable("code store unavailable") from exc
+        return int(answer["Attributes"]["wrong"]["N"])
 
     def consume(self, phone: str, code_hash: bytes) -> bool:
         """Delete the challenge if it is still the one with `code_hash`; False if gone."""

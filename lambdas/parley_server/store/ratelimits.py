@@ -2,17 +2,33 @@
 
 One conditional UpdateItem per hit: the write itself decides, so there is no
 read before it and two concurrent Lambdas cannot both slip past the limit.
+
+Strikes (`strike`, `forgive`, `strikes`) are the other kind of item: a series of
+failures of one subject (key `<name>#<subject>`: strikes, first_at, last_at,
+expires_at), which the caller turns into a lockout. A series is open while it is
+younger than `span_s` (from its first strike) or, once it holds `threshold`
+strikes, until `span_s` after its last; a strike after that starts a new series.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, RateLimited
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "Strikes"]
+
+
+@dataclass(frozen=True)
+class Strikes:
+    """A subject's open series of strikes (count 0: none)."""
+
+    count: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
 
 
 class RateLimiter:
@@ -59,6 +75,7 @@ class RateLimiter:
                     f"too many requests ({name}); try again later",
                     retry_after=max(1, int(window_end - now + 0.999)),
                     code=code,
+                    limit=name,
                 ) from exc
             raise DependencyUnavailable("rate limit store unavailable") from exc
         return int(answer["Attributes"]["hits"]["N"])
@@ -83,3 +100,101 @@ class RateLimiter:
     def remaining_window(self, *, window_s: int, now: float) -> int:
         """Seconds until the current window ends."""
         return max(1, int((int(now // window_s) + 1) * window_s - now + 0.999))
+
+    # -- strikes ------------------------------------------------------------------------
+
+    def strikes(
+        self, name: str, subject: str, *, threshold: int, span_s: int, now: float
+    ) -> Strikes:
+        """The subject's open series (a consistent read); Strikes() when there is none."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"key": {"S": f"{name}#{subject}"}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("rate limit store unavailable") from exc
+        item = answer.get("Item")
+        if item is None or "strikes" not in item:
+            return Strikes()
+        found = Strikes(
+            count=int(item["strikes"]["N"]),
+            first_at=float(item["first_at"]["N"]),
+            last_at=float(item["last_at"]["N"]),
+        )
+        cutoff = now - span_s
+        if found.count <= 0:
+            return Strikes()
+        if found.count < threshold and found.first_at <= cutoff:
+            return Strikes()
+        if found.count >= threshold and found.last_at <= cutoff:
+            return Strikes()
+        return found
+
+    def strike(
+        self, name: str, subject: str, *, threshold: int, span_s: int, now: float
+    ) -> Strikes:
+        """Count one strike: in the open series, or as the first of a new one. Two
+        conditional writes at most (three if a concurrent strike opens the series
+        between them); the series as it is after this strike."""
+        key = {"key": {"S": f"{name}#{subject}"}}
+        values = {
+            ":t": {"N": str(threshold)},
+            ":cut": {"N": repr(float(now - span_s))},
+            ":now": {"N": repr(float(now))},
+            ":one": {"N": "1"},
+            ":exp": {"N": str(int(now) + span_s + 60)},
+        }
+        open_series = "(strikes < :t AND first_at > :cut) OR (strikes >= :t AND last_at > :cut)"
+        for _ in range(3):
+            try:
+                answer = self._ddb.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="ADD strikes :one SET last_at = :now, expires_at = :exp",
+                    ConditionExpression=f"attribute_exists(strikes) AND ({open_series})",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise DependencyUnavailable("rate limit store unavailable") from exc
+            else:
+                item = answer["Attributes"]
+                return Strikes(
+                    count=int(item["strikes"]["N"]),
+                    first_at=float(item["first_at"]["N"]),
+                    last_at=float(item["last_at"]["N"]),
+                )
+            try:
+                self._ddb.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression=(
+                        "SET strikes = :one, first_at = :now, last_at = :now, expires_at = :exp"
+                    ),
+                    ConditionExpression=f"attribute_not_exists(strikes) OR NOT ({open_series})",
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise DependencyUnavailable("rate limit store unavailable") from exc
+                continue  # a concurrent strike opened a series: count in it
+            return Strikes(count=1, first_at=now, last_at=now)
+        raise DependencyUnavailable("rate limit store contended")
+
+    def forgive(self, name: str, subject: str) -> None:
+        """Take back one strike (what it counted turned out well)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"key": {"S": f"{name}#{subject}"}},
+                UpdateExpression="ADD strikes :minus_one",
+                ConditionExpression="strikes > :zero",
+                ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return
+            raise DependencyUnavailable("rate limit store unavailable") from exc
