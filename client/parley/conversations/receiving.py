@@ -175,10 +175,12 @@ class Receiving:
         if is_prekey_message(body) and not (current is not None and current.started_by(body)):
             for seq, old in sessions.old(sender, device):
                 if old.started_by(body):
-                    plaintext = old.decrypt(body)
+                    plaintext = old.decrypt(body, now=now)
                     sessions.promote(sender, device, seq, old, now)
                     return old, plaintext, False
-            session, plaintext = Session.accept(self.sealer.identity, self.store.prekeys, body)
+            session, plaintext = Session.accept(
+                self.sealer.identity, self.store.prekeys, body, now=now
+            )
             sessions.archive(sender, device)
             return session, plaintext, True
         if current is None:
@@ -186,13 +188,13 @@ class Receiving:
                 raise UnsupportedVersion(f"message version {body[:1].hex() or 'missing'}")
             raise Rejected("unknown sender: no session with this device")
         try:
-            return current, current.decrypt(body), False
+            return current, current.decrypt(body, now=now), False
         except ReplayError:
             raise
         except DecryptionError:
             for seq, old in sessions.old(sender, device):
                 try:
-                    plaintext = old.decrypt(body)
+                    plaintext = old.decrypt(body, now=now)
                 except DecryptionError:
                     continue
                 sessions.promote(sender, device, seq, old, now)

@@ -28,7 +28,8 @@ class DecryptionError(CryptoError):
 
 
 class ReplayError(CryptoError):
-    """The message's key was already used (or discarded): a replay, never decrypted twice."""
+    """The message's key was already used (or discarded), or it is a first message
+    whose session start was already accepted: a replay, never decrypted twice."""
 
 
 class BadSignature(CryptoError):

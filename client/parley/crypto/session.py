@@ -11,11 +11,21 @@ from its chain's message key seed, and authenticated together with both identity
 keys (sender's first) and its header. Decryption works on staged copies of what
 would change and commits only once the AEAD has verified, so a bad message never
 alters the session.
+
+Replays: a message key is used once. A first message is accepted once: the
+responder's PreKeySource remembers the base key of every session start it
+accepted, so one replayed after its session is gone (replaced, archived away) is
+refused, one-time prekey or not. Skipped message keys (kept for messages that
+arrive out of order) are kept at most SKIPPED_KEY_TTL_S and at most
+MAX_SKIPPED_KEYS per session, the oldest dropped first; `now` (epoch seconds) is
+passed in, the clock is never read here.
 """
 
 from __future__ import annotations
 
+import math
 import struct
+import time
 from collections import OrderedDict, deque
 from typing import NamedTuple, Protocol
 
@@ -55,12 +65,14 @@ __all__ = [
     "MAX_PREVIOUS_RATCHET_KEYS",
     "MAX_SKIP",
     "MAX_SKIPPED_KEYS",
+    "SKIPPED_KEY_TTL_S",
     "PreKeySource",
     "Session",
 ]
 
 MAX_SKIP = 1000  # most keys one message may make us skip in one chain
-MAX_SKIPPED_KEYS = 1000  # skipped message keys kept per session; the oldest go first
+MAX_SKIPPED_KEYS = 2000  # skipped message keys kept per session (libsignal's bound)
+SKIPPED_KEY_TTL_S = 30 * 24 * 3600  # a skipped key is dropped this long after it was stored
 MAX_PREVIOUS_RATCHET_KEYS = 32  # finished remote chains remembered to name replays as such
 _MAX_COUNTER = 0xFFFF_FFFF  # n and pn travel as u32
 
@@ -84,6 +96,16 @@ class PreKeySource(Protocol):
         """
         ...
 
+    def note_session_start(self, base_key: bytes, signed_prekey_id: int, now: float) -> bool:
+        """Remember the base key of a session start; False if it was accepted before.
+
+        accept() calls this once the first message has authenticated, and refuses
+        it as a replay on False. Keep a base key at least as long as a message can
+        wait for delivery, and as long as the signed prekey it used still opens
+        first messages; a store saves it in the transaction that saves the session.
+        """
+        ...
+
 
 def _nonce(keys: tuple[bytes, bytes, bytes]) -> bytes:
     # XChaCha20 takes a 24-byte nonce: libsignal's 16-byte IV, then 8 bytes of
@@ -92,9 +114,18 @@ def _nonce(keys: tuple[bytes, bytes, bytes]) -> bytes:
     return keys[2] + keys[1][:8]
 
 
+_Slot = tuple[bytes, int]  # (the remote ratchet key of the chain, the message number)
+_UNKNOWN = math.nan  # when a key skipped in a state saved without times was stored
+
+
+def _expired(stored_at: float, now: float) -> bool:
+    """A skipped key's time is up (never for an unknown time: NaN compares false)."""
+    return now - stored_at >= SKIPPED_KEY_TTL_S
+
+
 def _skip(
     chain: bytes, start: int, until: int, ratchet_key: bytes
-) -> tuple[bytes, list[tuple[tuple[bytes, int], bytes]]]:
+) -> tuple[bytes, list[tuple[_Slot, bytes]]]:
     """Advance `chain` from index `start` to `until`, returning the seeds passed over."""
     seeds = []
     for n in range(start, until):
@@ -107,8 +138,8 @@ class _Staged(NamedTuple):
     """What a successful decryption changes, computed before anything is changed."""
 
     plaintext: bytes
-    used_skipped: tuple[bytes, int] | None
-    new_skipped: list[tuple[tuple[bytes, int], bytes]]
+    used_skipped: _Slot | None
+    new_skipped: list[tuple[_Slot, bytes]]
     # On a DH ratchet step: (remote ratchet key, root key, sending private, sending
     # public, sending chain).
     ratchet: tuple[bytes, bytes, bytes, bytes, bytes] | None
@@ -158,7 +189,7 @@ class Session:
         previous_n: int = 0,
         prekey_header: bytes | None = None,
         previous_ratchet_keys: list[bytes] | None = None,
-        skipped: OrderedDict[tuple[bytes, int], bytes] | None = None,
+        skipped: OrderedDict[_Slot, tuple[bytes, float]] | None = None,
     ) -> None:
         """Use initiate(), accept() or from_bytes(); this only assembles a state."""
         self._initiator = initiator
@@ -178,7 +209,8 @@ class Session:
         self._previous_ratchet_keys: deque[bytes] = deque(
             previous_ratchet_keys or (), maxlen=MAX_PREVIOUS_RATCHET_KEYS
         )
-        self._skipped: OrderedDict[tuple[bytes, int], bytes] = skipped or OrderedDict()
+        # slot -> (message key seed, when it was stored); oldest first
+        self._skipped: OrderedDict[_Slot, tuple[bytes, float]] = skipped or OrderedDict()
         # X3DH's AD order (sender's identity key first), fixed per direction.
         self._send_ad = local_identity_key + remote_identity_key
         self._recv_ad = remote_identity_key + local_identity_key
@@ -222,9 +254,19 @@ class Session:
 
     @classmethod
     def accept(
-        cls, identity: IdentityKeyPair, prekeys: PreKeySource, message: bytes
+        cls,
+        identity: IdentityKeyPair,
+        prekeys: PreKeySource,
+        message: bytes,
+        *,
+        now: float | None = None,
     ) -> tuple[Session, bytes]:
-        """X3DH as responder from a prekey message: the new session and the plaintext."""
+        """X3DH as responder from a prekey message: the new session and the plaintext.
+
+        Raises ReplayError for a first message whose one-time prekey is gone or
+        whose base key `prekeys` has already accepted a session start with.
+        """
+        now = time.time() if now is None else now
         envelope = parse(message)
         header = envelope.prekey
         if header is None:
@@ -262,8 +304,10 @@ class Session:
             sending_chain=None,
             remote_ratchet_key=None,
         )
-        staged = session._open(envelope)
-        session._apply(staged)
+        staged = session._open(envelope, now)
+        if not prekeys.note_session_start(header.base_key, header.signed_prekey_id, now):
+            raise ReplayError("a session was already started with this base key")
+        session._apply(staged, now)
         return session, staged.plaintext
 
     # -- messages -------------------------------------------------------------
@@ -307,27 +351,66 @@ class Session:
         keys = message_keys(seed)
         return header + _encrypt(pad(plaintext), self._send_ad + header, _nonce(keys), keys[0])
 
-    def decrypt(self, message: bytes) -> bytes:
+    def decrypt(self, message: bytes, *, now: float | None = None) -> bytes:
         """Decrypt a message of this session; the session changes only if it succeeds.
 
         Raises UnsupportedVersion, DecryptionError (malformed, forged, tampered,
-        another session's prekey message), ReplayError or SkipLimitExceeded.
+        another session's prekey message), ReplayError (a key used, or skipped
+        and since dropped: expired or over the bound) or SkipLimitExceeded.
         """
+        now = time.time() if now is None else now
         envelope = parse(message)
         if envelope.prekey is not None and not self.started_by(message):
             raise DecryptionError("prekey message for another session")
-        staged = self._open(envelope)
-        self._apply(staged)
+        staged = self._open(envelope, now)
+        self._apply(staged, now)
         return staged.plaintext
 
-    def _open(self, envelope: Envelope) -> _Staged:
+    # -- skipped message keys ---------------------------------------------------
+
+    @property
+    def skipped_keys(self) -> int:
+        """How many skipped message keys the session holds."""
+        return len(self._skipped)
+
+    @property
+    def oldest_skipped_at(self) -> float | None:
+        """When the oldest skipped key was stored (None: there is none, or its time
+        is unknown because the state was saved before keys carried one)."""
+        times = [t for _, t in self._skipped.values()]
+        if not times or any(math.isnan(t) for t in times):
+            return None
+        return min(times)
+
+    def skipped_times(self) -> list[float]:
+        """When each skipped key was stored, oldest first (NaN: not known yet)."""
+        return [t for _, t in self._skipped.values()]
+
+    def expire_skipped(self, now: float) -> bool:
+        """Drop the skipped keys stored SKIPPED_KEY_TTL_S or more before `now`; keys
+        without a time (an older saved state) count from `now`. True if any went."""
+        before = len(self._skipped)
+        for slot, (seed, stored_at) in list(self._skipped.items()):
+            if math.isnan(stored_at):
+                self._skipped[slot] = (seed, now)
+            elif _expired(stored_at, now):
+                del self._skipped[slot]
+        return len(self._skipped) != before
+
+    def drop_oldest_skipped(self, count: int) -> None:
+        """Drop the `count` oldest skipped keys (a bound over every session)."""
+        for _ in range(min(count, len(self._skipped))):
+            self._skipped.popitem(last=False)
+
+    def _open(self, envelope: Envelope, now: float) -> _Staged:
         """Decrypt without changing anything; return what to change."""
         ratchet_key = envelope.ratchet_key
         n = envelope.number
         slot = (ratchet_key, n)
-        seed = self._skipped.get(slot)
-        if seed is not None:
-            return _Staged(self._open_with(seed, envelope), slot, [], None, None, 0)
+        kept = self._skipped.get(slot)
+        # an expired key is as good as gone: the message is refused below as a replay
+        if kept is not None and not _expired(kept[1], now):
+            return _Staged(self._open_with(kept[0], envelope), slot, [], None, None, 0)
 
         if ratchet_key == self._remote_ratchet_key:
             chain = self._receiving_chain
@@ -383,7 +466,7 @@ class Session:
             raise DecryptionError("message failed authentication") from exc
         return unpad(padded)
 
-    def _apply(self, staged: _Staged) -> None:
+    def _apply(self, staged: _Staged, now: float) -> None:
         if staged.used_skipped is not None:
             del self._skipped[staged.used_skipped]
         else:
@@ -402,9 +485,10 @@ class Session:
             self._receiving_n = staged.receiving_n
             skipped = self._skipped
             for slot, seed in staged.new_skipped:
-                skipped[slot] = seed
+                skipped[slot] = (seed, now)
             while len(skipped) > MAX_SKIPPED_KEYS:
                 skipped.popitem(last=False)
+        self.expire_skipped(now)
         # Anything decrypted proves the responder has the session: stop sending X3DH.
         self._prekey_header = None
 
@@ -445,7 +529,10 @@ class Session:
         parts.append(_COUNT.pack(len(self._previous_ratchet_keys)))
         parts.extend(self._previous_ratchet_keys)
         parts.append(_COUNT.pack(len(self._skipped)))
-        parts.extend(_SKIPPED.pack(key, n, seed) for (key, n), seed in self._skipped.items())
+        parts.extend(
+            _SKIPPED.pack(key, n, seed, stored_at)
+            for (key, n), (seed, stored_at) in self._skipped.items()
+        )
         return b"".join(parts)
 
     @classmethod
@@ -471,8 +558,10 @@ class Session:
             receiving_n,
             previous_n,
         ) = _FIXED.unpack_from(b, 0)
-        if version != _STATE_VERSION:
+        if version not in _SKIPPED_LAYOUTS:
             raise CryptoError(f"session state version {version} is not supported")
+        # version 1 kept skipped keys without the time they were stored
+        layout = _SKIPPED_LAYOUTS[version]
         if flags & ~_ALL_FLAGS:
             raise CryptoError("corrupt session state")
         offset = _FIXED.size
@@ -495,10 +584,10 @@ class Session:
         (count,) = _COUNT.unpack(take(_COUNT.size))
         previous = [take(KEY_LEN) for _ in range(count)]
         (count,) = _COUNT.unpack(take(_COUNT.size))
-        skipped: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        skipped: OrderedDict[_Slot, tuple[bytes, float]] = OrderedDict()
         for _ in range(count):
-            key, n, seed = _SKIPPED.unpack(take(_SKIPPED.size))
-            skipped[(key, n)] = seed
+            key, n, seed, *stored_at = layout.unpack(take(layout.size))
+            skipped[(key, n)] = (seed, stored_at[0] if stored_at else _UNKNOWN)
         if offset != len(b):
             raise ValueError("trailing bytes")
         return cls(
@@ -527,7 +616,7 @@ class Session:
         )
 
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: skipped keys carry when they were stored
 _INITIATOR = 0x01
 _HAS_REMOTE_RATCHET = 0x02
 _HAS_SENDING_CHAIN = 0x04
@@ -536,5 +625,6 @@ _HAS_PREKEY_HEADER = 0x10
 _ALL_FLAGS = 0x1F
 _FIXED = struct.Struct(">BB32s32s32s32s32s32sIII")
 _COUNT = struct.Struct(">I")
-_SKIPPED = struct.Struct(">32sI32s")
+_SKIPPED = struct.Struct(">32sI32sd")  # ratchet key, n, seed, stored at (NaN: unknown)
+_SKIPPED_LAYOUTS = {1: struct.Struct(">32sI32s"), _STATE_VERSION: _SKIPPED}
 _PREKEY_HEADER_LEN = len(encode_prekey_header(PreKeyHeader(bytes(32), bytes(32), 0, None)))

@@ -3,8 +3,10 @@
 `Store` opens it and composes one small repository per aggregate:
 
 - `accounts`: the account, its identity key and its tokens;
-- `prekeys`: signed and one-time prekeys (also the crypto's `PreKeySource`);
-- `sessions`: one Double Ratchet session per remote device, and the ones replaced;
+- `prekeys`: signed and one-time prekeys, and the base keys of the session starts
+  accepted (also the crypto's `PreKeySource`);
+- `sessions`: one Double Ratchet session per remote device, and the ones replaced
+  (their skipped message keys capped in total);
 - `contacts`: contacts, their devices' identity keys, and whether they are verified;
 - `device_lists`: each user's signed device list as last verified (its pinned
   account identity and highest version), this account's own too;
@@ -20,11 +22,13 @@
 
 Secrets (private keys, sessions, sender keys, tokens, message texts and contents,
 attachment keys, where files were saved, group ticks) are sealed by the profile's
-`Vault`; see `parley.store.vault` for where its key lives.
+`Vault`, each bound to its table, column and row; see `parley.store.vault` for
+where its key lives and `parley.store.db` for the binding.
 
 Everything that must change together does so in one transaction
 (`with store.transaction():`), e.g. a decrypted message, the session it advanced,
-the one-time prekey it consumed and its (sender, client id) pair.
+the one-time prekey it consumed (or the base key of the session it started) and
+its (sender, client id) pair.
 """
 
 from __future__ import annotations
@@ -105,7 +109,10 @@ class Store:
             create=create,
         )
         store = cls(db)
-        store.seen.prune(time.time())
+        now = time.time()
+        store.seen.prune(now)
+        store.prekeys.prune_session_starts(now)
+        store.sessions.prune_skipped(now)
         return store
 
     @property

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from parley.crypto import IdentityKeyPair
 from parley.errors import NotRegistered
 from parley.models import Account
-from parley.store.db import Repository
+from parley.store.db import Cell, Repository
 
 __all__ = ["Accounts", "Tokens"]
+
+
+def _cell(column: str) -> Cell:
+    return Cell("account", column, (1,))
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Accounts(Repository):
                     account.user_id,
                     account.device_id,
                     account.phone,
-                    self._vault.seal(identity.to_bytes()),
+                    self._vault.seal(identity.to_bytes(), _cell("identity")),
                     account.role,
                     account.key_index,
                 ),
@@ -85,15 +89,15 @@ class Accounts(Repository):
         row = self._db.execute("SELECT identity FROM account").fetchone()
         if row is None:
             raise NotRegistered("this profile has no identity key yet: sign up first")
-        return IdentityKeyPair.from_bytes(self._vault.open(row[0]))
+        return IdentityKeyPair.from_bytes(self._vault.open(row[0], _cell("identity")))
 
     def save_tokens(self, tokens: Tokens) -> None:
         with self.transaction():
             self._db.execute(
                 "UPDATE account SET access_token = ?, refresh_token = ?, access_expires_at = ?",
                 (
-                    self._vault.seal(tokens.access_token.encode()),
-                    self._vault.seal(tokens.refresh_token.encode()),
+                    self._vault.seal(tokens.access_token.encode(), _cell("access_token")),
+                    self._vault.seal(tokens.refresh_token.encode(), _cell("refresh_token")),
                     tokens.access_expires_at,
                 ),
             )
@@ -113,5 +117,7 @@ class Accounts(Repository):
         if row is None or row[0] is None:
             return None
         return Tokens(
-            self._vault.open(row[0]).decode(), self._vault.open(row[1]).decode(), float(row[2])
+            self._vault.open(row[0], _cell("access_token")).decode(),
+            self._vault.open(row[1], _cell("refresh_token")).decode(),
+            float(row[2]),
         )

@@ -1,6 +1,11 @@
 """The profile's SQLite file: its schema and migrations, the one connection, the
 vault that seals its secrets, and transactions.
 
+Every sealed value is bound to its `Cell` (table, column, row key); the columns
+that hold one, and the columns naming their rows, are listed in SEALED_COLUMNS.
+A profile written before the binding (meta has no ``sealing = bound``) is
+re-sealed when it is opened, in one transaction, before anything reads it.
+
 Every repository of the store shares one `Database`; everything that must change
 together does so in one `transaction()`, whichever repositories it touches.
 """
@@ -20,15 +25,27 @@ from typing import Any, Literal
 
 from parley.errors import NotRegistered, PassphraseRequired, StoreLocked
 from parley.store.vault import (
+    CHECK_CELL,
     KDF_MEMLIMIT,
     KDF_OPSLIMIT,
+    Cell,
     KeyringLike,
     Protection,
     Vault,
     system_keyring,
 )
 
-__all__ = ["DB_FILE", "SCHEMA_VERSION", "Database", "Repository", "from_b64", "pack", "unpack"]
+__all__ = [
+    "DB_FILE",
+    "SCHEMA_VERSION",
+    "SEALED_COLUMNS",
+    "Cell",
+    "Database",
+    "Repository",
+    "from_b64",
+    "pack",
+    "unpack",
+]
 
 log = logging.getLogger("parley.store")
 
@@ -36,7 +53,28 @@ DB_FILE = "parley.db"
 # 2: messages keep the content of non-text kinds and where a download was saved
 # 3: groups, sender keys, held group messages, group ticks; group outbox entries
 # 4: the account's role and key index; contacts' signed device lists
-SCHEMA_VERSION = 4
+# 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
+#    the skipped message keys each session holds
+SCHEMA_VERSION = 5
+_BOUND = "bound"
+
+# Every sealed column: (table, column, the columns that name its row, in order).
+SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("account", "identity", ("id",)),
+    ("account", "access_token", ("id",)),
+    ("account", "refresh_token", ("id",)),
+    ("signed_prekeys", "secret", ("key_id",)),
+    ("one_time_prekeys", "secret", ("key_id",)),
+    ("sessions", "state", ("user_id", "device_id")),
+    ("old_sessions", "state", ("seq", "user_id", "device_id")),
+    ("messages", "body", ("sender", "client_id")),
+    ("messages", "content", ("sender", "client_id")),
+    ("messages", "file", ("sender", "client_id")),
+    ("outbox", "plaintext", ("client_id",)),
+    ("own_sender_keys", "state", ("group_id",)),
+    ("sender_keys", "record", ("group_id", "sender", "device_id")),
+    ("group_ticks", "receipts", ("message_id",)),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,11 +95,16 @@ CREATE TABLE IF NOT EXISTS one_time_prekeys (
 );
 CREATE TABLE IF NOT EXISTS sessions (
     user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL,
-    updated_at REAL NOT NULL, PRIMARY KEY (user_id, device_id)
+    updated_at REAL NOT NULL, skipped INTEGER, skipped_since REAL,
+    PRIMARY KEY (user_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS old_sessions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL
+    user_id TEXT NOT NULL, device_id TEXT NOT NULL, state BLOB NOT NULL,
+    skipped INTEGER, skipped_since REAL
+);
+CREATE TABLE IF NOT EXISTS session_starts (
+    base_key BLOB PRIMARY KEY, signed_prekey_id INTEGER NOT NULL, accepted_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS old_sessions_by_device ON old_sessions (user_id, device_id, seq);
 CREATE TABLE IF NOT EXISTS contacts (
@@ -168,6 +211,7 @@ class Database:
             _migrate(conn)
             ring = system_keyring() if keyring == _AUTO else keyring
             vault = _unlock(conn, passphrase, ring, allow_plaintext, kdf_limits)
+            _bind(conn, vault)
         except BaseException:
             conn.close()
             raise
@@ -249,7 +293,7 @@ def _unlock(
             int(meta["kdf_opslimit"]),
             int(meta["kdf_memlimit"]),
         )
-    vault.verify(base64.b64decode(meta["check"]))
+    vault.verify(base64.b64decode(meta["check"]), bound=meta.get("sealing") == _BOUND)
     return vault
 
 
@@ -260,7 +304,7 @@ def _create_vault(
     allow_plaintext: bool,
     kdf_limits: tuple[int, int],
 ) -> Vault:
-    meta: dict[str, str] = {"schema_version": str(SCHEMA_VERSION)}
+    meta: dict[str, str] = {"schema_version": str(SCHEMA_VERSION), "sealing": _BOUND}
     if passphrase:
         salt = Vault.new_salt()
         vault = Vault.from_passphrase(passphrase, salt, *kdf_limits)
@@ -309,6 +353,55 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _bind(conn: sqlite3.Connection, vault: Vault) -> None:
+    """Re-seal, bound to its cell, every value of a profile sealed before the binding
+    (and its check value); then record that it is bound. All or nothing: a value
+    that does not open stops it, and the profile stays as it was."""
+    if _sealing(conn) == _BOUND:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _sealing(conn) != _BOUND:  # again under the write lock
+            if vault.encrypted:
+                _reseal(conn, vault)
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("sealing", _BOUND), ("schema_version", str(SCHEMA_VERSION))],
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    log.info("profile store re-sealed: every value is bound to its place")
+
+
+def _sealing(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'sealing'").fetchone()
+    return str(row[0]) if row else None
+
+
+def _reseal(conn: sqlite3.Connection, vault: Vault) -> None:
+    for table, column, keys in SEALED_COLUMNS:
+        rows = conn.execute(
+            f"SELECT {', '.join(keys)}, {column} FROM {table}"  # noqa: S608
+            f" WHERE {column} IS NOT NULL"
+        ).fetchall()
+        where = " AND ".join(f"{key} = ?" for key in keys)
+        for *row, blob in rows:
+            cell = Cell(table, column, tuple(row))
+            conn.execute(
+                f"UPDATE {table} SET {column} = ? WHERE {where}",  # noqa: S608
+                (vault.seal(vault.open_unbound(blob, cell), cell), *row),
+            )
+    check = conn.execute("SELECT value FROM meta WHERE key = 'check'").fetchone()
+    if check is not None:
+        unbound = base64.b64decode(check[0])
+        bound = vault.seal(vault.open_unbound(unbound, CHECK_CELL), CHECK_CELL)
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'check'", (base64.b64encode(bound).decode(),)
+        )
+
+
 # Columns added since the first version of each table: (table, column, type).
 _ADDED_COLUMNS = (
     ("messages", "content", "BLOB"),
@@ -320,6 +413,10 @@ _ADDED_COLUMNS = (
     ("account", "key_index", "INTEGER"),
     ("account", "account_identity", "BLOB"),
     ("account", "max_key_index", "INTEGER"),
+    ("sessions", "skipped", "INTEGER"),
+    ("sessions", "skipped_since", "REAL"),
+    ("old_sessions", "skipped", "INTEGER"),
+    ("old_sessions", "skipped_since", "REAL"),
 )
 
 

@@ -11,13 +11,18 @@ from typing import Any
 
 from parley.content import Content, ContentError, Text, encode_content, parse_content
 from parley.models import Direction, Message, MessageState
-from parley.store.db import Repository
+from parley.store.db import Cell, Repository
 
 __all__ = ["Messages"]
 
 log = logging.getLogger("parley.store")
 
 _MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state, content, file"
+
+
+def _cell(column: str, sender: str, client_id: str) -> Cell:
+    """A message's sealed values are bound to its (sender, client id)."""
+    return Cell("messages", column, (sender, client_id))
 
 
 class Messages(Repository):
@@ -52,10 +57,14 @@ class Messages(Repository):
                     direction.value,
                     sender,
                     client_id,
-                    self._vault.seal(text.encode()),
+                    self._vault.seal(text.encode(), _cell("body", sender, client_id)),
                     ts,
                     state.value,
-                    None if kept is None else self._vault.seal(encode_content(kept).encode()),
+                    None
+                    if kept is None
+                    else self._vault.seal(
+                        encode_content(kept).encode(), _cell("content", sender, client_id)
+                    ),
                 ),
             )
             if cursor.rowcount == 0:
@@ -84,8 +93,14 @@ class Messages(Repository):
 
     def set_file(self, message_id: int, path: Path | None) -> None:
         """Where an attachment was saved on this device (None: it is not, any more)."""
-        sealed = None if path is None else self._vault.seal(os.fsencode(path))
         with self.transaction():
+            row = self._db.execute(
+                "SELECT sender, client_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return
+            cell = _cell("file", *row)
+            sealed = None if path is None else self._vault.seal(os.fsencode(path), cell)
             self._db.execute("UPDATE messages SET file = ? WHERE id = ?", (sealed, message_id))
 
     def get(self, sender: str, client_id: str) -> Message | None:
@@ -154,7 +169,7 @@ class Messages(Repository):
 
     def _message(self, row: tuple[Any, ...]) -> Message:
         row_id, peer, direction, sender, client_id, body, ts, state, content, file = row
-        text = self._vault.open(body).decode()
+        text = self._vault.open(body, _cell("body", sender, client_id)).decode()
         return Message(
             id=row_id,
             peer=peer,
@@ -164,13 +179,21 @@ class Messages(Repository):
             text=text,
             ts=ts,
             state=MessageState(state),
-            content=_text_content(text) if content is None else self._content(row_id, content),
-            file=None if file is None else Path(os.fsdecode(self._vault.open(file))),
+            content=(
+                _text_content(text)
+                if content is None
+                else self._content(row_id, content, _cell("content", sender, client_id))
+            ),
+            file=(
+                None
+                if file is None
+                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
+            ),
         )
 
-    def _content(self, row_id: int, sealed: bytes) -> Content | None:
+    def _content(self, row_id: int, sealed: bytes, cell: Cell) -> Content | None:
         try:
-            return parse_content(self._vault.open(sealed))
+            return parse_content(self._vault.open(sealed, cell))
         except ContentError as exc:
             # it was valid when stored; a damaged row must not hide the conversation
             log.warning("message %d has unreadable content: %s", row_id, exc)

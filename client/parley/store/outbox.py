@@ -6,9 +6,13 @@ import json
 from dataclasses import dataclass
 
 from parley.protocol import OutboxEntry
-from parley.store.db import Repository
+from parley.store.db import Cell, Repository
 
 __all__ = ["Outbox", "OutboxItem"]
+
+
+def _cell(client_id: str) -> Cell:
+    return Cell("outbox", "plaintext", (client_id,))
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Outbox(Repository):
                     entry.client_id,
                     entry.to,
                     json.dumps(entry.payloads or {}),
-                    self._vault.seal(plaintext),
+                    self._vault.seal(plaintext, _cell(entry.client_id)),
                     now,
                     entry.body,
                     entry.version,
@@ -62,7 +66,7 @@ class Outbox(Repository):
         row = self._db.execute(
             "SELECT plaintext FROM outbox WHERE client_id = ?", (client_id,)
         ).fetchone()
-        return self._vault.open(row[0]) if row else None
+        return self._vault.open(row[0], _cell(client_id)) if row else None
 
     def items(self) -> list[OutboxItem]:
         """Every unsent entry, oldest first (FIFO)."""
@@ -80,7 +84,7 @@ class Outbox(Repository):
                     version=version,
                     after=tuple(json.loads(after)) if after else (),
                 ),
-                self._vault.open(plaintext),
+                self._vault.open(plaintext, _cell(cid)),
             )
             for cid, to, payloads, plaintext, body, version, after in rows
         ]

@@ -6,11 +6,15 @@ import json
 import logging
 
 from parley.groups.ticks import GroupReceipts
-from parley.store.db import Repository
+from parley.store.db import Cell, Repository
 
 __all__ = ["Receipts"]
 
 log = logging.getLogger("parley.store")
+
+
+def _cell(message_id: int) -> Cell:
+    return Cell("group_ticks", "receipts", (message_id,))
 
 
 class Receipts(Repository):
@@ -20,7 +24,10 @@ class Receipts(Repository):
         with self.transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO group_ticks (message_id, receipts) VALUES (?, ?)",
-                (message_id, self._vault.seal(json.dumps(receipts.to_dict()).encode())),
+                (
+                    message_id,
+                    self._vault.seal(json.dumps(receipts.to_dict()).encode(), _cell(message_id)),
+                ),
             )
 
     def get(self, message_id: int) -> GroupReceipts | None:
@@ -30,7 +37,7 @@ class Receipts(Repository):
         if row is None:
             return None
         try:
-            return GroupReceipts.from_dict(json.loads(self._vault.open(row[0])))
+            return GroupReceipts.from_dict(json.loads(self._vault.open(row[0], _cell(message_id))))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("group ticks of message %d are unreadable: %s", message_id, exc)
             return None

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from parley.crypto.sender_keys import SenderKey, SenderKeyRecord
-from parley.store.db import Repository
+from parley.store.db import Cell, Repository
 
 __all__ = ["HeldMessage", "OwnSenderKey", "SenderKeys"]
 
@@ -49,7 +49,7 @@ class SenderKeys(Repository):
             return None
         version, state, distributed = row
         return OwnSenderKey(
-            SenderKey.from_bytes(self._vault.open(state)),
+            SenderKey.from_bytes(self._vault.open(state, _own_cell(group_id))),
             int(version),
             frozenset(json.loads(distributed)),
         )
@@ -64,7 +64,7 @@ class SenderKeys(Repository):
                 (
                     group_id,
                     own.version,
-                    self._vault.seal(own.key.to_bytes()),
+                    self._vault.seal(own.key.to_bytes(), _own_cell(group_id)),
                     json.dumps(sorted(own.distributed)),
                     now,
                 ),
@@ -89,7 +89,11 @@ class SenderKeys(Repository):
             "SELECT record FROM sender_keys WHERE group_id = ? AND sender = ? AND device_id = ?",
             (group_id, sender, device_id),
         ).fetchone()
-        return SenderKeyRecord.from_bytes(self._vault.open(row[0])) if row else None
+        if row is None:
+            return None
+        return SenderKeyRecord.from_bytes(
+            self._vault.open(row[0], _record_cell(group_id, sender, device_id))
+        )
 
     def save_record(
         self, group_id: str, sender: str, device_id: str, record: SenderKeyRecord, now: float
@@ -98,7 +102,13 @@ class SenderKeys(Repository):
             self._db.execute(
                 "INSERT OR REPLACE INTO sender_keys"
                 " (group_id, sender, device_id, record, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (group_id, sender, device_id, self._vault.seal(record.to_bytes()), now),
+                (
+                    group_id,
+                    sender,
+                    device_id,
+                    self._vault.seal(record.to_bytes(), _record_cell(group_id, sender, device_id)),
+                    now,
+                ),
             )
 
     def hold(
@@ -159,3 +169,11 @@ class SenderKeys(Repository):
             dropped += [m for m in self.held() if m.seq in crowded and m not in dropped]
             self.release([m.seq for m in dropped])
         return dropped
+
+
+def _own_cell(group_id: str) -> Cell:
+    return Cell("own_sender_keys", "state", (group_id,))
+
+
+def _record_cell(group_id: str, sender: str, device_id: str) -> Cell:
+    return Cell("sender_keys", "record", (group_id, sender, device_id))

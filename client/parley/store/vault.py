@@ -1,8 +1,10 @@
 """Encryption at rest for a profile's secrets.
 
 A profile's private keys, sessions, tokens and message texts are sealed with a
-32-byte data key (XSalsa20-Poly1305, PyNaCl's SecretBox). Where that key comes
-from is the profile's *protection*, chosen when the profile is created:
+32-byte data key (XChaCha20-Poly1305). Each sealed value is bound to its place,
+a `Cell` (table, column, row key) given as associated data: a value copied to
+another row, column or table does not open there (`MisplacedValue`). Where the
+key comes from is the profile's *protection*, chosen when the profile is created:
 
 - ``keyring``: a random key kept in the OS keyring (when the `keyring` package
   is installed and has a real backend);
@@ -10,16 +12,23 @@ from is the profile's *protection*, chosen when the profile is created:
   with the profile);
 - ``plaintext-dev``: nothing is encrypted. For development only, labelled as
   such everywhere it shows, and never chosen silently.
+
+Profiles written before the binding sealed values with the key alone
+(XSalsa20-Poly1305, PyNaCl's SecretBox); `open_unbound` reads those, for the
+one re-sealing pass the store makes when it opens such a profile (see
+`parley.store.db`). Nothing else ever accepts an unbound value.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
@@ -27,9 +36,12 @@ import nacl.secret
 from parley.errors import StoreLocked, WrongPassphrase
 
 __all__ = [
+    "CHECK_CELL",
     "KDF_MEMLIMIT",
     "KDF_OPSLIMIT",
+    "Cell",
     "KeyringLike",
+    "MisplacedValue",
     "Protection",
     "Vault",
     "derive_key",
@@ -44,6 +56,37 @@ KEYRING_SERVICE = "parley"
 KDF_OPSLIMIT: int = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
 KDF_MEMLIMIT: int = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 _CHECK = b"parley vault check v1"
+_AAD_LABEL = b"parley sealed value v2\x00"
+_NONCE_LEN = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+_encrypt = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt
+_decrypt = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt
+
+
+class Cell(NamedTuple):
+    """Where a sealed value lives: its table, its column, and its row's key (the
+    values of the columns that name the row, in a fixed order)."""
+
+    table: str
+    column: str
+    row: tuple[str | int, ...]
+
+    def aad(self) -> bytes:
+        return (
+            _AAD_LABEL
+            + json.dumps([self.table, self.column, list(self.row)], separators=(",", ":")).encode()
+        )
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column} of row {', '.join(map(str, self.row))}"
+
+
+# the check value kept with the profile (meta 'check'), to tell a wrong key at once
+CHECK_CELL = Cell("meta", "value", ("check",))
+
+
+class MisplacedValue(StoreLocked):
+    """A sealed value does not open where it is: damaged, or moved there from
+    another row, column or table."""
 
 
 class Protection(StrEnum):
@@ -99,35 +142,63 @@ class Vault:
         if (key is None) != (protection is Protection.PLAINTEXT_DEV):
             raise ValueError("a key is needed exactly when the protection is not plaintext")
         self.protection = protection
+        self._key = key or b""
+        # XSalsa20-Poly1305 without a place: only to read profiles sealed before binding
         self._box = nacl.secret.SecretBox(key) if key is not None else None
 
     @property
     def encrypted(self) -> bool:
         return self._box is not None
 
-    def seal(self, data: bytes) -> bytes:
+    def seal(self, data: bytes, cell: Cell) -> bytes:
+        """`data` sealed for `cell`: it opens there and nowhere else."""
         if self._box is None:
             return data
-        return bytes(self._box.encrypt(data))
+        nonce = secrets.token_bytes(_NONCE_LEN)
+        return nonce + bytes(_encrypt(data, cell.aad(), nonce, self._key))
 
-    def open(self, blob: bytes) -> bytes:
+    def open(self, blob: bytes, cell: Cell) -> bytes:
+        """The value sealed for `cell`; MisplacedValue if `blob` was not."""
+        if self._box is None:
+            return blob
+        blob = bytes(blob)
+        try:
+            if len(blob) < _NONCE_LEN:
+                raise nacl.exceptions.CryptoError("too short")
+            return bytes(_decrypt(blob[_NONCE_LEN:], cell.aad(), blob[:_NONCE_LEN], self._key))
+        except nacl.exceptions.CryptoError as exc:
+            raise MisplacedValue(
+                f"the sealed {cell} does not open: it is damaged, or it was moved"
+                " there from another row, column or table"
+            ) from exc
+
+    def open_unbound(self, blob: bytes, cell: Cell) -> bytes:
+        """A value sealed before values were bound to their place (key alone); only
+        for re-sealing a profile written then. `cell` names it in the error."""
         if self._box is None:
             return blob
         try:
-            return bytes(self._box.decrypt(blob))
+            return bytes(self._box.decrypt(bytes(blob)))
         except nacl.exceptions.CryptoError as exc:
-            raise StoreLocked("a sealed value in the profile cannot be opened") from exc
+            raise StoreLocked(
+                f"the sealed {cell} (sealed before binding) cannot be opened"
+            ) from exc
 
     def check_value(self) -> bytes:
         """A sealed known value kept with the profile, to tell a wrong key at once."""
-        return self.seal(_CHECK)
+        return self.seal(_CHECK, CHECK_CELL)
 
-    def verify(self, check: bytes) -> None:
+    def verify(self, check: bytes, *, bound: bool = True) -> None:
+        """Raise WrongPassphrase / StoreLocked unless `check` opens to the known value
+        (`bound`: sealed for CHECK_CELL; else as profiles before the binding sealed it)."""
         if self._box is None:
             return
         try:
-            ok = self._box.decrypt(check) == _CHECK
-        except nacl.exceptions.CryptoError:
+            if bound:
+                ok = self.open(check, CHECK_CELL) == _CHECK
+            else:
+                ok = self._box.decrypt(check) == _CHECK
+        except (nacl.exceptions.CryptoError, StoreLocked):
             ok = False
         if not ok:
             if self.protection is Protection.PASSPHRASE:

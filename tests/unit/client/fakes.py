@@ -158,6 +158,7 @@ class PreKeyStore:
         self.one_time = {k.key_id: k for k in OneTimePreKey.generate_batch(100, 5)}
         self.consume = consume
         self.taken: list[int] = []
+        self.session_starts: dict[bytes, float] = {}  # base key -> when accepted
 
     def bundle(self, with_one_time: bool = True) -> PreKeyBundle:
         one_time = next(iter(self.one_time.values())) if with_one_time else None
@@ -178,6 +179,12 @@ class PreKeyStore:
         if self.consume:
             return self.one_time.pop(key_id, None)
         return self.one_time.get(key_id)
+
+    def note_session_start(self, base_key: bytes, signed_prekey_id: int, now: float) -> bool:
+        if base_key in self.session_starts:
+            return False
+        self.session_starts[base_key] = now
+        return True
 
 
 @contextlib.asynccontextmanager

@@ -264,6 +264,38 @@ async def test_a_replayed_message_is_refused(
     assert snapshot(bob, ALICE) == before
 
 
+async def test_a_first_message_replayed_after_its_session_was_replaced_is_refused(
+    alice: Engine, bob: Engine, directory: KeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Bob's one-time prekeys are all taken: Alice's first messages carry none, so only
+    # their base key tells a replay from a new session
+    directory.devices[BOB][BOB_DEV].one_time.clear()
+    _, first, _ = await alice.prepare(bob_contact(alice), "first")
+    message = envelope(first, ALICE, ALICE_DEV, BOB_DEV)
+    assert bob.receive(message).stored
+    # Alice starts over six times: more than Bob keeps archived sessions of hers
+    for turn in range(6):
+        alice.store.sessions.delete(BOB, BOB_DEV)
+        _, again, _ = await alice.prepare(bob_contact(alice), f"again {turn}")
+        assert bob.receive(envelope(again, ALICE, ALICE_DEV, BOB_DEV)).stored
+    # and Bob restarts
+    path = bob.store.path.parent
+    bob.store.close()
+    bob = Engine(
+        Store.open(path, keyring=None, allow_plaintext=True), directory.fetch, clock=lambda: 3000.0
+    )
+    assert all(
+        not s.started_by(unb64(message.body)) for _, s in bob.store.sessions.old(ALICE, ALICE_DEV)
+    )
+    before = snapshot(bob, ALICE)
+    replay = IncomingMessage(**{**message.__dict__, "client_id": "replayed-first"})
+    with caplog.at_level(logging.WARNING, logger="parley"):
+        assert not bob.receive(replay).stored
+    assert "ReplayError" in caplog.text
+    assert snapshot(bob, ALICE) == before
+    assert [m.text for m in bob.store.messages.history(ALICE)].count("first") == 1
+
+
 async def test_a_payload_kind_this_client_does_not_know_is_skipped_but_the_session_advances(
     alice: Engine, bob: Engine
 ) -> None:

@@ -466,14 +466,17 @@ def test_previous_chain_too_long_to_skip_is_refused() -> None:
 def test_skipped_keys_are_bounded_and_the_oldest_evicted_first() -> None:
     pair = start()
     talk(pair.bob, pair.alice, b"reply")  # a fresh chain from Alice, numbered from 0
-    messages = [pair.alice.encrypt(b"%d" % i) for i in range(MAX_SKIPPED_KEYS + 3)]
-    middle = MAX_SKIPPED_KEYS // 2 + 1
-    pair.bob.decrypt(messages[middle])  # skips `middle` keys
+    messages = [pair.alice.encrypt(b"%d" % i) for i in range(MAX_SKIPPED_KEYS + 4)]
+    # one message may skip at most MAX_SKIP keys: get there in steps
+    steps = list(range(MAX_SKIP, len(messages) - 1, MAX_SKIP))
+    assert len(steps) == 2
+    for index in steps:
+        pair.bob.decrypt(messages[index])
     pair.bob.decrypt(messages[-1])  # skips the rest: one more than the bound in all
     with pytest.raises(ReplayError):
         pair.bob.decrypt(messages[0])  # evicted first
     assert pair.bob.decrypt(messages[1]) == b"1"
-    assert pair.bob.decrypt(messages[-2]) == b"%d" % (MAX_SKIPPED_KEYS + 1)
+    assert pair.bob.decrypt(messages[-2]) == b"%d" % (MAX_SKIPPED_KEYS + 2)
 
 
 # -- saving and restoring ---------------------------------------------------------
