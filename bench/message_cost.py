@@ -60,7 +60,9 @@ def _conversation(service: Service, messages: int) -> Counts:
         assert answer["event"] == "sent", answer
     delivered = [e["id"] for e in meter.posted[bob.connection_id] if e["event"] == "message"]
     assert len(delivered) == messages
-    invoke(service, "WsAck", ws_event("ack", bob, {"action": "ack", "ids": delivered}))
+    # Bob knows Alice: his ack ticks (parley.relationships)
+    ack = {"action": "ack", "ids": delivered, "delivered": delivered}
+    invoke(service, "WsAck", ws_event("ack", bob, ack))
     receipts = [e["id"] for e in meter.posted[alice.connection_id] if e["event"] == "receipt"]
     assert len(receipts) == 1, receipts
     invoke(service, "WsAck", ws_event("ack", alice, {"action": "ack", "ids": receipts}))

@@ -199,7 +199,8 @@ async def _read(
         kind = event.get("event")
         if kind == "message":
             tally.delivered(event["client_id"], now)
-            await ws.send(json.dumps({"action": "ack", "ids": [event["id"]]}))
+            ids = [event["id"]]  # people who know each other: the ack ticks
+            await ws.send(json.dumps({"action": "ack", "ids": ids, "delivered": ids}))
         elif kind == "receipt":
             tally.receipted()
             await ws.send(json.dumps({"action": "ack", "ids": [event["id"]]}))

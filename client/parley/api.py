@@ -38,6 +38,7 @@ from parley.errors import (
     AuthenticationError,
     NotFound,
     NotRegistered,
+    ParleyClientError,
     PinBackoff,
     RateLimited,
     RegistrationLocked,
@@ -330,6 +331,21 @@ class ApiClient:
                 if attempt >= RETRIES:
                     raise
             await asyncio.sleep(random.uniform(0.1, 0.4 * 2**attempt))
+
+    async def save_contact(self, user_id: str) -> None:
+        """PUT /v1/contacts/{id}: they see this user's last seen (setting `contacts`)."""
+        await self._call("PUT", f"/v1/contacts/{quote(user_id, safe='')}")
+
+    async def remove_contact(self, user_id: str) -> None:
+        await self._call("DELETE", f"/v1/contacts/{quote(user_id, safe='')}")
+
+    async def saved_contacts(self) -> list[str]:
+        """GET /v1/contacts: the user ids this account's devices saved."""
+        answer = await self._call("GET", "/v1/contacts")
+        saved = answer.get("contacts")
+        if not isinstance(saved, list) or not all(is_user_id(u) for u in saved):
+            raise ParleyClientError("the service answered GET /v1/contacts without a list")
+        return saved
 
     async def presence(self, user_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/presence/{quote(user_id, safe='')}")

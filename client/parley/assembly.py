@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from parley import relationships
 from parley.answers import KeyBundles
 from parley.api import ApiClient
 from parley.connection import Connection
@@ -137,7 +138,7 @@ def build_slices(
         has_service=lambda: has_service,
         clock=clock,
     )
-    live.protocol = Protocol(is_seen=store.seen.contains)
+    live.protocol = Protocol(is_seen=store.seen.contains, ticks=partial(relationships.ticks, store))
     for item in store.outbox.items():
         live.protocol.send(item.entry)
     inbound = Inbound(store, engine, membership, live, emit, relist, devices_changed)

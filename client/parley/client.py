@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 
-from parley import keys
+from parley import keys, relationships
 from parley.api import ApiClient
 from parley.assembly import (
     ServiceAccess,
@@ -188,7 +188,7 @@ class Client(GroupCalls, DeviceCalls):
             lambda: self.api,
             self._live,
             self._emit,
-            self.refresh_own_devices,
+            self._after_connect,
             devices_changed=self.devices_changed,
             has_service=access.api is not None,
             clock=self._clock,
@@ -259,11 +259,58 @@ class Client(GroupCalls, DeviceCalls):
     # --- contacts ------------------------------------------------------------------------
 
     async def add_contact(self, phone: str, name: str) -> Contact:
-        """Find `phone` in the directory and save it as `name`."""
-        return await add_contact(self.api, self.store, phone, name)
+        """Find `phone` in the directory and save it as `name` (accepted: they get
+        ticks and typing, and see last seen if it is shared with contacts)."""
+        contact = await add_contact(self.api, self.store, phone, name)
+        await self._tell_contacts()
+        return contact
 
     def contacts(self) -> list[Contact]:
         return self.store.contacts.all()
+
+    def message_requests(self) -> list[Contact]:
+        """People who wrote and whom this user does not know yet (not accepted, no
+        shared group), oldest first. Until accepted they get no delivered or read
+        ticks and their typing is not shown (parley.relationships)."""
+        return relationships.requests(self.store)
+
+    async def accept(self, contact: str | Contact) -> Contact:
+        """Accept `contact`'s message request: from now on they get delivered and read
+        ticks, see typing, and see last seen if it is shared with contacts. Replying
+        or `add_contact` accepts too."""
+        target = self.contact(contact)
+        if relationships.accept(self.store, target.user_id):
+            await self._tell_contacts()
+        return self.contact(target.user_id)
+
+    async def remove_contact(self, contact: str | Contact) -> Contact:
+        """Stop counting `contact` as one: their messages are requests again and they
+        no longer see last seen. The conversation and keys stay."""
+        target = self.contact(contact)
+        if relationships.remove(self.store, target.user_id):
+            await self._tell_contacts()
+        return self.contact(target.user_id)
+
+    async def sync_contacts(self) -> None:
+        """Tell the service whom this user accepted or removed, and take over what the
+        account's other devices did (also done after every connect)."""
+        await relationships.sync(self.api, self.store)
+
+    async def _after_connect(self) -> None:
+        """After each (re)connect, in the background: this account's devices, then
+        its contacts (what changed here while offline, and on its other devices)."""
+        try:
+            await self.refresh_own_devices()
+        finally:
+            await self.sync_contacts()
+
+    async def _tell_contacts(self) -> None:
+        if self._access.api is None:
+            return  # told after the next connect
+        try:
+            await self.sync_contacts()
+        except ParleyClientError as exc:
+            log.warning("could not tell the service about contacts (will retry): %s", exc)
 
     def contact(self, key: str | Contact) -> Contact:
         """A contact by name, phone or user id (ContactNotFound if none)."""
@@ -287,6 +334,10 @@ class Client(GroupCalls, DeviceCalls):
         target = self.conversation(to)
         if isinstance(target, Group):
             target = await self._groups.for_sending(target, self.engine.needs_new_key)
+        elif relationships.accept(self.store, target.user_id):
+            # writing to someone (a reply to a request, too) is accepting them
+            task = asyncio.create_task(self._tell_contacts(), name="parley-contacts")
+            self._live.tasks.append(task)
         outgoing = await self.engine.send_to(target, content)
         for event in outgoing.events:
             self._emit(event)
@@ -377,7 +428,8 @@ class Client(GroupCalls, DeviceCalls):
         else:
             by_sender = {target.user_id: self.engine.mark_read(target)}
         for sender, messages in by_sender.items():
-            if messages:
+            # a message request is read without telling its sender (relationships)
+            if messages and relationships.knows(self.store, sender):
                 self.protocol.send_receipt(sender, [m.client_id for m in messages], "read")
         self._live.flush()
         return [m for messages in by_sender.values() for m in messages]
@@ -388,6 +440,8 @@ class Client(GroupCalls, DeviceCalls):
         than GROUP_TYPING_MEMBERS members it does nothing (the service relays none)."""
         target = self.conversation(contact)
         if isinstance(target, Contact):
+            if not relationships.knows(self.store, target.user_id):
+                return  # nobody who is a stranger to this user sees them typing
             self.protocol.send_typing(target.user_id, typing)
         elif target.active and len(target.members) <= GROUP_TYPING_MEMBERS:
             self.protocol.send_typing(target.conversation, typing)

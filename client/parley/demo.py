@@ -278,13 +278,14 @@ async def _conversation(story: Story, endpoints: Endpoints, home: Path) -> None:
         story.screen("Bob", f"{got.contact.display_name}: {got.message.text}")
         story.aside(
             "Bob's device opened it with a session built from the X3DH header; Alice is not"
-            " in his contacts yet, so he sees her user id."
+            " in his contacts yet, so he sees her user id, and her message is a message"
+            " request: his device stored and acked it without a delivered tick, so Alice"
+            " cannot tell that Bob is online (she still sees ✓)."
         )
-        await _ticks_to(story, alice, alice_events, first, MessageState.DELIVERED)
-        story.aside("Bob's device stored the message, then acked it; that made the ✓✓.")
         bob.store.contacts.add(got.contact.user_id, "Alice", alice_account.phone)
+        await bob.accept("Alice")
         await bob.mark_read("Alice")
-        story.say("Bob saves her as 'Alice' and opens the chat.")
+        story.say("Bob saves her as 'Alice', accepts the request and opens the chat.")
         await _ticks_to(story, alice, alice_events, first, MessageState.READ)
 
         story.section("Messages both ways")

@@ -3,6 +3,7 @@ contact or else a group), and adding a contact found in the service's directory.
 
 from __future__ import annotations
 
+from parley import relationships
 from parley.api import ApiClient
 from parley.errors import ContactNotFound, ParleyClientError
 from parley.groups.membership import Membership
@@ -22,7 +23,9 @@ async def add_contact(api: ApiClient, store: Store, phone: str, name: str) -> Co
     other = store.contacts.find(name)
     if other is not None and other.user_id != user_id and other.name == name:
         raise ParleyClientError(f"another contact is already called {name!r}")
-    return store.contacts.add(user_id, name.strip(), phone)
+    store.contacts.add(user_id, name.strip(), phone)
+    relationships.accept(store, user_id)
+    return find_contact(store, user_id)
 
 
 def find_contact(store: Store, key: str | Contact) -> Contact:

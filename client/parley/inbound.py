@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from parley import relationships
 from parley.connection import Connection
 from parley.conversations.payload import HistoryPayload
 from parley.engine import Engine
@@ -195,8 +196,10 @@ class Inbound:
 
     async def _on_typing(self, event: TypingChanged) -> None:
         if event.group is None:
+            # the typing of someone this user does not know (a message request) is
+            # not shown: relationships.knows
             contact = self.store.contacts.get(event.sender)
-            if contact is not None:  # strangers' typing is not shown
+            if contact is not None and relationships.knows(self.store, event.sender):
                 self._emit(Typing(contact, event.typing))
             return
         group = self.store.groups.get(event.group)

@@ -102,6 +102,9 @@ class Contact:
     phone: str | None
     identity_changed: bool = False  # a device's identity key changed since last verified
     verified: bool = False  # the user compared safety numbers and said they match
+    # the user saved them, wrote to them first or accepted their request
+    # (parley.relationships); until then what they send is a message request
+    accepted: bool = False
 
     @property
     def display_name(self) -> str:

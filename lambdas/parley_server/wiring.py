@@ -18,6 +18,7 @@ from parley_server.logic import tokens
 from parley_server.logic.account_deletion import AccountStores
 from parley_server.store.aws import client, s3_client
 from parley_server.store.connections import ConnectionsStore
+from parley_server.store.contacts import ContactsStore
 from parley_server.store.groups import FanoutQueue, GroupsStore
 from parley_server.store.mailbox import EnvelopeWriter, Mailbox
 from parley_server.store.management import ConnectionsApi
@@ -53,6 +54,10 @@ class Adapters:
     @cached_property
     def users(self) -> UsersStore:
         return UsersStore(self._dynamodb, self.config.users_table)
+
+    @cached_property
+    def contacts(self) -> ContactsStore:
+        return ContactsStore(self._dynamodb, self.config.users_table)
 
     @cached_property
     def otps(self) -> OtpStore:

@@ -34,6 +34,7 @@ from parley import (
     EventStream,
     MessageState,
     link,
+    relationships,
     request_code,
     sign_up,
 )
@@ -284,6 +285,19 @@ async def new_device(
         linking.cancel()
     assert (device.user_id, device.device_id != person.device_id) == (person.user_id, True)
     return device
+
+
+async def acquainted(stack: LocalStack, home: Path, people: dict[str, Account]) -> None:
+    """Each profile (name -> account) has the others' numbers saved, as people who
+    talk usually do: what they send each other ticks both ways (a stranger's
+    messages are requests: parley.relationships). The service hears of it when
+    each next connects."""
+    for profile, me in people.items():
+        async with client(stack, home, profile, connect=False) as app:
+            for other in people.values():
+                if other.user_id != me.user_id:
+                    app.store.contacts.add(other.user_id, None, other.phone)
+                    relationships.accept(app.store, other.user_id)
 
 
 def client(stack: LocalStack, home: Path, profile: str, **kwargs: object) -> Client:

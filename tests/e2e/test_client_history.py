@@ -16,6 +16,7 @@ from tests.e2e.support import (
     WAIT_S,
     Chat,
     Cli,
+    acquainted,
     client,
     clients,
     expect,
@@ -38,6 +39,7 @@ async def test_a_new_companion_shows_the_old_messages_in_order_with_their_ticks(
 ) -> None:
     alice = await new_person(local_stack, tmp_path, "alice")
     bob = await new_person(local_stack, tmp_path, "bob")
+    await acquainted(local_stack, tmp_path, {"alice": alice, "bob": bob})
     async with clients(local_stack, tmp_path, "alice", "bob") as (phone, bobs):
         phone_events, bob_events = phone.events(), bobs.events()
         await wait_synced(phone, bobs)
@@ -99,9 +101,10 @@ def test_the_cli_links_a_laptop_by_its_code_and_it_imports_the_history(
     local_stack: LocalStack, tmp_path: Path
 ) -> None:
     cli = Cli(local_stack, tmp_path)
-    cli.signup("alice")
+    alice_phone = cli.signup("alice")
     bob_phone = cli.signup("bob")
     cli.run("alice", "contacts", "add", bob_phone, "Bob")
+    cli.run("bob", "contacts", "add", alice_phone, "Alice")
     assert "✓" in cli.run("alice", "send", "Bob", "before the laptop")
     cli.run("bob", "inbox")
     process = subprocess.Popen(

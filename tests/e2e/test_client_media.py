@@ -14,7 +14,7 @@ import pytest
 from parley import MessageReceived, MessageState
 from parley.content import Attachment, Location
 from tests.e2e.conftest import LocalStack
-from tests.e2e.support import WAIT_S, Cli, clients, expect, new_person, until_state
+from tests.e2e.support import WAIT_S, Cli, acquainted, clients, expect, new_person, until_state
 
 MB = 1024 * 1024
 
@@ -24,8 +24,9 @@ async def test_a_multi_megabyte_file_and_a_location_reach_bob_who_downloads_the_
     local_stack: LocalStack, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    await new_person(local_stack, home, "alice")
+    alice_account = await new_person(local_stack, home, "alice")
     bob_account = await new_person(local_stack, home, "bob")
+    await acquainted(local_stack, home, {"alice": alice_account, "bob": bob_account})
     original = os.urandom(5 * MB + 4321)
     path = tmp_path / "holiday-video.mp4"
     path.write_bytes(original)

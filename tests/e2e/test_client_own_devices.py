@@ -11,6 +11,7 @@ from parley import Direction, MessageReceived, MessageSent, MessageState
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import (
     WAIT_S,
+    acquainted,
     clients,
     expect,
     new_device,
@@ -24,6 +25,7 @@ async def test_what_one_device_sends_shows_on_the_accounts_other_devices(
 ) -> None:
     alice = await new_person(local_stack, tmp_path, "alice")
     bob = await new_person(local_stack, tmp_path, "bob")
+    await acquainted(local_stack, tmp_path, {"alice": alice, "bob": bob})
     await new_device(local_stack, tmp_path, alice, "alice-laptop")
     async with clients(local_stack, tmp_path, "alice", "alice-laptop", "bob") as devices:
         phone, laptop, bobs = devices

@@ -28,6 +28,7 @@ from parley.store import Tokens
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import (
     WAIT_S,
+    acquainted,
     client,
     clients,
     expect,
@@ -45,7 +46,69 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def pair(local_stack: LocalStack, tmp_path: Path) -> tuple[Path, Account, Account]:
     alice = await new_person(local_stack, tmp_path, "alice")
     bob = await new_person(local_stack, tmp_path, "bob")
+    await acquainted(local_stack, tmp_path, {"alice": alice, "bob": bob})
     return tmp_path, alice, bob
+
+
+def _receipts_waiting(stack: LocalStack, device: Account) -> list[str]:
+    """The receipts in `device`'s mailbox (it is offline: nothing acks them)."""
+    items = stack.mailbox(device.user_id, device.device_id)
+    return [i["sk"]["S"] for i in items if i["sk"]["S"].startswith("r#")]
+
+
+async def _until_mailbox_empty(stack: LocalStack, device: Account) -> None:
+    """Until `device` has acked everything (the service tells a sender `delivered`
+    before it deletes what was acked: after this, any receipt is stored)."""
+    async with asyncio.timeout(WAIT_S):
+        while stack.mailbox(device.user_id, device.device_id):  # noqa: ASYNC110 (moto holds it)
+            await asyncio.sleep(0.05)
+
+
+async def test_a_strangers_message_is_a_request_that_tells_the_stranger_nothing_until_accepted(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    # the attack: write to someone, then watch for the delivered tick that says when
+    # they came online (it used to arrive 20 ms after they connected)
+    mallory = await new_person(local_stack, tmp_path, "mallory")
+    bob_account = await new_person(local_stack, tmp_path, "bob")
+    async with client(local_stack, tmp_path, "mallory") as app:
+        await app.add_contact(bob_account.phone, "Bob")
+        await app.send("Bob", "hi, we met at the conference")
+        async with asyncio.timeout(WAIT_S):
+            await app.wait_outbox_empty()
+    # Mallory is offline from here: whatever the service tells her waits in her mailbox
+
+    async with client(local_stack, tmp_path, "bob") as bob:
+        await asyncio.wait_for(bob.wait_synced(), WAIT_S)
+        await _until_mailbox_empty(local_stack, bob_account)
+        assert _receipts_waiting(local_stack, mallory) == []
+        (request,) = bob.message_requests()
+        assert (request.user_id, request.accepted) == (mallory.user_id, False)
+        assert [m.text for m in bob.history(request)] == ["hi, we met at the conference"]
+        await bob.mark_read(request)  # read without telling her
+        await bob.set_last_seen_visibility("contacts")
+
+        await bob.accept(request)
+        assert bob.message_requests() == []
+        assert bob.contact(mallory.user_id).accepted
+        read = await bob.send(mallory.user_id, "oh hi!")
+        async with asyncio.timeout(WAIT_S):
+            await bob.wait_outbox_empty()
+    assert _receipts_waiting(local_stack, mallory) == []  # the read above stays unsaid
+
+    async with client(local_stack, tmp_path, "mallory") as app:
+        events = app.events()
+        got = await expect(events, MessageReceived)
+        assert got.message.client_id == read.client_id
+        await app.send("Bob", "great to hear from you")
+        async with asyncio.timeout(WAIT_S):
+            await app.wait_outbox_empty()
+        # accepted: her message now ticks, and Bob's last seen is hers to see
+        async with client(local_stack, tmp_path, "bob") as bob:
+            await _until_mailbox_empty(local_stack, bob_account)
+        update = await expect(events, ReceiptUpdate, lambda e: e.state is MessageState.DELIVERED)
+        assert [m.text for m in update.messages] == ["great to hear from you"]
+        assert (await app.last_seen("Bob"))["last_seen"] is not None
 
 
 async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(

@@ -35,11 +35,12 @@ def test_the_demo_tells_the_whole_story_against_a_running_stack(local_stack: Loc
         assert chapter in out
     # ticks progress for the first message, in order
     first = [line for line in out.splitlines() if "you: Hi Bob! It's Alice." in line]
+    # her first message is a request to Bob: no delivered tick until he accepts
     assert [line.split("   ")[-1] for line in first] == [
         "✓ (on the server)",
-        "✓✓ (delivered)",
         "✓✓ (read)",
     ]
+    assert "message request" in out
     assert "bytes of ciphertext" in out
     assert "Lunch tomorrow?" not in out.split("What the server stores")[1].split("5. Bob")[0]
     assert "Same 60 digits on both phones" in out

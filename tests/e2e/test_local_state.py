@@ -26,6 +26,7 @@ from tests.e2e.conftest import ROOT, LocalStack, start_local_stack, stop
 from tests.e2e.support import (
     WAIT_S,
     Cli,
+    acquainted,
     client,
     clients,
     expect,
@@ -94,8 +95,9 @@ async def test_accounts_messages_and_files_survive_a_clean_stop_and_a_crash(
 
     # 1. Alice writes to Bob, who is offline, and sends a file; the stack stops cleanly
     with _started(tmp_path, "first", state) as first:
-        await new_person(first, home, "alice")
+        alice_account = await new_person(first, home, "alice")
         bob_account = await new_person(first, home, "bob")
+        await acquainted(first, home, {"alice": alice_account, "bob": bob_account})
         async with clients(first, home, "alice") as (alice,):
             events = alice.events()
             await alice.add_contact(bob_account.phone, "Bob")

@@ -48,7 +48,8 @@ async def test_recipient_offline_then_syncs_everything_in_order_and_the_sender_s
                 (alice.user_id, alice.device_id)
             }
             assert base64.b64decode(pending[0]["body"]) == b"secret 0"
-            await bob_ws.send(json.dumps({"action": "ack", "ids": [e["id"] for e in pending]}))
+            ids = [e["id"] for e in pending]  # Bob knows Alice: every ack ticks
+            await bob_ws.send(json.dumps({"action": "ack", "ids": ids, "delivered": ids}))
 
             receipt = await next_event(alice_ws, "receipt")
             assert receipt["status"] == "delivered"
@@ -85,7 +86,8 @@ async def test_connection_dropped_after_storing_but_before_ack_is_redelivered_th
     async with aiohttp.ClientSession() as http:
         alice = await sign_in(local_stack, http)
         bob = await sign_in(local_stack, http)
-    bobs_app = Protocol()  # one per device, across reconnects, like the app's
+    # one per device, across reconnects, like the app's; Bob knows Alice: acks tick
+    bobs_app = Protocol(ticks=lambda _message: True)
 
     async with online(local_stack, alice) as alice_ws:
         async with online(local_stack, bob) as bob_ws:
@@ -148,13 +150,17 @@ async def test_two_devices_of_one_recipient_each_get_their_own_ciphertext_live_o
         assert (await send_message(alice_ws, bob_phone, payloads, "first"))["id"] == "first"
         live = await next_event(on_phone, "message")
         assert base64.b64decode(live["body"]) == b"for the phone"
-        await on_phone.send(json.dumps({"action": "ack", "ids": [live["id"]]}))
+        await on_phone.send(
+            json.dumps({"action": "ack", "ids": [live["id"]], "delivered": [live["id"]]})
+        )
         assert (await next_event(alice_ws, "receipt"))["from_device"] == bob_phone.device_id
 
         async with online(local_stack, bob_laptop) as on_laptop:
             (later,) = await sync(on_laptop)
             assert base64.b64decode(later["body"]) == b"for the laptop"
             assert later["client_id"] == "first"
-            await on_laptop.send(json.dumps({"action": "ack", "ids": [later["id"]]}))
+            await on_laptop.send(
+                json.dumps({"action": "ack", "ids": [later["id"]], "delivered": [later["id"]]})
+            )
             receipt = await next_event(alice_ws, "receipt")
             assert (receipt["from_device"], receipt["ids"]) == (bob_laptop.device_id, ["first"])

@@ -30,7 +30,8 @@ def test_ack_deletes_and_the_sender_gets_delivered_on_every_device(ws: Harness) 
             ws.send(alice_phone, bob.user_id, {bob.device_id: b"x"}, client_id)["event"] == "sent"
         )
 
-    answer = ws.frame(bob, {"action": "ack", "ids": [e["id"] for e in ws.events(bob, "message")]})
+    ids = [e["id"] for e in ws.events(bob, "message")]
+    answer = ws.frame(bob, {"action": "ack", "ids": ids, "delivered": ids})
 
     assert answer == {"statusCode": 200}
     assert ws.mailbox_items(bob) == []
@@ -43,10 +44,25 @@ def test_ack_deletes_and_the_sender_gets_delivered_on_every_device(ws: Harness) 
     assert ws.events(bob, "error") == []
 
 
+def test_an_ack_without_delivered_deletes_and_tells_the_sender_nothing(ws: Harness) -> None:
+    # the recipient acks a stranger's message without a tick: nothing reaches the
+    # stranger, live or stored, that says the recipient is online
+    (stranger,), bob = _conversation(ws)
+    ws.send(stranger, bob.user_id, {bob.device_id: b"junk"}, "m1")
+
+    ws.frame(bob, {"action": "ack", "ids": [ws.events(bob, "message")[0]["id"]]})
+
+    assert ws.mailbox_items(bob) == []
+    assert ws.events(stranger, "receipt") == []
+    assert ws.mailbox_items(stranger) == []
+    assert ws.events(bob, "error") == []
+
+
 def test_acking_the_receipt_deletes_it_and_nothing_follows(ws: Harness) -> None:
     (alice,), bob = _conversation(ws)
     ws.send(alice, bob.user_id, {bob.device_id: b"x"}, "m1")
-    ws.frame(bob, {"action": "ack", "ids": [ws.events(bob, "message")[0]["id"]]})
+    first = ws.events(bob, "message")[0]["id"]
+    ws.frame(bob, {"action": "ack", "ids": [first], "delivered": [first]})
     receipt = ws.events(alice, "receipt")[0]
 
     ws.frame(alice, {"action": "ack", "ids": [receipt["id"]]})
@@ -108,6 +124,14 @@ def test_ack_of_someone_elses_envelope_deletes_nothing_and_says_so(ws: Harness) 
         ({"action": "ack", "ids": []}, "invalid_request"),
         ({"action": "ack", "ids": [1, 2]}, "invalid_request"),
         ({"action": "ack", "ids": ["USER#x"]}, "invalid_request"),
+        (
+            {
+                "action": "ack",
+                "ids": [f"m#{'a' * 32}#{'1' * 16}#c1"],
+                "delivered": [f"m#{'a' * 32}#{'1' * 16}#c2"],
+            },
+            "invalid_request",
+        ),
         (
             {"action": "ack", "ids": [f"m#{'a' * 32}#{'1' * 16}#c{i}" for i in range(101)]},
             "payload_too_large",

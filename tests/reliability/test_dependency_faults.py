@@ -209,7 +209,7 @@ def test_two_acks_of_one_envelope_at_once_give_exactly_one_delivered_receipt(
 
     def ack() -> receipt_cases.AckOutcome:
         return receipt_cases.ack(
-            AckFrame((envelope["id"],)),
+            AckFrame((envelope["id"],), frozenset({envelope["id"]})),
             caller,
             now=time.time(),
             limits=LIMITS,
@@ -247,12 +247,12 @@ def test_an_ack_that_fails_half_way_loses_no_delivered_tick(
 
     ws.function_env("WsAck")
     with failing("dynamodb", operation, "ProvisionedThroughputExceededException", 400, after=after):
-        ws.frame(bob, {"action": "ack", "ids": ids})
+        ws.frame(bob, {"action": "ack", "ids": ids, "delivered": ids})
     (refused,) = ws.events(bob, "error")
     assert refused["code"] == "service_unavailable"
     # the app acks again (after a sync gives it the envelopes that still wait)
     waiting = [item["sk"]["S"] for item in ws.mailbox_items(bob)]
-    ws.frame(bob, {"action": "ack", "ids": waiting or ids})
+    ws.frame(bob, {"action": "ack", "ids": waiting or ids, "delivered": waiting or ids})
 
     assert ws.mailbox_items(bob) == []
     ticked = {cid for e in ws.events(alice, "receipt") for cid in e["ids"]}
@@ -273,11 +273,11 @@ def test_a_receipt_that_cannot_be_posted_does_not_wait_unseen_for_an_online_send
     # Alice's devices are found (the first Query), her connections cannot be (the
     # second): the receipt is stored and cannot be posted to her
     with failing("dynamodb", "Query", "ProvisionedThroughputExceededException", 400, after=1):
-        ws.frame(bob, {"action": "ack", "ids": ids})
+        ws.frame(bob, {"action": "ack", "ids": ids, "delivered": ids})
     assert [e["code"] for e in ws.events(bob, "error")] == ["service_unavailable"]
     # the app syncs and acks again, one message at a time this time
     for server_id in ids:
-        ws.frame(bob, {"action": "ack", "ids": [server_id]})
+        ws.frame(bob, {"action": "ack", "ids": [server_id], "delivered": [server_id]})
 
     posted = {e["id"] for e in ws.events(alice, "receipt")}
     waiting = {item["sk"]["S"] for item in ws.mailbox_items(alice)}

@@ -20,6 +20,7 @@ from parley_server.models.frames import PostOutcome
 from parley_server.models.groups import FanoutJob
 from parley_server.store.aws import s3_client
 from parley_server.store.connections import ConnectionsStore
+from parley_server.store.contacts import ContactsStore
 from parley_server.store.groups import GroupsStore
 from parley_server.store.mailbox import EnvelopeWriter, Mailbox
 from parley_server.store.media import MediaStore
@@ -151,6 +152,10 @@ class Ports:
         return KnownUsers(self.ddb, self.table(Setting.USERS_TABLE))
 
     @property
+    def contacts(self) -> ContactsStore:
+        return ContactsStore(self.ddb, self.table(Setting.USERS_TABLE))
+
+    @property
     def prekeys(self) -> PrekeysStore:
         return PrekeysStore(self.ddb, self.table(Setting.PREKEYS_TABLE))
 
@@ -205,6 +210,7 @@ _PORTS = {
         "otps",
         "tokens",
         "sms",
+        "contacts",
     )
 } | {"records": "connections", "roster": "groups", "repo": "media", "activity": "users"}
 # where one parameter name means different ports, its annotation decides

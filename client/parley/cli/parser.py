@@ -161,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("phone")
     add.add_argument("name")
     contact_commands.add_parser("list", parents=[common], help="list contacts")
+    contact_commands.add_parser(
+        "requests", parents=[common], help="people who wrote and whom you have not accepted"
+    )
+    accept = contact_commands.add_parser(
+        "accept", parents=[common], help="accept a message request: ticks and typing both ways"
+    )
+    accept.add_argument("name", help="contact name, phone or user id")
+    remove = contact_commands.add_parser(
+        "remove", parents=[common], help="stop counting someone as a contact"
+    )
+    remove.add_argument("name", help="contact name, phone or user id")
 
     send = commands.add_parser("send", parents=[common], help="send one message")
     send.add_argument("name", help="contact name, phone or user id, or a group")

@@ -196,6 +196,8 @@ def contact_row(contact: Contact, *, color: bool) -> str:
         flags.append(warn("identity key changed", color=color))
     if contact.verified:
         flags.append("verified")
+    if not contact.accepted:
+        flags.append("request")
     name = contact.name or "(unnamed)"
     phone = contact.phone or "-"
     return f"{name:<16} {phone:<16} {contact.user_id}  {' '.join(flags)}".rstrip()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from parley import relationships
 from parley.conversations import payload
 from parley.conversations.sealing import Sealer
 from parley.crypto import (
@@ -150,8 +151,8 @@ class Receiving:
         if copy.to == self.account.user_id:
             log.warning("dropped a copy of a message to ourselves")
             return []
-        if self.store.contacts.get(copy.to) is None:
-            self.store.contacts.add(copy.to, None, None)
+        # another of our devices wrote to them: this user knows them
+        relationships.accept(self.store, copy.to)
         stored = self.store.messages.add(
             peer=copy.to,
             direction=Direction.OUT,

@@ -64,11 +64,15 @@ class Protocol:
         self,
         *,
         is_seen: Callable[[str, str], bool] | None = None,
+        ticks: Callable[[IncomingMessage], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         send_timeout: float = SEND_TIMEOUT_S,
         fragment_bytes: int = FRAGMENT_BYTES,
     ) -> None:
         self._is_seen_store = is_seen or (lambda _sender, _cid: False)
+        # whether acking this message tells its sender `delivered` (the app's say,
+        # parley.relationships: by default nobody learns anything from an ack)
+        self._ticks = ticks or (lambda _message: False)
         self._clock = clock
         self._send_timeout = send_timeout
         self._fragment_bytes = fragment_bytes
@@ -78,6 +82,7 @@ class Protocol:
         self._by_client_id: dict[str, _Flight] = {}
         self._control: list[dict[str, Any]] = []  # sync/receipt/typing frames
         self._acks: list[str] = []
+        self._ticked: set[str] = set()  # of _acks, those whose sender gets `delivered`
         self._out: list[list[str]] = []
         self._events: list[ProtocolEvent] = []
         # (sender, client id) handed to the caller and not yet resolved -> duplicate server ids
@@ -278,7 +283,8 @@ class Protocol:
         if key in self._seen or self._is_seen_store(*key):
             log.debug("duplicate message %s from %s", message.client_id, message.sender)
             self._remember(key)
-            self._queue_ack(message.server_id)
+            # a copy of what was stored: ticked as the first was (its ack may have failed)
+            self._queue_ack(message.server_id, tick=self._ticks(message))
             return
         self._surfaced[key] = {message.server_id}
         self._events.append(message)
@@ -420,10 +426,12 @@ class Protocol:
     def _resolve(self, message: IncomingMessage, *, remember: bool) -> None:
         key = (message.sender, message.client_id)
         ids = self._surfaced.pop(key, set()) | {message.server_id}
+        # a message dropped for good (forged, undecryptable) is acked without a tick
+        tick = remember and self._ticks(message)
         if remember:
             self._remember(key)
         for server_id in sorted(ids):
-            self._queue_ack(server_id)
+            self._queue_ack(server_id, tick=tick)
         self._flush()
 
     def _remember(self, key: tuple[str, str]) -> None:
@@ -432,9 +440,11 @@ class Protocol:
         if len(self._seen) > SEEN_MEMORY:
             self._seen.pop(next(iter(self._seen)))
 
-    def _queue_ack(self, server_id: str) -> None:
+    def _queue_ack(self, server_id: str, *, tick: bool = False) -> None:
         if server_id not in self._acks:
             self._acks.append(server_id)
+        if tick:
+            self._ticked.add(server_id)
 
     def _flush(self) -> None:
         if not self.connected:
@@ -444,7 +454,12 @@ class Protocol:
         self._control.clear()
         while self._acks:
             batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
-            self._out.append(self._encode({"action": "ack", "ids": batch}))
+            ack: dict[str, Any] = {"action": "ack", "ids": batch}
+            ticked = [server_id for server_id in batch if server_id in self._ticked]
+            if ticked:
+                ack["delivered"] = ticked
+            self._ticked.difference_update(batch)
+            self._out.append(self._encode(ack))
 
     def _encode(self, frame: dict[str, Any]) -> list[str]:
         text = json.dumps(frame, separators=(",", ":"))

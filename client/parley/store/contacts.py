@@ -30,7 +30,7 @@ class Contacts(Repository):
 
     def get(self, user_id: str) -> Contact | None:
         row = self._db.execute(
-            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            "SELECT user_id, name, phone, identity_changed, verified, accepted FROM contacts"
             " WHERE user_id = ?",
             (user_id,),
         ).fetchone()
@@ -39,7 +39,7 @@ class Contacts(Repository):
     def find(self, key: str) -> Contact | None:
         """By name (case-insensitive), phone, or user id."""
         row = self._db.execute(
-            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            "SELECT user_id, name, phone, identity_changed, verified, accepted FROM contacts"
             " WHERE lower(name) = lower(?) OR phone = ? OR user_id = ?"
             " ORDER BY (lower(name) = lower(?)) DESC LIMIT 1",
             (key, key, key, key),
@@ -48,7 +48,7 @@ class Contacts(Repository):
 
     def all(self) -> list[Contact]:
         rows = self._db.execute(
-            "SELECT user_id, name, phone, identity_changed, verified FROM contacts"
+            "SELECT user_id, name, phone, identity_changed, verified, accepted FROM contacts"
             " ORDER BY name IS NULL, lower(name), user_id"
         ).fetchall()
         return [_contact(r) for r in rows]
@@ -60,6 +60,75 @@ class Contacts(Repository):
                 "UPDATE contacts SET verified = ?, identity_changed = 0 WHERE user_id = ?",
                 (int(verified), user_id),
             )
+
+    # -- acceptance (parley.relationships) -----------------------------------------------
+
+    def set_accepted(self, user_id: str, accepted: bool) -> bool:
+        """Accept (or stop accepting) `user_id`, to be told to the service; whether
+        that changed anything."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO contacts (user_id, created_at) VALUES (?, ?)",
+                (user_id, time.time()),
+            )
+            changed = self._db.execute(
+                "UPDATE contacts SET accepted = ?, told = 0 WHERE user_id = ? AND accepted != ?",
+                (int(accepted), user_id, int(accepted)),
+            ).rowcount
+        return bool(changed)
+
+    def is_accepted(self, user_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT accepted FROM contacts WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def untold(self) -> list[tuple[str, bool]]:
+        """(user id, accepted) of every change the service has not been told yet."""
+        rows = self._db.execute(
+            "SELECT user_id, accepted FROM contacts WHERE told = 0 ORDER BY user_id"
+        ).fetchall()
+        return [(uid, bool(accepted)) for uid, accepted in rows]
+
+    def mark_told(self, user_id: str, accepted: bool) -> None:
+        """The service now knows `user_id` as (not) accepted, unless it changed since."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE contacts SET told = 1 WHERE user_id = ? AND accepted = ?",
+                (user_id, int(accepted)),
+            )
+
+    def adopt_saved(self, saved: set[str]) -> None:
+        """What the service holds as this account's contacts (another device of it may
+        have accepted or removed someone): taken over wherever nothing here waits to be
+        told."""
+        with self.transaction():
+            now = time.time()
+            for user_id in saved:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO contacts (user_id, created_at, accepted, told)"
+                    " VALUES (?, ?, 1, 1)",
+                    (user_id, now),
+                )
+            rows = self._db.execute(
+                "SELECT user_id, accepted FROM contacts WHERE told = 1"
+            ).fetchall()
+            for user_id, accepted in rows:
+                if bool(accepted) != (user_id in saved):
+                    self._db.execute(
+                        "UPDATE contacts SET accepted = ? WHERE user_id = ?",
+                        (int(user_id in saved), user_id),
+                    )
+
+    def requests(self) -> list[Contact]:
+        """Contacts not accepted who have written to this account (1:1)."""
+        rows = self._db.execute(
+            "SELECT user_id, name, phone, identity_changed, verified, accepted FROM contacts"
+            " WHERE accepted = 0 AND EXISTS (SELECT 1 FROM messages"
+            " WHERE messages.peer = contacts.user_id AND messages.direction = 'in')"
+            " ORDER BY created_at, user_id"
+        ).fetchall()
+        return [_contact(r) for r in rows]
 
     def identities(self, user_id: str) -> dict[str, bytes]:
         """The identity key of each current device of `user_id`."""
@@ -133,5 +202,5 @@ class Contacts(Repository):
 
 
 def _contact(row: tuple[Any, ...]) -> Contact:
-    user_id, name, phone, changed, verified = row
-    return Contact(user_id, name, phone, bool(changed), bool(verified))
+    user_id, name, phone, changed, verified, accepted = row
+    return Contact(user_id, name, phone, bool(changed), bool(verified), bool(accepted))

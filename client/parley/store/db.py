@@ -55,7 +55,8 @@ DB_FILE = "parley.db"
 # 4: the account's role and key index; contacts' signed device lists
 # 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
 #    the skipped message keys each session holds
-SCHEMA_VERSION = 5
+# 6: contacts the user accepted (message requests), and whether the service knows
+SCHEMA_VERSION = 6
 _BOUND = "bound"
 
 # Every sealed column: (table, column, the columns that name its row, in order).
@@ -110,7 +111,8 @@ CREATE INDEX IF NOT EXISTS old_sessions_by_device ON old_sessions (user_id, devi
 CREATE TABLE IF NOT EXISTS contacts (
     user_id TEXT PRIMARY KEY, name TEXT UNIQUE, phone TEXT,
     identity_changed INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    accepted INTEGER NOT NULL DEFAULT 0, told INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS devices (
     user_id TEXT NOT NULL, device_id TEXT NOT NULL, identity_key BLOB NOT NULL,
@@ -341,8 +343,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         # again under the write lock: another process may have just done it
-        for table, name, kind in _missing_columns(conn):
+        added = _missing_columns(conn)
+        for table, name, kind in added:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        for table, name, _ in added:
+            if (table, name) in _BACKFILL:
+                conn.execute(_BACKFILL[(table, name)])
         # a store whose vault was never set up gets its version with the vault
         conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
@@ -417,7 +423,13 @@ _ADDED_COLUMNS = (
     ("sessions", "skipped_since", "REAL"),
     ("old_sessions", "skipped", "INTEGER"),
     ("old_sessions", "skipped_since", "REAL"),
+    ("contacts", "accepted", "INTEGER NOT NULL DEFAULT 0"),
+    ("contacts", "told", "INTEGER NOT NULL DEFAULT 1"),
 )
+# What a column's arrival does to the rows already there: a profile from before
+# message requests keeps talking as it did (every contact it had is accepted, and
+# the service is told so on the next connect).
+_BACKFILL = {("contacts", "accepted"): "UPDATE contacts SET accepted = 1, told = 0"}
 
 
 def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:

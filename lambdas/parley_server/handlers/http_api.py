@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.handlers import _http
+from parley_server.handlers.http_contacts import router as contacts_router
 from parley_server.handlers.http_devices import PUBLIC_ROUTES as DEVICE_PUBLIC_ROUTES
 from parley_server.handlers.http_devices import device_list_of
 from parley_server.handlers.http_devices import router as devices_router
@@ -626,6 +627,7 @@ def openapi() -> Response[str]:
 
 
 app.include_router(media_router)
+app.include_router(contacts_router)
 app.include_router(groups_router)
 app.include_router(devices_router)
 

@@ -3,8 +3,8 @@
 The server checks what it can without reading anything secret: key sizes, that
 the signed prekey really is signed by the identity key, and that a device's
 identity key never silently changes. A bundle claim consumes one one-time prekey
-per device and records the two users as contacts, since a claim is the first
-step of a conversation: that is who "contacts" means for presence.
+per device and records nothing else: who counts as whose contact is each user's
+own say (logic/contacts.py), never a consequence of fetching their keys.
 """
 
 from __future__ import annotations
@@ -217,5 +217,4 @@ def claim_bundle(
         for did in device_ids
         if did in keys
     )
-    users.add_contacts(caller.user_id, target, now=now)
     return Bundle(user_id=target, devices=devices)

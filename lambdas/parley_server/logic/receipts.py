@@ -156,7 +156,9 @@ def ack(
     connections: ConnectionsPort,
     gateway: GatewayPort,
 ) -> AckOutcome:
-    """Tell each sender of an acked message `delivered`, then delete the envelopes.
+    """Tell the sender of each acked message the frame names in `delivered` that it
+    was delivered, then delete the envelopes. No other ack makes a receipt: whom a
+    device's acks tick is the device's choice (not the sender's, nor the server's).
 
     The senders are told before anything is deleted: an ack that fails half way
     (a throttled write) is sent again by the app and finds its envelopes still
@@ -168,9 +170,13 @@ def ack(
     # even be addressed, so a foreign id matches nothing
     waiting = mailbox.get_many(caller.user_id, caller.device_id, frame.ids, now=now)
     by_sender: dict[str, list[str]] = {}
-    for envelope in waiting.values():
+    for server_id, envelope in waiting.items():
         # what one's own other device sent needs no tick back: it is one's own
-        if isinstance(envelope, MessageEnvelope) and envelope.sender != caller.user_id:
+        if (
+            server_id in frame.delivered
+            and isinstance(envelope, MessageEnvelope)
+            and envelope.sender != caller.user_id
+        ):
             by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
     outcomes = tuple(
         _tell_delivered(

@@ -211,9 +211,13 @@ def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
 
 @dataclass(frozen=True)
 class AckFrame:
-    """`ack`: server ids (from `message`/`receipt` events) the device has stored."""
+    """`ack`: server ids (from `message`/`receipt` events) the device has stored, and
+    which of them may tell their sender `delivered` (the recipient decides: a message
+    from a stranger is acked without a tick, so nobody learns when a device is online
+    by writing to it)."""
 
     ids: tuple[str, ...]
+    delivered: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> AckFrame:
@@ -223,7 +227,20 @@ class AckFrame:
             raise BadRequest(
                 "`ids` must be ids from message or receipt events", field="ids", ids=bad[:10]
             )
-        return cls(tuple(ids))
+        delivered: list[str] = []
+        if raw.get("delivered") is not None:
+            value = raw["delivered"]
+            if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+                raise BadRequest("`delivered` must be a list of ids", field="delivered")
+            outside = [i for i in value if i not in ids]
+            if outside:
+                raise BadRequest(
+                    "`delivered` may only name ids of this ack's `ids`",
+                    field="delivered",
+                    ids=outside[:10],
+                )
+            delivered = value
+        return cls(tuple(ids), frozenset(delivered))
 
 
 @dataclass(frozen=True)

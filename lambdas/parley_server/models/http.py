@@ -243,6 +243,10 @@ class DevicesAnswer(BaseModel):
     )
 
 
+class ContactsAnswer(BaseModel):
+    contacts: list[str] = Field(description="user ids of the contacts your devices saved")
+
+
 class PresenceAnswer(BaseModel):
     user_id: str
     last_seen: float | None = Field(

@@ -6,7 +6,7 @@ Key design (see store/schema.py):
                                      registration lock, last_active (see its section)
     USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, deleting,
                                      push_platform/token/endpoint
-    USER#<uid>    / CONTACT#<uid>    since: the two users have exchanged keys
+    USER#<uid>    / CONTACT#<uid>    saved, since: a contact the user saved (store/contacts.py)
     USER#<uid>    / MEDIA#<id>       a media object the user uploaded (store/media.py)
     PHONE#<e164>  / PHONE            user_id (phone numbers are unique by conditional put)
 
@@ -538,7 +538,7 @@ class UsersStore:
     def presence_view(
         self, viewer: str, target: str
     ) -> tuple[Profile | None, Profile | None, bool]:
-        """(viewer's profile, target's profile, target counts viewer as a contact): one read."""
+        """(viewer's profile, target's profile, target saved viewer as a contact): one read."""
         keys = [
             {"pk": _user_pk(viewer), "sk": {"S": "PROFILE"}},
             {"pk": _user_pk(target), "sk": {"S": "PROFILE"}},
@@ -552,25 +552,11 @@ class UsersStore:
             for item in items
             if item["sk"]["S"] == "PROFILE"
         }
-        is_contact = any(item["sk"]["S"].startswith("CONTACT#") for item in items)
+        is_contact = any(
+            item["sk"]["S"].startswith("CONTACT#") and item.get("saved", {}).get("BOOL") is True
+            for item in items
+        )
         return profiles.get(viewer), profiles.get(target), is_contact
-
-    # -- contacts ----------------------------------------------------------------
-
-    def add_contacts(self, a: str, b: str, now: float) -> None:
-        """Record that users a and b have exchanged keys (both directions)."""
-        if a == b:
-            return
-        since = {"N": str(int(now))}
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {"pk": _user_pk(x), "sk": {"S": f"CONTACT#{y}"}, "since": since}
-                }
-            }
-            for x, y in ((a, b), (b, a))
-        ]
-        batch_write(self._ddb, self._table, requests, _BATCH)
 
     # -- linked devices: account identity, device list, pairings -------------------
     # (USER#<uid> / DEVICES and PAIRING#<ref> / PAIRING; see logic/linking.py)

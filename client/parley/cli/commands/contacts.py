@@ -1,5 +1,6 @@
-"""`parley contacts add|list` and `parley safety-number`: the people you talk to and
-checking that nobody is in the middle."""
+"""`parley contacts add|list|requests|accept|remove` and `parley safety-number`: the
+people you talk to, message requests from people you do not know, and checking that
+nobody is in the middle."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ async def contacts(ctx: Context) -> None:
         async with ctx.opened(connect=False) as client:
             contact = await client.add_contact(ctx.args.phone, ctx.args.name)
             ctx.print(f"Added {contact.name} ({contact.phone}, user {contact.user_id}).")
+        return
+    if ctx.args.contacts_command in ("accept", "remove"):
+        async with ctx.opened(connect=False) as client:
+            if ctx.args.contacts_command == "accept":
+                contact = await client.accept(ctx.args.name)
+                ctx.print(f"Accepted {contact.display_name}: ticks and typing go both ways.")
+            else:
+                contact = await client.remove_contact(ctx.args.name)
+                ctx.print(f"{contact.display_name} is no longer a contact.")
+        return
+    if ctx.args.contacts_command == "requests":
+        async with ctx.opened(connect=False) as client:
+            requests = client.message_requests()
+            if not requests:
+                ctx.print("No message requests.")
+            for contact in requests:
+                ctx.print(contact_row(contact, color=ctx.color))
+            if requests:
+                ctx.print("They see no ticks from you until: parley contacts accept NAME")
         return
     async with ctx.opened(connect=False) as client:
         known = client.contacts()

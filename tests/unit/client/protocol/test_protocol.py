@@ -176,6 +176,39 @@ def test_duplicates_by_sender_and_client_id_are_acked_but_not_surfaced() -> None
     assert frames(proto) == [{"action": "ack", "ids": ["s1c"]}]
 
 
+def test_an_ack_ticks_only_messages_whose_senders_the_app_lets_see_it() -> None:
+    # Alice is known, Carol a stranger: one ack frame, a delivered tick for Alice only
+    proto = connected(ticks=lambda message: message.sender == ALICE)
+    proto.receive_data(message_event(client_id="a1", server_id="s1"))
+    proto.receive_data(message_event(client_id="c1", server_id="s2", **{"from": CAROL}))
+    for incoming in proto.events_received():
+        assert isinstance(incoming, IncomingMessage)
+        proto.message_stored(incoming)
+    assert frames(proto) == [
+        {"action": "ack", "ids": ["s1"], "delivered": ["s1"]},
+        {"action": "ack", "ids": ["s2"]},
+    ]
+    # a copy of Alice's message (its first ack may have failed) ticks again
+    proto.receive_data(message_event(client_id="a1", server_id="s1"))
+    assert frames(proto) == [{"action": "ack", "ids": ["s1"], "delivered": ["s1"]}]
+
+
+def test_a_dropped_message_and_the_default_protocol_tick_nobody() -> None:
+    proto = connected(ticks=lambda _message: True)
+    proto.receive_data(message_event(client_id="forged", server_id="s1"))
+    (incoming,) = proto.events_received()
+    assert isinstance(incoming, IncomingMessage)
+    proto.message_dropped(incoming)
+    assert frames(proto) == [{"action": "ack", "ids": ["s1"]}]
+
+    quiet = connected()  # an app that says nothing: no ack tells anyone anything
+    quiet.receive_data(message_event())
+    (incoming,) = quiet.events_received()
+    assert isinstance(incoming, IncomingMessage)
+    quiet.message_stored(incoming)
+    assert frames(quiet) == [{"action": "ack", "ids": ["s1"]}]
+
+
 def test_the_same_client_id_from_another_sender_is_a_different_message() -> None:
     proto = connected()
     proto.receive_data(message_event(client_id="m1", server_id="s1"))

@@ -74,8 +74,17 @@ class World(Ports):
         )
         return self.call(messaging.send, frame, caller, now=now, limits=limits)
 
-    def ack(self, caller: Caller, ids: list[str], now: float = NOW) -> receipts.AckOutcome:
-        return self.call(receipts.ack, AckFrame.parse({"ids": ids}), caller, now=now, limits=LIMITS)
+    def ack(
+        self,
+        caller: Caller,
+        ids: list[str],
+        now: float = NOW,
+        *,
+        delivered: list[str] | None = None,
+    ) -> receipts.AckOutcome:
+        """Ack `ids`, ticking `delivered` (default: all of them, as for people one knows)."""
+        frame = AckFrame.parse({"ids": ids, "delivered": ids if delivered is None else delivered})
+        return self.call(receipts.ack, frame, caller, now=now, limits=LIMITS)
 
     def sync(
         self, caller: Caller, after: str | None = None, *, page_size: int = 100, now: float = NOW
@@ -317,6 +326,39 @@ def test_ack_deletes_and_sends_one_delivered_receipt_to_every_device_of_the_send
     assert (
         world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=9, now=NOW).envelopes == []
     )
+
+
+def test_an_ack_ticks_only_the_messages_it_names_as_delivered(world: World) -> None:
+    # a stranger's messages are acked without a tick: the stranger learns nothing of
+    # when the recipient came online; a friend's in the same frame are ticked
+    (stranger, _), (friend, _) = world.online_user(), world.online_user()
+    bob, bob_dev = world.online_user()
+    world.send(stranger, bob.user_id, {bob_dev.device_id: b"junk"}, client_id="s1")
+    world.send(friend, bob.user_id, {bob_dev.device_id: b"hi"}, client_id="f1")
+    by_sender = {e["from"]: e["id"] for e in world.events(bob, "message")}
+
+    outcome = world.ack(bob, list(by_sender.values()), delivered=[by_sender[friend.user_id]])
+
+    assert (outcome.messages, outcome.error) == (2, None)
+    assert world.events(stranger, "receipt") == []
+    assert (
+        world.mailbox.page(
+            stranger.user_id, stranger.device_id, after=None, limit=9, now=NOW
+        ).envelopes
+        == []
+    )
+    (receipt,) = world.events(friend, "receipt")
+    assert receipt["ids"] == ["f1"]
+
+
+def test_an_ack_that_names_no_delivered_ids_makes_no_receipt(world: World) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    world.send(alice, bob.user_id, {bob_dev.device_id: b"x"})
+
+    outcome = world.ack(bob, [e["id"] for e in world.events(bob, "message")], delivered=[])
+
+    assert (outcome.messages, outcome.delivered_receipts) == (1, ())
+    assert world.events(alice, "receipt") == []
 
 
 def test_ack_batches_receipts_per_sender(world: World) -> None:

@@ -96,12 +96,12 @@ def test_a_bundle_per_device_consumes_one_one_time_prekey_each(env: Env) -> None
     assert {first.key_id, second.key_id} == {0, 1}
 
 
-def test_a_claim_makes_the_two_users_contacts(env: Env) -> None:
+def test_a_claim_makes_nobody_a_contact(env: Env) -> None:
+    # fetching keys is no relationship: last seen for "contacts" stays hidden both ways
     env.upload(BOB, upload_for(SigningKey.generate()))
-    assert env.users.presence_view(ALICE.user_id, BOB.user_id)[2] is False
     env.claim(ALICE, BOB.user_id)
-    assert env.users.presence_view(ALICE.user_id, BOB.user_id)[2] is True
-    assert env.users.presence_view(BOB.user_id, ALICE.user_id)[2] is True
+    assert env.users.presence_view(ALICE.user_id, BOB.user_id)[2] is False
+    assert env.users.presence_view(BOB.user_id, ALICE.user_id)[2] is False
 
 
 class MotoReadRetry:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from parley_server.catalogue import Setting
 from parley_server.config import Limits
-from parley_server.logic import directory, presence
+from parley_server.logic import contacts, directory, presence
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, InvalidPhone, NotFound, RateLimited
 from tests.unit.conftest import Ports
@@ -18,12 +19,12 @@ NOW = 1_700_000_000.0
 
 @pytest.fixture
 def ports(ports: Ports) -> Ports:
-    """Alice, Bob and Carol; Bob was last seen a minute ago; Alice and Bob are contacts."""
+    """Alice, Bob and Carol; Bob was last seen a minute ago and saved Alice as a contact."""
     store = ports.users
     for p, phone in ((ALICE, "+14155552671"), (BOB, "+12025550123"), (CAROL, "+447911123456")):
         store.create_user(p.user_id, phone, now=NOW)
     store.record_last_seen(BOB.user_id, NOW - 60)
-    store.add_contacts(ALICE.user_id, BOB.user_id, now=NOW)
+    ports.call(contacts.save, BOB, ALICE.user_id, now=NOW)
     return ports
 
 
@@ -34,6 +35,40 @@ def seen(ports: Ports, viewer: Caller, target: Caller) -> float | None:
 def test_by_default_contacts_see_last_seen_and_strangers_do_not(ports: Ports) -> None:
     assert seen(ports, ALICE, BOB) == NOW - 60
     assert seen(ports, CAROL, BOB) is None
+
+
+def test_contacts_are_whom_the_user_saved_and_only_while_saved(ports: Ports) -> None:
+    # Alice saved nobody: Bob is not her contact, whatever he saved
+    ports.call(presence.set_visibility, ALICE, "contacts")
+    ports.users.record_last_seen(ALICE.user_id, NOW - 5)
+    assert seen(ports, BOB, ALICE) is None
+    ports.call(contacts.save, ALICE, BOB.user_id, now=NOW)
+    assert seen(ports, BOB, ALICE) == NOW - 5
+    assert ports.call(contacts.list_saved, ALICE) == [BOB.user_id]
+    ports.call(contacts.remove, ALICE, BOB.user_id)
+    assert seen(ports, BOB, ALICE) is None
+    assert ports.call(contacts.list_saved, ALICE) == []
+
+
+def test_a_record_a_key_fetch_once_wrote_counts_for_nothing(ports: Ports) -> None:
+    # what a bundle claim wrote before contacts were the user's say: no `saved`
+    ports.ddb.put_item(
+        TableName=ports.table(Setting.USERS_TABLE),
+        Item={"pk": {"S": f"USER#{BOB.user_id}"}, "sk": {"S": f"CONTACT#{CAROL.user_id}"}},
+    )
+    assert seen(ports, CAROL, BOB) is None
+    assert ports.call(contacts.list_saved, BOB) == [ALICE.user_id]
+
+
+def test_saving_a_contact_refuses_oneself_unknown_users_and_bad_ids(ports: Ports) -> None:
+    with pytest.raises(BadRequest):
+        ports.call(contacts.save, ALICE, ALICE.user_id, now=NOW)
+    with pytest.raises(NotFound) as unknown:
+        ports.call(contacts.save, ALICE, "d" * 32, now=NOW)
+    assert unknown.value.code == "unknown_user"
+    with pytest.raises(BadRequest):
+        ports.call(contacts.save, ALICE, "not-a-user", now=NOW)
+    assert ports.call(contacts.list_saved, ALICE) == []
 
 
 def test_everybody_and_nobody_settings_are_respected(ports: Ports) -> None:

@@ -147,6 +147,23 @@ def test_ack_frame_refuses_what_is_not_a_list_of_server_ids(ids: Any) -> None:
         AckFrame.parse({"ids": ids})
 
 
+def test_ack_frame_ticks_only_what_it_names_as_delivered() -> None:
+    sid, other = f"m#{ALICE}#{DEV1}#c1", f"m#{ALICE}#{DEV1}#c2"
+    assert AckFrame.parse({"ids": [sid, other]}).delivered == frozenset()
+    assert AckFrame.parse({"ids": [sid, other], "delivered": None}).delivered == frozenset()
+    assert AckFrame.parse({"ids": [sid, other], "delivered": [other]}).delivered == {other}
+
+
+@pytest.mark.parametrize(
+    "delivered",
+    ["m#x", [3], [f"m#{ALICE}#{DEV1}#c9"], {"a": 1}],
+)
+def test_ack_frame_refuses_delivered_ids_outside_its_ids(delivered: Any) -> None:
+    with pytest.raises(BadRequest) as refused:
+        AckFrame.parse({"ids": [f"m#{ALICE}#{DEV1}#c1"], "delivered": delivered})
+    assert refused.value.details["field"] == "delivered"
+
+
 def test_ack_frame_refuses_more_ids_than_a_frame_may_hold() -> None:
     ids = [f"m#{ALICE}#{DEV1}#c{i}" for i in range(MAX_IDS_PER_FRAME + 1)]
     with pytest.raises(PayloadTooLarge):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from parley_server.catalogue import Setting
+from parley_server.store.contacts import ContactsStore
 from parley_server.store.users import Device, UsersStore
 from tests.conftest import FakeAws
 from tests.device_lists import list_devices
@@ -71,11 +72,11 @@ def test_last_seen_only_moves_forward_and_ignores_unknown_users(aws: FakeAws) ->
     assert store.presence_view(OTHER, OTHER) == (None, None, False)
 
 
-def test_contacts_are_recorded_both_ways(aws: FakeAws) -> None:
+def test_a_saved_contact_counts_one_way(aws: FakeAws) -> None:
     store = _store(aws)
     store.create_user(UID, "+447700900001", now=1.0)
     store.create_user(OTHER, "+447700900002", now=1.0)
     assert store.presence_view(UID, OTHER)[2] is False
-    store.add_contacts(UID, OTHER, now=5.0)
-    assert store.presence_view(UID, OTHER)[2] is True
-    assert store.presence_view(OTHER, UID)[2] is True
+    ContactsStore(store._ddb, store._table).save(OTHER, UID, now=5.0)
+    assert store.presence_view(UID, OTHER)[2] is True  # OTHER saved UID
+    assert store.presence_view(OTHER, UID)[2] is False

@@ -1,0 +1,61 @@
+"""HTTP contacts routes: GET /v1/contacts, PUT and DELETE /v1/contacts/{user_id}.
+
+A Powertools Router that the HttpApi resolver includes (see handlers/http_media.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from parley_server.handlers import _http
+from parley_server.ids import USER_ID_PATTERN
+from parley_server.logic import contacts
+from parley_server.models.http import ContactsAnswer
+from parley_server.wiring import adapters
+
+__all__ = ["router"]
+
+router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+
+_SAVED = (
+    "Your contacts are who you say they are: they (and nobody else, when your last seen"
+    " is `contacts`) see your last seen. Fetching keys or exchanging messages adds nobody."
+)
+
+
+@router.get(
+    "/v1/contacts",
+    summary="The contacts your devices saved",
+    description=_SAVED,
+    **_http.bearer("contacts", 401, 503),
+)
+def list_contacts() -> ContactsAnswer:
+    caller = _http.caller(router.context)
+    return ContactsAnswer(contacts=contacts.list_saved(caller, contacts=adapters().contacts))
+
+
+@router.put(
+    "/v1/contacts/<user_id>",
+    status_code=204,
+    summary="Save a contact",
+    description=_SAVED,
+    **_http.bearer("contacts", 400, 401, 404, 503, no_store=False),
+)
+def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
+    caller = _http.caller(router.context)
+    contacts.save(caller, user_id, contacts=adapters().contacts, now=time.time())
+
+
+@router.delete(
+    "/v1/contacts/<user_id>",
+    status_code=204,
+    summary="Remove a contact",
+    description=_SAVED,
+    **_http.bearer("contacts", 400, 401, 503, no_store=False),
+)
+def remove_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
+    contacts.remove(_http.caller(router.context), user_id, contacts=adapters().contacts)
