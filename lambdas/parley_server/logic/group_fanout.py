@@ -25,7 +25,7 @@ from parley_server.logic.ports import (
     LimiterPort,
     Pusher,
 )
-from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
+from parley_server.models.errors import BadRequest, Conflict, NotFound
 from parley_server.models.frames import (
     GroupSendFrame,
     GroupTypingFrame,
@@ -95,6 +95,12 @@ class GroupSendOutcome:
     fanout: FanoutOutcome | None  # the inline fan-out, if it was inline
 
 
+def _not_yours() -> NotFound:
+    # one answer for a group that does not exist and one the caller is not in: a
+    # non-member learns nothing, not even that the group exists
+    return NotFound("no such group, or you are not a member of it")
+
+
 def send(
     frame: GroupSendFrame,
     caller: Caller,
@@ -116,10 +122,8 @@ def send(
     group_id = frame.group_id
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
     found = roster.roster(group_id)
-    if found is None:
-        raise NotFound("no such group")
-    if caller.user_id not in found.members:
-        raise Forbidden("you are not a member of this group")
+    if found is None or caller.user_id not in found.members:
+        raise _not_yours()
     if frame.version is not None and frame.version != found.version:
         raise Conflict(
             "the group changed: refresh it (and your sender key) and send again",
@@ -233,10 +237,8 @@ def typing(
     group (not to the caller's own other devices); nothing is stored."""
     group_id = frame.group_id
     found = roster.roster(group_id)
-    if found is None:
-        raise NotFound("no such group")
-    if caller.user_id not in found.members:
-        raise Forbidden("you are not a member of this group")
+    if found is None or caller.user_id not in found.members:
+        raise _not_yours()
     if len(found.members) > max_members:
         raise BadRequest(
             f"typing is relayed in groups of up to {max_members} members",

@@ -130,8 +130,11 @@ def test_a_non_member_is_refused_and_nothing_is_stored(ws: Harness) -> None:
 
     answer = _send(ws, mallory, gid)
 
-    assert (answer["event"], answer["code"], answer["ref"]) == ("error", "forbidden", "g-1")
+    assert (answer["event"], answer["code"], answer["ref"]) == ("error", "not_found", "g-1")
     assert ws.snapshot() == before
+    # the same answer as for a group that does not exist: nothing says this one does
+    missing = _send(ws, mallory, "e" * 32)
+    assert (missing["code"], missing["message"]) == (answer["code"], answer["message"])
 
 
 def test_a_send_for_an_old_version_is_told_the_current_one(ws: Harness) -> None:
@@ -266,7 +269,11 @@ def test_typing_to_a_group_one_is_not_in_is_refused_and_relays_nothing(
 
     (error,) = ws.events(outsider)
     assert error["event"] == "error"
-    assert error["code"] == ("forbidden" if who == "outsider" else "not_found")
+    # the same answer whether the group exists or not: an outsider learns nothing
+    assert (error["code"], error["message"]) == (
+        "not_found",
+        "no such group, or you are not a member of it",
+    )
     assert ws.events(bob) == []
 
 

@@ -13,7 +13,7 @@ import pytest
 from parley_server.config import Limits
 from parley_server.logic import group_fanout, groups
 from parley_server.logic.ports import Caller
-from parley_server.models.errors import BadRequest, Conflict, Forbidden, NotFound
+from parley_server.models.errors import BadRequest, Conflict, NotFound
 from parley_server.models.frames import CONNECTING_S, GroupSendFrame, PostOutcome, parse_send
 from parley_server.models.groups import FanoutJob
 from parley_server.store.groups import FanoutQueue
@@ -147,10 +147,10 @@ def test_a_non_member_cannot_send_and_nothing_is_stored(world: World) -> None:
     (alice,), (bob,), (mallory,) = world.person(), world.person(), world.person()
     gid = world.group(alice, bob)
 
-    with pytest.raises(Forbidden) as refused:
+    with pytest.raises(NotFound) as refused:
         world.send(mallory, gid)
 
-    assert refused.value.code == "forbidden"
+    assert refused.value.code == "not_found"
     assert world.pending(alice) == world.pending(bob) == []
 
 
