@@ -143,8 +143,8 @@ def _message(service: Service, members: int) -> GroupMessageCounts:
     sent = meter.counts()
     for person in people[1:]:
         ids = delivered[person.connection_id]
-        frame = {"action": "ack", "ids": ids, "delivered": ids}  # members tick each other
-        invoke(service, "WsAck", ws_event("ack", person, frame))
+        ack = {"action": "ack", "ids": ids, "delivered": ids}  # members tick each other
+        invoke(service, "WsAck", ws_event("ack", person, ack))
     receipts = [e for e in meter.posted.get(sender.connection_id, []) if e["event"] == "receipt"]
     assert len(receipts) == members - 1, len(receipts)
     return GroupMessageCounts(sent, meter.counts())
