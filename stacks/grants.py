@@ -103,6 +103,9 @@ GRANTS: dict[str, FunctionGrants] = {
         # also DeleteEndpoint: a replaced token's endpoint, and every endpoint of an
         # account being deleted
         register_push=True,
+        # the challenge of a token being registered (PUT /v1/push) is queued for
+        # GroupFanout to push: a function that texts codes never publishes to endpoints
+        enqueue_group_fanout=True,
         manage_connections=True,
     ),
     # verifies the token and that the device is not revoked
@@ -134,15 +137,22 @@ GRANTS: dict[str, FunctionGrants] = {
         },
         manage_connections=True,
     ),
+    # read receipts and typing count each frame: one conditional UpdateItem per window
     "WsReceipt": FunctionGrants(
-        tables={S.USERS_TABLE: _R, S.CONNECTIONS_TABLE: _R | _D, S.MAILBOX_TABLE: _W},
+        tables={
+            S.USERS_TABLE: _R,
+            S.CONNECTIONS_TABLE: _R | _D,
+            S.MAILBOX_TABLE: _W,
+            S.RATELIMITS_TABLE: _W,
+        },
         manage_connections=True,
     ),
     # only reads the mailbox: envelopes leave it by ack
     "WsSync": FunctionGrants(tables={S.MAILBOX_TABLE: _R}, manage_connections=True),
     # a group's roster is read to relay typing to its other members
     "WsTyping": FunctionGrants(
-        tables={S.CONNECTIONS_TABLE: _R | _D, S.GROUPS_TABLE: _R}, manage_connections=True
+        tables={S.CONNECTIONS_TABLE: _R | _D, S.GROUPS_TABLE: _R, S.RATELIMITS_TABLE: _W},
+        manage_connections=True,
     ),
     # one slice of a large group's message: members' devices, batched envelope
     # writes, posts (stale connections dropped) and pushes; its queue is its

@@ -548,6 +548,11 @@ def _accounts_row() -> list[cw.IWidget]:
                 app_metric(m.BUNDLES_CLAIMED, label="key bundles claimed"),
                 app_metric(m.DEVICE_SIGNED_OUT, label="devices signed out"),
                 app_metric(m.ACCOUNT_DELETED, label="accounts deleted"),
+                app_metric(m.PUSH_CHALLENGES_SENT, label="push challenges sent"),
+                app_metric(m.PUSH_CHALLENGES_PUSHED, label="push challenges pushed"),
+                app_metric(m.PUSH_CHALLENGES_UNSENT, label="push challenges not pushed"),
+                app_metric(m.PUSH_TOKENS_VERIFIED, label="push tokens verified"),
+                app_metric(m.PUSH_CHALLENGES_REFUSED, label="push challenges refused"),
             ],
             right=[app_metric(m.MEDIA_DECLARED_BYTES, label="media bytes declared")],
         ),
@@ -570,6 +575,26 @@ def _accounts_row() -> list[cw.IWidget]:
                 app_metric(m.TYPING_RELAYED, label="typing relayed"),
                 app_metric(m.CONNECTION_EVENTS_FAILED, label="$connect/$disconnect failed"),
             ],
+        ),
+        _graph(
+            "Requests refused by rate limits (per minute); one-time prekeys running out (right)",
+            [
+                app_metric(m.SENDS_REFUSED, label="sends (per device per second)"),
+                app_metric(m.MAILBOX_QUOTA_REFUSED, label="messages to one user (hourly)"),
+                app_metric(m.RECEIPTS_REFUSED, label="read receipts"),
+                app_metric(m.TYPING_REFUSED, label="typing"),
+                app_metric(m.BUNDLES_REFUSED, label="bundle claims (caller)"),
+                app_metric(m.BUNDLES_OF_TARGET_REFUSED, label="bundle claims of one person"),
+                app_metric(m.LOOKUPS_REFUSED, label="phone lookups"),
+                app_metric(m.MEDIA_FORMS_REFUSED, label="media forms"),
+                app_metric(m.MEDIA_BYTES_REFUSED, label="media bytes (daily)"),
+                app_metric(m.CONTACT_WRITES_REFUSED, label="contact writes"),
+            ],
+            right=[
+                app_metric(m.PREKEYS_LOW, label="devices left few prekeys"),
+                app_metric(m.PREKEYS_DRAINED, label="devices with none left"),
+            ],
+            width=24,
         ),
     ]
 

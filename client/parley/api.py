@@ -53,6 +53,7 @@ __all__ = [
     "ApiClient",
     "AuthResult",
     "OwnDevices",
+    "PushRegistration",
     "TokenKeeper",
     "keys_body",
 ]
@@ -98,6 +99,16 @@ def keys_body(
             {"key_id": k.key_id, "public_key": b64(k.public_key)} for k in one_time_prekeys
         ],
     }
+
+
+@dataclass(frozen=True)
+class PushRegistration:
+    """PUT /v1/push's answer: the token waits for its challenge until `expires_at`
+    (Unix time); `challenge_sent` is False on a stack with no push application for
+    the platform (nothing can be pushed there)."""
+
+    challenge_sent: bool
+    expires_at: int
 
 
 @dataclass(frozen=True)
@@ -353,8 +364,18 @@ class ApiClient:
     async def set_presence(self, last_seen: str) -> None:
         await self._call("PUT", "/v1/settings/presence", body={"last_seen": last_seen})
 
-    async def register_push(self, platform: str, token: str) -> None:
-        await self._call("PUT", "/v1/push", body={"platform": platform, "token": token})
+    async def register_push(self, platform: str, token: str) -> PushRegistration:
+        """PUT /v1/push: the token is pending until `verify_push` sends back the
+        challenge the service pushes through it (parley.push.challenge_of reads it)."""
+        answer = await self._call("PUT", "/v1/push", body={"platform": platform, "token": token})
+        sent, expires_at = answer.get("challenge_sent"), answer.get("expires_at")
+        if not isinstance(sent, bool) or not isinstance(expires_at, int):
+            raise ParleyClientError("the service answered PUT /v1/push without its fields")
+        return PushRegistration(challenge_sent=sent, expires_at=expires_at)
+
+    async def verify_push(self, challenge: str) -> None:
+        """POST /v1/push/verify: from now on wake pushes go to the pending token."""
+        await self._call("POST", "/v1/push/verify", body={"challenge": challenge})
 
     # --- media (parley.attachments.MediaApi) -------------------------------------------
 

@@ -40,7 +40,7 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 
 from parley import keys, relationships
-from parley.api import ApiClient
+from parley.api import ApiClient, PushRegistration
 from parley.assembly import (
     ServiceAccess,
     Slices,
@@ -511,6 +511,18 @@ class Client(GroupCalls, DeviceCalls):
         self, who: Literal["nobody", "contacts", "everybody"]
     ) -> None:
         await self.api.set_presence(who)
+
+    async def register_push(self, platform: Literal["fcm", "apns"], token: str) -> PushRegistration:
+        """Register this device's push token. The service pushes a challenge through
+        it; pass it to `verify_push` when it arrives (`parley.push.challenge_of`
+        reads it from the push's data). Until then this device's previous token, if
+        any, keeps getting its wake-ups."""
+        return await self.api.register_push(platform, token)
+
+    async def verify_push(self, challenge: str) -> None:
+        """Send back the challenge pushed through the token just registered: from now
+        on wake-ups go to it."""
+        await self.api.verify_push(challenge)
 
     def _emit(self, event: Event) -> None:
         for queue in self._subscribers:

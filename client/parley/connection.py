@@ -4,7 +4,8 @@ them (synced, outbox answered).
 
 The connection keeps itself up (`parley.transport`); this module starts and
 stops it, and runs prekey upkeep once caught up after connecting, then again
-whenever first messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S).
+whenever first messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S), or
+at once when the service says few are left (`prekeys_low`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Connection:
         self.synced = asyncio.Event()
         self.outbox_changed = asyncio.Event()
         self.maintenance_due = asyncio.Event()
+        # the service said claims left few one-time prekeys: upkeep runs now, not
+        # after the rest of its interval
+        self.top_up = asyncio.Event()
 
     def start(
         self,
@@ -114,17 +118,26 @@ class Connection:
             self.outbox_changed.clear()
             await self.outbox_changed.wait()
 
+    def top_up_now(self) -> None:
+        """The service says this device has few one-time prekeys left (`prekeys_low`):
+        run prekey upkeep at once."""
+        self.maintenance_due.set()
+        self.top_up.set()
+
     async def _maintenance(self, maintain: Callable[[], Awaitable[Maintenance]]) -> None:
         """Prekey upkeep: once caught up after connecting, then whenever first
-        messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S)."""
+        messages consumed prekeys (at most every MAINTENANCE_INTERVAL_S), and at once
+        when the service says few are left."""
         await self.synced.wait()
         while True:
+            self.top_up.clear()
             try:
                 result = await maintain()
                 if result.uploaded or result.rotated:
                     log.info("keys: %s", result)
             except ParleyClientError as exc:
                 log.warning("prekey upkeep failed (will retry): %s", exc)
-            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.top_up.wait(), MAINTENANCE_INTERVAL_S)
             await self.maintenance_due.wait()
             self.maintenance_due.clear()

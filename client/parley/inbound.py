@@ -29,6 +29,7 @@ from parley.protocol import (
     GroupStale,
     IncomingMessage,
     IncomingReceipt,
+    PrekeysLow,
     Protocol,
     ProtocolEvent,
     SendAccepted,
@@ -83,6 +84,7 @@ class Inbound:
             TypingChanged: self._on_typing,
             ServerError: self._on_server_error,
             DevicesChangedNotice: self._on_devices_changed,
+            PrekeysLow: self._on_prekeys_low,
         }
 
     @property
@@ -118,6 +120,10 @@ class Inbound:
             self.groups.refresh_soon(result.refresh_groups)
         if result.history is not None and self.on_history is not None:
             self.on_history(result.history)
+
+    async def _on_prekeys_low(self, event: PrekeysLow) -> None:
+        log.info("the service has %d one-time prekeys of this device left", event.left)
+        self.live.top_up_now()
 
     async def _on_receipt(self, event: IncomingReceipt) -> None:
         events = self.engine.receipt(event)

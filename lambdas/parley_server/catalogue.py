@@ -100,6 +100,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                 S.LIMITS,
                 S.TEST_NUMBERS,
                 S.SMS_ORIGINATION,
+                # push challenges are queued for GroupFanout (it pushes; this texts)
+                S.GROUP_FANOUT_QUEUE,
             }
         ),
         description=(
@@ -152,7 +154,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         id="WsReceipt",
         handler="parley_server.handlers.ws_receipt.handler",
-        settings=_MESSAGING,
+        settings=_MESSAGING | {S.RATELIMITS_TABLE},
         description="WebSocket receipt: stores and delivers read receipts",
     ),
     FunctionSpec(
@@ -165,7 +167,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         id="WsTyping",
         handler="parley_server.handlers.ws_typing.handler",
-        settings=frozenset({S.CONNECTIONS_TABLE, S.GROUPS_TABLE, S.WS_ENDPOINT, S.LIMITS}),
+        settings=frozenset(
+            {S.CONNECTIONS_TABLE, S.GROUPS_TABLE, S.RATELIMITS_TABLE, S.WS_ENDPOINT, S.LIMITS}
+        ),
         description="WebSocket typing: relays typing state to live connections",
         timeout_s=5,
     ),
@@ -177,7 +181,10 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         settings=frozenset(
             {S.USERS_TABLE, S.CONNECTIONS_TABLE, S.MAILBOX_TABLE, S.WS_ENDPOINT, S.PUSH_APPS}
         ),
-        description="Group fan-out: stores and delivers one slice of a large group's message",
+        description=(
+            "Group fan-out: stores and delivers one slice of a large group's message;"
+            " pushes the challenge of a push token being registered"
+        ),
         timeout_s=60,
     ),
 )
@@ -214,6 +221,7 @@ HTTP_ROUTES: tuple[str, ...] = (
     "PUT /v1/account/registration-lock",
     "DELETE /v1/account/registration-lock",
     "PUT /v1/push",
+    "POST /v1/push/verify",
     "POST /v1/media",
     "GET /v1/media/{media_id}",
     "GET /v1/contacts",

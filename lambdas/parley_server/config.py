@@ -60,13 +60,17 @@ class Limits:
         (91, 1500),  # India
     )
     access_token_ttl_s: int = 900
+    # push tokens (PUT /v1/push): a challenge pushed through a new token must come back
+    # (POST /v1/push/verify) within this many seconds, in at most this many tries
+    push_challenge_ttl_s: int = 600
+    push_challenge_max_attempts: int = 5
     refresh_token_ttl_s: int = 60 * 24 * 3600
     max_one_time_prekeys_per_upload: int = 100
     # bundle claims per caller, and per (caller, target) so nobody drains one person's keys
     bundle_claims_per_hour: int = 1200
     bundle_claims_per_target_per_hour: int = 20
-    # enough to check an address book now and then; too few to walk a numbering plan
-    phone_lookups_per_hour: int = 500
+    # a number typed in to start a chat, now and then; far too few to walk a numbering plan
+    phone_lookups_per_hour: int = 200
     # events one sync invocation delivers (then `synced` with more=true)
     sync_page: int = 100
     send_rate_per_s: int = 60
@@ -84,6 +88,34 @@ class Limits:
     pin_free_tries: int = 5
     pin_backoff_base_s: int = 60
     pin_backoff_max_s: int = 24 * 3600
+    # -- budgets of every other channel (a RateLimited past any of them) --
+    # read receipts from one device: a backlog of conversations read at once comes in a
+    # burst, then a few a second; per minute, more conversations than anyone reads
+    receipts_per_s: int = 20
+    receipts_per_minute: int = 300
+    # typing frames from one device: `on` and `off` while typing, a few a second at
+    # most; each may fan out to 31 members of a group
+    typing_per_s: int = 5
+    typing_per_minute: int = 120
+    # bundle claims of one person by everyone together: each member of a full group
+    # (`group_max_members`) claims a newcomer's bundle once, with room to spare; beyond
+    # it no number of accounts drains a person's one-time prekeys faster
+    bundle_claims_of_target_per_hour: int = 2000
+    # a claim that leaves a device fewer one-time prekeys than this reports them low
+    # (the PrekeysLow metric, and a `prekeys_low` event to the device, which tops up;
+    # the SDK keeps 25 to 100 on the server)
+    prekeys_low_below: int = 10
+    # phone lookups per device, within the account's `phone_lookups_per_hour`
+    phone_lookups_per_device_per_hour: int = 100
+    # 1:1 messages from one user (all their devices) to another per hour: a long, fast
+    # conversation stays far below it; a stranger cannot fill someone's mailbox
+    messages_to_user_per_hour: int = 1000
+    # media upload forms per device per hour, and the bytes they declare per UTC day
+    # (40 files of the largest size)
+    media_uploads_per_hour: int = 200
+    media_bytes_per_day: int = 4 * 1024 * 1024 * 1024
+    # contacts saved or removed per device per hour
+    contact_writes_per_hour: int = 300
 
     @classmethod
     def from_json(cls, text: str) -> Limits:

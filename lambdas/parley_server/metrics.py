@@ -32,6 +32,14 @@ class Metric(StrEnum):
     RECEIPTS_ACKED = "ReceiptsAcked"
     FAN_OUT = "FanOut"  # recipient devices per 1:1 send
     PUSH_SENT = "PushSent"
+    # push tokens: challenges queued for a new token (HTTP), pushed through it or not
+    # (GroupFanout), tokens verified by their challenge coming back, and challenges
+    # refused (wrong, expired, none waiting)
+    PUSH_CHALLENGES_SENT = "PushChallengesSent"
+    PUSH_CHALLENGES_PUSHED = "PushChallengesPushed"
+    PUSH_CHALLENGES_UNSENT = "PushChallengesUnsent"
+    PUSH_TOKENS_VERIFIED = "PushTokensVerified"
+    PUSH_CHALLENGES_REFUSED = "PushChallengesRefused"
     CONNECTIONS_GONE = "ConnectionsGone"
     FRAMES_REFUSED = "FramesRefused"
     TYPING_RELAYED = "TypingRelayed"
@@ -89,6 +97,21 @@ class Metric(StrEnum):
     OTP_KILLED = "Error_too_many_attempts"
     RATE_LIMITED = "Error_rate_limited"
     DEPENDENCY_DOWN = "Error_service_unavailable"
+    # requests refused by a rate limit, by limit (handlers/_refusals.py)
+    SENDS_REFUSED = "SendsRefused"  # sends per device per second
+    MAILBOX_QUOTA_REFUSED = "MailboxQuotaRefused"  # one user's messages to another, hourly
+    RECEIPTS_REFUSED = "ReceiptsRefused"  # read receipts per device (second or minute)
+    TYPING_REFUSED = "TypingRefused"  # typing frames per device (second or minute)
+    BUNDLES_REFUSED = "BundleClaimsRefused"  # per caller, or per caller and target
+    BUNDLES_OF_TARGET_REFUSED = "BundleClaimsOfTargetRefused"  # one person's, by everyone
+    LOOKUPS_REFUSED = "LookupsRefused"  # phone lookups per account or per device
+    MEDIA_FORMS_REFUSED = "MediaFormsRefused"  # upload forms per device per hour
+    MEDIA_BYTES_REFUSED = "MediaBytesRefused"  # declared bytes per device per day
+    CONTACT_WRITES_REFUSED = "ContactWritesRefused"  # per device per hour
+    # one-time prekeys: devices a claim left with few (alarm on a drain), and devices
+    # a claim found with none (the bundle went without one)
+    PREKEYS_LOW = "PrekeysLow"
+    PREKEYS_DRAINED = "PrekeysDrained"
 
 
 def error_metric(code: str) -> str:

@@ -25,7 +25,7 @@ from parley_server.store.management import ConnectionsApi
 from parley_server.store.media import MediaStore
 from parley_server.store.otp import OtpStore
 from parley_server.store.prekeys import PrekeysStore
-from parley_server.store.push import PushNotifier
+from parley_server.store.push import ChallengeQueue, PushNotifier
 from parley_server.store.ratelimits import RateLimiter
 from parley_server.store.secrets import SigningSecret
 from parley_server.store.sms import SmsSender
@@ -124,6 +124,10 @@ class Adapters:
     @cached_property
     def fanout_queue(self) -> FanoutQueue:
         return FanoutQueue(client("sqs"), self.config.group_fanout_queue)
+
+    @cached_property
+    def push_challenges(self) -> ChallengeQueue:
+        return ChallengeQueue(client("sqs"), self.config.group_fanout_queue)
 
     @cached_property
     def media(self) -> MediaStore:

@@ -80,7 +80,11 @@ def test_group_fanout_consumes_one_job_at_a_time_with_bounded_concurrency(
     assert props["ScalingConfig"] == {"MaximumConcurrency": MAX_CONCURRENCY}
 
 
-def test_only_ws_send_may_queue_jobs_and_it_is_told_the_queue_url(view: TemplateView) -> None:
+def test_only_ws_send_and_http_api_may_queue_jobs_and_are_told_the_queue_url(
+    view: TemplateView,
+) -> None:
+    """WsSend queues slices of large groups; HttpApi the challenges of push tokens being
+    registered (it texts codes, so it may publish to no endpoint: GroupFanout does)."""
     jobs_id, _, _ = _queues(view)
     senders = set()
     for spec in FUNCTIONS:
@@ -89,10 +93,12 @@ def test_only_ws_send_may_queue_jobs_and_it_is_told_the_queue_url(view: Template
             if "sqs:SendMessage" in (actions if isinstance(actions, list) else [actions]):
                 assert statement["Resource"] == {"Fn::GetAtt": [jobs_id, "Arn"]}
                 senders.add(spec.id)
-    env = view.function_by_handler(function("WsSend").handler)[1]["Properties"]["Environment"]
-
-    assert senders == {"WsSend"}
-    assert env["Variables"][Setting.GROUP_FANOUT_QUEUE.value] == {"Ref": jobs_id}
+    assert senders == {"WsSend", "HttpApi"}
+    for sender in senders:
+        props = view.function_by_handler(function(sender).handler)[1]["Properties"]
+        assert props["Environment"]["Variables"][Setting.GROUP_FANOUT_QUEUE.value] == {
+            "Ref": jobs_id
+        }
 
 
 def test_the_local_stack_builds_the_same_queue_as_the_template(view: TemplateView) -> None:

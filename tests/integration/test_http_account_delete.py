@@ -18,7 +18,7 @@ from parley_server.models.errors import DependencyUnavailable
 from parley_server.store.mailbox import Mailbox
 from parley_server.store.users import UsersStore
 from tests.integration.conftest import Clock, SignIn, http
-from tests.integration.test_http_harness import ALICE, BOB, Answer
+from tests.integration.test_http_harness import ALICE, BOB, Answer, register_push
 from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Device, Harness
 
@@ -136,10 +136,8 @@ def world(ws: Harness, sign_in: SignIn) -> World:
     bob = sign_in(BOB)
     carol = sign_in(CAROL)
     # push: the phone registers a token, which makes an SNS platform endpoint
-    pushed = http(
-        ws, "PUT", "/v1/push", body={"platform": "fcm", "token": "t" * 40}, token=phone.access_token
-    )
-    assert pushed.status == 204, pushed.body
+    ws.function_env("HttpApi")
+    register_push(ws.aws, ws.function_env, phone, "fcm", "t" * 40)
     (endpoint,) = [
         d.push_endpoint for d in ws.users().devices(phone.user_id) if d.push_endpoint is not None
     ]

@@ -17,6 +17,7 @@ from tests.integration.test_http_harness import (
     EVENT,
     call,
     invoke,
+    register_push,
     sign_up,
     sms_code,
     with_keys,
@@ -99,7 +100,7 @@ def with_identity(device: Any) -> str:
     return base64.b64encode(device.identity.verify_key.encode()).decode()
 
 
-def test_push_registration_is_recorded_on_the_device(aws: Any) -> None:
+def test_push_registration_without_a_platform_application_is_only_pending(aws: Any) -> None:
     alice = sign_up(ALICE)
     answer = call(
         "PUT",
@@ -107,16 +108,18 @@ def test_push_registration_is_recorded_on_the_device(aws: Any) -> None:
         body={"platform": "fcm", "token": "fcm-token-1"},
         token=alice.access_token,
     )
-    assert answer.status == 204
+    assert answer.status == 202
+    assert answer.body["challenge_sent"] is False
     from parley_server.catalogue import Setting
 
     item = aws.client("dynamodb").get_item(
         TableName=aws.settings[Setting.USERS_TABLE],
         Key={"pk": {"S": f"USER#{alice.user_id}"}, "sk": {"S": f"DEVICE#{alice.device_id}"}},
     )["Item"]
-    # no platform application in this environment: recorded only
-    assert item["push_platform"]["S"] == "fcm"
-    assert item["push_token"]["S"] == "fcm-token-1"
+    # no platform application in this environment: recorded as pending, nothing to push
+    assert item["push_pending_platform"]["S"] == "fcm"
+    assert item["push_pending_token"]["S"] == "fcm-token-1"
+    assert "push_token" not in item
     assert "push_endpoint" not in item
 
 
@@ -173,8 +176,7 @@ def test_with_platform_applications_push_registration_creates_an_endpoint(
     )
     function_env("HttpApi")
     alice = with_keys(sign_up(ALICE))
-    body = {"platform": "apns", "token": "ab" * 32}
-    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    register_push(aws, function_env, alice, "apns", "ab" * 32)
     users = UsersStore(aws.client("dynamodb"), aws.settings[Setting.USERS_TABLE])
     [device] = users.devices(alice.user_id)
     assert device.push_platform == "apns"
@@ -182,9 +184,8 @@ def test_with_platform_applications_push_registration_creates_an_endpoint(
     attributes = sns.get_endpoint_attributes(EndpointArn=device.push_endpoint)["Attributes"]
     assert attributes["Token"] == "ab" * 32
     # registering the same token again keeps the endpoint; a new token replaces it
-    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    register_push(aws, function_env, alice, "apns", "ab" * 32)
     assert users.devices(alice.user_id) == [device]
-    body["token"] = "cd" * 32
-    assert call("PUT", "/v1/push", body=body, token=alice.access_token).status == 204
+    register_push(aws, function_env, alice, "apns", "cd" * 32)
     [moved] = users.devices(alice.user_id)
     assert moved.push_endpoint not in (None, device.push_endpoint)

@@ -352,3 +352,57 @@ def complete(primary: Device, approval: Approval) -> Device:
 def link(primary: Device) -> Device:
     """A new device linked to the primary's account (pairing, approval, completion)."""
     return complete(primary, start_and_approve(primary))
+
+
+def push_challenges(token: str) -> list[str]:
+    """The challenges pushed to `token` so far (moto's endpoints), oldest first."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns import sns_backends
+
+    endpoints = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].platform_endpoints
+    pushed = [
+        json.loads(json.loads(message)["default"])
+        for endpoint in list(endpoints.values())
+        if endpoint.token == token
+        for message in endpoint.messages.values()
+    ]
+    return [str(p["challenge"]) for p in pushed if p.get("type") == "push_challenge"]
+
+
+def run_fanout_queue(aws: Any, use_env: Any) -> None:
+    """Run GroupFanout on what waits in its queue (push challenges among it), as
+    Lambda's event source would, then set the process up as HttpApi again."""
+    from local.event_sources import sqs_record
+    from local.iam.enforce import acting_as
+    from parley_server.catalogue import Setting
+    from parley_server.handlers import group_fanout
+
+    sqs = aws.client("sqs")
+    url = aws.settings[Setting.GROUP_FANOUT_QUEUE]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    arn = attributes["Attributes"]["QueueArn"]
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        use_env("GroupFanout")
+        event = {"Records": [sqs_record(m, queue_arn=arn, region="us-east-1") for m in messages]}
+        with acting_as("GroupFanout"):
+            answer = group_fanout.handler(event, LambdaContextStub())
+        assert answer == {"batchItemFailures": []}, answer
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    use_env("HttpApi")
+
+
+def register_push(aws: Any, use_env: Any, device: Device, platform: str, token: str) -> None:
+    """PUT /v1/push, the challenge pushed (GroupFanout), and sent back: a verified token."""
+    asked = call(
+        "PUT", "/v1/push", body={"platform": platform, "token": token}, token=device.access_token
+    )
+    assert asked.status == 202, asked.body
+    run_fanout_queue(aws, use_env)
+    verified = call(
+        "POST",
+        "/v1/push/verify",
+        body={"challenge": push_challenges(token)[-1]},
+        token=device.access_token,
+    )
+    assert verified.status == 204, verified.body

@@ -52,6 +52,7 @@ WRITE_ROUTES = [
     ("POST", "/v1/auth/refresh", False),
     ("PUT", "/v1/keys", True),
     ("PUT", "/v1/push", True),
+    ("POST", "/v1/push/verify", True),
     ("POST", "/v1/media", True),
     ("PUT", "/v1/settings/presence", True),
     ("POST", "/v1/groups", True),

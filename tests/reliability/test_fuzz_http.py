@@ -194,6 +194,15 @@ def _bodies(world: World) -> dict[str, st.SearchStrategy[Any]]:
                 "token": st.one_of(st.text(min_size=1, max_size=80), json_values),
             }
         ),
+        "POST /v1/push/verify": st.fixed_dictionaries(
+            {
+                "challenge": st.one_of(
+                    st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40),
+                    st.text(max_size=200),
+                    json_values,
+                )
+            }
+        ),
         "POST /v1/media": st.fixed_dictionaries(
             {"size": st.one_of(st.integers(-10, 200 * 1024 * 1024), json_values)}
         ),

@@ -114,6 +114,21 @@ def parse_devices_changed(raw: dict[str, Any]) -> DevicesChangedNotice | None:
 
 
 @dataclass(frozen=True)
+class PrekeysLow:
+    """A `prekeys_low` notice: key bundle claims left this device `left` one-time
+    prekeys on the server (few, or none): time to upload more."""
+
+    left: int
+
+
+def parse_prekeys_low(raw: dict[str, Any]) -> PrekeysLow:
+    """A `prekeys_low` event's fields (a missing or odd count reads as none left: the
+    notice alone says to top up)."""
+    left = raw.get("left")
+    return PrekeysLow(left if is_int(left) else 0)
+
+
+@dataclass(frozen=True)
 class ServerError:
     """An `error` event that answers no pending send."""
 
@@ -132,6 +147,7 @@ ProtocolEvent = (
     | SyncComplete
     | TypingChanged
     | DevicesChangedNotice
+    | PrekeysLow
     | ServerError
 )
 

@@ -32,6 +32,7 @@ from parley.protocol.events import (
     is_number,
     parse_devices_changed,
     parse_message,
+    parse_prekeys_low,
     parse_receipt,
     parse_typing,
 )
@@ -374,6 +375,9 @@ class Protocol:
         if notice is not None:
             self._events.append(notice)
 
+    def _on_prekeys_low(self, raw: dict[str, Any]) -> None:
+        self._events.append(parse_prekeys_low(raw))
+
     _handlers: ClassVar[dict[str, Callable[[Protocol, dict[str, Any]], None]]] = {
         "message": _on_message,
         "receipt": _on_receipt,
@@ -382,6 +386,7 @@ class Protocol:
         "synced": _on_synced,
         "typing": _on_typing,
         "devices_changed": _on_devices_changed,
+        "prekeys_low": _on_prekeys_low,
     }
 
     # --- internals -----------------------------------------------------------

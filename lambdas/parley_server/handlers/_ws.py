@@ -20,6 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.config import Limits
+from parley_server.handlers._refusals import refusal_metric
 from parley_server.ids import is_device_id, is_user_id
 from parley_server.logic.ports import Caller, ConnectionsPort, GatewayPort, MailboxPort
 from parley_server.metrics import Metric
@@ -128,6 +129,9 @@ def _run(event: Mapping[str, Any], work: Work) -> Mapping[str, Any] | None:
             return answer
         shown = _answerable(answer)
     except ParleyError as raised:
+        refused = refusal_metric(raised)
+        if refused is not None:
+            count(refused)
         shown = _answerable(raised)
     except Exception:
         logger.exception("unhandled error")

@@ -1,5 +1,8 @@
 """GroupFanout: consumes the FIFO queue of fan-out jobs that WsSend enqueues for
 large groups; each job stores, delivers and pushes one slice of a group message.
+The queue also carries the challenges of push tokens being registered, which the
+HttpApi function queues (it texts codes, so it may publish to no endpoint); this
+function pushes them.
 
 Partial batch responses: a job that fails (a dependency was unavailable) is
 reported back and retried by SQS; the others in the batch are done. With
@@ -20,6 +23,7 @@ from parley_server.handlers import _groups, _ws
 from parley_server.metrics import Metric
 from parley_server.models.errors import BadRequest
 from parley_server.models.groups import FanoutJob
+from parley_server.store.push import ChallengeJob
 from parley_server.wiring import adapters
 
 __all__ = ["handler"]
@@ -28,6 +32,17 @@ _processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 def _job(record: SQSRecord) -> None:
+    try:
+        challenge = ChallengeJob.from_json(record.body)
+    except BadRequest as exc:
+        _ws.logger.error("dropped a malformed push challenge job", extra={"problem": exc.message})
+        _ws.count(Metric.GROUP_JOBS_DROPPED)
+        return
+    if challenge is not None:
+        # a token being registered (PUT /v1/push): best effort, like every push
+        pushed = adapters().push.send_challenge(challenge)
+        _ws.count(Metric.PUSH_CHALLENGES_PUSHED if pushed else Metric.PUSH_CHALLENGES_UNSENT)
+        return
     try:
         job = FanoutJob.from_json(record.body)
     except BadRequest as exc:

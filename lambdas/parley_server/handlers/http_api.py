@@ -28,12 +28,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.handlers import _http
+from parley_server.handlers._refusals import refusal_metric
 from parley_server.handlers.http_contacts import router as contacts_router
 from parley_server.handlers.http_devices import PUBLIC_ROUTES as DEVICE_PUBLIC_ROUTES
 from parley_server.handlers.http_devices import device_list_of
 from parley_server.handlers.http_devices import router as devices_router
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
+from parley_server.handlers.http_push import router as push_router
 from parley_server.ids import DEVICE_ID_PATTERN, USER_ID_PATTERN
 from parley_server.logic import (
     account_deletion,
@@ -70,7 +72,6 @@ from parley_server.models.http import (
     OtpRequest,
     PresenceAnswer,
     PresenceSettingRequest,
-    PushRequest,
     RefreshRequest,
     RegistrationLockRequest,
     SignedPrekeyModel,
@@ -145,6 +146,9 @@ def _parley_error(error: ParleyError) -> Response[Any]:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
+        refused = refusal_metric(error)
+        if refused is not None:
+            metrics.add_metric(name=refused, unit=MetricUnit.Count, value=1)
     elif isinstance(error, DependencyUnavailable):
         headers["Retry-After"] = "1"
     elif isinstance(error, Unauthorized):
@@ -406,6 +410,12 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
         now=_now(),
     )
     metrics.add_metric(name=Metric.BUNDLES_CLAIMED, unit=MetricUnit.Count, value=1)
+    if bundle.low:
+        metrics.add_metric(name=Metric.PREKEYS_LOW, unit=MetricUnit.Count, value=len(bundle.low))
+        metrics.add_metric(
+            name=Metric.PREKEYS_DRAINED, unit=MetricUnit.Count, value=len(bundle.drained)
+        )
+        prekeys.report_low(bundle, now=_now(), connections=deps.connections, gateway=deps.gateway)
     return BundleAnswer(
         user_id=bundle.user_id,
         device_list=device_list_of(bundle.user_id),
@@ -451,23 +461,6 @@ def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> User
         now=_now(),
     )
     return UserAnswer(user_id=user_id)
-
-
-@app.put(
-    "/v1/push",
-    status_code=204,
-    summary="Register this device's push token",
-    **_http.bearer("push", 400, 401, 503, no_store=False),
-)
-def register_push(request: PushRequest) -> None:
-    deps = adapters()
-    accounts.register_push(
-        _http.caller(app.context),
-        request.platform,
-        request.token,
-        users=deps.users,
-        notifier=deps.push,
-    )
 
 
 @app.get(
@@ -630,6 +623,7 @@ app.include_router(media_router)
 app.include_router(contacts_router)
 app.include_router(groups_router)
 app.include_router(devices_router)
+app.include_router(push_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

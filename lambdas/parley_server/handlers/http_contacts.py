@@ -24,6 +24,7 @@ router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
 _SAVED = (
     "Your contacts are who you say they are: they (and nobody else, when your last seen"
     " is `contacts`) see your last seen. Fetching keys or exchanging messages adds nobody."
+    " Each device may save or remove a number of contacts an hour (429 rate_limited)."
 )
 
 
@@ -43,11 +44,18 @@ def list_contacts() -> ContactsAnswer:
     status_code=204,
     summary="Save a contact",
     description=_SAVED,
-    **_http.bearer("contacts", 400, 401, 404, 503, no_store=False),
+    **_http.bearer("contacts", 400, 401, 404, 429, 503, no_store=False),
 )
 def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
-    caller = _http.caller(router.context)
-    contacts.save(caller, user_id, contacts=adapters().contacts, now=time.time())
+    deps = adapters()
+    contacts.save(
+        _http.caller(router.context),
+        user_id,
+        contacts=deps.contacts,
+        limiter=deps.limiter,
+        limits=deps.config.limits,
+        now=time.time(),
+    )
 
 
 @router.delete(
@@ -55,7 +63,15 @@ def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None
     status_code=204,
     summary="Remove a contact",
     description=_SAVED,
-    **_http.bearer("contacts", 400, 401, 503, no_store=False),
+    **_http.bearer("contacts", 400, 401, 429, 503, no_store=False),
 )
 def remove_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
-    contacts.remove(_http.caller(router.context), user_id, contacts=adapters().contacts)
+    deps = adapters()
+    contacts.remove(
+        _http.caller(router.context),
+        user_id,
+        contacts=deps.contacts,
+        limiter=deps.limiter,
+        limits=deps.config.limits,
+        now=time.time(),
+    )

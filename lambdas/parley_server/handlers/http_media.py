@@ -34,15 +34,21 @@ _MEDIA = {404: "unknown, expired or not uploaded yet", 413: "larger than the med
 @router.post(
     "/v1/media",
     summary="Reserve a media id and get a form that uploads exactly that many bytes",
-    **_http.bearer("media", 400, 401, 413, 503, described=_MEDIA),
+    description=(
+        "Each device may ask for a number of forms an hour and declare a number of bytes"
+        " a day (429 rate_limited, Retry-After)."
+    ),
+    **_http.bearer("media", 400, 401, 413, 429, 503, described=_MEDIA),
 )
 def create_media(request: MediaUploadRequest) -> MediaUploadAnswer:
-    owner = _http.caller(router.context).user_id
+    caller = _http.caller(router.context)
     deps = adapters()
     limits = deps.config.limits
     size = media.parse_upload_request({"size": request.size}, limits)
+    now = time.time()
+    media.limit_upload(caller, size, limiter=deps.limiter, limits=limits, now=now)
     upload = media.create_upload(
-        deps.media, owner=owner, size=size, limits=limits, now=int(time.time())
+        deps.media, owner=caller.user_id, size=size, limits=limits, now=int(now)
     )
     logger.info("media upload form issued", extra={"media_id": upload.media_id, "size": size})
     metrics.add_metric(name=Metric.MEDIA_UPLOADS_ISSUED, unit=MetricUnit.Count, value=1)

@@ -15,7 +15,9 @@ __all__ = ["handler"]
 
 
 def _receipt(caller: Caller, raw: dict[str, Any], deps: Adapters) -> None:
-    outcome = receipts.receipt(ReceiptFrame.parse(raw), caller, **_ws.delivery(deps))
+    outcome = receipts.receipt(
+        ReceiptFrame.parse(raw), caller, limiter=deps.limiter, **_ws.delivery(deps)
+    )
     _ws.count(Metric.RECEIPTS_SENT, outcome.stored)
     _ws.count(Metric.RECEIPTS_DELIVERED, outcome.delivered)
 

@@ -18,11 +18,13 @@ __all__ = ["handler"]
 
 def _typing(caller: Caller, raw: dict[str, Any], deps: Adapters) -> None:
     frame = parse_typing(raw)
+    now = time.time()
+    messaging.limit_typing_rate(caller, limits=deps.config.limits, limiter=deps.limiter, now=now)
     if isinstance(frame, GroupTypingFrame):
         report = _groups.typing(frame, caller, deps)
     else:
         report = messaging.typing(
-            frame, caller, now=time.time(), connections=deps.connections, gateway=deps.gateway
+            frame, caller, now=now, connections=deps.connections, gateway=deps.gateway
         )
     _ws.count(Metric.TYPING_RELAYED, report.posts)
 

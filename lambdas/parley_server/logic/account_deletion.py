@@ -18,7 +18,9 @@ the same device can finish deleting by asking again (without a new code):
    version moves, so members rotate their sender keys; a group left without an
    admin gets its longest-standing member as admin; a group left empty is deleted;
 6. contact records (both directions), media objects and their records, and per
-   device: its mailbox, its keys, its push endpoint, its refresh tokens;
+   device: its mailbox, its keys, its push endpoint and the record naming it its
+   token's holder (an endpoint another device has verified since is left to it),
+   its refresh tokens;
 7. the account's records (profile, devices, contacts, media ids), the calling
    device's record last: until then its token still reaches this call.
 
@@ -171,7 +173,15 @@ def _erase(user_id: str, items: list[AccountItem], stores: AccountStores, done: 
             done.devices += 1
             done.envelopes += stores.mailbox.clear(user_id, device_id)
             done.keys += stores.prekeys.forget_device(user_id, device_id)
-            if item.push_endpoint:
+            claim = (
+                stores.users.release_push_claim(
+                    item.push_platform, item.push_token, user_id, device_id
+                )
+                if item.push_platform and item.push_token
+                else "absent"
+            )
+            # an endpoint whose token another device has verified since is theirs now
+            if item.push_endpoint and claim != "other":
                 stores.push.forget(item.push_endpoint)
                 done.push_endpoints += 1
             done.refresh_tokens += stores.refresh_tokens.forget_family(

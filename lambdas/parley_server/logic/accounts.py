@@ -1,5 +1,4 @@
-"""Accounts: sign-in (a proved phone number becomes a user and a new device) and
-the device's push registration.
+"""Accounts: sign-in (a proved phone number becomes a user and a new device).
 
 Signing in with a number that already has an account is a re-registration: the
 account MOVES to the new phone. No code ever adds a device to an account (linked
@@ -22,8 +21,6 @@ from parley_server.ids import new_device_id, new_user_id
 from parley_server.logic import devices, otp, registration_lock, tokens
 from parley_server.logic.ports import Caller
 from parley_server.logic.tokens import TokenPair
-from parley_server.models.errors import BadRequest, Unauthorized
-from parley_server.store.push import PLATFORMS
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
@@ -31,15 +28,11 @@ if TYPE_CHECKING:
     from parley_server.logic.ports import ConnectionsPort
     from parley_server.logic.tokens import Keys
     from parley_server.store.otp import OtpStore
-    from parley_server.store.push import PushNotifier
     from parley_server.store.ratelimits import RateLimiter
     from parley_server.store.tokens import RefreshStore
     from parley_server.store.users import UsersStore
 
-__all__ = ["MAX_PUSH_TOKEN_CHARS", "move_account", "register_push", "sign_in"]
-
-# FCM registration tokens are ~160 characters and APNs device tokens 64 hex; leave room.
-MAX_PUSH_TOKEN_CHARS = 4096
+__all__ = ["move_account", "sign_in"]
 
 
 def sign_in(
@@ -120,23 +113,3 @@ def move_account(
         device_id=new_device_id,
     )
     users.reset_devices(user_id)
-
-
-def register_push(
-    caller: Caller, platform: str, token: str, *, users: UsersStore, notifier: PushNotifier
-) -> None:
-    """Record the caller's device's push token (creating its SNS endpoint when configured)."""
-    if platform not in PLATFORMS:
-        raise BadRequest(f"platform must be one of {', '.join(PLATFORMS)}", field="platform")
-    if (
-        not token
-        or len(token) > MAX_PUSH_TOKEN_CHARS
-        or not token.isprintable()
-        or token.strip() != token
-    ):
-        raise BadRequest("token must be the platform's push token", field="token")
-    device = users.device(caller.user_id, caller.device_id)
-    if device is None:
-        raise Unauthorized("this device has been signed out")
-    endpoint = notifier.endpoint_for(platform, token, existing=device.push_endpoint)
-    users.set_push(caller.user_id, caller.device_id, platform, token, endpoint)

@@ -9,11 +9,14 @@ user's other devices read the same list (GET /v1/contacts).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from parley_server.ids import is_user_id
-from parley_server.logic.ports import Caller
+from parley_server.logic.ports import Caller, LimiterPort
 from parley_server.models.errors import BadRequest
+
+if TYPE_CHECKING:
+    from parley_server.config import Limits
 
 __all__ = ["ContactsPort", "list_saved", "remove", "save"]
 
@@ -34,14 +37,45 @@ def _target(caller: Caller, user_id: str) -> str:
     return user_id
 
 
-def save(caller: Caller, user_id: str, *, contacts: ContactsPort, now: float) -> None:
-    """The caller counts `user_id` as a contact (NotFound: no such user)."""
-    contacts.save(caller.user_id, _target(caller, user_id), now=now)
+def _limit_writes(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
+    limiter.hit(
+        "contacts",
+        f"{caller.user_id}#{caller.device_id}",
+        limit=limits.contact_writes_per_hour,
+        window_s=3600,
+        now=now,
+    )
 
 
-def remove(caller: Caller, user_id: str, *, contacts: ContactsPort) -> None:
-    """The caller no longer counts `user_id` as a contact."""
-    contacts.remove(caller.user_id, _target(caller, user_id))
+def save(
+    caller: Caller,
+    user_id: str,
+    *,
+    contacts: ContactsPort,
+    limiter: LimiterPort,
+    limits: Limits,
+    now: float,
+) -> None:
+    """The caller counts `user_id` as a contact (NotFound: no such user; RateLimited
+    past the device's hourly budget of saves and removals)."""
+    target = _target(caller, user_id)
+    _limit_writes(caller, limits=limits, limiter=limiter, now=now)
+    contacts.save(caller.user_id, target, now=now)
+
+
+def remove(
+    caller: Caller,
+    user_id: str,
+    *,
+    contacts: ContactsPort,
+    limiter: LimiterPort,
+    limits: Limits,
+    now: float,
+) -> None:
+    """The caller no longer counts `user_id` as a contact (RateLimited as for `save`)."""
+    target = _target(caller, user_id)
+    _limit_writes(caller, limits=limits, limiter=limiter, now=now)
+    contacts.remove(caller.user_id, target)
 
 
 def list_saved(caller: Caller, *, contacts: ContactsPort) -> list[str]:

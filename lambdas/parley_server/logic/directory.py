@@ -27,6 +27,14 @@ def find_user(
 ) -> str:
     """The user id registered with the phone number; NotFound if none."""
     phone = normalize_phone(raw_phone)
+    # the device's own budget first, so a device past it uses none of the account's
+    limiter.hit(
+        "lookups-device",
+        f"{caller.user_id}#{caller.device_id}",
+        limit=limits.phone_lookups_per_device_per_hour,
+        window_s=3600,
+        now=now,
+    )
     limiter.hit(
         "lookups", caller.user_id, limit=limits.phone_lookups_per_hour, window_s=3600, now=now
     )

@@ -17,6 +17,7 @@ from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
+    from parley_server.logic.ports import Caller, LimiterPort
     from parley_server.store.media import MediaRecord, PresignedPost
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Upload",
     "create_upload",
     "download_link",
+    "limit_upload",
     "object_key",
     "parse_media_id",
     "parse_upload_request",
@@ -99,6 +101,23 @@ def parse_media_id(raw: object) -> str:
     if not is_media_id(raw):
         raise BadRequest("media id must be 32 lowercase hex characters")
     return raw
+
+
+def limit_upload(
+    caller: Caller, size: int, *, limiter: LimiterPort, limits: Limits, now: float
+) -> None:
+    """Count one upload form of `size` bytes for the caller's device: forms per hour
+    and declared bytes per UTC day (RateLimited past either)."""
+    device = f"{caller.user_id}#{caller.device_id}"
+    limiter.hit("media-forms", device, limit=limits.media_uploads_per_hour, window_s=3600, now=now)
+    limiter.hit(
+        "media-bytes",
+        device,
+        limit=limits.media_bytes_per_day,
+        window_s=24 * 3600,
+        now=now,
+        cost=size,
+    )
 
 
 def create_upload(

@@ -62,7 +62,9 @@ __all__ = [
     "SyncOutcome",
     "deliver",
     "events_by_device",
+    "limit_mail_from_sender",
     "limit_send_rate",
+    "limit_typing_rate",
     "refuse_unknown",
     "send",
     "sync",
@@ -152,6 +154,31 @@ def limit_send_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now
     )
 
 
+def limit_typing_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
+    """Count one typing frame of the caller's device, per second and per minute, to
+    a user or a group alike (RateLimited past either)."""
+    device = f"{caller.user_id}#{caller.device_id}"
+    limiter.hit("typing-s", device, limit=limits.typing_per_s, window_s=1, now=now)
+    limiter.hit("typing-min", device, limit=limits.typing_per_minute, window_s=60, now=now)
+
+
+def limit_mail_from_sender(
+    caller: Caller, to: str, *, limits: Limits, limiter: LimiterPort, now: float
+) -> None:
+    """Count one 1:1 message from the caller's account to `to`'s (RateLimited past
+    the hourly quota): however many devices and accounts a stranger has, each account
+    fills another's mailbox only so fast. What one sends oneself is not counted."""
+    if to == caller.user_id:
+        return
+    limiter.hit(
+        "mail-to",
+        f"{caller.user_id}:{to}",
+        limit=limits.messages_to_user_per_hour,
+        window_s=3600,
+        now=now,
+    )
+
+
 def send(
     frame: SendFrame,
     caller: Caller,
@@ -171,6 +198,7 @@ def send(
         raise BadRequest("group messages are not supported yet", code="not_supported")
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
     devices = _recipient_devices(frame.to, frame.payloads, directory, caller)
+    limit_mail_from_sender(caller, frame.to, limits=limits, limiter=limiter, now=now)
 
     ord_ = make_ord(now, _nonce())
     expires_at = int(now) + limits.mailbox_ttl_s

@@ -94,4 +94,5 @@ class LimiterPort(Protocol):
         window_s: int,
         now: float,
         code: str | None = None,
+        cost: int = 1,
     ) -> int: ...

@@ -12,18 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from parley_server.ids import is_user_id
-from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
+from parley_server.logic.messaging import deliver
+from parley_server.models.errors import BadRequest, NotFound, ParleyError, PayloadTooLarge
 from parley_server.store.prekeys import OneTimePrekey, SignedPrekey
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
-    from parley_server.logic.ports import Caller
+    from parley_server.logic.ports import Caller, ConnectionsPort, GatewayPort
     from parley_server.store.prekeys import PrekeysStore
     from parley_server.store.ratelimits import RateLimiter
     from parley_server.store.users import UsersStore
@@ -40,6 +41,7 @@ __all__ = [
     "check_upload",
     "claim_bundle",
     "count_one_time",
+    "report_low",
     "store_keys",
     "upload_keys",
 ]
@@ -75,12 +77,25 @@ class DeviceBundle:
     identity_key: bytes
     signed_prekey: SignedPrekey
     one_time_prekey: OneTimePrekey | None
+    # one-time prekeys the device has left after this claim, when fewer than
+    # `Limits.prekeys_low_below` (None: enough)
+    left: int | None = None
 
 
 @dataclass(frozen=True)
 class Bundle:
     user_id: str
     devices: tuple[DeviceBundle, ...]
+
+    @property
+    def low(self) -> tuple[DeviceBundle, ...]:
+        """The devices this claim left with few one-time prekeys (or none)."""
+        return tuple(device for device in self.devices if device.left is not None)
+
+    @property
+    def drained(self) -> tuple[DeviceBundle, ...]:
+        """The devices that had no one-time prekey left to give."""
+        return tuple(device for device in self.devices if device.one_time_prekey is None)
 
 
 def b64(data: bytes) -> str:
@@ -203,18 +218,54 @@ def claim_bundle(
             window_s=3600,
             now=now,
         )
+        # and everyone's together: many accounts cannot drain one person's keys either
+        limiter.hit(
+            "bundles-of",
+            target,
+            limit=limits.bundle_claims_of_target_per_hour,
+            window_s=3600,
+            now=now,
+        )
     device_ids = [device.device_id for device in users.devices(target)]
     keys = prekeys.device_keys(target, device_ids)
     if not keys:
         raise NotFound("no such user, or they have no devices with keys")
-    devices = tuple(
-        DeviceBundle(
-            device_id=did,
-            identity_key=keys[did].identity_key,
-            signed_prekey=keys[did].signed_prekey,
-            one_time_prekey=prekeys.claim_one_time(target, did),
+    devices = []
+    for did in device_ids:
+        if did not in keys:
+            continue
+        claim = prekeys.claim(target, did, low_below=limits.prekeys_low_below)
+        devices.append(
+            DeviceBundle(
+                device_id=did,
+                identity_key=keys[did].identity_key,
+                signed_prekey=keys[did].signed_prekey,
+                one_time_prekey=claim.key,
+                left=claim.left,
+            )
         )
-        for did in device_ids
-        if did in keys
-    )
-    return Bundle(user_id=target, devices=devices)
+    return Bundle(user_id=target, devices=tuple(devices))
+
+
+def report_low(
+    bundle: Bundle, *, now: float, connections: ConnectionsPort, gateway: GatewayPort
+) -> int:
+    """Tell each device a claim left with few one-time prekeys, on its live
+    connections, so that it uploads more now rather than at its next upkeep: a
+    `prekeys_low` event with how many are `left`. Best effort (a device offline
+    tops up when it next connects); how many connections were told."""
+    left = {device.device_id: device.left for device in bundle.low}
+    if not left:
+        return 0
+
+    def event_for(device_id: str) -> dict[str, Any] | None:
+        count = left.get(device_id)
+        return None if count is None else {"event": "prekeys_low", "left": count}
+
+    try:
+        report = deliver(
+            bundle.user_id, event_for, now=now, connections=connections, gateway=gateway
+        )
+    except ParleyError:
+        return 0
+    return len(report.reached)

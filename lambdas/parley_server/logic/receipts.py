@@ -21,6 +21,7 @@ from parley_server.logic.ports import (
     DeviceInfo,
     Directory,
     GatewayPort,
+    LimiterPort,
     MailboxPort,
 )
 from parley_server.models.errors import NotFound, ParleyError
@@ -33,7 +34,7 @@ from parley_server.models.frames import (
     make_ord,
 )
 
-__all__ = ["AckOutcome", "ReceiptOutcome", "ack", "receipt"]
+__all__ = ["AckOutcome", "ReceiptOutcome", "ack", "limit_receipt_rate", "receipt"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,14 @@ def ack(
     return AckOutcome(messages, receipts, tuple(unknown), outcomes)
 
 
+def limit_receipt_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
+    """Count one read receipt of the caller's device, per second and per minute
+    (RateLimited past either): each is a write to every device of its `to`."""
+    device = f"{caller.user_id}#{caller.device_id}"
+    limiter.hit("receipts-s", device, limit=limits.receipts_per_s, window_s=1, now=now)
+    limiter.hit("receipts-min", device, limit=limits.receipts_per_minute, window_s=60, now=now)
+
+
 def receipt(
     frame: ReceiptFrame,
     caller: Caller,
@@ -214,8 +223,10 @@ def receipt(
     mailbox: MailboxPort,
     connections: ConnectionsPort,
     gateway: GatewayPort,
+    limiter: LimiterPort,
 ) -> ReceiptOutcome:
     """Store a `read` receipt for every device of `to` and deliver it where online."""
+    limit_receipt_rate(caller, limits=limits, limiter=limiter, now=now)
     devices = directory.devices(frame.to)
     if not devices:
         raise NotFound("no such user", code="unknown_user", to=frame.to)

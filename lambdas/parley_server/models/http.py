@@ -50,7 +50,9 @@ __all__ = [
     "PresenceAnswer",
     "PresenceSettingRequest",
     "PromoteRequest",
+    "PushPendingAnswer",
     "PushRequest",
+    "PushVerifyRequest",
     "RefreshRequest",
     "RegistrationLockRequest",
     "SignedPrekeyModel",
@@ -222,6 +224,23 @@ class UserAnswer(BaseModel):
 class PushRequest(_In):
     platform: Literal["fcm", "apns"]
     token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class PushPendingAnswer(BaseModel):
+    state: Literal["pending"] = Field(
+        description="the token is used once its challenge comes back (POST /v1/push/verify)"
+    )
+    challenge_sent: bool = Field(
+        description="a challenge was pushed through the token (false: this stack has no"
+        " push application for the platform, so nothing can be pushed)"
+    )
+    expires_at: int = Field(description="Unix time after which the challenge is refused")
+
+
+class PushVerifyRequest(_In):
+    challenge: Annotated[
+        str, Field(min_length=1, max_length=128, description="as the challenge push carried it")
+    ]
 
 
 class DeviceOut(BaseModel):

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from parley_server.models.errors import Conflict, DependencyUnavailable
 from parley_server.store.dynamo import Retry, batch_get, batch_write, query_pages
 
-__all__ = ["DeviceKeys", "OneTimePrekey", "PrekeysStore", "SignedPrekey"]
+__all__ = ["Claim", "DeviceKeys", "OneTimePrekey", "PrekeysStore", "SignedPrekey"]
 
 # How many candidates one query offers; enough that concurrent claimers rarely collide.
 _CANDIDATES = 8
@@ -40,6 +40,15 @@ class SignedPrekey:
 class OneTimePrekey:
     key_id: int
     public_key: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim took (None: the device had no one-time prekey left), and how
+    many the device has left when that is few (None: enough)."""
+
+    key: OneTimePrekey | None
+    left: int | None
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,12 @@ class PrekeysStore:
 
     def claim_one_time(self, user_id: str, device_id: str) -> OneTimePrekey | None:
         """Take one one-time prekey for good; None when the device has none left."""
+        return self.claim(user_id, device_id).key
+
+    def claim(self, user_id: str, device_id: str, *, low_below: int = 0) -> Claim:
+        """Take one one-time prekey for good, and say how many are left when that is
+        fewer than `low_below`. The candidates' query reads that many more keys of a
+        few bytes each, so the count costs no more capacity."""
         pk = _pk(user_id, device_id)
         try:
             for _ in range(_CLAIM_ROUNDS):
@@ -172,19 +187,21 @@ class PrekeysStore:
                     KeyConditionExpression="device = :pk AND begins_with(sk, :otk)",
                     ExpressionAttributeValues={":pk": pk, ":otk": {"S": "OTK#"}},
                     ProjectionExpression="sk",
-                    Limit=_CANDIDATES,
+                    Limit=max(_CANDIDATES, low_below + 1),
                     # a stale read would offer keys already claimed, wasting deletes
                     ConsistentRead=True,
                 )
                 candidates = [item["sk"]["S"] for item in page.get("Items", [])]
                 if not candidates:
-                    return None
+                    return Claim(None, 0)
+                # a page shorter than the query's limit holds every key the device has
+                left = len(candidates) - 1 if len(candidates) <= low_below else None
                 # concurrent claimers spread over the page instead of all racing for the first
                 random.shuffle(candidates)
                 for sk in candidates:
                     claimed = self._take(pk, sk)
                     if claimed is not None:
-                        return claimed
+                        return Claim(claimed, left)
         except ClientError as exc:
             raise DependencyUnavailable("key store unavailable") from exc
         raise DependencyUnavailable("too many concurrent claims; try again")

@@ -3,12 +3,22 @@
 A push says "something is waiting" and nothing else: no sender, no content, no
 count. The app wakes, connects and syncs; the message itself only ever travels
 end-to-end encrypted over the WebSocket.
+
+The one other push is the challenge sent through a token being registered
+({"type": "push_challenge", "challenge": ...}, logic/push.py): only the app that
+holds the token receives it, and echoing it proves so. Finding the token's
+endpoint for it never deletes or replaces one, which may be another device's. The
+HttpApi function finds the endpoint and queues the challenge (ChallengeQueue);
+GroupFanout pushes it: the function that texts codes is denied every publish to
+an endpoint (stacks/notifications.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -17,7 +27,7 @@ from botocore.exceptions import ClientError
 from parley_server.models.errors import BadRequest, DependencyUnavailable
 from parley_server.store.users import Device
 
-__all__ = ["PLATFORMS", "PushNotifier"]
+__all__ = ["PLATFORMS", "ChallengeJob", "ChallengeQueue", "PushNotifier"]
 
 logger = Logger(child=True)
 
@@ -25,12 +35,18 @@ PLATFORMS = ("fcm", "apns")
 
 # SNS's message keys per platform; APNS apps may be production or sandbox.
 _WAKE = {"type": "wake"}
-_FCM = json.dumps({"data": _WAKE, "priority": "high"})
-_APNS = json.dumps({"aps": {"content-available": 1}, **_WAKE})
-_MESSAGES = {
-    "fcm": json.dumps({"default": json.dumps(_WAKE), "GCM": _FCM}),
-    "apns": json.dumps({"default": json.dumps(_WAKE), "APNS": _APNS, "APNS_SANDBOX": _APNS}),
-}
+
+
+def _message(platform: str, data: dict[str, str]) -> str:
+    """SNS's JSON message carrying `data` to `platform` (a data-only, background push)."""
+    if platform == "apns":
+        apns = json.dumps({"aps": {"content-available": 1}, **data})
+        return json.dumps({"default": json.dumps(data), "APNS": apns, "APNS_SANDBOX": apns})
+    fcm = json.dumps({"data": data, "priority": "high"})
+    return json.dumps({"default": json.dumps(data), "GCM": fcm})
+
+
+_MESSAGES = {platform: _message(platform, _WAKE) for platform in PLATFORMS}
 _ATTRIBUTES = {
     "fcm": {},
     # a background push must say so, at the priority Apple requires for it
@@ -39,6 +55,7 @@ _ATTRIBUTES = {
         "AWS.SNS.MOBILE.APNS.PRIORITY": {"DataType": "String", "StringValue": "5"},
     },
 }
+_CHALLENGE_JOB = "push_challenge"
 # Endpoints that can no longer receive: the app was uninstalled or the token expired.
 _GONE = {"EndpointDisabled", "NotFound", "InvalidParameter"}
 # SNS names the clashing endpoint only in its message (AWS documents this pattern).
@@ -47,6 +64,60 @@ _EXISTING = re.compile(r"Endpoint (arn:[^ ]+) already exists with the same [Tt]o
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass(frozen=True)
+class ChallengeJob:
+    """A challenge to push through a platform endpoint, queued by the HttpApi function
+    (which texts codes, so it publishes to no endpoint) for GroupFanout to push."""
+
+    endpoint: str
+    platform: str
+    challenge: str
+
+    def to_json(self) -> str:
+        return json.dumps({"type": _CHALLENGE_JOB, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChallengeJob | None:
+        """The job, or None when `text` is not a challenge job (a fan-out job)."""
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(raw, dict) or raw.get("type") != _CHALLENGE_JOB:
+            return None
+        endpoint, platform, challenge = (raw.get(k) for k in ("endpoint", "platform", "challenge"))
+        if not (
+            isinstance(endpoint, str)
+            and endpoint.startswith("arn:")
+            and platform in PLATFORMS
+            and isinstance(challenge, str)
+            and 0 < len(challenge) <= 128
+        ):
+            raise BadRequest("a malformed push challenge job")
+        return cls(endpoint, platform, challenge)
+
+
+class ChallengeQueue:
+    """Queues challenge jobs on the fan-out FIFO queue (GroupFanout consumes it), in a
+    message group of their own per endpoint, so no group message waits for one."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+
+    def enqueue(self, job: ChallengeJob) -> None:
+        digest = hashlib.sha256(job.endpoint.encode()).hexdigest()[:32]
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._url,
+                MessageBody=job.to_json(),
+                MessageGroupId=f"push-{digest}",
+                MessageDeduplicationId=hashlib.sha256(job.challenge.encode()).hexdigest(),
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("push service unavailable") from exc
 
 
 class PushNotifier:
@@ -106,6 +177,58 @@ class PushNotifier:
                     "push token refused by the platform", code="invalid_push_token"
                 ) from exc
             raise DependencyUnavailable("push service unavailable") from exc
+
+    def challenge_endpoint(self, platform: str, token: str) -> str | None:
+        """The endpoint to push `token`'s challenge through; None when no platform
+        application is configured for `platform` (nothing can be pushed).
+
+        The endpoint SNS keeps for the token is used as it is (created if there is
+        none): it may be another device's, and it stays theirs. A disabled one is
+        enabled again for the same token. A token the platform refuses is a
+        BadRequest (invalid_push_token).
+        """
+        if platform not in PLATFORMS:
+            raise BadRequest(f"platform must be one of {', '.join(PLATFORMS)}")
+        app = self._apps.get(platform)
+        if app is None:
+            return None
+        try:
+            try:
+                answer = self._sns.create_platform_endpoint(PlatformApplicationArn=app, Token=token)
+                return str(answer["EndpointArn"])
+            except ClientError as exc:
+                clash = _EXISTING.search(str(exc.response.get("Error", {}).get("Message", "")))
+                if _code(exc) != "InvalidParameter" or clash is None:
+                    raise
+            # SNS holds the token with other attributes (disabled): enable it again
+            arn = clash.group(1)
+            self._sns.set_endpoint_attributes(
+                EndpointArn=arn, Attributes={"Enabled": "true", "Token": token}
+            )
+            return arn
+        except ClientError as exc:
+            if _code(exc) == "InvalidParameter":
+                raise BadRequest(
+                    "push token refused by the platform", code="invalid_push_token"
+                ) from exc
+            raise DependencyUnavailable("push service unavailable") from exc
+
+    def send_challenge(self, job: ChallengeJob) -> bool:
+        """Push a queued challenge (GroupFanout); False when the endpoint cannot
+        receive (the registration then never verifies). Never raises for SNS."""
+        try:
+            self._sns.publish(
+                TargetArn=job.endpoint,
+                MessageStructure="json",
+                Message=_message(
+                    job.platform, {"type": "push_challenge", "challenge": job.challenge}
+                ),
+                MessageAttributes=_ATTRIBUTES[job.platform],
+            )
+        except ClientError as exc:
+            logger.info("push challenge not sent", extra={"error_code": _code(exc)})
+            return False
+        return True
 
     def _still_good(self, arn: str, app: str, token: str) -> bool:
         """True when `arn` belongs to `app`, carries `token` and is enabled."""

@@ -31,6 +31,15 @@ class Strikes:
     last_at: float = 0.0
 
 
+def _refused(name: str, *, window_end: int, now: float, code: str | None) -> RateLimited:
+    return RateLimited(
+        f"too many requests ({name}); try again later",
+        retry_after=max(1, int(window_end - now + 0.999)),
+        code=code,
+        limit=name,
+    )
+
+
 class RateLimiter:
     """Counts hits per (name, subject) in windows of `window_s` seconds."""
 
@@ -47,23 +56,28 @@ class RateLimiter:
         window_s: int,
         now: float,
         code: str | None = None,
+        cost: int = 1,
     ) -> int:
         """Count one hit; raise RateLimited when the window already holds `limit` hits.
+        A hit of `cost` counts that many (bytes, say), and is refused unless all of
+        them fit.
 
         Returns the number of hits in the window including this one.
         """
         window = int(now // window_s)
         window_end = (window + 1) * window_s
         key = f"{name}#{subject}#{window}"
+        if cost > limit:
+            raise _refused(name, window_end=window_end, now=now, code=code)
         try:
             answer = self._ddb.update_item(
                 TableName=self._table,
                 Key={"key": {"S": key}},
                 UpdateExpression="ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)",
-                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
+                ConditionExpression="attribute_not_exists(hits) OR hits <= :room",
                 ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
+                    ":one": {"N": str(cost)},
+                    ":room": {"N": str(limit - cost)},
                     # kept a little past the window so DynamoDB's lazy TTL never matters
                     ":exp": {"N": str(window_end + 60)},
                 },
@@ -71,12 +85,7 @@ class RateLimiter:
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise RateLimited(
-                    f"too many requests ({name}); try again later",
-                    retry_after=max(1, int(window_end - now + 0.999)),
-                    code=code,
-                    limit=name,
-                ) from exc
+                raise _refused(name, window_end=window_end, now=now, code=code) from exc
             raise DependencyUnavailable("rate limit store unavailable") from exc
         return int(answer["Attributes"]["hits"]["N"])
 

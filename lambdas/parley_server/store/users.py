@@ -5,14 +5,29 @@ Key design (see store/schema.py):
     USER#<uid>    / PROFILE          phone, created_at, presence setting, last_seen,
                                      registration lock, last_active (see its section)
     USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, deleting,
-                                     push_platform/token/endpoint
+                                     push_platform/token/endpoint (the verified push
+                                     token), push_pending_platform/token,
+                                     push_challenge, push_challenge_expires_at,
+                                     push_challenge_attempts (a token waiting for
+                                     its challenge to come back)
     USER#<uid>    / CONTACT#<uid>    saved, since: a contact the user saved (store/contacts.py)
     USER#<uid>    / MEDIA#<id>       a media object the user uploaded (store/media.py)
     PHONE#<e164>  / PHONE            user_id (phone numbers are unique by conditional put)
+    PUSHTOKEN#<platform>#<sha256(token) hex>
+                  / PUSHTOKEN        user_id, device_id: the one device a verified push
+                                     token belongs to
 
 A device is *pending* from sign-in until it first uploads its keys: it may use
 its tokens, but senders do not see it yet (they could not encrypt for it), so a
 device whose app never got as far as uploading keys cannot block anyone's sends.
+
+A push token is used for wake pushes only once verified: PUT /v1/push records it
+as *pending* on the device (push_pending_*) with the SHA-256 of a random challenge
+that is pushed through the token; POST /v1/push/verify with that challenge makes
+it the device's push_platform/token/endpoint and points the token's PUSHTOKEN
+record at the device. A token verified by another device moves: that device's
+push_* are removed (logic/push.py). Until then a device's verified token is left
+as it was, so registering someone else's token takes nothing from them.
 
 A device is *deleting* once its account's deletion has started: senders no longer
 see it and its tokens are refused, except by the deletion itself, which a
@@ -21,6 +36,7 @@ device of the account may ask again until it is done (logic/accounts.py).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +59,8 @@ __all__ = [
     "PairingApproval",
     "PresenceSetting",
     "Profile",
+    "PushClaim",
+    "PushState",
     "RegistrationLockState",
     "UsersStore",
 ]
@@ -128,6 +146,7 @@ class AccountItem:
     sk: str
     push_platform: str | None = None
     push_endpoint: str | None = None
+    push_token: str | None = None
 
     @property
     def device_id(self) -> str | None:
@@ -140,6 +159,24 @@ class AccountItem:
     @property
     def media_id(self) -> str | None:
         return self.sk.removeprefix("MEDIA#") if self.sk.startswith("MEDIA#") else None
+
+
+@dataclass(frozen=True)
+class PushState:
+    """A device's push registration: the verified token (the one wake pushes use) and
+    the token waiting for its challenge, if any."""
+
+    platform: str | None = None
+    token: str | None = None
+    endpoint: str | None = None
+    pending_platform: str | None = None
+    pending_token: str | None = None
+    challenge_hash: str | None = None  # SHA-256 hex of the challenge pushed
+    challenge_expires_at: int = 0
+    challenge_attempts: int = 0
+
+
+PushClaim = Literal["released", "absent", "other"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +202,20 @@ def _device_from(item: dict[str, Any]) -> Device:
         push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
         push_endpoint=item["push_endpoint"]["S"] if "push_endpoint" in item else None,
     )
+
+
+# a device's token waiting for its challenge
+_PENDING = (
+    "push_pending_platform, push_pending_token, push_challenge, push_challenge_expires_at,"
+    " push_challenge_attempts"
+)
+
+
+def _claim_key(platform: str, token: str) -> dict[str, dict[str, str]]:
+    """The key of the record naming the device a verified push token belongs to (the
+    token is hashed: up to 4096 characters, it would not fit in a key)."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return {"pk": {"S": f"PUSHTOKEN#{platform}#{digest}"}, "sk": {"S": "PUSHTOKEN"}}
 
 
 def _flag(item: dict[str, Any], name: str) -> bool:
@@ -335,6 +386,211 @@ class UsersStore:
             values[":endpoint"] = {"S": endpoint}
         self._update_device(user_id, device_id, expression, values)
 
+    # -- push tokens -------------------------------------------------------------
+
+    def push_state(self, user_id: str, device_id: str) -> PushState | None:
+        """The device's push registration; None if it is unknown, revoked or deleting."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        if item is None or _flag(item, "revoked") or _flag(item, "deleting"):
+            return None
+
+        def text(name: str) -> str | None:
+            return str(item[name]["S"]) if name in item else None
+
+        def number(name: str) -> int:
+            return int(item[name]["N"]) if name in item else 0
+
+        return PushState(
+            platform=text("push_platform"),
+            token=text("push_token"),
+            endpoint=text("push_endpoint"),
+            pending_platform=text("push_pending_platform"),
+            pending_token=text("push_pending_token"),
+            challenge_hash=text("push_challenge"),
+            challenge_expires_at=number("push_challenge_expires_at"),
+            challenge_attempts=number("push_challenge_attempts"),
+        )
+
+    def set_push_pending(
+        self,
+        user_id: str,
+        device_id: str,
+        platform: str,
+        token: str,
+        challenge_hash: str | None,
+        expires_at: int,
+    ) -> None:
+        """Record a token waiting for its challenge (replacing any waiting one); the
+        device's verified token is left as it is. No `challenge_hash`: nothing could
+        push one (no platform application), so none waits."""
+        values: dict[str, Any] = {":platform": {"S": platform}, ":token": {"S": token}}
+        expression = "SET push_pending_platform = :platform, push_pending_token = :token"
+        if challenge_hash is None:
+            expression += (
+                " REMOVE push_challenge, push_challenge_expires_at, push_challenge_attempts"
+            )
+        else:
+            expression += (
+                ", push_challenge = :challenge, push_challenge_expires_at = :expires,"
+                " push_challenge_attempts = :zero"
+            )
+            values[":challenge"] = {"S": challenge_hash}
+            values[":expires"] = {"N": str(int(expires_at))}
+            values[":zero"] = {"N": "0"}
+        self._update_device(user_id, device_id, expression, values)
+
+    def count_push_attempt(self, user_id: str, device_id: str, challenge_hash: str) -> int | None:
+        """Count a wrong answer to the waiting challenge `challenge_hash`: the attempts
+        so far, or None when that challenge is no longer the one waiting."""
+        try:
+            answer = self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                UpdateExpression="ADD push_challenge_attempts :one",
+                ConditionExpression="push_challenge = :challenge",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":challenge": {"S": challenge_hash},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise DependencyUnavailable("user store unavailable") from exc
+        return int(answer["Attributes"]["push_challenge_attempts"]["N"])
+
+    def drop_push_pending(self, user_id: str, device_id: str, challenge_hash: str) -> None:
+        """Forget the waiting token if `challenge_hash` is still its challenge."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                UpdateExpression=f"REMOVE {_PENDING}",
+                ConditionExpression="push_challenge = :challenge",
+                ExpressionAttributeValues={":challenge": {"S": challenge_hash}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return  # replaced or verified meanwhile
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def push_claim(self, platform: str, token: str) -> tuple[str, str] | None:
+        """(user id, device id) of the device the verified token belongs to, if any."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table, Key=_claim_key(platform, token), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        if item is None:
+            return None
+        return str(item["user_id"]["S"]), str(item["device_id"]["S"])
+
+    def verify_push(
+        self,
+        user_id: str,
+        device_id: str,
+        challenge_hash: str,
+        platform: str,
+        token: str,
+        endpoint: str | None,
+    ) -> bool:
+        """In one transaction: the waiting token becomes the device's verified one (if
+        `challenge_hash` is still the challenge waiting) and the token's record names
+        this device. False when the challenge was replaced or the device signed out
+        meanwhile (nothing written)."""
+        values: dict[str, Any] = {
+            ":platform": {"S": platform},
+            ":token": {"S": token},
+            ":challenge": {"S": challenge_hash},
+            ":no": {"BOOL": False},
+        }
+        expression = "SET push_platform = :platform, push_token = :token"
+        if endpoint is None:
+            expression += f" REMOVE push_endpoint, {_PENDING}"
+        else:
+            expression += f", push_endpoint = :endpoint REMOVE {_PENDING}"
+            values[":endpoint"] = {"S": endpoint}
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                            "UpdateExpression": expression,
+                            "ConditionExpression": "push_challenge = :challenge"
+                            " AND (attribute_not_exists(revoked) OR revoked = :no)"
+                            " AND (attribute_not_exists(deleting) OR deleting = :no)",
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **_claim_key(platform, token),
+                                "user_id": {"S": user_id},
+                                "device_id": {"S": device_id},
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _code(exc) == "TransactionCanceledException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
+    def drop_push(self, user_id: str, device_id: str, token: str) -> None:
+        """Stop using `token` for the device (it was verified by another device); a
+        device that holds another token by now is left as it is."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                UpdateExpression="REMOVE push_platform, push_token, push_endpoint",
+                ConditionExpression="push_token = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return
+            raise DependencyUnavailable("user store unavailable") from exc
+
+    def release_push_claim(
+        self, platform: str, token: str, user_id: str, device_id: str
+    ) -> PushClaim:
+        """Forget that the verified `token` belongs to this device: "released", or
+        "absent" when no record names the token (a registration older than the
+        records), or "other" when another device verified it since (left as it is)."""
+        try:
+            answer = self._ddb.delete_item(
+                TableName=self._table,
+                Key=_claim_key(platform, token),
+                ConditionExpression="attribute_not_exists(pk) OR"
+                " (user_id = :uid AND device_id = :did)",
+                ExpressionAttributeValues={":uid": {"S": user_id}, ":did": {"S": device_id}},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return "other"
+            raise DependencyUnavailable("user store unavailable") from exc
+        # a delete that matched no item returns no attributes
+        return "released" if answer.get("Attributes") else "absent"
+
     def _update_device(
         self, user_id: str, device_id: str, expression: str, values: dict[str, Any]
     ) -> None:
@@ -457,7 +713,7 @@ class UsersStore:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": _user_pk(user_id)},
-            "ProjectionExpression": "sk, push_platform, push_endpoint",
+            "ProjectionExpression": "sk, push_platform, push_endpoint, push_token",
             "ConsistentRead": True,
         }
         return [
@@ -465,6 +721,7 @@ class UsersStore:
                 sk=item["sk"]["S"],
                 push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
                 push_endpoint=item["push_endpoint"]["S"] if "push_endpoint" in item else None,
+                push_token=item["push_token"]["S"] if "push_token" in item else None,
             )
             for page in query_pages(self._ddb, kwargs, "user store unavailable")
             for item in page.get("Items", [])

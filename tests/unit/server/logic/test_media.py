@@ -127,3 +127,40 @@ def test_expired_media_is_not_found_even_before_ttl_deletion(ports: Ports) -> No
     assert ports.call(media.download_link, media_id=answer.media_id, now=NOW + 59).size == 3
     with pytest.raises(NotFound):
         ports.call(media.download_link, media_id=answer.media_id, now=NOW + 60)
+
+
+# -- budgets per device -------------------------------------------------------------
+
+
+def test_upload_forms_past_a_devices_hourly_budget_are_refused(ports: Ports) -> None:
+    from parley_server.logic.ports import Caller
+    from parley_server.models.errors import RateLimited
+
+    phone, laptop = Caller(OWNER, "1" * 16), Caller(OWNER, "2" * 16)
+    limits = Limits(media_uploads_per_hour=2)
+    for _ in range(2):
+        ports.call(media.limit_upload, phone, 10, limits=limits, now=NOW)
+
+    with pytest.raises(RateLimited) as refused:
+        ports.call(media.limit_upload, phone, 10, limits=limits, now=NOW)
+
+    assert (refused.value.code, refused.value.retry_after) == ("rate_limited", 3600)
+    ports.call(media.limit_upload, laptop, 10, limits=limits, now=NOW)
+    ports.call(media.limit_upload, phone, 10, limits=limits, now=NOW + 3600)
+
+
+def test_declared_bytes_past_a_devices_daily_budget_are_refused(ports: Ports) -> None:
+    from parley_server.logic.ports import Caller
+    from parley_server.models.errors import RateLimited
+
+    phone = Caller(OWNER, "1" * 16)
+    limits = Limits(media_bytes_per_day=1000)
+    ports.call(media.limit_upload, phone, 600, limits=limits, now=NOW)
+    with pytest.raises(RateLimited) as refused:
+        ports.call(media.limit_upload, phone, 401, limits=limits, now=NOW)
+    # the UTC day ends at 1_800_057_600
+    assert refused.value.retry_after == 57_600
+    ports.call(media.limit_upload, phone, 400, limits=limits, now=NOW)
+    with pytest.raises(RateLimited):
+        ports.call(media.limit_upload, phone, 1, limits=limits, now=NOW)
+    ports.call(media.limit_upload, phone, 1000, limits=limits, now=NOW + 57_600)

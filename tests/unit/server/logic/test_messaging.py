@@ -609,3 +609,104 @@ def test_refuse_unknown_names_the_known_actions() -> None:
     assert error.code == "unknown_action"
     assert error.details["actions"] == ["ack", "receipt", "send", "sync", "typing"]
     assert messaging.refuse_unknown({}).code == "unknown_action"
+
+
+# -- rate limits: read receipts, typing, one sender's mail to one recipient -----------
+
+
+def _read(
+    world: World, caller: Caller, to: str, *, now: float = NOW, limits: Limits = LIMITS
+) -> receipts.ReceiptOutcome:
+    frame = ReceiptFrame.parse({"to": to, "status": "read", "ids": [secrets.token_hex(4)]})
+    return world.call(receipts.receipt, frame, caller, now=now, limits=limits)
+
+
+def _waiting(world: World, user_id: str, device: Device) -> int:
+    page = world.mailbox.page(user_id, device.device_id, after=None, limit=100, now=NOW)
+    return len(page.envelopes)
+
+
+def test_read_receipts_past_a_devices_budget_per_second_are_refused(world: World) -> None:
+    limits = Limits(receipts_per_s=2, receipts_per_minute=100)
+    alice_id, (alice_dev,) = world.user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    bob_phone, bob_laptop = world.online(bob_id, phone), world.online(bob_id, laptop)
+    for _ in range(2):
+        _read(world, bob_phone, alice_id, limits=limits)
+
+    with pytest.raises(RateLimited) as refused:
+        _read(world, bob_phone, alice_id, limits=limits)
+
+    assert (refused.value.code, refused.value.retry_after) == ("rate_limited", 1)
+    assert _waiting(world, alice_id, alice_dev) == 2
+    # each device has its own budget, and the next second is a new one
+    _read(world, bob_laptop, alice_id, limits=limits)
+    _read(world, bob_phone, alice_id, now=NOW + 1, limits=limits)
+    assert _waiting(world, alice_id, alice_dev) == 4
+
+
+def test_read_receipts_past_a_devices_budget_per_minute_are_refused(world: World) -> None:
+    limits = Limits(receipts_per_s=100, receipts_per_minute=3)
+    alice_id, (alice_dev,) = world.user()
+    bob, _ = world.online_user()
+    for second in range(3):
+        _read(world, bob, alice_id, now=NOW + second, limits=limits)
+
+    with pytest.raises(RateLimited) as refused:
+        _read(world, bob, alice_id, now=NOW + 3, limits=limits)
+
+    assert refused.value.retry_after == 57  # NOW is the start of a minute
+    assert _waiting(world, alice_id, alice_dev) == 3
+    _read(world, bob, alice_id, now=NOW + 60, limits=limits)
+
+
+def test_typing_past_a_devices_budget_per_second_or_minute_is_refused(world: World) -> None:
+    limits = Limits(typing_per_s=2, typing_per_minute=3)
+    alice, _ = world.online_user()
+    other = Caller(alice.user_id, secrets.token_hex(8), "other=")
+    for _ in range(2):
+        world.call(messaging.limit_typing_rate, alice, limits=limits, now=NOW)
+    with pytest.raises(RateLimited) as per_second:
+        world.call(messaging.limit_typing_rate, alice, limits=limits, now=NOW)
+    assert per_second.value.retry_after == 1
+    world.call(messaging.limit_typing_rate, alice, limits=limits, now=NOW + 1)
+
+    with pytest.raises(RateLimited) as per_minute:
+        world.call(messaging.limit_typing_rate, alice, limits=limits, now=NOW + 2)
+
+    assert per_minute.value.retry_after == 58
+    world.call(messaging.limit_typing_rate, other, limits=limits, now=NOW + 2)
+
+
+def test_one_user_may_send_another_only_so_many_messages_an_hour(world: World) -> None:
+    limits = Limits(messages_to_user_per_hour=3)
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    alice_id, _ = world.user(phone, laptop)
+    alice_phone, alice_laptop = world.online(alice_id, phone), world.online(alice_id, laptop)
+    bob_id, (bob_dev,) = world.user()
+    carol_id, (carol_dev,) = world.user()
+    to_bob = {bob_dev.device_id: b"x"}
+    # the sender's devices share one budget per recipient
+    world.send(alice_phone, bob_id, to_bob, client_id="m0", now=NOW, limits=limits)
+    world.send(alice_laptop, bob_id, to_bob, client_id="m1", now=NOW + 1, limits=limits)
+    world.send(alice_phone, bob_id, to_bob, client_id="m2", now=NOW + 2, limits=limits)
+
+    with pytest.raises(RateLimited) as refused:
+        world.send(alice_phone, bob_id, to_bob, client_id="m3", now=NOW + 3, limits=limits)
+
+    assert (refused.value.code, refused.value.retry_after) == ("rate_limited", 3600 - 3)
+    assert _waiting(world, bob_id, bob_dev) == 3
+    # another recipient, one's own other devices and the next hour are not held back
+    world.send(alice_phone, carol_id, {carol_dev.device_id: b"x"}, client_id="m4", now=NOW + 4)
+    for i in range(5):
+        world.send(
+            alice_phone,
+            alice_id,
+            {laptop.device_id: b"copy"},
+            client_id=f"own{i}",
+            now=NOW + 5 + i,
+            limits=limits,
+        )
+    world.send(alice_phone, bob_id, to_bob, client_id="m3", now=NOW + 3600, limits=limits)
+    assert _waiting(world, bob_id, bob_dev) == 4

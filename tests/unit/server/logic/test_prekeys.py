@@ -244,3 +244,59 @@ def test_a_device_cannot_silently_change_its_identity_key(env: Env) -> None:
     assert env.count(BOB) == 4
     [device] = env.claim(ALICE, BOB.user_id).devices
     assert device.signed_prekey.key_id == 2
+
+
+def test_many_requesters_together_cannot_drain_one_persons_prekeys(env: Env) -> None:
+    env.upload(BOB, upload_for(SigningKey.generate(), range(20)))
+    limits = Limits(bundle_claims_of_target_per_hour=3)
+    strangers = [Caller(f"{n:032x}", "4" * 16) for n in range(1, 5)]
+    for stranger in strangers[:3]:
+        env.call(prekeys.claim_bundle, stranger, BOB.user_id, limits=limits, now=NOW)
+
+    with pytest.raises(RateLimited) as refused:
+        env.call(prekeys.claim_bundle, strangers[3], BOB.user_id, limits=limits, now=NOW + 1)
+
+    assert refused.value.code == "rate_limited"
+    assert refused.value.retry_after == 3600 - (NOW + 1) % 3600
+    assert env.count(BOB) == 20 - 3
+    # another person's bundle is not held back, and the next hour is a new budget
+    env.upload(ALICE, upload_for(SigningKey.generate()))
+    env.call(prekeys.claim_bundle, strangers[3], ALICE.user_id, limits=limits, now=NOW + 1)
+    env.call(prekeys.claim_bundle, strangers[3], BOB.user_id, limits=limits, now=NOW + 3600)
+
+
+def test_a_claim_that_leaves_a_device_few_one_time_prekeys_reports_it(env: Env) -> None:
+    env.upload(BOB, upload_for(SigningKey.generate(), range(4)))
+    env.upload(BOB_PHONE, upload_for(SigningKey.generate(), range(10, 30)))
+    limits = Limits(prekeys_low_below=3)
+
+    def left() -> dict[str, int | None]:
+        bundle = env.call(prekeys.claim_bundle, ALICE, BOB.user_id, limits=limits, now=NOW)
+        return {device.device_id: device.left for device in bundle.devices}
+
+    # 4 keys: the claims leave 3 (enough), then 2, 1, 0 (low), then none is left to give
+    assert left() == {BOB.device_id: None, BOB_PHONE.device_id: None}
+    assert [left()[BOB.device_id] for _ in range(3)] == [2, 1, 0]
+    drained = env.call(prekeys.claim_bundle, ALICE, BOB.user_id, limits=limits, now=NOW)
+    (bob,) = [d for d in drained.devices if d.device_id == BOB.device_id]
+    assert (bob.one_time_prekey, bob.left) == (None, 0)
+    assert [d.device_id for d in drained.low] == [BOB.device_id]
+    assert [d.device_id for d in drained.drained] == [BOB.device_id]
+
+
+def test_a_device_left_few_one_time_prekeys_is_told_on_its_live_connections(env: Env) -> None:
+    from parley_server.logic import connections as lifecycle
+
+    env.upload(BOB, upload_for(SigningKey.generate(), range(2)))
+    env.upload(BOB_PHONE, upload_for(SigningKey.generate(), range(10, 30)))
+    bob = Caller(BOB.user_id, BOB.device_id, "bob=")
+    phone = Caller(BOB.user_id, BOB_PHONE.device_id, "phone=")
+    for caller in (bob, phone):
+        env.call(lifecycle.connect, caller, now=NOW, limits=LIMITS)
+    bundle = env.call(prekeys.claim_bundle, ALICE, BOB.user_id, limits=LIMITS, now=NOW)
+
+    told = env.call(prekeys.report_low, bundle, now=NOW)
+
+    assert told == 1
+    assert env.gateway.posted["bob="] == [{"event": "prekeys_low", "left": 1}]
+    assert "phone=" not in env.gateway.posted

@@ -24,7 +24,7 @@ def ports(ports: Ports) -> Ports:
     for p, phone in ((ALICE, "+14155552671"), (BOB, "+12025550123"), (CAROL, "+447911123456")):
         store.create_user(p.user_id, phone, now=NOW)
     store.record_last_seen(BOB.user_id, NOW - 60)
-    ports.call(contacts.save, BOB, ALICE.user_id, now=NOW)
+    ports.call(contacts.save, BOB, ALICE.user_id, now=NOW, limits=Limits())
     return ports
 
 
@@ -42,10 +42,10 @@ def test_contacts_are_whom_the_user_saved_and_only_while_saved(ports: Ports) -> 
     ports.call(presence.set_visibility, ALICE, "contacts")
     ports.users.record_last_seen(ALICE.user_id, NOW - 5)
     assert seen(ports, BOB, ALICE) is None
-    ports.call(contacts.save, ALICE, BOB.user_id, now=NOW)
+    ports.call(contacts.save, ALICE, BOB.user_id, now=NOW, limits=Limits())
     assert seen(ports, BOB, ALICE) == NOW - 5
     assert ports.call(contacts.list_saved, ALICE) == [BOB.user_id]
-    ports.call(contacts.remove, ALICE, BOB.user_id)
+    ports.call(contacts.remove, ALICE, BOB.user_id, now=NOW, limits=Limits())
     assert seen(ports, BOB, ALICE) is None
     assert ports.call(contacts.list_saved, ALICE) == []
 
@@ -62,12 +62,12 @@ def test_a_record_a_key_fetch_once_wrote_counts_for_nothing(ports: Ports) -> Non
 
 def test_saving_a_contact_refuses_oneself_unknown_users_and_bad_ids(ports: Ports) -> None:
     with pytest.raises(BadRequest):
-        ports.call(contacts.save, ALICE, ALICE.user_id, now=NOW)
+        ports.call(contacts.save, ALICE, ALICE.user_id, now=NOW, limits=Limits())
     with pytest.raises(NotFound) as unknown:
-        ports.call(contacts.save, ALICE, "d" * 32, now=NOW)
+        ports.call(contacts.save, ALICE, "d" * 32, now=NOW, limits=Limits())
     assert unknown.value.code == "unknown_user"
     with pytest.raises(BadRequest):
-        ports.call(contacts.save, ALICE, "not-a-user", now=NOW)
+        ports.call(contacts.save, ALICE, "not-a-user", now=NOW, limits=Limits())
     assert ports.call(contacts.list_saved, ALICE) == []
 
 

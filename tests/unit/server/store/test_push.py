@@ -76,3 +76,33 @@ def test_without_a_platform_application_nothing_is_created(aws: FakeAws) -> None
     assert sns.list_platform_applications()["PlatformApplications"] == []
     with pytest.raises(BadRequest):
         notifier.endpoint_for("blackberry", "x")
+
+
+def test_a_challenge_goes_through_the_tokens_endpoint_and_replaces_nothing(
+    aws: FakeAws,
+) -> None:
+    from parley_server.store.push import ChallengeJob
+
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, _apps(sns))
+    owners = notifier.endpoint_for("fcm", "shared-token")
+    assert owners is not None
+    # someone else registers the same token: the endpoint is the owner's, untouched
+    assert notifier.challenge_endpoint("fcm", "shared-token") == owners
+    sns.set_endpoint_attributes(EndpointArn=owners, Attributes={"Enabled": "false"})
+    assert notifier.challenge_endpoint("fcm", "shared-token") == owners  # enabled again
+    job = ChallengeJob(owners, "fcm", "the-challenge")
+    assert ChallengeJob.from_json(job.to_json()) == job
+    assert ChallengeJob.from_json('{"v": 1, "group_id": "g"}') is None
+    assert notifier.send_challenge(job) is True
+    [message] = _sent(owners)
+    data = {"type": "push_challenge", "challenge": "the-challenge"}
+    assert json.loads(json.loads(message)["default"]) == data
+    assert json.loads(json.loads(message)["GCM"]) == {"data": data, "priority": "high"}
+
+
+def test_without_a_platform_application_there_is_no_challenge_endpoint(aws: FakeAws) -> None:
+    notifier = PushNotifier(aws.client("sns"), {})
+    assert notifier.challenge_endpoint("apns", "t") is None
+    with pytest.raises(BadRequest):
+        notifier.challenge_endpoint("web", "t")
