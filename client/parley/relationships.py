@@ -42,7 +42,7 @@ def knows(store: Store, user_id: str) -> bool:
     """Whether `user_id` may see delivered and read ticks and typing from this user."""
     if store.contacts.is_accepted(user_id):
         return True
-    return any(user_id in group.members for group in store.groups.all())
+    return store.groups.shares(user_id)
 
 
 def ticks(store: Store, message: IncomingMessage) -> bool:

@@ -64,6 +64,15 @@ class Groups(Repository):
         ).fetchone()
         return _group(row) if row else None
 
+    def shares(self, user_id: str) -> bool:
+        """Whether `user_id` is a member of a group this account is in (one query)."""
+        row = self._db.execute(
+            "SELECT 1 FROM groups, json_each(groups.members)"
+            " WHERE groups.version > 0 AND groups.active = 1 AND json_each.value = ? LIMIT 1",
+            (user_id,),
+        ).fetchone()
+        return row is not None
+
     def all(self, *, include_inactive: bool = False) -> list[Group]:
         """Known groups by name (placeholders not yet filled in are left out)."""
         rows = self._db.execute(

@@ -6,6 +6,7 @@ A Powertools Router that the HttpApi resolver includes (see handlers/http_media.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -47,15 +48,7 @@ def list_contacts() -> ContactsAnswer:
     **_http.bearer("contacts", 400, 401, 404, 429, 503, no_store=False),
 )
 def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
-    deps = adapters()
-    contacts.save(
-        _http.caller(router.context),
-        user_id,
-        contacts=deps.contacts,
-        limiter=deps.limiter,
-        limits=deps.config.limits,
-        now=time.time(),
-    )
+    _write(contacts.save, user_id)
 
 
 @router.delete(
@@ -66,8 +59,13 @@ def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None
     **_http.bearer("contacts", 400, 401, 429, 503, no_store=False),
 )
 def remove_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
+    _write(contacts.remove, user_id)
+
+
+def _write(use_case: Callable[..., None], user_id: str) -> None:
+    """Save or remove: the caller's write, with its rate limit."""
     deps = adapters()
-    contacts.remove(
+    use_case(
         _http.caller(router.context),
         user_id,
         contacts=deps.contacts,

@@ -4,7 +4,6 @@ is read from a push's data (or, locally, from the push sink) and sent back."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,6 +13,7 @@ from aiohttp import web
 from parley.api import PushRegistration
 from parley.errors import ApiError, ParleyClientError
 from parley.push import challenge_from_local_push, challenge_of, push_count
+from tests.unit.client import test_api as api_tests
 from tests.unit.client.fakes import serve_http
 from tests.unit.client.test_api import NOW, Service, _error, api_with
 
@@ -22,21 +22,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 TOKEN = "fcm-token-1"
 
 
-@pytest.fixture
-def service() -> Service:
-    return Service()
-
-
-@pytest.fixture
-async def base_url(service: Service) -> AsyncIterator[str]:
-    async with serve_http(service.app()) as url:
-        yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+# the fake service and its fixtures are the API tests' own
+service, base_url, http = api_tests.service, api_tests.base_url, api_tests.http
 
 
 async def test_registering_answers_pending_and_verifying_sends_the_challenge_back(

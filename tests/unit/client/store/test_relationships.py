@@ -77,6 +77,10 @@ def test_a_shared_group_is_a_relationship_and_a_group_message_always_ticks(
     assert relationships.ticks(store, message(DAVE, group="g" * 32))
     store.groups.save(Group("g" * 32, "Climbing", 1, (ME, CAROL), (ME,)), now=1.0)
     assert relationships.knows(store, CAROL)
+    assert not relationships.knows(store, DAVE)
+    # a group this account has left is no relationship any more
+    store.groups.save(Group("h" * 32, "Old", 1, (ME, DAVE), (ME,), active=False), now=1.0)
+    assert not relationships.knows(store, DAVE)
     assert relationships.requests(store) == []
     assert store.contacts.untold() == []  # a group member is not a saved contact
 
