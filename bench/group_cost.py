@@ -20,6 +20,7 @@ import base64
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,8 @@ from parley_server.models.http import MAX_IDS_PER_REQUEST
 from parley_server.store.aws import client
 from parley_server.store.groups import GroupsStore
 from parley_server.store.users import UsersStore
-from tests.device_lists import list_devices
+from tests.device_lists import device_key, list_devices
+from tests.group_changes import Signer
 
 __all__ = ["CIPHERTEXT_BYTES", "SIZES", "GroupMessageCounts", "count_group_message", "main", "run"]
 
@@ -75,20 +77,28 @@ class _Everyone:
 
 
 def _group(service: Service, people: list[Device]) -> str:
-    """A group of `people` (setup: created in transactions of at most 98 adds)."""
-    store = GroupsStore(client("dynamodb"), service.settings[Setting.GROUPS_TABLE])
+    """A group of `people` (setup: a signed create, then signed adds, in transactions
+    of at most MAX_IDS_PER_REQUEST members each)."""
+    ddb = client("dynamodb")
+    store = GroupsStore(ddb, service.settings[Setting.GROUPS_TABLE])
+    lists = UsersStore(ddb, service.settings[Setting.USERS_TABLE])
     limits = Limits()
     owner = Caller(people[0].user_id, people[0].device_id)
+    signer = Signer(owner.user_id, owner.device_id, device_key(owner.user_id, owner.device_id))
     rest = [p.user_id for p in people[1:]]
     step = MAX_IDS_PER_REQUEST
     group = groups.create_group(
-        owner, "bench", rest[:step], now=time.time(), limits=limits,
-        groups=store, users=_Everyone(),
+        owner, signer.create(uuid.uuid4().hex, "bench", rest[:step]), now=time.time(),
+        limits=limits, groups=store, users=_Everyone(), device_lists=lists,
     )  # fmt: skip
     for start in range(step, len(rest), step):
-        groups.add_members(
-            owner, group.group_id, rest[start : start + step], now=time.time(),
-            limits=limits, groups=store, users=_Everyone(),
+        add = signer.change(
+            "add", group.group_id, seq=group.rev + 1, prev=group.head_hash,
+            members=sorted(rest[start : start + step]),
+        )  # fmt: skip
+        group = groups.add_members(
+            owner, group.group_id, add, now=time.time(), limits=limits,
+            groups=store, users=_Everyone(), device_lists=lists,
         )  # fmt: skip
     return group.group_id
 

@@ -538,6 +538,7 @@ def _accounts_row() -> list[cw.IWidget]:
                 app_metric(m.GROUP_LEFT, label="members left"),
                 app_metric(m.GROUP_ADMIN_PROMOTED, label="admins promoted"),
                 app_metric(m.GROUP_ADMIN_DISMISSED, label="admins dismissed"),
+                app_metric(m.GROUP_VOUCHED, label="memberships vouched for"),
             ],
         ),
         _graph(

@@ -13,10 +13,12 @@ from nacl.signing import SigningKey
 from parley_server.logic.device_list import LIST_PREFIX
 from parley_server.store.users import UsersStore
 
-__all__ = ["approval", "device_signature", "first_list", "list_devices"]
+__all__ = ["approval", "device_key", "device_signature", "first_list", "list_devices"]
 
 # each test account's primary identity key (it signs the account's device lists)
 _PRIMARY_KEYS: dict[str, SigningKey] = {}
+# each listed device's identity key (it signs the device's group changes)
+_DEVICE_KEYS: dict[tuple[str, str], SigningKey] = {}
 
 
 def list_devices(store: UsersStore, user_id: str, device_ids: list[str]) -> None:
@@ -26,12 +28,16 @@ def list_devices(store: UsersStore, user_id: str, device_ids: list[str]) -> None
     identity = primary.verify_key.encode()
     store.set_account_identity(user_id, identity)
     current = store.device_list(user_id)
+    for index, device_id in enumerate(device_ids):
+        _DEVICE_KEYS[(user_id, device_id)] = (
+            primary if index == 0 else _DEVICE_KEYS.get((user_id, device_id), SigningKey.generate())
+        )
     entries = [
         {
             "device_id": device_id,
             "key_index": index,
             "identity": base64.b64encode(
-                identity if index == 0 else SigningKey.generate().verify_key.encode()
+                _DEVICE_KEYS[(user_id, device_id)].verify_key.encode()
             ).decode(),
         }
         for index, device_id in enumerate(device_ids)
@@ -58,6 +64,12 @@ def list_devices(store: UsersStore, user_id: str, device_ids: list[str]) -> None
         max_key_index=len(device_ids) - 1,
     )
     assert installed
+
+
+def device_key(user_id: str, device_id: str) -> SigningKey:
+    """The identity key of a device `list_devices` listed (the primary's is the
+    account identity): what signs the device's group changes."""
+    return _DEVICE_KEYS[(user_id, device_id)]
 
 
 def first_list(user_id: str, device_id: str, identity: SigningKey) -> dict[str, str]:

@@ -143,6 +143,7 @@ def parse_group(answer: Any, group_id: str | None = None) -> Group:
         gid, name, version = answer["group_id"], answer["name"], answer["version"]
         members, admins = answer["members"], answer["admins"]
         created_by, created_at = answer.get("created_by"), answer.get("created_at")
+        rev, head = answer.get("rev", 0), answer.get("head", 0)
         if not is_group_id(gid) or (group_id is not None and gid != group_id):
             raise ValueError("bad group id")
         if not isinstance(name, str) or not 0 < len(name) <= 200:
@@ -157,6 +158,8 @@ def parse_group(answer: Any, group_id: str | None = None) -> Group:
             raise ValueError("bad creator")
         if created_at is not None and not is_count(created_at):
             raise ValueError("bad creation time")
+        if not (is_count(rev) and is_count(head)):
+            raise ValueError("bad rev or head")
     except (KeyError, ValueError) as exc:
         raise ApiError(200, "bad_answer", f"malformed group answer: {exc}") from exc
     return Group(
@@ -167,6 +170,8 @@ def parse_group(answer: Any, group_id: str | None = None) -> Group:
         admins=tuple(dict.fromkeys(admins)),
         created_by=created_by,
         created_at=created_at,
+        rev=rev,
+        head=head,
     )
 
 

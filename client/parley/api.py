@@ -66,8 +66,9 @@ REQUEST_TIMEOUT_S = 20.0
 # Attempts for an idempotent request that met a 5xx or no answer.
 RETRIES = 3
 _RETRYABLE = frozenset({"GET", "PUT"})
-# One membership change is one DynamoDB transaction: at most 98 user ids per request.
-MAX_IDS_PER_GROUP_CHANGE = 98
+# One membership change is one DynamoDB transaction of at most 100 items: the group,
+# the change's entry in its chain, the creator and at most this many others.
+MAX_IDS_PER_GROUP_CHANGE = 97
 
 
 class TokenKeeper(Protocol):
@@ -411,10 +412,10 @@ class ApiClient:
 
     # --- groups ---------------------------------------------------------------------------
 
-    async def create_group(self, name: str, members: list[str]) -> Group:
-        """POST /v1/groups: a new group with this account as its first admin."""
-        _check_user_ids(members)
-        answer = await self._call("POST", "/v1/groups", body={"name": name, "members": members})
+    async def create_group(self, change: dict[str, str]) -> Group:
+        """POST /v1/groups: a new group, as this device's signed `create` change says
+        (`parley.groups.chain.sign_change`)."""
+        answer = await self._call("POST", "/v1/groups", body={"change": change})
         return parse_group(answer)
 
     async def groups(self) -> list[GroupSummary]:
@@ -427,32 +428,24 @@ class ApiClient:
         answer = await self._call("GET", _group_path(group_id))
         return parse_group(answer, group_id)
 
-    async def add_group_members(self, group_id: str, user_ids: list[str]) -> Group:
-        """POST /v1/groups/{id}/members (admins only); members already in are skipped."""
-        _check_user_ids(user_ids)
+    async def group_changes(self, group_id: str, after: int) -> tuple[Group, list[Any], bool]:
+        """GET /v1/groups/{id}?changes_after=N: the group, the entries of its signed
+        chain after `after` (at most 100, unparsed) and whether more follow."""
+        if after < 0:
+            raise ValueError("changes_after is a count")
         answer = await self._call(
-            "POST", _group_path(group_id, "members"), body={"user_ids": user_ids}
+            "GET", _group_path(group_id), params={"changes_after": str(after)}
         )
-        return parse_group(answer, group_id)
+        changes, more = answer.get("changes"), answer.get("more", False)
+        if not isinstance(changes, list) or not isinstance(more, bool):
+            raise ApiError(200, "bad_answer", "group answer without its changes")
+        return parse_group(answer, group_id), changes, more
 
-    async def remove_group_member(self, group_id: str, user_id: str) -> Group | None:
-        """DELETE /v1/groups/{id}/members/{user}: an admin removes someone, or anyone
-        removes themselves (leaving: None, as the group is no longer theirs to see)."""
-        _check_user_ids([user_id])
-        answer = await self._call("DELETE", _group_path(group_id, "members", user_id))
+    async def change_group(self, group_id: str, change: dict[str, str]) -> Group | None:
+        """POST /v1/groups/{id}/changes: apply a signed change (add, remove, leave,
+        promote, dismiss, vouch). None when this account left or the group ended."""
+        answer = await self._call("POST", _group_path(group_id, "changes"), body={"change": change})
         return parse_group(answer, group_id) if answer else None
-
-    async def promote_admin(self, group_id: str, user_id: str) -> Group:
-        _check_user_ids([user_id])
-        answer = await self._call(
-            "POST", _group_path(group_id, "admins"), body={"user_id": user_id}
-        )
-        return parse_group(answer, group_id)
-
-    async def dismiss_admin(self, group_id: str, user_id: str) -> Group:
-        _check_user_ids([user_id])
-        answer = await self._call("DELETE", _group_path(group_id, "admins", user_id))
-        return parse_group(answer, group_id)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -601,10 +594,3 @@ def _group_path(group_id: str, *rest: str) -> str:
     if not is_group_id(group_id):
         raise ValueError("a group id is 32 lowercase hex characters")
     return "/".join(["/v1/groups", group_id, *rest])
-
-
-def _check_user_ids(user_ids: list[str]) -> None:
-    if not all(is_user_id(u) for u in user_ids):
-        raise ValueError("a user id is 32 lowercase hex characters")
-    if len(user_ids) > MAX_IDS_PER_GROUP_CHANGE:
-        raise ValueError(f"at most {MAX_IDS_PER_GROUP_CHANGE} user ids per group change")

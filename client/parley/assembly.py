@@ -136,6 +136,7 @@ def build_slices(
         emit,
         ticks=lambda: engine.ticks,
         has_service=lambda: has_service,
+        sealer=lambda: engine.sealer,
         clock=clock,
     )
     live.protocol = Protocol(is_seen=store.seen.contains, ticks=partial(relationships.ticks, store))

@@ -21,6 +21,7 @@ __all__ = [
     "Disconnected",
     "Event",
     "Group",
+    "GroupMembersUnverified",
     "GroupUpdated",
     "HistoryImported",
     "IdentityChanged",
@@ -169,6 +170,10 @@ class Group:
     created_by: str | None = None
     created_at: int | None = None  # seconds since the epoch
     active: bool = True
+    rev: int = 0  # the service's count of every change (the next signed change is rev + 1)
+    head: int = 0  # the last change of its signed chain (0: the chain has not started)
+    # members no valid signed change of an admin vouches for: they get no sender key
+    unverified: tuple[str, ...] = ()
 
     @property
     def conversation(self) -> str:
@@ -329,6 +334,18 @@ class GroupUpdated:
 
 
 @dataclass(frozen=True)
+class GroupMembersUnverified:
+    """The service lists members of `group` that no admin's signed change let in:
+    they get none of this device's sender keys (so they cannot read what it sends
+    to the group) until an admin adds them again or vouches for the membership.
+    Either the service added them behind the admins' backs, or an admin's device
+    signed under an account identity this device does not trust."""
+
+    group: Group
+    user_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Connected:
     """The WebSocket is open (a sync follows)."""
 
@@ -356,6 +373,7 @@ Event = (
     | HistoryImported
     | SendFailed
     | GroupUpdated
+    | GroupMembersUnverified
     | Connected
     | Synced
     | Disconnected

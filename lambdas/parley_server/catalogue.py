@@ -232,10 +232,7 @@ HTTP_ROUTES: tuple[str, ...] = (
     "POST /v1/groups",
     "GET /v1/groups",
     "GET /v1/groups/{group_id}",
-    "POST /v1/groups/{group_id}/members",
-    "DELETE /v1/groups/{group_id}/members/{user_id}",
-    "POST /v1/groups/{group_id}/admins",
-    "DELETE /v1/groups/{group_id}/admins/{user_id}",
+    "POST /v1/groups/{group_id}/changes",
 )
 
 

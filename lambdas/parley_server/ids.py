@@ -24,7 +24,6 @@ __all__ = [
     "is_media_id",
     "is_user_id",
     "new_device_id",
-    "new_group_id",
     "new_media_id",
     "new_user_id",
 ]
@@ -35,7 +34,7 @@ DEVICE_HEX = r"[0-9a-f]{16}"  # 8 random bytes, hex
 # Anchored forms, for pydantic/OpenAPI `pattern=`; the compiled ones are for fullmatch.
 USER_ID_PATTERN = f"^{USER_HEX}$"
 DEVICE_ID_PATTERN = f"^{DEVICE_HEX}$"
-GROUP_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4().hex
+GROUP_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4().hex, chosen by the client that creates it
 MEDIA_ID_PATTERN = r"^[0-9a-f]{32}$"  # 16 random bytes, hex
 
 USER_ID = re.compile(USER_ID_PATTERN)
@@ -70,10 +69,6 @@ def new_user_id() -> str:
 
 def new_device_id() -> str:
     return secrets.token_hex(8)
-
-
-def new_group_id() -> str:
-    return uuid.uuid4().hex
 
 
 def new_media_id() -> str:

@@ -84,6 +84,7 @@ class Metric(StrEnum):
     GROUP_LEFT = "GroupLeft"
     GROUP_ADMIN_PROMOTED = "GroupAdminPromoted"
     GROUP_ADMIN_DISMISSED = "GroupAdminDismissed"
+    GROUP_VOUCHED = "GroupVouched"  # an admin's signed statement of the whole membership
     MEDIA_UPLOADS_ISSUED = "MediaUploadsIssued"
     MEDIA_DECLARED_BYTES = "MediaDeclaredBytes"
     MEDIA_LINKS_ISSUED = "MediaLinksIssued"

@@ -53,6 +53,7 @@ __all__ = [
     "clients",
     "endpoints_of",
     "expect",
+    "identity_of",
     "link_on",
     "new_device",
     "new_person",
@@ -177,6 +178,14 @@ async def sign_in(
         _PRIMARIES[(stack.http_url, phone)] = (device, identity)
         return device
     return Device(session["user_id"], session["device_id"], session["access_token"])
+
+
+def identity_of(device: Device) -> SigningKey:
+    """The identity key of a primary `sign_in` made (what it signs group changes with)."""
+    for primary, identity in _PRIMARIES.values():
+        if primary.device_id == device.device_id:
+            return identity
+    raise LookupError(f"device {device.device_id} is not a primary signed in here")
 
 
 @asynccontextmanager

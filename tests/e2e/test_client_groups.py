@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from parley import ApiError, Client, EventStream, MessageReceived, MessageState, Typing
+from parley import (
+    ApiError,
+    Client,
+    EventStream,
+    GroupMembersUnverified,
+    MessageReceived,
+    MessageState,
+    Typing,
+)
 from parley.groups import NotAGroupMember
 from parley.models import Account, Group, GroupUpdated
 from parley.protocol import IncomingMessage, OutboxEntry
@@ -230,6 +238,63 @@ async def test_admins_change_members_the_removed_cannot_read_on_the_added_cannot
         assert dan.groups() == []
         now = await alice.refresh_group(group)
         assert set(now.members) == {ids["alice"], ids["bob"]}
+
+
+async def test_a_member_the_service_slips_in_gets_no_key_until_an_admin_vouches(
+    local_stack: LocalStack, people: tuple[Path, dict[str, Account]]
+) -> None:
+    home, accounts = people
+    ids = {name: account.user_id for name, account in accounts.items()}
+    async with clients(local_stack, home, "alice", "bob", "dan") as (alice, bob, dan):
+        streams = {"alice": alice.events(), "bob": bob.events(), "dan": dan.events()}
+        warnings = {"alice": alice.events(), "bob": bob.events()}  # read apart from messages
+        for c in (alice, bob, dan):
+            await asyncio.wait_for(c.wait_synced(), WAIT_S)
+        group = await alice.create_group("Crew", [ids["bob"]])
+        await alice.send(group, "just us")
+        assert await received(streams["bob"], group, 1) == ["just us"]
+
+        # the service (whoever controls its database) adds Dan with no admin's change,
+        # and moves the version so that members hand out new keys
+        ddb = local_stack.moto("dynamodb")
+        (table,) = [t for t in ddb.list_tables()["TableNames"] if t.endswith("-groups")]
+        ddb.put_item(
+            TableName=table,
+            Item={
+                "group_id": {"S": group.group_id},
+                "sk": {"S": f"MEMBER#{ids['dan']}"},
+                "member": {"S": ids["dan"]},
+                "role": {"S": "member"},
+                "joined_ms": {"N": "9999999999999"},
+                "added_by": {"S": ids["alice"]},
+            },
+        )
+        ddb.update_item(
+            TableName=table,
+            Key={"group_id": {"S": group.group_id}, "sk": {"S": "META"}},
+            UpdateExpression="SET version = version + :one, member_count = :three",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":three": {"N": "3"}},
+        )
+
+        for name, sender, other in (("alice", alice, "bob"), ("bob", bob, "alice")):
+            said = await sender.send(group.group_id, f"still just us? ({name})")
+            warned = await expect(warnings[name], GroupMembersUnverified)
+            assert warned.user_ids == (ids["dan"],)
+            assert await received(streams[other], group, 1) == [said.text]
+            assert sender.group(group.group_id).unverified == (ids["dan"],)
+        # Dan's device gets both ciphertexts (the service fans them out) but no key
+        await until(lambda: len(dan.store.sender_keys.held()) == 2)
+        assert not [e for e in streams["dan"].drain() if isinstance(e, MessageReceived)]
+
+        # Alice knows Dan and vouches: from then on he gets her key (from its current
+        # step: what she said before stays closed to him)
+        vouched = await alice.vouch_group(group.group_id)
+        assert vouched.unverified == ()
+        await alice.send(group.group_id, "welcome Dan")
+        assert await received(streams["dan"], group, 1) == ["welcome Dan"]
+        # Bob's device trusts Alice's vouch when it next reads the group
+        now = await bob.refresh_group(group.group_id)
+        assert now.unverified == ()
 
 
 async def test_typing_in_a_group_shows_on_the_other_members_devices_only(

@@ -8,12 +8,14 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 
 import aiohttp
 
 from parley_server.logic.group_fanout import INLINE_MEMBERS
 from tests.e2e.conftest import LocalStack
-from tests.e2e.support import WAIT_S, Device, next_event, online, sign_in, sync
+from tests.e2e.support import WAIT_S, Device, identity_of, next_event, online, sign_in, sync
+from tests.group_changes import Signer
 
 
 async def test_a_large_group_message_reaches_online_and_offline_members_through_the_queue(
@@ -23,9 +25,17 @@ async def test_a_large_group_message_reaches_online_and_offline_members_through_
     async with aiohttp.ClientSession() as http:
         people: list[Device] = [await sign_in(local_stack, http) for _ in range(size)]
         sender, present, absent = people[0], people[-1], people[-2]
+        create = Signer(sender.user_id, sender.device_id, identity_of(sender)).wire(
+            "create",
+            uuid.uuid4().hex,
+            seq=1,
+            prev=b"",
+            name="big",
+            members=sorted(p.user_id for p in people[1:]),
+        )
         async with http.post(
             local_stack.http_url + "/v1/groups",
-            json={"name": "big", "members": [p.user_id for p in people[1:]]},
+            json={"change": create},
             headers={"Authorization": f"Bearer {sender.token}"},
         ) as r:
             assert r.status in (200, 201), await r.text()

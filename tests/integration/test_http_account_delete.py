@@ -6,6 +6,7 @@ cut short finishes when asked again."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -14,11 +15,18 @@ from typing import Any
 import pytest
 
 from parley_server.catalogue import HTTP_ROUTES, Setting
+from parley_server.logic.group_changes import change_hash
 from parley_server.models.errors import DependencyUnavailable
 from parley_server.store.mailbox import Mailbox
 from parley_server.store.users import UsersStore
 from tests.integration.conftest import Clock, SignIn, http
-from tests.integration.test_http_harness import ALICE, BOB, Answer, register_push
+from tests.integration.test_http_harness import (
+    ALICE,
+    BOB,
+    Answer,
+    create_group,
+    register_push,
+)
 from tests.integration.test_http_harness import Device as Signed
 from tests.integration.ws_harness import Device, Harness
 
@@ -163,13 +171,8 @@ def world(ws: Harness, sign_in: SignIn) -> World:
         ("hers", phone, [bob.user_id, carol.user_id]),
         ("bobs", bob, [phone.user_id, carol.user_id]),
     ):
-        made = http(
-            ws,
-            "POST",
-            "/v1/groups",
-            body={"name": name, "members": members},
-            token=owner.access_token,
-        )
+        ws.function_env("HttpApi")
+        made = create_group(owner, members, name=name)
         assert made.status == 201, made.body
         ids[name] = made.body["group_id"]
     return World(phone, laptop, online, bob, carol, media_key, media_id, endpoint, ids)
@@ -248,6 +251,36 @@ def test_deleting_an_account_removes_everything_the_service_held_for_it(
     assert seen.status == 200
     assert w.phone.user_id not in seen.body["members"]
     assert seen.body["admins"] == [heir]
+    # the chain records her leave as the service's own entry: unsigned, no certificate
+    chain = http(
+        ws,
+        "GET",
+        f"/v1/groups/{w.groups['hers']}",
+        query={"changes_after": "1"},
+        token=w.carol.access_token,
+    ).body
+    [entry] = chain["changes"]
+    assert (entry["seq"], entry["signature"], entry["certificate"]) == (2, "", None)
+    assert chain["head"] == chain["rev"] == 2
+    left = json.loads(base64.b64decode(entry["body"]))
+    assert {k: left[k] for k in ("seq", "author", "device", "kind", "members", "admins")} == {
+        "seq": 2,
+        "author": w.phone.user_id,
+        "device": "",
+        "kind": "leave",
+        "members": [],
+        "admins": [],
+    }
+    first = base64.b64decode(
+        http(
+            ws,
+            "GET",
+            f"/v1/groups/{w.groups['hers']}",
+            query={"changes_after": "0"},
+            token=w.carol.access_token,
+        ).body["changes"][0]["body"]
+    )
+    assert base64.b64decode(left["prev"]) == change_hash(first)
 
 
 def test_the_number_can_sign_up_afresh_as_a_new_account(

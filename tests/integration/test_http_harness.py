@@ -354,6 +354,39 @@ def link(primary: Device) -> Device:
     return complete(primary, start_and_approve(primary))
 
 
+def group_change(
+    device: Device,
+    kind: str,
+    group_id: str,
+    *,
+    seq: int,
+    prev: bytes,
+    name: str = "",
+    members: list[str] | tuple[str, ...] = (),
+    admins: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A group change signed by `device` (its identity key, as its account's device
+    list gives it), as the request body the group routes take: {"change": {...}}."""
+    from tests.group_changes import Signer
+
+    signer = Signer(device.user_id, device.device_id, device.identity)
+    return {
+        "change": signer.wire(
+            kind, group_id, seq=seq, prev=prev, name=name, members=members, admins=admins
+        )
+    }
+
+
+def create_group(device: Device, members: list[str], name: str = "Climbing") -> Answer:
+    """POST /v1/groups: a new group (a fresh id) with `members`, by `device`'s signed create."""
+    import uuid
+
+    body = group_change(
+        device, "create", uuid.uuid4().hex, seq=1, prev=b"", name=name, members=sorted(members)
+    )
+    return call("POST", "/v1/groups", body=body, token=device.access_token)
+
+
 def push_challenges(token: str) -> list[str]:
     """The challenges pushed to `token` so far (moto's endpoints), oldest first."""
     from moto.core import DEFAULT_ACCOUNT_ID

@@ -56,6 +56,7 @@ WRITE_ROUTES = [
     ("POST", "/v1/media", True),
     ("PUT", "/v1/settings/presence", True),
     ("POST", "/v1/groups", True),
+    ("POST", f"/v1/groups/{'1' * 32}/changes", True),
 ]
 
 

@@ -18,10 +18,12 @@ are printed with the run's figures.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.group_changes import Signer
 from tests.reliability.chaos import ChaosPlan, Device, run_chaos, settle
 from tests.reliability.figures import FIGURES
 from tests.reliability.stack import Account, Stack, http_from, running_stack, sign_up
@@ -79,12 +81,19 @@ async def _groups(stack: Stack, accounts: list[Account], size: int) -> dict[str,
     groups: dict[str, list[Account]] = {}
     for start in range(0, len(accounts) - size + 1, size):
         members = accounts[start : start + size]
+        owner = members[0]
+        create = Signer(owner.user_id, owner.device_id, owner.identity).wire(
+            "create",
+            uuid.uuid4().hex,
+            seq=1,
+            prev=b"",
+            name=f"chaos {start}",
+            members=sorted(m.user_id for m in members[1:]),
+        )
         async with (
             http_from() as http,
             http.post(
-                stack.http_url + "/v1/groups",
-                json={"name": f"chaos {start}", "members": [m.user_id for m in members[1:]]},
-                headers=members[0].auth,
+                stack.http_url + "/v1/groups", json={"change": create}, headers=owner.auth
             ) as answer,
         ):
             assert answer.status in (200, 201), await answer.text()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import re
 import string
+import uuid
+from base64 import b64decode
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +28,16 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from parley_server.catalogue import HTTP_ROUTES, Setting
+from parley_server.logic.group_changes import KINDS, canonical, change_hash
 from tests.conftest import FakeAws
+from tests.group_changes import body_of, signed_body
 from tests.integration.test_http_harness import (
     Answer,
     Device,
     b64,
     call,
+    create_group,
+    group_change,
     sign_up,
     sms_code,
     with_keys,
@@ -39,6 +45,7 @@ from tests.integration.test_http_harness import (
 from tests.reliability.figures import FIGURES
 from tests.reliability.fuzzing import (
     SIZES,
+    b64_values,
     examples,
     fuzz_settings,
     json_values,
@@ -65,9 +72,7 @@ def world(aws: FakeAws, function_env: Any) -> World:
     function_env("HttpApi")
     alice = with_keys(sign_up(PHONES[0]), otk_ids=range(50))
     bob = with_keys(sign_up(PHONES[1]))
-    group = call(
-        "POST", "/v1/groups", body={"name": "g", "members": [bob.user_id]}, token=alice.access_token
-    )
+    group = create_group(alice, [bob.user_id], name="g")
     assert group.status in (200, 201), group.body
     media = call("POST", "/v1/media", body={"size": 10}, token=alice.access_token)
     assert media.status == 200, media.body
@@ -146,19 +151,101 @@ def _key_upload(identity: SigningKey) -> st.SearchStrategy[Any]:
     )
 
 
+def _signed_now(world: World, kind: str, members: list[str], admins: list[str]) -> Any:
+    """Alice's change of `kind`, signed for her group as it is when drawn (a GET: it
+    changes nothing), so that some are accepted; after a change that ended her place
+    in it, one for an empty chain."""
+    read = call("GET", f"/v1/groups/{world.group_id}", token=world.alice.access_token)
+    rev, head, prev = 1, 0, b""
+    if read.status == 200:
+        rev, head = read.body["rev"], read.body["head"]
+        if kind == "vouch":
+            members, admins = read.body["members"], read.body["admins"]
+    if head:
+        chain = call(
+            "GET",
+            f"/v1/groups/{world.group_id}",
+            query={"changes_after": str(head - 1)},
+            token=world.alice.access_token,
+        )
+        prev = change_hash(b64decode(chain.body["changes"][-1]["body"]))
+    return group_change(
+        world.alice, kind, world.group_id, seq=rev + 1, prev=prev, members=members, admins=admins
+    )
+
+
+def _changes(world: World) -> st.SearchStrategy[Any]:
+    """Signed changes to Alice's group: some right, most wrong in a field or two."""
+    bob = world.bob.user_id
+    right = st.one_of(
+        st.builds(_signed_now, st.just(world), st.just("add"), st.just([bob]), st.just([])),
+        st.builds(
+            _signed_now,
+            st.just(world),
+            st.sampled_from(["remove", "promote", "dismiss"]),
+            st.just([bob]),
+            st.just([]),
+        ),
+        st.builds(_signed_now, st.just(world), st.just("vouch"), st.just([]), st.just([])),
+    )
+    fields = st.fixed_dictionaries(
+        {
+            "group_id": st.one_of(st.just(world.group_id), user_ids()),
+            "seq": st.one_of(st.integers(-1, 6), json_values),
+            "prev": st.one_of(st.just(b""), st.binary(min_size=32, max_size=32)),
+            "author": st.one_of(st.just(world.alice.user_id), user_ids(bob)),
+            "device": st.one_of(st.just(world.alice.device_id), st.text(max_size=17)),
+            "kind": st.one_of(
+                st.sampled_from(KINDS),
+                json_values,
+            ),
+            "name": st.one_of(st.just(""), st.text(max_size=20), json_values),
+            "members": st.lists(user_ids(bob, world.alice.user_id), max_size=3),
+            "admins": st.one_of(st.just([]), st.lists(user_ids(world.alice.user_id), max_size=2)),
+        }
+    )
+    wrong = fields.map(
+        lambda f: {"change": signed_body(world.alice.identity, canonical(body_of(**f)))}
+    )
+    mangled = st.fixed_dictionaries(
+        {
+            "change": st.one_of(
+                st.fixed_dictionaries(
+                    {"body": b64_values(200), "signature": b64_values(64)},
+                    optional={"extra": json_values},
+                ),
+                json_values,
+            )
+        }
+    )
+    return st.one_of(right, wrong, mangled)
+
+
+def _creates(world: World) -> st.SearchStrategy[Any]:
+    """Signed creates by Alice: fresh ids, names of any text, members right or not."""
+
+    def create(name: str, members: list[str]) -> Any:
+        return group_change(
+            world.alice,
+            "create",
+            uuid.uuid4().hex,
+            seq=1,
+            prev=b"",
+            name=name,
+            members=sorted(set(members)),
+        )
+
+    return st.builds(
+        create,
+        st.text(min_size=1, max_size=30),
+        st.lists(st.sampled_from([world.bob.user_id]), max_size=1),
+    )
+
+
 def _bodies(world: World) -> dict[str, st.SearchStrategy[Any]]:
     people = user_ids(world.alice.user_id, world.bob.user_id)
-    known = st.lists(st.sampled_from([world.bob.user_id, world.alice.user_id]), max_size=2)
     well_formed = {
-        "POST /v1/groups": st.fixed_dictionaries(
-            {"name": st.text(min_size=1, max_size=30), "members": known}
-        ),
-        "POST /v1/groups/{group_id}/members": st.fixed_dictionaries(
-            {"user_ids": st.lists(st.sampled_from([world.bob.user_id]), min_size=1, max_size=1)}
-        ),
-        "POST /v1/groups/{group_id}/admins": st.fixed_dictionaries(
-            {"user_id": st.sampled_from([world.bob.user_id, world.alice.user_id])}
-        ),
+        "POST /v1/groups": _creates(world),
         "POST /v1/media": st.fixed_dictionaries({"size": st.integers(1, 10**6)}),
         "PUT /v1/push": st.fixed_dictionaries(
             {
@@ -213,16 +300,16 @@ def _bodies(world: World) -> dict[str, st.SearchStrategy[Any]]:
                 )
             }
         ),
-        "POST /v1/groups": st.fixed_dictionaries(
-            {
-                "name": st.one_of(st.text(max_size=80), json_values),
-                "members": st.one_of(st.lists(people, max_size=3), json_values),
-            }
+        "POST /v1/groups": st.one_of(
+            _changes(world),
+            st.fixed_dictionaries(
+                {
+                    "name": st.one_of(st.text(max_size=80), json_values),
+                    "members": st.one_of(st.lists(people, max_size=3), json_values),
+                }
+            ),
         ),
-        "POST /v1/groups/{group_id}/members": st.fixed_dictionaries(
-            {"user_ids": st.one_of(st.lists(people, max_size=3), json_values)}
-        ),
-        "POST /v1/groups/{group_id}/admins": st.fixed_dictionaries({"user_id": people}),
+        "POST /v1/groups/{group_id}/changes": _changes(world),
     }
     return {
         route: st.one_of(well_formed[route], body) if route in well_formed else body
@@ -281,13 +368,24 @@ def _requests(world: World, route: str) -> st.SearchStrategy[dict[str, Any]]:
         body if body is not None else st.none(),
         # now and then a body of any JSON, or not JSON, instead of the route's own
         st.one_of(st.none(), st.none(), st.none(), any_body),
-        st.one_of(
-            st.none(), st.fixed_dictionaries({"phone": phones.filter(lambda p: isinstance(p, str))})
-        )
-        if route == "GET /v1/users"
-        else st.none(),
+        _query(route),
         st.sampled_from([f"203.0.113.{n}" for n in range(1, 9)]),
     )
+
+
+def _query(route: str) -> st.SearchStrategy[Any]:
+    if route == "GET /v1/users":
+        return st.one_of(
+            st.none(), st.fixed_dictionaries({"phone": phones.filter(lambda p: isinstance(p, str))})
+        )
+    if route == "GET /v1/groups/{group_id}":
+        after = st.one_of(
+            st.integers(-3, 12).map(str),
+            st.sampled_from(["9999999999", "10000000000", "1e3", " 1", ""]),
+            st.text(max_size=12),
+        )
+        return st.one_of(st.none(), st.fixed_dictionaries({"changes_after": after}))
+    return st.none()
 
 
 def _refused_shape(answer: Answer) -> None:

@@ -28,8 +28,10 @@ from parley_server.logic import groups
 from parley_server.logic.ports import Caller
 from parley_server.models.frames import ACTIONS, Position, encode_cursor
 from parley_server.store.groups import GroupsStore
-from parley_server.store.users import KnownUsers
+from parley_server.store.users import KnownUsers, UsersStore
 from tests.conftest import FakeAws
+from tests.device_lists import device_key
+from tests.group_changes import Signer
 from tests.integration.ws_harness import Device, Harness, harness
 from tests.reliability.figures import FIGURES
 from tests.reliability.fuzzing import (
@@ -77,14 +79,15 @@ def world(aws: FakeAws, function_env: Any) -> Iterator[World]:
         for n in range(5):
             ws.send(alice, bob.user_id, {bob.device_id: b"seed"}, f"seed{n}")
         pending = tuple(e["id"] for e in ws.events(bob, "message"))
+        signer = Signer(alice.user_id, alice.device_id, device_key(alice.user_id, alice.device_id))
         group = groups.create_group(
             Caller(alice.user_id, alice.device_id),
-            "fuzz",
-            [bob.user_id],
+            signer.create(uuid.uuid4().hex, "fuzz", [bob.user_id]),
             now=time.time(),
             limits=Limits(),
             groups=GroupsStore(aws.client("dynamodb"), aws.settings[Setting.GROUPS_TABLE]),
             users=KnownUsers(aws.client("dynamodb"), aws.settings[Setting.USERS_TABLE]),
+            device_lists=UsersStore(aws.client("dynamodb"), aws.settings[Setting.USERS_TABLE]),
         )
         yield World(ws, aws, alice, laptop, bob, pending, group.group_id)
 

@@ -212,7 +212,13 @@ _PORTS = {
         "sms",
         "contacts",
     )
-} | {"records": "connections", "roster": "groups", "repo": "media", "activity": "users"}
+} | {
+    "records": "connections",
+    "roster": "groups",
+    "repo": "media",
+    "activity": "users",
+    "device_lists": "users",
+}
 # where one parameter name means different ports, its annotation decides
 _ANNOTATED = {"UsersPort": "known_users"}
 

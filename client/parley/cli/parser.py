@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         change = group_commands.add_parser(name, parents=[common], help=about)
         change.add_argument("group", metavar="GROUP", help="group name or id")
         change.add_argument("members", nargs="+", metavar="CONTACT")
+    vouch = group_commands.add_parser(
+        "vouch",
+        parents=[common],
+        help="sign the members as they are now, so every device trusts them (admins only)",
+    )
+    vouch.add_argument("group", metavar="GROUP")
     leave = group_commands.add_parser("leave", parents=[common], help="leave a group")
     leave.add_argument("group", metavar="GROUP")
     info = group_commands.add_parser(

@@ -17,6 +17,7 @@ from parley.models import (
     DeviceUnlinked,
     Event,
     Group,
+    GroupMembersUnverified,
     GroupUpdated,
     HistoryImported,
     LinkedDevice,
@@ -233,6 +234,15 @@ def notice_line(event: Event, *, color: bool) -> str | None:
     if isinstance(event, AccountMoved):
         return warn(
             "this device was signed out: your number was registered on another phone",
+            color=color,
+        )
+    if isinstance(event, GroupMembersUnverified):
+        who = ", ".join(f"user {uid[:8]}" for uid in event.user_ids[:5])
+        more = f" and {len(event.user_ids) - 5} more" if len(event.user_ids) > 5 else ""
+        return warn(
+            f"{event.group.display_name}: no admin signed in {who}{more}; they get none of"
+            f" your group keys. Check `parley group info {event.group.group_id}`; an admin"
+            " can vouch with `parley group vouch`",
             color=color,
         )
     if isinstance(event, HistoryImported):

@@ -49,6 +49,12 @@ class GroupCalls:
         with a fresh sender key that they never get."""
         return await self._groups.remove(group, members)
 
+    async def vouch_group(self, group: str | Group) -> Group:
+        """Sign the group's membership as it is now (admins only): members no admin's
+        signed change let in (`Group.unverified`, `GroupMembersUnverified`) become
+        trusted by every member's device. Check who they are first."""
+        return await self._groups.vouch(group)
+
     async def leave(self, group: str | Group) -> Group:
         """Leave the group: it stays in the history, inactive, without its keys."""
         return await self._groups.leave(group)

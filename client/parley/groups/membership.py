@@ -2,6 +2,14 @@
 admins, through the service's group API; each answer is kept in the store and
 shown as a `GroupUpdated` event.
 
+Every change is signed by this device (`chain.sign_change`) and every group read
+from the service is checked against its signed chain of changes
+(`chain.apply`): a member no valid signed change of an admin vouches for is
+*unverified*, gets none of our sender keys, and is shown as a
+`GroupMembersUnverified` warning. A change the service refuses as stale
+(`group_changed`: someone else's change came first) is read again and signed
+anew.
+
 The service takes at most MAX_IDS_PER_GROUP_CHANGE ids per change: larger
 changes go in chunks. Removing members lets their silence stop holding back
 the ticks of our recent messages (`receipts.GroupTicks.members_gone`).
@@ -13,19 +21,29 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from parley.api import MAX_IDS_PER_GROUP_CHANGE, ApiClient
-from parley.errors import ContactNotFound, NotFound, ParleyClientError
+from parley.conversations.sealing import Sealer
+from parley.devices.lists import verify_list
+from parley.errors import ApiError, ContactNotFound, DeviceListError, NotFound, ParleyClientError
+from parley.groups import chain
+from parley.groups.chain import ChainError, ChainState, Entry, Kind
 from parley.groups.errors import NotAGroupMember
 from parley.groups.receipts import GroupTicks
-from parley.ids import group_id_of, is_user_id
-from parley.models import Account, Contact, Event, Group, GroupUpdated
+from parley.ids import group_id_of, is_group_id, is_user_id
+from parley.models import Account, Contact, Event, Group, GroupMembersUnverified, GroupUpdated
 from parley.store import Store
 
 __all__ = ["Membership"]
 
 log = logging.getLogger("parley.groups")
+
+# A change that lost a race to another member's is read again and re-signed this often.
+CHANGE_TRIES = 4
 
 
 class Membership:
@@ -39,6 +57,7 @@ class Membership:
         *,
         ticks: Callable[[], GroupTicks],
         has_service: Callable[[], bool],
+        sealer: Callable[[], Sealer],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -46,8 +65,10 @@ class Membership:
         self._emit = emit
         self._ticks = ticks
         self._has_service = has_service
+        self._sealer = sealer
         self._clock = clock
         self.refreshing: dict[str, asyncio.Task[None]] = {}
+        self._relearned: set[str] = set()  # authors whose device list was fetched again
 
     @property
     def account(self) -> Account:
@@ -74,7 +95,10 @@ class Membership:
         return found[0]
 
     def group_id(self, group: str | Group) -> str:
-        return group.group_id if isinstance(group, Group) else self.group(group).group_id
+        """The id of a group by name or id (an id not seen here yet is taken as is)."""
+        if isinstance(group, Group):
+            return group.group_id
+        return group if is_group_id(group) else self.group(group).group_id
 
     def member_id(self, member: str | Contact) -> str:
         """A contact (by name, phone or user id) or a bare user id."""
@@ -91,9 +115,18 @@ class Membership:
 
     async def create(self, name: str, members: Sequence[str | Contact] = ()) -> Group:
         """A new group with these contacts; this account is its first admin."""
-        ids = [self.member_id(m) for m in members]
+        name = name.strip()
+        if not name:
+            raise ValueError("a group needs a name")
+        me = self.account.user_id
+        ids = sorted({self.member_id(m) for m in members} - {me})
         first, rest = ids[:MAX_IDS_PER_GROUP_CHANGE], ids[MAX_IDS_PER_GROUP_CHANGE:]
-        group = self.keep(await self._api().create_group(name, first))
+        group_id = uuid.uuid4().hex
+        change = self._sign(group_id, "create", 1, b"", members=first, name=name)
+        group = await self._api().create_group(change)
+        if group.group_id != group_id:
+            raise ApiError(200, "bad_answer", "the service made another group than asked")
+        group = await self._follow(group, None, chain.parse_entry(change))
         return await self.add(group, rest) if rest else group
 
     async def for_sending(self, group: Group, needs_new_key: Callable[[Group], bool]) -> Group:
@@ -109,17 +142,29 @@ class Membership:
                 log.info("sending to %s as last seen: %s", group.group_id, exc)
         return group
 
-    async def refresh(self, group: str | Group) -> Group:
-        """Read the group from the service. If this account is no longer in it, it is
-        kept as inactive (history stays) and its sender keys are deleted."""
+    async def refresh(self, group: str | Group, *, start_chain: bool = True) -> Group:
+        """Read the group and its new signed changes from the service. If this account
+        is no longer in it, it is kept as inactive (history stays) and its sender keys
+        are deleted. An admin's device starts the chain of a group from before signed
+        changes (`start_chain`)."""
         group_id = self.group_id(group)
+        state = self._chain(group_id)
+        entries: list[Any] = []
         try:
-            fresh = await self._api().group(group_id)
+            while True:
+                after = (state.seq if state else 0) + len(entries)
+                fresh, page, more = await self._api().group_changes(group_id, after)
+                entries += page
+                if not more or not page:
+                    break
         except NotFound:
             return self.left(group_id)
         if not fresh.is_member(self.account.user_id):
             return self.left(group_id)
-        return self.keep(fresh)
+        kept = await self._verify(fresh, state, entries)
+        if start_chain and kept.head == 0 and kept.is_admin(self.account.user_id):
+            kept = await self._start_chain(kept)
+        return kept
 
     async def refresh_all(self) -> list[Group]:
         """Bring every group up to date with the service; the groups this account is in."""
@@ -138,13 +183,13 @@ class Membership:
     async def add(self, group: str | Group, members: Sequence[str | Contact]) -> Group:
         """Add contacts to the group (admins only; `parley.ApiError` "not_admin" else)."""
         group_id = self.group_id(group)
-        ids = [self.member_id(m) for m in members]
+        ids = sorted({self.member_id(m) for m in members} - {self.account.user_id})
         if not ids:
             raise ValueError("name at least one member to add")
         current: Group | None = None
         for start in range(0, len(ids), MAX_IDS_PER_GROUP_CHANGE):
             chunk = ids[start : start + MAX_IDS_PER_GROUP_CHANGE]
-            current = self.keep(await self._api().add_group_members(group_id, chunk))
+            current = await self._change(group_id, "add", chunk)
         assert current is not None
         return current
 
@@ -157,41 +202,242 @@ class Membership:
         if not ids:
             raise ValueError("name at least one member to remove")
         current = self.group(group_id)
-        for user_id in ids:
-            answer = await self._api().remove_group_member(group_id, user_id)
+        for user_id in dict.fromkeys(ids):
+            answer = await self._change(group_id, "remove", [user_id])
             if answer is not None:
-                current = self.keep(answer)
+                current = answer
         return current
 
     async def leave(self, group: str | Group) -> Group:
         """Leave the group: it stays in the history, inactive, without its keys."""
         group_id = self.group_id(group)
-        with contextlib.suppress(NotFound):  # already out of it
-            await self._api().remove_group_member(group_id, self.account.user_id)
+        with contextlib.suppress(NotFound, NotAGroupMember):  # already out of it
+            await self._change(group_id, "leave")
         return self.left(group_id)
 
     async def promote(self, group: str | Group, member: str | Contact) -> Group:
         """Make a member an admin (admins only)."""
         group_id, user_id = self.group_id(group), self.member_id(member)
-        return self.keep(await self._api().promote_admin(group_id, user_id))
+        return self._kept(await self._change(group_id, "promote", [user_id]), group_id)
 
     async def dismiss_admin(self, group: str | Group, member: str | Contact) -> Group:
         """An admin becomes a plain member again (admins only; never the last admin)."""
         group_id, user_id = self.group_id(group), self.member_id(member)
-        return self.keep(await self._api().dismiss_admin(group_id, user_id))
+        return self._kept(await self._change(group_id, "dismiss", [user_id]), group_id)
+
+    async def vouch(self, group: str | Group) -> Group:
+        """Sign the group's membership as it is now (admins only): every member listed
+        becomes verified for every device that trusts this account as an admin. Look at
+        the members first: vouching for someone you do not know lets them read along."""
+        group_id = self.group_id(group)
+        return self._kept(await self._change(group_id, "vouch"), group_id)
+
+    def _kept(self, group: Group | None, group_id: str) -> Group:
+        if group is None:  # the service ended the group under us
+            raise NotAGroupMember(f"you are not a member of group {group_id}")
+        return group
+
+    # --- signed changes --------------------------------------------------------------------
+
+    def _sign(
+        self,
+        group_id: str,
+        kind: Kind,
+        seq: int,
+        prev: bytes,
+        *,
+        members: Sequence[str] = (),
+        admins: Sequence[str] = (),
+        name: str = "",
+    ) -> dict[str, str]:
+        account = self.account
+        return chain.sign_change(
+            self._sealer().identity,
+            group_id=group_id,
+            seq=seq,
+            prev=prev,
+            at=int(self._clock() * 1000),
+            author=account.user_id,
+            device=account.device_id,
+            kind=kind,
+            name=name,
+            members=members,
+            admins=admins,
+        )
+
+    async def _change(self, group_id: str, kind: Kind, members: Sequence[str] = ()) -> Group | None:
+        """Sign `kind` on top of the chain as last verified here and send it; on a
+        `group_changed` refusal read the group again and sign anew. None when this
+        account left or the group ended."""
+        group = self.store.groups.get(group_id)
+        if group is None or group.version == 0 or not group.active:
+            group = await self.refresh(group_id, start_chain=False)
+        for attempt in range(CHANGE_TRIES):
+            if not group.active:
+                raise NotAGroupMember(f"you are not a member of group {group_id}")
+            state = self._chain(group_id)
+            if group.head and (state is None or state.seq != group.head):
+                raise ChainError(
+                    f"group {group_id}'s signed changes do not follow on from what this"
+                    " device verified: it cannot change the group"
+                )
+            if group.head and state is not None:
+                seq, prev = state.seq + 1, state.head
+            else:  # a group from before signed changes: only a vouch starts its chain
+                seq, prev = group.rev + 1, b""
+            signed = self._sign(
+                group_id,
+                kind,
+                seq,
+                prev,
+                members=group.members if kind == "vouch" else members,
+                admins=[m for m in group.members if m in group.admins] if kind == "vouch" else (),
+            )
+            try:
+                answer = await self._api().change_group(group_id, signed)
+            except ApiError as exc:
+                if exc.code != "group_changed" or attempt == CHANGE_TRIES - 1:
+                    raise
+                group = await self.refresh(group_id, start_chain=False)
+                continue
+            if answer is None:
+                return None
+            own = chain.parse_entry(signed)
+            return await self._follow(answer, state if group.head else None, own)
+        raise AssertionError("unreachable")
+
+    async def _follow(self, answer: Group, state: ChainState | None, own: Entry) -> Group:
+        """Keep the service's answer to our change: our own entry extends the chain we
+        verified when it is the head now; if others' changes followed, read them."""
+        if answer.head == own.seq:
+            try:
+                folded = chain.apply(state, own, signed=True)
+            except ChainError:
+                return await self.refresh(answer.group_id, start_chain=False)
+            self.store.groups.save_chain(
+                folded.group_id, folded.seq, folded.head, folded.to_json(), self._clock()
+            )
+            return self.keep(self._checked(answer, folded))
+        if state is not None and answer.head == state.seq:
+            return self.keep(self._checked(answer, state))  # a change that changed nothing
+        if answer.head == 0:
+            return self.keep(self._checked(answer, None))  # a group from before chains
+        return await self.refresh(answer.group_id, start_chain=False)
+
+    async def _start_chain(self, group: Group) -> Group:
+        """A group from before signed changes, and this account is an admin of it: vouch
+        for its members as they are, which starts its chain (once; a race lost to
+        another admin's vouch is fine)."""
+        try:
+            return self._kept(await self._change(group.group_id, "vouch"), group.group_id)
+        except ParleyClientError as exc:
+            log.warning("could not start the signed chain of %s: %s", group.group_id, exc)
+            return group
+
+    def _chain(self, group_id: str) -> ChainState | None:
+        stored = self.store.groups.chain(group_id)
+        if stored is None:
+            return None
+        seq, head, seats = stored
+        return ChainState.from_json(group_id, seq, head, seats)
+
+    async def _verify(self, fresh: Group, state: ChainState | None, raw: list[Any]) -> Group:
+        """Fold the new entries into the chain verified so far and keep the group with
+        the members no signed change vouches for marked."""
+        folded = state
+        try:
+            for item in raw:
+                entry = chain.parse_entry(item)
+                folded = chain.apply(folded, entry, signed=await self._signed(entry))
+        except ChainError as exc:
+            log.warning("group %s: its signed changes are refused: %s", fresh.group_id, exc)
+            folded = None
+        else:
+            if folded is not None and folded is not state:
+                self.store.groups.save_chain(
+                    folded.group_id, folded.seq, folded.head, folded.to_json(), self._clock()
+                )
+            if folded is not None and folded.seq != fresh.head:
+                log.warning(
+                    "group %s: the service's chain ends at %d, not at its head %d",
+                    fresh.group_id,
+                    folded.seq,
+                    fresh.head,
+                )
+                folded = None
+            elif state is not None and fresh.head < state.seq:
+                log.warning("group %s: the service rolled its chain back", fresh.group_id)
+                folded = None
+        return self.keep(self._checked(fresh, folded))
+
+    def _checked(self, group: Group, state: ChainState | None) -> Group:
+        me = self.account.user_id
+        others = [m for m in group.members if m != me]
+        unverified = others if state is None else state.unverified(others)
+        return replace(group, unverified=tuple(unverified))
+
+    async def _signed(self, entry: Entry) -> bool:
+        """Whether the entry carries a valid signature of a device its author's
+        account lists, under the account identity pinned here for the author (or, if
+        none is pinned yet, the one its certificate names)."""
+        if not entry.signature or not entry.device or entry.certificate is None:
+            return False
+        sealer = self._sealer()
+        account = self.account
+        if entry.author == account.user_id and entry.device == account.device_id:
+            return chain.signature_valid(entry, sealer.identity.public_key)
+        try:
+            listed = verify_list(entry.certificate, user_id=entry.author)
+        except DeviceListError as exc:
+            log.warning("group change %d: bad certificate: %s", entry.seq, exc)
+            return False
+        key = listed.identity_of(entry.device)
+        if key is None or not chain.signature_valid(entry, key):
+            log.warning("group change %d by %s: bad signature", entry.seq, entry.author)
+            return False
+        if self._pinned(entry.author) in (None, listed.account_identity):
+            return True
+        # our pin differs: the author may have moved to a new phone since we looked
+        if entry.author not in self._relearned and entry.author != account.user_id:
+            self._relearned.add(entry.author)
+            contact = self.store.contacts.get(entry.author) or Contact(entry.author, None, None)
+            try:
+                for event in await sealer.refresh_list(contact):
+                    self._emit(event)
+            except ParleyClientError as exc:
+                log.warning("could not check the device list of %s: %s", entry.author, exc)
+        if self._pinned(entry.author) == listed.account_identity:
+            return True
+        log.warning(
+            "group change %d: %s signed it under another account identity than pinned",
+            entry.seq,
+            entry.author,
+        )
+        return False
+
+    def _pinned(self, user_id: str) -> bytes | None:
+        sealer = self._sealer()
+        if user_id == self.account.user_id:
+            return sealer.pinned_own_identity()
+        listed = sealer.verified_list(user_id)
+        return None if listed is None else listed.account_identity
 
     # --- keeping what the service says ---------------------------------------------------
 
     def keep(self, group: Group) -> Group:
         """Store the group as the service showed it; show what changed."""
         previous = self.store.groups.save(group, self._clock())
-        if previous != group:
+        seen = _visible(previous) if previous is not None else None
+        if seen != _visible(group):
             update = GroupUpdated(group, previous if previous and previous.version else None)
             self._emit(update)
             if update.removed:
                 with self.store.transaction():
                     for event in self._ticks().members_gone(group, update.removed):
                         self._emit(event)
+        before = set(previous.unverified) if previous is not None else set()
+        if set(group.unverified) - before:
+            self._emit(GroupMembersUnverified(group, group.unverified))
         return group
 
     def left(self, group_id: str) -> Group:
@@ -242,3 +488,16 @@ class Membership:
                 log.warning("could not read group %s (try %d): %s", group_id, attempt + 1, exc)
                 await asyncio.sleep(0.2 * 2**attempt)
         return None
+
+
+def _visible(group: Group) -> tuple[Any, ...]:
+    """What a `GroupUpdated` shows: not the service's change counters."""
+    return (
+        group.name,
+        group.version,
+        group.members,
+        group.admins,
+        group.created_by,
+        group.created_at,
+        group.active,
+    )

@@ -89,7 +89,11 @@ class SenderKeys:
         """Members (other than us) who have not been sent this sender key; and us
         (`with_self`: this account's other devices) if we have not been sent it."""
         me = self.account.user_id
-        return [m for m in group.members if (m != me or with_self) and m not in own.distributed]
+        return [
+            m
+            for m in group.members
+            if (m != me or with_self) and m not in own.distributed and m not in group.unverified
+        ]
 
     @staticmethod
     def distribution(group: Group, own: OwnSenderKey) -> bytes:

@@ -56,7 +56,7 @@ DB_FILE = "parley.db"
 # 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
 #    the skipped message keys each session holds
 # 6: contacts the user accepted (message requests), and whether the service knows
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _BOUND = "bound"
 
 # Every sealed column: (table, column, the columns that name its row, in order).
@@ -138,7 +138,12 @@ CREATE TABLE IF NOT EXISTS groups (
     group_id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
     members TEXT NOT NULL, admins TEXT NOT NULL, created_by TEXT, created_at INTEGER,
     active INTEGER NOT NULL DEFAULT 1, stale INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL, rev INTEGER NOT NULL DEFAULT 0,
+    head INTEGER NOT NULL DEFAULT 0, unverified TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS group_chains (
+    group_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head BLOB NOT NULL,
+    seats TEXT NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS own_sender_keys (
     group_id TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL,
@@ -425,6 +430,9 @@ _ADDED_COLUMNS = (
     ("old_sessions", "skipped_since", "REAL"),
     ("contacts", "accepted", "INTEGER NOT NULL DEFAULT 0"),
     ("contacts", "told", "INTEGER NOT NULL DEFAULT 1"),
+    ("groups", "rev", "INTEGER NOT NULL DEFAULT 0"),
+    ("groups", "head", "INTEGER NOT NULL DEFAULT 0"),
+    ("groups", "unverified", "TEXT NOT NULL DEFAULT '[]'"),
 )
 # What a column's arrival does to the rows already there: a profile from before
 # message requests keeps talking as it did (every contact it had is accepted, and

@@ -10,7 +10,10 @@ from parley.store.db import Repository
 
 __all__ = ["Groups"]
 
-_GROUP_COLUMNS = "group_id, name, version, members, admins, created_by, created_at, active"
+_GROUP_COLUMNS = (
+    "group_id, name, version, members, admins, created_by, created_at, active, rev, head,"
+    " unverified"
+)
 
 
 class Groups(Repository):
@@ -23,8 +26,8 @@ class Groups(Repository):
             previous = self.get(group.group_id)
             self._db.execute(
                 "INSERT OR REPLACE INTO groups (group_id, name, version, members, admins,"
-                " created_by, created_at, active, stale, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                " created_by, created_at, active, stale, updated_at, rev, head, unverified)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
                 (
                     group.group_id,
                     group.name,
@@ -35,6 +38,9 @@ class Groups(Repository):
                     group.created_at,
                     int(group.active),
                     now,
+                    group.rev,
+                    group.head,
+                    json.dumps(list(group.unverified)),
                 ),
             )
         return previous
@@ -65,10 +71,14 @@ class Groups(Repository):
         return _group(row) if row else None
 
     def shares(self, user_id: str) -> bool:
-        """Whether `user_id` is a member of a group this account is in (one query)."""
+        """Whether `user_id` is a member of a group this account is in, let in by an
+        admin's signed change (one query): a member the service slipped in is no
+        relationship."""
         row = self._db.execute(
-            "SELECT 1 FROM groups, json_each(groups.members)"
-            " WHERE groups.version > 0 AND groups.active = 1 AND json_each.value = ? LIMIT 1",
+            "SELECT 1 FROM groups, json_each(groups.members) AS m"
+            " WHERE groups.version > 0 AND groups.active = 1 AND m.value = ?"
+            " AND NOT EXISTS (SELECT 1 FROM json_each(groups.unverified) AS u"
+            " WHERE u.value = m.value) LIMIT 1",
             (user_id,),
         ).fetchone()
         return row is not None
@@ -93,6 +103,23 @@ class Groups(Repository):
         ).fetchall()
         return [_group(r) for r in rows]
 
+    def chain(self, group_id: str) -> tuple[int, bytes, str] | None:
+        """The group's signed chain as last verified here: (seq, head hash, seats as
+        `parley.groups.chain.ChainState` wrote them), or None if none yet."""
+        row = self._db.execute(
+            "SELECT seq, head, seats FROM group_chains WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def save_chain(self, group_id: str, seq: int, head: bytes, seats: str, now: float) -> None:
+        """Keep a verified chain state (the caller checked it follows on from the last)."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO group_chains (group_id, seq, head, seats, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (group_id, seq, head, seats, now),
+            )
+
     def leave(self, group_id: str) -> None:
         """This account is out of the group: it stays in the list (inactive, with its
         history) and every sender key of it, ours and theirs, is deleted."""
@@ -100,7 +127,8 @@ class Groups(Repository):
             self._db.execute(
                 "UPDATE groups SET active = 0, stale = 0 WHERE group_id = ?", (group_id,)
             )
-            for table in ("own_sender_keys", "sender_keys", "held_group_messages"):
+            tables = ("own_sender_keys", "sender_keys", "held_group_messages", "group_chains")
+            for table in tables:
                 self._db.execute(
                     f"DELETE FROM {table} WHERE group_id = ?",  # noqa: S608
                     (group_id,),
@@ -108,7 +136,8 @@ class Groups(Repository):
 
 
 def _group(row: tuple[Any, ...]) -> Group:
-    group_id, name, version, members, admins, created_by, created_at, active = row
+    group_id, name, version, members, admins, created_by, created_at, active = row[:8]
+    rev, head, unverified = row[8:]
     return Group(
         group_id=group_id,
         name=name,
@@ -118,4 +147,7 @@ def _group(row: tuple[Any, ...]) -> Group:
         created_by=created_by,
         created_at=created_at,
         active=bool(active),
+        rev=int(rev),
+        head=int(head),
+        unverified=tuple(json.loads(unverified)),
     )

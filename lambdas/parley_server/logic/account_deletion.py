@@ -14,9 +14,11 @@ the same device can finish deleting by asking again (without a new code):
    sends get `unknown_user`) and its tokens are refused everywhere else;
 3. the phone number is released, so it can sign up afresh as a new account;
 4. open WebSocket connections are closed (as signing a device out does);
-5. every group is left the way a member leaves (logic.groups.remove_member): the
-   version moves, so members rotate their sender keys; a group left without an
-   admin gets its longest-standing member as admin; a group left empty is deleted;
+5. every group is left the way a member leaves (logic.groups.leave_deleted_account):
+   the version moves, so members rotate their sender keys; a group left without an
+   admin gets its longest-standing member as admin; a group left empty is deleted.
+   The service cannot sign for the account: a group's chain records the leave as
+   the service's own, unsigned entry;
 6. contact records (both directions), media objects and their records, and per
    device: its mailbox, its keys, its push endpoint and the record naming it its
    token's holder (an endpoint another device has verified since is left to it),
@@ -132,7 +134,7 @@ def delete_account(
         connections=stores.connections,
         gateway=stores.gateway,
     )
-    done.groups_left = _leave_groups(caller, stores.groups)
+    done.groups_left = _leave_groups(caller, stores.groups, now=now)
     own = f"DEVICE#{caller.device_id}"
     _erase(uid, items, stores, done)
     users.delete_records(uid, [item.sk for item in items if item.sk != own])
@@ -146,12 +148,12 @@ def delete_account(
     return done
 
 
-def _leave_groups(caller: Caller, store: GroupsStore) -> int:
+def _leave_groups(caller: Caller, store: GroupsStore, *, now: float) -> int:
     """Leave every group as a member leaves one; how many were left."""
     left = 0
     for membership in store.memberships(caller.user_id):
         try:
-            groups.remove_member(caller, membership.group_id, caller.user_id, groups=store)
+            groups.leave_deleted_account(caller.user_id, membership.group_id, now=now, groups=store)
         except NotFound:
             continue  # left already (the index lags a moment behind), or the group is gone
         left += 1

@@ -1,10 +1,16 @@
-"""Groups: members and admins, the changes made to them, and fan-out jobs.
+"""Groups: members and admins, the changes made to them, their signed chain, and
+fan-out jobs.
 
 A group has a `version` (its membership epoch): it goes up by one with every
 change to who is in the group. Clients rotate their sender key when it moves,
 so a removed member cannot read what follows. Admin changes leave the version
 alone (nobody's access changes); the store's `rev` counts every change and
 makes each one conditional on the state it was computed from.
+
+Every change is a document signed by the device that makes it
+(logic/group_changes.py); the service keeps them as the group's chain: entry
+`seq` is the change that took the group to rev `seq`, and `head` names the last
+one (0 for a group made before chains, until an admin's vouch starts its chain).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +26,12 @@ from parley_server.models.errors import BadRequest
 
 __all__ = [
     "ADMIN",
+    "MAX_CHANGE_BYTES",
+    "MAX_IDS_PER_REQUEST",
+    "MAX_NAME_CHARS",
     "MEMBER",
+    "ChainEntry",
+    "ChainPage",
     "FanoutJob",
     "Group",
     "GroupChange",
@@ -28,11 +40,39 @@ __all__ = [
     "Membership",
     "Role",
     "Roster",
+    "group_name",
 ]
 
 Role = Literal["admin", "member"]
 ADMIN: Role = "admin"
 MEMBER: Role = "member"
+
+MAX_NAME_CHARS = 100  # as WhatsApp's group subject
+# A signed change's body (a vouch for 1,024 members is about 36 KiB).
+MAX_CHANGE_BYTES = 64 * 1024
+# One change is one DynamoDB transaction (100 items): the group's META item, the
+# creator's member item at creation, the change's chain entry, and the members the
+# change names.
+MAX_IDS_PER_REQUEST = 97
+# Names are shown to people: no control characters (newlines, bidi tricks aside).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def group_name(raw: object, field: str = "name", code: str | None = None) -> str:
+    """A group's name as it is kept: trimmed, 1 to MAX_NAME_CHARS characters, no
+    control characters; BadRequest (with `code`, naming `field`) if not."""
+    if not isinstance(raw, str):
+        raise BadRequest(f"`{field}` must be a string", code=code, field=field)
+    name = raw.strip()
+    if not name:
+        raise BadRequest(f"`{field}` must not be empty", code=code, field=field)
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequest(
+            f"`{field}` may have at most {MAX_NAME_CHARS} characters", code=code, field=field
+        )
+    if _CONTROL.search(name):
+        raise BadRequest(f"`{field}` must not contain control characters", code=code, field=field)
+    return name
 
 
 @dataclass(frozen=True)
@@ -60,6 +100,8 @@ class Group:
     version: int
     rev: int
     members: tuple[Member, ...]
+    head: int = 0  # the seq of the chain's last entry; 0: no chain yet (a group made before)
+    head_hash: bytes = b""  # that entry's hash (what the next change names as `prev`)
 
     def member(self, user_id: str) -> Member | None:
         for member in self.members:
@@ -77,11 +119,35 @@ class Group:
 
 
 @dataclass(frozen=True)
+class ChainEntry:
+    """One entry of a group's chain: the signed change that took the group to rev
+    `seq`, exactly as it was signed, and the author's signed device list when it was
+    committed (its certificate). The service's own entries (the leave of a deleted
+    account) have an empty signature and no certificate."""
+
+    seq: int
+    body: bytes
+    signature: bytes
+    cert_body: bytes | None = None
+    cert_signature: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ChainPage:
+    """Entries of a chain in order, and whether more follow them."""
+
+    entries: tuple[ChainEntry, ...]
+    more: bool
+
+
+@dataclass(frozen=True)
 class GroupChange:
     """One atomic change, computed from the group at revision `rev`.
 
     The store applies it only if the group is still at `rev`, and only if every
-    member it names is still as `removed` / `role_changes` expect.
+    member it names is still as `removed` / `role_changes` expect. With an `entry`,
+    the same transaction appends it to the chain and makes it the head
+    (`head_hash`: its hash).
     """
 
     group_id: str
@@ -94,6 +160,8 @@ class GroupChange:
     removed: tuple[Member, ...] = ()
     role_changes: tuple[tuple[Member, Role], ...] = ()  # (member as it is, new role)
     delete_group: bool = False  # the last member left
+    entry: ChainEntry | None = None
+    head_hash: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,30 @@ pydantic: the WebSocket functions import them and never this module."""
 
 from __future__ import annotations
 
-import re
+import base64
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from parley_server.ids import USER_ID_PATTERN, is_user_id
 from parley_server.models.errors import BadRequest, PayloadTooLarge
-from parley_server.models.groups import Group, GroupSummary
+from parley_server.models.groups import (
+    MAX_CHANGE_BYTES,
+    MAX_IDS_PER_REQUEST,
+    MAX_NAME_CHARS,
+    ChainEntry,
+    ChainPage,
+    Group,
+    GroupSummary,
+)
 
 __all__ = [
+    "MAX_CHANGE_BYTES",
     "MAX_IDS_PER_REQUEST",
     "MAX_NAME_CHARS",
     "AccountDeleteRequest",
     "BundleAnswer",
+    "CertificateAnswer",
+    "ChainEntryAnswer",
     "DeviceBundleOut",
     "DeviceListModel",
     "DeviceOut",
@@ -29,6 +39,7 @@ __all__ = [
     "ErrorAnswer",
     "ErrorBody",
     "GroupAnswer",
+    "GroupChangeRequest",
     "GroupSummaryAnswer",
     "GroupsAnswer",
     "KeyCountAnswer",
@@ -36,8 +47,6 @@ __all__ = [
     "MediaLinkAnswer",
     "MediaUploadAnswer",
     "MediaUploadRequest",
-    "MembersRequest",
-    "NewGroupRequest",
     "OneTimePrekeyModel",
     "OtpAnswer",
     "OtpRequest",
@@ -49,12 +58,12 @@ __all__ = [
     "PairingStatusAnswer",
     "PresenceAnswer",
     "PresenceSettingRequest",
-    "PromoteRequest",
     "PushPendingAnswer",
     "PushRequest",
     "PushVerifyRequest",
     "RefreshRequest",
     "RegistrationLockRequest",
+    "SignedChangeModel",
     "SignedPrekeyModel",
     "TokenAnswer",
     "UploadForm",
@@ -316,102 +325,112 @@ class MediaLinkAnswer(BaseModel):
 
 # -- groups -----------------------------------------------------------------------------
 
-MAX_NAME_CHARS = 100  # as WhatsApp's group subject
-# One change is one DynamoDB transaction (100 items): the group's META item,
-# the creator's member item at creation, and the members named in the request.
-MAX_IDS_PER_REQUEST = 98
-# Names are shown to people: no control characters (newlines, bidi tricks aside).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, description="a user id")]
+# base64 of a signed change body of at most MAX_CHANGE_BYTES (logic/group_changes.py
+# decodes and checks it; these bounds only stop absurd bodies early)
+_CHANGE_B64 = 4 * -(-MAX_CHANGE_BYTES // 3)
+_SIGNATURE_B64 = 88  # base64 of 64 bytes
+_CHANGE = "invalid_group_change"
 
 
-def _object(body: Any, shape: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest(f"body must be a JSON object: {shape}")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)[:200]}", fields=unknown[:10])
-    for name in sorted(allowed - {"members"}):
-        if name not in body:
-            raise BadRequest(f"`{name}` is required", field=name)
-    return body
+class SignedChangeModel(_In):
+    """A signed group change as it travels: the exact bytes signed, and the signature."""
+
+    body: str = Field(
+        min_length=1,
+        max_length=_CHANGE_B64,
+        description=(
+            "base64 of the change's canonical JSON: v, group_id, seq, prev, at, author,"
+            " device, kind, name, members, admins (docs/API.md, Signed group changes)"
+        ),
+    )
+    signature: str = Field(
+        min_length=1,
+        max_length=_SIGNATURE_B64,
+        description=(
+            "Ed25519 signature by the author device's identity key of"
+            ' b"parley/group-change/v1\\0" + body'
+        ),
+    )
 
 
-def _user_id(raw: object, field: str) -> str:
-    if not is_user_id(raw):
-        raise BadRequest(f"`{field}` must be a user id (32 lowercase hex)", field=field)
-    return str(raw)
-
-
-def _user_ids(raw: object, field: str, *, allow_empty: bool) -> list[str]:
-    if not isinstance(raw, list) or (not raw and not allow_empty):
-        raise BadRequest(f"`{field}` must be a list of user ids", field=field)
-    if len(raw) > MAX_IDS_PER_REQUEST:
-        raise PayloadTooLarge(
-            f"`{field}` may name at most {MAX_IDS_PER_REQUEST} users per request",
-            field=field,
-            limit=MAX_IDS_PER_REQUEST,
+def _change_envelope(body: Any) -> dict[str, Any]:
+    """{"change": {"body": str, "signature": str}}, or a BadRequest naming the field."""
+    if not isinstance(body, dict) or set(body) != {"change"}:
+        raise BadRequest(
+            'the body must be {"change": {"body": "<b64>", "signature": "<b64>"}}',
+            code=_CHANGE,
+            field="change",
         )
-    ids = [_user_id(item, field) for item in raw]
-    return list(dict.fromkeys(ids))  # order kept, repeats mean nothing more
+    change = body["change"]
+    if not isinstance(change, dict) or set(change) != {"body", "signature"}:
+        raise BadRequest(
+            "`change` must be an object with exactly the fields body and signature",
+            code=_CHANGE,
+            field="change",
+        )
+    for name, most in (("body", _CHANGE_B64), ("signature", _SIGNATURE_B64)):
+        value = change[name]
+        if not isinstance(value, str) or not value:
+            raise BadRequest(
+                f"`change.{name}` must be a base64 string", code=_CHANGE, field=f"change.{name}"
+            )
+        if len(value) > most:
+            if name == "body":
+                raise PayloadTooLarge(
+                    f"`change.body` is larger than {MAX_CHANGE_BYTES} bytes",
+                    field="change.body",
+                    limit=MAX_CHANGE_BYTES,
+                )
+            raise BadRequest(
+                "`change.signature` must be 64 bytes", code=_CHANGE, field="change.signature"
+            )
+    return {"change": {"body": change["body"], "signature": change["signature"]}}
 
 
-def _name(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise BadRequest("`name` must be a string", field="name")
-    name = raw.strip()
-    if not name:
-        raise BadRequest("`name` must not be empty", field="name")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadRequest(f"`name` may have at most {MAX_NAME_CHARS} characters", field="name")
-    if _CONTROL.search(name):
-        raise BadRequest("`name` must not contain control characters", field="name")
-    return name
+class GroupChangeRequest(_In):
+    """POST /v1/groups (a `create` change) and POST /v1/groups/{group_id}/changes."""
+
+    change: SignedChangeModel
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, body: Any) -> dict[str, Any]:
+        return _change_envelope(body)
 
 
-class NewGroupRequest(_In):
-    """POST /v1/groups: the caller becomes the group's first admin."""
+class CertificateAnswer(BaseModel):
+    body: str = Field(description="base64 of the author's signed device list")
+    signature: str = Field(description="base64 of its signature by the account identity")
 
-    name: str = Field(
-        min_length=1, max_length=MAX_NAME_CHARS, description="shown to members; trimmed"
+
+class ChainEntryAnswer(BaseModel):
+    seq: int = Field(description="the entry's place in the chain: the group's rev after it")
+    body: str = Field(description="base64 of the change exactly as it was signed")
+    signature: str = Field(description='base64 of its signature ("" for the service\'s entries)')
+    certificate: CertificateAnswer | None = Field(
+        description=(
+            "the author's device list as it was when the change was committed"
+            " (null for the service's entries)"
+        )
     )
-    members: list[UserId] = Field(
-        default_factory=list,
-        max_length=MAX_IDS_PER_REQUEST,
-        description="registered users to add besides the caller",
-    )
 
-    @model_validator(mode="before")
     @classmethod
-    def _checked(cls, body: Any) -> dict[str, Any]:
-        obj = _object(body, '{"name": "...", "members": ["<user id>", ...]}', {"name", "members"})
-        members = _user_ids(obj.get("members", []), "members", allow_empty=True)
-        return {"name": _name(obj["name"]), "members": members}
+    def of(cls, entry: ChainEntry) -> ChainEntryAnswer:
+        certificate = (
+            CertificateAnswer(body=_b64(entry.cert_body), signature=_b64(entry.cert_signature))
+            if entry.cert_body is not None and entry.cert_signature is not None
+            else None
+        )
+        return cls(
+            seq=entry.seq,
+            body=_b64(entry.body),
+            signature=_b64(entry.signature),
+            certificate=certificate,
+        )
 
 
-class MembersRequest(_In):
-    """POST /v1/groups/{group_id}/members."""
-
-    user_ids: list[UserId] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _checked(cls, body: Any) -> dict[str, Any]:
-        obj = _object(body, '{"user_ids": ["<user id>", ...]}', {"user_ids"})
-        return {"user_ids": _user_ids(obj["user_ids"], "user_ids", allow_empty=False)}
-
-
-class PromoteRequest(_In):
-    """POST /v1/groups/{group_id}/admins."""
-
-    user_id: UserId
-
-    @model_validator(mode="before")
-    @classmethod
-    def _checked(cls, body: Any) -> dict[str, Any]:
-        obj = _object(body, '{"user_id": "<user id>"}', {"user_id"})
-        return {"user_id": _user_id(obj["user_id"], "user_id")}
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
 
 
 class GroupAnswer(BaseModel):
@@ -422,10 +441,19 @@ class GroupAnswer(BaseModel):
     admins: list[str]
     created_by: str
     created_at: int = Field(description="Unix time the group was created")
+    rev: int = Field(description="counts every change: the next signed change has seq rev + 1")
+    head: int = Field(description="seq of the last entry of the group's chain (0: no chain yet)")
+    changes: list[ChainEntryAnswer] | None = Field(
+        default=None,
+        description="with ?changes_after=N only: the chain's entries after N, in order",
+    )
+    more: bool | None = Field(
+        default=None, description="with ?changes_after=N only: more entries follow these"
+    )
 
     @classmethod
-    def of(cls, group: Group) -> GroupAnswer:
-        return cls(
+    def of(cls, group: Group, page: ChainPage | None = None) -> GroupAnswer:
+        answer = cls(
             group_id=group.group_id,
             name=group.name,
             version=group.version,
@@ -433,7 +461,19 @@ class GroupAnswer(BaseModel):
             admins=group.admin_ids,
             created_by=group.created_by,
             created_at=group.created_ms // 1000,
+            rev=group.rev,
+            head=group.head,
         )
+        if page is not None:
+            answer.changes = [ChainEntryAnswer.of(entry) for entry in page.entries]
+            answer.more = page.more
+        return answer
+
+    def wire(self) -> dict[str, Any]:
+        """The answer as sent: `changes` and `more` only when they were asked for."""
+        if self.changes is None:
+            return self.model_dump(exclude={"changes", "more"})
+        return self.model_dump()
 
 
 class GroupSummaryAnswer(BaseModel):

@@ -2,17 +2,29 @@
 
 Groups table (see store/schema.py):
 
+    group_id / CHANGE#<seq:010d> body, signature (empty for the service's entries),
+                                 cert_body, cert_signature (the author's signed
+                                 device list at commit time; absent for the
+                                 service's entries)
     group_id / META              name, created_by, created_ms, version, rev,
-                                 member_count, admin_count
+                                 member_count, admin_count, head, head_hash
+                                 (head: the seq of the chain's last entry; both
+                                 absent for a group that has no chain yet)
     group_id / MEMBER#<uid>      member (= uid, the by_member GSI's key), role,
                                  joined_ms, added_by
 
 Every change is one TransactWriteItems: the META update is conditional on the
 `rev` the change was computed from, and each member item on being as the change
 expects (absent for an add, present with the expected role for a remove or a
-role change). Two concurrent changes cannot both commit, so neither the member
-limit nor "at least one admin" can be broken by a race; the loser gets a
-Conflict with code `group_changed` and recomputes.
+role change); the change's chain entry is put in the same transaction, on
+condition that its seq is free. Two concurrent changes cannot both commit, so
+neither the member limit nor "at least one admin" can be broken by a race, nor
+the chain forked; the loser gets a Conflict with code `group_changed`.
+
+Sort keys sort as bytes: CHANGE#... < MEMBER#... < META ("MEM" < "MET"). A group's
+META and members are the key range MEMBER# .. META and its chain the range
+CHANGE#0000000001 .. CHANGE#9999999999, so reading the one never reads the other
+(a roster read stays one small Query however long the chain grows).
 
 Also here: the SQS queue of fan-out jobs. (The envelopes a job writes go through
 store/mailbox.py's `EnvelopeWriter`; the member check, store/users.py's `KnownUsers`.)
@@ -29,6 +41,8 @@ from parley_server.models.errors import DependencyUnavailable, GroupChanged, Pay
 from parley_server.models.groups import (
     ADMIN,
     MEMBER,
+    ChainEntry,
+    ChainPage,
     FanoutJob,
     Group,
     GroupChange,
@@ -48,6 +62,8 @@ from parley_server.store.dynamo import (
 
 __all__ = [
     "BATCH_WRITE_MAX",
+    "CHANGES_PAGE",
+    "MAX_SEQ",
     "TRANSACT_MAX_ITEMS",
     "FanoutQueue",
     "GroupsStore",
@@ -55,6 +71,9 @@ __all__ = [
 
 META = "META"
 MEMBER_PREFIX = "MEMBER#"
+CHANGE_PREFIX = "CHANGE#"
+MAX_SEQ = 9_999_999_999  # a seq is ten digits in its sort key
+CHANGES_PAGE = 100  # chain entries one read answers at most
 BY_MEMBER = "by_member"
 TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit on one TransactWriteItems
 # Unprocessed batch items are retried this many times, with a short backoff.
@@ -87,6 +106,32 @@ def _member_item(group_id: str, member: Member) -> dict[str, Any]:
         "joined_ms": {"N": str(member.joined_ms)},
         "added_by": {"S": member.added_by},
     }
+
+
+def _change_key(group_id: str, seq: int) -> dict[str, Any]:
+    return {"group_id": {"S": group_id}, "sk": {"S": f"{CHANGE_PREFIX}{seq:010d}"}}
+
+
+def _change_item(group_id: str, entry: ChainEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **_change_key(group_id, entry.seq),
+        "body": {"B": entry.body},
+        "signature": {"B": entry.signature},
+    }
+    if entry.cert_body is not None and entry.cert_signature is not None:
+        item["cert_body"] = {"B": entry.cert_body}
+        item["cert_signature"] = {"B": entry.cert_signature}
+    return item
+
+
+def _change_from(item: dict[str, Any]) -> ChainEntry:
+    return ChainEntry(
+        seq=int(item["sk"]["S"].removeprefix(CHANGE_PREFIX)),
+        body=bytes(item["body"]["B"]),
+        signature=bytes(item["signature"]["B"]),
+        cert_body=bytes(item["cert_body"]["B"]) if "cert_body" in item else None,
+        cert_signature=bytes(item["cert_signature"]["B"]) if "cert_signature" in item else None,
+    )
 
 
 def _member_from(item: dict[str, Any]) -> Member:
@@ -136,10 +181,61 @@ class GroupsStore:
             version=int(meta["version"]["N"]),
             rev=int(meta["rev"]["N"]),
             members=tuple(members),
+            head=int(meta["head"]["N"]) if "head" in meta else 0,
+            head_hash=bytes(meta["head_hash"]["B"]) if "head_hash" in meta else b"",
         )
 
+    def changes(self, group_id: str, after: int) -> ChainPage:
+        """The chain's entries with seq > `after`, in order: at most CHANGES_PAGE, and
+        fewer when DynamoDB's 1 MB page ends first (`more` says whether any follow).
+        One strongly consistent Query of the key range after `after`."""
+        if after >= MAX_SEQ:
+            return ChainPage((), False)
+        try:
+            answer = self._ddb.query(
+                TableName=self._table,
+                KeyConditionExpression="group_id = :g AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={
+                    ":g": {"S": group_id},
+                    ":lo": {"S": f"{CHANGE_PREFIX}{after + 1:010d}"},
+                    ":hi": {"S": f"{CHANGE_PREFIX}{MAX_SEQ:010d}"},
+                },
+                ConsistentRead=True,
+                Limit=CHANGES_PAGE + 1,  # one more than a page: whether more follow
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("group store unavailable") from exc
+        items = answer.get("Items", [])
+        entries = tuple(_change_from(item) for item in items[:CHANGES_PAGE])
+        more = len(items) > CHANGES_PAGE or "LastEvaluatedKey" in answer
+        return ChainPage(entries, more)
+
+    def forget_changes(self, group_id: str) -> int:
+        """Delete every entry of the chain of a group that has ended; how many went.
+        One Query of the keys, then a DeleteItem each."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "group_id = :g AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":g": {"S": group_id}, ":p": {"S": CHANGE_PREFIX}},
+            "ProjectionExpression": "group_id, sk",
+            "ConsistentRead": True,
+        }
+        deleted = 0
+        for page in query_pages(self._ddb, kwargs, "group store unavailable"):
+            for item in page.get("Items", []):
+                try:
+                    self._ddb.delete_item(
+                        TableName=self._table,
+                        Key={"group_id": item["group_id"], "sk": item["sk"]},
+                    )
+                except ClientError as exc:
+                    raise DependencyUnavailable("group store unavailable") from exc
+                deleted += 1
+        return deleted
+
     def roster(self, group_id: str) -> Roster | None:
-        """Who a message to the group goes to now: one strongly consistent Query."""
+        """Who a message to the group goes to now: one strongly consistent Query (of
+        META and the members: never the chain)."""
         items = self._query_partition(group_id, prefix=None, consistent=True)
         meta = next((item for item in items if item["sk"]["S"] == META), None)
         if meta is None:
@@ -194,6 +290,10 @@ class GroupsStore:
         if prefix is not None:
             condition += " AND begins_with(sk, :p)"
             values[":p"] = {"S": prefix}
+        else:  # META and every MEMBER# item, none of the chain's
+            condition += " AND sk BETWEEN :lo AND :hi"
+            values[":lo"] = {"S": MEMBER_PREFIX}
+            values[":hi"] = {"S": META}
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
@@ -209,12 +309,16 @@ class GroupsStore:
 
     # -- writing -------------------------------------------------------------------
 
-    def create(self, group: Group) -> None:
-        """Store a new group with its first members, all or nothing."""
-        if len(group.members) + 1 > TRANSACT_MAX_ITEMS:
+    def create(self, group: Group, entry: ChainEntry | None = None) -> None:
+        """Store a new group with its first members and the first entry of its chain
+        (its signed create; the group's head must name it), all or nothing.
+
+        Raises Conflict (code `group_changed`) when the group id is taken."""
+        extra = 1 + (1 if entry is not None else 0)
+        if len(group.members) + extra > TRANSACT_MAX_ITEMS:
             raise PayloadTooLarge(
-                f"a group starts with at most {TRANSACT_MAX_ITEMS - 1} members",
-                limit=TRANSACT_MAX_ITEMS - 1,
+                f"a group starts with at most {TRANSACT_MAX_ITEMS - extra} members",
+                limit=TRANSACT_MAX_ITEMS - extra,
             )
         meta = {
             **_meta_key(group.group_id),
@@ -226,6 +330,9 @@ class GroupsStore:
             "member_count": {"N": str(len(group.members))},
             "admin_count": {"N": str(len(group.admin_ids))},
         }
+        if entry is not None:
+            meta["head"] = {"N": str(group.head)}
+            meta["head_hash"] = {"B": group.head_hash}
         items: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -239,6 +346,8 @@ class GroupsStore:
             {"Put": {"TableName": self._table, "Item": _member_item(group.group_id, member)}}
             for member in group.members
         )
+        if entry is not None:
+            items.append(self._put_change(group.group_id, entry))
         self._transact(items)
 
     def commit(self, change: GroupChange) -> None:
@@ -246,11 +355,12 @@ class GroupsStore:
 
         Raises Conflict (code `group_changed`) when anything moved meanwhile.
         """
-        writes = 1 + len(change.added) + len(change.removed) + len(change.role_changes)
-        if writes > TRANSACT_MAX_ITEMS:
+        touched = len(change.added) + len(change.removed) + len(change.role_changes)
+        extra = 1 + (1 if change.entry is not None else 0)  # META, and the chain entry
+        if touched + extra > TRANSACT_MAX_ITEMS:
             raise PayloadTooLarge(
-                f"one change may touch at most {TRANSACT_MAX_ITEMS - 1} members",
-                limit=TRANSACT_MAX_ITEMS - 1,
+                f"one change may touch at most {TRANSACT_MAX_ITEMS - extra} members",
+                limit=TRANSACT_MAX_ITEMS - extra,
             )
         table = self._table
         items: list[dict[str, Any]] = []
@@ -266,26 +376,34 @@ class GroupsStore:
                 }
             )
         else:
+            update = (
+                "SET rev = :next, version = :version, member_count = :members, "
+                "admin_count = :admins"
+            )
+            values: dict[str, Any] = {
+                ":rev": {"N": str(change.rev)},
+                ":next": {"N": str(change.rev + 1)},
+                ":version": {"N": str(change.version)},
+                ":members": {"N": str(change.member_count)},
+                ":admins": {"N": str(change.admin_count)},
+            }
+            if change.entry is not None:
+                update += ", head = :head, head_hash = :hash"
+                values[":head"] = {"N": str(change.entry.seq)}
+                values[":hash"] = {"B": change.head_hash}
             items.append(
                 {
                     "Update": {
                         "TableName": table,
                         "Key": _meta_key(change.group_id),
-                        "UpdateExpression": (
-                            "SET rev = :next, version = :version, member_count = :members, "
-                            "admin_count = :admins"
-                        ),
+                        "UpdateExpression": update,
                         "ConditionExpression": "rev = :rev",
-                        "ExpressionAttributeValues": {
-                            ":rev": {"N": str(change.rev)},
-                            ":next": {"N": str(change.rev + 1)},
-                            ":version": {"N": str(change.version)},
-                            ":members": {"N": str(change.member_count)},
-                            ":admins": {"N": str(change.admin_count)},
-                        },
+                        "ExpressionAttributeValues": values,
                     }
                 }
             )
+            if change.entry is not None:
+                items.append(self._put_change(change.group_id, change.entry))
         for member in change.added:
             items.append(
                 {
@@ -325,6 +443,15 @@ class GroupsStore:
                 }
             )
         self._transact(items)
+
+    def _put_change(self, group_id: str, entry: ChainEntry) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _change_item(group_id, entry),
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         try:

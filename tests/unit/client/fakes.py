@@ -15,8 +15,18 @@ from aiohttp import web
 from parley.answers import DeviceBundle, KeyBundles
 from parley.crypto import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
 from parley.devices.lists import DeviceList, ListedDevice, sign_list
+from parley.groups import chain
+from parley.groups.chain import Kind
 
-__all__ = ["KeyServer", "KeyUploader", "PreKeyStore", "Published", "serve_http"]
+__all__ = [
+    "GroupChain",
+    "KeyServer",
+    "KeyUploader",
+    "PreKeyStore",
+    "Published",
+    "Signer",
+    "serve_http",
+]
 
 
 @dataclass
@@ -221,3 +231,62 @@ def _bundle_json(device_id: str, bundle: PreKeyBundle) -> dict[str, Any]:
             "public_key": _b64(bundle.one_time_prekey),
         }
     return device
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A primary device that signs group changes: its identity is its account's."""
+
+    user_id: str
+    device_id: str
+    identity: IdentityKeyPair = field(default_factory=IdentityKeyPair.generate)
+
+    def certificate(self) -> dict[str, str]:
+        listed = ListedDevice(self.device_id, 0, self.identity.public_key)
+        return sign_list(self.identity, self.user_id, 1, [listed], 1).wire()
+
+
+@dataclass
+class GroupChain:
+    """A group's signed chain as an honest service keeps it (tests may tamper)."""
+
+    group_id: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    head: bytes = b""
+
+    @property
+    def seq(self) -> int:
+        return int(self.entries[-1]["seq"]) if self.entries else 0
+
+    def sign(
+        self,
+        signer: Signer,
+        kind: Kind,
+        members: tuple[str, ...] = (),
+        admins: tuple[str, ...] = (),
+        *,
+        signed_by: Signer | None = None,
+    ) -> dict[str, Any]:
+        """Append `signer`'s change (signed with `signed_by`'s key, to forge one)."""
+        change = chain.sign_change(
+            (signed_by or signer).identity,
+            group_id=self.group_id,
+            seq=self.seq + 1,
+            prev=self.head,
+            at=1_700_000_000_000 + self.seq,
+            author=signer.user_id,
+            device=signer.device_id,
+            kind=kind,
+            name="Climbing" if kind == "create" else "",
+            members=sorted(members) if kind in ("create", "add") else members,
+            admins=admins,
+        )
+        item = {**change, "seq": self.seq + 1, "certificate": signer.certificate()}
+        self.entries.append(item)
+        self.head = chain.change_hash(base64.b64decode(change["body"]))
+        return item
+
+    def answer(self, view: dict[str, Any], after: int) -> dict[str, Any]:
+        """A group answer (GET /v1/groups/{id}?changes_after=N) over this chain."""
+        changes = [e for e in self.entries if e["seq"] > after]
+        return {**view, "rev": self.seq, "head": self.seq, "changes": changes, "more": False}

@@ -1,4 +1,4 @@
-"""`parley group create|add|remove|promote|leave|list|info`: group chats."""
+"""`parley group create|add|remove|promote|vouch|leave|list|info`: group chats."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ async def _promote(ctx: Context, client: Client) -> None:
     ctx.print(f"Admins of {group.display_name}: {admins}.")
 
 
+async def _vouch(ctx: Context, client: Client) -> None:
+    group = await client.vouch_group(ctx.args.group)
+    ctx.print(
+        f"You signed the membership of {group.display_name} as it is now"
+        f" ({len(group.members)} members): every member's device now trusts them."
+    )
+
+
 async def _leave(ctx: Context, client: Client) -> None:
     group = await client.leave(ctx.args.group)
     ctx.print(f"You left {group.display_name}. Its history stays here.")
@@ -83,7 +91,10 @@ async def _info(ctx: Context, client: Client) -> None:
             continue
         contact = client.store.contacts.get(member) or Contact(member, None, None)
         flags = ""
-        if contact.identity_changed:
+        if member in group.unverified:
+            unsigned = "not signed in by an admin: gets none of your keys"
+            flags = "  " + warn(unsigned, color=ctx.color)
+        elif contact.identity_changed:
             flags = "  " + warn("identity key changed", color=ctx.color)
         elif contact.verified:
             flags = "  verified"
@@ -97,6 +108,11 @@ async def _info(ctx: Context, client: Client) -> None:
             suffix = f"   (device {device})" if len(numbers) > 1 else ""
             ctx.print(f"      {safety_digits(number)}{suffix}")
     ctx.print("Compare each safety number with that member in person or on a call.")
+    if group.unverified:
+        ctx.print(
+            "Members marked above were added without an admin's signature this device"
+            " trusts. If you know them, an admin can vouch: parley group vouch GROUP."
+        )
 
 
 _GROUP_COMMANDS: dict[str, Callable[[Context, Client], Coroutine[Any, Any, None]]] = {
@@ -104,6 +120,7 @@ _GROUP_COMMANDS: dict[str, Callable[[Context, Client], Coroutine[Any, Any, None]
     "add": _add,
     "remove": _remove,
     "promote": _promote,
+    "vouch": _vouch,
     "leave": _leave,
     "list": _list,
     "info": _info,

@@ -1,5 +1,6 @@
 """A whole `Client` in groups against a scripted service (aiohttp + websockets on
-loopback): a stale group send is caught up with and resent under its client id,
+loopback): a stale group send is caught up with and resent under its client id;
+a member the service lists without an admin's signed change gets no sender key;
 and whatever a hostile service sends about groups, the client stays up, acks
 it, and keeps its store intact."""
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from base64 import b64decode
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,23 @@ from parley.answers import KeyBundles, b64
 from parley.crypto import IdentityKeyPair
 from parley.crypto.sender_keys import SenderKey
 from parley.engine import Engine
+from parley.groups.chain import change_hash as chain_hash
 from parley.keys import publish_initial_keys
-from parley.models import Account, Group, GroupUpdated, MessageReceived
+from parley.models import (
+    Account,
+    Group,
+    GroupMembersUnverified,
+    GroupUpdated,
+    MessageReceived,
+)
 from parley.protocol import IncomingMessage
 from parley.store import OwnSenderKey, Store, Tokens
-from tests.unit.client.fakes import KeyServer, KeyUploader, serve_http
+from tests.unit.client.fakes import GroupChain, KeyServer, KeyUploader, Signer, serve_http
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
-DEVICES = {ALICE: "a1" * 8, BOB: "b1" * 8, CAROL: "c1" * 8}
+ALICE, BOB, CAROL, DAVE, ERIN = "a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32
+DEVICES = {ALICE: "a1" * 8, BOB: "b1" * 8, CAROL: "c1" * 8, DAVE: "d1" * 8, ERIN: "e1" * 8}
 GID, STRANGER_GID = "0f" * 16, "1e" * 16
 WAIT_S = 10.0
 
@@ -42,9 +51,12 @@ class Service:
 
     keys: KeyServer = field(default_factory=KeyServer)
     group: dict[str, Any] = field(default_factory=dict)
+    chain: GroupChain = field(default_factory=lambda: GroupChain(GID))
     group_answer: str = "ok"  # "ok" | "malformed" | "gone"
     on_sync: list[dict[str, Any]] = field(default_factory=list)
     stale_once_to: dict[str, Any] | None = None  # the group after a concurrent change
+    stale_change: Callable[[], Any] | None = None  # what that change signs into the chain
+    signers: dict[str, Signer] = field(default_factory=dict)
     frames: list[dict[str, Any]] = field(default_factory=list)
     acked: set[str] = field(default_factory=set)
     group_reads: int = 0
@@ -65,6 +77,17 @@ class Service:
     async def bundles(self, request: web.Request) -> web.Response:
         return web.json_response(self.keys.answer(request.match_info["uid"]))
 
+    async def change_group(self, request: web.Request) -> web.Response:
+        """POST /v1/groups/{id}/changes as an honest service: the signed change goes on
+        the chain with its author's certificate (only vouches are scripted here)."""
+        change = (await request.json())["change"]
+        author = self.signers[json.loads(b64decode(change["body"]))["author"]]
+        self.chain.entries.append(
+            {**change, "seq": self.chain.seq + 1, "certificate": author.certificate()}
+        )
+        self.chain.head = chain_hash(b64decode(change["body"]))
+        return web.json_response(self.chain.answer(self.group, self.chain.seq))
+
     async def get_group(self, request: web.Request) -> web.Response:
         self.group_reads += 1
         self.changed.set()
@@ -72,7 +95,8 @@ class Service:
             return web.json_response({"error": {"code": "not_found", "message": "no"}}, status=404)
         if self.group_answer == "malformed":
             return web.json_response({"group_id": GID, "version": "two", "members": 7})
-        return web.json_response(self.group)
+        after = int(request.query.get("changes_after", "0"))
+        return web.json_response(self.chain.answer(self.group, after))
 
     # --- WebSocket -------------------------------------------------------------------
 
@@ -94,6 +118,8 @@ class Service:
     def answer(self, frame: dict[str, Any]) -> dict[str, Any]:
         if frame["to"].startswith("g:") and self.stale_once_to is not None:
             self.group, self.stale_once_to = self.stale_once_to, None
+            if self.stale_change is not None:
+                self.stale_change()
             return {
                 "event": "error",
                 "ref": frame["id"],
@@ -130,12 +156,15 @@ async def member(tmp_path: Path, service: Service, uid: str) -> Engine:
     return Engine(store, no_fetch)
 
 
-async def alice_profile(home: Path, service: Service) -> None:
+async def alice_profile(home: Path, service: Service) -> Signer:
+    """Alice's profile on disk; her device, to sign group changes as she would."""
     store = Store.open(home / "profiles" / "alice", keyring=None, allow_plaintext=True)
-    store.accounts.save(Account(ALICE, DEVICES[ALICE], "+15550000001"), IdentityKeyPair.generate())
+    identity = IdentityKeyPair.generate()
+    store.accounts.save(Account(ALICE, DEVICES[ALICE], "+15550000001"), identity)
     store.accounts.save_tokens(Tokens("access", "refresh", 10**12))
     await publish_initial_keys(service.uploader(ALICE), store, 0.0)
     store.close()
+    return Signer(ALICE, DEVICES[ALICE], identity)
 
 
 @pytest.fixture
@@ -150,6 +179,7 @@ async def endpoints(service: Service) -> AsyncIterator[Endpoints]:
     app.router.add_put("/v1/keys", service.upload)
     app.router.add_get("/v1/keys/{uid}", service.bundles)
     app.router.add_get("/v1/groups/{gid}", service.get_group)
+    app.router.add_post("/v1/groups/{gid}/changes", service.change_group)
     async with serve_http(app) as http_url, serve(service.ws, "127.0.0.1", 0) as ws:
         ws_port = next(iter(ws.sockets)).getsockname()[1]
         yield Endpoints(http_url=http_url, ws_url=f"ws://127.0.0.1:{ws_port}/local")
@@ -173,10 +203,12 @@ async def test_a_stale_group_send_is_caught_up_with_and_resent_under_its_client_
     tmp_path: Path, service: Service, endpoints: Endpoints
 ) -> None:
     bob, carol = await member(tmp_path, service, BOB), await member(tmp_path, service, CAROL)
-    await alice_profile(tmp_path, service)
+    alice_device = await alice_profile(tmp_path, service)
     service.group = group_view(1, ALICE, BOB)
+    service.chain.sign(alice_device, "create", (BOB,))
     # Carol joins between Alice reading the group and her message reaching the service
     service.stale_once_to = group_view(2, ALICE, BOB, CAROL)
+    service.stale_change = lambda: service.chain.sign(alice_device, "add", (CAROL,))
 
     async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
         events = alice.events()
@@ -214,6 +246,94 @@ async def test_a_stale_group_send_is_caught_up_with_and_resent_under_its_client_
         assert [e.message.text for e in shown if isinstance(e, MessageReceived)] == ["Saturday?"]
     # the first ciphertext, under the key made for version 1, never reached Carol's keys
     assert carol.receive(envelope(to_group[0], CAROL, 100)).events == []
+
+
+async def test_members_no_admin_signed_in_get_no_sender_key_until_an_admin_vouches(
+    tmp_path: Path, service: Service, endpoints: Endpoints
+) -> None:
+    engines = {uid: await member(tmp_path, service, uid) for uid in (BOB, CAROL, DAVE, ERIN)}
+    alice_device = await alice_profile(tmp_path, service)
+    service.signers[ALICE] = alice_device
+    bob_device = Signer(BOB, DEVICES[BOB])
+    service.chain.sign(alice_device, "create", (BOB,))
+    # three ways a service might slip someone in: a change Alice's device did not sign,
+    # an add by a member who is not an admin, and no change at all
+    service.chain.sign(alice_device, "add", (CAROL,), signed_by=Signer(ALICE, DEVICES[ALICE]))
+    service.chain.sign(bob_device, "add", (DAVE,))
+    service.group = group_view(4, ALICE, BOB, CAROL, DAVE, ERIN)
+
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        events = alice.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        first = await alice.send(await alice.refresh_group(GID), "who is here?")
+        warning = await asyncio.wait_for(_next(events, GroupMembersUnverified), WAIT_S)
+        assert warning.user_ids == (CAROL, DAVE, ERIN)
+        assert alice.group(GID).unverified == (CAROL, DAVE, ERIN)
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+        keyed = {f["to"] for f in service.sends() if not f["to"].startswith("g:")}
+        assert keyed == {BOB}
+
+        # Alice knows them: she vouches, and her next message's key reaches them too
+        vouched = await alice.vouch_group(GID)
+        assert vouched.unverified == ()
+        second = await alice.send(vouched, "welcome")
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+    vouch = json.loads(b64decode(service.chain.entries[-1]["body"]))
+    assert (vouch["kind"], vouch["seq"], vouch["members"]) == (
+        "vouch",
+        4,
+        [ALICE, BOB, CAROL, DAVE, ERIN],
+    )
+    sends = service.sends()
+    keyed = [f["to"] for f in sends if not f["to"].startswith("g:")]
+    assert sorted(keyed) == [BOB, CAROL, DAVE, ERIN]
+    to_group = {f["id"]: f for f in sends if f["to"] == f"g:{GID}"}
+    for uid, engine in engines.items():
+        for n, frame in enumerate(f for f in sends if f["to"] == uid):
+            assert engine.receive(envelope(frame, uid, n)).stored
+        opened = [
+            e.message.text
+            for cid in (first.client_id, second.client_id)
+            for e in engine.receive(envelope(to_group[cid], uid, 50 + len(cid))).events
+            if isinstance(e, MessageReceived)
+        ]
+        assert opened == (["who is here?", "welcome"] if uid == BOB else ["welcome"])
+
+
+@pytest.mark.parametrize("moved", [True, False])
+async def test_a_change_under_another_account_identity_than_pinned_counts_only_if_it_is_theirs(
+    tmp_path: Path, service: Service, endpoints: Endpoints, moved: bool
+) -> None:
+    """Bob, an admin, adds Dave, under an account identity Alice has not pinned for him.
+    If Bob moved to a new phone (the service's list for him says so, verified as any
+    list), Alice's device learns it and trusts the change; if the service made the
+    signature up, his list still names the identity Alice pinned, and Dave is not let in."""
+    await member(tmp_path, service, BOB)
+    alice_device = await alice_profile(tmp_path, service)
+    bob_now = IdentityKeyPair.generate()  # Bob's account identity on the service
+    service.keys.enroll(BOB, DEVICES[BOB], bob_now)
+    pinned = IdentityKeyPair.generate() if moved else bob_now
+    signs_with = bob_now if moved else IdentityKeyPair.generate()
+    store = Store.open(tmp_path / "profiles" / "alice", keyring=None, allow_plaintext=True)
+    old = Signer(BOB, DEVICES[BOB], pinned).certificate()
+    store.device_lists.save(
+        BOB, pinned.public_key, 1, b64decode(old["body"]), b64decode(old["signature"])
+    )
+    store.close()
+    service.chain.sign(alice_device, "create", (BOB,))
+    service.chain.sign(alice_device, "promote", (BOB,))
+    service.chain.sign(Signer(BOB, DEVICES[BOB], signs_with), "add", (DAVE,))
+    service.group = group_view(3, ALICE, BOB, DAVE) | {"admins": [ALICE, BOB]}
+
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        group = await alice.refresh_group(GID)
+        assert group.unverified == (() if moved else (DAVE,))
+        listed = alice.store.device_lists.get(BOB)
+        assert listed is not None
+        assert listed.account_identity == bob_now.public_key  # learned, or kept
 
 
 async def test_whatever_a_hostile_service_says_about_groups_the_client_stays_up(

@@ -81,6 +81,10 @@ def test_a_shared_group_is_a_relationship_and_a_group_message_always_ticks(
     # a group this account has left is no relationship any more
     store.groups.save(Group("h" * 32, "Old", 1, (ME, DAVE), (ME,), active=False), now=1.0)
     assert not relationships.knows(store, DAVE)
+    # nor is a group where no admin's signed change let them in
+    unsigned = Group("i" * 32, "Ghost", 1, (ME, CAROL, DAVE), (ME,), unverified=(DAVE,))
+    store.groups.save(unsigned, now=1.0)
+    assert not relationships.knows(store, DAVE)
     assert relationships.requests(store) == []
     assert store.contacts.untold() == []  # a group member is not a saved contact
 

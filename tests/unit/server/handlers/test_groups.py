@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,7 +23,10 @@ from parley_server.models.groups import FanoutJob
 from parley_server.models.http import MAX_IDS_PER_REQUEST
 from parley_server.store.groups import GroupsStore
 from parley_server.store.mailbox import EnvelopeWriter
+from parley_server.store.users import UsersStore
 from tests.conftest import REGION, FakeAws
+from tests.device_lists import device_key
+from tests.group_changes import Signer
 from tests.integration.ws_harness import Device, Harness, b64, harness
 
 
@@ -38,16 +42,18 @@ def ws(aws: FakeAws, function_env: Any) -> Iterator[Harness]:
 
 
 def _group(ws: Harness, admin: Device, *members: Device) -> str:
-    store = GroupsStore(ws.aws.client("dynamodb"), ws.aws.settings[Setting.GROUPS_TABLE])
+    ddb = ws.aws.client("dynamodb")
+    store = GroupsStore(ddb, ws.aws.settings[Setting.GROUPS_TABLE])
     ids = sorted({m.user_id for m in members} - {admin.user_id})
+    signer = Signer(admin.user_id, admin.device_id, device_key(admin.user_id, admin.device_id))
     group = groups.create_group(
         Caller(admin.user_id, admin.device_id),
-        "Climbing",
-        ids[:MAX_IDS_PER_REQUEST],
+        signer.create(secrets.token_hex(16), "Climbing", ids[:MAX_IDS_PER_REQUEST]),
         now=time.time(),
         limits=Limits(),
         groups=store,
         users=Everyone(),
+        device_lists=UsersStore(ddb, ws.aws.settings[Setting.USERS_TABLE]),
     )
     return group.group_id
 

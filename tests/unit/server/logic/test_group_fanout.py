@@ -18,7 +18,8 @@ from parley_server.models.frames import CONNECTING_S, GroupSendFrame, PostOutcom
 from parley_server.models.groups import FanoutJob
 from parley_server.store.groups import FanoutQueue
 from tests.conftest import FakeAws
-from tests.device_lists import list_devices
+from tests.device_lists import device_key, list_devices
+from tests.group_changes import Signer
 from tests.unit.conftest import Ports
 
 NOW = 1_800_000_000.0
@@ -50,12 +51,24 @@ class World(Ports):
         self.connections.add(device.user_id, connection_id, device.device_id, now=since, ttl_s=3600)
         return Caller(device.user_id, device.device_id, connection_id)
 
-    def group(self, admin: Caller, *members: Caller) -> str:
-        member_ids = sorted({m.user_id for m in members})
-        group = self.call(
-            groups.create_group, admin, "Climbing", member_ids, now=NOW, limits=LIMITS
+    def signer(self, device: Caller) -> Signer:
+        """The device as it signs group changes (its key from its device list)."""
+        return Signer(
+            device.user_id, device.device_id, device_key(device.user_id, device.device_id)
         )
+
+    def group(self, admin: Caller, *members: Caller) -> str:
+        member_ids = sorted({m.user_id for m in members} - {admin.user_id})
+        create = self.signer(admin).create(secrets.token_hex(16), "Climbing", member_ids)
+        group = self.call(groups.create_group, admin, create, now=NOW, limits=LIMITS)
         return group.group_id
+
+    def change(self, device: Caller, group_id: str, kind: str, *members: str) -> None:
+        """A signed change of `kind` naming `members`, made by `device`."""
+        group = self.groups.load(group_id)
+        assert group is not None
+        change = self.signer(device).next(kind, group, members=sorted(members))
+        self.call(groups.apply_change, device, group_id, change, now=NOW, limits=LIMITS)
 
     def send(
         self,
@@ -135,7 +148,7 @@ def test_a_removed_member_gets_nothing_sent_after_the_removal(world: World) -> N
     (alice,), (bob,), (mallory,) = world.person(), world.person(), world.person()
     gid = world.group(alice, bob, mallory)
     world.send(alice, gid, client_id="before")
-    world.call(groups.remove_member, alice, gid, mallory.user_id)
+    world.change(alice, gid, "remove", mallory.user_id)
 
     world.send(alice, gid, client_id="after")
 
@@ -166,7 +179,7 @@ def test_a_send_to_an_unknown_group_is_not_found(world: World) -> None:
 def test_a_send_for_an_old_version_is_refused_with_the_current_one(world: World) -> None:
     (alice,), (bob,), (carol,) = world.person(), world.person(), world.person()
     gid = world.group(alice, bob)
-    world.call(groups.add_members, alice, gid, [carol.user_id], now=NOW, limits=LIMITS)
+    world.change(alice, gid, "add", carol.user_id)
 
     with pytest.raises(Conflict) as refused:
         world.send(alice, gid, version=1)
