@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench.report import Figure, format_table
+from bench.targets import check, format_verdicts
 
 __all__ = ["MODULES", "Outcome", "main", "run_all"]
 
@@ -104,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcomes = run_all(modules, quick=args.quick, progress=progress)
     print(_where() + (" (--quick: not figures to quote)" if args.quick else ""))
-    print(format_table(f for o in outcomes for f in o.figures))
+    figures = [f for o in outcomes for f in o.figures]
+    print(format_table(figures))
+    print()
+    print(format_verdicts(check(figures)))
     failed = [o for o in outcomes if o.error]
     for outcome in failed:
         print(f"\nbench: {outcome.module} failed:\n{outcome.error}", file=sys.stderr)

@@ -398,6 +398,16 @@ def run(quick: bool = False) -> list[Figure]:
         core = core or usage
         figures.append(_figure(f"{name}: messaging core", usage, how))
     assert core is not None
+    figures.append(
+        Figure(
+            f"cost (us-east-1 list prices of {PRICES_AS_OF})",
+            "1:1 message: billed WebSocket messages",
+            core.per_delivery().ws_messages,
+            "messages",
+            "frames in and out per delivered 1:1 message, each metered per 32 KB "
+            "(send, its answer, the delivery, the ack, the receipt, its ack)",
+        )
+    )
     typical = core.per_delivery() + replace(typical_overheads(), deliveries=0)
     a = USAGE
     figures.append(

@@ -1,0 +1,67 @@
+"""The target lines `make bench` prints: met, not met, or not measured, from the figures
+of one run (ratios within the run, the worst figure of a family decides)."""
+
+from __future__ import annotations
+
+from bench.report import Figure
+from bench.targets import TARGETS, Target, check, format_verdicts
+
+COST = "cost (us-east-1 list prices of 2026-11)"
+
+
+def fig(group: str, name: str, value: float) -> Figure:
+    return Figure(group, name, value, "", "")
+
+
+def test_each_target_reads_its_figure_and_says_met_or_not() -> None:
+    figures = [
+        fig("(a) one message", "AWS requests / message", 8.0),
+        fig("(b) burst of 10", "AWS requests / message", 4.5),
+        fig(COST, "1:1 message: messaging core", 6.49),
+        fig(COST, "1:1 burst of 10: messaging core", 3.9),
+        fig(COST, "1:1 message: billed WebSocket messages", 6.0),
+        fig("throughput (local stack)", "messages delivered end to end / s (50 clients)", 99.0),
+        fig("throughput (local stack)", "send-to-receive latency p50 (50 clients)", 240.0),
+        fig("ratchet", "one-way: speed-up", 3.48),
+        fig("ratchet", "ping-pong: speed-up", 1.99),
+    ]
+    verdicts = {v.target.what: v for v in check(figures)}
+    assert {what for what, v in verdicts.items() if v.met} == {
+        "AWS requests per 1:1 message",  # 8 is at most 8
+        "cost per 1:1 message",
+        "cost per message, bursts of 10",
+        "local stack p50 latency under that load",
+        "ratchet, one-way",
+    }
+    assert verdicts["AWS requests per message, bursts of 10"].worst == 4.5
+    assert verdicts["ratchet, ping-pong"].worst == 1.99
+    # no cold-start figures in this run: said so, and not counted as met
+    assert verdicts["cold start, HTTP API"].worst is None
+    text = format_verdicts(list(verdicts.values()))
+    assert "cold start, HTTP API" in text
+    assert text.count("not measured") == 2
+    assert text.count("NOT MET") == 4
+    assert len(text.splitlines()) == len(TARGETS)
+
+
+def test_a_cold_start_target_takes_the_worst_handler_against_the_same_runs_boto3() -> None:
+    figures = [
+        fig("cold start", "bare `import boto3` handler", 100.0),
+        fig("cold start", "ws_ack", 125.0),
+        fig("cold start", "ws_send", 140.0),
+        fig("cold start", "http_api", 170.0),
+    ]
+    ws, http = (
+        next(v for v in check(figures) if v.target.what == what)
+        for what in ("cold start, every WebSocket handler", "cold start, HTTP API")
+    )
+    assert (ws.worst, ws.which, ws.met) == (1.4, "ws_send", False)
+    assert (http.worst, http.met) == (1.7, True)
+    assert "1.40x boto3 (ws_send): NOT MET" in format_verdicts([ws])
+
+
+def test_a_ratio_without_its_baseline_is_not_measured() -> None:
+    target = Target("x", "cold start", "ws_", "at most", 1.3, "x", per=("cold start", "bare"))
+    (verdict,) = check([fig("cold start", "ws_ack", 120.0)], [target])
+    assert verdict.worst is None
+    assert not verdict.met
