@@ -337,7 +337,7 @@ class GroupUpdated:
 class GroupMembersUnverified:
     """The service lists members of `group` that no admin's signed change let in:
     they get none of this device's sender keys (so they cannot read what it sends
-    to the group) until an admin adds them again or vouches for the membership.
+    to the group) until an admin vouches for the membership (`vouch_group`).
     Either the service added them behind the admins' backs, or an admin's device
     signed under an account identity this device does not trust."""
 

@@ -46,6 +46,11 @@ def test_group_create_send_inbox_info_history_and_admin_only_changes(cli: Cli) -
     alice_sees = re.findall(r"(?:\d{5} ){11}\d{5}", cli.run("alice", "safety-number", "Bob"))
     assert alice_sees[0] in bob_sees
 
+    # a plain member cannot vouch; the admin can, after looking at the members
+    assert "not_admin" in cli.run("bob", "group", "vouch", "Climbing", "--yes", ok=False)
+    vouched = cli.run("alice", "group", "vouch", "Climbing", "--yes")
+    assert "Bob" in vouched
+    assert "You signed the membership of Climbing as it is (3 members)" in vouched
     refused = cli.run("bob", "group", "remove", "Climbing", "Carol", ok=False)
     assert "not_admin" in refused
     assert "3 members" in cli.run("bob", "group", "list")

@@ -629,7 +629,7 @@ def test_promoting_someone_outside_the_group_is_refused() -> None:
     assert (answer.status, answer.code) == (404, "not_a_member")
 
 
-def test_a_vouch_names_the_membership_exactly_and_commits_only_an_entry() -> None:
+def test_a_vouch_names_the_membership_exactly_and_moves_the_version() -> None:
     alice, bob, carol = _user(), _user(), _user()
     group = _create(alice, bob, carol)
     gid = group["group_id"]
@@ -647,10 +647,11 @@ def test_a_vouch_names_the_membership_exactly_and_commits_only_an_entry() -> Non
     vouched = _vouch(alice, gid)
 
     assert vouched.status == 200, vouched.body
-    assert {k: v for k, v in vouched.body.items() if k not in ("rev", "head")} == {
-        k: v for k, v in group.items() if k not in ("rev", "head")
+    assert {k: v for k, v in vouched.body.items() if k not in ("rev", "head", "version")} == {
+        k: v for k, v in group.items() if k not in ("rev", "head", "version")
     }
-    assert (vouched.body["rev"], vouched.body["head"]) == (2, 2)
+    # members' devices read the group again: whom they trust changed
+    assert (vouched.body["rev"], vouched.body["head"], vouched.body["version"]) == (2, 2, 2)
     assert _verified(_entries(carol, gid))[-1]["members"] == members
 
 

@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign the members as they are now, so every device trusts them (admins only)",
     )
     vouch.add_argument("group", metavar="GROUP")
+    vouch.add_argument("--yes", action="store_true", help="do not ask (scripts)")
     leave = group_commands.add_parser("leave", parents=[common], help="leave a group")
     leave.add_argument("group", metavar="GROUP")
     info = group_commands.add_parser(

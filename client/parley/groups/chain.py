@@ -16,10 +16,9 @@ The service keeps the chain and serves each entry with the author's signed devic
 list (the *certificate*) as it was when the change was made. A client folds the
 entries into a `ChainState`: who is in the group by the chain, in the order of
 seniority the service also uses, and for each member whether a trusted admin's
-signature vouches for them. Only changes that *grow* access need a signature
-(create, add, promote, vouch): removing, leaving and dismissing only ever take
-access away, so they apply whether signed or not (the service writes an unsigned
-leave when an account is deleted). A member the service lists without a valid
+signature vouches for them. A change counts only if its author may make it (a
+trusted admin; the member themself for a leave; the service for the leave it
+records when an account is deleted). A member the service lists without a valid
 signed change behind them is *unverified*: they get no sender key.
 
 Everything here is pure; deciding whether an entry is signed (which needs the
@@ -66,7 +65,6 @@ _SIG_LEN = 64
 
 Kind = Literal["create", "add", "remove", "leave", "promote", "dismiss", "vouch"]
 _KINDS: frozenset[str] = frozenset(get_args(Kind))
-GROWING: frozenset[str] = frozenset({"create", "add", "promote", "vouch"})
 
 
 class ChainError(ParleyClientError):
@@ -276,61 +274,75 @@ class ChainState:
         return cls(group_id, seq, head, seats)
 
 
-def apply(state: ChainState | None, entry: Entry, *, signed: bool) -> ChainState:
-    """The state after `entry`. `signed`: its signature is valid under a device its
-    author's (pinned) account lists. ChainError if it does not follow on."""
+def apply(state: ChainState | None, entry: Entry, *, signed: bool, group_id: str) -> ChainState:
+    """The state after `entry`, a change of group `group_id`. `signed`: its signature
+    is valid under a device its author's (pinned) account lists. ChainError if it
+    does not follow on.
+
+    A change counts only if its author was allowed to make it: a trusted admin for
+    create, add, remove, promote, dismiss and vouch; the member themself for a
+    leave, or the service for the leave it records when an account is deleted
+    (no signature, no device). Anything else changes nothing, except an add: the
+    members it names take their places (the service lists them, in that order)
+    but stay unverified, so they get no sender key.
+    """
+    if entry.group_id != group_id:
+        raise ChainError("a change of another group")
     if state is None:
         if entry.prev or entry.kind not in ("create", "vouch"):
             raise ChainError("a chain must start with the group's creation or a vouch")
         if entry.kind == "create" and entry.seq != 1:
             raise ChainError("a group's creation is its change 1")
         return _genesis(entry, signed)
-    if entry.group_id != state.group_id:
-        raise ChainError("a change of another group")
     if entry.seq != state.seq + 1 or entry.prev != state.head:
         raise ChainError(
             f"change {entry.seq} does not follow change {state.seq} (the chain was forked)"
         )
     if entry.kind == "create" or (entry.kind == "vouch" and not entry.prev):
         raise ChainError("a chain has one start")
-    grows = signed and state.trusted(entry.author)
+    by_admin = signed and state.trusted(entry.author)
     seats = list(state.seats)
+    named = set(entry.members)
     if entry.kind == "add":
         present = {s.user_id for s in seats}
-        seats += [Seat(m, False, grows, False) for m in sorted(entry.members) if m not in present]
+        seats += [Seat(m, False, by_admin, False) for m in sorted(named - present)]
+    elif entry.kind == "leave":
+        seats = _left(state, entry, signed)
+    elif not by_admin:
+        pass  # an unsigned or unauthorised change proves nothing and changes nothing
     elif entry.kind == "vouch":
-        # the membership as the service has it (it checks a vouch names exactly that),
-        # in its order; only a trusted admin's signature makes anyone verified
-        admins = set(entry.admins)
-        before = {s.user_id: s for s in seats}
-        seats = []
-        for m in entry.members:
-            was = before.get(m)
-            admin = m in admins
-            seats.append(
-                Seat(
-                    m,
-                    admin,
-                    grows or (was is not None and was.verified),
-                    admin and (grows or (was is not None and was.trusted)),
-                )
-            )
+        seats = _vouched(entry)
     elif entry.kind == "promote":
         seats = [
-            replace(s, admin=True, verified=s.verified or grows, trusted=s.trusted or grows)
-            if s.user_id in entry.members
-            else s
+            replace(s, admin=True, verified=True, trusted=True) if s.user_id in named else s
             for s in seats
         ]
     elif entry.kind == "dismiss":
-        seats = [
-            replace(s, admin=False, trusted=False) if s.user_id in entry.members else s
-            for s in seats
-        ]
-    else:  # remove, leave: take away, signed or not
-        gone = {entry.author} if entry.kind == "leave" else set(entry.members)
-        seats = _with_heir([s for s in seats if s.user_id not in gone])
+        seats = [replace(s, admin=False, trusted=False) if s.user_id in named else s for s in seats]
+    else:  # remove (never the author: the service refuses that, and it would be a leave)
+        seats = [s for s in seats if s.user_id not in named or s.user_id == entry.author]
     return ChainState(state.group_id, entry.seq, entry.hash, tuple(seats))
+
+
+def _left(state: ChainState, entry: Entry, signed: bool) -> list[Seat]:
+    """A member leaves: signed by them, or recorded by the service (no signature, no
+    device) when their account was deleted. If they were the last admin, the
+    service's rule makes the longest-standing member admin."""
+    leaver = state.seat(entry.author)
+    recorded = not entry.signature and not entry.device
+    if leaver is None or not (signed or recorded):
+        return list(state.seats)
+    rest = [s for s in state.seats if s.user_id != entry.author]
+    if leaver.admin and not any(s.admin for s in rest):
+        return _with_heir(rest)
+    return rest
+
+
+def _vouched(entry: Entry) -> list[Seat]:
+    """A trusted admin's vouch: the membership as the service has it (it checks a
+    vouch names exactly that), in its order, every member verified."""
+    admins = set(entry.admins)
+    return [Seat(m, m in admins, True, m in admins) for m in entry.members]
 
 
 def _genesis(entry: Entry, signed: bool) -> ChainState:

@@ -44,6 +44,9 @@ log = logging.getLogger("parley.groups")
 
 # A change that lost a race to another member's is read again and re-signed this often.
 CHANGE_TRIES = 4
+# Pages of a group's chain read at once (100 changes each): a service that says
+# "more" forever is not followed further.
+MAX_CHAIN_PAGES = 1000
 
 
 class Membership:
@@ -140,31 +143,38 @@ class Membership:
                 return await self.refresh(group)
             except ParleyClientError as exc:
                 log.info("sending to %s as last seen: %s", group.group_id, exc)
+        if self._chain(group.group_id) is None:
+            # never checked against its signed changes here (a group from a history
+            # transfer, or kept before they existed): nobody is verified yet
+            return self._checked(group, None)
         return group
 
-    async def refresh(self, group: str | Group, *, start_chain: bool = True) -> Group:
+    async def refresh(self, group: str | Group) -> Group:
         """Read the group and its new signed changes from the service. If this account
         is no longer in it, it is kept as inactive (history stays) and its sender keys
-        are deleted. An admin's device starts the chain of a group from before signed
-        changes (`start_chain`)."""
+        are deleted."""
         group_id = self.group_id(group)
         state = self._chain(group_id)
-        entries: list[Any] = []
+        entries: list[Entry] = []
+        after = state.seq if state else 0
         try:
-            while True:
-                after = (state.seq if state else 0) + len(entries)
+            for _ in range(MAX_CHAIN_PAGES):
                 fresh, page, more = await self._api().group_changes(group_id, after)
-                entries += page
+                try:
+                    entries += [chain.parse_entry(item) for item in page]
+                except ChainError as exc:
+                    log.warning("group %s: a malformed change: %s", group_id, exc)
+                    entries = []
+                    fresh = replace(fresh, head=-1)  # nothing of it is trusted
+                    break
                 if not more or not page:
                     break
+                after = entries[-1].seq
         except NotFound:
             return self.left(group_id)
         if not fresh.is_member(self.account.user_id):
             return self.left(group_id)
-        kept = await self._verify(fresh, state, entries)
-        if start_chain and kept.head == 0 and kept.is_admin(self.account.user_id):
-            kept = await self._start_chain(kept)
-        return kept
+        return await self._verify(fresh, state, entries)
 
     async def refresh_all(self) -> list[Group]:
         """Bring every group up to date with the service; the groups this account is in."""
@@ -225,12 +235,15 @@ class Membership:
         group_id, user_id = self.group_id(group), self.member_id(member)
         return self._kept(await self._change(group_id, "dismiss", [user_id]), group_id)
 
-    async def vouch(self, group: str | Group) -> Group:
-        """Sign the group's membership as it is now (admins only): every member listed
-        becomes verified for every device that trusts this account as an admin. Look at
-        the members first: vouching for someone you do not know lets them read along."""
+    async def vouch(self, group: str | Group, members: Sequence[str]) -> Group:
+        """Sign the group's membership (admins only): `members` are the user ids the
+        user checked; if the service lists anyone else (or not one of them), nothing
+        is signed (ParleyClientError). Every member listed becomes verified on every
+        device that trusts this account as an admin: vouching for someone you do not
+        know lets them read along."""
         group_id = self.group_id(group)
-        return self._kept(await self._change(group_id, "vouch"), group_id)
+        answer = await self._change(group_id, "vouch", approved=frozenset(members))
+        return self._kept(answer, group_id)
 
     def _kept(self, group: Group | None, group_id: str) -> Group:
         if group is None:  # the service ended the group under us
@@ -265,74 +278,88 @@ class Membership:
             admins=admins,
         )
 
-    async def _change(self, group_id: str, kind: Kind, members: Sequence[str] = ()) -> Group | None:
+    async def _change(
+        self,
+        group_id: str,
+        kind: Kind,
+        members: Sequence[str] = (),
+        *,
+        approved: frozenset[str] | None = None,
+    ) -> Group | None:
         """Sign `kind` on top of the chain as last verified here and send it; on a
-        `group_changed` refusal read the group again and sign anew. None when this
-        account left or the group ended."""
+        `group_changed` refusal read the group again and sign anew. A vouch signs the
+        members as the service lists them, only if they are the `approved` ones.
+        None when this account left or the group ended."""
         group = self.store.groups.get(group_id)
         if group is None or group.version == 0 or not group.active:
-            group = await self.refresh(group_id, start_chain=False)
+            group = await self.refresh(group_id)
         for attempt in range(CHANGE_TRIES):
             if not group.active:
                 raise NotAGroupMember(f"you are not a member of group {group_id}")
             state = self._chain(group_id)
-            if group.head and (state is None or state.seq != group.head):
+            if state is not None and state.seq == group.head:
+                seq, prev = state.seq + 1, state.head
+            elif state is None and group.head == 0:
+                # a group from before signed changes: only a vouch starts its chain
+                seq, prev = group.rev + 1, b""
+            elif kind == "leave":
+                # leaving needs no agreement on the chain: sign it where the service
+                # says the chain is (it can only take this account out)
+                seq, prev = group.rev + 1, await self._served_head(group)
+            else:
                 raise ChainError(
                     f"group {group_id}'s signed changes do not follow on from what this"
                     " device verified: it cannot change the group"
                 )
-            if group.head and state is not None:
-                seq, prev = state.seq + 1, state.head
-            else:  # a group from before signed changes: only a vouch starts its chain
-                seq, prev = group.rev + 1, b""
-            signed = self._sign(
-                group_id,
-                kind,
-                seq,
-                prev,
-                members=group.members if kind == "vouch" else members,
-                admins=[m for m in group.members if m in group.admins] if kind == "vouch" else (),
-            )
+            if kind == "vouch":
+                if approved is None or set(group.members) != approved:
+                    raise ParleyClientError(
+                        f"the members of {group.display_name} are not the ones you checked:"
+                        " look at them again"
+                    )
+                members = group.members
+            admins = [m for m in group.members if m in group.admins] if kind == "vouch" else ()
+            signed = self._sign(group_id, kind, seq, prev, members=members, admins=admins)
             try:
                 answer = await self._api().change_group(group_id, signed)
             except ApiError as exc:
                 if exc.code != "group_changed" or attempt == CHANGE_TRIES - 1:
                     raise
-                group = await self.refresh(group_id, start_chain=False)
+                group = await self.refresh(group_id)
                 continue
             if answer is None:
                 return None
-            own = chain.parse_entry(signed)
-            return await self._follow(answer, state if group.head else None, own)
+            return await self._follow(answer, state, chain.parse_entry(signed))
         raise AssertionError("unreachable")
+
+    async def _served_head(self, group: Group) -> bytes:
+        """The hash of the last change the service serves for `group` (b"" if none)."""
+        if group.head == 0:
+            return b""
+        _, page, _ = await self._api().group_changes(group.group_id, group.head - 1)
+        last = [chain.parse_entry(item) for item in page[:1]]
+        if not last or last[0].seq != group.head:
+            raise ChainError(f"the service does not serve change {group.head} of its chain")
+        return last[0].hash
 
     async def _follow(self, answer: Group, state: ChainState | None, own: Entry) -> Group:
         """Keep the service's answer to our change: our own entry extends the chain we
-        verified when it is the head now; if others' changes followed, read them."""
-        if answer.head == own.seq:
+        verified (or starts it, if none was) when it is the head now; if others'
+        changes came after it, read them."""
+        if answer.head == own.seq and (state is None) == (not own.prev):
             try:
-                folded = chain.apply(state, own, signed=True)
+                folded = chain.apply(state, own, signed=True, group_id=answer.group_id)
             except ChainError:
-                return await self.refresh(answer.group_id, start_chain=False)
+                return await self.refresh(answer.group_id)
             self.store.groups.save_chain(
-                folded.group_id, folded.seq, folded.head, folded.to_json(), self._clock()
+                answer.group_id, folded.seq, folded.head, folded.to_json(), self._clock()
             )
             return self.keep(self._checked(answer, folded))
         if state is not None and answer.head == state.seq:
             return self.keep(self._checked(answer, state))  # a change that changed nothing
-        if answer.head == 0:
+        if state is None and answer.head == 0:
             return self.keep(self._checked(answer, None))  # a group from before chains
-        return await self.refresh(answer.group_id, start_chain=False)
-
-    async def _start_chain(self, group: Group) -> Group:
-        """A group from before signed changes, and this account is an admin of it: vouch
-        for its members as they are, which starts its chain (once; a race lost to
-        another admin's vouch is fine)."""
-        try:
-            return self._kept(await self._change(group.group_id, "vouch"), group.group_id)
-        except ParleyClientError as exc:
-            log.warning("could not start the signed chain of %s: %s", group.group_id, exc)
-            return group
+        return await self.refresh(answer.group_id)
 
     def _chain(self, group_id: str) -> ChainState | None:
         stored = self.store.groups.chain(group_id)
@@ -341,33 +368,33 @@ class Membership:
         seq, head, seats = stored
         return ChainState.from_json(group_id, seq, head, seats)
 
-    async def _verify(self, fresh: Group, state: ChainState | None, raw: list[Any]) -> Group:
+    async def _verify(self, fresh: Group, state: ChainState | None, entries: list[Entry]) -> Group:
         """Fold the new entries into the chain verified so far and keep the group with
-        the members no signed change vouches for marked."""
+        the members no signed change vouches for marked. A chain that does not follow
+        on, or does not reach the head the service names, leaves every member
+        unverified (and what was verified before is kept, to continue from)."""
+        group_id = fresh.group_id
         folded = state
         try:
-            for item in raw:
-                entry = chain.parse_entry(item)
-                folded = chain.apply(folded, entry, signed=await self._signed(entry))
+            for entry in entries:
+                signed = await self._signed(entry)
+                folded = chain.apply(folded, entry, signed=signed, group_id=group_id)
         except ChainError as exc:
-            log.warning("group %s: its signed changes are refused: %s", fresh.group_id, exc)
-            folded = None
-        else:
-            if folded is not None and folded is not state:
-                self.store.groups.save_chain(
-                    folded.group_id, folded.seq, folded.head, folded.to_json(), self._clock()
-                )
-            if folded is not None and folded.seq != fresh.head:
+            log.warning("group %s: its signed changes are refused: %s", group_id, exc)
+            return self.keep(self._checked(fresh, None))
+        if folded is not None and folded is not state:
+            self.store.groups.save_chain(
+                group_id, folded.seq, folded.head, folded.to_json(), self._clock()
+            )
+        if folded is None or folded.seq != fresh.head:
+            if fresh.head or state is not None:
                 log.warning(
-                    "group %s: the service's chain ends at %d, not at its head %d",
-                    fresh.group_id,
-                    folded.seq,
+                    "group %s: the service's chain ends at %s, but it says its head is %d",
+                    group_id,
+                    folded.seq if folded else "nothing",
                     fresh.head,
                 )
-                folded = None
-            elif state is not None and fresh.head < state.seq:
-                log.warning("group %s: the service rolled its chain back", fresh.group_id)
-                folded = None
+            return self.keep(self._checked(fresh, None))
         return self.keep(self._checked(fresh, folded))
 
     def _checked(self, group: Group, state: ChainState | None) -> Group:

@@ -127,8 +127,8 @@ class Groups(Repository):
             self._db.execute(
                 "UPDATE groups SET active = 0, stale = 0 WHERE group_id = ?", (group_id,)
             )
-            tables = ("own_sender_keys", "sender_keys", "held_group_messages", "group_chains")
-            for table in tables:
+            # the verified chain stays: back in the group, it continues from there
+            for table in ("own_sender_keys", "sender_keys", "held_group_messages"):
                 self._db.execute(
                     f"DELETE FROM {table} WHERE group_id = ?",  # noqa: S608
                     (group_id,),

@@ -112,7 +112,7 @@ class GroupsPort(Protocol):
 
     def commit(self, change: GroupChange) -> None: ...
 
-    def changes(self, group_id: str, after: int) -> ChainPage: ...
+    def changes(self, group_id: str, after: int, head: int) -> ChainPage: ...
 
     def forget_changes(self, group_id: str) -> int: ...
 
@@ -301,9 +301,11 @@ def get_group(caller: Caller, group_id: str, *, groups: GroupsPort) -> Group:
 def group_changes(
     caller: Caller, group_id: str, after: int, *, groups: GroupsPort
 ) -> tuple[Group, ChainPage]:
-    """The group, if the caller is a member, and its chain's entries after `after`."""
+    """The group, if the caller is a member, and its chain's entries after `after`, up
+    to its head as read with it (a change committed in between waits for the next
+    read, so what is served always ends at the head the answer names)."""
     group, _ = _visible(groups, group_id, caller.user_id)
-    return group, groups.changes(group_id, after)
+    return group, groups.changes(group_id, after, group.head)
 
 
 def list_groups(caller: Caller, *, groups: GroupsPort) -> list[GroupSummary]:
@@ -584,8 +586,10 @@ def vouch(
     device_lists: DeviceListsPort,
 ) -> Group:
     """An admin signs the whole membership as it is (members longest-standing first,
-    admins in that order): an entry of the chain that changes nothing else (rev + 1,
-    the version stays). A group that has no chain yet starts it with this entry."""
+    admins in that order): an entry of the chain that changes who members' devices
+    trust, so the version moves (they read the group again and give their new sender
+    keys to those now vouched for). A group that has no chain yet starts it with
+    this entry."""
     entry = _certified(caller, change, kind="vouch", group_id=group_id, device_lists=device_lists)
 
     def attempt() -> Group:
@@ -596,7 +600,7 @@ def vouch(
         commit = GroupChange(
             group_id=group_id,
             rev=group.rev,
-            version=group.version,
+            version=group.version + 1,
             name=group.name,
             member_count=len(group.members),
             admin_count=len(group.admin_ids),

@@ -72,6 +72,10 @@ def group_name(raw: object, field: str = "name", code: str | None = None) -> str
         )
     if _CONTROL.search(name):
         raise BadRequest(f"`{field}` must not contain control characters", code=code, field=field)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): JSON allows it, UTF-8 does not
+        raise BadRequest(f"`{field}` is not valid Unicode", code=code, field=field) from None
     return name
 
 

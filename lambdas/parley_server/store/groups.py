@@ -185,11 +185,12 @@ class GroupsStore:
             head_hash=bytes(meta["head_hash"]["B"]) if "head_hash" in meta else b"",
         )
 
-    def changes(self, group_id: str, after: int) -> ChainPage:
-        """The chain's entries with seq > `after`, in order: at most CHANGES_PAGE, and
-        fewer when DynamoDB's 1 MB page ends first (`more` says whether any follow).
-        One strongly consistent Query of the key range after `after`."""
-        if after >= MAX_SEQ:
+    def changes(self, group_id: str, after: int, head: int) -> ChainPage:
+        """The chain's entries with `after` < seq <= `head`, in order: at most
+        CHANGES_PAGE, and fewer when DynamoDB's 1 MB page ends first (`more` says
+        whether any follow). One strongly consistent Query of that key range."""
+        head = min(head, MAX_SEQ)
+        if after >= head:
             return ChainPage((), False)
         try:
             answer = self._ddb.query(
@@ -198,7 +199,7 @@ class GroupsStore:
                 ExpressionAttributeValues={
                     ":g": {"S": group_id},
                     ":lo": {"S": f"{CHANGE_PREFIX}{after + 1:010d}"},
-                    ":hi": {"S": f"{CHANGE_PREFIX}{MAX_SEQ:010d}"},
+                    ":hi": {"S": f"{CHANGE_PREFIX}{head:010d}"},
                 },
                 ConsistentRead=True,
                 Limit=CHANGES_PAGE + 1,  # one more than a page: whether more follow

@@ -258,6 +258,11 @@ class GroupChain:
     def seq(self) -> int:
         return int(self.entries[-1]["seq"]) if self.entries else 0
 
+    def start_at(self, seq: int) -> None:
+        """A group made before chains, at `seq - 1` changes: its chain starts at `seq`."""
+        self.entries.append({"seq": seq - 1})  # a placeholder, never served
+        self.head = b""
+
     def sign(
         self,
         signer: Signer,
@@ -286,7 +291,14 @@ class GroupChain:
         self.head = chain.change_hash(base64.b64decode(change["body"]))
         return item
 
-    def answer(self, view: dict[str, Any], after: int) -> dict[str, Any]:
-        """A group answer (GET /v1/groups/{id}?changes_after=N) over this chain."""
-        changes = [e for e in self.entries if e["seq"] > after]
-        return {**view, "rev": self.seq, "head": self.seq, "changes": changes, "more": False}
+    def answer(self, view: dict[str, Any], after: int, page: int = 100) -> dict[str, Any]:
+        """A group answer (GET /v1/groups/{id}?changes_after=N) over this chain, in
+        pages of `page` changes."""
+        changes = [e for e in self.entries if e["seq"] > after and "body" in e]
+        return {
+            **view,
+            "rev": self.seq,
+            "head": self.seq,
+            "changes": changes[:page],
+            "more": len(changes) > page,
+        }

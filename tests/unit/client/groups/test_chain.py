@@ -45,10 +45,21 @@ def entry(
     return chain.parse_entry({**signed, "seq": seq, "certificate": None})
 
 
+def apply(state: ChainState | None, item: Entry, *, signed: bool) -> ChainState:
+    return chain.apply(state, item, signed=signed, group_id=GID)
+
+
+def service_leave(seq: int, prev: bytes, author: str) -> Entry:
+    """The unsigned leave the service records when `author`'s account is deleted."""
+    obj = json.loads(entry("leave", seq, prev, author).body)
+    obj["device"] = ""
+    return chain.parse_entry(_raw(obj))
+
+
 def fold(*steps: tuple[Entry, bool]) -> ChainState:
     state: ChainState | None = None
     for item, signed in steps:
-        state = chain.apply(state, item, signed=signed)
+        state = chain.apply(state, item, signed=signed, group_id=GID)
     assert state is not None
     return state
 
@@ -180,18 +191,34 @@ def test_an_unsigned_creation_verifies_nobody() -> None:
     assert not state.trusted(A)
 
 
-def test_who_may_grow_the_group_and_who_may_only_shrink_it() -> None:
+def test_only_a_trusted_admin_grows_or_shrinks_the_group() -> None:
     state, first = created()
     add = entry("add", 2, first.hash, members=(E, D))
-    by_admin = chain.apply(state, add, signed=True)
+    by_admin = apply(state, add, signed=True)
     assert seats(by_admin)[3:] == [(D, False, True, False), (E, False, True, False)]
     # unsigned, or signed by a plain member: listed (the service has them) but unverified
-    assert chain.apply(state, add, signed=False).unverified([D, E]) == (D, E)
+    assert apply(state, add, signed=False).unverified([D, E]) == (D, E)
     by_member = entry("add", 2, first.hash, B, members=(D,))
-    assert chain.apply(state, by_member, signed=True).unverified([D]) == (D,)
-    # removal needs no signature: it only ever takes access away
-    gone = chain.apply(state, entry("remove", 2, first.hash, members=(C,)), signed=False)
-    assert [s.user_id for s in gone.seats] == [A, B]
+    assert apply(state, by_member, signed=True).unverified([D]) == (D,)
+    # a removal counts when an admin signed it; made up by the service, it is ignored
+    # (the service's own list is what says who is in: it decides that anyway)
+    remove = entry("remove", 2, first.hash, members=(C,))
+    assert [s.user_id for s in apply(state, remove, signed=True).seats] == [A, B]
+    assert [s.user_id for s in apply(state, remove, signed=False).seats] == [A, B, C]
+
+
+def test_a_leave_counts_when_the_member_signed_it_or_the_service_recorded_a_deletion() -> None:
+    state, first = created()
+    assert [
+        s.user_id for s in apply(state, entry("leave", 2, first.hash, C), signed=True).seats
+    ] == [A, B]
+    forged = entry("leave", 2, first.hash, C)  # signed, but not by C's device
+    assert [s.user_id for s in apply(state, forged, signed=False).seats] == [A, B, C]
+    deleted = apply(state, service_leave(2, first.hash, C), signed=False)
+    assert [s.user_id for s in deleted.seats] == [A, B]
+    # someone who is not in the group cannot leave it
+    stranger = apply(state, service_leave(2, first.hash, D), signed=False)
+    assert stranger.seats == state.seats
 
 
 def test_a_ghost_the_service_lists_without_any_change_is_unverified() -> None:
@@ -199,56 +226,58 @@ def test_a_ghost_the_service_lists_without_any_change_is_unverified() -> None:
     assert state.unverified([B, D, C]) == (D,)
 
 
-def test_promotions_need_a_trusted_admin_and_dismissals_do_not() -> None:
+def test_promotions_and_dismissals_need_a_trusted_admin() -> None:
     state, first = created()
-    promoted = chain.apply(state, entry("promote", 2, first.hash, members=(B,)), signed=True)
+    promoted = apply(state, entry("promote", 2, first.hash, members=(B,)), signed=True)
     assert promoted.trusted(B)
-    # B, now trusted, may add; C promoted by an unsigned change may not
-    sneaky = chain.apply(promoted, entry("promote", 3, promoted.head, members=(C,)), signed=False)
-    assert seats(sneaky)[2] == (C, True, True, False)
-    adds = chain.apply(sneaky, entry("add", 4, sneaky.head, C, members=(D,)), signed=True)
+    # a promotion nobody trusted signed changes nothing: C may not add
+    sneaky = apply(promoted, entry("promote", 3, promoted.head, members=(C,)), signed=False)
+    assert seats(sneaky)[2] == (C, False, True, False)
+    adds = apply(sneaky, entry("add", 4, sneaky.head, C, members=(D,)), signed=True)
     assert adds.unverified([D]) == (D,)
-    by_b = chain.apply(sneaky, entry("add", 4, sneaky.head, B, members=(D,)), signed=True)
+    by_b = apply(sneaky, entry("add", 4, sneaky.head, B, members=(D,)), signed=True)
     assert by_b.unverified([D]) == ()
-    dismissed = chain.apply(by_b, entry("dismiss", 5, by_b.head, members=(B,)), signed=False)
+    kept = apply(by_b, entry("dismiss", 5, by_b.head, members=(B,)), signed=False)
+    assert kept.trusted(B)
+    dismissed = apply(by_b, entry("dismiss", 5, by_b.head, members=(B,)), signed=True)
     assert not dismissed.trusted(B)
     assert seats(dismissed)[1] == (B, False, True, False)
 
 
 def test_the_last_admin_leaving_makes_the_longest_standing_member_admin() -> None:
     state, first = created()
-    left = chain.apply(state, entry("leave", 2, first.hash), signed=True)
+    left = apply(state, entry("leave", 2, first.hash), signed=True)
     assert seats(left) == [(B, True, True, True), (C, False, True, False)]
+    # another member's leave makes nobody admin
+    promoted = apply(state, entry("promote", 2, first.hash, members=(C,)), signed=True)
+    b_left = apply(promoted, entry("leave", 3, promoted.head, B), signed=True)
+    assert seats(b_left) == [(A, True, True, True), (C, True, True, True)]
     # an heir the chain does not vouch for gets the role, never the trust
-    ghost_first = fold(
-        (entry("create", 1, b"", members=(B,)), True),
-    )
-    add = entry("add", 2, ghost_first.head, members=(C,))
-    with_ghost = chain.apply(ghost_first, add, signed=False)
-    b_left = chain.apply(with_ghost, entry("leave", 3, with_ghost.head, B), signed=False)
-    a_left = chain.apply(b_left, entry("leave", 4, b_left.head), signed=False)
-    assert seats(a_left) == [(C, True, False, False)]
+    only_b = fold((entry("create", 1, b"", members=(B,)), True))
+    with_ghost = apply(only_b, entry("add", 2, only_b.head, members=(C,)), signed=False)
+    b_gone = apply(with_ghost, service_leave(3, with_ghost.head, B), signed=False)
+    a_gone = apply(b_gone, service_leave(4, b_gone.head, A), signed=False)
+    assert seats(a_gone) == [(C, True, False, False)]
 
 
 def test_a_vouch_verifies_the_members_it_names_when_a_trusted_admin_signs_it() -> None:
     state, first = created()
-    ghost = chain.apply(state, entry("add", 2, first.hash, members=(D,)), signed=False)
+    ghost = apply(state, entry("add", 2, first.hash, members=(D,)), signed=False)
     assert ghost.unverified([D]) == (D,)
-    vouched = chain.apply(
+    vouched = apply(
         ghost, entry("vouch", 3, ghost.head, members=(A, B, C, D), admins=(A,)), signed=True
     )
     assert vouched.unverified([B, C, D]) == ()
     # a member the chain never saw (the service added them with no change at all)
     # takes the place the vouch gives them
-    listed = chain.apply(
+    listed = apply(
         ghost, entry("vouch", 3, ghost.head, members=(A, E, B, C, D), admins=(A, E)), signed=True
     )
     assert seats(listed)[:2] == [(A, True, True, True), (E, True, True, True)]
-    unsigned = chain.apply(
+    unsigned = apply(
         ghost, entry("vouch", 3, ghost.head, members=(A, B, C, D), admins=(A,)), signed=False
     )
-    assert unsigned.unverified([D]) == (D,)
-    assert unsigned.trusted(A)  # what was trusted stays so
+    assert unsigned.seats == ghost.seats  # a vouch nobody trusted signed changes nothing
 
 
 def test_a_group_from_before_chains_starts_with_a_vouch() -> None:
@@ -270,6 +299,7 @@ def test_a_group_from_before_chains_starts_with_a_vouch() -> None:
         "second start",
         "starts with add",
         "create not first",
+        "another group's start",
     ],
 )
 def test_a_chain_that_does_not_follow_on_is_refused(broken: str) -> None:
@@ -282,9 +312,10 @@ def test_a_chain_that_does_not_follow_on_is_refused(broken: str) -> None:
         "second start": (state, entry("vouch", 2, b"", members=(A,), admins=(A,))),
         "starts with add": (None, entry("add", 1, b"", members=(D,))),
         "create not first": (None, entry("create", 4, b"")),
+        "another group's start": (None, entry("create", 1, b"", group_id="1e" * 16)),
     }[broken]
     with pytest.raises(ChainError):
-        chain.apply(follow[0], follow[1], signed=True)
+        apply(follow[0], follow[1], signed=True)
 
 
 def test_the_state_survives_its_stored_form() -> None:

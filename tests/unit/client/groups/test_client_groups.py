@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from parley import Client, Endpoints, MessageState, SendFailed
+from parley import Client, Endpoints, MessageState, ParleyClientError, SendFailed
 from parley.answers import KeyBundles, b64
 from parley.crypto import IdentityKeyPair
 from parley.crypto.sender_keys import SenderKey
@@ -57,6 +57,8 @@ class Service:
     stale_once_to: dict[str, Any] | None = None  # the group after a concurrent change
     stale_change: Callable[[], Any] | None = None  # what that change signs into the chain
     signers: dict[str, Signer] = field(default_factory=dict)
+    page: int = 100  # chain entries per group answer
+    tamper: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # rewrites an answer
     frames: list[dict[str, Any]] = field(default_factory=list)
     acked: set[str] = field(default_factory=set)
     group_reads: int = 0
@@ -96,7 +98,8 @@ class Service:
         if self.group_answer == "malformed":
             return web.json_response({"group_id": GID, "version": "two", "members": 7})
         after = int(request.query.get("changes_after", "0"))
-        return web.json_response(self.chain.answer(self.group, after))
+        answer = self.chain.answer(self.group, after, self.page)
+        return web.json_response(self.tamper(answer) if self.tamper else answer)
 
     # --- WebSocket -------------------------------------------------------------------
 
@@ -274,8 +277,12 @@ async def test_members_no_admin_signed_in_get_no_sender_key_until_an_admin_vouch
         keyed = {f["to"] for f in service.sends() if not f["to"].startswith("g:")}
         assert keyed == {BOB}
 
+        # she vouches only for the members she checked: the service lists one more
+        with pytest.raises(ParleyClientError, match="not the ones you checked"):
+            await alice.vouch_group(GID, [BOB, CAROL, DAVE])
+        assert service.chain.seq == 3  # nothing was signed
         # Alice knows them: she vouches, and her next message's key reaches them too
-        vouched = await alice.vouch_group(GID)
+        vouched = await alice.vouch_group(GID, [BOB, CAROL, DAVE, ERIN])
         assert vouched.unverified == ()
         second = await alice.send(vouched, "welcome")
         async with asyncio.timeout(WAIT_S):
@@ -334,6 +341,70 @@ async def test_a_change_under_another_account_identity_than_pinned_counts_only_i
         listed = alice.store.device_lists.get(BOB)
         assert listed is not None
         assert listed.account_identity == bob_now.public_key  # learned, or kept
+
+
+async def test_a_chain_read_in_pages_from_a_vouch_verifies_its_members(
+    tmp_path: Path, service: Service, endpoints: Endpoints
+) -> None:
+    alice_device = await alice_profile(tmp_path, service)
+    service.chain.start_at(8)  # a group from before chains
+    service.chain.sign(alice_device, "vouch", (ALICE, BOB), (ALICE,))
+    for uid in (CAROL, DAVE, ERIN):
+        service.chain.sign(alice_device, "add", (uid,))
+    service.group = group_view(4, ALICE, BOB, CAROL, DAVE, ERIN)
+    service.page = 2
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        group = await alice.refresh_group(GID)
+        assert group.unverified == ()
+        assert group.head == 11
+        assert service.group_reads == 2  # changes 8-9, 10-11
+
+
+def _rolled_back(answer: dict[str, Any]) -> dict[str, Any]:
+    return {**answer, "head": 0, "changes": [], "more": False}
+
+
+def _other_group(answer: dict[str, Any]) -> dict[str, Any]:
+    other = GroupChain(STRANGER_GID)
+    mallory = Signer(ERIN, DEVICES[ERIN])
+    other.sign(mallory, "create", (BOB, DAVE))
+    return {**answer, "head": 1, "changes": other.entries, "more": False}
+
+
+def _forked(answer: dict[str, Any]) -> dict[str, Any]:
+    fork = GroupChain(GID)  # another history than the one Alice verified
+    mallory = Signer(ALICE, DEVICES[ALICE])
+    fork.sign(mallory, "create", (BOB,))
+    fork.sign(mallory, "add", (CAROL,))
+    return {**answer, "head": 2, "changes": fork.entries[1:], "more": False}
+
+
+@pytest.mark.parametrize("tamper", [_rolled_back, _other_group, _forked])
+async def test_a_chain_that_does_not_follow_on_leaves_every_member_unverified(
+    tmp_path: Path, service: Service, endpoints: Endpoints, tamper: Any
+) -> None:
+    alice_device = await alice_profile(tmp_path, service)
+    service.chain.sign(alice_device, "create", (BOB, DAVE))
+    service.group = group_view(1, ALICE, BOB, DAVE)
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        first = await alice.refresh_group(GID)
+        assert first.unverified == ()
+        service.tamper = tamper
+        service.group = group_view(2, ALICE, BOB, DAVE, CAROL)
+        if tamper is _other_group:
+            # a device that never verified this group is shown another group's start
+            alice.store.groups._db.execute("DELETE FROM group_chains")
+        again = await alice.refresh_group(GID)
+        assert again.unverified == (BOB, DAVE, CAROL)
+        # what was verified is kept to continue from, and a vouch cannot be signed
+        # over a chain this device cannot follow
+        kept = alice.store.groups.chain(GID)
+        assert (kept is not None) == (tamper is not _other_group)
+        with pytest.raises(ParleyClientError):
+            await alice.vouch_group(GID, [BOB, DAVE, CAROL])
+        assert alice.store.groups.chain(STRANGER_GID) is None
 
 
 async def test_whatever_a_hostile_service_says_about_groups_the_client_stays_up(

@@ -333,6 +333,7 @@ def test_a_create_is_the_first_change_of_its_chain() -> None:
         ("x" * 101, "at most 100"),
         ("a\nb", "control characters"),
         ("a\u2028b", "control characters"),
+        ("a\ud800b", "not valid Unicode"),
     ],
 )
 def test_a_create_has_a_group_name_by_the_usual_rules(name: str, problem: str) -> None:

@@ -118,7 +118,7 @@ class World(Ports):
         return found
 
     def entries(self, group_id: str = GID) -> list[ChainEntry]:
-        return list(self.groups.changes(group_id, 0).entries)
+        return list(self.groups.changes(group_id, 0, self.group(group_id).head).entries)
 
 
 @pytest.fixture
@@ -449,10 +449,11 @@ def test_each_kind_commits_its_effect_and_its_entry(ports: World, a: Signer, b: 
     assert (promoted.admin_ids, promoted.version) == ([A, B], 2)
     assert (dismissed.admin_ids, dismissed.version) == ([B], 2)
     assert (removed.member_ids, removed.version) == ([A, B, D], 3)
-    assert (vouched.member_ids, vouched.admin_ids, vouched.version) == ([A, B, D], [B], 3)
+    # a vouch changes whom members' devices trust: the version moves, so they read it
+    assert (vouched.member_ids, vouched.admin_ids, vouched.version) == ([A, B, D], [B], 4)
     assert left is None
     group = ports.group()
-    assert (group.member_ids, group.version, group.rev, group.head) == ([B, D], 4, 7, 7)
+    assert (group.member_ids, group.version, group.rev, group.head) == ([B, D], 5, 7, 7)
     entries = ports.entries()
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6, 7]
     kinds = [json.loads(e.body)["kind"] for e in entries]
@@ -564,7 +565,7 @@ def test_a_vouch_must_name_the_members_and_admins_exactly_as_they_are(
 
     vouched = _apply(ports, a, a.vouch(group))
 
-    assert (vouched.rev, vouched.head, vouched.version) == (2, 2, 1)
+    assert (vouched.rev, vouched.head, vouched.version) == (2, 2, 2)
     assert vouched.members == group.members
 
 
@@ -638,7 +639,7 @@ def test_the_last_member_leaving_deletes_the_group_and_its_chain(ports: World, a
     assert ports.groups.load(GID) is None
     assert ports.groups.roster(GID) is None
     assert ports.groups.memberships(A) == []
-    assert ports.entries() == []
+    assert list(ports.groups.changes(GID, 0, 10).entries) == []
     # the id is free again
     _create(ports, a, B)
     assert ports.group().member_ids == [A, B]
@@ -697,6 +698,18 @@ def test_the_chain_is_read_after_any_seq_a_page_at_a_time(ports: World, a: Signe
     assert (len(last_page.entries), last_page.more) == (CHANGES_PAGE, False)
 
 
+def test_the_chain_served_ends_at_the_head_read_with_the_group(ports: World, a: Signer) -> None:
+    _create(ports, a, B)
+    before = ports.group()
+    _change(ports, a, "promote", members=[B])  # committed after the group was read
+
+    served = ports.groups.changes(GID, 0, before.head)
+
+    assert [e.seq for e in served.entries] == [1]
+    assert not served.more
+    assert [e.seq for e in ports.groups.changes(GID, 0, ports.group().head).entries] == [1, 2]
+
+
 def test_reading_a_group_or_its_roster_never_reads_its_chain(ports: World, a: Signer) -> None:
     _create(ports, a, B)
     _change(ports, a, "vouch", members=[A, B], admins=[A])
@@ -705,7 +718,7 @@ def test_reading_a_group_or_its_roster_never_reads_its_chain(ports: World, a: Si
 
     assert roster is not None
     assert sorted(roster.members) == [A, B]
-    assert roster.version == 1
+    assert roster.version == 2
 
 
 def test_a_transaction_holds_the_meta_the_chain_entry_and_98_member_items(
