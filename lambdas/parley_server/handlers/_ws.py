@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,8 +26,10 @@ from parley_server.logic.ports import Caller, ConnectionsPort, GatewayPort, Mail
 from parley_server.metrics import Metric
 from parley_server.models.errors import DependencyUnavailable, ParleyError, Unauthorized
 from parley_server.models.frames import error_event, frame_ref, parse_frame
-from parley_server.store.users import UsersStore
 from parley_server.wiring import Adapters, adapters
+
+if TYPE_CHECKING:
+    from parley_server.store.users import UsersStore
 
 __all__ = [
     "CONNECTION_ID",

@@ -24,9 +24,22 @@ from parley_server.metrics import Metric
 from parley_server.models.errors import BadRequest
 from parley_server.models.groups import FanoutJob
 from parley_server.store.push import ChallengeJob
-from parley_server.wiring import adapters
+from parley_server.wiring import adapters, preload
 
-__all__ = ["handler"]
+__all__ = ["PRELOADED", "handler"]
+
+# what this function uses, imported at its cold start (not at its first request)
+PRELOADED = preload(
+    "push",
+    "groups",
+    "mailbox",
+    "connections",
+    "gateway",
+    "envelopes",
+    "users",
+    "limiter",
+    "fanout_queue",
+)
 
 _processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 

@@ -79,9 +79,12 @@ from parley_server.models.http import (
     UserAnswer,
     VerifyRequest,
 )
-from parley_server.wiring import adapters
+from parley_server.wiring import ADAPTER_MODULES, adapters, preload
 
-__all__ = ["MAX_BODY_BYTES", "app", "handler"]
+__all__ = ["MAX_BODY_BYTES", "PRELOADED", "app", "handler"]
+
+# every route's adapters, imported at the cold start (not at a route's first request)
+PRELOADED = preload(*ADAPTER_MODULES)
 
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")

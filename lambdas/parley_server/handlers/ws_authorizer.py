@@ -20,9 +20,12 @@ from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.metrics import Metric
 from parley_server.models.errors import InvalidToken, ParleyError
-from parley_server.wiring import adapters
+from parley_server.wiring import adapters, preload
 
-__all__ = ["handler"]
+__all__ = ["PRELOADED", "handler"]
+
+# what this function uses, imported at its cold start (not at its first request)
+PRELOADED = preload("keys", "users")
 
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")

@@ -9,9 +9,12 @@ from parley_server.handlers import _ws
 from parley_server.logic import messaging
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import ParleyError
-from parley_server.wiring import Adapters
+from parley_server.wiring import Adapters, preload
 
-__all__ = ["handler"]
+__all__ = ["PRELOADED", "handler"]
+
+# what this function uses, imported at its cold start (not at its first request)
+PRELOADED = preload("gateway")
 
 
 def _refuse(caller: Caller, raw: dict[str, Any], deps: Adapters) -> ParleyError:

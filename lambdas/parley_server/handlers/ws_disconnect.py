@@ -8,9 +8,12 @@ from parley_server.handlers import _ws
 from parley_server.logic import connections
 from parley_server.logic.ports import Caller
 from parley_server.metrics import Metric
-from parley_server.wiring import Adapters
+from parley_server.wiring import Adapters, preload
 
-__all__ = ["handler"]
+__all__ = ["PRELOADED", "handler"]
+
+# what this function uses, imported at its cold start (not at its first request)
+PRELOADED = preload("connections", "users")
 
 
 def _disconnect(caller: Caller, deps: Adapters) -> None:

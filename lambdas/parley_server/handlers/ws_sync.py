@@ -13,9 +13,12 @@ from parley_server.logic import messaging
 from parley_server.logic.ports import Caller
 from parley_server.metrics import Metric
 from parley_server.models.frames import SyncFrame
-from parley_server.wiring import Adapters
+from parley_server.wiring import Adapters, preload
 
-__all__ = ["handler"]
+__all__ = ["PRELOADED", "handler"]
+
+# what this function uses, imported at its cold start (not at its first request)
+PRELOADED = preload("mailbox", "gateway")
 
 
 def _sync(caller: Caller, raw: dict[str, Any], deps: Adapters) -> None:
