@@ -288,7 +288,7 @@ async def test_a_member_the_service_slips_in_gets_no_key_until_an_admin_vouches(
 
         # Alice knows Dan and vouches: from then on he gets her key (from its current
         # step: what she said before stays closed to him)
-        vouched = await alice.vouch_group(group.group_id, [ids["bob"], ids["dan"]])
+        vouched = await alice.vouch_group(group.group_id, [ids["bob"], ids["dan"]], [])
         assert vouched.unverified == ()
         await alice.send(group.group_id, "welcome Dan")
         assert await received(streams["dan"], group, 1) == ["welcome Dan"]

@@ -35,7 +35,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -365,7 +365,9 @@ def import_history(store: Store, account: Account, data: bytes, *, now: float) -
         for group in history.groups:
             known_group = store.groups.get(group.group_id)
             if known_group is None or known_group.version < group.version:
-                store.groups.save(group, now)
+                # nobody in it is verified here until its signed chain is read
+                others = tuple(m for m in group.members if m != account.user_id)
+                store.groups.save(replace(group, unverified=others), now)
                 # read it again from the service: it may have moved on since
                 store.groups.note(group.group_id, now)
         for message in history.messages:

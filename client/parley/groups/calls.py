@@ -49,14 +49,24 @@ class GroupCalls:
         with a fresh sender key that they never get."""
         return await self._groups.remove(group, members)
 
-    async def vouch_group(self, group: str | Group, members: Sequence[str | Contact]) -> Group:
-        """Sign the group's membership (admins only): `members` are the members you
-        checked (contacts or user ids; yourself included or not). If the service lists
-        anyone else, or not one of them, nothing is signed (`ParleyClientError`).
-        Members no admin's signed change let in (`Group.unverified`,
-        `GroupMembersUnverified`) are then trusted by every member's device."""
-        ids = {self._groups.member_id(m) for m in members} | {self._groups.account.user_id}
-        return await self._groups.vouch(group, sorted(ids))
+    async def vouch_group(
+        self,
+        group: str | Group,
+        members: Sequence[str | Contact],
+        admins: Sequence[str | Contact],
+    ) -> Group:
+        """Sign the group's membership (admins only): `members` and `admins` are the
+        ones you checked (contacts or user ids; yourself included or not). If the
+        service lists anyone else, or not one of them, or other admins, nothing is
+        signed (`ParleyClientError`). Members no admin's signed change let in
+        (`Group.unverified`, `GroupMembersUnverified`) are then trusted by every
+        member's device, and the admins listed as admins."""
+        me = self._groups.account.user_id
+        ids = {self._groups.member_id(m) for m in members} | {me}
+        admin_ids = {self._groups.member_id(m) for m in admins}
+        if self._groups.group(group).is_admin(me):
+            admin_ids.add(me)
+        return await self._groups.vouch(group, sorted(ids), sorted(admin_ids))
 
     async def leave(self, group: str | Group) -> Group:
         """Leave the group: it stays in the history, inactive, without its keys."""

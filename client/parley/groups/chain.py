@@ -16,9 +16,10 @@ The service keeps the chain and serves each entry with the author's signed devic
 list (the *certificate*) as it was when the change was made. A client folds the
 entries into a `ChainState`: who is in the group by the chain, in the order of
 seniority the service also uses, and for each member whether a trusted admin's
-signature vouches for them. A change counts only if its author may make it (a
-trusted admin; the member themself for a leave; the service for the leave it
-records when an account is deleted). A member the service lists without a valid
+signature vouches for them. What grows trust counts only if a trusted admin
+signed it (create, add, promote, vouch); what only takes it away (remove,
+dismiss, a leave the member signed or the service recorded for a deleted
+account) applies whoever made it. A member the service lists without a valid
 signed change behind them is *unverified*: they get no sender key.
 
 Everything here is pure; deciding whether an entry is signed (which needs the
@@ -279,12 +280,14 @@ def apply(state: ChainState | None, entry: Entry, *, signed: bool, group_id: str
     is valid under a device its author's (pinned) account lists. ChainError if it
     does not follow on.
 
-    A change counts only if its author was allowed to make it: a trusted admin for
-    create, add, remove, promote, dismiss and vouch; the member themself for a
-    leave, or the service for the leave it records when an account is deleted
-    (no signature, no device). Anything else changes nothing, except an add: the
-    members it names take their places (the service lists them, in that order)
-    but stay unverified, so they get no sender key.
+    What grows trust counts only if a trusted admin signed it (create, add,
+    promote, vouch): an add anyone else made still gives its members their places
+    (the service lists them, in that order) but leaves them unverified, so they get
+    no sender key. What only takes away applies whoever made it (remove, dismiss),
+    since the service decides who is listed anyway and must not be able to keep a
+    removed member trusted by withholding a signature's certificate. A leave counts
+    when the member signed it or the service recorded it (no signature, no device:
+    an account was deleted).
     """
     if entry.group_id != group_id:
         raise ChainError("a change of another group")
@@ -308,19 +311,18 @@ def apply(state: ChainState | None, entry: Entry, *, signed: bool, group_id: str
         seats += [Seat(m, False, by_admin, False) for m in sorted(named - present)]
     elif entry.kind == "leave":
         seats = _left(state, entry, signed)
-    elif not by_admin:
-        pass  # an unsigned or unauthorised change proves nothing and changes nothing
-    elif entry.kind == "vouch":
-        seats = _vouched(entry)
-    elif entry.kind == "promote":
-        seats = [
-            replace(s, admin=True, verified=True, trusted=True) if s.user_id in named else s
-            for s in seats
-        ]
     elif entry.kind == "dismiss":
         seats = [replace(s, admin=False, trusted=False) if s.user_id in named else s for s in seats]
-    else:  # remove (never the author: the service refuses that, and it would be a leave)
+    elif entry.kind == "remove":  # never the author: the service refuses that (a leave)
         seats = [s for s in seats if s.user_id not in named or s.user_id == entry.author]
+    elif not by_admin:
+        pass  # a grant nobody trusted signed proves nothing and changes nothing
+    elif entry.kind == "vouch":
+        seats = _vouched(entry)
+    else:  # promote: trusted as an admin only if the chain already vouches for them
+        seats = [
+            replace(s, admin=True, trusted=s.verified) if s.user_id in named else s for s in seats
+        ]
     return ChainState(state.group_id, entry.seq, entry.hash, tuple(seats))
 
 

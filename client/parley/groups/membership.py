@@ -18,6 +18,8 @@ the ticks of our recent messages (`receipts.GroupTicks.members_gone`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import time
@@ -143,9 +145,10 @@ class Membership:
                 return await self.refresh(group)
             except ParleyClientError as exc:
                 log.info("sending to %s as last seen: %s", group.group_id, exc)
-        if self._chain(group.group_id) is None:
-            # never checked against its signed changes here (a group from a history
-            # transfer, or kept before they existed): nobody is verified yet
+        state = self._chain(group.group_id)
+        if state is None or state.seq != group.head:
+            # not checked against its signed changes as it is stored (a group from a
+            # history transfer, or kept before they existed): nobody is verified yet
             return self._checked(group, None)
         return group
 
@@ -157,6 +160,7 @@ class Membership:
         state = self._chain(group_id)
         entries: list[Entry] = []
         after = state.seq if state else 0
+        malformed = False
         try:
             for _ in range(MAX_CHAIN_PAGES):
                 fresh, page, more = await self._api().group_changes(group_id, after)
@@ -164,8 +168,7 @@ class Membership:
                     entries += [chain.parse_entry(item) for item in page]
                 except ChainError as exc:
                     log.warning("group %s: a malformed change: %s", group_id, exc)
-                    entries = []
-                    fresh = replace(fresh, head=-1)  # nothing of it is trusted
+                    malformed = True  # nothing of this read is trusted
                     break
                 if not more or not page:
                     break
@@ -174,6 +177,8 @@ class Membership:
             return self.left(group_id)
         if not fresh.is_member(self.account.user_id):
             return self.left(group_id)
+        if malformed:
+            return self.keep(self._checked(fresh, None))
         return await self._verify(fresh, state, entries)
 
     async def refresh_all(self) -> list[Group]:
@@ -235,14 +240,18 @@ class Membership:
         group_id, user_id = self.group_id(group), self.member_id(member)
         return self._kept(await self._change(group_id, "dismiss", [user_id]), group_id)
 
-    async def vouch(self, group: str | Group, members: Sequence[str]) -> Group:
-        """Sign the group's membership (admins only): `members` are the user ids the
-        user checked; if the service lists anyone else (or not one of them), nothing
-        is signed (ParleyClientError). Every member listed becomes verified on every
-        device that trusts this account as an admin: vouching for someone you do not
-        know lets them read along."""
+    async def vouch(
+        self, group: str | Group, members: Sequence[str], admins: Sequence[str]
+    ) -> Group:
+        """Sign the group's membership (admins only): `members` and `admins` are the
+        user ids the user checked; if the service lists anyone else, or not one of
+        them, or other admins, nothing is signed (ParleyClientError). Every member
+        listed becomes verified on every device that trusts this account as an admin,
+        and every admin listed a trusted admin: vouching for someone you do not know
+        lets them read along."""
         group_id = self.group_id(group)
-        answer = await self._change(group_id, "vouch", approved=frozenset(members))
+        approved = (frozenset(members), frozenset(admins))
+        answer = await self._change(group_id, "vouch", approved=approved)
         return self._kept(answer, group_id)
 
     def _kept(self, group: Group | None, group_id: str) -> Group:
@@ -284,7 +293,7 @@ class Membership:
         kind: Kind,
         members: Sequence[str] = (),
         *,
-        approved: frozenset[str] | None = None,
+        approved: tuple[frozenset[str], frozenset[str]] | None = None,
     ) -> Group | None:
         """Sign `kind` on top of the chain as last verified here and send it; on a
         `group_changed` refusal read the group again and sign anew. A vouch signs the
@@ -305,17 +314,20 @@ class Membership:
             elif kind == "leave":
                 # leaving needs no agreement on the chain: sign it where the service
                 # says the chain is (it can only take this account out)
-                seq, prev = group.rev + 1, await self._served_head(group)
+                seq, prev = await self._served_head(group)
             else:
                 raise ChainError(
                     f"group {group_id}'s signed changes do not follow on from what this"
                     " device verified: it cannot change the group"
                 )
             if kind == "vouch":
-                if approved is None or set(group.members) != approved:
+                if (
+                    approved is None
+                    or (frozenset(group.members), frozenset(group.admins)) != approved
+                ):
                     raise ParleyClientError(
-                        f"the members of {group.display_name} are not the ones you checked:"
-                        " look at them again"
+                        f"the members or admins of {group.display_name} are not the ones you"
+                        " checked: look at them again"
                     )
                 members = group.members
             admins = [m for m in group.members if m in group.admins] if kind == "vouch" else ()
@@ -332,15 +344,22 @@ class Membership:
             return await self._follow(answer, state, chain.parse_entry(signed))
         raise AssertionError("unreachable")
 
-    async def _served_head(self, group: Group) -> bytes:
-        """The hash of the last change the service serves for `group` (b"" if none)."""
-        if group.head == 0:
-            return b""
-        _, page, _ = await self._api().group_changes(group.group_id, group.head - 1)
-        last = [chain.parse_entry(item) for item in page[:1]]
-        if not last or last[0].seq != group.head:
-            raise ChainError(f"the service does not serve change {group.head} of its chain")
-        return last[0].hash
+    async def _served_head(self, group: Group) -> tuple[int, bytes]:
+        """Where the service says the chain of `group` is: the seq a change made now
+        takes, and the hash of the last change it serves (b"" if none), from its bytes
+        as served: a leave needs only to follow on from it, whatever this device makes
+        of the chain."""
+        fresh, page, _ = await self._api().group_changes(group.group_id, max(0, group.head - 1))
+        if fresh.head == 0:
+            return fresh.rev + 1, b""
+        last = page[0] if page and isinstance(page[0], dict) else {}
+        body = last.get("body")
+        if last.get("seq") != fresh.head or not isinstance(body, str):
+            raise ChainError(f"the service does not serve change {fresh.head} of its chain")
+        try:
+            return fresh.rev + 1, chain.change_hash(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise ChainError("the service serves its head change garbled") from exc
 
     async def _follow(self, answer: Group, state: ChainState | None, own: Entry) -> Group:
         """Keep the service's answer to our change: our own entry extends the chain we

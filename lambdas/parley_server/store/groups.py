@@ -78,6 +78,8 @@ BY_MEMBER = "by_member"
 TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit on one TransactWriteItems
 # Unprocessed batch items are retried this many times, with a short backoff.
 _BATCH_ROUNDS = 6
+# A group read again because a change committed while it was being read, at most.
+_SNAPSHOT_TRIES = 3
 _GROUPS_BATCH = Retry(_BATCH_ROUNDS, "group store unavailable", "group store is throttling", True)
 _RETRYABLE_CANCEL = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
@@ -134,6 +136,20 @@ def _change_from(item: dict[str, Any]) -> ChainEntry:
     )
 
 
+def _group_from(group_id: str, meta: dict[str, Any], members: list[Member]) -> Group:
+    return Group(
+        group_id=group_id,
+        name=meta["name"]["S"],
+        created_by=meta["created_by"]["S"],
+        created_ms=int(meta["created_ms"]["N"]),
+        version=int(meta["version"]["N"]),
+        rev=int(meta["rev"]["N"]),
+        members=tuple(members),
+        head=int(meta["head"]["N"]) if "head" in meta else 0,
+        head_hash=bytes(meta["head_hash"]["B"]) if "head_hash" in meta else b"",
+    )
+
+
 def _member_from(item: dict[str, Any]) -> Member:
     return Member(
         user_id=item["sk"]["S"].removeprefix(MEMBER_PREFIX),
@@ -153,37 +169,38 @@ class GroupsStore:
     # -- reading -------------------------------------------------------------------
 
     def load(self, group_id: str) -> Group | None:
-        """The group and all its members (strongly consistent), or None.
+        """The group and all its members as of one moment (strongly consistent), or None.
 
-        META is read before the members: if a change commits between the two
-        reads, the members are newer than `rev` says and the next conditional
-        write fails, so a stale snapshot can never be committed over.
+        META, the members, then META again: a change that commits between the reads
+        moves `rev`, and the reads are made again (a few times, then GroupChanged).
+        So the members always match the version and head the answer names: a member
+        added a moment ago never shows up in a snapshot of the chain before them
+        (members' apps would take them for one the service slipped in).
         """
+        meta = self._meta(group_id)
+        for _ in range(_SNAPSHOT_TRIES):
+            if meta is None:
+                return None
+            members = [
+                _member_from(item)
+                for item in self._query_partition(group_id, prefix=MEMBER_PREFIX, consistent=True)
+            ]
+            after = self._meta(group_id)
+            if after is not None and after["rev"] == meta["rev"]:
+                members.sort(key=lambda m: m.seniority)
+                return _group_from(group_id, meta, members)
+            meta = after
+        raise GroupChanged("the group keeps changing; try again")
+
+    def _meta(self, group_id: str) -> dict[str, Any] | None:
         try:
             answer = self._ddb.get_item(
                 TableName=self._table, Key=_meta_key(group_id), ConsistentRead=True
             )
         except ClientError as exc:
             raise DependencyUnavailable("group store unavailable") from exc
-        meta = answer.get("Item")
-        if meta is None:
-            return None
-        members = [
-            _member_from(item)
-            for item in self._query_partition(group_id, prefix=MEMBER_PREFIX, consistent=True)
-        ]
-        members.sort(key=lambda m: m.seniority)
-        return Group(
-            group_id=group_id,
-            name=meta["name"]["S"],
-            created_by=meta["created_by"]["S"],
-            created_ms=int(meta["created_ms"]["N"]),
-            version=int(meta["version"]["N"]),
-            rev=int(meta["rev"]["N"]),
-            members=tuple(members),
-            head=int(meta["head"]["N"]) if "head" in meta else 0,
-            head_hash=bytes(meta["head_hash"]["B"]) if "head_hash" in meta else b"",
-        )
+        item: dict[str, Any] | None = answer.get("Item")
+        return item
 
     def changes(self, group_id: str, after: int, head: int) -> ChainPage:
         """The chain's entries with `after` < seq <= `head`, in order: at most

@@ -51,17 +51,20 @@ async def _vouch(ctx: Context, client: Client) -> None:
     group = await client.refresh_group(client.group(ctx.args.group))
     ctx.print(f"{group.display_name} has {len(group.members)} members:")
     for member in group.members:
+        role = "admin " if group.is_admin(member) else "member"
         flag = "   <- no admin signed them in" if member in group.unverified else ""
-        ctx.print(f"  {client.member_name(member)} ({member}){flag}")
+        ctx.print(f"  {role} {client.member_name(member)} ({member}){flag}")
     if not ctx.args.yes:
         try:
-            answer = await asyncio.to_thread(input, "Vouch for every one of them? [y/N] ")
+            answer = await asyncio.to_thread(
+                input, "Vouch for every one of them, in these roles? [y/N] "
+            )
         except EOFError:
             answer = ""  # no terminal, no answer: not confirmed (--yes is for scripts)
         if answer.strip().lower() not in ("y", "yes"):
             ctx.print("Nothing was signed.")
             return
-    group = await client.vouch_group(group, group.members)
+    group = await client.vouch_group(group, group.members, group.admins)
     ctx.print(
         f"You signed the membership of {group.display_name} as it is"
         f" ({len(group.members)} members): every member's device now trusts them."

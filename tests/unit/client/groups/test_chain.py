@@ -191,7 +191,7 @@ def test_an_unsigned_creation_verifies_nobody() -> None:
     assert not state.trusted(A)
 
 
-def test_only_a_trusted_admin_grows_or_shrinks_the_group() -> None:
+def test_only_a_trusted_admin_grows_the_group_and_anyone_shrinks_it() -> None:
     state, first = created()
     add = entry("add", 2, first.hash, members=(E, D))
     by_admin = apply(state, add, signed=True)
@@ -200,11 +200,11 @@ def test_only_a_trusted_admin_grows_or_shrinks_the_group() -> None:
     assert apply(state, add, signed=False).unverified([D, E]) == (D, E)
     by_member = entry("add", 2, first.hash, B, members=(D,))
     assert apply(state, by_member, signed=True).unverified([D]) == (D,)
-    # a removal counts when an admin signed it; made up by the service, it is ignored
-    # (the service's own list is what says who is in: it decides that anyway)
+    # a removal counts whether or not this device can check it: it only takes away,
+    # and a service that withheld an admin's certificate must not keep C trusted
     remove = entry("remove", 2, first.hash, members=(C,))
     assert [s.user_id for s in apply(state, remove, signed=True).seats] == [A, B]
-    assert [s.user_id for s in apply(state, remove, signed=False).seats] == [A, B, C]
+    assert [s.user_id for s in apply(state, remove, signed=False).seats] == [A, B]
 
 
 def test_a_leave_counts_when_the_member_signed_it_or_the_service_recorded_a_deletion() -> None:
@@ -226,7 +226,7 @@ def test_a_ghost_the_service_lists_without_any_change_is_unverified() -> None:
     assert state.unverified([B, D, C]) == (D,)
 
 
-def test_promotions_and_dismissals_need_a_trusted_admin() -> None:
+def test_promotions_need_a_trusted_admin_and_dismissals_do_not() -> None:
     state, first = created()
     promoted = apply(state, entry("promote", 2, first.hash, members=(B,)), signed=True)
     assert promoted.trusted(B)
@@ -237,9 +237,12 @@ def test_promotions_and_dismissals_need_a_trusted_admin() -> None:
     assert adds.unverified([D]) == (D,)
     by_b = apply(sneaky, entry("add", 4, sneaky.head, B, members=(D,)), signed=True)
     assert by_b.unverified([D]) == ()
-    kept = apply(by_b, entry("dismiss", 5, by_b.head, members=(B,)), signed=False)
-    assert kept.trusted(B)
-    dismissed = apply(by_b, entry("dismiss", 5, by_b.head, members=(B,)), signed=True)
+    # a promotion makes an admin, never a member the chain does not vouch for
+    ghost = apply(by_b, entry("add", 5, by_b.head, C, members=(E,)), signed=True)
+    crowned = apply(ghost, entry("promote", 6, ghost.head, members=(E,)), signed=True)
+    assert seats(crowned)[-1] == (E, True, False, False)
+    # a dismissal counts whoever made it: it only takes away
+    dismissed = apply(crowned, entry("dismiss", 7, crowned.head, members=(B,)), signed=False)
     assert not dismissed.trusted(B)
     assert seats(dismissed)[1] == (B, False, True, False)
 

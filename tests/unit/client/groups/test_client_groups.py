@@ -83,11 +83,17 @@ class Service:
         """POST /v1/groups/{id}/changes as an honest service: the signed change goes on
         the chain with its author's certificate (only vouches are scripted here)."""
         change = (await request.json())["change"]
-        author = self.signers[json.loads(b64decode(change["body"]))["author"]]
+        body = json.loads(b64decode(change["body"]))
+        author = self.signers[body["author"]]
+        if (body["seq"], body["prev"]) != (self.chain.seq + 1, _b64(self.chain.head)):
+            answer = {"error": {"code": "group_changed", "message": "stale"}}
+            return web.json_response(answer, status=409)
         self.chain.entries.append(
             {**change, "seq": self.chain.seq + 1, "certificate": author.certificate()}
         )
         self.chain.head = chain_hash(b64decode(change["body"]))
+        if json.loads(b64decode(change["body"]))["kind"] == "leave":
+            return web.Response(status=204)
         return web.json_response(self.chain.answer(self.group, self.chain.seq))
 
     async def get_group(self, request: web.Request) -> web.Response:
@@ -279,10 +285,13 @@ async def test_members_no_admin_signed_in_get_no_sender_key_until_an_admin_vouch
 
         # she vouches only for the members she checked: the service lists one more
         with pytest.raises(ParleyClientError, match="not the ones you checked"):
-            await alice.vouch_group(GID, [BOB, CAROL, DAVE])
+            await alice.vouch_group(GID, [BOB, CAROL, DAVE], [])
+        # nor if the service lists an admin she did not see as one
+        with pytest.raises(ParleyClientError, match="not the ones you checked"):
+            await alice.vouch_group(GID, [BOB, CAROL, DAVE, ERIN], [BOB])
         assert service.chain.seq == 3  # nothing was signed
         # Alice knows them: she vouches, and her next message's key reaches them too
-        vouched = await alice.vouch_group(GID, [BOB, CAROL, DAVE, ERIN])
+        vouched = await alice.vouch_group(GID, [BOB, CAROL, DAVE, ERIN], [])
         assert vouched.unverified == ()
         second = await alice.send(vouched, "welcome")
         async with asyncio.timeout(WAIT_S):
@@ -403,8 +412,38 @@ async def test_a_chain_that_does_not_follow_on_leaves_every_member_unverified(
         kept = alice.store.groups.chain(GID)
         assert (kept is not None) == (tamper is not _other_group)
         with pytest.raises(ParleyClientError):
-            await alice.vouch_group(GID, [BOB, DAVE, CAROL])
+            await alice.vouch_group(GID, [BOB, DAVE, CAROL], [])
         assert alice.store.groups.chain(STRANGER_GID) is None
+
+
+def _b64(raw: bytes) -> str:
+    return b64(raw) if raw else ""
+
+
+def _garbled(answer: dict[str, Any]) -> dict[str, Any]:
+    """The group's first change served garbled (the rest as they are)."""
+    bad = [{**e, "body": b64(b"{not json")} if e["seq"] == 1 else e for e in answer["changes"]]
+    return {**answer, "changes": bad}
+
+
+async def test_a_member_can_leave_a_group_whose_chain_it_cannot_read(
+    tmp_path: Path, service: Service, endpoints: Endpoints
+) -> None:
+    alice_device = await alice_profile(tmp_path, service)
+    service.signers[ALICE] = alice_device
+    bob = Signer(BOB, DEVICES[BOB])
+    service.chain.sign(bob, "create", (ALICE,))
+    service.chain.sign(bob, "add", (CAROL,))
+    service.group = group_view(2, BOB, ALICE, CAROL)
+    service.tamper = _garbled
+    async with Client("alice", endpoints=endpoints, home=tmp_path, keyring=None) as alice:
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        group = await alice.refresh_group(GID)
+        assert group.unverified == (BOB, CAROL)  # nothing of a garbled chain is trusted
+        left = await alice.leave(GID)
+        assert not left.active
+    leave = json.loads(b64decode(service.chain.entries[-1]["body"]))
+    assert (leave["kind"], leave["seq"], leave["author"]) == ("leave", 3, ALICE)
 
 
 async def test_whatever_a_hostile_service_says_about_groups_the_client_stays_up(

@@ -698,6 +698,28 @@ def test_the_chain_is_read_after_any_seq_a_page_at_a_time(ports: World, a: Signe
     assert (len(last_page.entries), last_page.more) == (CHANGES_PAGE, False)
 
 
+def test_a_group_is_read_as_of_one_moment_even_when_a_change_commits_meanwhile(
+    ports: World, a: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _create(ports, a, B)
+    store = ports.groups
+    query = store._query_partition
+    raced: list[int] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not raced:  # Alice's add commits between the reads of the group
+            raced.append(1)
+            _change(ports, a, "add", members=[C])
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_query_partition", racing)
+    group = store.load(GID)
+
+    assert group is not None
+    # the members, version and head of one moment: C with the add that brought them
+    assert (group.member_ids, group.version, group.head) == ([A, B, C], 2, 2)
+
+
 def test_the_chain_served_ends_at_the_head_read_with_the_group(ports: World, a: Signer) -> None:
     _create(ports, a, B)
     before = ports.group()
