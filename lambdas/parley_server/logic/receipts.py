@@ -165,11 +165,16 @@ def ack(
     (a throttled write) is sent again by the app and finds its envelopes still
     waiting, so a delivered tick is never lost. A receipt told twice has the same
     id when it names the same messages (the id is derived from them), and is
-    kept once.
+    kept once. Only the envelopes that may tick are read first; the others (a
+    receipt acked, a message acked without a tick) are just deleted, and the
+    delete says what they were.
     """
     # the keys name the caller's own mailbox: another device's envelope cannot
     # even be addressed, so a foreign id matches nothing
-    waiting = mailbox.get_many(caller.user_id, caller.device_id, frame.ids, now=now)
+    ticking = [server_id for server_id in frame.ids if server_id in frame.delivered]
+    waiting = (
+        mailbox.get_many(caller.user_id, caller.device_id, ticking, now=now) if ticking else {}
+    )
     by_sender: dict[str, list[str]] = {}
     for server_id, envelope in waiting.items():
         # what one's own other device sent needs no tick back: it is one's own
@@ -193,12 +198,15 @@ def ack(
         )
         for sender, client_ids in by_sender.items()
     )
-    unknown = [server_id for server_id in frame.ids if server_id not in waiting]
+    unknown = [server_id for server_id in ticking if server_id not in waiting]
     messages = receipts = 0
-    for server_id, envelope in waiting.items():
-        if mailbox.delete(caller.user_id, caller.device_id, server_id, now=now) is None:
-            unknown.append(server_id)  # a concurrent ack of the same envelope took it
-        elif isinstance(envelope, MessageEnvelope):
+    for server_id in dict.fromkeys(frame.ids):
+        if server_id in frame.delivered and server_id not in waiting:
+            continue  # read above, and not there: unknown already
+        deleted = mailbox.delete(caller.user_id, caller.device_id, server_id, now=now)
+        if deleted is None:
+            unknown.append(server_id)  # never there, or a concurrent ack took it
+        elif isinstance(deleted, MessageEnvelope):
             messages += 1
         else:
             receipts += 1  # acking a receipt ends its life; nothing follows

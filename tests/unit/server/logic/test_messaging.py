@@ -30,6 +30,7 @@ from parley_server.models.frames import (
     parse_send,
     parse_typing,
 )
+from parley_server.store.mailbox import Mailbox
 from tests.conftest import FakeAws
 from tests.unit.conftest import Device, Ports
 
@@ -359,6 +360,44 @@ def test_an_ack_that_names_no_delivered_ids_makes_no_receipt(world: World) -> No
 
     assert (outcome.messages, outcome.delivered_receipts) == (1, ())
     assert world.events(alice, "receipt") == []
+
+
+def test_an_ack_reads_first_only_what_may_tick(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    world.send(alice, bob.user_id, {bob_dev.device_id: b"x"}, client_id="x1")
+    world.send(alice, bob.user_id, {bob_dev.device_id: b"y"}, client_id="y1")
+    first, second = [e["id"] for e in world.events(bob, "message")]
+    read: list[list[str]] = []
+    get_many = Mailbox.get_many
+
+    def counted(store: Mailbox, user_id: str, device_id: str, ids: Any, *, now: float) -> Any:
+        read.append(list(ids))
+        return get_many(store, user_id, device_id, ids, now=now)
+
+    monkeypatch.setattr(Mailbox, "get_many", counted)
+    ticked = world.ack(bob, [first, second], delivered=[second])
+    receipt = world.events(alice, "receipt")[0]
+    untouched = world.ack(alice, [receipt["id"]], delivered=[])
+
+    # the ticking one is read before anything is deleted; the rest only deleted
+    assert read == [[second]]
+    assert (ticked.messages, [r["ids"] for r in world.events(alice, "receipt")]) == (2, [["y1"]])
+    assert (untouched.receipts, untouched.unknown) == (1, ())
+
+
+def test_an_ack_without_ticks_of_someone_elses_id_deletes_nothing(world: World) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    mallory, _ = world.online_user()
+    world.send(alice, bob.user_id, {bob_dev.device_id: b"for bob"})
+    bobs_id = world.events(bob, "message")[0]["id"]
+
+    outcome = world.ack(mallory, [bobs_id, bobs_id], delivered=[])
+
+    assert outcome.unknown == (bobs_id,)
+    page = world.mailbox.page(bob.user_id, bob_dev.device_id, after=None, limit=5, now=NOW)
+    assert len(page.envelopes) == 1
 
 
 def test_ack_batches_receipts_per_sender(world: World) -> None:
