@@ -218,6 +218,35 @@ def _with_role(member: Member, role: Role) -> Member:
     return Member(member.user_id, role, member.joined_ms, member.added_by)
 
 
+def _commit(
+    groups: GroupsPort,
+    group: Group,
+    members: tuple[Member, ...],
+    *,
+    version: int,
+    chain: dict[str, Any],
+    added: tuple[Member, ...] = (),
+    removed: tuple[Member, ...] = (),
+    role_changes: tuple[tuple[Member, Role], ...] = (),
+) -> Group:
+    """Commit the change that leaves `group` with `members` at `version` (its counts
+    are theirs), conditional on the group being as it was read; the group after it."""
+    commit = GroupChange(
+        group_id=group.group_id,
+        rev=group.rev,
+        version=version,
+        name=group.name,
+        member_count=len(members),
+        admin_count=sum(m.role == ADMIN for m in members),
+        added=added,
+        removed=removed,
+        role_changes=role_changes,
+        **chain,
+    )
+    groups.commit(commit)
+    return _after(group, commit, members)
+
+
 def _after(group: Group, change: GroupChange, members: tuple[Member, ...]) -> Group:
     return Group(
         group_id=group.group_id,
@@ -404,19 +433,15 @@ def add_members(
         latest = max(m.joined_ms for m in group.members)
         joined = max(_ms(now), latest + 1)
         added = tuple(Member(uid, MEMBER, joined, caller.user_id) for uid in new)
-        commit = GroupChange(
-            group_id=group_id,
-            rev=group.rev,
+        members = tuple(sorted((*group.members, *added), key=lambda m: m.seniority))
+        return _commit(
+            groups,
+            group,
+            members,
             version=group.version + 1,
-            name=group.name,
-            member_count=count,
-            admin_count=len(group.admin_ids),
+            chain=_chain(group, change, entry),
             added=added,
-            **_chain(group, change, entry),
         )
-        groups.commit(commit)
-        members = sorted((*group.members, *added), key=lambda m: m.seniority)
-        return _after(group, commit, tuple(members))
 
     return _retrying(attempt, _gave_up(groups, group_id, caller))
 
@@ -438,20 +463,15 @@ def remove_member(
         target = group.member(change.target)
         if target is None:
             raise NotFound("that user is not a member of this group", code="not_a_member")
-        rest = tuple(m for m in group.members if m is not target)
-        commit = GroupChange(
-            group_id=group_id,
-            rev=group.rev,
+        rest = tuple(m for m in group.members if m is not target)  # the caller, an admin, stays
+        return _commit(
+            groups,
+            group,
+            rest,
             version=group.version + 1,
-            name=group.name,
-            member_count=len(rest),
-            # the caller, an admin, stays
-            admin_count=len([m for m in rest if m.role == ADMIN]),
+            chain=_chain(group, change, entry),
             removed=(target,),
-            **_chain(group, change, entry),
         )
-        groups.commit(commit)
-        return _after(group, commit, rest)
 
     return _retrying(attempt, _gave_up(groups, group_id, caller))
 
@@ -504,18 +524,14 @@ def _leave(groups: GroupsPort, group: Group, leaver: Member, chain: dict[str, An
         heir = min(rest, key=lambda m: m.seniority)
         promoted = ((heir, ADMIN),)
         rest = tuple(_with_role(m, ADMIN) if m is heir else m for m in rest)
-    groups.commit(
-        GroupChange(
-            group_id=group.group_id,
-            rev=group.rev,
-            version=group.version + 1,
-            name=group.name,
-            member_count=len(rest),
-            admin_count=max(1, len(admins)),
-            removed=(leaver,),
-            role_changes=promoted,
-            **chain,
-        )
+    _commit(
+        groups,
+        group,
+        rest,
+        version=group.version + 1,
+        chain=chain,
+        removed=(leaver,),
+        role_changes=promoted,
     )
 
 
@@ -557,22 +573,17 @@ def _set_role(
             raise NotFound("that user is not a member of this group", code="not_a_member")
         if target.role == role:
             return group  # nothing changes: no entry
-        admins = len(group.admin_ids) + (1 if role == ADMIN else -1)
-        if admins < 1:
-            raise Conflict("a group needs an admin: promote someone else first", code="last_admin")
-        commit = GroupChange(
-            group_id=group.group_id,
-            rev=group.rev,
-            version=group.version,  # nobody's access changes
-            name=group.name,
-            member_count=len(group.members),
-            admin_count=admins,
-            role_changes=((target, role),),
-            **_chain(group, change, entry),
-        )
-        groups.commit(commit)
         members = tuple(_with_role(m, role) if m is target else m for m in group.members)
-        return _after(group, commit, members)
+        if not any(m.role == ADMIN for m in members):
+            raise Conflict("a group needs an admin: promote someone else first", code="last_admin")
+        return _commit(
+            groups,
+            group,
+            members,
+            version=group.version,  # nobody's access changes
+            chain=_chain(group, change, entry),
+            role_changes=((target, role),),
+        )
 
     return _retrying(attempt, _gave_up(groups, change.group_id, caller))
 
@@ -597,17 +608,13 @@ def vouch(
         _require_admin(me)
         if list(change.members) != group.member_ids or list(change.admins) != group.admin_ids:
             raise _stale(group)
-        commit = GroupChange(
-            group_id=group_id,
-            rev=group.rev,
+        return _commit(
+            groups,
+            group,
+            group.members,
             version=group.version + 1,
-            name=group.name,
-            member_count=len(group.members),
-            admin_count=len(group.admin_ids),
-            **_chain(group, change, entry),
+            chain=_chain(group, change, entry),
         )
-        groups.commit(commit)
-        return _after(group, commit, group.members)
 
     return _retrying(attempt, _gave_up(groups, group_id, caller))
 
