@@ -120,6 +120,13 @@ class ChallengeQueue:
             raise DependencyUnavailable("push service unavailable") from exc
 
 
+def _token_refused(exc: ClientError) -> BadRequest | DependencyUnavailable:
+    """What an SNS error while registering a token means for the caller."""
+    if _code(exc) == "InvalidParameter":
+        return BadRequest("push token refused by the platform", code="invalid_push_token")
+    return DependencyUnavailable("push service unavailable")
+
+
 class PushNotifier:
     """Registers devices' push tokens and wakes devices up."""
 
@@ -158,9 +165,7 @@ class PushNotifier:
         None when no platform application is configured for `platform` (the
         registration is then only recorded). `existing` is the device's current ARN.
         """
-        if platform not in PLATFORMS:
-            raise BadRequest(f"platform must be one of {', '.join(PLATFORMS)}")
-        app = self._apps.get(platform)
+        app = self._app(platform)
         if app is None:
             if existing:
                 self._delete(existing)
@@ -172,11 +177,13 @@ class PushNotifier:
                 self._delete(existing)
             return self._create(app, token)
         except ClientError as exc:
-            if _code(exc) == "InvalidParameter":
-                raise BadRequest(
-                    "push token refused by the platform", code="invalid_push_token"
-                ) from exc
-            raise DependencyUnavailable("push service unavailable") from exc
+            raise _token_refused(exc) from exc
+
+    def _app(self, platform: str) -> str | None:
+        """The platform application for `platform` (None if none is configured)."""
+        if platform not in PLATFORMS:
+            raise BadRequest(f"platform must be one of {', '.join(PLATFORMS)}")
+        return self._apps.get(platform)
 
     def challenge_endpoint(self, platform: str, token: str) -> str | None:
         """The endpoint to push `token`'s challenge through; None when no platform
@@ -187,9 +194,7 @@ class PushNotifier:
         enabled again for the same token. A token the platform refuses is a
         BadRequest (invalid_push_token).
         """
-        if platform not in PLATFORMS:
-            raise BadRequest(f"platform must be one of {', '.join(PLATFORMS)}")
-        app = self._apps.get(platform)
+        app = self._app(platform)
         if app is None:
             return None
         try:
@@ -207,11 +212,7 @@ class PushNotifier:
             )
             return arn
         except ClientError as exc:
-            if _code(exc) == "InvalidParameter":
-                raise BadRequest(
-                    "push token refused by the platform", code="invalid_push_token"
-                ) from exc
-            raise DependencyUnavailable("push service unavailable") from exc
+            raise _token_refused(exc) from exc
 
     def send_challenge(self, job: ChallengeJob) -> bool:
         """Push a queued challenge (GroupFanout); False when the endpoint cannot
