@@ -92,19 +92,8 @@ class RateLimiter:
     def give_back(self, name: str, subject: str, *, window_s: int, now: float) -> None:
         """Undo one hit of the current window: it was counted for something that
         never happened (a text SNS could not send), so it must not use up a limit."""
-        window = int(now // window_s)
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"key": {"S": f"{name}#{subject}#{window}"}},
-                UpdateExpression="ADD hits :minus_one",
-                ConditionExpression="hits > :zero",
-                ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return  # nothing counted in this window (it has just turned): nothing to undo
-            raise DependencyUnavailable("rate limit store unavailable") from exc
+        # nothing counted in this window (it has just turned): nothing to undo
+        self._take_one_back(f"{name}#{subject}#{int(now // window_s)}", "hits")
 
     def remaining_window(self, *, window_s: int, now: float) -> int:
         """Seconds until the current window ends."""
@@ -195,15 +184,19 @@ class RateLimiter:
 
     def forgive(self, name: str, subject: str) -> None:
         """Take back one strike (what it counted turned out well)."""
+        self._take_one_back(f"{name}#{subject}", "strikes")
+
+    def _take_one_back(self, key: str, counter: str) -> None:
+        """Count one less in `counter` of item `key`, if it counts anything at all."""
         try:
             self._ddb.update_item(
                 TableName=self._table,
-                Key={"key": {"S": f"{name}#{subject}"}},
-                UpdateExpression="ADD strikes :minus_one",
-                ConditionExpression="strikes > :zero",
+                Key={"key": {"S": key}},
+                UpdateExpression=f"ADD {counter} :minus_one",
+                ConditionExpression=f"{counter} > :zero",
                 ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return
+                return  # nothing to take back
             raise DependencyUnavailable("rate limit store unavailable") from exc
