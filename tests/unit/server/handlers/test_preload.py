@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from parley_server import wiring
-from parley_server.catalogue import FUNCTIONS
+from parley_server.catalogue import FUNCTIONS, Setting
 
 HANDLERS = sorted({spec.handler.rsplit(".", 1)[0] for spec in FUNCTIONS})
 _PACKAGE = "parley_server.handlers"
@@ -89,6 +89,51 @@ def test_a_handler_preloads_every_adapter_it_uses(module: str) -> None:
     preloaded: frozenset[str] = handler.PRELOADED
     assert _used(module) <= preloaded, f"{module} uses adapters it does not preload"
     assert preloaded <= set(wiring.ADAPTER_MODULES)
+
+
+# settings whose value is parsed (the rest name resources, nothing is called)
+_SETTING_VALUES = {
+    Setting.WS_ENDPOINT.value: "https://example.invalid/prod",
+    Setting.PUSH_APPS.value: "{}",
+    Setting.LIMITS.value: "{}",
+    Setting.SMS_ORIGINATION.value: "{}",
+    Setting.TEST_NUMBERS.value: "[]",
+    Setting.GROUP_FANOUT_QUEUE.value: "https://example.invalid/q.fifo",
+    Setting.SIGNING_SECRET_ARN.value: "arn:aws:secretsmanager:us-east-1:1:secret:x",
+}
+_BUILD = """
+import sys
+from parley_server import wiring
+from parley_server.config import load_config
+wiring.preload({name!r})
+loaded = set(sys.modules)
+getattr(wiring.Adapters(load_config()), {name!r})
+print(" ".join(sorted(m for m in set(sys.modules) - loaded if m.startswith("parley_server"))))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(wiring.ADAPTER_MODULES))
+def test_building_a_preloaded_adapter_imports_nothing_more(name: str) -> None:
+    """ADAPTER_MODULES names what each adapter's property imports: preloading it
+    leaves nothing of ours for the first request to load."""
+    root = Path(__file__).resolve().parents[4]
+    env = {
+        "PYTHONPATH": str(root / "lambdas"),
+        "PATH": "/usr/bin:/bin",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        # every setting, so that any adapter can be built (nothing is called)
+        **{setting.value: _SETTING_VALUES.get(setting.value, "x") for setting in Setting},
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _BUILD.format(name=name)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+    )
+    assert out.stdout.split() == []
 
 
 def test_an_unknown_adapter_is_refused() -> None:
