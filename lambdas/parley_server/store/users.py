@@ -470,18 +470,12 @@ class UsersStore:
 
     def drop_push_pending(self, user_id: str, device_id: str, challenge_hash: str) -> None:
         """Forget the waiting token if `challenge_hash` is still its challenge."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                UpdateExpression=f"REMOVE {_PENDING}",
-                ConditionExpression="push_challenge = :challenge",
-                ExpressionAttributeValues={":challenge": {"S": challenge_hash}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return  # replaced or verified meanwhile
-            raise DependencyUnavailable("user store unavailable") from exc
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+            UpdateExpression=f"REMOVE {_PENDING}",
+            ConditionExpression="push_challenge = :challenge",
+            ExpressionAttributeValues={":challenge": {"S": challenge_hash}},
+        )  # replaced or verified meanwhile
 
     def push_claim(self, platform: str, token: str) -> tuple[str, str] | None:
         """(user id, device id) of the device the verified token belongs to, if any."""
@@ -556,18 +550,12 @@ class UsersStore:
     def drop_push(self, user_id: str, device_id: str, token: str) -> None:
         """Stop using `token` for the device (it was verified by another device); a
         device that holds another token by now is left as it is."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                UpdateExpression="REMOVE push_platform, push_token, push_endpoint",
-                ConditionExpression="push_token = :token",
-                ExpressionAttributeValues={":token": {"S": token}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return
-            raise DependencyUnavailable("user store unavailable") from exc
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+            UpdateExpression="REMOVE push_platform, push_token, push_endpoint",
+            ConditionExpression="push_token = :token",
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
 
     def release_push_claim(
         self, platform: str, token: str, user_id: str, device_id: str
@@ -591,22 +579,28 @@ class UsersStore:
         # a delete that matched no item returns no attributes
         return "released" if answer.get("Attributes") else "absent"
 
+    def _update_if(self, **update: Any) -> bool:
+        """One conditional UpdateItem on this table; False when its condition did not
+        hold (nothing was written)."""
+        try:
+            self._ddb.update_item(TableName=self._table, **update)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("user store unavailable") from exc
+        return True
+
     def _update_device(
         self, user_id: str, device_id: str, expression: str, values: dict[str, Any]
     ) -> None:
         condition = "attribute_exists(pk) AND (attribute_not_exists(revoked) OR revoked = :no)"
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues={**values, ":no": {"BOOL": False}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("device not found or signed out") from exc
-            raise DependencyUnavailable("user store unavailable") from exc
+        if not self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeValues={**values, ":no": {"BOOL": False}},
+        ):
+            raise NotFound("device not found or signed out")
 
     # -- users and phone numbers -------------------------------------------------
 
@@ -679,18 +673,12 @@ class UsersStore:
 
     def mark_deleting(self, user_id: str, device_id: str) -> None:
         """Hide a device from senders and refuse its tokens (but for the deletion)."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                UpdateExpression="SET deleting = :yes",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return  # already gone
-            raise DependencyUnavailable("user store unavailable") from exc
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+            UpdateExpression="SET deleting = :yes",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )  # already gone
 
     def phone_of(self, user_id: str) -> str | None:
         """The E.164 number on the user's profile; None once the profile is gone."""
@@ -762,35 +750,24 @@ class UsersStore:
 
     def record_last_seen(self, user_id: str, ts: float) -> None:
         """Record when the user was last online (never moves backwards; unknown users ignored)."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET last_seen = :ts",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(last_seen) OR last_seen < :ts)"
-                ),
-                ExpressionAttributeValues={":ts": {"N": repr(float(ts))}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return  # unknown user, or a later time is already recorded
-            raise DependencyUnavailable("user store unavailable") from exc
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression="SET last_seen = :ts",
+            ConditionExpression=(
+                "attribute_exists(pk) AND (attribute_not_exists(last_seen) OR last_seen < :ts)"
+            ),
+            ExpressionAttributeValues={":ts": {"N": repr(float(ts))}},
+        )  # unknown user, or a later time is already recorded
 
     def set_presence(self, user_id: str, setting: PresenceSetting) -> None:
         """Who may see the user's last seen."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET presence = :setting",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":setting": {"S": setting}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("user not found") from exc
-            raise DependencyUnavailable("user store unavailable") from exc
+        if not self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression="SET presence = :setting",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":setting": {"S": setting}},
+        ):
+            raise NotFound("user not found")
 
     def presence_view(
         self, viewer: str, target: str
@@ -839,36 +816,22 @@ class UsersStore:
 
     def set_account_identity(self, user_id: str, identity: bytes) -> bool:
         """Record the account identity if the account has none yet; whether it did."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
-                UpdateExpression="SET account_identity = :id, max_key_index = :zero",
-                ConditionExpression="attribute_not_exists(account_identity)",
-                ExpressionAttributeValues={":id": {"B": identity}, ":zero": {"N": "0"}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+            UpdateExpression="SET account_identity = :id, max_key_index = :zero",
+            ConditionExpression="attribute_not_exists(account_identity)",
+            ExpressionAttributeValues={":id": {"B": identity}, ":zero": {"N": "0"}},
+        )
 
     def reserve_key_index(self, user_id: str, identity: bytes, key_index: int) -> bool:
         """Raise max_key_index to `key_index` if it is higher (and the account identity
         is still `identity`); False if that index was handed out already."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
-                UpdateExpression="SET max_key_index = :k",
-                ConditionExpression="account_identity = :id AND max_key_index < :k",
-                ExpressionAttributeValues={":id": {"B": identity}, ":k": {"N": str(key_index)}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+            UpdateExpression="SET max_key_index = :k",
+            ConditionExpression="account_identity = :id AND max_key_index < :k",
+            ExpressionAttributeValues={":id": {"B": identity}, ":k": {"N": str(key_index)}},
+        )
 
     def install_device_list(
         self,
@@ -899,20 +862,16 @@ class UsersStore:
         }
         if previous_version:
             values[":previous"] = {"N": str(previous_version)}
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
-                UpdateExpression="SET list_version = :version, list_body = :body,"
-                " list_signature = :signature, listed = :listed,"
-                " max_key_index = if_not_exists(max_key_index, :k)",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
+        installed = self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+            UpdateExpression="SET list_version = :version, list_body = :body,"
+            " list_signature = :signature, listed = :listed,"
+            " max_key_index = if_not_exists(max_key_index, :k)",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+        if not installed:
+            return False
         if max_key_index:
             self.reserve_key_index(user_id, identity, max_key_index)
         return True
@@ -988,53 +947,39 @@ class UsersStore:
     def approve_pairing(self, ref: str, approved: PairingApproval, now: float) -> bool:
         """Record the primary's approval on a pending, unexpired pairing; False if it is
         no longer pending (or has expired)."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
-                UpdateExpression="SET #state = :approved, user_id = :uid, key_index = :k,"
-                " details = :details, account_signature = :asig, hmac = :hmac,"
-                " list_version = :version, list_body = :body, list_signature = :lsig",
-                ConditionExpression="#state = :pending AND expires_at > :now",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":approved": {"S": "approved"},
-                    ":pending": {"S": "pending"},
-                    ":now": {"N": str(int(now))},
-                    ":uid": {"S": approved.user_id},
-                    ":k": {"N": str(approved.key_index)},
-                    ":details": {"B": approved.details},
-                    ":asig": {"B": approved.account_signature},
-                    ":hmac": {"B": approved.hmac},
-                    ":version": {"N": str(approved.list_version)},
-                    ":body": {"B": approved.list_body},
-                    ":lsig": {"B": approved.list_signature},
-                },
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
+            UpdateExpression="SET #state = :approved, user_id = :uid, key_index = :k,"
+            " details = :details, account_signature = :asig, hmac = :hmac,"
+            " list_version = :version, list_body = :body, list_signature = :lsig",
+            ConditionExpression="#state = :pending AND expires_at > :now",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":approved": {"S": "approved"},
+                ":pending": {"S": "pending"},
+                ":now": {"N": str(int(now))},
+                ":uid": {"S": approved.user_id},
+                ":k": {"N": str(approved.key_index)},
+                ":details": {"B": approved.details},
+                ":asig": {"B": approved.account_signature},
+                ":hmac": {"B": approved.hmac},
+                ":version": {"N": str(approved.list_version)},
+                ":body": {"B": approved.list_body},
+                ":lsig": {"B": approved.list_signature},
+            },
+        )
 
     def use_pairing(self, ref: str) -> bool:
         """Mark an approved pairing used; False if it was not approved (used already)."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
-                # the approval has served its purpose: keep no trace of the account
-                UpdateExpression="SET #state = :used REMOVE user_id, key_index, details,"
-                " account_signature, hmac, list_version, list_body, list_signature",
-                ConditionExpression="#state = :approved",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":used": {"S": "used"}, ":approved": {"S": "approved"}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": {"S": f"PAIRING#{ref}"}, "sk": {"S": "PAIRING"}},
+            # the approval has served its purpose: keep no trace of the account
+            UpdateExpression="SET #state = :used REMOVE user_id, key_index, details,"
+            " account_signature, hmac, list_version, list_body, list_signature",
+            ConditionExpression="#state = :approved",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":used": {"S": "used"}, ":approved": {"S": "approved"}},
+        )
 
     # -- end of linked devices -----------------------------------------------------
 
@@ -1092,21 +1037,14 @@ class UsersStore:
         if verifier is not None:
             condition += " AND reglock_verifier = :v"
             values[":v"] = {"S": verifier}
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression=(
-                    "REMOVE reglock_verifier, reglock_set_at, pin_failures, pin_last_try"
-                ),
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression=(
+                "REMOVE reglock_verifier, reglock_set_at, pin_failures, pin_last_try"
+            ),
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": values} if values else {}),
+        )
 
     def claim_pin_try(self, user_id: str, verifier: str, seen_failures: int, now: float) -> bool:
         """Count one PIN try before it is checked, if the count is still `seen_failures`
@@ -1115,24 +1053,17 @@ class UsersStore:
             counted = "(attribute_not_exists(pin_failures) OR pin_failures = :seen)"
         else:
             counted = "pin_failures = :seen"
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET pin_failures = :next, pin_last_try = :now",
-                ConditionExpression=f"reglock_verifier = :v AND {counted}",
-                ExpressionAttributeValues={
-                    ":v": {"S": verifier},
-                    ":seen": {"N": str(seen_failures)},
-                    ":next": {"N": str(seen_failures + 1)},
-                    ":now": {"N": repr(float(now))},
-                },
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise DependencyUnavailable("user store unavailable") from exc
-        return True
+        return self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression="SET pin_failures = :next, pin_last_try = :now",
+            ConditionExpression=f"reglock_verifier = :v AND {counted}",
+            ExpressionAttributeValues={
+                ":v": {"S": verifier},
+                ":seen": {"N": str(seen_failures)},
+                ":next": {"N": str(seen_failures + 1)},
+                ":now": {"N": repr(float(now))},
+            },
+        )
 
     def reset_pin_tries(self, user_id: str) -> None:
         """A right PIN: the count starts afresh."""
@@ -1144,35 +1075,23 @@ class UsersStore:
     def record_active(self, user_id: str, now: float) -> None:
         """A device of the account refreshed a token (never moves backwards; unknown
         users ignored): one conditional UpdateItem."""
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET last_active = :now",
-                ConditionExpression=(
-                    "attribute_exists(pk)"
-                    " AND (attribute_not_exists(last_active) OR last_active < :now)"
-                ),
-                ExpressionAttributeValues={":now": {"N": repr(float(now))}},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return
-            raise DependencyUnavailable("user store unavailable") from exc
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression="SET last_active = :now",
+            ConditionExpression=(
+                "attribute_exists(pk) AND (attribute_not_exists(last_active) OR last_active < :now)"
+            ),
+            ExpressionAttributeValues={":now": {"N": repr(float(now))}},
+        )
 
     def _update_profile(self, user_id: str, expression: str, values: dict[str, Any]) -> None:
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk)",
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("user not found") from exc
-            raise DependencyUnavailable("user store unavailable") from exc
+        if not self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": "PROFILE"}},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
+            **({"ExpressionAttributeValues": values} if values else {}),
+        ):
+            raise NotFound("user not found")
 
 
 @dataclass(frozen=True)
