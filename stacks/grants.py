@@ -128,7 +128,8 @@ GRANTS: dict[str, FunctionGrants] = {
         enqueue_group_fanout=True,
     ),
     # reads the acked envelopes (BatchGetItem) to learn their senders, stores and
-    # posts each sender's delivered receipt, then deletes the envelopes
+    # posts each sender's delivered receipt, then deletes the envelopes (DeleteItem,
+    # or BatchWriteItem for several)
     "WsAck": FunctionGrants(
         tables={
             S.USERS_TABLE: _R,

@@ -165,16 +165,21 @@ def ack(
     (a throttled write) is sent again by the app and finds its envelopes still
     waiting, so a delivered tick is never lost. A receipt told twice has the same
     id when it names the same messages (the id is derived from them), and is
-    kept once. Only the envelopes that may tick are read first; the others (a
-    receipt acked, a message acked without a tick) are just deleted, and the
-    delete says what they were.
+    kept once.
+
+    What is read first: an ack of one id reads it only if it may tick (a receipt
+    acked, or a message acked without a tick, is just deleted, and the delete says
+    what it was). An ack of several reads them all in one BatchGetItem and deletes
+    what it found in one BatchWriteItem per 25, instead of a DeleteItem each.
     """
     # the keys name the caller's own mailbox: another device's envelope cannot
     # even be addressed, so a foreign id matches nothing
-    ticking = [server_id for server_id in frame.ids if server_id in frame.delivered]
-    waiting = (
-        mailbox.get_many(caller.user_id, caller.device_id, ticking, now=now) if ticking else {}
-    )
+    ids = list(dict.fromkeys(frame.ids))
+    read_all = len(ids) > 1
+    to_read = ids if read_all else [sid for sid in ids if sid in frame.delivered]
+    waiting = {}
+    if to_read:
+        waiting = mailbox.get_many(caller.user_id, caller.device_id, to_read, now=now)
     by_sender: dict[str, list[str]] = {}
     for server_id, envelope in waiting.items():
         # what one's own other device sent needs no tick back: it is one's own
@@ -198,10 +203,14 @@ def ack(
         )
         for sender, client_ids in by_sender.items()
     )
-    unknown = [server_id for server_id in ticking if server_id not in waiting]
+    unknown = [server_id for server_id in to_read if server_id not in waiting]
     messages = receipts = 0
-    for server_id in dict.fromkeys(frame.ids):
-        if server_id in frame.delivered and server_id not in waiting:
+    if read_all:
+        mailbox.delete_many(caller.user_id, caller.device_id, list(waiting))
+        messages = sum(isinstance(e, MessageEnvelope) for e in waiting.values())
+        return AckOutcome(messages, len(waiting) - messages, tuple(unknown), outcomes)
+    for server_id in ids:
+        if server_id in to_read and server_id not in waiting:
             continue  # read above, and not there: unknown already
         deleted = mailbox.delete(caller.user_id, caller.device_id, server_id, now=now)
         if deleted is None:

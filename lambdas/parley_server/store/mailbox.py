@@ -169,6 +169,17 @@ class Mailbox:
             return None
         return _envelope(old)
 
+    def delete_many(self, user_id: str, device_id: str, server_ids: Sequence[str]) -> int:
+        """Delete envelopes of this device's mailbox that were just read (so what they
+        were is known): one BatchWriteItem per 25, not a DeleteItem each. Missing
+        ones are no error. How many calls it took."""
+        device = mailbox_key(user_id, device_id)
+        requests = [
+            {"DeleteRequest": {"Key": {"device": {"S": device}, "sk": {"S": sid}}}}
+            for sid in dict.fromkeys(server_ids)
+        ]
+        return batch_write(self._ddb, self._table, requests, _BATCH)
+
     def clear(self, user_id: str, device_id: str) -> int:
         """Delete everything waiting in this device's mailbox, expired or not; how many
         envelopes went. One Query of keys, then a DeleteItem each (the function that

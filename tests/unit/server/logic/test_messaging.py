@@ -362,29 +362,73 @@ def test_an_ack_that_names_no_delivered_ids_makes_no_receipt(world: World) -> No
     assert world.events(alice, "receipt") == []
 
 
-def test_an_ack_reads_first_only_what_may_tick(
+def test_an_ack_of_one_id_reads_first_only_what_may_tick(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
     world.send(alice, bob.user_id, {bob_dev.device_id: b"x"}, client_id="x1")
     world.send(alice, bob.user_id, {bob_dev.device_id: b"y"}, client_id="y1")
     first, second = [e["id"] for e in world.events(bob, "message")]
-    read: list[list[str]] = []
-    get_many = Mailbox.get_many
+    calls = _count_mailbox_calls(monkeypatch)
 
-    def counted(store: Mailbox, user_id: str, device_id: str, ids: Any, *, now: float) -> Any:
-        read.append(list(ids))
-        return get_many(store, user_id, device_id, ids, now=now)
-
-    monkeypatch.setattr(Mailbox, "get_many", counted)
-    ticked = world.ack(bob, [first, second], delivered=[second])
+    ticked = world.ack(bob, [second], delivered=[second])
+    plain = world.ack(bob, [first], delivered=[])
     receipt = world.events(alice, "receipt")[0]
     untouched = world.ack(alice, [receipt["id"]], delivered=[])
 
-    # the ticking one is read before anything is deleted; the rest only deleted
-    assert read == [[second]]
-    assert (ticked.messages, [r["ids"] for r in world.events(alice, "receipt")]) == (2, [["y1"]])
-    assert (untouched.receipts, untouched.unknown) == (1, ())
+    # the ticking one is read before it is deleted; the others are only deleted
+    assert calls == [
+        ("get_many", [second]),
+        ("delete", [second]),
+        ("delete", [first]),
+        ("delete", [receipt["id"]]),
+    ]
+    assert (ticked.messages, plain.messages, untouched.receipts) == (1, 1, 1)
+    assert [r["ids"] for r in world.events(alice, "receipt")] == [["y1"]]
+    assert (plain.unknown, untouched.unknown) == ((), ())
+
+
+def test_an_ack_of_several_reads_once_and_deletes_in_one_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    for n in range(3):
+        world.send(alice, bob.user_id, {bob_dev.device_id: b"x"}, client_id=f"m{n}")
+    ids = [e["id"] for e in world.events(bob, "message")]
+    ghost = ids[0].replace("#m0", "#never")
+    calls = _count_mailbox_calls(monkeypatch)
+
+    outcome = world.ack(bob, [*ids, ghost, ids[1]], delivered=ids[1:])
+
+    assert calls == [("get_many", [*ids, ghost]), ("delete_many", ids)]
+    assert (outcome.messages, outcome.receipts, outcome.unknown) == (3, 0, (ghost,))
+    # only what the frame named in `delivered` ticks
+    assert [r["ids"] for r in world.events(alice, "receipt")] == [["m1", "m2"]]
+    page = world.mailbox.page(bob.user_id, bob_dev.device_id, after=None, limit=9, now=NOW)
+    assert page.envelopes == []
+
+
+def _count_mailbox_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """Record the mailbox reads and deletes (with the ids) from now on."""
+    calls: list[tuple[str, list[str]]] = []
+    get_many, delete, delete_many = Mailbox.get_many, Mailbox.delete, Mailbox.delete_many
+
+    def counted_get(store: Mailbox, user_id: str, device_id: str, ids: Any, *, now: float) -> Any:
+        calls.append(("get_many", list(ids)))
+        return get_many(store, user_id, device_id, ids, now=now)
+
+    def counted_delete(store: Mailbox, user_id: str, device: str, sid: str, *, now: float) -> Any:
+        calls.append(("delete", [sid]))
+        return delete(store, user_id, device, sid, now=now)
+
+    def counted_many(store: Mailbox, user_id: str, device_id: str, ids: Any) -> int:
+        calls.append(("delete_many", list(ids)))
+        return delete_many(store, user_id, device_id, ids)
+
+    monkeypatch.setattr(Mailbox, "get_many", counted_get)
+    monkeypatch.setattr(Mailbox, "delete", counted_delete)
+    monkeypatch.setattr(Mailbox, "delete_many", counted_many)
+    return calls
 
 
 def test_an_ack_without_ticks_of_someone_elses_id_deletes_nothing(world: World) -> None:
