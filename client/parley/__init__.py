@@ -13,7 +13,22 @@ from __future__ import annotations
 from parley.attachments.crypto import IntegrityError
 from parley.attachments.transfer import TransferError
 from parley.client import Client, EventStream
-from parley.content import Attachment, ContactCard, Location, MediaError, Text
+from parley.content import (
+    TIMER_CHOICES,
+    Attachment,
+    ContactCard,
+    Context,
+    Delete,
+    Edit,
+    Location,
+    MediaError,
+    Quote,
+    Reaction,
+    Target,
+    Text,
+    TimerChange,
+)
+from parley.conversations.calls import ActionRefused
 from parley.devices.linking import link
 from parley.endpoints import Endpoints
 from parley.errors import (
@@ -59,19 +74,26 @@ from parley.models import (
     IdentityChanged,
     LinkedDevice,
     Message,
+    MessageDeleted,
+    MessageDisappeared,
+    MessageEdited,
     MessageReceived,
     MessageSent,
     MessageState,
+    ReactionChanged,
     ReceiptUpdate,
     SendFailed,
     Synced,
+    TimerChanged,
     Typing,
 )
 from parley.signup import request_code, sign_up
 
 __all__ = [
+    "TIMER_CHOICES",
     "Account",
     "AccountMoved",
+    "ActionRefused",
     "ApiError",
     "Attachment",
     "AuthenticationError",
@@ -81,12 +103,15 @@ __all__ = [
     "Contact",
     "ContactCard",
     "ContactNotFound",
+    "Context",
+    "Delete",
     "DeviceLinked",
     "DeviceListError",
     "DeviceUnlinked",
     "DevicesChanged",
     "Direction",
     "Disconnected",
+    "Edit",
     "Endpoints",
     "Event",
     "EventStream",
@@ -106,6 +131,9 @@ __all__ = [
     "MediaError",
     "MemberReceipt",
     "Message",
+    "MessageDeleted",
+    "MessageDisappeared",
+    "MessageEdited",
     "MessageReceived",
     "MessageSent",
     "MessageState",
@@ -116,14 +144,20 @@ __all__ = [
     "ParleyClientError",
     "PassphraseRequired",
     "PinBackoff",
+    "Quote",
     "RateLimited",
+    "Reaction",
+    "ReactionChanged",
     "ReceiptUpdate",
     "RegistrationLocked",
     "SendFailed",
     "ServiceUnavailable",
     "StoreLocked",
     "Synced",
+    "Target",
     "Text",
+    "TimerChange",
+    "TimerChanged",
     "TransferError",
     "Typing",
     "UnlistedDevice",

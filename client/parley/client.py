@@ -51,6 +51,8 @@ from parley.assembly import (
 from parley.attachments.transfer import ProgressCallback
 from parley.connection import Connection
 from parley.content import ContactCard, Content, Location
+from parley.conversations import actions
+from parley.conversations.calls import MessageCalls
 from parley.conversations.payload import HistoryPayload
 from parley.devices.calls import DeviceCalls
 from parley.devices.history import HistorySent, receive_history, send_history
@@ -110,7 +112,12 @@ class EventStream:
             self._client._subscribers.remove(self._queue)
 
 
-class Client(GroupCalls, DeviceCalls):
+# how often the client looks for messages whose timer ran out when none is due sooner
+# (a timer that starts meanwhile ends at least 24 hours later)
+_SWEEP_IDLE_S = 60.0
+
+
+class Client(MessageCalls, GroupCalls, DeviceCalls):
     """One profile, connected. Use as `async with Client(profile) as c:`.
 
     `connect=False` opens the profile without a WebSocket (history, contacts,
@@ -195,6 +202,8 @@ class Client(GroupCalls, DeviceCalls):
         )
         slices.inbound.on_history = self._history_arrived
         self.protocol = self._live.protocol
+        self.sweep()
+        self._live.tasks.append(asyncio.create_task(self._sweeping(), name="parley-disappearing"))
         if self._connect and access.api is not None and self._endpoints is not None:
             self._live.start(
                 self._endpoints.ws_url,
@@ -427,12 +436,32 @@ class Client(GroupCalls, DeviceCalls):
             by_sender = self.engine.mark_group_read(target)
         else:
             by_sender = {target.user_id: self.engine.mark_read(target)}
+        read = [m for messages in by_sender.values() for m in messages]
+        with self.store.transaction():
+            actions.start_read(self.store, read, now=self._clock())
         for sender, messages in by_sender.items():
             # a message request is read without telling its sender (relationships)
             if messages and relationships.knows(self.store, sender):
                 self.protocol.send_receipt(sender, [m.client_id for m in messages], "read")
         self._live.flush()
         return [m for messages in by_sender.values() for m in messages]
+
+    def sweep(self) -> list[Event]:
+        """Erase the messages whose disappearing timer ran out (and their files) now;
+        what went, also as `MessageDisappeared` events. The client does this by
+        itself while open."""
+        with self.store.transaction():
+            gone = actions.sweep(self.store, now=self._clock())
+        for event in gone:
+            self._emit(event)
+        return gone
+
+    async def _sweeping(self) -> None:
+        while True:
+            due = self.store.messages.next_expiry()
+            wait = _SWEEP_IDLE_S if due is None else due / 1000 - self._clock()
+            await asyncio.sleep(min(max(wait, 0.05), _SWEEP_IDLE_S))
+            self.sweep()
 
     async def typing(self, contact: str | Contact | Group, typing: bool = True) -> None:
         """Show (or stop showing) `contact`, or every other member of a group, that this

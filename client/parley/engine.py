@@ -17,9 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from parley.answers import unb64
-from parley.content import Content
+from parley.content import (
+    Attachment,
+    ContactCard,
+    Content,
+    Context,
+    Location,
+    Text,
+    with_context,
+)
 from parley.conversations import (
     BundleFetcher,
     Incoming,
@@ -91,11 +100,23 @@ class Engine:
 
     async def send_to(self, target: Contact | Group, content: str | Content) -> Outgoing:
         """Store and encrypt a message for a contact (and its copy for our other
-        devices) or for a group (after the sender keys it needs)."""
+        devices) or for a group (after the sender keys it needs). A shown message
+        carries the conversation's disappearing timer."""
+        content = self._timed(target, Text(content) if isinstance(content, str) else content)
         if isinstance(target, Group):
             message, entries, events = await self.group_sending.prepare(target, content)
             return Outgoing(message, entries, events)
         return await self.sending.send(target, content)
+
+    def _timed(self, target: Contact | Group, content: Content) -> Content:
+        if not isinstance(content, Text | Location | ContactCard | Attachment):
+            return content
+        key = target.conversation if isinstance(target, Group) else target.user_id
+        seconds = self.store.messages.timer_of(key)
+        ctx = content.ctx or Context()
+        if ctx.timer == seconds:
+            return content
+        return with_context(content, replace(ctx, timer=seconds))
 
     def safety_numbers(self, contact: Contact) -> dict[str, str]:
         """Device id -> the 60-digit safety number with that device's identity key."""

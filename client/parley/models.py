@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from parley.content import Attachment, Content
+from parley.content import Attachment, Content, Quote, Target
 from parley.ids import group_address, group_id_of
 
 __all__ = [
@@ -27,12 +27,17 @@ __all__ = [
     "IdentityChanged",
     "LinkedDevice",
     "Message",
+    "MessageDeleted",
+    "MessageDisappeared",
+    "MessageEdited",
     "MessageReceived",
     "MessageSent",
     "MessageState",
+    "ReactionChanged",
     "ReceiptUpdate",
     "SendFailed",
     "Synced",
+    "TimerChanged",
     "Typing",
 ]
 
@@ -133,10 +138,40 @@ class Message:
     content: Content | None = None
     # where an attachment was saved on this device (`Client.download`), if it was
     file: Path | None = None
+    # when its author last edited it (server time, ms); None: never edited
+    edited_at: int | None = None
+    # "author" or "admin" once deleted for everyone (content and file are gone then)
+    deleted: str | None = None
+    # (user id, emoji), one per person who reacted, oldest first
+    reactions: tuple[tuple[str, str], ...] = ()
+    # its disappearing timer (seconds, 0: none) and, once it runs, when it ends (ms)
+    timer: int = 0
+    expires_at: int | None = None
 
     @property
     def outgoing(self) -> bool:
         return self.direction is Direction.OUT
+
+    @property
+    def edited(self) -> bool:
+        return self.edited_at is not None
+
+    @property
+    def reply_to(self) -> Quote | None:
+        """The message this one answers (author, client id, kind, excerpt), if any."""
+        ctx = getattr(self.content, "ctx", None)
+        return ctx.reply if ctx is not None else None
+
+    @property
+    def forwarded(self) -> int:
+        """How many times it was forwarded to get here (0: its sender wrote it)."""
+        ctx = getattr(self.content, "ctx", None)
+        return ctx.forwarded if ctx is not None else 0
+
+    @property
+    def target(self) -> Target:
+        """How other messages (a reply, a reaction, an edit) name this one."""
+        return Target(self.sender, self.client_id)
 
     @property
     def group_id(self) -> str | None:
@@ -211,6 +246,50 @@ class MessageReceived:
 @dataclass(frozen=True)
 class MessageSent:
     """The server stored our message (single tick)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageEdited:
+    """Its author edited `message` (which now has the new text, `edited` set)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageDeleted:
+    """`message` was deleted for everyone: by its author, or (`by` == "admin") by a
+    group admin, `deleted_by`. Its content and any downloaded file are gone."""
+
+    message: Message
+    by: str  # "author" or "admin"
+    deleted_by: str  # user id
+
+
+@dataclass(frozen=True)
+class ReactionChanged:
+    """`user_id` reacted to `message` with `emoji` ("": took their reaction back).
+    `message.reactions` has everyone's reactions as they now are."""
+
+    message: Message
+    user_id: str
+    emoji: str
+
+
+@dataclass(frozen=True)
+class TimerChanged:
+    """The disappearing timer of a conversation (a user id, or a group's "g:<id>")
+    is now `seconds` (0: off), set by `set_by`."""
+
+    conversation: str
+    seconds: int
+    set_by: str
+
+
+@dataclass(frozen=True)
+class MessageDisappeared:
+    """`message`'s disappearing timer ran out: it and its file are gone from this device."""
 
     message: Message
 
@@ -363,6 +442,11 @@ class Disconnected:
 Event = (
     MessageReceived
     | MessageSent
+    | MessageEdited
+    | MessageDeleted
+    | ReactionChanged
+    | TimerChanged
+    | MessageDisappeared
     | ReceiptUpdate
     | Typing
     | IdentityChanged

@@ -11,12 +11,27 @@ raises ContentError with a clear message (never anything else):
     {"v":1,"kind":"image"|"video"|"audio"|"document","media_id","key","header",
      "sha256","size","mime","name","thumbnail"?,"caption"?,"width"?,"height"?}
 
+Each of those may say what it replies to, how often it was forwarded and its
+disappearing timer (`"ctx"`, parley.content.context). Four more kinds act on
+other messages or on the conversation (parley.content.actions): a reaction, an
+edit, a delete for everyone, and a timer change.
+
 An `Attachment` only describes a file; encrypting, uploading and fetching it
 is parley.attachments.
 """
 
 from __future__ import annotations
 
+from parley.content.actions import (
+    ACTION_KINDS,
+    TIMER_CHOICES,
+    Action,
+    Delete,
+    Edit,
+    Reaction,
+    TimerChange,
+    check_emoji,
+)
 from parley.content.attachment import (
     ATTACHMENT_KINDS,
     CHUNK_BYTES,
@@ -26,27 +41,51 @@ from parley.content.attachment import (
     encrypted_size,
     kind_for_mime,
 )
-from parley.content.codec import Content, encode_content, parse_content
+from parley.content.codec import Content, Shown, encode_content, parse_content, with_context
+from parley.content.context import (
+    FORWARDED_MANY,
+    MAX_EXCERPT_CHARS,
+    Context,
+    Quote,
+    Target,
+    excerpt_of,
+)
 from parley.content.errors import ContentError, MediaError
 from parley.content.fields import MAX_NAME_CHARS
 from parley.content.kinds import MAX_TEXT_CHARS, ContactCard, Location, Text
 
 __all__ = [
+    "ACTION_KINDS",
     "ATTACHMENT_KINDS",
     "CHUNK_BYTES",
+    "FORWARDED_MANY",
     "MAX_CAPTION_CHARS",
+    "MAX_EXCERPT_CHARS",
     "MAX_NAME_CHARS",
     "MAX_TEXT_CHARS",
+    "TIMER_CHOICES",
+    "Action",
     "Attachment",
     "AttachmentKind",
     "ContactCard",
     "Content",
     "ContentError",
+    "Context",
+    "Delete",
+    "Edit",
     "Location",
     "MediaError",
+    "Quote",
+    "Reaction",
+    "Shown",
+    "Target",
     "Text",
+    "TimerChange",
+    "check_emoji",
     "encode_content",
     "encrypted_size",
+    "excerpt_of",
     "kind_for_mime",
     "parse_content",
+    "with_context",
 ]

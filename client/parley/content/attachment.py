@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import nacl.bindings as sodium
 
+from parley.content.context import Context
 from parley.content.errors import ContentError
 from parley.content.fields import (
     MAX_NAME_CHARS,
@@ -103,6 +104,8 @@ class Attachment:
     caption: str | None = None
     width: int | None = None
     height: int | None = None
+    # what it replies to, forwarding, timer: set by the codec from "ctx"
+    ctx: Context | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.kind not in ATTACHMENT_KINDS:

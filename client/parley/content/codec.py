@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Final, TypeAlias
 
+from parley.content.actions import Delete, Edit, Reaction, TimerChange
 from parley.content.attachment import ATTACHMENT_KINDS, Attachment
+from parley.content.context import Context, context_dict, parse_context
 from parley.content.errors import ContentError
 from parley.content.fields import VERSION, field
 from parley.content.kinds import ContactCard, Location, Text
 
-__all__ = ["Content", "encode_content", "parse_content"]
+__all__ = ["Content", "Shown", "encode_content", "parse_content", "with_context"]
 
-Content: TypeAlias = Text | Location | ContactCard | Attachment
+# What shows as a message of its own (and may reply, be forwarded, disappear).
+Shown: TypeAlias = Text | Location | ContactCard | Attachment
+Content: TypeAlias = Shown | Reaction | Edit | Delete | TimerChange
 
-_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], Content]]] = {
+_SHOWN: Final[dict[str, Callable[[Mapping[str, Any]], Shown]]] = {
     "text": Text.from_dict,
     "location": Location.from_dict,
     "contact": ContactCard.from_dict,
     **dict.fromkeys(ATTACHMENT_KINDS, Attachment.from_dict),
+}
+_ACTIONS: Final[dict[str, Callable[[Mapping[str, Any]], Content]]] = {
+    "reaction": Reaction.from_dict,
+    "edit": Edit.from_dict,
+    "delete": Delete.from_dict,
+    "timer": TimerChange.from_dict,
 }
 
 
@@ -37,12 +48,25 @@ def parse_content(data: str | bytes | Mapping[str, Any]) -> Content:
     if version != VERSION or isinstance(version, bool):
         raise ContentError(f"unsupported content version {version!r:.20}")
     kind = field(data, "kind")
-    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if isinstance(kind, str) and kind in _ACTIONS:
+        return _ACTIONS[kind](data)
+    parser = _SHOWN.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise ContentError(f"unknown message kind {kind!r:.20}")
-    return parser(data)
+    ctx = parse_context(data.get("ctx"))
+    shown = parser(data)
+    return shown if ctx is None or ctx.empty else replace(shown, ctx=ctx)
+
+
+def with_context(content: Shown, ctx: Context | None) -> Shown:
+    """`content` saying `ctx` (a reply, a forward, a timer) instead of what it said."""
+    return replace(content, ctx=None if ctx is None or ctx.empty else ctx)
 
 
 def encode_content(content: Content) -> str:
     """A content object -> the compact JSON that goes into the encrypted payload."""
-    return json.dumps(content.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    data = content.to_dict()
+    ctx = context_dict(getattr(content, "ctx", None))
+    if ctx is not None:
+        data["ctx"] = ctx
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

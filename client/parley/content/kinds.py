@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+from parley.content.context import Context
 from parley.content.errors import ContentError
 from parley.content.fields import (
     MAX_NAME_CHARS,
@@ -14,8 +15,8 @@ from parley.content.fields import (
     check_number,
     check_optional_text,
     check_text,
-    field,
 )
+from parley.content.fields import field as json_field
 
 __all__ = ["MAX_PHONES", "MAX_TEXT_CHARS", "ContactCard", "Location", "Text"]
 
@@ -32,6 +33,8 @@ class Text:
     """A text message."""
 
     text: str
+    # what it replies to, forwarding, timer: set by the codec from "ctx"
+    ctx: Context | None = field(default=None, kw_only=True)
     kind: ClassVar[str] = "text"
 
     def __post_init__(self) -> None:
@@ -42,7 +45,7 @@ class Text:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Text:
-        return cls(text=field(data, "text"))  # validated in __post_init__
+        return cls(text=json_field(data, "text"))  # validated in __post_init__
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Location:
     lat: float
     lon: float
     name: str | None = None
+    # what it replies to, forwarding, timer: set by the codec from "ctx"
+    ctx: Context | None = field(default=None, kw_only=True)
     kind: ClassVar[str] = "location"
 
     def __post_init__(self) -> None:
@@ -67,7 +72,9 @@ class Location:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Location:
-        return cls(lat=field(data, "lat"), lon=field(data, "lon"), name=field(data, "name"))
+        return cls(
+            lat=json_field(data, "lat"), lon=json_field(data, "lon"), name=json_field(data, "name")
+        )
 
     def map_url(self, zoom: int = 16) -> str:
         """An OpenStreetMap link with a marker on the point."""
@@ -86,6 +93,8 @@ class ContactCard:
 
     name: str
     phones: tuple[str, ...]
+    # what it replies to, forwarding, timer: set by the codec from "ctx"
+    ctx: Context | None = field(default=None, kw_only=True)
     kind: ClassVar[str] = "contact"
 
     def __post_init__(self) -> None:
@@ -106,4 +115,4 @@ class ContactCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ContactCard:
-        return cls(name=field(data, "name"), phones=field(data, "phones"))
+        return cls(name=json_field(data, "name"), phones=json_field(data, "phones"))

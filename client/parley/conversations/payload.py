@@ -43,8 +43,12 @@ from parley.content import (
     ContactCard,
     Content,
     ContentError,
+    Delete,
+    Edit,
     Location,
+    Reaction,
     Text,
+    TimerChange,
     encode_content,
     parse_content,
 )
@@ -70,6 +74,7 @@ __all__ = [
     "encode_sender_key",
     "encode_sent_copy",
     "encode_text",
+    "timer_label",
 ]
 
 SENDER_KEY_KIND = "sender_key"
@@ -259,7 +264,26 @@ def describe(content: Content) -> str:
         return f"📍 {content.name or 'Location'}"
     if isinstance(content, ContactCard):
         return f"👤 {content.name}"
+    if isinstance(content, Reaction):
+        return f"reacted {content.emoji}" if content.emoji else "took back a reaction"
+    if isinstance(content, Edit):
+        return f"✏️ {content.text}"
+    if isinstance(content, Delete):
+        return "🚫 deleted a message"
+    if isinstance(content, TimerChange):
+        return f"⏱ disappearing messages: {timer_label(content.seconds)}"
     return _describe_attachment(content)
+
+
+def timer_label(seconds: int) -> str:
+    """A disappearing timer as people say it: off, 24 hours, 7 days, 90 days."""
+    if seconds <= 0:
+        return "off"
+    if seconds % 86400 == 0 and seconds > 86400:
+        return f"{seconds // 86400} days"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hours"
+    return f"{seconds} seconds"
 
 
 _SYMBOLS = {"image": "📷", "video": "🎬", "audio": "🎵", "document": "📎"}

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from parley import relationships
-from parley.conversations import payload
+from parley.conversations import actions, payload
+from parley.conversations.actions import ACTIONS_NOT_SHOWN
 from parley.conversations.sealing import Sealer
 from parley.crypto import (
     DecryptionError,
@@ -144,7 +145,12 @@ class Receiving:
             state=MessageState.RECEIVED,
             content=content,
         )
-        return [] if stored is None else [MessageReceived(stored, contact)]
+        if stored is None:
+            return []
+        done = actions.on_stored(self.store, self.account.user_id, stored, now=self.sealer.clock())
+        if stored.content is not None and stored.content.kind in ACTIONS_NOT_SHOWN:
+            return done
+        return [MessageReceived(stored, contact), *done]
 
     def _store_copy(self, copy: payload.SentCopy, ts: int) -> list[Event]:
         """What another of our devices sent to `copy.to`, as sent from here."""
@@ -163,7 +169,12 @@ class Receiving:
             state=MessageState.SENT,
             content=copy.content,
         )
-        return [] if stored is None else [MessageSent(stored)]
+        if stored is None:
+            return []
+        done = actions.on_stored(self.store, self.account.user_id, stored, now=self.sealer.clock())
+        if stored.content is not None and stored.content.kind in ACTIONS_NOT_SHOWN:
+            return done
+        return [MessageSent(stored), *done]
 
     def _open(
         self, sender: str, device: str, body: bytes, now: float
@@ -217,6 +228,8 @@ class Receiving:
     def mark_read(self, contact: Contact) -> list[Message]:
         """Every unread incoming message of the conversation becomes read."""
         unread = self.store.messages.unread(contact.user_id)
-        return self.store.messages.advance(
+        read = self.store.messages.advance(
             contact.user_id, contact.user_id, [m.client_id for m in unread], MessageState.READ
         )
+        actions.start_read(self.store, read, now=self.sealer.clock())
+        return read

@@ -12,18 +12,24 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from parley.content import Content, Text
-from parley.conversations import payload
+from parley.conversations import actions, payload
 from parley.conversations.sealing import Sealed, Sealer, check_entry_size, new_client_id
 from parley.errors import ContactNotFound, MessageTooLarge, UnlistedDevice
 from parley.models import Contact, Direction, Event, Message, MessageSent, MessageState, SendFailed
 from parley.protocol import OutboxEntry
 
-__all__ = ["MAX_DEVICE_REPAIRS", "Outgoing", "Sending"]
+__all__ = ["MAX_DEVICE_REPAIRS", "Outgoing", "Sending", "ttl_of"]
 
 log = logging.getLogger("parley.conversations")
 
 # A send refused for mismatched devices (or a stale group) this often in a row is given up.
 MAX_DEVICE_REPAIRS = 3
+
+
+def ttl_of(content: Content | None) -> int | None:
+    """How long the service may keep a message: a disappearing one's timer."""
+    ctx = getattr(content, "ctx", None)
+    return ctx.timer if ctx is not None and ctx.timer else None
 
 
 @dataclass
@@ -65,14 +71,17 @@ class Sending:
         uid = contact.user_id
         async with self.sealer.lock(uid):
             sealed = await self.sealer.seal(contact, plaintext)
-            entry = OutboxEntry(client_id=new_client_id(), to=uid, payloads=sealed.payloads)
+            entry = OutboxEntry(
+                client_id=new_client_id(), to=uid, payloads=sealed.payloads, ttl=ttl_of(content)
+            )
             check_entry_size(entry)
             now = self.sealer.clock()
             with self.store.transaction():
                 message = self.add_outgoing(uid, entry, content, now)
+                assert message is not None  # a fresh random client id
+                done = actions.on_stored(self.store, self.account.user_id, message, now=now)
                 self.sealer.commit(sealed, entry, plaintext, now)
-        assert message is not None  # a fresh random client id
-        return message, entry, sealed.events
+        return message, entry, sealed.events + done
 
     async def own_copy(self, message: Message) -> tuple[OutboxEntry | None, list[Event]]:
         """A copy of `message` (just prepared for a contact) for this account's other
@@ -91,7 +100,12 @@ class Sending:
                 log.info("no copy for this account's other devices: %s", exc)
                 self.sealer.own_devices = frozenset()
                 return None, []
-            entry = OutboxEntry(client_id=new_client_id(), to=me, payloads=sealed.payloads)
+            entry = OutboxEntry(
+                client_id=new_client_id(),
+                to=me,
+                payloads=sealed.payloads,
+                ttl=ttl_of(message.content),
+            )
             try:
                 check_entry_size(entry)
             except MessageTooLarge:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from parley.conversations import Incoming, payload
+from parley.conversations import Incoming, actions, payload
 from parley.crypto import CryptoError
 from parley.crypto.sender_keys import (
     NoSenderKey,
@@ -260,11 +260,14 @@ class SenderKeys:
         )
         if stored is None:
             return []
+        done = actions.on_stored(self.store, self.account.user_id, stored, now=now)
+        if content.kind in actions.ACTIONS_NOT_SHOWN:
+            return done
         if contact is None:
             if group is not None and group.active:
                 self.ticks.start(stored, group)
-            return [MessageSent(stored)]
-        return [MessageReceived(stored, contact, self.store.groups.get(group_id))]
+            return [MessageSent(stored), *done]
+        return [MessageReceived(stored, contact, self.store.groups.get(group_id)), *done]
 
     def _needs_refresh(self, group_id: str) -> bool:
         group = self.store.groups.get(group_id)

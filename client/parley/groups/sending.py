@@ -14,8 +14,16 @@ from dataclasses import dataclass, replace
 
 from parley.answers import b64
 from parley.content import Content, Text
-from parley.conversations import MAX_DEVICE_REPAIRS, Sealer, Sending, new_client_id, payload
+from parley.conversations import (
+    MAX_DEVICE_REPAIRS,
+    Sealer,
+    Sending,
+    actions,
+    new_client_id,
+    payload,
+)
 from parley.conversations.sealing import check_entry_size
+from parley.conversations.sending import ttl_of
 from parley.crypto.sender_keys import MAX_GROUP_PLAINTEXT_LEN
 from parley.errors import ContactNotFound, MessageTooLarge
 from parley.groups.errors import NotAGroupMember
@@ -77,12 +85,15 @@ class GroupSending:
                     body=b64(own.key.encrypt(plaintext)),
                     version=group.version,
                     after=tuple(d.client_id for d in distributions),
+                    ttl=ttl_of(content),
                 )
                 check_entry_size(entry)
                 self.store.sender_keys.save_own(group.group_id, own, now)
                 message = self.sending.add_outgoing(group.conversation, entry, content, now)
                 assert message is not None  # a fresh random client id
-                self.ticks.start(message, group)
+                events += actions.on_stored(self.store, self.account.user_id, message, now=now)
+                if content.kind not in actions.ACTIONS_NOT_SHOWN:
+                    self.ticks.start(message, group)
                 self.store.outbox.add(entry, plaintext, now)
         return message, [*distributions, entry], events
 

@@ -27,6 +27,8 @@ class OutboxEntry:
     body: str | None = None  # group messages: one sender-key ciphertext
     version: int | None = None  # group messages: the group version it was encrypted for
     after: tuple[str, ...] = ()  # client ids that must be answered before this goes
+    # a disappearing message's timer (s): the service keeps it no longer than that
+    ttl: int | None = None
 
     @property
     def conversation(self) -> str:
@@ -45,6 +47,8 @@ class OutboxEntry:
                 out["version"] = self.version
         else:
             out["payloads"] = dict(self.payloads or {})
+        if self.ttl:
+            out["ttl"] = self.ttl
         return out
 
 

@@ -56,7 +56,7 @@ DB_FILE = "parley.db"
 # 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
 #    the skipped message keys each session holds
 # 6: contacts the user accepted (message requests), and whether the service knows
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _BOUND = "bound"
 
 # Every sealed column: (table, column, the columns that name its row, in order).
@@ -75,6 +75,7 @@ SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("own_sender_keys", "state", ("group_id",)),
     ("sender_keys", "record", ("group_id", "sender", "device_id")),
     ("group_ticks", "receipts", ("message_id",)),
+    ("reactions", "emoji", ("message_id", "reactor")),
 )
 
 _SCHEMA = """
@@ -125,6 +126,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,
     ts INTEGER NOT NULL, state TEXT NOT NULL,
     content BLOB, file BLOB,
+    action INTEGER NOT NULL DEFAULT 0, edited_at INTEGER, deleted TEXT,
+    timer INTEGER NOT NULL DEFAULT 0, expires_at INTEGER,
     UNIQUE (sender, client_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, id);
@@ -132,7 +135,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
     payloads TEXT NOT NULL, plaintext BLOB NOT NULL, created_at REAL NOT NULL,
-    body TEXT, version INTEGER, after TEXT
+    body TEXT, version INTEGER, after TEXT, ttl INTEGER
 );
 CREATE TABLE IF NOT EXISTS groups (
     group_id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
@@ -169,6 +172,20 @@ CREATE TABLE IF NOT EXISTS group_ticks (
 CREATE TABLE IF NOT EXISTS device_lists (
     user_id TEXT PRIMARY KEY, account_identity BLOB NOT NULL, version INTEGER NOT NULL,
     body BLOB NOT NULL, signature BLOB NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id INTEGER NOT NULL, reactor TEXT NOT NULL, emoji BLOB NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (message_id, reactor)
+);
+CREATE TABLE IF NOT EXISTS held_actions (
+    action_id INTEGER PRIMARY KEY, target_sender TEXT NOT NULL,
+    target_client_id TEXT NOT NULL, held_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_by_target ON held_actions (target_sender, target_client_id);
+CREATE TABLE IF NOT EXISTS conversation_timers (
+    peer TEXT PRIMARY KEY, seconds INTEGER NOT NULL, set_by TEXT NOT NULL,
+    ts INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen (
     sender TEXT NOT NULL, client_id TEXT NOT NULL, seen_at REAL NOT NULL,
@@ -429,6 +446,12 @@ _ADDED_COLUMNS = (
     ("old_sessions", "skipped", "INTEGER"),
     ("old_sessions", "skipped_since", "REAL"),
     ("contacts", "accepted", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "action", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "edited_at", "INTEGER"),
+    ("messages", "deleted", "TEXT"),
+    ("messages", "timer", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "expires_at", "INTEGER"),
+    ("outbox", "ttl", "INTEGER"),
     ("contacts", "told", "INTEGER NOT NULL DEFAULT 1"),
     ("groups", "rev", "INTEGER NOT NULL DEFAULT 0"),
     ("groups", "head", "INTEGER NOT NULL DEFAULT 0"),

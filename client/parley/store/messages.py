@@ -1,5 +1,12 @@
 """Messages with their tick state, and (for anything but text) the content that shows
-them and where a downloaded file was saved."""
+them and where a downloaded file was saved; what acts on them (reactions, edits,
+deletes for everyone, disappearing timers) and the actions held for a message that
+has not arrived yet.
+
+Actions (a reaction, an edit, a delete) are stored as rows too, marked `action`:
+their (sender, client id) row is what makes each one apply exactly once, however
+often it is delivered. Lists (`history`, `since`, `unread`) never show them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from parley.content import Content, ContentError, Text, encode_content, parse_content
+from parley.content import (
+    ACTION_KINDS,
+    Content,
+    ContentError,
+    Target,
+    Text,
+    encode_content,
+    parse_content,
+)
 from parley.models import Direction, Message, MessageState
 from parley.store.db import Cell, Repository
 
@@ -17,12 +32,21 @@ __all__ = ["Messages"]
 
 log = logging.getLogger("parley.store")
 
-_MESSAGE_COLUMNS = "id, peer, direction, sender, client_id, body, ts, state, content, file"
+_MESSAGE_COLUMNS = (
+    "id, peer, direction, sender, client_id, body, ts, state, content, file,"
+    " edited_at, deleted, timer, expires_at"
+)
+# shown messages only: not actions, not what disappeared
+_SHOWN = "action = 0"
 
 
 def _cell(column: str, sender: str, client_id: str) -> Cell:
     """A message's sealed values are bound to its (sender, client id)."""
     return Cell("messages", column, (sender, client_id))
+
+
+def _reaction_cell(message_id: int, reactor: str) -> Cell:
+    return Cell("reactions", "emoji", (message_id, reactor))
 
 
 class Messages(Repository):
@@ -44,14 +68,19 @@ class Messages(Repository):
         """Store a message; None if (sender, client id) is already stored.
 
         `text` is what lists show; `content` is the message itself when it is
-        not a plain text (a text's content is its text).
+        not a plain text (a text's content is its text). An action (reaction,
+        edit, delete) is stored hidden: lists do not show it.
         """
-        kept = None if content is None or isinstance(content, Text) else content
+        plain = isinstance(content, Text) and content.ctx is None
+        kept = None if content is None or plain else content
+        action = content is not None and content.kind in ACTION_KINDS and content.kind != "timer"
+        ctx = getattr(content, "ctx", None)
+        timer = ctx.timer if ctx is not None else 0
         with self.transaction():
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO messages"
-                " (peer, direction, sender, client_id, body, ts, state, content)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " (peer, direction, sender, client_id, body, ts, state, content, action, timer)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     peer,
                     direction.value,
@@ -65,6 +94,8 @@ class Messages(Repository):
                     else self._vault.seal(
                         encode_content(kept).encode(), _cell("content", sender, client_id)
                     ),
+                    int(action),
+                    timer,
                 ),
             )
             if cursor.rowcount == 0:
@@ -81,6 +112,7 @@ class Messages(Repository):
             ts,
             state,
             content=kept if kept is not None else _text_content(text),
+            timer=timer,
         )
 
     def by_id(self, message_id: int) -> Message | None:
@@ -114,7 +146,7 @@ class Messages(Repository):
         """The last `limit` messages with `peer`, oldest first."""
         rows = self._db.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
-            " WHERE peer = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f" WHERE peer = ? AND id < ? AND {_SHOWN} ORDER BY id DESC LIMIT ?",
             (peer, before_id if before_id is not None else 2**62, limit),
         ).fetchall()
         return [self._message(r) for r in reversed(rows)]
@@ -124,7 +156,7 @@ class Messages(Repository):
         the order stored, the order `history` shows): what a new companion is given."""
         rows = self._db.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
-            " WHERE ts >= ? ORDER BY id",
+            f" WHERE ts >= ? AND {_SHOWN} ORDER BY id",
             (ts,),
         ).fetchall()
         return [self._message(r) for r in rows]
@@ -162,13 +194,230 @@ class Messages(Repository):
     def unread(self, peer: str) -> list[Message]:
         rows = self._db.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
-            " WHERE peer = ? AND direction = 'in' AND state = 'received' ORDER BY id",
+            " WHERE peer = ? AND direction = 'in' AND state = 'received'"
+            f" AND {_SHOWN} ORDER BY id",
             (peer,),
         ).fetchall()
         return [self._message(r) for r in rows]
 
+    # --- what acts on a message ---------------------------------------------------------
+
+    def find(self, target: Target) -> Message | None:
+        """A shown message (not an action) by how others name it."""
+        found = self.get(target.author, target.client_id)
+        return found if found is not None and not self._is_action(found.id) else None
+
+    def _is_action(self, message_id: int) -> bool:
+        row = self._db.execute("SELECT action FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return bool(row and row[0])
+
+    def edit(self, message_id: int, text: str, content: Content, edited_at: int) -> bool:
+        """Its author's new text, if newer than the last edit applied (so edits
+        arriving out of order end on the latest). False: an older edit, or gone."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT sender, client_id, edited_at, deleted FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None or row[3] is not None or (row[2] is not None and row[2] >= edited_at):
+                return False
+            sender, client_id = row[0], row[1]
+            plain = isinstance(content, Text) and content.ctx is None
+            self._db.execute(
+                "UPDATE messages SET body = ?, content = ?, edited_at = ? WHERE id = ?",
+                (
+                    self._vault.seal(text.encode(), _cell("body", sender, client_id)),
+                    None
+                    if plain
+                    else self._vault.seal(
+                        encode_content(content).encode(), _cell("content", sender, client_id)
+                    ),
+                    edited_at,
+                    message_id,
+                ),
+            )
+        return True
+
+    def delete_for_everyone(self, message_id: int, by: str, note: str) -> Path | None:
+        """Drop its content, file path and reactions; it shows `note` from now on.
+        Returns the path of its downloaded file, if it had one, for the caller to
+        remove (after the transaction)."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT sender, client_id, file FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            sender, client_id, file = row
+            path = (
+                None
+                if file is None
+                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
+            )
+            self._db.execute(
+                "UPDATE messages SET body = ?, content = NULL, file = NULL, deleted = ?,"
+                " edited_at = NULL WHERE id = ?",
+                (self._vault.seal(note.encode(), _cell("body", sender, client_id)), by, message_id),
+            )
+            self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+        return path
+
+    def erase(self, message_id: int) -> Path | None:
+        """Forget a message that disappeared: the row, its reactions; returns the path
+        of its downloaded file for the caller to remove. A redelivery stays dropped
+        (parley.store.seen)."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT sender, client_id, file FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            sender, client_id, file = row
+            path = (
+                None
+                if file is None
+                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
+            )
+            self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+            self._db.execute("DELETE FROM group_ticks WHERE message_id = ?", (message_id,))
+            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        return path
+
+    def react(self, message_id: int, reactor: str, emoji: str, ts: int) -> bool:
+        """`reactor`'s reaction ("" takes it back), if newer than theirs so far."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT ts FROM reactions WHERE message_id = ? AND reactor = ?",
+                (message_id, reactor),
+            ).fetchone()
+            if row is not None and row[0] >= ts:
+                return False
+            if emoji:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO reactions (message_id, reactor, emoji, ts)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        message_id,
+                        reactor,
+                        self._vault.seal(emoji.encode(), _reaction_cell(message_id, reactor)),
+                        ts,
+                    ),
+                )
+            elif row is not None:
+                self._db.execute(
+                    "DELETE FROM reactions WHERE message_id = ? AND reactor = ?",
+                    (message_id, reactor),
+                )
+            else:
+                return False
+        return True
+
+    def latest_action_ts(self, message_id: int, actor: str) -> int:
+        """The time of the last reaction of `actor` to it, or of its last edit (0: none)."""
+        row = self._db.execute(
+            "SELECT MAX(ts) FROM (SELECT ts FROM reactions WHERE message_id = ? AND reactor = ?"
+            " UNION ALL SELECT edited_at FROM messages WHERE id = ? AND sender = ?)",
+            (message_id, actor, message_id, actor),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def reactions(self, message_id: int) -> tuple[tuple[str, str], ...]:
+        rows = self._db.execute(
+            "SELECT reactor, emoji FROM reactions WHERE message_id = ? ORDER BY ts, reactor",
+            (message_id,),
+        ).fetchall()
+        return tuple(
+            (reactor, self._vault.open(emoji, _reaction_cell(message_id, reactor)).decode())
+            for reactor, emoji in rows
+        )
+
+    def hold(self, action_id: int, target: Target, now: float) -> None:
+        """Keep an action whose target has not arrived, to apply when it does."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO held_actions"
+                " (action_id, target_sender, target_client_id, held_at) VALUES (?, ?, ?, ?)",
+                (action_id, target.author, target.client_id, now),
+            )
+
+    def held_for(self, target: Target) -> list[Message]:
+        """The actions waiting for `target`, in the order they arrived."""
+        rows = self._db.execute(
+            f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"  # noqa: S608
+            " FROM held_actions h JOIN messages m ON m.id = h.action_id"
+            " WHERE h.target_sender = ? AND h.target_client_id = ? ORDER BY m.id",
+            (target.author, target.client_id),
+        ).fetchall()
+        return [self._message(r) for r in rows]
+
+    def unhold(self, action_ids: list[int]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "DELETE FROM held_actions WHERE action_id = ?", [(i,) for i in action_ids]
+            )
+
+    def drop_held(self, before: float) -> int:
+        """Forget actions held since before `before` (their target never came)."""
+        with self.transaction():
+            cursor = self._db.execute("DELETE FROM held_actions WHERE held_at < ?", (before,))
+        return cursor.rowcount
+
+    def hide(self, message_id: int) -> None:
+        """Lists stop showing it (a change that broke a rule)."""
+        with self.transaction():
+            self._db.execute("UPDATE messages SET action = 1 WHERE id = ?", (message_id,))
+
+    def start_timer(self, message_id: int, expires_at: int) -> bool:
+        """Set when a message with a timer disappears (once: the first start wins)."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE messages SET expires_at = ? WHERE id = ? AND timer > 0"
+                " AND expires_at IS NULL",
+                (expires_at, message_id),
+            )
+        return cursor.rowcount > 0
+
+    def expired(self, now_ms: int) -> list[Message]:
+        """Messages whose disappearing timer has run out."""
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+            " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+            (now_ms,),
+        ).fetchall()
+        return [self._message(r) for r in rows]
+
+    def next_expiry(self) -> int | None:
+        """When the next running timer ends (ms), if one runs."""
+        row = self._db.execute(
+            "SELECT MIN(expires_at) FROM messages WHERE expires_at IS NOT NULL"
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def timer_of(self, peer: str) -> int:
+        """The conversation's disappearing timer (seconds; 0: off)."""
+        row = self._db.execute(
+            "SELECT seconds FROM conversation_timers WHERE peer = ?", (peer,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_timer(self, peer: str, seconds: int, set_by: str, ts: int) -> bool:
+        """The conversation's timer from now on, if this change is newer than the last."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT ts FROM conversation_timers WHERE peer = ?", (peer,)
+            ).fetchone()
+            if row is not None and row[0] >= ts:
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO conversation_timers (peer, seconds, set_by, ts)"
+                " VALUES (?, ?, ?, ?)",
+                (peer, seconds, set_by, ts),
+            )
+        return True
+
     def _message(self, row: tuple[Any, ...]) -> Message:
-        row_id, peer, direction, sender, client_id, body, ts, state, content, file = row
+        row_id, peer, direction, sender, client_id, body, ts, state, content, file = row[:10]
+        edited_at, deleted, timer, expires_at = row[10:]
         text = self._vault.open(body, _cell("body", sender, client_id)).decode()
         return Message(
             id=row_id,
@@ -180,7 +429,9 @@ class Messages(Repository):
             ts=ts,
             state=MessageState(state),
             content=(
-                _text_content(text)
+                None
+                if deleted is not None
+                else _text_content(text)
                 if content is None
                 else self._content(row_id, content, _cell("content", sender, client_id))
             ),
@@ -189,6 +440,11 @@ class Messages(Repository):
                 if file is None
                 else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
             ),
+            edited_at=edited_at,
+            deleted=deleted,
+            reactions=self.reactions(row_id),
+            timer=timer,
+            expires_at=expires_at,
         )
 
     def _content(self, row_id: int, sealed: bytes, cell: Cell) -> Content | None:

@@ -30,7 +30,7 @@ class Outbox(Repository):
         with self.transaction():
             self._db.execute(
                 "INSERT INTO outbox (client_id, recipient, payloads, plaintext, created_at,"
-                " body, version, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, version, after, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.client_id,
                     entry.to,
@@ -40,6 +40,7 @@ class Outbox(Repository):
                     entry.body,
                     entry.version,
                     json.dumps(list(entry.after)) if entry.after else None,
+                    entry.ttl,
                 ),
             )
 
@@ -71,7 +72,7 @@ class Outbox(Repository):
     def items(self) -> list[OutboxItem]:
         """Every unsent entry, oldest first (FIFO)."""
         rows = self._db.execute(
-            "SELECT client_id, recipient, payloads, plaintext, body, version, after"
+            "SELECT client_id, recipient, payloads, plaintext, body, version, after, ttl"
             " FROM outbox ORDER BY seq"
         ).fetchall()
         return [
@@ -83,8 +84,9 @@ class Outbox(Repository):
                     body=body,
                     version=version,
                     after=tuple(json.loads(after)) if after else (),
+                    ttl=ttl,
                 ),
                 self._vault.open(plaintext, _cell(cid)),
             )
-            for cid, to, payloads, plaintext, body, version, after in rows
+            for cid, to, payloads, plaintext, body, version, after, ttl in rows
         ]

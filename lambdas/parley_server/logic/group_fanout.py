@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from parley_server.config import Limits
-from parley_server.logic.messaging import DeliveryReport, deliver, limit_send_rate
+from parley_server.logic.messaging import DeliveryReport, deliver, expiry, limit_send_rate
 from parley_server.logic.ports import (
     Caller,
     ConnectionsPort,
@@ -138,7 +138,7 @@ def send(
         client_id=frame.client_id,
         body=frame.body,
         ord=make_ord(now, secrets.token_hex(4)),
-        expires_at=int(now) + limits.mailbox_ttl_s,
+        expires_at=expiry(now, limits, frame.ttl_s),
         members=members,
     )
     event = sent_event(frame.client_id, ms_of_ord(job.ord))

@@ -62,6 +62,7 @@ __all__ = [
     "SyncOutcome",
     "deliver",
     "events_by_device",
+    "expiry",
     "limit_mail_from_sender",
     "limit_send_rate",
     "limit_typing_rate",
@@ -142,6 +143,12 @@ class SendOutcome:
     gone: int
 
 
+def expiry(now: float, limits: Limits, ttl_s: int | None) -> int:
+    """When a message's envelopes expire: after the mailbox's 30 days, or sooner when
+    the send asked for less (a disappearing message's timer)."""
+    return int(now) + (limits.mailbox_ttl_s if ttl_s is None else min(ttl_s, limits.mailbox_ttl_s))
+
+
 def limit_send_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
     """Count one send of the caller's device: one budget per second for 1:1 and group
     sends alike (RateLimited past it)."""
@@ -201,7 +208,7 @@ def send(
     limit_mail_from_sender(caller, frame.to, limits=limits, limiter=limiter, now=now)
 
     ord_ = make_ord(now, _nonce())
-    expires_at = int(now) + limits.mailbox_ttl_s
+    expires_at = expiry(now, limits, frame.ttl_s)
     pending: dict[str, Envelope] = {}
     stored = duplicates = 0
     for device_id, body in frame.payloads.items():

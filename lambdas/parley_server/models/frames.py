@@ -162,6 +162,8 @@ class DirectSendFrame:
     client_id: str
     to: str
     payloads: Mapping[str, bytes]
+    # a disappearing message's timer (s): its envelopes are kept no longer than that
+    ttl_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ class GroupSendFrame:
     group_id: str
     body: bytes
     version: int | None = None
+    ttl_s: int | None = None
 
 
 SendFrame = DirectSendFrame | GroupSendFrame
@@ -187,13 +190,28 @@ def _group_version(raw: Mapping[str, Any]) -> int | None:
     return value
 
 
+# The longest `ttl` a send may ask for: a year (the mailbox keeps nothing past 30 days).
+MAX_SEND_TTL_S = 365 * 24 * 3600
+
+
+def _ttl(raw: Mapping[str, Any]) -> int | None:
+    value = raw.get("ttl")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEND_TTL_S:
+        raise BadRequest(f"`ttl` must be whole seconds from 1 to {MAX_SEND_TTL_S}", field="ttl")
+    return value
+
+
 def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
-    """A `send` frame: to a user (`payloads`) or to `g:<group id>` (`body`)."""
+    """A `send` frame: to a user (`payloads`) or to `g:<group id>` (`body`); `ttl`
+    (optional, seconds) keeps its envelopes no longer than that."""
     client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
     kind, to = _to(raw)
+    ttl = _ttl(raw)
     if kind == "group":
         body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
-        return GroupSendFrame(client_id, to, body, _group_version(raw))
+        return GroupSendFrame(client_id, to, body, _group_version(raw), ttl)
     payloads = _field(raw, "payloads")
     if not isinstance(payloads, dict) or not payloads:
         raise BadRequest(
@@ -206,7 +224,7 @@ def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
                 f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
             )
         decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
-    return DirectSendFrame(client_id, to, decoded)
+    return DirectSendFrame(client_id, to, decoded, ttl)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ SECRET_COLUMNS = {
     ("own_sender_keys", "state"),
     ("sender_keys", "record"),
     ("group_ticks", "receipts"),
+    ("reactions", "emoji"),
 }
 
 

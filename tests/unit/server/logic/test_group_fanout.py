@@ -80,11 +80,18 @@ class World(Ports):
         version: int | None = None,
         inline_members: int = group_fanout.INLINE_MEMBERS,
         chunk_members: int = group_fanout.CHUNK_MEMBERS,
+        ttl: int | None = None,
     ) -> group_fanout.GroupSendOutcome:
-        raw = {"id": client_id, "to": f"g:{group_id}", "body": base64.b64encode(body).decode()}
-        frame = parse_send(
-            raw if version is None else {**raw, "version": version}, max_payload_bytes=64 * 1024
-        )
+        raw: dict[str, Any] = {
+            "id": client_id,
+            "to": f"g:{group_id}",
+            "body": base64.b64encode(body).decode(),
+        }
+        if version is not None:
+            raw["version"] = version
+        if ttl is not None:
+            raw["ttl"] = ttl
+        frame = parse_send(raw, max_payload_bytes=64 * 1024)
         assert isinstance(frame, GroupSendFrame)
         return self.call(
             group_fanout.send,
@@ -142,6 +149,21 @@ def test_every_member_device_gets_one_envelope_but_the_sending_device(world: Wor
     assert sorted(world.pusher.woken) == sorted([carol_phone.device_id, carol_tablet.device_id])
     assert outcome.fanout is not None
     assert (outcome.fanout.devices, outcome.fanout.delivered) == (4, 2)
+
+
+def test_a_disappearing_group_message_is_kept_no_longer_than_its_timer(world: World) -> None:
+    (alice,), (bob,) = world.person(), world.person()
+    gid = world.group(alice, bob)
+    day = 24 * 3600
+
+    world.send(alice, gid, client_id="gone", ttl=day)
+    # the same through the queue (a large group's path)
+    world.send(alice, gid, client_id="queued", ttl=day, inline_members=1)
+
+    (envelope,) = world.pending(bob)
+    assert (envelope.client_id, envelope.expires_at) == ("gone", int(NOW) + day)
+    (job,) = world.queue.jobs
+    assert (job.client_id, job.expires_at) == ("queued", int(NOW) + day)
 
 
 def test_a_removed_member_gets_nothing_sent_after_the_removal(world: World) -> None:

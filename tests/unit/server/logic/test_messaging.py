@@ -64,15 +64,16 @@ class World(Ports):
         client_id: str = "c1",
         now: float = NOW,
         limits: Limits = LIMITS,
+        ttl: int | None = None,
     ) -> messaging.SendOutcome:
-        frame = parse_send(
-            {
-                "id": client_id,
-                "to": to,
-                "payloads": {d: base64.b64encode(p).decode() for d, p in payloads.items()},
-            },
-            max_payload_bytes=limits.max_payload_bytes,
-        )
+        raw: dict[str, Any] = {
+            "id": client_id,
+            "to": to,
+            "payloads": {d: base64.b64encode(p).decode() for d, p in payloads.items()},
+        }
+        if ttl is not None:
+            raw["ttl"] = ttl
+        frame = parse_send(raw, max_payload_bytes=limits.max_payload_bytes)
         return self.call(messaging.send, frame, caller, now=now, limits=limits)
 
     def ack(
@@ -124,6 +125,26 @@ def test_send_to_an_online_device_delivers_before_answering_sent(world: World) -
     assert base64.b64decode(message["body"]) == b"hello"
     assert (outcome.stored, outcome.delivered, outcome.pushed) == (1, 1, 0)
     assert world.pusher.woken == []
+
+
+def test_a_disappearing_message_is_kept_no_longer_than_its_timer(world: World) -> None:
+    alice, _ = world.online_user()
+    bob_id, (bob_dev,) = world.user()
+    day = 24 * 3600
+
+    world.send(alice, bob_id, {bob_dev.device_id: b"soon gone"}, client_id="d1", ttl=day)
+    world.send(alice, bob_id, {bob_dev.device_id: b"for a year"}, client_id="y1", ttl=10**7)
+    world.send(alice, bob_id, {bob_dev.device_id: b"plain"}, client_id="p1")
+
+    def kept(now: float) -> list[str]:
+        page = world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=9, now=now)
+        return sorted(e.client_id for e in page.envelopes)
+
+    assert kept(NOW + day - 1) == ["d1", "p1", "y1"]
+    # an offline device that syncs after the timer never gets the message
+    assert kept(NOW + day) == ["p1", "y1"]
+    # nothing is kept past the mailbox's 30 days, whatever the send asked for
+    assert kept(NOW + LIMITS.mailbox_ttl_s) == []
 
 
 def test_send_to_two_devices_gives_each_its_own_ciphertext(world: World) -> None:

@@ -69,6 +69,16 @@ def test_send_frame_ignores_a_forged_from() -> None:
     assert frame.to == BOB
 
 
+def test_a_send_may_ask_its_envelopes_to_be_kept_less_long() -> None:
+    direct = parse_send(send(ttl=86400), max_payload_bytes=LIMIT)
+    group = parse_send(
+        send(to="g:" + "c" * 32, payloads=..., body=b64(b"sk"), ttl=604800),
+        max_payload_bytes=LIMIT,
+    )
+    assert (direct.ttl_s, group.ttl_s) == (86400, 604800)
+    assert parse_send(send(), max_payload_bytes=LIMIT).ttl_s is None
+
+
 def test_group_send_carries_one_body() -> None:
     frame = parse_send(
         send(to="g:" + "c" * 32, payloads=..., body=b64(b"sk")), max_payload_bytes=LIMIT
@@ -94,6 +104,12 @@ def test_group_send_carries_one_body() -> None:
         ({"payloads": {"not-a-device": b64(b"x")}}, "payloads"),
         ({"payloads": {DEV1: 5}}, f"payloads.{DEV1}"),
         ({"payloads": {DEV1: ""}}, f"payloads.{DEV1}"),
+        ({"ttl": 0}, "ttl"),
+        ({"ttl": -5}, "ttl"),
+        ({"ttl": 86400.5}, "ttl"),
+        ({"ttl": True}, "ttl"),
+        ({"ttl": "86400"}, "ttl"),
+        ({"ttl": 366 * 24 * 3600}, "ttl"),
     ],
 )
 def test_send_frame_missing_or_mistyped_fields_are_named(

@@ -1,0 +1,143 @@
+"""The message calls of `parley.Client` beyond sending: reply, react, edit, delete
+(for everyone or only here), and the disappearing timer of a conversation.
+
+Each is a message inside the end-to-end encryption (parley.content.context and
+parley.content.actions), sent to the conversation its target is in, and
+applied here at once as every other device of the conversation applies it
+(parley.conversations.actions). The client refuses what the receiving devices
+would drop: an edit or delete past its window, someone else's message, a
+reaction that is not one emoji.
+"""
+
+from __future__ import annotations
+
+import time
+
+from parley.content import (
+    Content,
+    Context,
+    Delete,
+    Edit,
+    Quote,
+    Reaction,
+    Shown,
+    Text,
+    TimerChange,
+    excerpt_of,
+    with_context,
+)
+from parley.conversations import actions
+from parley.errors import ParleyClientError
+from parley.ids import group_id_of
+from parley.models import Account, Contact, Event, Group, Message
+from parley.store import Store
+
+__all__ = ["ActionRefused", "MessageCalls"]
+
+
+class ActionRefused(ParleyClientError):
+    """The rules do not allow this edit, delete or timer change (the reason says why)."""
+
+
+class MessageCalls:
+    """Replies, reactions, edits, deletes and timers, for a facade that sends."""
+
+    @property
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    @property
+    def account(self) -> Account:
+        raise NotImplementedError
+
+    def message(self, message_id: int) -> Message:
+        raise NotImplementedError
+
+    def conversation(self, key: str | Contact | Group) -> Contact | Group:
+        raise NotImplementedError
+
+    async def send_content(self, to: str | Contact | Group, content: str | Content) -> Message:
+        raise NotImplementedError
+
+    def _emit(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def _target(self, message: Message | int) -> Message:
+        return self.message(message if isinstance(message, int) else message.id)
+
+    def _where(self, message: Message) -> Contact | Group:
+        group_id = group_id_of(message.peer)
+        return self.conversation(group_id if group_id is not None else message.peer)
+
+    async def reply(self, message: Message | int, content: str | Shown) -> Message:
+        """Send `content` (a text or any shown kind) to the conversation of `message`,
+        quoting it: every device shows what it answers, even once it is gone."""
+        target = self._target(message)
+        if target.deleted is not None:
+            raise ActionRefused("a deleted message cannot be replied to")
+        shown = Text(content) if isinstance(content, str) else content
+        ctx = getattr(shown, "ctx", None) or Context()
+        quote = Quote(target.target, target.kind, excerpt_of(target.text))
+        return await self.send_content(
+            self._where(target), with_context(shown, Context(quote, ctx.forwarded, ctx.timer))
+        )
+
+    async def react(self, message: Message | int, emoji: str) -> Message:
+        """React to a message with one emoji; another reaction replaces it and "" takes
+        it back. `parley.content.ContentError` (a ValueError) if `emoji` is not one."""
+        target = self._target(message)
+        if target.deleted is not None:
+            raise ActionRefused("a deleted message cannot be reacted to")
+        return await self.send_content(self._where(target), Reaction(target.target, emoji))
+
+    async def edit(self, message: Message | int, text: str) -> Message:
+        """Change the text of a text message this account sent, for
+        `actions.RULES.edit_window_s` (15 minutes) after it was sent; every device
+        shows the new text, marked edited."""
+        target = self._target(message)
+        refused = actions.edit_refused(target, self.account.user_id, _now_ms())
+        if refused:
+            raise ActionRefused(refused)
+        return await self.send_content(self._where(target), Edit(target.target, text))
+
+    async def delete_for_everyone(self, message: Message | int) -> Message:
+        """Delete a message on every device of the conversation: one's own for
+        `actions.RULES.delete_window_s` (48 hours) after sending, or, for a group
+        admin, anyone's in the group. Its content and files go everywhere; the
+        attachment in media storage expires on the service's schedule."""
+        target = self._target(message)
+        if target.deleted is not None:
+            raise ActionRefused("the message was deleted already")
+        by = actions.delete_refused_or_by(self.store, target, self.account.user_id, _now_ms())
+        if by not in ("author", "admin"):
+            raise ActionRefused(by)
+        return await self.send_content(self._where(target), Delete(target.target))
+
+    def delete_for_me(self, message: Message | int) -> None:
+        """Delete a message (and its downloaded file) from this device only."""
+        target = self._target(message)
+        path = self.store.messages.erase(target.id)
+        actions.remove_file(path)
+
+    def disappearing(self, conversation: str | Contact | Group) -> int:
+        """The conversation's disappearing timer in seconds (0: off)."""
+        return self.store.messages.timer_of(_key(self.conversation(conversation)))
+
+    async def set_disappearing(self, conversation: str | Contact | Group, seconds: int) -> Message:
+        """Set the disappearing timer of a chat (either person) or a group (admins
+        only): off (0), 24 hours, 7 days or 90 days (`parley.content.TIMER_CHOICES`).
+        Everyone in the conversation sees the change; messages sent from then on
+        carry the timer and vanish from every device that long after being read
+        (received) or sent, and the service keeps them no longer than that."""
+        target = self.conversation(conversation)
+        if isinstance(target, Group) and not target.is_admin(self.account.user_id):
+            raise ActionRefused("only a group admin changes its disappearing timer")
+        return await self.send_content(target, TimerChange(seconds))
+
+
+def _key(conversation: Contact | Group) -> str:
+    return conversation.conversation if isinstance(conversation, Group) else conversation.user_id
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,350 @@
+"""Replies, reactions, edits, deletes for everyone and disappearing timers between
+two real engines and stores (no network): what each device shows, and what the
+rules drop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from parley.content import (
+    ContentError,
+    Context,
+    Delete,
+    Edit,
+    Quote,
+    Reaction,
+    Target,
+    Text,
+    TimerChange,
+    excerpt_of,
+    with_context,
+)
+from parley.conversations import actions, payload
+from parley.engine import Engine
+from parley.models import (
+    Contact,
+    Message,
+    MessageDeleted,
+    MessageDisappeared,
+    MessageEdited,
+    MessageReceived,
+    ReactionChanged,
+    TimerChanged,
+)
+from parley.protocol import IncomingMessage, OutboxEntry
+from tests.unit.client.fakes import KeyServer
+from tests.unit.client.test_engine import ALICE, ALICE_DEV, BOB, BOB_DEV, make_engine
+
+T0 = 1_700_000_000_000  # server time of the first message (ms)
+MINUTE = 60_000
+
+
+class Pair:
+    """Alice and Bob, each one device, and a service that hands over what they send."""
+
+    def __init__(self, alice: Engine, bob: Engine) -> None:
+        self.alice, self.bob = alice, bob
+        self.clock = T0
+
+    def contact(self, engine: Engine, user_id: str) -> Contact:
+        found = engine.store.contacts.get(user_id) or engine.store.contacts.add(user_id, None, None)
+        return found
+
+    async def send(
+        self, sender: Engine, content: object, *, at: int | None = None
+    ) -> IncomingMessage:
+        """`sender` sends `content` to the other; the envelope the other would get
+        (stamped `at`, else one second after the last)."""
+        to = BOB if sender is self.alice else ALICE
+        outgoing = await sender.send_to(self.contact(sender, to), content)  # type: ignore[arg-type]
+        entry = outgoing.entries[0]
+        self.clock = at if at is not None else self.clock + 1000
+        sender.sent(entry, self.clock)
+        return self.envelope(entry, sender)
+
+    def envelope(self, entry: OutboxEntry, sender: Engine) -> IncomingMessage:
+        device = BOB_DEV if sender is self.alice else ALICE_DEV
+        assert entry.payloads is not None
+        return IncomingMessage(
+            server_id=f"m#{entry.client_id}",
+            client_id=entry.client_id,
+            sender=sender.account.user_id,
+            sender_device=sender.account.device_id,
+            body=entry.payloads[device],
+            ts=self.clock,
+        )
+
+    def deliver(self, to: Engine, envelope: IncomingMessage) -> list[object]:
+        received = to.receive(envelope)
+        assert received.stored
+        return list(received.events)
+
+    async def exchange(self, sender: Engine, content: object, **at: int) -> list[object]:
+        to = self.bob if sender is self.alice else self.alice
+        return self.deliver(to, await self.send(sender, content, **at))
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> Pair:
+    directory = KeyServer()
+    alice = await make_engine(tmp_path, directory, ALICE, ALICE_DEV)
+    alice.store.contacts.add(BOB, "Bob", "+15550000002")
+    bob = await make_engine(tmp_path, directory, BOB, BOB_DEV)
+    return Pair(alice, bob)
+
+
+def mine(engine: Engine, peer: str) -> list[Message]:
+    return engine.store.messages.history(peer)
+
+
+def only(engine: Engine, peer: str) -> Message:
+    (message,) = mine(engine, peer)
+    return message
+
+
+# -- replies ---------------------------------------------------------------------------
+
+
+async def test_a_reply_quotes_its_message_on_both_sides(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "Lunch at 1?\nOr later")
+    asked = only(pair.bob, ALICE)
+    quote = Quote(asked.target, asked.kind, excerpt_of(asked.text))
+
+    (event,) = await pair.exchange(pair.bob, with_context(Text("yes!"), Context(reply=quote)))
+
+    assert isinstance(event, MessageReceived)
+    answer = mine(pair.alice, BOB)[-1]
+    assert answer.text == "yes!"
+    assert answer.reply_to == Quote(Target(ALICE, asked.client_id), "text", "Lunch at 1? Or later")
+    assert mine(pair.bob, ALICE)[-1].reply_to == answer.reply_to
+
+
+def test_a_quote_that_is_not_one_is_refused() -> None:
+    bad = {"v": 1, "kind": "text", "text": "x", "ctx": {"reply": {"author": ALICE, "id": "m1"}}}
+    with pytest.raises(payload.UnsupportedContent):
+        payload.decode(json.dumps(bad).encode())
+    with pytest.raises(ContentError):
+        Quote(Target(ALICE, "m1"), "text", "x" * 201)
+
+
+# -- reactions -------------------------------------------------------------------------
+
+
+async def test_reactions_replace_and_take_back_one_per_person(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "photo time")
+    target = only(pair.alice, BOB).target
+
+    (event,) = await pair.exchange(pair.bob, Reaction(target, "👍"))
+    assert isinstance(event, ReactionChanged)
+    assert (event.user_id, event.emoji, event.message.reactions) == (BOB, "👍", ((BOB, "👍"),))
+    await pair.exchange(pair.alice, Reaction(target, "😂"))
+    await pair.exchange(pair.bob, Reaction(target, "❤️"))
+    both = {ALICE: "😂", BOB: "❤️"}
+    assert dict(only(pair.alice, BOB).reactions) == both
+    assert dict(only(pair.bob, ALICE).reactions) == both  # each applied its own at once
+    await pair.exchange(pair.bob, Reaction(target, ""))
+    assert only(pair.alice, BOB).reactions == ((ALICE, "😂"),)
+    # reactions are not messages: nothing new in the conversation
+    assert [m.text for m in mine(pair.alice, BOB)] == ["photo time"]
+
+
+async def test_an_older_reaction_arriving_late_does_not_win(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "hi")
+    target = only(pair.alice, BOB).target
+    older = await pair.send(pair.bob, Reaction(target, "👍"), at=T0 + 5000)
+    newer = await pair.send(pair.bob, Reaction(target, "🎉"), at=T0 + 6000)
+
+    pair.deliver(pair.alice, newer)
+    assert pair.alice.receive(older).events == []
+
+    assert only(pair.alice, BOB).reactions == ((BOB, "🎉"),)
+
+
+def test_a_reaction_is_one_emoji() -> None:
+    target = Target(ALICE, "m1")
+    for bad in ("ok", "👍👍", " 👍", "👍 "):
+        with pytest.raises(ContentError):
+            Reaction(target, bad)
+    assert Reaction(target, "👨‍👩‍👧").emoji == "👨‍👩‍👧"
+    hostile = {"v": 1, "kind": "reaction", "target": target.to_dict(), "emoji": "lol"}
+    with pytest.raises(payload.UnsupportedContent):
+        payload.decode(json.dumps(hostile).encode())
+
+
+# -- edits -----------------------------------------------------------------------------
+
+
+async def test_its_author_edits_a_text_and_every_side_shows_it(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "see you at 8", at=T0)
+    target = only(pair.alice, BOB).target
+
+    (event,) = await pair.exchange(pair.alice, Edit(target, "see you at 9"), at=T0 + MINUTE)
+    (again,) = await pair.exchange(pair.alice, Edit(target, "see you at 10"), at=T0 + 2 * MINUTE)
+
+    assert isinstance(event, MessageEdited)
+    assert isinstance(again, MessageEdited)
+    shown = only(pair.bob, ALICE)
+    assert (shown.text, shown.edited_at) == ("see you at 10", T0 + 2 * MINUTE)
+    own = only(pair.alice, BOB)  # applied here when sent (this device's clock)
+    assert own.text == "see you at 10"
+    assert own.edited
+
+
+async def test_edits_out_of_order_end_on_the_latest(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "v1", at=T0)
+    target = only(pair.alice, BOB).target
+    second = await pair.send(pair.alice, Edit(target, "v2"), at=T0 + 1000)
+    third = await pair.send(pair.alice, Edit(target, "v3"), at=T0 + 2000)
+
+    pair.deliver(pair.bob, third)
+    assert pair.bob.receive(second).events == []
+
+    assert only(pair.bob, ALICE).text == "v3"
+
+
+async def test_an_edit_before_its_message_is_held_until_it_comes(pair: Pair) -> None:
+    first = await pair.send(pair.alice, "typo", at=T0)
+    target = Target(ALICE, first.client_id)
+    fix = await pair.send(pair.alice, Edit(target, "fixed"), at=T0 + 1000)
+
+    assert pair.deliver(pair.bob, fix) == []  # held: nothing to show yet
+    events = pair.deliver(pair.bob, first)
+
+    assert [type(e) for e in events] == [MessageReceived, MessageEdited]
+    assert only(pair.bob, ALICE).text == "fixed"
+
+
+async def test_edits_that_break_the_rules_are_dropped(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    await pair.exchange(pair.alice, "mine", at=T0)
+    target = only(pair.bob, ALICE).target
+
+    # Bob's device forges an edit of Alice's message (his client refuses to make one)
+    assert await pair.exchange(pair.bob, Edit(target, "not yours"), at=T0 + 1000) == []
+    # Alice edits too late: her own copy is ahead, Bob's stays
+    late = T0 + actions.RULES.edit_window_s * 1000 + 1
+    assert await pair.exchange(pair.alice, Edit(target, "too late"), at=late) == []
+
+    assert only(pair.bob, ALICE).text == "mine"
+    assert "only its author edits" in caplog.text
+    assert "can be edited for 15 minutes" in caplog.text
+
+
+# -- deletes ---------------------------------------------------------------------------
+
+
+async def test_delete_for_everyone_drops_content_file_and_reactions(
+    pair: Pair, tmp_path: Path
+) -> None:
+    await pair.exchange(pair.alice, "oops", at=T0)
+    received = only(pair.bob, ALICE)
+    saved = tmp_path / "media" / "oops.jpg"
+    saved.parent.mkdir()
+    saved.write_bytes(b"\xff\xd8\xff picture")
+    pair.bob.store.messages.set_file(received.id, saved)
+    await pair.exchange(pair.bob, Reaction(received.target, "😮"), at=T0 + 500)
+
+    (event,) = await pair.exchange(pair.alice, Delete(received.target), at=T0 + 1000)
+
+    assert isinstance(event, MessageDeleted)
+    assert (event.by, event.deleted_by) == ("author", ALICE)
+    gone = only(pair.bob, ALICE)
+    assert (gone.text, gone.content, gone.file, gone.reactions) == (actions.DELETED, None, None, ())
+    assert gone.deleted == "author"
+    assert not saved.exists()
+    assert only(pair.alice, BOB).deleted == "author"
+    # nothing acts on it any more
+    assert await pair.exchange(pair.bob, Reaction(received.target, "👍"), at=T0 + 2000) == []
+    assert await pair.exchange(pair.alice, Edit(received.target, "back"), at=T0 + 3000) == []
+    assert only(pair.bob, ALICE).text == actions.DELETED
+
+
+async def test_only_the_author_deletes_in_a_chat_and_within_48_hours(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "keep", at=T0)
+    target = only(pair.alice, BOB).target
+
+    assert await pair.exchange(pair.bob, Delete(target), at=T0 + 1000) == []
+    late = T0 + actions.RULES.delete_window_s * 1000 + 1
+    assert await pair.exchange(pair.alice, Delete(target), at=late) == []
+
+    assert only(pair.bob, ALICE).text == "keep"
+
+
+async def test_an_action_from_another_conversation_is_dropped(pair: Pair) -> None:
+    # Alice's message to herself (another conversation) named in Bob's chat
+    await pair.exchange(pair.alice, "to Bob")
+    foreign = pair.bob.store.messages.add(
+        peer="g:" + "f" * 32,
+        direction=only(pair.bob, ALICE).direction,
+        sender=ALICE,
+        client_id="elsewhere",
+        text="in a group",
+        ts=T0,
+        state=only(pair.bob, ALICE).state,
+    )
+    assert foreign is not None
+
+    assert await pair.exchange(pair.alice, Delete(foreign.target)) == []
+
+    assert pair.bob.store.messages.get(ALICE, "elsewhere").deleted is None  # type: ignore[union-attr]
+
+
+# -- disappearing messages -------------------------------------------------------------
+
+
+async def test_a_timer_change_is_shown_and_carried_by_every_later_message(pair: Pair) -> None:
+    day = 24 * 3600
+    events = await pair.exchange(pair.bob, TimerChange(day))
+
+    assert TimerChanged(BOB, day, BOB) in events
+    assert pair.alice.store.messages.timer_of(BOB) == day
+    assert pair.bob.store.messages.timer_of(ALICE) == day
+    assert mine(pair.alice, BOB)[-1].text == "⏱ disappearing messages: 24 hours"
+
+    outgoing = await pair.alice.send_to(pair.contact(pair.alice, BOB), "gone tomorrow")
+    assert outgoing.entries[0].ttl == day
+    assert outgoing.entries[0].frame()["ttl"] == day
+    assert outgoing.message.timer == day
+    pair.clock += 1000
+    pair.deliver(pair.bob, pair.envelope(outgoing.entries[0], pair.alice))
+    assert mine(pair.bob, ALICE)[-1].timer == day
+
+
+async def test_disappearing_messages_go_from_every_device_when_their_time_is_up(
+    pair: Pair,
+) -> None:
+    day = 24 * 3600
+    await pair.exchange(pair.alice, TimerChange(day))
+    envelope = await pair.send(pair.alice, "secret")
+    pair.deliver(pair.bob, envelope)
+    sent = mine(pair.alice, BOB)[-1]
+    received = mine(pair.bob, ALICE)[-1]
+    # Alice's runs from sending (the engine's clock: 2000 s); Bob's only once read
+    assert sent.expires_at == 2000 * 1000 + day * 1000
+    assert received.expires_at is None
+
+    pair.bob.mark_read(pair.contact(pair.bob, ALICE))  # Bob's engine clock: 2000 s
+    started = pair.bob.store.messages.by_id(received.id)
+    assert started is not None
+    assert started.expires_at == 2000 * 1000 + day * 1000
+
+    assert actions.sweep(pair.bob.store, now=2000.0 + day - 1) == []
+    (gone,) = actions.sweep(pair.bob.store, now=2000.0 + day)
+    assert isinstance(gone, MessageDisappeared)
+    assert gone.message.text == "secret"
+    assert [m.text for m in mine(pair.bob, ALICE)] == ["⏱ disappearing messages: 24 hours"]
+    (mine_gone,) = actions.sweep(pair.alice.store, now=2000.0 + day)
+    assert mine_gone.message.text == "secret"
+    # delivered again (a retry), it stays gone
+    assert not pair.bob.receive(envelope).stored
+    assert "secret" not in [m.text for m in mine(pair.bob, ALICE)]
+
+
+def test_a_timer_is_one_of_the_choices() -> None:
+    with pytest.raises(ContentError):
+        TimerChange(3600)
+    assert TimerChange(0).seconds == 0
