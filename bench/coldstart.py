@@ -18,30 +18,49 @@ reported. The interpreter is set up as Lambda's python runtime sets it up:
 Both figures are measured in the same run on the same machine, so the ratio
 is what to read, not the absolute milliseconds (this machine's Python, not
 Lambda's 3.13 on arm64).
+
+The first invocation of each handler is measured too, in the same kind of
+fresh interpreter: the import, then one representative request (the event in
+tests/events, or one built here for the authorizer and GroupFanout), timed
+until the handler returns. Its AWS calls go over loopback to moto's server in
+this process, with the function's own settings and fake credentials; the
+@connections API is a stub that accepts every post, and X-Ray segments go to a
+UDP socket nobody reads (the trace is sampled, so the Tracer does its work).
+So the figure is what the handler itself does on its first request (client
+creation, service models, Powertools, our code) plus moto's answers over
+loopback, not AWS's latency. Import and request are medians taken apart.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 
 from bench.report import Figure, print_table
-from parley_server.catalogue import FUNCTIONS
+from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
 
 __all__ = [
+    "FirstInvocation",
     "LambdaLayout",
+    "first_invocations",
     "lambda_layout",
     "main",
     "probe_command",
@@ -62,6 +81,40 @@ _PROBE = (
     "import time, importlib; t = time.perf_counter(); importlib.import_module({mod!r}); "
     "print(time.perf_counter() - t)"
 )
+EVENTS = ROOT / "tests" / "events"
+# The caller and the recipient the events in tests/events name.
+CALLER = ("5f0c2a9e8b7d4c1fa3e6b2d90c8e7f41", "9c41e7a2b5d03f68")
+RECIPIENT = ("b2e47c1d9a0f4e3b8c6d5a7f1e2d3c4b", "3a7d5e9f1c2b4a60")
+# A sampled trace, as Lambda sets it for an invocation: the Tracer records and emits.
+_TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+_RESULT = "@@first-invocation "
+# argv: module, event file. The handler's own output (logs, EMF) goes to stdout too.
+_FIRST = f"""
+import time
+started = time.perf_counter()
+import importlib, json, sys
+module = importlib.import_module(sys.argv[1])
+imported = time.perf_counter()
+with open(sys.argv[2]) as f:
+    event = json.load(f)
+class Context:
+    function_name = "parley-coldstart"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:parley-coldstart"
+    aws_request_id = "00000000-0000-4000-8000-000000000001"
+    log_group_name = log_stream_name = "parley-coldstart"
+    def get_remaining_time_in_millis(self):
+        return 10000
+before = time.perf_counter()
+try:
+    answer = repr(module.handler(event, Context()))
+except Exception as exc:
+    answer = "raised " + repr(exc)
+done = time.perf_counter()
+print({_RESULT!r} + json.dumps({{"import": imported - started, "request": done - before,
+      "answer": answer[:300]}}))
+"""
 
 
 @dataclass(frozen=True)
@@ -178,6 +231,171 @@ def _import_seconds(module: str, repeats: int, layout: LambdaLayout) -> float:
     return statistics.median(samples)
 
 
+@dataclass(frozen=True)
+class FirstInvocation:
+    """Median import and first-request seconds of one handler, and what it answered."""
+
+    import_s: float
+    request_s: float
+    answer: str
+
+    @property
+    def total_s(self) -> float:
+        return self.import_s + self.request_s
+
+
+class _ConnectionsStub(BaseHTTPRequestHandler):
+    """The @connections API: every post is delivered (204), as to a live connection."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204 if self.command != "GET" else 200)
+        self.send_header("Content-Length", "2" if self.command == "GET" else "0")
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(b"{}")
+
+    do_POST = do_DELETE = do_GET = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _aws() -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
+    """moto's server with every resource, the caller and recipient of the events signed
+        up (with their signed device lists; neither has a connection, so a send stores
+    the envelope and finds nobody to post to), a @connections stub and an X-Ray sink: the
+        environment every function gets (settings for all), and the events to send."""
+    from local import resources
+    from parley_server.logic import tokens
+    from parley_server.logic.ports import Caller
+    from parley_server.store.push import ChallengeJob
+    from parley_server.store.users import UsersStore
+    from tests.device_lists import list_devices
+
+    server, url = resources.start_moto()
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), _ConnectionsStub)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        aws = resources.provision(url, "us-east-1", prefix="parley-coldstart")
+        env = resources.environment(
+            aws, ws_endpoint=f"http://127.0.0.1:{gateway.server_address[1]}/local"
+        )
+        env.pop("POWERTOOLS_TRACE_DISABLED")
+        env["AWS_XRAY_DAEMON_ADDRESS"] = f"127.0.0.1:{sink.getsockname()[1]}"
+        env["_X_AMZN_TRACE_ID"] = _TRACE_ID
+        now = time.time()
+        ddb = resources.client(aws, "dynamodb")
+        users = UsersStore(ddb, aws.settings[Setting.USERS_TABLE])
+        for n, (user_id, device_id) in enumerate((CALLER, RECIPIENT)):
+            users.create_user(user_id, f"+1206555{n:04d}", now)
+            users.add_device(user_id, device_id, now)
+            users.activate_device(user_id, device_id)
+            list_devices(users, user_id, [device_id])  # senders deliver to listed devices
+        secret = resources.client(aws, "secretsmanager").get_secret_value(
+            SecretId=aws.settings[Setting.SIGNING_SECRET_ARN]
+        )["SecretString"]
+        token = tokens.issue_access_token(
+            tokens.derive_keys(secret.encode()), Caller(*CALLER), now=now, ttl_s=3600
+        )
+        endpoint = resources.client(aws, "sns").create_platform_endpoint(
+            PlatformApplicationArn=aws.push_apps["fcm"],
+            Token="coldstart-token",  # noqa: S106 (a fake device token)
+        )["EndpointArn"]
+        events = _events(token, ChallengeJob(endpoint, "fcm", "c" * 32).to_json())
+        yield env, events
+    finally:
+        sink.close()
+        gateway.shutdown()
+        server.stop()
+
+
+def _events(token: str, challenge_job: str) -> dict[str, Any]:
+    """One representative first request per handler module (by its short name)."""
+    found: dict[str, Any] = {
+        path.stem: json.loads(path.read_text()) for path in sorted(EVENTS.glob("ws_*.json"))
+    }
+    http = json.loads((EVENTS / "http_api_v2.json").read_text())
+    http["headers"]["authorization"] = f"Bearer {token}"
+    found["http_api"] = http
+    found["ws_authorizer"] = {
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/local/$connect",
+        "queryStringParameters": {"token": token},
+        "requestContext": {"connectionId": "L0SM9cOFvHcCIhw=", "routeKey": "$connect"},
+    }
+    found["group_fanout"] = {
+        "Records": [
+            {
+                "messageId": "coldstart-1",
+                "receiptHandle": "coldstart",
+                "body": challenge_job,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1796044231000",
+                    "SenderId": "AIDACOLDSTART",
+                    "ApproximateFirstReceiveTimestamp": "1796044231000",
+                    "MessageGroupId": "push-coldstart",
+                    "MessageDeduplicationId": "coldstart-1",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:parley-coldstart-fanout.fifo",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+    return found
+
+
+def _function_environment(
+    spec: FunctionSpec, aws_env: Mapping[str, str], layout: LambdaLayout
+) -> dict[str, str]:
+    """The Lambda variables, AWS pointed at moto, and only the function's own settings."""
+    settings = {setting.value for setting in Setting}
+    return {
+        **probe_environment(layout),
+        **{k: v for k, v in aws_env.items() if k not in settings},
+        **{setting.value: aws_env[setting.value] for setting in spec.settings},
+        "AWS_LAMBDA_FUNCTION_NAME": f"parley-{spec.id}",
+    }
+
+
+def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvocation]:
+    """Import + one first request of every handler module, each in fresh interpreters."""
+    found: dict[str, FirstInvocation] = {}
+    with _aws() as (aws_env, events), tempfile.TemporaryDirectory() as tmp:
+        for spec in FUNCTIONS:
+            module = spec.handler.rsplit(".", 1)[0]
+            name = module.removeprefix("parley_server.handlers.")
+            if name in found:
+                continue
+            event_file = Path(tmp) / f"{name}.json"
+            event_file.write_text(json.dumps(events[name]))
+            env = _function_environment(spec, aws_env, layout)
+            samples = []
+            for _ in range(repeats):
+                done = subprocess.run(
+                    [*probe_command(_FIRST), module, str(event_file)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+                line = [x for x in done.stdout.splitlines() if x.startswith(_RESULT)][-1]
+                samples.append(json.loads(line.removeprefix(_RESULT)))
+            found[name] = FirstInvocation(
+                import_s=statistics.median(x["import"] for x in samples),
+                request_s=statistics.median(x["request"] for x in samples),
+                answer=samples[-1]["answer"],
+            )
+    return found
+
+
 def run(quick: bool = False) -> list[Figure]:
     repeats = 2 if quick else 7
     how = (
@@ -199,7 +417,37 @@ def run(quick: bool = False) -> list[Figure]:
                     f"{how}; {seconds / baseline:.1f}x boto3",
                 )
             )
+        first_repeats = 1 if quick else 5
+        for name, first in first_invocations(first_repeats, layout).items():
+            figures.append(
+                Figure(
+                    "first invocation",
+                    name,
+                    first.total_s * 1000,
+                    "ms",
+                    f"median of {first_repeats} fresh interpreters laid out as above: import"
+                    f" {first.import_s * 1000:.0f} ms + first request"
+                    f" {first.request_s * 1000:.0f} ms against moto on loopback;"
+                    f" answered {_outcome(first.answer)}",
+                )
+            )
     return figures
+
+
+def _outcome(answer: str) -> str:
+    """A short account of the first request's answer, for the table."""
+    if answer.startswith("raised"):
+        return answer[:80]
+    status = re.search(r"'statusCode': (\d+)", answer)
+    event = re.search(r'"(?:event|code)":"([a-z_]+)"', answer)
+    if "'Effect': 'Allow'" in answer:
+        return "an Allow policy"
+    if "'batchItemFailures': []" in answer:
+        return "no batch item failures"
+    parts = [f"status {status.group(1)}" if status else answer[:60]]
+    if event:
+        parts.append(event.group(1))
+    return " ".join(parts)
 
 
 def main() -> None:

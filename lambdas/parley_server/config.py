@@ -7,11 +7,13 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from parley_server.catalogue import Setting
 from parley_server.models.errors import ConfigError
-from parley_server.models.sms import SmsOrigination
+
+if TYPE_CHECKING:
+    from parley_server.models.sms import SmsOrigination
 
 __all__ = ["Config", "Limits", "load_config", "per_config", "reset_config"]
 
@@ -193,7 +195,11 @@ class Config:
 
     @cached_property
     def sms_origination(self) -> SmsOrigination:
-        """Who text messages come from (unset or "{}": SNS's choice, transactional)."""
+        """Who text messages come from (unset or "{}": SNS's choice, transactional).
+        Only the SMS adapter reads it, and its module has imported this one at the
+        function's cold start (`wiring.preload`)."""
+        from parley_server.models.sms import SmsOrigination
+
         try:
             return SmsOrigination.from_json(self.environ.get(Setting.SMS_ORIGINATION.value))
         except ConfigError as exc:

@@ -4,15 +4,23 @@ dimension service=parley) and what the dashboard and alarms read.
 Fixed names are members of `Metric`. Two families are named by a value: one
 metric per error code (`error_metric`) and one per status class of an HTTP
 answer (`http_metric`); the members for them are the ones the dashboard reads.
+
+`TRACED_LIBRARIES` is the traces' counterpart: what every function's Tracer patches.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ERROR_PREFIX", "Metric", "error_metric", "http_metric"]
+__all__ = ["ERROR_PREFIX", "TRACED_LIBRARIES", "Metric", "error_metric", "http_metric"]
 
 ERROR_PREFIX = "Error_"
+
+# The libraries the service calls out through, each call a subsegment of the trace.
+# Powertools' default (every library the X-Ray SDK supports) patches botocore and,
+# of the rest, only sqlite3, which nothing here uses; and it tries to import each of
+# the others at every cold start.
+TRACED_LIBRARIES = ("botocore",)
 
 
 class Metric(StrEnum):

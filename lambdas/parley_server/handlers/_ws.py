@@ -17,18 +17,19 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.config import Limits
 from parley_server.handlers._refusals import refusal_metric
 from parley_server.ids import is_device_id, is_user_id
 from parley_server.logic.ports import Caller, ConnectionsPort, GatewayPort, MailboxPort
-from parley_server.metrics import Metric
+from parley_server.metrics import TRACED_LIBRARIES, Metric
 from parley_server.models.errors import DependencyUnavailable, ParleyError, Unauthorized
 from parley_server.models.frames import error_event, frame_ref, parse_frame
 from parley_server.wiring import Adapters, adapters
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
     from parley_server.store.users import UsersStore
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")
-tracer = Tracer(service="parley")
+tracer = Tracer(service="parley", patch_modules=TRACED_LIBRARIES)
 
 # Powertools correlation id: every log line of an invocation names the connection.
 CONNECTION_ID = "requestContext.connectionId"
@@ -57,7 +58,7 @@ CONNECTION_ID = "requestContext.connectionId"
 # A use case behind a route: (caller, frame object, adapters) -> what to answer, if
 # anything: an event, or an error found after work was done (mapped here like any other).
 Work = Callable[[Caller, dict[str, Any], Adapters], Mapping[str, Any] | ParleyError | None]
-LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+LambdaHandler = Callable[[dict[str, Any], "LambdaContext"], dict[str, Any]]
 
 
 class Delivery(TypedDict):

@@ -13,11 +13,9 @@ be parsed is logged and dropped: retrying it could never succeed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.handlers import _groups, _ws
 from parley_server.metrics import Metric
@@ -25,6 +23,10 @@ from parley_server.models.errors import BadRequest
 from parley_server.models.groups import FanoutJob
 from parley_server.store.push import ChallengeJob
 from parley_server.wiring import adapters, preload
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 __all__ = ["PRELOADED", "handler"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -21,11 +21,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.handlers import _http
 from parley_server.handlers._refusals import refusal_metric
@@ -49,7 +47,7 @@ from parley_server.logic import (
     tokens,
 )
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
-from parley_server.metrics import Metric, error_metric, http_metric
+from parley_server.metrics import TRACED_LIBRARIES, Metric, error_metric, http_metric
 from parley_server.models.errors import (
     DependencyUnavailable,
     NumberLocked,
@@ -81,6 +79,9 @@ from parley_server.models.http import (
 )
 from parley_server.wiring import ADAPTER_MODULES, adapters, preload
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 __all__ = ["MAX_BODY_BYTES", "PRELOADED", "app", "handler"]
 
 # every route's adapters, imported at the cold start (not at a route's first request)
@@ -88,7 +89,7 @@ PRELOADED = preload(*ADAPTER_MODULES)
 
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")
-tracer = Tracer(service="parley")
+tracer = Tracer(service="parley", patch_modules=TRACED_LIBRARIES)
 
 # Far above any valid request (a full key upload is ~8 KB); refused before parsing.
 MAX_BODY_BYTES = 128 * 1024
@@ -610,6 +611,10 @@ def set_presence(request: PresenceSettingRequest) -> None:
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
+    # Powertools' OpenAPI models (tens of ms of pydantic classes) are for this document
+    # only: Powertools itself imports them when it builds it, and so does this route.
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
     return Response(
         status_code=200,
         content_type="application/json",

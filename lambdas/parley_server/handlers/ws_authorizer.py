@@ -10,17 +10,19 @@ The token is never logged.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
-from parley_server.metrics import Metric
+from parley_server.metrics import TRACED_LIBRARIES, Metric
 from parley_server.models.errors import InvalidToken, ParleyError
 from parley_server.wiring import adapters, preload
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 __all__ = ["PRELOADED", "handler"]
 
@@ -29,7 +31,7 @@ PRELOADED = preload("keys", "users")
 
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")
-tracer = Tracer(service="parley")
+tracer = Tracer(service="parley", patch_modules=TRACED_LIBRARIES)
 
 
 def _policy(principal: Caller, method_arn: str) -> dict[str, Any]:
