@@ -546,6 +546,7 @@ def _accounts_row() -> list[cw.IWidget]:
             [
                 app_metric(m.MEDIA_UPLOADS_ISSUED, label="upload forms issued"),
                 app_metric(m.MEDIA_LINKS_ISSUED, label="download links issued"),
+                app_metric(m.MEDIA_DELETED, label="media deleted by uploader"),
                 app_metric(m.BUNDLES_CLAIMED, label="key bundles claimed"),
                 app_metric(m.DEVICE_SIGNED_OUT, label="devices signed out"),
                 app_metric(m.ACCOUNT_DELETED, label="accounts deleted"),

@@ -224,6 +224,7 @@ HTTP_ROUTES: tuple[str, ...] = (
     "POST /v1/push/verify",
     "POST /v1/media",
     "GET /v1/media/{media_id}",
+    "DELETE /v1/media/{media_id}",
     "GET /v1/contacts",
     "PUT /v1/contacts/{user_id}",
     "DELETE /v1/contacts/{user_id}",

@@ -96,6 +96,7 @@ class Metric(StrEnum):
     MEDIA_UPLOADS_ISSUED = "MediaUploadsIssued"
     MEDIA_DECLARED_BYTES = "MediaDeclaredBytes"
     MEDIA_LINKS_ISSUED = "MediaLinksIssued"
+    MEDIA_DELETED = "MediaDeleted"
     # answers by status class (http_metric)
     HTTP_2XX = "Http2xx"
     HTTP_3XX = "Http3xx"

@@ -34,6 +34,7 @@ def _policy(upload: dict[str, Any]) -> dict[str, Any]:
 def test_the_media_routes_are_in_the_catalogue() -> None:
     assert "POST /v1/media" in HTTP_ROUTES
     assert "GET /v1/media/{media_id}" in HTTP_ROUTES
+    assert "DELETE /v1/media/{media_id}" in HTTP_ROUTES
 
 
 def test_post_media_answers_a_presigned_post_bound_to_key_and_exact_size(
@@ -70,6 +71,33 @@ def test_uploaded_media_is_downloadable_by_another_user_holding_the_id(alice: De
     assert link.body["size"] == len(blob)
     assert link.body["expires_in"] == 300
     assert requests.get(link.body["url"], timeout=10).content == blob
+
+
+def test_only_its_uploader_deletes_an_object_and_then_nobody_gets_it(
+    alice: Device, aws: FakeAws
+) -> None:
+    bob = sign_up(BOB)
+    blob = b"ciphertext" * 10
+    created = call("POST", "/v1/media", body={"size": len(blob)}, token=alice.access_token)
+    upload = created.body["upload"]
+    requests.post(upload["url"], data=upload["fields"], files={"file": ("b", blob)}, timeout=10)
+    path = f"/v1/media/{created.body['media_id']}"
+
+    # someone else's: the same answer as none at all, and nothing changes
+    refused = call("DELETE", path, token=bob.access_token)
+    assert (refused.status, refused.code) == (404, "not_found")
+    assert call("GET", path, token=bob.access_token).status == 200
+
+    deleted = call("DELETE", path, token=alice.access_token)
+
+    assert deleted.status == 204
+    assert call("GET", path, token=bob.access_token).status == 404
+    bucket = aws.settings[Setting.MEDIA_BUCKET]
+    assert aws.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    again = call("DELETE", path, token=alice.access_token)
+    assert (again.status, again.code) == (404, "not_found")
+    assert call("DELETE", "/v1/media/not-an-id", token=alice.access_token).status == 400
+    assert call("DELETE", path).status == 401
 
 
 def test_get_before_the_upload_is_404(alice: Device) -> None:
@@ -134,3 +162,4 @@ def test_the_media_routes_are_in_the_openapi_document() -> None:
     document = call("GET", "/v1/openapi.json").body
     assert "post" in document["paths"]["/v1/media"]
     assert "get" in document["paths"]["/v1/media/{media_id}"]
+    assert "delete" in document["paths"]["/v1/media/{media_id}"]

@@ -1,4 +1,5 @@
-"""HTTP media routes: POST /v1/media and GET /v1/media/{media_id}.
+"""HTTP media routes: POST /v1/media, GET /v1/media/{media_id} and DELETE
+/v1/media/{media_id}.
 
 A Powertools Router that the HttpApi resolver includes: its auth middleware
 puts the caller in the context, its validation checks the bodies (models/http.py),
@@ -66,3 +67,22 @@ def get_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> Media
     link = media.download_link(adapters().media, media_id=media_id, now=int(time.time()))
     metrics.add_metric(name=Metric.MEDIA_LINKS_ISSUED, unit=MetricUnit.Count, value=1)
     return MediaLinkAnswer.model_validate(link, from_attributes=True)
+
+
+@router.delete(
+    "/v1/media/<media_id>",
+    status_code=204,
+    summary="Delete a media object you uploaded (a message deleted for everyone)",
+    description=(
+        "Only its uploader may; anyone else's, an expired one or none answers 404."
+        " Messages that still point to it find it gone."
+    ),
+    **_http.bearer("media", 400, 401, 404, 503, described=_MEDIA, no_store=False),
+)
+def delete_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> None:
+    caller = _http.caller(router.context)
+    media.delete_media(
+        adapters().media, owner=caller.user_id, media_id=media_id, now=int(time.time())
+    )
+    logger.info("media deleted by its uploader", extra={"media_id": media_id})
+    metrics.add_metric(name=Metric.MEDIA_DELETED, unit=MetricUnit.Count, value=1)

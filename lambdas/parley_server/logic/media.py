@@ -1,4 +1,5 @@
-"""Media use cases: hand out a size-bound upload form, and a short-lived download link.
+"""Media use cases: hand out a size-bound upload form, a short-lived download link,
+and delete an object its uploader no longer wants kept (a message deleted for everyone).
 
 The server never sees media plaintext: clients encrypt before uploading and
 send the key inside the end-to-end encrypted message. So anyone authenticated
@@ -27,6 +28,7 @@ __all__ = [
     "MediaRepository",
     "Upload",
     "create_upload",
+    "delete_media",
     "download_link",
     "limit_upload",
     "object_key",
@@ -72,6 +74,10 @@ class MediaRepository(Protocol):
     def presign_upload(self, key: str, *, size: int, expires_in: int) -> PresignedPost: ...
 
     def presign_download(self, key: str, *, expires_in: int) -> str: ...
+
+    def delete_object(self, key: str) -> None: ...
+
+    def forget(self, owner: str, media_id: str) -> None: ...
 
 
 def object_key(owner: str, media_id: str) -> str:
@@ -160,3 +166,14 @@ def download_link(repo: MediaRepository, *, media_id: str, now: int) -> Download
         expires_in=DOWNLOAD_EXPIRES_S,
         size=size,
     )
+
+
+def delete_media(repo: MediaRepository, *, owner: str, media_id: str, now: int) -> None:
+    """Delete an uploaded object and its id for good: its uploader's call only (an
+    object of someone else's, or none, is the same NotFound). Whoever still holds a
+    message pointing to it finds it gone."""
+    record = repo.get_record(parse_media_id(media_id))
+    if record is None or record.expires_at <= now or record.owner != owner:
+        raise NotFound("no such media of yours")
+    repo.delete_object(record.key)
+    repo.forget(owner, media_id)

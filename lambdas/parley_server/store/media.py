@@ -129,6 +129,17 @@ class MediaStore:
         except ClientError as exc:
             raise DependencyUnavailable("media records unavailable") from exc
 
+    def forget(self, owner: str, media_id: str) -> None:
+        """Forget a media id and its listing under its owner (no error if gone)."""
+        for key in (
+            {"pk": {"S": f"MEDIA#{media_id}"}, "sk": {"S": "MEDIA"}},
+            {"pk": {"S": f"USER#{owner}"}, "sk": {"S": f"MEDIA#{media_id}"}},
+        ):
+            try:
+                self._ddb.delete_item(TableName=self._table, Key=key)
+            except ClientError as exc:
+                raise DependencyUnavailable("media records unavailable") from exc
+
     # -- objects ---------------------------------------------------------
 
     def delete_object(self, key: str) -> None:
