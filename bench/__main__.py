@@ -33,6 +33,7 @@ MODULES = (
     "ratchet",
     "media",
     "throughput",
+    "search",
     "cost",
 )
 

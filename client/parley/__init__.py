@@ -22,13 +22,17 @@ from parley.content import (
     Edit,
     Location,
     MediaError,
+    Payment,
+    PaymentStatus,
     Quote,
     Reaction,
     Target,
     Text,
     TimerChange,
 )
+from parley.content.payment import PaymentAddress
 from parley.conversations.calls import ActionRefused
+from parley.conversations.search import StarRefused
 from parley.devices.linking import link
 from parley.endpoints import Endpoints
 from parley.errors import (
@@ -80,6 +84,8 @@ from parley.models import (
     MessageReceived,
     MessageSent,
     MessageState,
+    PaymentAnswer,
+    PaymentAnswered,
     ReactionChanged,
     ReceiptUpdate,
     SendFailed,
@@ -87,6 +93,7 @@ from parley.models import (
     TimerChanged,
     Typing,
 )
+from parley.payments.calls import PaymentRefused
 from parley.signup import request_code, sign_up
 
 __all__ = [
@@ -143,6 +150,12 @@ __all__ = [
     "NotRegistered",
     "ParleyClientError",
     "PassphraseRequired",
+    "Payment",
+    "PaymentAddress",
+    "PaymentAnswer",
+    "PaymentAnswered",
+    "PaymentRefused",
+    "PaymentStatus",
     "PinBackoff",
     "Quote",
     "RateLimited",
@@ -152,6 +165,7 @@ __all__ = [
     "RegistrationLocked",
     "SendFailed",
     "ServiceUnavailable",
+    "StarRefused",
     "StoreLocked",
     "Synced",
     "Target",

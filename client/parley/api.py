@@ -410,6 +410,13 @@ class ApiClient:
             raise ApiError(200, "bad_answer", "media answer without a download link")
         return url
 
+    async def delete_media(self, media_id: str) -> None:
+        """DELETE /v1/media/{media_id}: an object this account uploaded, for good
+        (NotFound if it is not ours, expired or gone already)."""
+        if not is_media_id(media_id):
+            raise ValueError("a media id is 32 lowercase hex characters")
+        await self._call("DELETE", f"/v1/media/{media_id}")
+
     # --- groups ---------------------------------------------------------------------------
 
     async def create_group(self, change: dict[str, str]) -> Group:

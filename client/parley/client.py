@@ -50,10 +50,11 @@ from parley.assembly import (
 )
 from parley.attachments.transfer import ProgressCallback
 from parley.connection import Connection
-from parley.content import ContactCard, Content, Location
+from parley.content import Attachment, ContactCard, Content, Location
 from parley.conversations import actions
 from parley.conversations.calls import MessageCalls
 from parley.conversations.payload import HistoryPayload
+from parley.conversations.search import SearchCalls
 from parley.devices.calls import DeviceCalls
 from parley.devices.history import HistorySent, receive_history, send_history
 from parley.directory import add_contact, find_contact, find_conversation
@@ -64,6 +65,7 @@ from parley.groups import MemberReceipt
 from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
 from parley.models import Account, Contact, Event, Group, Message
+from parley.payments.calls import PaymentCalls
 from parley.protocol import OutboxEntry, Protocol
 from parley.signup import KeyringChoice
 from parley.store import Store
@@ -117,7 +119,7 @@ class EventStream:
 _SWEEP_IDLE_S = 60.0
 
 
-class Client(MessageCalls, GroupCalls, DeviceCalls):
+class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
     """One profile, connected. Use as `async with Client(profile) as c:`.
 
     `connect=False` opens the profile without a WebSocket (history, contacts,
@@ -398,6 +400,26 @@ class Client(MessageCalls, GroupCalls, DeviceCalls):
     def media_dir(self) -> Path:
         """Where `download` saves attachments: <profile dir>/media/."""
         return self.store.path.parent / MEDIA_DIR
+
+    async def _upload_again(self, attachment: Attachment, path: Path) -> Attachment:
+        """A fresh upload of a file this device has, described as `attachment` was."""
+        again = await upload_file(
+            self._session(),
+            self.api,
+            path,
+            attachment.caption,
+            None,
+            mime=attachment.mime,
+            name=attachment.name,
+        )
+        return again
+
+    async def _delete_media(self, media_id: str) -> None:
+        """Best effort: an object already gone, or a service out of reach, is logged."""
+        try:
+            await self.api.delete_media(media_id)
+        except ParleyClientError as exc:
+            log.info("media %s not deleted: %s", media_id, exc)
 
     def message(self, message_id: int) -> Message:
         """A stored message by its id (`Message.id`, as the CLI shows it)."""

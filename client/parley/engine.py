@@ -26,6 +26,8 @@ from parley.content import (
     Content,
     Context,
     Location,
+    Payment,
+    PaymentStatus,
     Text,
     with_context,
 )
@@ -109,7 +111,9 @@ class Engine:
         return await self.sending.send(target, content)
 
     def _timed(self, target: Contact | Group, content: Content) -> Content:
-        if not isinstance(content, Text | Location | ContactCard | Attachment):
+        if not isinstance(
+            content, Text | Location | ContactCard | Attachment | Payment | PaymentStatus
+        ):
             return content
         key = target.conversation if isinstance(target, Group) else target.user_id
         seconds = self.store.messages.timer_of(key)

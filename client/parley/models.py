@@ -33,6 +33,8 @@ __all__ = [
     "MessageReceived",
     "MessageSent",
     "MessageState",
+    "PaymentAnswer",
+    "PaymentAnswered",
     "ReactionChanged",
     "ReceiptUpdate",
     "SendFailed",
@@ -118,6 +120,19 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class PaymentAnswer:
+    """One person's answer to a payment request (`parley.payments`): "paid" (with the
+    UPI transaction id they gave, if any) or "declined", in their reply `message_id`
+    at server time `ts` (ms)."""
+
+    by: str  # user id
+    status: str  # "paid" or "declined"
+    txn: str | None
+    ts: int
+    message_id: int
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of a conversation, as stored on this device.
 
@@ -147,6 +162,11 @@ class Message:
     # its disappearing timer (seconds, 0: none) and, once it runs, when it ends (ms)
     timer: int = 0
     expires_at: int | None = None
+    # a payment request's answers that count (parley.payments.rules): each payer's
+    # latest, oldest first
+    payment_answers: tuple[PaymentAnswer, ...] = ()
+    # starred on this device (`Client.star`)
+    starred: bool = False
 
     @property
     def outgoing(self) -> bool:
@@ -187,6 +207,11 @@ class Message:
     def attachment(self) -> Attachment | None:
         """The file this message carries, if it carries one."""
         return self.content if isinstance(self.content, Attachment) else None
+
+    @property
+    def payment_status(self) -> str | None:
+        """A payment request's latest answer: "paid" or "declined" (None: none yet)."""
+        return self.payment_answers[-1].status if self.payment_answers else None
 
 
 @dataclass(frozen=True)
@@ -275,6 +300,19 @@ class ReactionChanged:
     message: Message
     user_id: str
     emoji: str
+
+
+@dataclass(frozen=True)
+class PaymentAnswered:
+    """`by` answered the payment request `request` (as it now is, with
+    `payment_answers`): "paid" (`txn`: the UPI transaction id they gave) or
+    "declined", in their reply `answer`. Only answers that count raise it."""
+
+    request: Message
+    status: str
+    by: str
+    txn: str | None
+    answer: Message
 
 
 @dataclass(frozen=True)
@@ -445,6 +483,7 @@ Event = (
     | MessageEdited
     | MessageDeleted
     | ReactionChanged
+    | PaymentAnswered
     | TimerChanged
     | MessageDisappeared
     | ReceiptUpdate

@@ -90,3 +90,58 @@ def test_devices_lists_this_one_and_remove_signs_it_out(cli: Cli) -> None:
     out = cli.run("erin", "devices", "remove", device_id[1])
     assert "This device is signed out" in out
     assert "sign up" in cli.run("erin", "devices", ok=False)
+
+
+def test_reply_react_edit_delete_and_timer_from_the_command_line_and_chat(cli: Cli) -> None:
+    alice_phone = cli.signup("alice")
+    bob_phone = cli.signup("bob")
+    cli.run("alice", "contacts", "add", bob_phone, "Bob")
+    cli.run("bob", "contacts", "add", alice_phone, "Alice")
+    cli.run("alice", "send", "Bob", "Dinner at 8?")
+    cli.run("bob", "inbox")
+
+    def number(profile: str, text: str) -> str:
+        """The #N `history` shows for the message with `text`."""
+        other = "Bob" if profile == "alice" else "Alice"
+        shown = cli.run(profile, "history", other)
+        found = re.search(rf"^#(\d+) .*{re.escape(text)}", shown, re.MULTILINE)
+        assert found is not None, shown
+        return found[1]
+
+    asked = number("bob", "Dinner at 8?")
+    assert "✓" in cli.run("bob", "reply", asked, "Make it 9")
+    assert "reacted 👍" in cli.run("bob", "react", asked, "👍")
+    assert "a reaction is one emoji" in cli.run("bob", "react", asked, "ok", ok=False)
+    inbox = cli.run("alice", "inbox")
+    assert "Bob: Make it 9" in inbox
+    assert "reacted 👍 to" in inbox
+
+    mine = number("alice", "Dinner at 8?")
+    cli.run("alice", "edit", mine, "Dinner at 8:30?")
+    history = cli.run("alice", "history", "Bob")
+    assert re.search(r"┌ you: “Dinner at 8\?”", history)  # Bob's reply quotes the original
+    assert "Dinner at 8:30? (edited)" in history
+    assert re.search(r"^\s+👍 Bob$", history, re.MULTILINE)
+    assert "edited #" in cli.run("bob", "inbox")
+    assert "Dinner at 8:30? (edited)" in cli.run("bob", "history", "Alice")
+
+    refused = cli.run("bob", "edit", number("bob", "Dinner at 8:30?"), "mine now", ok=False)
+    assert "only its author edits" in refused
+
+    assert "24 hours" in cli.run("alice", "timer", "Bob", "24h")
+    assert "24 hours" in cli.run("bob", "inbox")
+    assert "disappearing messages: 24 hours" in cli.run("bob", "timer", "Alice")
+
+    cli.run("alice", "delete", mine)
+    cli.run("bob", "inbox")
+    assert "🚫 This message was deleted" in cli.run("bob", "history", "Alice")
+
+    with cli.chat("bob", "Alice") as chat:
+        chat.wait_for(r"^Chat with Alice")
+        reply_to = number("bob", "Make it 9")
+        chat.type(f"/react {reply_to} 🎉")
+        chat.wait_for(r"🎉 you")
+        chat.type("/timer off")
+        chat.wait_for(r"disappearing messages: off")
+        chat.type("/quit")
+        assert chat.wait() == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from parley.cli.chat import chat
+from parley.cli.commands import actions
 from parley.cli.commands.account import account, signup, whoami
 from parley.cli.commands.contacts import contacts, safety_number
 from parley.cli.commands.devices import devices
@@ -16,7 +17,9 @@ from parley.cli.commands.groups import group
 from parley.cli.commands.link import link_command
 from parley.cli.commands.media import download, send_file
 from parley.cli.commands.messages import history, inbox, send, send_contact, send_location
+from parley.cli.commands.payments import pay
 from parley.cli.commands.pin import pin
+from parley.cli.commands.search import search, star, starred, unstar
 from parley.cli.context import Context
 from parley.cli.parser import build_parser
 from parley.content import MediaError
@@ -43,6 +46,17 @@ COMMANDS: dict[str, Callable[[Context], Coroutine[Any, Any, None]]] = {
     "inbox": inbox,
     "group": group,
     "history": history,
+    "pay": pay,
+    "search": search,
+    "star": star,
+    "unstar": unstar,
+    "starred": starred,
+    "reply": actions.reply,
+    "react": actions.react,
+    "edit": actions.edit,
+    "delete": actions.delete,
+    "forward": actions.forward,
+    "timer": actions.timer,
     "safety-number": safety_number,
 }
 

@@ -1,7 +1,7 @@
 """`parley chat NAME`: an interactive chat with a contact or in a group. Messages,
 ticks, typing and group changes show as they come; the prompt line keeps what is
-being typed; slash commands send files and places, download, and show safety numbers
-or members."""
+being typed; slash commands send files and places, download, reply, react, edit,
+delete, forward, set the disappearing timer, and show safety numbers or members."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from parley.cli.commands.actions import parse_timer
 from parley.cli.context import Context
 from parley.cli.render import (
     group_event_line,
@@ -27,6 +28,7 @@ from parley.cli.render import (
 from parley.cli.terminal import KeyboardInput, StatusProgress, Terminal
 from parley.client import Client, EventStream
 from parley.content import MediaError
+from parley.conversations.payload import timer_label
 from parley.errors import ParleyClientError
 from parley.models import (
     AccountMoved,
@@ -38,10 +40,15 @@ from parley.models import (
     GroupUpdated,
     IdentityChanged,
     Message,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     MessageSent,
+    PaymentAnswered,
+    ReactionChanged,
     ReceiptUpdate,
     SendFailed,
+    TimerChanged,
     Typing,
 )
 
@@ -49,6 +56,11 @@ __all__ = ["Chat", "chat", "typing_here", "typing_status"]
 
 TYPING_IDLE_S = 4.0
 MEDIA_COMMANDS = frozenset({"/file", "/location", "/download"})
+ACTION_COMMANDS = frozenset({"/reply", "/react", "/edit", "/delete", "/forward", "/timer"})
+ACTION_HELP = (
+    "/reply N text, /react N 👍 (no emoji: take it back), /edit N text, /delete N,"
+    " /forward N CHAT..., /timer off|24h|7d|90d"
+)
 
 
 def typing_here(event: Typing, conversation: str) -> bool:
@@ -139,7 +151,7 @@ class Chat:
             self.term.show(
                 f"Chat in {target.display_name} ({names}). Type a message and press Enter; "
                 "/quit to leave, /members for who is in it, /file PATH [caption], "
-                "/location LAT LON [name], /download ID."
+                f"/location LAT LON [name], /download ID; {ACTION_HELP}. N is a message's #N."
             )
             if not target.active:
                 self.term.show(warn("you are no longer in this group", color=color))
@@ -147,7 +159,7 @@ class Chat:
             self.term.show(
                 f"Chat with {target.display_name}. Type a message and press Enter; "
                 "/quit to leave, /safety for the safety number, /file PATH [caption], "
-                "/location LAT LON [name], /download ID."
+                f"/location LAT LON [name], /download ID; {ACTION_HELP}. N is a message's #N."
             )
             if target.identity_changed:
                 self.term.show(identity_warning(target, color=color))
@@ -192,6 +204,13 @@ class Chat:
         if text in {"/members", "/safety"} and self.group is not None:
             self._show_members(self.group)
             return
+        if text.split(maxsplit=1)[0] in ACTION_COMMANDS:
+            await self._set_typing(False)
+            try:
+                await self._action_command(text)
+            except (ParleyClientError, ValueError) as exc:
+                self.term.show(f"not done: {exc}")
+            return
         if text.split(maxsplit=1)[0] in MEDIA_COMMANDS:
             await self._set_typing(False)
             try:
@@ -211,6 +230,46 @@ class Chat:
             return
         self.shown[message.client_id] = message
         self.term.show(self._render(message))
+
+    async def _action_command(self, text: str) -> None:
+        """/reply N text, /react N [emoji], /edit N text, /delete N, /forward N CHAT...,
+        /timer off|24h|7d|90d."""
+        command, _, rest = text.partition(" ")
+        client, term = self.client, self.term
+        if command == "/timer":
+            seconds = parse_timer(rest)
+            await client.set_disappearing(self.target, seconds)
+            term.show(f"disappearing messages: {timer_label(seconds)}")
+            return
+        number, _, rest = rest.strip().partition(" ")
+        if not number.lstrip("#").isdigit():
+            raise ValueError(f"usage: {command} N ... (N: a message's #N)")
+        message = client.message(int(number.lstrip("#")))
+        if message.peer != self.conversation:
+            raise ValueError(f"#{message.id} is not in this chat")
+        rest = rest.strip()
+        if command == "/reply":
+            if not rest:
+                raise ValueError("usage: /reply N text")
+            sent = await client.reply(message, rest)
+            self.shown[sent.client_id] = sent
+            term.show(self._render(sent))
+        elif command == "/react":
+            await client.react(message, rest)
+        elif command == "/edit":
+            if not rest:
+                raise ValueError("usage: /edit N text")
+            await client.edit(message, rest)
+        elif command == "/delete":
+            await client.delete_for_everyone(message)
+        else:  # /forward
+            chats = shlex.split(rest)
+            if not chats:
+                raise ValueError("usage: /forward N CHAT...")
+            await client.forward(message, chats)
+            term.show(f"forwarded #{message.id} to {', '.join(chats)}")
+        if command in {"/react", "/edit", "/delete"}:
+            term.show(self._render(client.message(message.id)))
 
     def _show_members(self, group: Group) -> None:
         current = self.client.group(group)
@@ -279,6 +338,16 @@ class Chat:
             for message in updated:
                 if message.peer == conversation:
                     term.show(f"  {ticks(message.state, color=color)}  {message.text}")
+        elif (
+            isinstance(event, MessageEdited | MessageDeleted | ReactionChanged)
+            and event.message.peer == conversation
+        ):
+            term.show(self._render(event.message))
+        elif isinstance(event, PaymentAnswered) and event.request.peer == conversation:
+            term.show(self._render(event.request))  # the request, with its status now
+        elif isinstance(event, TimerChanged) and event.conversation == conversation:
+            who = self.client.member_name(event.set_by)
+            term.show(f"{who} set disappearing messages: {timer_label(event.seconds)}")
         elif isinstance(event, Typing) and typing_here(event, conversation):
             if event.typing:
                 self.typists[event.contact.user_id] = self.client.member_name(event.contact.user_id)

@@ -203,10 +203,81 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("message_id", type=int, help="the number `history` shows")
 
+    number_help = "the message's number (#N in `history`)"
+    reply = commands.add_parser("reply", parents=[common], help="answer a message, quoting it")
+    reply.add_argument("message_id", metavar="N", type=int, help=number_help)
+    reply.add_argument("text")
+    react = commands.add_parser("react", parents=[common], help="react to a message with one emoji")
+    react.add_argument("message_id", metavar="N", type=int, help=number_help)
+    react.add_argument("emoji", nargs="?", default="", help="one emoji, e.g. 👍")
+    react.add_argument("--remove", action="store_true", help="take your reaction back")
+    edit = commands.add_parser(
+        "edit", parents=[common], help="change a text you sent (for 15 minutes)"
+    )
+    edit.add_argument("message_id", metavar="N", type=int, help=number_help)
+    edit.add_argument("text")
+    delete = commands.add_parser(
+        "delete",
+        parents=[common],
+        help="delete a message for everyone (yours for 48 hours; a group admin: any)",
+    )
+    delete.add_argument("message_id", metavar="N", type=int, help=number_help)
+    delete.add_argument(
+        "--for-me", action="store_true", help="only from this device (nobody is told)"
+    )
+    fwd = commands.add_parser(
+        "forward", parents=[common], help="forward a message to up to 5 chats"
+    )
+    fwd.add_argument("message_id", metavar="N", type=int, help=number_help)
+    fwd.add_argument("to", nargs="+", metavar="CHAT", help="contacts or groups")
+    timer = commands.add_parser(
+        "timer",
+        parents=[common],
+        help="show or set a chat's disappearing messages: off, 24h, 7d or 90d",
+    )
+    timer.add_argument("name", help="a contact or a group")
+    timer.add_argument("setting", nargs="?", choices=("off", "24h", "7d", "90d"))
+
     chat = commands.add_parser("chat", parents=[common], help="chat interactively")
     chat.add_argument("name", help="a contact or a group")
 
     commands.add_parser("inbox", parents=[common], help="receive what is waiting, then exit")
+
+    pay = commands.add_parser(
+        "pay",
+        parents=[common],
+        help="UPI payment requests: ask to be paid, answer paid or declined",
+        description="Ask a contact or a group to pay you through UPI: the request carries a "
+        "upi://pay link (and shows its QR code) that the payer opens in their own UPI app. "
+        "Parley moves no money; the payer then marks the request paid or declined.",
+    )
+    pay_commands = pay.add_subparsers(dest="pay_command", required=True)
+    pay_request = pay_commands.add_parser(
+        "request", parents=[common], help="ask a contact or a group to pay you"
+    )
+    pay_request.add_argument("name", help="a contact or a group")
+    pay_request.add_argument("amount", help="rupees, e.g. 250 or 1,250.50 (at most 1,00,000)")
+    pay_request.add_argument("--note", help="what it is for (at most 50 characters)")
+    pay_request.add_argument("--vpa", help="be paid at this UPI ID (default: `parley pay vpa`)")
+    pay_request.add_argument(
+        "--name", dest="payee", help="the payee name your UPI app shows (default: the saved one)"
+    )
+    pay_answer = pay_commands.add_parser(
+        "answer", parents=[common], help="tell the requester you paid, or declined"
+    )
+    pay_answer.add_argument("message_id", metavar="N", type=int, help="the request's #N")
+    pay_answer.add_argument("status", choices=("paid", "declined"))
+    pay_answer.add_argument("--txn", help="the UPI transaction id your UPI app shows")
+    pay_show = pay_commands.add_parser(
+        "show", parents=[common], help="a request's link, QR code and answers"
+    )
+    pay_show.add_argument("message_id", metavar="N", type=int, help="the request's #N")
+    pay_vpa = pay_commands.add_parser(
+        "vpa", parents=[common], help="show or set your UPI ID (kept on this device)"
+    )
+    pay_vpa.add_argument("vpa", nargs="?", help="your UPI ID (VPA), e.g. asha@okaxis")
+    pay_vpa.add_argument("--name", dest="payee", help="the payee name your UPI app shows")
+    pay_vpa.add_argument("--clear", action="store_true", help="forget it on this device")
 
     group = commands.add_parser("group", parents=[common], help="group chats")
     group_commands = group.add_subparsers(dest="group_command", required=True)
@@ -239,6 +310,30 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", parents=[common], help="show a conversation")
     history.add_argument("name", help="a contact or a group")
     history.add_argument("-n", "--limit", type=int, default=50)
+
+    search = commands.add_parser(
+        "search",
+        parents=[common],
+        help="find messages on this device by their text",
+        description="Messages (texts, files' names and captions, places, cards) with every "
+        "word given, as a word or the start of one; case and accents ignored; newest "
+        "first. The history is read from the encrypted store, nothing is indexed.",
+    )
+    search.add_argument("text", nargs="+", help="the words to look for")
+    search.add_argument(
+        "--in", dest="conversation", metavar="NAME", help="only in this contact's chat or group"
+    )
+    search.add_argument("-n", "--limit", type=int, default=20, help="at most this many (20)")
+    star = commands.add_parser(
+        "star", parents=[common], help="star a message on this device (`parley starred`)"
+    )
+    star.add_argument("message_id", type=int, help="the number `history` or `search` shows")
+    unstar = commands.add_parser("unstar", parents=[common], help="take a message's star away")
+    unstar.add_argument("message_id", type=int, help="the number `history` or `search` shows")
+    starred = commands.add_parser(
+        "starred", parents=[common], help="the messages starred on this device"
+    )
+    starred.add_argument("name", nargs="?", help="only in this contact's chat or group")
 
     safety = commands.add_parser(
         "safety-number", parents=[common], help="show the safety number with a contact"

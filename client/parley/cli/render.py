@@ -4,11 +4,14 @@ progress bars, and the rows of the contact, device and group lists."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from parley.cli.payments_view import payment_lines
 from parley.client import Client
-from parley.content import Attachment, ContactCard, Location
+from parley.content import FORWARDED_MANY, Attachment, ContactCard, Location
+from parley.conversations.payload import timer_label
 from parley.models import (
     AccountMoved,
     Contact,
@@ -60,24 +63,65 @@ def ticks(state: MessageState, *, color: bool) -> str:
     return state.ticks
 
 
-def render_message(message: Message, contact: Contact, *, color: bool) -> str:
+def render_message(
+    message: Message,
+    contact: Contact,
+    *,
+    color: bool,
+    names: Callable[[str], str] | None = None,
+    after: str = "",
+) -> str:
+    """A message as `history` and `chat` show it: its number (for `/reply N`,
+    `parley react N` ...), time, who, what, ticks; the message it replies to on a
+    line above, and reactions on a line below. `names` says how to show a user id
+    (default: the contact's name, else "you"); `after` ends the message's own line."""
+    name = names or (lambda uid: contact.display_name if uid == contact.user_id else "you")
     when = datetime.fromtimestamp(message.ts / 1000).strftime("%Y-%m-%d %H:%M")
-    body = render_content(message)
+    number = f"#{message.id}"
+    body = _marked(message, render_content(message))
     if message.outgoing:
-        return f"{when}  you: {body}  {ticks(message.state, color=color)}".rstrip()
-    return f"{when}  {contact.display_name}: {body}"
+        line = f"{number} {when}  you: {body}  {ticks(message.state, color=color)}".rstrip()
+    else:
+        line = f"{number} {when}  {contact.display_name}: {body}"
+    line += after
+    pad = " " * (len(number) + 1 + len(when) + 2)
+    lines = []
+    if message.reply_to is not None:
+        quote = message.reply_to
+        lines.append(f"{pad}┌ {name(quote.target.author)}: “{quote.excerpt}”")
+    lines.append(line)
+    lines += [f"{pad}  {extra}" for extra in payment_lines(message, color=color)]
+    if message.reactions:
+        shown = "  ".join(f"{emoji} {name(uid)}" for uid, emoji in message.reactions)
+        lines.append(f"{pad}  {shown}")
+    return "\n".join(lines)
+
+
+def _marked(message: Message, body: str) -> str:
+    """Forwarded, edited and disappearing, said around the body."""
+    if message.deleted is not None:
+        return f"🚫 {message.text}"
+    if message.forwarded >= FORWARDED_MANY:
+        body = f"[Forwarded many times] {body}"
+    elif message.forwarded:
+        body = f"[Forwarded] {body}"
+    if message.edited:
+        body += " (edited)"
+    if message.timer:
+        body += f" ⏱{timer_label(message.timer)}"
+    return body
 
 
 def render_group_message(client: Client, message: Message, *, color: bool) -> str:
     """A group message: who said it, and for ours how far it got among the members."""
     sender = client.store.contacts.get(message.sender) or Contact(message.sender, None, None)
-    line = render_message(message, sender, color=color)
+    progress = ""
     if message.outgoing and message.state in {MessageState.SENT, MessageState.DELIVERED}:
         detail = client.group_ticks(message)
         if detail:
             read = sum(1 for member in detail if member.read)
-            line += f"  (read by {read} of {len(detail)})"
-    return line
+            progress = f"  (read by {read} of {len(detail)})"
+    return render_message(message, sender, color=color, names=client.member_name, after=progress)
 
 
 def render_content(message: Message) -> str:

@@ -10,6 +10,8 @@ raises ContentError with a clear message (never anything else):
     {"v":1,"kind":"contact","name":...,"phones":[...]}
     {"v":1,"kind":"image"|"video"|"audio"|"document","media_id","key","header",
      "sha256","size","mime","name","thumbnail"?,"caption"?,"width"?,"height"?}
+    {"v":1,"kind":"payment","vpa","name","amount","currency","note"?,"ref"}
+    {"v":1,"kind":"payment_status","ref","status","txn"?,"ctx"}   (parley.content.payment)
 
 Each of those may say what it replies to, how often it was forwarded and its
 disappearing timer (`"ctx"`, parley.content.context). Four more kinds act on
@@ -53,6 +55,14 @@ from parley.content.context import (
 from parley.content.errors import ContentError, MediaError
 from parley.content.fields import MAX_NAME_CHARS
 from parley.content.kinds import MAX_TEXT_CHARS, ContactCard, Location, Text
+from parley.content.payment import (
+    PAYMENT_STATUSES,
+    Payment,
+    PaymentStatus,
+    check_vpa,
+    format_inr,
+    parse_amount,
+)
 
 __all__ = [
     "ACTION_KINDS",
@@ -63,6 +73,7 @@ __all__ = [
     "MAX_EXCERPT_CHARS",
     "MAX_NAME_CHARS",
     "MAX_TEXT_CHARS",
+    "PAYMENT_STATUSES",
     "TIMER_CHOICES",
     "Action",
     "Attachment",
@@ -75,6 +86,8 @@ __all__ = [
     "Edit",
     "Location",
     "MediaError",
+    "Payment",
+    "PaymentStatus",
     "Quote",
     "Reaction",
     "Shown",
@@ -82,10 +95,13 @@ __all__ = [
     "Text",
     "TimerChange",
     "check_emoji",
+    "check_vpa",
     "encode_content",
     "encrypted_size",
     "excerpt_of",
+    "format_inr",
     "kind_for_mime",
+    "parse_amount",
     "parse_content",
     "with_context",
 ]

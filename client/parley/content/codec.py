@@ -13,17 +13,20 @@ from parley.content.context import Context, context_dict, parse_context
 from parley.content.errors import ContentError
 from parley.content.fields import VERSION, field
 from parley.content.kinds import ContactCard, Location, Text
+from parley.content.payment import Payment, PaymentStatus
 
 __all__ = ["Content", "Shown", "encode_content", "parse_content", "with_context"]
 
 # What shows as a message of its own (and may reply, be forwarded, disappear).
-Shown: TypeAlias = Text | Location | ContactCard | Attachment
+Shown: TypeAlias = Text | Location | ContactCard | Attachment | Payment | PaymentStatus
 Content: TypeAlias = Shown | Reaction | Edit | Delete | TimerChange
 
 _SHOWN: Final[dict[str, Callable[[Mapping[str, Any]], Shown]]] = {
     "text": Text.from_dict,
     "location": Location.from_dict,
     "contact": ContactCard.from_dict,
+    "payment": Payment.from_dict,
+    "payment_status": PaymentStatus.from_dict,
     **dict.fromkeys(ATTACHMENT_KINDS, Attachment.from_dict),
 }
 _ACTIONS: Final[dict[str, Callable[[Mapping[str, Any]], Content]]] = {

@@ -44,7 +44,17 @@ FORWARDED_MANY: Final = 5
 # The longest disappearing timer a message may carry (the settings offer up to 90 days).
 MAX_TIMER_S: Final = 365 * 24 * 3600
 _QUOTED_KINDS: Final = frozenset(
-    {"text", "location", "contact", "image", "video", "audio", "document", "payment"}
+    {
+        "text",
+        "location",
+        "contact",
+        "image",
+        "video",
+        "audio",
+        "document",
+        "payment",
+        "payment_status",
+    }
 )
 
 

@@ -33,7 +33,16 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from parley.content import Context, Delete, Edit, Reaction, Text, TimerChange, with_context
+from parley.content import (
+    Context,
+    Delete,
+    Edit,
+    PaymentStatus,
+    Reaction,
+    Text,
+    TimerChange,
+    with_context,
+)
 from parley.ids import group_id_of
 from parley.models import (
     Direction,
@@ -46,6 +55,7 @@ from parley.models import (
     ReactionChanged,
     TimerChanged,
 )
+from parley.payments.events import answered
 from parley.store import Store
 
 __all__ = [
@@ -93,6 +103,8 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
     elif message.direction is Direction.OUT and message.timer:
         # ours (from here or another of our devices): it runs from when it was sent
         store.messages.start_timer(message.id, int(now * 1000) + message.timer * 1000)
+    if isinstance(content, PaymentStatus):
+        events += answered(store, message)
     held = store.messages.held_for(message.target)
     if held:
         store.messages.unhold([action.id for action in held])

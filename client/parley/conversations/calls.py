@@ -1,5 +1,5 @@
 """The message calls of `parley.Client` beyond sending: reply, react, edit, delete
-(for everyone or only here), and the disappearing timer of a conversation.
+(for everyone or only here), forward, and the disappearing timer of a conversation.
 
 Each is a message inside the end-to-end encryption (parley.content.context and
 parley.content.actions), sent to the conversation its target is in, and
@@ -12,12 +12,17 @@ reaction that is not one emoji.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from parley.content import (
+    Attachment,
+    ContactCard,
     Content,
     Context,
     Delete,
     Edit,
+    Location,
     Quote,
     Reaction,
     Shown,
@@ -32,7 +37,14 @@ from parley.ids import group_id_of
 from parley.models import Account, Contact, Event, Group, Message
 from parley.store import Store
 
-__all__ = ["ActionRefused", "MessageCalls"]
+__all__ = ["MAX_FORWARD_CHATS", "MEDIA_REUSE_S", "ActionRefused", "MessageCalls"]
+
+# At most this many chats per forward, as WhatsApp limits the spread of a message.
+MAX_FORWARD_CHATS = 5
+# A forwarded file points at the same object in media storage while it is this young:
+# the service keeps an object 30 days after its upload, and a week is left for the
+# recipients to fetch it. An older one is uploaded again (downloaded first if need be).
+MEDIA_REUSE_S = 23 * 24 * 3600
 
 
 class ActionRefused(ParleyClientError):
@@ -60,6 +72,15 @@ class MessageCalls:
         raise NotImplementedError
 
     def _emit(self, event: Event) -> None:
+        raise NotImplementedError
+
+    async def download(self, message: Message | int) -> Path:
+        raise NotImplementedError
+
+    async def _upload_again(self, attachment: Attachment, path: Path) -> Attachment:
+        raise NotImplementedError
+
+    async def _delete_media(self, media_id: str) -> None:
         raise NotImplementedError
 
     def _target(self, message: Message | int) -> Message:
@@ -103,21 +124,51 @@ class MessageCalls:
     async def delete_for_everyone(self, message: Message | int) -> Message:
         """Delete a message on every device of the conversation: one's own for
         `actions.RULES.delete_window_s` (48 hours) after sending, or, for a group
-        admin, anyone's in the group. Its content and files go everywhere; the
-        attachment in media storage expires on the service's schedule."""
+        admin, anyone's in the group. Its content and files go everywhere, and a file
+        this account uploaded is deleted from media storage (if the service is out
+        of reach, it expires on the service's 30-day schedule)."""
         target = self._target(message)
         if target.deleted is not None:
             raise ActionRefused("the message was deleted already")
         by = actions.delete_refused_or_by(self.store, target, self.account.user_id, _now_ms())
         if by not in ("author", "admin"):
             raise ActionRefused(by)
-        return await self.send_content(self._where(target), Delete(target.target))
+        attachment = target.attachment
+        sent = await self.send_content(self._where(target), Delete(target.target))
+        if attachment is not None and target.sender == self.account.user_id:
+            # the object was ours: it goes too (a forward of it elsewhere loses it)
+            await self._delete_media(attachment.media_id)
+        return sent
 
     def delete_for_me(self, message: Message | int) -> None:
         """Delete a message (and its downloaded file) from this device only."""
         target = self._target(message)
         path = self.store.messages.erase(target.id)
         actions.remove_file(path)
+
+    async def forward(
+        self, message: Message | int, to: Sequence[str | Contact | Group]
+    ) -> list[Message]:
+        """Send a copy of a message (text, file, location, contact card) to up to
+        MAX_FORWARD_CHATS chats, marked forwarded (and "forwarded many times" after
+        FORWARDED_MANY hops: the count travels inside the encryption). A file is not
+        uploaded again while its object is young enough (MEDIA_REUSE_S); the copies
+        do not reply to anything and carry each chat's own disappearing timer."""
+        target = self._target(message)
+        chats = [self.conversation(key) for key in to]
+        if not 1 <= len(chats) <= MAX_FORWARD_CHATS:
+            raise ActionRefused(f"a message is forwarded to 1 to {MAX_FORWARD_CHATS} chats")
+        content = target.content
+        if target.kind in ("payment", "payment_status"):
+            raise ActionRefused("a payment request or answer cannot be forwarded")
+        if target.deleted is not None or not isinstance(content, SHOWN_KINDS):
+            raise ActionRefused("only a message that is still there can be forwarded")
+        hops = (content.ctx.forwarded if content.ctx is not None else 0) + 1
+        if isinstance(content, Attachment) and _now_ms() - target.ts > MEDIA_REUSE_S * 1000:
+            path = target.file if target.file is not None and target.file.exists() else None
+            content = await self._upload_again(content, path or await self.download(target))
+        copy = with_context(content, Context(forwarded=hops))
+        return [await self.send_content(chat, copy) for chat in chats]
 
     def disappearing(self, conversation: str | Contact | Group) -> int:
         """The conversation's disappearing timer in seconds (0: off)."""
@@ -133,6 +184,10 @@ class MessageCalls:
         if isinstance(target, Group) and not target.is_admin(self.account.user_id):
             raise ActionRefused("only a group admin changes its disappearing timer")
         return await self.send_content(target, TimerChange(seconds))
+
+
+# what may be forwarded: the kinds shown as messages of their own
+SHOWN_KINDS = (Text, Location, ContactCard, Attachment)
 
 
 def _key(conversation: Contact | Group) -> str:

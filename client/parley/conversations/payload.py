@@ -46,6 +46,8 @@ from parley.content import (
     Delete,
     Edit,
     Location,
+    Payment,
+    PaymentStatus,
     Reaction,
     Text,
     TimerChange,
@@ -264,6 +266,11 @@ def describe(content: Content) -> str:
         return f"📍 {content.name or 'Location'}"
     if isinstance(content, ContactCard):
         return f"👤 {content.name}"
+    if isinstance(content, Payment):
+        line = f"💸 {content.name} requests {content.shown_amount}"
+        return f"{line}: {content.note}" if content.note else line
+    if isinstance(content, PaymentStatus):
+        return "✅ Paid" if content.status == "paid" else "❌ Declined to pay"
     if isinstance(content, Reaction):
         return f"reacted {content.emoji}" if content.emoji else "took back a reaction"
     if isinstance(content, Edit):

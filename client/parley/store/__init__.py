@@ -18,7 +18,10 @@
   it), the sender keys other member devices gave us, and group messages held until
   their sender's key arrives;
 - `receipts`: the per-member ticks of the group messages we sent;
-- `seen`: the (sender, client id) pairs already received.
+- `payment_address`: this user's own UPI ID (VPA) and payee name, for requests;
+- `seen`: the (sender, client id) pairs already received;
+- `search`: the messages whose text matches a query (no index: see its module);
+- `stars`: the messages starred on this device.
 
 Secrets (private keys, sessions, sender keys, tokens, message texts and contents,
 attachment keys, where files were saved, group ticks) are sealed by the profile's
@@ -45,11 +48,14 @@ from parley.store.device_lists import DeviceLists, StoredList
 from parley.store.groups import Groups
 from parley.store.messages import Messages
 from parley.store.outbox import Outbox, OutboxItem
+from parley.store.payments import PaymentAddresses
 from parley.store.prekeys import MAX_PREKEY_ID, PreKeys
 from parley.store.receipts import Receipts
+from parley.store.search import Search
 from parley.store.seen import Seen
 from parley.store.sender_keys import HeldMessage, OwnSenderKey, SenderKeys
 from parley.store.sessions import Sessions
+from parley.store.stars import Stars
 from parley.store.vault import KDF_MEMLIMIT, KDF_OPSLIMIT, KeyringLike, Protection
 
 __all__ = [
@@ -82,6 +88,9 @@ class Store:
         self.sender_keys = SenderKeys(db)
         self.receipts = Receipts(db)
         self.seen = Seen(db)
+        self.payment_address = PaymentAddresses(db)
+        self.search = Search(db)
+        self.stars = Stars(db)
 
     @classmethod
     def open(

@@ -76,6 +76,7 @@ SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("sender_keys", "record", ("group_id", "sender", "device_id")),
     ("group_ticks", "receipts", ("message_id",)),
     ("reactions", "emoji", ("message_id", "reactor")),
+    ("payment_address", "address", ("id",)),
 )
 
 _SCHEMA = """
@@ -191,6 +192,16 @@ CREATE TABLE IF NOT EXISTS seen (
     sender TEXT NOT NULL, client_id TEXT NOT NULL, seen_at REAL NOT NULL,
     PRIMARY KEY (sender, client_id)
 );
+CREATE TABLE IF NOT EXISTS payment_answers (
+    answer_id INTEGER PRIMARY KEY, target_sender TEXT NOT NULL,
+    target_client_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_answers_by_target
+    ON payment_answers (target_sender, target_client_id);
+CREATE TABLE IF NOT EXISTS payment_address (
+    id INTEGER PRIMARY KEY CHECK (id = 1), address BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stars (message_id INTEGER PRIMARY KEY, starred_at REAL NOT NULL);
 """
 
 _AUTO: Literal["auto"] = "auto"

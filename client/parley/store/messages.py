@@ -20,12 +20,14 @@ from parley.content import (
     ACTION_KINDS,
     Content,
     ContentError,
+    PaymentStatus,
     Target,
     Text,
     encode_content,
     parse_content,
 )
-from parley.models import Direction, Message, MessageState
+from parley.models import Direction, Message, MessageState, PaymentAnswer
+from parley.payments.rules import latest_answers
 from parley.store.db import Cell, Repository
 
 __all__ = ["Messages"]
@@ -101,6 +103,14 @@ class Messages(Repository):
             if cursor.rowcount == 0:
                 return None
             row_id = cursor.lastrowid
+            if isinstance(content, PaymentStatus) and content.ctx and content.ctx.reply:
+                # the request it answers finds it here (parley.payments.rules)
+                quoted = content.ctx.reply.target
+                self._db.execute(
+                    "INSERT INTO payment_answers (answer_id, target_sender, target_client_id)"
+                    " VALUES (?, ?, ?)",
+                    (row_id, quoted.author, quoted.client_id),
+                )
         assert row_id is not None
         return Message(
             row_id,
@@ -260,6 +270,7 @@ class Messages(Repository):
                 (self._vault.seal(note.encode(), _cell("body", sender, client_id)), by, message_id),
             )
             self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+            self._db.execute("DELETE FROM stars WHERE message_id = ?", (message_id,))
         return path
 
     def erase(self, message_id: int) -> Path | None:
@@ -280,6 +291,8 @@ class Messages(Repository):
             )
             self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM group_ticks WHERE message_id = ?", (message_id,))
+            self._db.execute("DELETE FROM payment_answers WHERE answer_id = ?", (message_id,))
+            self._db.execute("DELETE FROM stars WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         return path
 
@@ -419,7 +432,7 @@ class Messages(Repository):
         row_id, peer, direction, sender, client_id, body, ts, state, content, file = row[:10]
         edited_at, deleted, timer, expires_at = row[10:]
         text = self._vault.open(body, _cell("body", sender, client_id)).decode()
-        return Message(
+        message = Message(
             id=row_id,
             peer=peer,
             direction=Direction(direction),
@@ -445,7 +458,31 @@ class Messages(Repository):
             reactions=self.reactions(row_id),
             timer=timer,
             expires_at=expires_at,
+            starred=self._starred(row_id),
         )
+        return self._with_answers(message)
+
+    def _with_answers(self, message: Message) -> Message:
+        """A payment request with the answers that count for it (parley.payments.rules)."""
+        if message.kind != "payment":
+            return message
+        answers = self.payment_answers(message)
+        return replace(message, payment_answers=answers) if answers else message
+
+    def payment_answers(self, request: Message) -> tuple[PaymentAnswer, ...]:
+        """The answers that count for a payment request, each person's latest."""
+        rows = self._db.execute(
+            "SELECT answer_id FROM payment_answers"
+            " WHERE target_sender = ? AND target_client_id = ? ORDER BY answer_id",
+            (request.sender, request.client_id),
+        ).fetchall()
+        replies = (self.by_id(answer_id) for (answer_id,) in rows)
+        return latest_answers(request, (r for r in replies if r is not None))
+
+    def _starred(self, message_id: int) -> bool:
+        """Starred on this device (parley.store.stars)."""
+        query = "SELECT 1 FROM stars WHERE message_id = ?"
+        return self._db.execute(query, (message_id,)).fetchone() is not None
 
     def _content(self, row_id: int, sealed: bytes, cell: Cell) -> Content | None:
         try:

@@ -20,17 +20,33 @@ from parley.cli.render import (
     warn,
 )
 from parley.client import Client
+from parley.conversations.payload import timer_label
 from parley.models import (
     Contact,
+    Event,
     Group,
     GroupUpdated,
     IdentityChanged,
     Message,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
+    PaymentAnswered,
+    ReactionChanged,
     ReceiptUpdate,
+    TimerChanged,
 )
 
-__all__ = ["SEND_WAIT_S", "history", "inbox", "send", "send_contact", "send_location", "send_one"]
+__all__ = [
+    "SEND_WAIT_S",
+    "action_line",
+    "history",
+    "inbox",
+    "send",
+    "send_contact",
+    "send_location",
+    "send_one",
+]
 
 SEND_WAIT_S = 15.0
 
@@ -93,6 +109,9 @@ async def inbox(ctx: Context) -> None:
                     for message in event.messages:
                         shown += 1
                         ctx.print(f"{ticks(event.state, color=ctx.color)} to {to}: {message.text}")
+                elif (told := action_line(client, event)) is not None:
+                    shown += 1  # an edit, a delete, a reaction, a timer change
+                    ctx.print(told)
                 elif isinstance(event, GroupUpdated):
                     shown += 1
                     ctx.print(group_event_line(client, event))
@@ -108,6 +127,26 @@ async def inbox(ctx: Context) -> None:
             ctx.print("Could not reach the service.")
         finally:
             stream.close()
+
+
+def action_line(client: Client, event: Event) -> str | None:
+    """How `inbox` tells of an edit, a delete, a reaction, a timer change or an answer
+    to a payment request (None for any other event)."""
+    name = client.member_name
+    if isinstance(event, MessageEdited):
+        return f"{name(event.message.sender)} edited #{event.message.id}: {event.message.text}"
+    if isinstance(event, MessageDeleted):
+        by = "an admin" if event.by == "admin" else name(event.deleted_by)
+        return f"#{event.message.id} was deleted by {by}"
+    if isinstance(event, ReactionChanged):
+        what = f"reacted {event.emoji} to" if event.emoji else "took back their reaction to"
+        return f"{name(event.user_id)} {what} #{event.message.id}: {event.message.text}"
+    if isinstance(event, TimerChanged):
+        return f"{name(event.set_by)} set disappearing messages: {timer_label(event.seconds)}"
+    if isinstance(event, PaymentAnswered):
+        said = "marked as paid" if event.status == "paid" else "declined"
+        return f"{name(event.by)} {said} your request #{event.request.id}: {event.request.text}"
+    return None
 
 
 async def history(ctx: Context) -> None:

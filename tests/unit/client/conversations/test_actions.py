@@ -4,7 +4,9 @@ rules drop."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,7 @@ from parley.models import (
     TimerChanged,
 )
 from parley.protocol import IncomingMessage, OutboxEntry
+from parley.store import Store
 from tests.unit.client.fakes import KeyServer
 from tests.unit.client.test_engine import ALICE, ALICE_DEV, BOB, BOB_DEV, make_engine
 
@@ -348,3 +351,64 @@ def test_a_timer_is_one_of_the_choices() -> None:
     with pytest.raises(ContentError):
         TimerChange(3600)
     assert TimerChange(0).seconds == 0
+
+
+# -- whatever the order, the same end ----------------------------------------------------
+
+
+async def _every_order_ends_the_same(
+    pair: Pair, tmp_path: Path, envelopes: list[IncomingMessage], check: object
+) -> int:
+    """Deliver `envelopes` to a fresh copy of Bob's device in every order, each one
+    twice; `check(engine)` the end state. How many orders were tried."""
+    pair.bob.store.close()
+    source = pair.bob.store.path.parent
+    tried = 0
+    for n, order in enumerate(itertools.permutations(envelopes)):
+        copy = tmp_path / f"bob-order-{n}"
+        shutil.copytree(source, copy)
+        store = Store.open(copy, keyring=None, allow_plaintext=True)
+        engine = Engine(store, pair.bob.sealer._fetch, clock=lambda: 2000.0)
+        for envelope in (*order, order[0]):
+            engine.receive(envelope)
+        check(engine)  # type: ignore[operator]
+        store.close()
+        shutil.rmtree(copy)
+        tried += 1
+    return tried
+
+
+async def test_edits_and_reactions_in_any_order_and_twice_end_the_same(
+    pair: Pair, tmp_path: Path
+) -> None:
+    text = await pair.send(pair.alice, "v1", at=T0)
+    target = Target(ALICE, text.client_id)
+    envelopes = [
+        text,
+        await pair.send(pair.alice, Edit(target, "v2"), at=T0 + 2000),
+        await pair.send(pair.alice, Reaction(target, "🎉"), at=T0 + 3000),
+        await pair.send(pair.alice, Edit(target, "v3"), at=T0 + 4000),
+    ]
+
+    def check(engine: Engine) -> None:
+        shown = only(engine, ALICE)
+        assert (shown.text, shown.edited_at, shown.reactions) == ("v3", T0 + 4000, ((ALICE, "🎉"),))
+
+    assert await _every_order_ends_the_same(pair, tmp_path, envelopes, check) == 24
+
+
+async def test_a_delete_in_any_order_is_final(pair: Pair, tmp_path: Path) -> None:
+    text = await pair.send(pair.alice, "oops", at=T0)
+    target = Target(ALICE, text.client_id)
+    envelopes = [
+        text,
+        await pair.send(pair.alice, Reaction(target, "👍"), at=T0 + 1000),
+        await pair.send(pair.alice, Delete(target), at=T0 + 2000),
+        await pair.send(pair.alice, Edit(target, "back"), at=T0 + 3000),
+    ]
+
+    def check(engine: Engine) -> None:
+        shown = only(engine, ALICE)
+        assert (shown.text, shown.deleted, shown.reactions) == (actions.DELETED, "author", ())
+
+    assert await _every_order_ends_the_same(pair, tmp_path, envelopes, check) == 24

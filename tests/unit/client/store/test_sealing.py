@@ -48,6 +48,7 @@ SECRET_COLUMNS = {
     ("sender_keys", "record"),
     ("group_ticks", "receipts"),
     ("reactions", "emoji"),
+    ("payment_address", "address"),
 }
 
 
