@@ -6,12 +6,13 @@ This runs pip for real (wheels come from the pip cache or the index).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from stacks.bundling import PipLocalBundling, build_asset
+from stacks.bundling import BYTECODE_PYTHON, PipLocalBundling, build_asset, bytecode_python
 
 pytestmark = pytest.mark.infra
 
@@ -38,10 +39,42 @@ def _machine(path: Path) -> int:
     return int.from_bytes(header[18:20], "little")
 
 
-def test_asset_holds_the_server_package_without_bytecode(asset: Path) -> None:
+def test_asset_holds_the_server_package_and_bytecode_only_for_3_13(asset: Path) -> None:
     assert (asset / "parley_server" / "catalogue.py").is_file()
     assert (asset / "parley_server" / "handlers").is_dir()
-    assert not list(asset.rglob("__pycache__"))
+    compiled = {p.name.split(".")[-2] for p in asset.rglob("__pycache__/*.pyc")}
+    # this machine's own .pyc files would be useless to Lambda's 3.13
+    assert compiled <= {"cpython-313"}
+    assert bool(compiled) == (bytecode_python() is not None)
+
+
+def test_with_an_interpreter_of_the_version_the_asset_is_compiled_unchecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # this machine's Python stands in for Lambda's 3.13 (the mechanism is the same)
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    monkeypatch.setenv(BYTECODE_PYTHON, sys.executable)
+    source = tmp_path / "src"
+    (source / "parley_server").mkdir(parents=True)
+    (source / "parley_server" / "__init__.py").write_text("VALUE = 1\n")
+    (source / "requirements.txt").write_text("")
+
+    build_asset(
+        tmp_path / "out", source=source, requirements=source / "requirements.txt", python=here
+    )
+
+    (pyc,) = (tmp_path / "out" / "parley_server" / "__pycache__").glob("*.pyc")
+    assert pyc.name == f"__init__.{sys.implementation.cache_tag}.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, source never checked: file times do not matter
+    assert "no Python" not in capfd.readouterr().err
+
+    monkeypatch.setenv(BYTECODE_PYTHON, "/nonexistent/python")
+    build_asset(
+        tmp_path / "bare", source=source, requirements=source / "requirements.txt", python=here
+    )
+    assert not list((tmp_path / "bare").rglob("*.pyc"))
+    assert f"no Python {here} here" in capfd.readouterr().err
 
 
 def test_compiled_dependencies_are_for_cpython_313_on_arm64(asset: Path) -> None:
