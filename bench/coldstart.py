@@ -15,6 +15,10 @@ reported. The interpreter is set up as Lambda's python runtime sets it up:
   POWERTOOLS_TRACE_DISABLED is not set), with the variables the stack gives
   every function.
 
+Then the same again with the asset compiled (unchecked-hash .pyc, as
+stacks/bundling.py compiles it when the deploying machine has a Python 3.13; this
+machine's Python stands in for it): the "compiled cold start" figures.
+
 Both figures are measured in the same run on the same machine, so the ratio
 is what to read, not the absolute milliseconds (this machine's Python, not
 Lambda's 3.13 on arm64).
@@ -60,11 +64,13 @@ from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
 __all__ = [
     "FirstInvocation",
     "LambdaLayout",
+    "compile_asset",
     "first_invocations",
     "lambda_layout",
     "main",
     "probe_command",
     "probe_environment",
+    "remove_bytecode",
     "run",
 ]
 
@@ -189,6 +195,30 @@ def lambda_layout(requirements: Path = LAMBDAS / "requirements.txt") -> Iterator
         shutil.copytree(LAMBDAS / PACKAGE, layout.task_root / PACKAGE, ignore=_JUNK)
         _link_runtime(layout.runtime)
         yield layout
+
+
+def compile_asset(layout: LambdaLayout) -> None:
+    """Compile the asset as stacks/bundling.py does with a Python 3.13 (this one here)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(layout.task_root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def remove_bytecode(layout: LambdaLayout) -> None:
+    for cache in sorted(layout.task_root.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache)
 
 
 def probe_environment(layout: LambdaLayout) -> dict[str, str]:
@@ -417,6 +447,34 @@ def run(quick: bool = False) -> list[Figure]:
                     f"{how}; {seconds / baseline:.1f}x boto3",
                 )
             )
+        # What a deploying machine with Python 3.13 ships (stacks/bundling.py): the
+        # asset compiled, unchecked-hash. This machine's Python stands in for 3.13.
+        compile_asset(layout)
+        compiled_how = how.replace(
+            "asset without bytecode", "asset compiled as a deploy with Python 3.13 compiles it"
+        )
+        compiled_base = _import_seconds("boto3", repeats, layout)
+        figures.append(
+            Figure(
+                "compiled cold start",
+                "bare `import boto3` handler",
+                compiled_base * 1000,
+                "ms",
+                compiled_how,
+            )
+        )
+        for module in modules:
+            seconds = _import_seconds(module, repeats, layout)
+            figures.append(
+                Figure(
+                    "compiled cold start",
+                    module.removeprefix("parley_server.handlers."),
+                    seconds * 1000,
+                    "ms",
+                    f"{compiled_how}; {seconds / compiled_base:.1f}x boto3",
+                )
+            )
+        remove_bytecode(layout)
         first_repeats = 1 if quick else 5
         for name, first in first_invocations(first_repeats, layout).items():
             figures.append(

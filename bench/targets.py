@@ -51,6 +51,7 @@ class Verdict:
 
 _COST = "cost ("
 _BASE = ("cold start", "bare `import boto3`")
+_COMPILED = ("compiled cold start", "bare `import boto3`")
 
 TARGETS: tuple[Target, ...] = (
     Target("AWS requests per 1:1 message", "(a) one message", "AWS requests", "at most", 8, ""),
@@ -84,6 +85,24 @@ TARGETS: tuple[Target, ...] = (
         per=_BASE,
     ),
     Target("cold start, HTTP API", "cold start", "http_api", "at most", 1.8, "x boto3", per=_BASE),
+    Target(
+        "cold start, WebSocket handlers, asset compiled",
+        "compiled cold start",
+        "ws_",
+        "at most",
+        1.3,
+        "x boto3",
+        per=_COMPILED,
+    ),
+    Target(
+        "cold start, HTTP API, asset compiled",
+        "compiled cold start",
+        "http_api",
+        "at most",
+        1.8,
+        "x boto3",
+        per=_COMPILED,
+    ),
     Target(
         "local stack throughput, 50 clients",
         "throughput",
