@@ -39,7 +39,7 @@ def test_each_target_reads_its_figure_and_says_met_or_not() -> None:
     assert verdicts["cold start, HTTP API"].worst is None
     text = format_verdicts(list(verdicts.values()))
     assert "cold start, HTTP API" in text
-    assert text.count("not measured") == 2
+    assert text.count("not measured") == 4  # the cold starts, source and compiled
     assert text.count("NOT MET") == 4
     assert len(text.splitlines()) == len(TARGETS)
 
@@ -58,6 +58,22 @@ def test_a_cold_start_target_takes_the_worst_handler_against_the_same_runs_boto3
     assert (ws.worst, ws.which, ws.met) == (1.4, "ws_send", False)
     assert (http.worst, http.met) == (1.7, True)
     assert "1.40x boto3 (ws_send): NOT MET" in format_verdicts([ws])
+
+
+def test_the_compiled_asset_targets_read_their_own_figures_and_baseline() -> None:
+    figures = [
+        fig("cold start", "bare `import boto3` handler", 100.0),
+        fig("cold start", "ws_send", 250.0),
+        fig("compiled cold start", "bare `import boto3` handler", 90.0),
+        fig("compiled cold start", "ws_send", 117.0),
+        fig("compiled cold start", "http_api", 180.0),
+    ]
+    verdicts = {v.target.what: v for v in check(figures)}
+    source = verdicts["cold start, every WebSocket handler"]
+    compiled = verdicts["cold start, WebSocket handlers, asset compiled"]
+    assert (source.worst, source.met) == (2.5, False)
+    assert (compiled.worst, compiled.met) == (1.3, True)
+    assert verdicts["cold start, HTTP API, asset compiled"].worst == 2.0
 
 
 def test_a_ratio_without_its_baseline_is_not_measured() -> None:
