@@ -17,9 +17,12 @@ second, from the first send to the last delivery.
 
 The figures are for this machine running the clients, the gateway emulator,
 the handlers and moto together; they compare runs and changes, not AWS. The
-local stack runs one invocation of a function at a time (one Lambda execution
-environment each), so throughput here is bounded by the busiest function's
-time per invocation; on AWS each function scales out to many environments.
+local stack runs each function in up to PARLEY_LOCAL_CONCURRENCY execution
+environments (processes, 4 by default; local/environments.py), as Lambda scales
+a function out, so throughput here is bound by CPU: mostly moto's, which
+answers every AWS call of every handler in the stack's own process, in one
+interpreter (about 13 calls per message), then the handlers' (botocore building
+and parsing those calls). See docs/ARCHITECTURE.md, "The local stack".
 """
 
 from __future__ import annotations

@@ -33,7 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV", "FaultPlan", "Faults", "active", "invocation"]
+__all__ = [
+    "ENV",
+    "FaultPlan",
+    "Faults",
+    "active",
+    "add_counts",
+    "in_environment",
+    "invocation",
+    "take_counts",
+]
 
 log = logging.getLogger("local")
 
@@ -98,6 +107,10 @@ class Faults:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.counts: Counter[str] = Counter()
+        # counted since the last take(): what an environment hands to the stack
+        self._pending: Counter[str] = Counter()
+        # the stack's own Faults keeps the report; an environment's hands its counts up
+        self._keeps_report = True
         self._random = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._current = threading.local()
@@ -182,11 +195,31 @@ class Faults:
     # -- the figures ---------------------------------------------------------------------
 
     def _count(self, kind: str, function_id: str) -> None:
+        self.add({kind: 1, f"{kind}:{function_id}": 1})
+
+    def add(self, counts: dict[str, int]) -> None:
+        """Count faults (injected here, or in an environment that handed them up)."""
         with self._lock:  # one writer at a time: they share the partial file
-            self.counts[kind] += 1
-            self.counts[f"{kind}:{function_id}"] += 1
-            if self.plan.report is not None:
+            self.counts.update(counts)
+            if not self._keeps_report:
+                self._pending.update(counts)
+            elif self.plan.report is not None:
                 _write(self.plan.report, dict(self.counts))
+
+    def take(self) -> dict[str, int]:
+        """What was counted since the last take (an environment's, for the stack)."""
+        with self._lock:
+            taken = dict(self._pending)
+            self._pending.clear()
+            return taken
+
+    def as_environment(self, name: str) -> None:
+        """This process is one Lambda environment (local/runtime.py) among several:
+        its own random sequence (from the plan's seed and `name`, so a run with a
+        fixed seed repeats), and its counts handed to the stack, which keeps the report."""
+        with self._lock:
+            self._random = random.Random(f"{self.plan.seed}:{name}")
+            self._keeps_report = False
 
 
 def _error(status: int, code: str, message: str | None) -> dict[str, Any]:
@@ -247,3 +280,23 @@ def invocation(function_id: str) -> contextlib.AbstractContextManager[None]:
     if faults is None:
         return contextlib.nullcontext()
     return faults.invocation(function_id)
+
+
+def in_environment(name: str) -> None:
+    """Set up this process as the Lambda environment `name` (see Faults.as_environment)."""
+    faults = active()
+    if faults is not None:
+        faults.as_environment(name)
+
+
+def take_counts() -> dict[str, int]:
+    """The faults this environment injected since the last call ({} when off)."""
+    faults = active()
+    return faults.take() if faults is not None else {}
+
+
+def add_counts(counts: dict[str, int]) -> None:
+    """Count faults an environment injected, in this process's report."""
+    faults = active()
+    if faults is not None and counts:
+        faults.add(counts)

@@ -1,9 +1,15 @@
-"""Running handlers as Lambda would: in a thread pool, with a context object, a
-time limit, and JSON in and out.
+"""Running handlers as Lambda would: with a context object, a time limit, and
+JSON in and out.
 
 Lambda hands a handler a freshly decoded event and JSON-encodes what it
 returns; doing the same here means a handler that returns something JSON cannot
 carry (a DynamoDB Decimal, a datetime) fails locally exactly as it would on AWS.
+
+The local stack runs the real handlers in processes, one per Lambda execution
+environment (`Invoker(Environments(...))`, local/environments.py). Handlers handed
+in as callables (`Invoker({"WsSend": fn}, executor)`: the gateway's tests' stand-ins)
+run in this process instead, in the executor's threads, one invocation of a
+function at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local import faults
+from local.environments import Environments, Failed
 from local.iam.enforce import acting_as
 from parley_server.catalogue import FUNCTIONS, FunctionSpec
 
@@ -108,17 +115,19 @@ class CatalogueHandlers(Mapping[str, Handler]):
 
 @dataclass
 class Invoker:
-    """Invokes functions by id: off the event loop, within their timeout."""
+    """Invokes functions by id: off the event loop, within their timeout; in
+    environments (processes), or callables in the executor's threads."""
 
-    handlers: Mapping[str, Handler]
-    executor: Executor
+    handlers: Mapping[str, Handler] | Environments
+    executor: Executor | None = None
     region: str = "us-east-1"
     account_id: str = "123456789012"
     functions: tuple[FunctionSpec, ...] = FUNCTIONS
-    # One invocation per function at a time: a Lambda execution environment never
-    # runs two requests at once, and handler modules keep per-request state in
-    # module globals (Powertools' resolver holds the current event), which two
-    # threads in one process would trample. Different functions still run in parallel.
+    # In threads, one invocation per function at a time: a Lambda execution
+    # environment never runs two requests at once, and handler modules keep
+    # per-request state in module globals (Powertools' resolver holds the current
+    # event), which two threads in one process would trample. Different functions
+    # still run in parallel.
     _busy: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
 
     def spec(self, function_id: str) -> FunctionSpec:
@@ -135,8 +144,16 @@ class Invoker:
         `limit_s` is the caller's own timeout (API Gateway's integration timeout);
         the shorter of it and the function's timeout wins."""
         spec = self.spec(function_id)
-        timeout = float(spec.timeout_s) if limit_s is None else min(spec.timeout_s, limit_s)
         payload = json.dumps(event)
+        if isinstance(self.handlers, Environments):
+            try:
+                answer = await self.handlers.invoke(
+                    spec, payload.encode(), timeout_s=float(spec.timeout_s), limit_s=limit_s
+                )
+            except Failed as failed:
+                raise FunctionError(function_id, failed.message, kind=failed.kind) from None
+            return json.loads(answer)
+        timeout = float(spec.timeout_s) if limit_s is None else min(spec.timeout_s, limit_s)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.executor, self._run, spec, payload)
         try:
@@ -151,7 +168,13 @@ class Invoker:
             ) from None
         return json.loads(raw)
 
+    async def close(self) -> None:
+        """Stop the environments (when running in processes)."""
+        if isinstance(self.handlers, Environments):
+            await self.handlers.close()
+
     def _run(self, spec: FunctionSpec, payload: str) -> str:
+        assert not isinstance(self.handlers, Environments)
         try:
             handler = self.handlers[spec.id]
         except Exception as exc:

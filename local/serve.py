@@ -15,18 +15,20 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from local.environments import Setup
     from local.event_sources import SqsEventSource
     from local.http_api import HttpCors
+    from local.iam.template import FunctionPolicies
     from local.lambdas import Invoker
     from local.resources import LocalAws
     from local.state import LocalState
 
+from local.environments import CONCURRENCY_ENV, DEFAULT_CONCURRENCY
 from local.state import StateRefused, open_state, reset_command, restore
 from local.state import add_arguments as _state_args
 
@@ -37,8 +39,6 @@ log = logging.getLogger("local")
 DEFAULT_PORT = 8787
 DEFAULT_LOCAL_FILE = "~/.parley/local.json"
 STAGE = "local"
-# Lambda runs each invocation in its own environment; threads stand in for them.
-HANDLER_THREADS = 32
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("PARLEY_WS_MAX_DURATION") or "7200",
         help="seconds a WebSocket may live (env PARLEY_WS_MAX_DURATION, default 7200)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.environ.get(CONCURRENCY_ENV) or str(DEFAULT_CONCURRENCY),
+        help="execution environments (processes) per function at most "
+        f"(env {CONCURRENCY_ENV}, default {DEFAULT_CONCURRENCY})",
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     parser.add_argument(
         "--no-iam",
@@ -84,6 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.idle_timeout <= 0 or args.max_connection_duration <= 0:
         parser.error("timeouts must be positive")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     return args
 
 
@@ -101,7 +110,8 @@ class _Running:
 
     sock: socket.socket
     aws: LocalAws
-    executor: ThreadPoolExecutor
+    # how each function's execution environments are set up (local/environments.py)
+    setup: Setup
     local_file: Path
     state: LocalState | None = None
     # names this run's data for clients (parley.service): the state's, or a new one
@@ -119,6 +129,9 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return None
+    from local import moto_speedups
+
+    moto_speedups.apply()
     server, moto_url = start_moto(args.host)
     try:
         aws = provision(moto_url, args.region)
@@ -130,29 +143,52 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     ws_endpoint = f"http://{args.host}:{sock.getsockname()[1]}/{STAGE}"
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(environment(aws, ws_endpoint=ws_endpoint))
-    if args.iam:
-        _enforce_iam(aws)
+    setup = _environment_setup(args, aws)
     # anything cached before the environment was complete is stale
     reset_config()
     reset_clients()
-    executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
-    return _Running(sock, aws, executor, Path(args.local_file).expanduser())
+    return _Running(sock, aws, setup, Path(args.local_file).expanduser())
 
 
-def _enforce_iam(aws: LocalAws) -> None:
+def _environment_setup(args: argparse.Namespace, aws: LocalAws) -> Setup:
+    """How the functions' environments are set up: with IAM enforced when asked."""
+    from local.environments import Setup
+    from local.resources import ACCOUNT_ID
+
+    setup = Setup(
+        region=args.region,
+        account_id=ACCOUNT_ID,
+        concurrency=args.concurrency,
+        log_level=logging.WARNING if args.quiet else logging.INFO,
+    )
+    if not args.iam:
+        return setup
+    from dataclasses import replace
+
+    from local.iam import enforce
+
+    policies = _enforce_iam(aws)
+    return replace(setup, policies=policies, iam_record=enforce.RECORD.path)
+
+
+def _enforce_iam(aws: LocalAws) -> FunctionPolicies:
     """Hold every function to its synthesized IAM policy (local/iam/policies.json,
     or the file PARLEY_IAM_POLICIES names), recording to PARLEY_IAM_RECORD when
-    set (the tests read it after the stack stops)."""
+    set (the tests read it after the stack stops). In this process (the calls the
+    stack makes as a function: the SQS poller's), and in every environment, which
+    records to the same file."""
     from local.iam import enforce
     from local.iam.template import SNAPSHOT, load_snapshot, resolve
     from local.resources import ACCOUNT_ID
 
-    policies = load_snapshot(Path(os.environ.get("PARLEY_IAM_POLICIES") or SNAPSHOT))
+    snapshot = load_snapshot(Path(os.environ.get("PARLEY_IAM_POLICIES") or SNAPSHOT))
+    policies = resolve(snapshot, aws.settings, region=aws.region, account_id=ACCOUNT_ID)
     enforce.install()
-    enforce.configure(resolve(policies, aws.settings, region=aws.region, account_id=ACCOUNT_ID))
+    enforce.configure(policies)
     record = os.environ.get("PARLEY_IAM_RECORD")
     if record:
         enforce.RECORD.path = Path(record)
+    return policies
 
 
 def _http_cors() -> HttpCors:
@@ -173,8 +209,9 @@ def _http_cors() -> HttpCors:
 
 
 async def _serve(args: argparse.Namespace, running: _Running, started: float) -> None:
+    from local.environments import Environments
     from local.gateway import Gateway, GatewayOptions
-    from local.lambdas import CatalogueHandlers, Invoker
+    from local.lambdas import Invoker
     from local.resources import ACCOUNT_ID
     from local.sinks import SnsSinks
     from local.websocket import WsLimits
@@ -190,9 +227,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
             idle_timeout_s=args.idle_timeout, max_connection_s=args.max_connection_duration
         ),
     )
-    invoker = Invoker(
-        CatalogueHandlers(), running.executor, region=args.region, account_id=ACCOUNT_ID
-    )
+    invoker = Invoker(Environments(running.setup), region=args.region, account_id=ACCOUNT_ID)
     sinks = SnsSinks(account_id=ACCOUNT_ID, region=args.region, push_apps=running.aws.push_apps)
     if running.state is not None:
         running.state.attach_sinks(sinks)
@@ -233,6 +268,7 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
     finally:
         await fanout.stop()
         await gateway.stop()
+        await invoker.close()
         if running.state is not None:
             await running.state.stop()  # the last save, once nothing changes any more
 
@@ -306,7 +342,6 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     finally:
         with contextlib.suppress(FileNotFoundError):
             running.local_file.unlink()
-        running.executor.shutdown(wait=False, cancel_futures=True)
         running.aws.stop()
         if state is not None:
             state.close()

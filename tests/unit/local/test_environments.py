@@ -1,0 +1,225 @@
+"""Lambda execution environments as processes (local/environments.py): started
+on demand, reused while warm, one invocation at a time each, at most the limit
+per function; a timed-out one is killed; each has its own module state; what a
+handler does wrong is the FunctionError Lambda would report; IAM and faults hold
+inside them as in the stack.
+
+Each environment is a process (a cold start costs a few tenths of a second), so
+these tests start as few as they can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local import faults
+from local.environments import Environments, Setup
+from local.faults import FaultPlan, Faults
+from local.iam.policy import Policy
+from local.iam.template import FunctionPolicies
+from local.lambdas import FunctionError, Invoker
+from parley_server.catalogue import FunctionSpec
+
+SPEC = FunctionSpec(
+    id="Fn",
+    handler="tests.unit.local.environment_handlers.handler",
+    settings=frozenset(),
+    description="",
+)
+MISSING = FunctionSpec(
+    id="Missing", handler="tests.nowhere.handler", settings=frozenset(), description=""
+)
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@asynccontextmanager
+async def invoker(
+    setup: Setup | None = None, functions: tuple[FunctionSpec, ...] = (SPEC, MISSING)
+) -> AsyncIterator[Invoker]:
+    """Environments (at most two per function unless `setup` says otherwise), in
+    this test's event loop; stopped on exit."""
+    fns = Invoker(
+        Environments(setup or Setup(concurrency=2, environ=CREDENTIALS)), functions=functions
+    )
+    try:
+        yield fns
+    finally:
+        await fns.close()
+
+
+def _stats(invoker: Invoker) -> dict[str, int]:
+    assert isinstance(invoker.handlers, Environments)
+    return invoker.handlers.stats()["Fn"]
+
+
+async def test_a_warm_environment_is_reused_with_its_module_state() -> None:
+    async with invoker() as fn:
+        first = await fn.invoke("Fn", {"a": (1, 2)})
+        second = await fn.invoke("Fn", {"do": "print"})
+
+        assert first["event"] == {"a": [1, 2]}  # JSON in: the tuple is a list
+        assert first["function_name"] == "parley-local-Fn"
+        assert 0 < first["remaining_ms"] <= SPEC.timeout_s * 1000
+        assert second["pid"] == first["pid"]  # warm: the same process
+        assert (first["invocations"], second["invocations"]) == (1, 2)  # its module state
+        assert _stats(fn) == {"started": 1, "live": 1, "idle": 1, "waiting": 0}
+
+
+async def test_concurrent_invocations_get_environments_of_their_own_up_to_the_limit() -> None:
+    async with invoker() as fn:
+        inside: list[tuple[int, asyncio.StreamWriter]] = []
+        arrivals = {2: asyncio.Event(), 3: asyncio.Event()}
+
+        async def arrived(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            inside.append((int(await reader.readline()), writer))
+            if len(inside) in arrivals:
+                arrivals[len(inside)].set()
+
+        gate = await asyncio.start_server(arrived, "127.0.0.1", 0)
+        port = gate.sockets[0].getsockname()[1]
+        calls = [
+            asyncio.ensure_future(fn.invoke("Fn", {"do": "gate", "port": port})) for _ in "abc"
+        ]
+        try:
+            await asyncio.wait_for(arrivals[2].wait(), 30)
+            # two environments (the limit) hold an invocation each; the third waits
+            assert len({pid for pid, _ in inside}) == 2
+            assert _stats(fn) == {"started": 2, "live": 2, "idle": 0, "waiting": 1}
+            for _, writer in inside:
+                writer.write(b"go")
+            await asyncio.wait_for(arrivals[3].wait(), 30)  # in a warm environment
+            inside[2][1].write(b"go")
+            results = await asyncio.gather(*calls)
+        finally:
+            for _, writer in inside:
+                writer.close()
+            gate.close()
+        assert {result["pid"] for result in results} == {pid for pid, _ in inside[:2]}
+        assert inside[2][0] in {pid for pid, _ in inside[:2]}
+        assert sorted(result["invocations"] for result in results) == [1, 1, 2]  # own state each
+        assert _stats(fn)["started"] == 2
+
+
+async def test_an_invocation_past_its_functions_timeout_kills_its_environment() -> None:
+    quick = replace(SPEC, timeout_s=1)
+    async with invoker(functions=(quick,)) as fn:
+        warm = await fn.invoke("Fn", {})
+        with pytest.raises(FunctionError) as failed:
+            await fn.invoke("Fn", {"do": "hang"})
+        assert failed.value.kind == "timeout"
+        assert failed.value.message == "Task timed out after 1.00 seconds"
+        after = await fn.invoke("Fn", {})
+
+        assert after["pid"] != warm["pid"]  # a fresh environment: a cold start
+        assert after["invocations"] == 1
+        assert _stats(fn)["started"] == 2
+    with pytest.raises(ProcessLookupError):  # killed, and reaped
+        os.kill(warm["pid"], 0)
+
+
+async def test_a_caller_that_stops_waiting_leaves_the_invocation_running() -> None:
+    # API Gateway answers 504 after its 29 s; the Lambda invocation goes on
+    inside: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def arrived(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        inside.put_nowait(writer)
+
+    gate = await asyncio.start_server(arrived, "127.0.0.1", 0)
+    port = gate.sockets[0].getsockname()[1]
+    try:
+        async with invoker(Setup(concurrency=1, environ=CREDENTIALS)) as fn:
+            warm = await fn.invoke("Fn", {})
+            call = asyncio.ensure_future(fn.invoke("Fn", {"do": "gate", "port": port}, limit_s=0.5))
+            writer = await asyncio.wait_for(inside.get(), 30)
+            with pytest.raises(FunctionError) as failed:
+                await call
+            assert failed.value.message == "Task timed out after 0.50 seconds"
+            assert _stats(fn) == {"started": 1, "live": 1, "idle": 0, "waiting": 0}
+            writer.write(b"go")  # the abandoned invocation ends, and frees its environment
+            after = await fn.invoke("Fn", {})
+            writer.close()
+    finally:
+        gate.close()
+    assert (after["pid"], after["invocations"]) == (warm["pid"], 3)
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "message"),
+    [
+        ({"do": "raise"}, "unhandled", "Unauthorized"),
+        ({"do": "decimal"}, "serialization", "Object of type Decimal is not JSON serializable"),
+        ({"do": "huge"}, "payload", "response too large"),
+    ],
+)
+async def test_what_a_handler_does_wrong_is_the_error_lambda_reports(
+    event: dict[str, Any], kind: str, message: str
+) -> None:
+    async with invoker() as fn:
+        with pytest.raises(FunctionError) as failed:
+            await fn.invoke("Fn", event)
+        assert (failed.value.kind, failed.value.message) == (kind, message)
+        again = await fn.invoke("Fn", {})  # the environment lives on, as on Lambda
+        assert again["invocations"] == 2
+
+
+async def test_a_handler_that_does_not_import_is_an_import_error_every_time() -> None:
+    async with invoker() as fn:
+        for _ in range(2):
+            with pytest.raises(FunctionError) as failed:
+                await fn.invoke("Missing", {})
+            assert failed.value.kind == "import"
+            assert "No module named 'tests.nowhere'" in failed.value.message
+        assert isinstance(fn.handlers, Environments)
+        assert fn.handlers.stats()["Missing"]["live"] == 0
+
+
+async def test_an_iam_denial_in_an_environment_is_the_error_aws_gives_and_is_recorded(
+    tmp_path: Path,
+) -> None:
+    nothing = FunctionPolicies(
+        policies={"Fn": Policy(())},
+        region="us-east-1",
+        account_id="123456789012",
+        connections_api_arn="arn:aws:execute-api:us-east-1:123456789012:api/local",
+    )
+    record = tmp_path / "iam-record.jsonl"
+    setup = Setup(policies=nothing, iam_record=record, environ=CREDENTIALS)
+    async with invoker(setup) as fns:
+        answer = await fns.invoke("Fn", {"do": "dynamodb"})
+
+    assert answer["code"] == "AccessDeniedException"
+    assert "parley-local-Fn is not authorized to perform: dynamodb:GetItem" in answer["message"]
+    (denied,) = [json.loads(line) for line in record.read_text().splitlines()]
+    assert (denied["kind"], denied["function_id"], denied["action"]) == (
+        "denied",
+        "Fn",
+        "dynamodb:GetItem",
+    )
+
+
+async def test_faults_are_injected_in_environments_and_counted_by_the_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "faults.json"
+    # the stack's own faults keep the report; the environment's come from the variable
+    monkeypatch.setattr(faults, "_STATE", {"faults": Faults(FaultPlan(report=report))})
+    plan = json.dumps({"throttle": 1.0, "report": str(report)})
+    async with invoker(Setup(environ={**CREDENTIALS, faults.ENV: plan})) as fns:
+        answer = await fns.invoke("Fn", {"do": "dynamodb"})
+
+    assert answer["code"] in ("ThrottlingException", "ProvisionedThroughputExceededException")
+    assert json.loads(report.read_text()) == {"throttle": 1, "throttle:Fn": 1}
