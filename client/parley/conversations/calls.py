@@ -18,7 +18,6 @@ from pathlib import Path
 from parley.content import (
     Attachment,
     ContactCard,
-    Content,
     Context,
     Delete,
     Edit,
@@ -33,9 +32,9 @@ from parley.content import (
 )
 from parley.conversations import actions
 from parley.errors import ParleyClientError
+from parley.facade import ProfileFacade
 from parley.ids import group_id_of
-from parley.models import Account, Contact, Event, Group, Message
-from parley.store import Store
+from parley.models import Contact, Group, Message
 
 __all__ = ["MAX_FORWARD_CHATS", "MEDIA_REUSE_S", "ActionRefused", "MessageCalls"]
 
@@ -51,28 +50,8 @@ class ActionRefused(ParleyClientError):
     """The rules do not allow this edit, delete or timer change (the reason says why)."""
 
 
-class MessageCalls:
+class MessageCalls(ProfileFacade):
     """Replies, reactions, edits, deletes and timers, for a facade that sends."""
-
-    @property
-    def store(self) -> Store:
-        raise NotImplementedError
-
-    @property
-    def account(self) -> Account:
-        raise NotImplementedError
-
-    def message(self, message_id: int) -> Message:
-        raise NotImplementedError
-
-    def conversation(self, key: str | Contact | Group) -> Contact | Group:
-        raise NotImplementedError
-
-    async def send_content(self, to: str | Contact | Group, content: str | Content) -> Message:
-        raise NotImplementedError
-
-    def _emit(self, event: Event) -> None:
-        raise NotImplementedError
 
     async def download(self, message: Message | int) -> Path:
         raise NotImplementedError

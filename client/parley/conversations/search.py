@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from parley.errors import ParleyClientError
+from parley.facade import ProfileFacade
 from parley.models import Contact, Group, Message
-from parley.store import Store
 from parley.store.search import DEFAULT_LIMIT
 
 __all__ = ["SearchCalls", "StarRefused"]
@@ -22,20 +22,10 @@ class StarRefused(ParleyClientError):
     """This message cannot be starred: a reaction, edit or delete, or deleted for everyone."""
 
 
-class SearchCalls:
+class SearchCalls(ProfileFacade):
     """Search and stars, for a facade over a profile's store."""
 
     _clock: Callable[[], float]
-
-    @property
-    def store(self) -> Store:
-        raise NotImplementedError
-
-    def message(self, message_id: int) -> Message:
-        raise NotImplementedError
-
-    def conversation(self, key: str | Contact | Group) -> Contact | Group:
-        raise NotImplementedError
 
     def search(
         self,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from parley.content import (
-    Content,
     Context,
     Payment,
     PaymentStatus,
@@ -23,9 +22,9 @@ from parley.content import (
 )
 from parley.content.payment import PaymentAddress, PaymentStatusName
 from parley.errors import ParleyClientError
+from parley.facade import ProfileFacade
 from parley.ids import group_id_of
-from parley.models import Account, Contact, Group, Message, PaymentAnswer
-from parley.store import Store
+from parley.models import Contact, Group, Message, PaymentAnswer
 
 __all__ = ["PaymentCalls", "PaymentRefused"]
 
@@ -34,25 +33,8 @@ class PaymentRefused(ParleyClientError):
     """This payment request or answer cannot be sent (the reason says why)."""
 
 
-class PaymentCalls:
+class PaymentCalls(ProfileFacade):
     """UPI payment requests and their answers, for a facade that sends."""
-
-    @property
-    def store(self) -> Store:
-        raise NotImplementedError
-
-    @property
-    def account(self) -> Account:
-        raise NotImplementedError
-
-    def message(self, message_id: int) -> Message:
-        raise NotImplementedError
-
-    def conversation(self, key: str | Contact | Group) -> Contact | Group:
-        raise NotImplementedError
-
-    async def send_content(self, to: str | Contact | Group, content: str | Content) -> Message:
-        raise NotImplementedError
 
     # --- this user's own UPI ID ------------------------------------------------------------
 

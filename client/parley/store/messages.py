@@ -253,17 +253,10 @@ class Messages(Repository):
         Returns the path of its downloaded file, if it had one, for the caller to
         remove (after the transaction)."""
         with self.transaction():
-            row = self._db.execute(
-                "SELECT sender, client_id, file FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
+            found = self._named_with_file(message_id)
+            if found is None:
                 return None
-            sender, client_id, file = row
-            path = (
-                None
-                if file is None
-                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
-            )
+            sender, client_id, path = found
             self._db.execute(
                 "UPDATE messages SET body = ?, content = NULL, file = NULL, deleted = ?,"
                 " edited_at = NULL WHERE id = ?",
@@ -278,23 +271,31 @@ class Messages(Repository):
         of its downloaded file for the caller to remove. A redelivery stays dropped
         (parley.store.seen)."""
         with self.transaction():
-            row = self._db.execute(
-                "SELECT sender, client_id, file FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
+            found = self._named_with_file(message_id)
+            if found is None:
                 return None
-            sender, client_id, file = row
-            path = (
-                None
-                if file is None
-                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
-            )
+            path = found[2]
             self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM group_ticks WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM payment_answers WHERE answer_id = ?", (message_id,))
             self._db.execute("DELETE FROM stars WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         return path
+
+    def _named_with_file(self, message_id: int) -> tuple[str, str, Path | None] | None:
+        """A message's (sender, client id) and where its file was saved, if it was."""
+        row = self._db.execute(
+            "SELECT sender, client_id, file FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        sender, client_id, file = row
+        return sender, client_id, self._file_path(sender, client_id, file)
+
+    def _file_path(self, sender: str, client_id: str, sealed: bytes | None) -> Path | None:
+        if sealed is None:
+            return None
+        return Path(os.fsdecode(self._vault.open(sealed, _cell("file", sender, client_id))))
 
     def react(self, message_id: int, reactor: str, emoji: str, ts: int) -> bool:
         """`reactor`'s reaction ("" takes it back), if newer than theirs so far."""
@@ -448,11 +449,7 @@ class Messages(Repository):
                 if content is None
                 else self._content(row_id, content, _cell("content", sender, client_id))
             ),
-            file=(
-                None
-                if file is None
-                else Path(os.fsdecode(self._vault.open(file, _cell("file", sender, client_id))))
-            ),
+            file=self._file_path(sender, client_id, file),
             edited_at=edited_at,
             deleted=deleted,
             reactions=self.reactions(row_id),
