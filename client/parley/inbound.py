@@ -131,7 +131,7 @@ class Inbound:
         self._emit_all(events)
 
     async def _on_sent(self, event: SendAccepted) -> None:
-        self._emit_all([self.engine.sent(event.entry, event.ts)])
+        self._emit_all(self.engine.sent(event.entry, event.ts))
         self.live.outbox_changed.set()
 
     async def _on_rejected(self, event: SendRejected) -> None:

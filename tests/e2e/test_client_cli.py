@@ -119,7 +119,8 @@ def test_reply_react_edit_delete_and_timer_from_the_command_line_and_chat(cli: C
     mine = number("alice", "Dinner at 8?")
     cli.run("alice", "edit", mine, "Dinner at 8:30?")
     history = cli.run("alice", "history", "Bob")
-    assert re.search(r"┌ you: “Dinner at 8\?”", history)  # Bob's reply quotes the original
+    # Bob's reply quotes the original, shown as it is here now
+    assert re.search(r"┌ you: “Dinner at 8:30\?”", history)
     assert "Dinner at 8:30? (edited)" in history
     assert re.search(r"^\s+👍 Bob$", history, re.MULTILINE)
     assert "edited #" in cli.run("bob", "inbox")

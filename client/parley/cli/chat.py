@@ -167,7 +167,12 @@ class Chat:
     def _render(self, message: Message, sender: Contact | None = None) -> str:
         if isinstance(self.target, Group):
             return render_group_message(self.client, message, color=self.ctx.color)
-        return render_message(message, sender or self.target, color=self.ctx.color)
+        return render_message(
+            message,
+            sender or self.target,
+            color=self.ctx.color,
+            find=self.client.store.messages.find,
+        )
 
     # --- typing ----------------------------------------------------------------------------
 

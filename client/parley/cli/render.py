@@ -10,7 +10,15 @@ from typing import TextIO
 
 from parley.cli.payments_view import payment_lines
 from parley.client import Client
-from parley.content import FORWARDED_MANY, Attachment, ContactCard, Location
+from parley.content import (
+    FORWARDED_MANY,
+    Attachment,
+    ContactCard,
+    Location,
+    Quote,
+    Target,
+    excerpt_of,
+)
 from parley.conversations.payload import timer_label
 from parley.models import (
     AccountMoved,
@@ -70,11 +78,14 @@ def render_message(
     color: bool,
     names: Callable[[str], str] | None = None,
     after: str = "",
+    find: Callable[[Target], Message | None] | None = None,
 ) -> str:
     """A message as `history` and `chat` show it: its number (for `/reply N`,
     `parley react N` ...), time, who, what, ticks; the message it replies to on a
     line above, and reactions on a line below. `names` says how to show a user id
-    (default: the contact's name, else "you"); `after` ends the message's own line."""
+    (default: the contact's name, else "you"); `after` ends the message's own line;
+    `find` looks up the quoted message on this device (`Messages.find`): what it
+    says is shown, not the excerpt the replier wrote."""
     name = names or (lambda uid: contact.display_name if uid == contact.user_id else "you")
     when = datetime.fromtimestamp(message.ts / 1000).strftime("%Y-%m-%d %H:%M")
     number = f"#{message.id}"
@@ -87,14 +98,29 @@ def render_message(
     pad = " " * (len(number) + 1 + len(when) + 2)
     lines = []
     if message.reply_to is not None:
-        quote = message.reply_to
-        lines.append(f"{pad}┌ {name(quote.target.author)}: “{quote.excerpt}”")
-    lines.append(line)
+        lines.append(f"{pad}┌ {_quoted(message, message.reply_to, name, find)}")
+    # a text's own lines are indented: a line break cannot pass for another message
+    lines.append(line.replace("\n", "\n" + pad + "  "))
     lines += [f"{pad}  {extra}" for extra in payment_lines(message, color=color)]
     if message.reactions:
         shown = "  ".join(f"{emoji} {name(uid)}" for uid, emoji in message.reactions)
         lines.append(f"{pad}  {shown}")
     return "\n".join(lines)
+
+
+def _quoted(
+    message: Message,
+    quote: Quote,
+    name: Callable[[str], str],
+    find: Callable[[Target], Message | None] | None,
+) -> str:
+    """The line above a reply: the quoted message as this device has it (its text now,
+    or that it was deleted); the replier's excerpt only when it is not here, marked so."""
+    original = find(quote.target) if find is not None else None
+    if original is not None and original.peer == message.peer:
+        said = "🚫 deleted" if original.deleted is not None else excerpt_of(original.text)
+        return f"{name(original.sender)}: “{said}”"
+    return f"{name(quote.target.author)}: “{quote.excerpt}” (as quoted; not on this device)"
 
 
 def _marked(message: Message, body: str) -> str:
@@ -121,7 +147,14 @@ def render_group_message(client: Client, message: Message, *, color: bool) -> st
         if detail:
             read = sum(1 for member in detail if member.read)
             progress = f"  (read by {read} of {len(detail)})"
-    return render_message(message, sender, color=color, names=client.member_name, after=progress)
+    return render_message(
+        message,
+        sender,
+        color=color,
+        names=client.member_name,
+        after=progress,
+        find=client.store.messages.find,
+    )
 
 
 def render_content(message: Message) -> str:

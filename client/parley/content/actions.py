@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from parley.content.context import Target, parse_target
+from parley.content.context import TIMERS, Target, parse_target
 from parley.content.errors import ContentError
 from parley.content.fields import VERSION, check_count, check_text, field
 from parley.content.kinds import MAX_TEXT_CHARS
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # The disappearing timers a conversation may be set to (seconds): off, 24 h, 7 d, 90 d.
-TIMER_CHOICES: Final = (0, 24 * 3600, 7 * 24 * 3600, 90 * 24 * 3600)
+TIMER_CHOICES: Final = TIMERS
 
 
 def check_emoji(value: object) -> str:

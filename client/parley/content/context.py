@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from parley.content.errors import ContentError
-from parley.content.fields import check_count
+from parley.content.fields import BIDI_OVERRIDES, CONTROL, check_count
 from parley.ids import is_client_id, is_user_id
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_EXCERPT_CHARS",
     "MAX_HOPS",
     "MAX_TIMER_S",
+    "TIMERS",
     "Context",
     "Quote",
     "Target",
@@ -41,8 +42,10 @@ MAX_EXCERPT_CHARS: Final = 200
 MAX_HOPS: Final = 127
 # From this many hops a message shows "Forwarded many times", as WhatsApp's does.
 FORWARDED_MANY: Final = 5
-# The longest disappearing timer a message may carry (the settings offer up to 90 days).
-MAX_TIMER_S: Final = 365 * 24 * 3600
+# The disappearing timers a conversation (and so a message) may have, in seconds:
+# off, 24 h, 7 d, 90 d.
+TIMERS: Final = (0, 24 * 3600, 7 * 24 * 3600, 90 * 24 * 3600)
+MAX_TIMER_S: Final = TIMERS[-1]
 _QUOTED_KINDS: Final = frozenset(
     {
         "text",
@@ -99,11 +102,11 @@ class Quote:
     excerpt: str
 
     def __post_init__(self) -> None:
-        if self.kind not in _QUOTED_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in _QUOTED_KINDS:
             raise ContentError(f"a reply cannot quote a {self.kind!r:.20} message")
         if not isinstance(self.excerpt, str) or len(self.excerpt) > MAX_EXCERPT_CHARS:
             raise ContentError(f"a quote's excerpt is at most {MAX_EXCERPT_CHARS} characters")
-        if any(ord(c) < 32 or ord(c) == 127 for c in self.excerpt):
+        if CONTROL.search(self.excerpt) or BIDI_OVERRIDES.search(self.excerpt):
             raise ContentError("a quote's excerpt contains control characters")
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,8 +135,8 @@ class Context:
         if self.forwarded > MAX_HOPS:
             object.__setattr__(self, "forwarded", MAX_HOPS)
         check_count(self.timer, "timer")
-        if self.timer > MAX_TIMER_S:
-            raise ContentError(f"a timer is at most {MAX_TIMER_S} seconds")
+        if self.timer not in TIMERS:
+            raise ContentError("a timer is off, 24 hours, 7 days or 90 days")
 
     @property
     def empty(self) -> bool:

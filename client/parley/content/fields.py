@@ -12,6 +12,8 @@ from typing import Any, Final
 from parley.content.errors import ContentError
 
 __all__ = [
+    "BIDI_OVERRIDES",
+    "CONTROL",
     "MAX_NAME_CHARS",
     "VERSION",
     "b64",
@@ -27,7 +29,10 @@ VERSION: Final = 1
 # names of places, people and files
 MAX_NAME_CHARS: Final = 255
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and DEL: a terminal may act on them (C1's CSI and OSC too)
+CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# what reorders text as it is shown (a name or a note that reads as another)
+BIDI_OVERRIDES: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def check_text(value: object, what: str, *, max_chars: int, allow_newlines: bool = False) -> str:
@@ -38,8 +43,10 @@ def check_text(value: object, what: str, *, max_chars: int, allow_newlines: bool
     if len(value) > max_chars:
         raise ContentError(f"{what} is longer than {max_chars} characters")
     checked = value.replace("\n", "").replace("\t", "") if allow_newlines else value
-    if _CONTROL.search(checked):
+    if CONTROL.search(checked):
         raise ContentError(f"{what} contains control characters")
+    if not allow_newlines and BIDI_OVERRIDES.search(value):
+        raise ContentError(f"{what} contains characters that reorder how it is shown")
     return value
 
 

@@ -19,7 +19,8 @@ client before it sends:
 - an action must be of the conversation its target is in;
 - in a group only an admin changes the disappearing timer; in a chat, either person;
 - what breaks a rule is dropped and logged; an action whose target never
-  arrives is dropped after `hold_s`.
+  arrives is dropped after `hold_s`, and one person may have at most
+  `max_held_per_sender` waiting (more are dropped).
 
 Disappearing: a message carries its timer (`ctx.timer`); an outgoing one's
 runs from when it is sent, an incoming one's from when it is read (`start_read`);
@@ -64,6 +65,7 @@ __all__ = [
     "DELETED",
     "RULES",
     "ActionRules",
+    "on_sent",
     "on_stored",
     "start_read",
     "sweep",
@@ -82,6 +84,8 @@ class ActionRules:
     edit_window_s: int = 15 * 60
     delete_window_s: int = 48 * 3600
     hold_s: int = 7 * 24 * 3600
+    # actions one person may have waiting for messages not here yet
+    max_held_per_sender: int = 200
 
 
 RULES = ActionRules()
@@ -91,9 +95,15 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
     """Apply `message` (a row just stored) if it is an action, or release the actions
     held for it if it is a shown message. Runs inside the caller's transaction."""
     content = message.content
+    if isinstance(content, Edit | Delete) and _ours_unsent(message):
+        return []  # it takes effect when the service has it (on_sent), at its time
     if isinstance(content, Reaction | Edit | Delete):
         target = store.messages.find(content.target)
         if target is None:
+            if store.messages.held_from(message.sender) >= RULES.max_held_per_sender:
+                log.warning("dropped an action of %s: too many wait already", message.sender)
+                store.messages.forget(message.id)
+                return []
             store.messages.hold(message.id, content.target, now)
             return []
         return _apply(store, me, message, target, now=now)
@@ -102,7 +112,8 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
         events += _timer(store, message, content)
     elif message.direction is Direction.OUT and message.timer:
         # ours (from here or another of our devices): it runs from when it was sent
-        store.messages.start_timer(message.id, int(now * 1000) + message.timer * 1000)
+        sent_at = min(message.ts, int(now * 1000))
+        store.messages.start_timer(message.id, sent_at + message.timer * 1000)
     if isinstance(content, PaymentStatus):
         events += answered(store, message)
     held = store.messages.held_for(message.target)
@@ -114,6 +125,28 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
                 break
             events += _apply(store, me, action, current, now=now)
     return events
+
+
+def _ours_unsent(message: Message) -> bool:
+    return message.direction is Direction.OUT and message.state is MessageState.PENDING
+
+
+def on_sent(store: Store, me: str, message: Message, *, now: float) -> list[Event]:
+    """The service took an action of ours (`message.ts` its time now): an edit or a
+    delete is applied by the same rules as on every other device (one sent too
+    late for its window is dropped here as there); a reaction or a timer change,
+    applied when made, keeps the service's time from now on."""
+    content = message.content
+    if isinstance(content, Edit | Delete):
+        target = store.messages.find(content.target)
+        return [] if target is None else _apply(store, me, message, target, now=now)
+    if isinstance(content, Reaction):
+        target = store.messages.find(content.target)
+        if target is not None:
+            store.messages.restamp_reaction(target.id, me, content.emoji, message.ts)
+    elif isinstance(content, TimerChange):
+        store.messages.restamp_timer(message.peer, me, content.seconds, message.ts)
+    return []
 
 
 def _apply(store: Store, me: str, action: Message, target: Message, *, now: float) -> list[Event]:
@@ -191,25 +224,30 @@ def delete_refused_or_by(store: Store, target: Message, actor: str, ts: int) -> 
             return f"a message can be deleted for everyone for {hours} hours after it was sent"
         return "author"
     group_id = group_id_of(target.peer)
-    group = store.groups.get(group_id) if group_id is not None else None
-    if group is not None and group.is_admin(actor) and actor not in group.unverified:
+    if group_id is not None and signed_admin(store, group_id, actor):
         return "admin"
     return "only its author or a group admin deletes a message for everyone"
 
 
+def signed_admin(store: Store, group_id: str, user_id: str) -> bool:
+    """Whether the group's signed chain, as this device verified it, makes `user_id`
+    a trusted admin: the service's list of admins is not enough (it could list
+    anyone). A group without a verified chain has no such admin."""
+    from parley.groups.chain import ChainState  # the groups slice builds on this one
+
+    stored = store.groups.chain(group_id)
+    if stored is None:
+        return False
+    seq, head, seats = stored
+    return ChainState.from_json(group_id, seq, head, seats).trusted(user_id)
+
+
 def _timer(store: Store, message: Message, change: TimerChange) -> list[Event]:
     group_id = group_id_of(message.peer)
-    if group_id is not None:
-        group = store.groups.get(group_id)
-        admin = (
-            group is not None
-            and group.is_admin(message.sender)
-            and message.sender not in group.unverified
-        )
-        if not admin:
-            log.warning("dropped a timer change from %s: not an admin", message.sender)
-            store.messages.hide(message.id)
-            return []
+    if group_id is not None and not signed_admin(store, group_id, message.sender):
+        log.warning("dropped a timer change from %s: not an admin", message.sender)
+        store.messages.hide(message.id)
+        return []
     if not store.messages.set_timer(message.peer, change.seconds, message.sender, message.ts):
         return []  # a newer change is already in force
     return [TimerChanged(message.peer, change.seconds, message.sender)]

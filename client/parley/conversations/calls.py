@@ -160,7 +160,8 @@ class MessageCalls(ProfileFacade):
         carry the timer and vanish from every device that long after being read
         (received) or sent, and the service keeps them no longer than that."""
         target = self.conversation(conversation)
-        if isinstance(target, Group) and not target.is_admin(self.account.user_id):
+        me = self.account.user_id
+        if isinstance(target, Group) and not actions.signed_admin(self.store, target.group_id, me):
             raise ActionRefused("only a group admin changes its disappearing timer")
         return await self.send_content(target, TimerChange(seconds))
 

@@ -175,6 +175,10 @@ def decode(plaintext: bytes) -> Content:
         return parse_content(plaintext)
     except ContentError as exc:
         raise UnsupportedContent(str(exc)) from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # a check this version missed: still the sender's malformed document, never a
+        # crash of receiving (which would leave the envelope unacked for good)
+        raise UnsupportedContent(f"malformed content ({type(exc).__name__})") from exc
 
 
 def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy | HistoryPayload:

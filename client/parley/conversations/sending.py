@@ -182,22 +182,28 @@ class Sending:
                 self.store.outbox.update(entry.client_id, payloads)
         return payloads, events + sealed.events
 
-    def sent(self, entry: OutboxEntry, ts: int) -> MessageSent | None:
-        """The server stored the message: single tick, out of the outbox."""
+    def sent(self, entry: OutboxEntry, ts: int) -> list[Event]:
+        """The server stored the message: single tick, out of the outbox. An action of
+        ours (an edit, a delete) takes effect here now, at the service's time, as on
+        every other device; a reaction or timer change keeps the service's time."""
         self._repairs.pop(entry.client_id, None)
         with self.store.transaction():
             self.store.outbox.remove(entry.client_id)
             message = self.store.messages.get(self.account.user_id, entry.client_id)
             if message is None:
-                return None
+                return []
             if ts:
                 self.store.messages.set_state(message.id, message.state, ts)
             moved = self.store.messages.advance(
                 self.account.user_id, message.peer, [entry.client_id], MessageState.SENT
             )
-        if not moved:
-            return None  # a receipt got here first
-        return MessageSent(moved[0])
+            stamped = replace(message, ts=ts or message.ts, state=MessageState.SENT)
+            done = actions.on_sent(
+                self.store, self.account.user_id, stamped, now=self.sealer.clock()
+            )
+        if not moved or message.kind in actions.ACTIONS_NOT_SHOWN:
+            return done  # a receipt got here first, or an action: nothing to tick
+        return [MessageSent(moved[0]), *done]
 
     def failed(self, entry: OutboxEntry, code: str, reason: str) -> SendFailed | None:
         """The server refused the message for good: failed, out of the outbox."""

@@ -56,7 +56,7 @@ DB_FILE = "parley.db"
 # 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
 #    the skipped message keys each session holds
 # 6: contacts the user accepted (message requests), and whether the service knows
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _BOUND = "bound"
 
 # Every sealed column: (table, column, the columns that name its row, in order).
@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS messages (
     ts INTEGER NOT NULL, state TEXT NOT NULL,
     content BLOB, file BLOB,
     action INTEGER NOT NULL DEFAULT 0, edited_at INTEGER, deleted TEXT,
-    timer INTEGER NOT NULL DEFAULT 0, expires_at INTEGER,
+    timer INTEGER NOT NULL DEFAULT 0, expires_at INTEGER, target TEXT,
     UNIQUE (sender, client_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, id);
@@ -242,6 +242,9 @@ class Database:
             os.chmod(path, 0o600)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # what is deleted (a message deleted for everyone, one that disappeared) is
+            # overwritten, not left in free pages of the file
+            conn.execute("PRAGMA secure_delete=ON")
             conn.executescript(_SCHEMA)
             _migrate(conn)
             ring = system_keyring() if keyring == _AUTO else keyring
@@ -462,6 +465,7 @@ _ADDED_COLUMNS = (
     ("messages", "deleted", "TEXT"),
     ("messages", "timer", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "expires_at", "INTEGER"),
+    ("messages", "target", "TEXT"),
     ("outbox", "ttl", "INTEGER"),
     ("contacts", "told", "INTEGER NOT NULL DEFAULT 1"),
     ("groups", "rev", "INTEGER NOT NULL DEFAULT 0"),

@@ -47,6 +47,11 @@ def _cell(column: str, sender: str, client_id: str) -> Cell:
     return Cell("messages", column, (sender, client_id))
 
 
+def _target_key(author: str, client_id: str) -> str:
+    """How an action row names the message it acts on (the `target` column)."""
+    return f"{author}/{client_id}"
+
+
 def _reaction_cell(message_id: int, reactor: str) -> Cell:
     return Cell("reactions", "emoji", (message_id, reactor))
 
@@ -78,11 +83,11 @@ class Messages(Repository):
         action = content is not None and content.kind in ACTION_KINDS and content.kind != "timer"
         ctx = getattr(content, "ctx", None)
         timer = ctx.timer if ctx is not None else 0
+        aimed = getattr(content, "target", None) if action else None
         with self.transaction():
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO messages"
-                " (peer, direction, sender, client_id, body, ts, state, content, action, timer)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO messages (peer, direction, sender, client_id, body, ts,"
+                " state, content, action, timer, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     peer,
                     direction.value,
@@ -98,6 +103,7 @@ class Messages(Repository):
                     ),
                     int(action),
                     timer,
+                    None if aimed is None else _target_key(aimed.author, aimed.client_id),
                 ),
             )
             if cursor.rowcount == 0:
@@ -264,6 +270,7 @@ class Messages(Repository):
             )
             self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM stars WHERE message_id = ?", (message_id,))
+            self._forget_actions_on(sender, client_id)
         return path
 
     def erase(self, message_id: int) -> Path | None:
@@ -274,13 +281,25 @@ class Messages(Repository):
             found = self._named_with_file(message_id)
             if found is None:
                 return None
-            path = found[2]
+            sender, client_id, path = found
+            self._forget_actions_on(sender, client_id)
             self._db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM group_ticks WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM payment_answers WHERE answer_id = ?", (message_id,))
             self._db.execute("DELETE FROM stars WHERE message_id = ?", (message_id,))
             self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         return path
+
+    def _forget_actions_on(self, sender: str, client_id: str) -> None:
+        """The reactions, edits and deletes aimed at a message that is gone: an edit's
+        text must not outlive it. Each stays applied once: redeliveries are dropped
+        by (sender, client id) (parley.store.seen)."""
+        aimed = _target_key(sender, client_id)
+        self._db.execute(
+            "DELETE FROM held_actions WHERE target_sender = ? AND target_client_id = ?",
+            (sender, client_id),
+        )
+        self._db.execute("DELETE FROM messages WHERE action = 1 AND target = ?", (aimed,))
 
     def _named_with_file(self, message_id: int) -> tuple[str, str, Path | None] | None:
         """A message's (sender, client id) and where its file was saved, if it was."""
@@ -335,6 +354,29 @@ class Messages(Repository):
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def restamp_reaction(self, message_id: int, reactor: str, emoji: str, ts: int) -> None:
+        """`reactor`'s reaction, if it is still `emoji`, at the service's time `ts`."""
+        with self.transaction():
+            cell = _reaction_cell(message_id, reactor)
+            row = self._db.execute(
+                "SELECT emoji FROM reactions WHERE message_id = ? AND reactor = ?",
+                (message_id, reactor),
+            ).fetchone()
+            if row is not None and self._vault.open(row[0], cell).decode() == emoji:
+                self._db.execute(
+                    "UPDATE reactions SET ts = ? WHERE message_id = ? AND reactor = ?",
+                    (ts, message_id, reactor),
+                )
+
+    def restamp_timer(self, peer: str, set_by: str, seconds: int, ts: int) -> None:
+        """The conversation's timer, if it is still `set_by`'s `seconds`, at time `ts`."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE conversation_timers SET ts = ? WHERE peer = ? AND set_by = ?"
+                " AND seconds = ?",
+                (ts, peer, set_by, seconds),
+            )
+
     def reactions(self, message_id: int) -> tuple[tuple[str, str], ...]:
         rows = self._db.execute(
             "SELECT reactor, emoji FROM reactions WHERE message_id = ? ORDER BY ts, reactor",
@@ -371,10 +413,30 @@ class Messages(Repository):
             )
 
     def drop_held(self, before: float) -> int:
-        """Forget actions held since before `before` (their target never came)."""
+        """Forget actions held since before `before` (their target never came), their
+        rows too (a redelivery stays dropped: parley.store.seen)."""
         with self.transaction():
+            self._db.execute(
+                "DELETE FROM messages WHERE id IN"
+                " (SELECT action_id FROM held_actions WHERE held_at < ?)",
+                (before,),
+            )
             cursor = self._db.execute("DELETE FROM held_actions WHERE held_at < ?", (before,))
         return cursor.rowcount
+
+    def held_from(self, sender: str) -> int:
+        """How many actions of `sender` wait for their targets."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM held_actions h JOIN messages m ON m.id = h.action_id"
+            " WHERE m.sender = ?",
+            (sender,),
+        ).fetchone()
+        return int(row[0])
+
+    def forget(self, message_id: int) -> None:
+        """Drop a row that must never apply (an action refused before it was held)."""
+        with self.transaction():
+            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def hide(self, message_id: int) -> None:
         """Lists stop showing it (a change that broke a rule)."""

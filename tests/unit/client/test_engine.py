@@ -128,7 +128,7 @@ async def test_first_contact_runs_x3dh_and_both_sides_can_talk(
 
 async def test_sent_and_receipts_move_ticks_forward_only(alice: Engine, bob: Engine) -> None:
     _, entry, _ = await alice.prepare(bob_contact(alice), "hi")
-    sent = alice.sent(entry, ts=1_700_000_000_123)
+    (sent,) = alice.sent(entry, ts=1_700_000_000_123)
     assert isinstance(sent, MessageSent)
     assert sent.message.state is MessageState.SENT
     assert sent.message.ts == 1_700_000_000_123

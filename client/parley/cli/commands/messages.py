@@ -100,7 +100,12 @@ async def inbox(ctx: Context) -> None:
             for event in stream.drain():
                 if isinstance(event, MessageReceived):
                     shown += 1
-                    line = render_message(event.message, event.contact, color=ctx.color)
+                    line = render_message(
+                        event.message,
+                        event.contact,
+                        color=ctx.color,
+                        find=client.store.messages.find,
+                    )
                     if event.message.group_id is not None:
                         line = f"[{group_label(client, event.message.group_id)}] {line}"
                     ctx.print(line)
@@ -162,7 +167,9 @@ async def history(ctx: Context) -> None:
         if not messages:
             ctx.print(f"No messages with {contact.display_name} yet.")
         for message in messages:
-            ctx.print(render_message(message, contact, color=ctx.color))
+            ctx.print(
+                render_message(message, contact, color=ctx.color, find=client.store.messages.find)
+            )
 
 
 def _print_group_history(ctx: Context, client: Client, group: Group) -> None:

@@ -62,7 +62,9 @@ def _print(ctx: Context, client: Client, messages: Sequence[Message]) -> None:
             ctx.print(render_group_message(client, message, color=ctx.color))
         else:
             contact = client.store.contacts.get(message.peer) or Contact(message.peer, None, None)
-            ctx.print(render_message(message, contact, color=ctx.color))
+            ctx.print(
+                render_message(message, contact, color=ctx.color, find=client.store.messages.find)
+            )
 
 
 def _where(client: Client, message: Message) -> str:

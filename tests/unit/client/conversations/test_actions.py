@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from parley.content import (
+    ContactCard,
     ContentError,
     Context,
     Delete,
@@ -412,3 +413,81 @@ async def test_a_delete_in_any_order_is_final(pair: Pair, tmp_path: Path) -> Non
         assert (shown.text, shown.deleted, shown.reactions) == (actions.DELETED, "author", ())
 
     assert await _every_order_ends_the_same(pair, tmp_path, envelopes, check) == 24
+
+
+# -- what an attacker tried (a review before landing) -----------------------------------
+
+
+def test_a_quote_of_the_wrong_type_is_dropped_not_a_crash() -> None:
+    for kind in ([], {}, 7, None):
+        bad = {
+            "v": 1,
+            "kind": "text",
+            "text": "x",
+            "ctx": {"reply": {"author": ALICE, "id": "m1", "kind": kind, "excerpt": ""}},
+        }
+        with pytest.raises(payload.UnsupportedContent):
+            payload.decode(json.dumps(bad).encode())
+
+
+@pytest.mark.parametrize("sneaky", ["\x9b31m", "\x9d0;title\x07", "\u202egnp.exe"])
+def test_c1_controls_and_reordering_are_refused_where_they_could_fool_a_reader(
+    sneaky: str,
+) -> None:
+    with pytest.raises(ContentError):
+        Quote(Target(ALICE, "m1"), "text", f"pay {sneaky}")
+    with pytest.raises(ContentError):
+        ContactCard(f"Carol {sneaky}", ("+15551230003",))  # a name, as a file's is
+    if not sneaky.startswith("\u202e"):  # a text may be right-to-left
+        with pytest.raises(ContentError):
+            Text(f"hello {sneaky}")
+
+
+def test_a_message_timer_is_one_of_the_choices() -> None:
+    with pytest.raises(ContentError):
+        Context(timer=5)
+    assert Context(timer=7 * 24 * 3600).timer == 7 * 24 * 3600
+
+
+async def test_an_edits_text_goes_with_the_message_it_edited(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "the plan", at=T0)
+    target = only(pair.bob, ALICE).target
+    await pair.exchange(pair.alice, Edit(target, "the secret plan"), at=T0 + 1000)
+    await pair.exchange(pair.alice, Delete(target), at=T0 + 2000)
+
+    for engine in (pair.alice, pair.bob):
+        rows = engine.store.messages._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE action = 1"
+        ).fetchone()[0]
+        assert rows == 0  # the edit (and the delete) rows went with their target
+    raw = pair.bob.store.path.read_bytes()
+    assert b"secret plan" not in raw
+
+
+async def test_actions_held_per_sender_are_bounded_and_their_rows_dropped_in_time(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actions, "RULES", actions.ActionRules(max_held_per_sender=2))
+    ghosts = [Target(ALICE, f"never{n}") for n in range(3)]
+    for n, ghost in enumerate(ghosts):
+        await pair.exchange(pair.alice, Reaction(ghost, "👍"), at=T0 + n)
+
+    messages = pair.bob.store.messages
+    assert messages.held_from(ALICE) == 2
+    assert messages.drop_held(before=10**12) == 2
+    count = messages._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    assert count == 0
+
+
+async def test_our_edit_takes_effect_at_the_services_time_by_the_same_rules(pair: Pair) -> None:
+    await pair.exchange(pair.alice, "draft", at=T0)
+    mine = only(pair.alice, BOB)
+    late = T0 + actions.RULES.edit_window_s * 1000 + 1
+    outgoing = await pair.alice.send_to(pair.contact(pair.alice, BOB), Edit(mine.target, "final"))
+    assert only(pair.alice, BOB).text == "draft"  # not before the service has it
+
+    events = pair.alice.sent(outgoing.entries[0], late)
+
+    # the service stamped it past the window: dropped here as on Bob's device
+    assert events == []
+    assert only(pair.alice, BOB).text == "draft"
