@@ -114,8 +114,13 @@ class MessageCalls(ProfileFacade):
             raise ActionRefused(by)
         attachment = target.attachment
         sent = await self.send_content(self._where(target), Delete(target.target))
-        if attachment is not None and target.sender == self.account.user_id:
-            # the object was ours: it goes too (a forward of it elsewhere loses it)
+        me = self.account.user_id
+        if (
+            attachment is not None
+            and target.sender == me
+            and not self.store.messages.shares_file(me, attachment.media_id, target.id)
+        ):
+            # the object was ours and no other message of ours points to it: it goes too
             await self._delete_media(attachment.media_id)
         return sent
 

@@ -354,6 +354,21 @@ class Messages(Repository):
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def shares_file(self, sender: str, media_id: str, other_than: int) -> bool:
+        """Whether another message of `sender` still here carries the same uploaded
+        object (a file they forwarded on): opens their messages with content, so a
+        few milliseconds per thousand."""
+        rows = self._db.execute(
+            "SELECT id, client_id, content FROM messages WHERE sender = ? AND id != ?"
+            " AND content IS NOT NULL AND deleted IS NULL AND action = 0",
+            (sender, other_than),
+        ).fetchall()
+        for row_id, client_id, sealed in rows:
+            content = self._content(row_id, sealed, _cell("content", sender, client_id))
+            if getattr(content, "media_id", None) == media_id:
+                return True
+        return False
+
     def restamp_reaction(self, message_id: int, reactor: str, emoji: str, ts: int) -> None:
         """`reactor`'s reaction, if it is still `emoji`, at the service's time `ts`."""
         with self.transaction():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from parley.content import (
+    Attachment,
     ContactCard,
     ContentError,
     Context,
@@ -491,3 +492,32 @@ async def test_our_edit_takes_effect_at_the_services_time_by_the_same_rules(pair
     # the service stamped it past the window: dropped here as on Bob's device
     assert events == []
     assert only(pair.alice, BOB).text == "draft"
+
+
+def _picture(media_id: str) -> Attachment:
+    return Attachment(
+        kind="image",
+        media_id=media_id,
+        key=bytes(32),
+        header=bytes(24),
+        sha256="0" * 64,
+        size=10,
+        mime="image/jpeg",
+        name="p.jpg",
+    )
+
+
+async def test_a_file_forwarded_on_is_kept_while_another_message_points_to_it(pair: Pair) -> None:
+    media = "ab" * 16
+    first = await pair.alice.send_to(pair.contact(pair.alice, BOB), _picture(media))
+    messages = pair.alice.store.messages
+    assert not messages.shares_file(ALICE, media, first.message.id)
+
+    copy = await pair.alice.send_to(
+        pair.contact(pair.alice, BOB), with_context(_picture(media), Context(forwarded=1))
+    )
+
+    assert messages.shares_file(ALICE, media, first.message.id)
+    assert not messages.shares_file(ALICE, "cd" * 16, first.message.id)
+    messages.delete_for_everyone(copy.message.id, "author", actions.DELETED)
+    assert not messages.shares_file(ALICE, media, first.message.id)
