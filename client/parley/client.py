@@ -62,6 +62,7 @@ from parley.endpoints import Endpoints
 from parley.engine import Engine
 from parley.errors import ContactNotFound, ParleyClientError
 from parley.groups import MemberReceipt
+from parley.groups.admins import signed_admin
 from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
 from parley.models import Account, Contact, Event, Group, Message
@@ -413,6 +414,9 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
             name=attachment.name,
         )
         return again
+
+    def _signed_admin(self, group_id: str, user_id: str) -> bool:
+        return signed_admin(self.store, group_id, user_id)
 
     async def _delete_media(self, media_id: str) -> None:
         """Best effort: an object already gone, or a service out of reach, is logged."""

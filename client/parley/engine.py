@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 
 from parley.answers import unb64
 from parley.content import (
@@ -43,6 +44,7 @@ from parley.conversations import (
     safety_numbers,
 )
 from parley.crypto import CryptoError
+from parley.groups.admins import signed_admin
 from parley.groups.receipts import GroupTicks
 from parley.groups.sender_keys import SenderKeys
 from parley.groups.sending import GroupSending
@@ -69,6 +71,7 @@ class Engine:
         self.sealer = Sealer(store, fetch_bundles, clock=clock)
         self.account: Account = self.sealer.account
         self.sending = Sending(self.sealer)
+        self.sending.admins = partial(signed_admin, store)
         self.ticks = GroupTicks(store, self.account)
         self.sender_keys = SenderKeys(store, self.account, self.ticks, clock)
         self.sender_keys.prune()

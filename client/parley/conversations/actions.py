@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -65,6 +66,8 @@ __all__ = [
     "DELETED",
     "RULES",
     "ActionRules",
+    "AdminCheck",
+    "nobody",
     "on_sent",
     "on_stored",
     "start_read",
@@ -79,6 +82,16 @@ ACTIONS_NOT_SHOWN = frozenset({"reaction", "edit", "delete"})
 ADMIN_DELETED = "This message was deleted by an admin"
 
 
+# (group id, user id) -> whether the group's signed chain makes them a trusted admin:
+# parley.groups.admins.signed_admin over the store (this slice cannot read chains)
+AdminCheck = Callable[[str, str], bool]
+
+
+def nobody(_group_id: str, _user_id: str) -> bool:
+    """No admin anywhere: a chat's messages (no group to be admin of)."""
+    return False
+
+
 @dataclass(frozen=True)
 class ActionRules:
     edit_window_s: int = 15 * 60
@@ -91,7 +104,9 @@ class ActionRules:
 RULES = ActionRules()
 
 
-def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Event]:
+def on_stored(
+    store: Store, me: str, message: Message, *, now: float, admins: AdminCheck = nobody
+) -> list[Event]:
     """Apply `message` (a row just stored) if it is an action, or release the actions
     held for it if it is a shown message. Runs inside the caller's transaction."""
     content = message.content
@@ -106,10 +121,10 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
                 return []
             store.messages.hold(message.id, content.target, now)
             return []
-        return _apply(store, me, message, target, now=now)
+        return _apply(store, me, message, target, now=now, admins=admins)
     events: list[Event] = []
     if isinstance(content, TimerChange):
-        events += _timer(store, message, content)
+        events += _timer(store, message, content, admins)
     elif message.direction is Direction.OUT and message.timer:
         # ours (from here or another of our devices): it runs from when it was sent
         sent_at = min(message.ts, int(now * 1000))
@@ -123,7 +138,7 @@ def on_stored(store: Store, me: str, message: Message, *, now: float) -> list[Ev
             current = store.messages.get(message.sender, message.client_id)
             if current is None:
                 break
-            events += _apply(store, me, action, current, now=now)
+            events += _apply(store, me, action, current, now=now, admins=admins)
     return events
 
 
@@ -131,7 +146,9 @@ def _ours_unsent(message: Message) -> bool:
     return message.direction is Direction.OUT and message.state is MessageState.PENDING
 
 
-def on_sent(store: Store, me: str, message: Message, *, now: float) -> list[Event]:
+def on_sent(
+    store: Store, me: str, message: Message, *, now: float, admins: AdminCheck = nobody
+) -> list[Event]:
     """The service took an action of ours (`message.ts` its time now): an edit or a
     delete is applied by the same rules as on every other device (one sent too
     late for its window is dropped here as there); a reaction or a timer change,
@@ -139,7 +156,9 @@ def on_sent(store: Store, me: str, message: Message, *, now: float) -> list[Even
     content = message.content
     if isinstance(content, Edit | Delete):
         target = store.messages.find(content.target)
-        return [] if target is None else _apply(store, me, message, target, now=now)
+        if target is None:
+            return []
+        return _apply(store, me, message, target, now=now, admins=admins)
     if isinstance(content, Reaction):
         target = store.messages.find(content.target)
         if target is not None:
@@ -149,7 +168,15 @@ def on_sent(store: Store, me: str, message: Message, *, now: float) -> list[Even
     return []
 
 
-def _apply(store: Store, me: str, action: Message, target: Message, *, now: float) -> list[Event]:
+def _apply(
+    store: Store,
+    me: str,
+    action: Message,
+    target: Message,
+    *,
+    now: float,
+    admins: AdminCheck,
+) -> list[Event]:
     content = action.content
     actor = action.sender
     label = f"{content.kind if content else 'action'} {action.client_id} from {actor}"
@@ -178,7 +205,7 @@ def _apply(store: Store, me: str, action: Message, target: Message, *, now: floa
         assert updated is not None
         return [MessageEdited(updated)]
     if isinstance(content, Delete):
-        by = delete_refused_or_by(store, target, actor, action.ts)
+        by = delete_refused_or_by(target, actor, action.ts, admins)
         if by not in ("author", "admin"):
             log.warning("dropped %s: %s", label, by)
             return []
@@ -215,7 +242,7 @@ def edit_refused(target: Message, actor: str, ts: int) -> str | None:
     return None
 
 
-def delete_refused_or_by(store: Store, target: Message, actor: str, ts: int) -> str:
+def delete_refused_or_by(target: Message, actor: str, ts: int, admins: AdminCheck = nobody) -> str:
     """ "author" or "admin" when `actor` may delete `target` for everyone at server
     time `ts` (ms); otherwise why not."""
     if actor == target.sender:
@@ -224,27 +251,14 @@ def delete_refused_or_by(store: Store, target: Message, actor: str, ts: int) -> 
             return f"a message can be deleted for everyone for {hours} hours after it was sent"
         return "author"
     group_id = group_id_of(target.peer)
-    if group_id is not None and signed_admin(store, group_id, actor):
+    if group_id is not None and admins(group_id, actor):
         return "admin"
     return "only its author or a group admin deletes a message for everyone"
 
 
-def signed_admin(store: Store, group_id: str, user_id: str) -> bool:
-    """Whether the group's signed chain, as this device verified it, makes `user_id`
-    a trusted admin: the service's list of admins is not enough (it could list
-    anyone). A group without a verified chain has no such admin."""
-    from parley.groups.chain import ChainState  # the groups slice builds on this one
-
-    stored = store.groups.chain(group_id)
-    if stored is None:
-        return False
-    seq, head, seats = stored
-    return ChainState.from_json(group_id, seq, head, seats).trusted(user_id)
-
-
-def _timer(store: Store, message: Message, change: TimerChange) -> list[Event]:
+def _timer(store: Store, message: Message, change: TimerChange, admins: AdminCheck) -> list[Event]:
     group_id = group_id_of(message.peer)
-    if group_id is not None and not signed_admin(store, group_id, message.sender):
+    if group_id is not None and not admins(group_id, message.sender):
         log.warning("dropped a timer change from %s: not an admin", message.sender)
         store.messages.hide(message.id)
         return []

@@ -62,6 +62,10 @@ class MessageCalls(ProfileFacade):
     async def _delete_media(self, media_id: str) -> None:
         raise NotImplementedError
 
+    def _signed_admin(self, group_id: str, user_id: str) -> bool:
+        """Whether the group's verified signed chain makes `user_id` a trusted admin."""
+        raise NotImplementedError
+
     def _target(self, message: Message | int) -> Message:
         return self.message(message if isinstance(message, int) else message.id)
 
@@ -109,7 +113,9 @@ class MessageCalls(ProfileFacade):
         target = self._target(message)
         if target.deleted is not None:
             raise ActionRefused("the message was deleted already")
-        by = actions.delete_refused_or_by(self.store, target, self.account.user_id, _now_ms())
+        by = actions.delete_refused_or_by(
+            target, self.account.user_id, _now_ms(), self._signed_admin
+        )
         if by not in ("author", "admin"):
             raise ActionRefused(by)
         attachment = target.attachment
@@ -166,7 +172,7 @@ class MessageCalls(ProfileFacade):
         (received) or sent, and the service keeps them no longer than that."""
         target = self.conversation(conversation)
         me = self.account.user_id
-        if isinstance(target, Group) and not actions.signed_admin(self.store, target.group_id, me):
+        if isinstance(target, Group) and not self._signed_admin(target.group_id, me):
             raise ActionRefused("only a group admin changes its disappearing timer")
         return await self.send_content(target, TimerChange(seconds))
 

@@ -50,6 +50,8 @@ class Sending:
         self.store = sealer.store
         self.account = sealer.account
         self._repairs: dict[str, int] = {}
+        # who is a group's admin, for our own deletes in groups (the engine sets it)
+        self.admins: actions.AdminCheck = actions.nobody
 
     async def send(self, contact: Contact, content: str | Content) -> Outgoing:
         """Store and encrypt a message for `contact`, and its copy for this account's
@@ -199,7 +201,11 @@ class Sending:
             )
             stamped = replace(message, ts=ts or message.ts, state=MessageState.SENT)
             done = actions.on_sent(
-                self.store, self.account.user_id, stamped, now=self.sealer.clock()
+                self.store,
+                self.account.user_id,
+                stamped,
+                now=self.sealer.clock(),
+                admins=self.admins,
             )
         if not moved or message.kind in actions.ACTIONS_NOT_SHOWN:
             return done  # a receipt got here first, or an action: nothing to tick

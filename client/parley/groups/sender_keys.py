@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 
 from parley.conversations import Incoming, actions, payload
 from parley.crypto import CryptoError
@@ -33,6 +34,7 @@ from parley.crypto.sender_keys import (
 )
 from parley.devices.lists import verify_list
 from parley.errors import DeviceListError
+from parley.groups.admins import signed_admin
 from parley.groups.receipts import GroupTicks
 from parley.ids import group_address
 from parley.models import (
@@ -260,7 +262,13 @@ class SenderKeys:
         )
         if stored is None:
             return []
-        done = actions.on_stored(self.store, self.account.user_id, stored, now=now)
+        done = actions.on_stored(
+            self.store,
+            self.account.user_id,
+            stored,
+            now=now,
+            admins=partial(signed_admin, self.store),
+        )
         if content.kind in actions.ACTIONS_NOT_SHOWN:
             return done
         if contact is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 
 from parley.answers import b64
 from parley.content import Content, Text
@@ -26,6 +27,7 @@ from parley.conversations.sealing import check_entry_size
 from parley.conversations.sending import ttl_of
 from parley.crypto.sender_keys import MAX_GROUP_PLAINTEXT_LEN
 from parley.errors import ContactNotFound, MessageTooLarge
+from parley.groups.admins import signed_admin
 from parley.groups.errors import NotAGroupMember
 from parley.groups.receipts import GroupTicks
 from parley.groups.sender_keys import SenderKeys
@@ -91,7 +93,13 @@ class GroupSending:
                 self.store.sender_keys.save_own(group.group_id, own, now)
                 message = self.sending.add_outgoing(group.conversation, entry, content, now)
                 assert message is not None  # a fresh random client id
-                events += actions.on_stored(self.store, self.account.user_id, message, now=now)
+                events += actions.on_stored(
+                    self.store,
+                    self.account.user_id,
+                    message,
+                    now=now,
+                    admins=partial(signed_admin, self.store),
+                )
                 if content.kind not in actions.ACTIONS_NOT_SHOWN:
                     self.ticks.start(message, group)
                 self.store.outbox.add(entry, plaintext, now)

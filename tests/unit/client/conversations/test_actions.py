@@ -7,10 +7,12 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from parley.cli.render import render_message
 from parley.content import (
     Attachment,
     ContactCard,
@@ -28,13 +30,17 @@ from parley.content import (
 )
 from parley.conversations import actions, payload
 from parley.engine import Engine
+from parley.groups.admins import signed_admin
 from parley.models import (
     Contact,
+    Direction,
+    Group,
     Message,
     MessageDeleted,
     MessageDisappeared,
     MessageEdited,
     MessageReceived,
+    MessageState,
     ReactionChanged,
     TimerChanged,
 )
@@ -521,3 +527,45 @@ async def test_a_file_forwarded_on_is_kept_while_another_message_points_to_it(pa
     assert not messages.shares_file(ALICE, "cd" * 16, first.message.id)
     messages.delete_for_everyone(copy.message.id, "author", actions.DELETED)
     assert not messages.shares_file(ALICE, media, first.message.id)
+
+
+async def test_an_admin_by_the_services_list_alone_deletes_nothing(pair: Pair) -> None:
+    group_id = "a" * 32
+    # Bob is listed as an admin by the service, and no signed chain says so
+    listed = Group(group_id, "g", 1, (ALICE, BOB), admins=(ALICE, BOB), unverified=())
+    pair.alice.store.groups.save(listed, 2000.0)
+    mine_there = pair.alice.store.messages.add(
+        peer=listed.conversation,
+        direction=Direction.OUT,
+        sender=ALICE,
+        client_id="m1",
+        text="mine",
+        ts=T0,
+        state=MessageState.SENT,
+    )
+    assert mine_there is not None
+    admins = partial(signed_admin, pair.alice.store)
+
+    refused = actions.delete_refused_or_by(mine_there, BOB, T0 + 1, admins)
+
+    assert refused == "only its author or a group admin deletes a message for everyone"
+    assert actions.delete_refused_or_by(mine_there, ALICE, T0 + 1, admins) == "author"
+
+
+async def test_a_quote_shows_the_message_as_it_is_here_not_as_the_replier_says(
+    pair: Pair,
+) -> None:
+    await pair.exchange(pair.alice, "see you at 8", at=T0)
+    real = only(pair.bob, ALICE)
+    forged = Quote(real.target, "text", "I owe Bob ₹50,000")
+    reply = with_context(Text("ok, noted"), Context(reply=forged))
+    await pair.exchange(pair.bob, reply, at=T0 + 1000)
+    shown = mine(pair.alice, BOB)[-1]
+    bob = pair.contact(pair.alice, BOB)
+
+    line = render_message(shown, bob, color=False, find=pair.alice.store.messages.find)
+    unknown = render_message(shown, bob, color=False, find=lambda _target: None)
+
+    assert "┌ you: “see you at 8”" in line
+    assert "I owe Bob" not in line
+    assert "“I owe Bob ₹50,000” (as quoted; not on this device)" in unknown
