@@ -44,7 +44,14 @@ import aiohttp
 from parley.api import ApiClient
 from parley.attachments.crypto import IntegrityError
 from parley.attachments.transfer import TransferError, download_attachment, upload_attachment
-from parley.content import Attachment, Content, ContentError, encode_content, parse_content
+from parley.content import (
+    Attachment,
+    Content,
+    ContentError,
+    TimerChange,
+    encode_content,
+    parse_content,
+)
 from parley.conversations import payload
 from parley.conversations.sealing import Sealed, Sealer, check_entry_size, new_client_id
 from parley.errors import ParleyClientError
@@ -370,7 +377,12 @@ def import_history(store: Store, account: Account, data: bytes, *, now: float) -
                 store.groups.save(replace(group, unverified=others), now)
                 # read it again from the service: it may have moved on since
                 store.groups.note(group.group_id, now)
+        now_ms = int(now * 1000)
         for message in history.messages:
+            ctx = getattr(message.content, "ctx", None)
+            timer_ms = ctx.timer * 1000 if ctx is not None else 0
+            if timer_ms and message.ts + timer_ms <= now_ms:
+                continue  # it disappeared on the primary already (or is about to)
             group_id = group_id_of(message.peer)
             if group_id is None and store.contacts.get(message.peer) is None:
                 store.contacts.add(message.peer, None, None)
@@ -386,9 +398,18 @@ def import_history(store: Store, account: Account, data: bytes, *, now: float) -
                 state=message.state,
                 content=message.content,
             )
-            if stored is not None:
-                imported += 1
-                conversations.add(message.peer)
+            if stored is None:
+                continue
+            imported += 1
+            conversations.add(message.peer)
+            if isinstance(message.content, TimerChange):
+                # the primary exports only the timer changes it applied
+                store.messages.set_timer(
+                    message.peer, message.content.seconds, message.sender, message.ts
+                )
+            if timer_ms:
+                # here it runs from when it was sent: it goes no later than on the primary
+                store.messages.start_timer(stored.id, message.ts + timer_ms)
     log.info("imported %d messages in %d conversations", imported, len(conversations))
     return HistoryImported(imported, len(conversations))
 

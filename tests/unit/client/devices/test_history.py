@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from parley.content import Location, Text
+from parley.content import Context, Location, Text, TimerChange, with_context
 from parley.conversations import payload
 from parley.crypto import IdentityKeyPair
 from parley.devices.history import (
@@ -546,3 +546,41 @@ async def test_the_primary_sends_and_only_the_new_companion_imports(
         )
     assert forged.history is None
     assert "history from another account" in caplog.text
+
+
+def test_disappearing_messages_and_timers_go_across_and_keep_disappearing(
+    phone: Store, laptop: Store
+) -> None:
+    day = 24 * 3600
+    add(phone, BOB, BOB, "7" * 32, "⏱ on", NOW_MS - 3 * DAY_MS, MessageState.READ, TimerChange(day))
+    phone.messages.set_timer(BOB, day, BOB, NOW_MS - 3 * DAY_MS)
+    timed = Context(timer=day)
+    add(
+        phone,
+        BOB,
+        BOB,
+        "8" * 32,
+        "gone",
+        NOW_MS - 2 * DAY_MS,
+        MessageState.READ,
+        with_context(Text("gone"), timed),
+    )
+    add(
+        phone,
+        BOB,
+        ALICE,
+        "9" * 32,
+        "soon",
+        NOW_MS - 1000,
+        MessageState.SENT,
+        with_context(Text("soon"), timed),
+    )
+
+    import_history(laptop, laptop.accounts.require(), exported(phone), now=NOW)
+
+    texts = [text for _, _, text, _ in shown(laptop, BOB)]
+    assert "gone" not in texts  # its day was over: it does not come back here
+    assert "soon" in texts
+    (soon,) = [m for m in laptop.messages.history(BOB) if m.text == "soon"]
+    assert soon.expires_at == NOW_MS - 1000 + day * 1000
+    assert laptop.messages.timer_of(BOB) == day  # what the laptop sends carries it too
