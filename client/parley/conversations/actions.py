@@ -284,6 +284,8 @@ def sweep(store: Store, *, now: float) -> list[Event]:
     """Erase what disappeared (and its files); drop actions held too long."""
     events: list[Event] = []
     for message in store.messages.expired(int(now * 1000)):
+        if message.direction is Direction.OUT:
+            store.outbox.remove(message.client_id)  # not sent yet: it never goes now
         path = store.messages.erase(message.id)
         remove_file(path)
         events.append(MessageDisappeared(message))

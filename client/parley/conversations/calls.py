@@ -131,9 +131,13 @@ class MessageCalls(ProfileFacade):
         return sent
 
     def delete_for_me(self, message: Message | int) -> None:
-        """Delete a message (and its downloaded file) from this device only."""
+        """Delete a message (and its downloaded file) from this device only; one of
+        ours not sent yet is not sent at all."""
         target = self._target(message)
-        path = self.store.messages.erase(target.id)
+        with self.store.transaction():
+            if target.outgoing:
+                self.store.outbox.remove(target.client_id)  # not sent yet: it never goes
+            path = self.store.messages.erase(target.id)
         actions.remove_file(path)
 
     async def forward(

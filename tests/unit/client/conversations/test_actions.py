@@ -569,3 +569,17 @@ async def test_a_quote_shows_the_message_as_it_is_here_not_as_the_replier_says(
     assert "┌ you: “see you at 8”" in line
     assert "I owe Bob" not in line
     assert "“I owe Bob ₹50,000” (as quoted; not on this device)" in unknown
+
+
+async def test_a_disappearing_message_not_sent_before_its_time_never_goes(pair: Pair) -> None:
+    day = 24 * 3600
+    await pair.exchange(pair.alice, TimerChange(day))
+    outgoing = await pair.alice.send_to(pair.contact(pair.alice, BOB), "offline, then gone")
+    queued = {item.entry.client_id for item in pair.alice.store.outbox.items()}
+    assert outgoing.entries[0].client_id in queued
+
+    (gone,) = actions.sweep(pair.alice.store, now=2000.0 + day)
+
+    assert gone.message.client_id == outgoing.message.client_id
+    queued = {item.entry.client_id for item in pair.alice.store.outbox.items()}
+    assert outgoing.entries[0].client_id not in queued
