@@ -26,7 +26,6 @@ __all__ = [
     "FORWARDED_MANY",
     "MAX_EXCERPT_CHARS",
     "MAX_HOPS",
-    "MAX_TIMER_S",
     "TIMERS",
     "Context",
     "Quote",
@@ -45,7 +44,6 @@ FORWARDED_MANY: Final = 5
 # The disappearing timers a conversation (and so a message) may have, in seconds:
 # off, 24 h, 7 d, 90 d.
 TIMERS: Final = (0, 24 * 3600, 7 * 24 * 3600, 90 * 24 * 3600)
-MAX_TIMER_S: Final = TIMERS[-1]
 _QUOTED_KINDS: Final = frozenset(
     {
         "text",

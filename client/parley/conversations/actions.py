@@ -32,11 +32,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from parley.content import (
-    Context,
     Delete,
     Edit,
     PaymentStatus,
@@ -265,12 +264,6 @@ def _timer(store: Store, message: Message, change: TimerChange, admins: AdminChe
     if not store.messages.set_timer(message.peer, change.seconds, message.sender, message.ts):
         return []  # a newer change is already in force
     return [TimerChanged(message.peer, change.seconds, message.sender)]
-
-
-def timed(content: Text, ctx: Context | None, seconds: int) -> Text:
-    """`content` carrying the conversation's timer."""
-    base = ctx or Context()
-    return with_context(content, replace(base, timer=seconds))  # type: ignore[return-value]
 
 
 def start_read(store: Store, messages: list[Message], *, now: float) -> None:
