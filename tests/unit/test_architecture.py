@@ -184,6 +184,8 @@ CLIENT_RULES: dict[str, tuple[str, ...]] = {
     # a sender key that arrives is handed to groups through a callback
     f"{C}.conversations": (f"{C}.groups", *_SDK_TOP),
     f"{C}.groups": _SDK_TOP,
+    # its rules are read by the store: it builds on content and models alone
+    f"{C}.payments": (f"{C}.conversations", f"{C}.groups", *_SDK_TOP),
     # the SDK never depends on its command line or the demo
     f"{C}.client": (f"{C}.cli", f"{C}.demo", f"{C}.smoke"),
     f"{C}.signup": (f"{C}.cli", f"{C}.demo", f"{C}.smoke"),
