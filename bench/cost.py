@@ -22,11 +22,19 @@ How each service is billed, and what the model charges for it:
   - SNS mobile push, S3 requests and storage, HTTP API requests, and data
     transfer out to the internet.
 
+  - Kinesis Video Streams (calls): TURN streaming minutes, signalling messages and
+    signalling channels active in a month (the call relay pool, stacks/calls.py).
+
 Scenarios ("messaging core": every count measured): a 1:1 message with both
 people online (send, delivery, ack, delivered receipt and its ack), ten in a
 burst acked together, and one group message to 10, 100 and 1024 members, each
 member acking it. The "typical day" figure adds, per delivered message, the
 connection, push and media usage of the USAGE assumptions.
+
+Calls (a model, nothing counted): a minute of a 1:1 call relayed through TURN on
+both sides, one call's set-up (both parties fetch relays), and the relay pool's
+monthly cost. The call's own signalling (offer, answer, ICE candidates) travels as
+ephemeral 1:1 sends, priced like any 1:1 message.
 """
 
 from __future__ import annotations
@@ -47,12 +55,16 @@ __all__ = [
     "PRICES",
     "PRICES_AS_OF",
     "USAGE",
+    "CallAssumptions",
     "Latency",
     "Prices",
     "Usage",
     "UsageAssumptions",
+    "call_setup",
     "cost",
     "main",
+    "relay_pool_month",
+    "relayed_call_minute",
     "run",
 ]
 
@@ -73,6 +85,8 @@ class Prices:
       https://aws.amazon.com/sqs/pricing/              FIFO requests (per 64 KB)
       https://aws.amazon.com/s3/pricing/               S3 Standard
       https://aws.amazon.com/ec2/pricing/on-demand/    data transfer out to the internet
+      https://aws.amazon.com/kinesis/video-streams/pricing/  WebRTC: signalling channels
+        active in the month, signalling messages, TURN streaming minutes
     """
 
     ws_messages_per_million: float = 1.00  # first 1 billion a month
@@ -88,6 +102,11 @@ class Prices:
     s3_gets_per_thousand: float = 0.0004
     s3_gb_month: float = 0.023
     transfer_out_per_gb: float = 0.09  # first 10 TB a month; falls to $0.05 above 150 TB
+    # Kinesis Video Streams with WebRTC. A channel is billed for a month once anything
+    # connects to it in that month; TURN minutes are metered in 1-minute increments.
+    kvs_channel_month: float = 0.03
+    kvs_signaling_messages_per_million: float = 2.25
+    kvs_turn_minutes_per_thousand: float = 0.12
 
 
 PRICES = Prices()
@@ -148,8 +167,35 @@ class UsageAssumptions:
     session_ws_messages: int = 2  # `sync` in, `synced` out
 
 
+@dataclass(frozen=True)
+class CallAssumptions:
+    """What a relayed call and its set-up ask of AWS: the calls model uses these.
+
+    KVS meters TURN per relayed peer: each participant whose media goes through TURN
+    holds an allocation of its own, and each allocation's minutes are billed (in
+    1-minute increments). A 1:1 call relayed on both sides is therefore two
+    participants' minutes for every minute of the call; one relayed on one side only
+    (the other reached directly) is one.
+    """
+
+    relayed_participants: int = 2
+    # GET /v1/calls/relays, once per party: the authorizer's device read (consistent),
+    # the rate limiter's UpdateItem, then one GetIceServerConfig (the channel's endpoint
+    # is asked once per process, so per call it is nothing)
+    parties: int = 2
+    relay_fetch_calls: Mapping[str, int] = field(
+        default_factory=lambda: {"dynamodb": 2, "kinesisvideo": 1}
+    )
+    relay_fetch_write_units: float = 1.0
+    relay_fetch_read_units: float = 1.0
+    # Whether GetIceServerConfig is billed as a signalling message the pricing page does
+    # not say; counted as one (an upper bound: a hundred-thousandth of a cent each).
+    signaling_messages_per_fetch: float = 1.0
+
+
 USAGE = UsageAssumptions()
 LATENCY = Latency()
+CALLS = CallAssumptions()
 
 
 # -- what some traffic asks of AWS --------------------------------------------------------
@@ -173,6 +219,9 @@ class Usage:
     s3_gets: float = 0.0
     s3_gb_months: float = 0.0
     transfer_out_bytes: float = 0.0
+    kvs_channel_months: float = 0.0
+    kvs_signaling_messages: float = 0.0
+    turn_minutes: float = 0.0
 
     def per_delivery(self) -> Usage:
         """The same quantities for one delivered message."""
@@ -217,6 +266,9 @@ def cost(usage: Usage, prices: Prices = PRICES) -> dict[str, float]:
         + usage.s3_gets * p.s3_gets_per_thousand / 1000
         + usage.s3_gb_months * p.s3_gb_month,
         "data transfer out": usage.transfer_out_bytes / _GB * p.transfer_out_per_gb,
+        "Kinesis Video Streams": usage.kvs_channel_months * p.kvs_channel_month
+        + usage.kvs_signaling_messages * p.kvs_signaling_messages_per_million / million
+        + usage.turn_minutes * p.kvs_turn_minutes_per_thousand / 1000,
     }
 
 
@@ -358,6 +410,79 @@ def typical_overheads(assumptions: UsageAssumptions = USAGE) -> Usage:
     return connections + push + media
 
 
+# -- calls --------------------------------------------------------------------------------
+
+
+def relayed_call_minute(assumptions: CallAssumptions = CALLS) -> Usage:
+    """One minute of a 1:1 call whose media goes through TURN: a TURN streaming
+    minute per relayed participant (their allocations are metered apart)."""
+    return Usage(deliveries=1, turn_minutes=float(assumptions.relayed_participants))
+
+
+def call_setup(assumptions: CallAssumptions = CALLS) -> Usage:
+    """One call's relay fetches: each party's GET /v1/calls/relays (an HTTP API
+    request, an HttpApi invocation, its DynamoDB units, one GetIceServerConfig)."""
+    a = assumptions
+    invocations = {"HttpApi": float(a.parties)}
+    calls = {service: n * a.parties for service, n in a.relay_fetch_calls.items()}
+    return Usage(
+        deliveries=1,
+        http_requests=a.parties,
+        lambda_invocations=invocations,
+        lambda_gb_seconds=_gb_seconds(invocations, calls),
+        write_units=a.relay_fetch_write_units * a.parties,
+        read_units=a.relay_fetch_read_units * a.parties,
+        kvs_signaling_messages=a.signaling_messages_per_fetch * a.parties,
+    )
+
+
+def relay_pool_month(channels: int) -> Usage:
+    """The call relay pool for a month: every channel counted active (a request for its
+    TURN credentials is counted as use; whether KVS calls that a connection it does
+    not say)."""
+    return Usage(deliveries=1, kvs_channel_months=float(channels))
+
+
+def _call_figures() -> list[Figure]:
+    from stacks.settings import ParleySettings
+
+    group = f"cost (us-east-1 list prices of {PRICES_AS_OF})"
+    minute = sum(cost(relayed_call_minute()).values())
+    setup = cost(call_setup())
+    channels = ParleySettings().call_relay_channels
+    pool = sum(cost(relay_pool_month(channels)).values())
+    p = PRICES
+    return [
+        Figure(
+            group,
+            "relayed call minute",
+            minute,
+            "USD / minute",
+            f"relayed call minute: ${minute:.6f} = {CALLS.relayed_participants} participants "
+            f"relayed x ${p.kvs_turn_minutes_per_thousand} per 1,000 TURN streaming minutes "
+            "(KVS meters each relayed peer's allocation, per started minute); a call that "
+            "goes peer to peer costs nothing here",
+        ),
+        Figure(
+            group,
+            "call set-up: relays for both parties",
+            sum(setup.values()) * 1e6,
+            "USD / M calls",
+            f"{CALLS.parties} x GET /v1/calls/relays (HTTP API request, HttpApi invocation, "
+            "limiter write, device read, one GetIceServerConfig counted as a KVS signalling "
+            f"message); {_breakdown(setup)}; the call's own signalling is ephemeral 1:1 sends",
+        ),
+        Figure(
+            group,
+            "call relay pool",
+            pool,
+            "USD / month",
+            f"{channels} signalling channels (callRelayChannels) x ${p.kvs_channel_month} "
+            "per channel active in a month",
+        ),
+    ]
+
+
 # -- figures ------------------------------------------------------------------------------
 
 
@@ -432,6 +557,7 @@ def run(quick: bool = False) -> list[Figure]:
             "(volume tiers and savings plans lower it)",
         )
     )
+    figures.extend(_call_figures())
     return figures
 
 

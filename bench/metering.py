@@ -308,6 +308,8 @@ def service(limits: Mapping[str, Any] | None = None) -> Iterator[Service]:
             settings[Setting.MEDIA_BUCKET] = "parley-bench-media"
             settings[Setting.SIGNING_SECRET_ARN] = f"arn:aws:secretsmanager:{REGION}:1:secret:bench"
             settings[Setting.GROUP_FANOUT_QUEUE] = queue
+            settings[Setting.CALL_RELAYS] = "loopback"
+            settings[Setting.CALL_CHANNELS] = "[]"
             yield Service(meter, settings)
     finally:
         reset_clients()

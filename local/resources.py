@@ -177,6 +177,10 @@ def provision(endpoint_url: str, region: str, *, prefix: str = PREFIX) -> LocalA
     aws.settings[Setting.TEST_NUMBERS] = os.environ.get(
         Setting.TEST_NUMBERS.value, json.dumps(LOCAL_TEST_NUMBERS)
     )
+    # moto has no Kinesis Video signalling channels, and every peer runs on this machine:
+    # GET /v1/calls/relays offers no STUN or TURN server (host candidates on loopback)
+    aws.settings[Setting.CALL_RELAYS] = "loopback"
+    aws.settings[Setting.CALL_CHANNELS] = "[]"
     return aws
 
 

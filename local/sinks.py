@@ -3,19 +3,39 @@
 Handlers publish with the same boto3 calls as on AWS; moto's server keeps what
 was published in its in-process backend, which is read here (moto runs in this
 process). Each new message is also echoed to the console once.
+
+A push record: {"id", "platform", "token", "endpoint_arn", "message", "type", "at"}.
+"message" is SNS's JSON as published (its "default" key holds the push's data);
+"type" is that data's type, so a test sees what kind of push a device got without
+parsing it: "wake" (something waits), "call" (a ringing send: high priority,
+visible), "push_challenge" (a token being registered); None for anything else.
+moto keeps only the message of a push, not its attributes (APNs push type,
+priority, TTL): store/push.py's tests check those.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["SnsSinks"]
+__all__ = ["SnsSinks", "push_type"]
 
 
 def _now_iso() -> str:
     return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def push_type(message: str) -> str | None:
+    """The type of the data a push carries (SNS's JSON message, its "default" body)."""
+    try:
+        outer = json.loads(message)
+        data = json.loads(outer["default"]) if isinstance(outer, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 class SnsSinks:
@@ -70,11 +90,12 @@ class SnsSinks:
                     "token": endpoint.token,
                     "endpoint_arn": endpoint.arn,
                     "message": message,
+                    "type": push_type(message),
                     "at": _now_iso(),
                 }
                 self._push.append(record)
                 if self._echo:
-                    self._echo(f"[push] {platform} {endpoint.token}: {message}")
+                    self._echo(f"[push] {platform} {record['type']} {endpoint.token}: {message}")
 
     def history(self) -> dict[str, list[dict[str, Any]]]:
         """Everything taken in so far (for local/state.py to save)."""
@@ -86,7 +107,11 @@ class SnsSinks:
             for record in history.get(kind) or []:
                 if isinstance(record, dict) and record.get("id") not in self._seen:
                     self._seen.add(str(record.get("id")))
-                    into.append(dict(record))
+                    restored = dict(record)
+                    if kind == "push" and "type" not in restored:
+                        # saved before pushes had a type: read it from the message
+                        restored["type"] = push_type(str(restored.get("message", "")))
+                    into.append(restored)
 
     def sms(self) -> list[dict[str, Any]]:
         self.poll()

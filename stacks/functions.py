@@ -22,6 +22,7 @@ from constructs import Construct
 
 from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
 from parley_server.store.schema import TABLES
+from stacks.calls import CallRelays
 from stacks.fanout import GroupFanoutQueue
 from stacks.grants import GRANTS, FunctionGrants, check_grants, table_actions
 from stacks.media import MediaStorage
@@ -65,6 +66,7 @@ class Resources:
     notifications: Notifications
     websocket: WebSocketApi
     fanout: GroupFanoutQueue
+    call_relays: CallRelays
     push_apps_json: str
     limits_json: str
     test_numbers_json: str = "[]"
@@ -81,6 +83,9 @@ class Resources:
         values[Setting.TEST_NUMBERS] = self.test_numbers_json
         values[Setting.SMS_ORIGINATION] = self.sms_origination_json
         values[Setting.GROUP_FANOUT_QUEUE] = self.fanout.queue_url
+        # on AWS calls are relayed by Kinesis Video Streams (the local stack: loopback)
+        values[Setting.CALL_RELAYS] = "kvs"
+        values[Setting.CALL_CHANNELS] = self.call_relays.channels_json()
         return values
 
 
@@ -176,6 +181,8 @@ def _grant(function: lambda_.Function, grants: FunctionGrants, resources: Resour
         resources.notifications.grant_push_publish(function)
     if grants.enqueue_group_fanout:
         resources.fanout.grant_enqueue(function)
+    if grants.call_relays:
+        resources.call_relays.grant_relays(function)
 
 
 def _acknowledge(

@@ -73,6 +73,8 @@ class FunctionGrants:
     register_push: bool = False  # create a device's SNS platform endpoint
     publish_push: bool = False  # wake an offline device
     enqueue_group_fanout: bool = False  # queue fan-out jobs for large groups
+    # TURN credentials of the call relay channels (stacks/calls.py)
+    call_relays: bool = False
 
 
 S = Setting
@@ -107,6 +109,8 @@ GRANTS: dict[str, FunctionGrants] = {
         # GroupFanout to push: a function that texts codes never publishes to endpoints
         enqueue_group_fanout=True,
         manage_connections=True,
+        # GET /v1/calls/relays: each channel's endpoint and TURN credentials
+        call_relays=True,
     ),
     # verifies the token and that the device is not revoked
     "WsAuthorizer": FunctionGrants(tables={S.USERS_TABLE: _R}, read_signing_secret=True),
@@ -183,7 +187,12 @@ def _implied_settings(grants: FunctionGrants) -> set[Setting]:
     if grants.send_sms:
         # who the texts come from: whoever sends SMS reads it, nobody else does
         implied.add(Setting.SMS_ORIGINATION)
+    if grants.call_relays:
+        implied.add(Setting.CALL_CHANNELS)
     return implied
+
+
+_PLAIN = frozenset({Setting.LIMITS, Setting.TEST_NUMBERS, Setting.CALL_RELAYS})
 
 
 def check_grants(
@@ -199,8 +208,9 @@ def check_grants(
         if spec.id not in grants:
             problems.append(f"{spec.id}: no entry in stacks/grants.py GRANTS")
             continue
-        # PARLEY_LIMITS and PARLEY_TEST_NUMBERS are plain configuration: they name no resource
-        needs = set(spec.settings) - {Setting.LIMITS, Setting.TEST_NUMBERS}
+        # PARLEY_LIMITS, PARLEY_TEST_NUMBERS and PARLEY_CALL_RELAYS are plain
+        # configuration: they name no resource
+        needs = set(spec.settings) - _PLAIN
         has = _implied_settings(grants[spec.id])
         if needs - has:
             problems.append(f"{spec.id}: reads {sorted(needs - has)} but is granted nothing on it")

@@ -579,6 +579,15 @@ def _accounts_row() -> list[cw.IWidget]:
             ],
         ),
         _graph(
+            "Calls (per minute): ringing pushes and relay credentials handed out",
+            [
+                app_metric(m.CALL_PUSHES_SENT, label="call pushes (high priority)"),
+                app_metric(m.PUSH_SENT, label="wake-up pushes"),
+                app_metric(m.CALL_RELAYS_ISSUED, label="ICE server sets issued"),
+            ],
+            width=16,
+        ),
+        _graph(
             "Requests refused by rate limits (per minute); one-time prekeys running out (right)",
             [
                 app_metric(m.SENDS_REFUSED, label="sends (per device per second)"),
@@ -591,6 +600,7 @@ def _accounts_row() -> list[cw.IWidget]:
                 app_metric(m.MEDIA_FORMS_REFUSED, label="media forms"),
                 app_metric(m.MEDIA_BYTES_REFUSED, label="media bytes (daily)"),
                 app_metric(m.CONTACT_WRITES_REFUSED, label="contact writes"),
+                app_metric(m.CALL_RELAYS_REFUSED, label="call relays"),
             ],
             right=[
                 app_metric(m.PREKEYS_LOW, label="devices left few prekeys"),

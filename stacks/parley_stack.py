@@ -17,6 +17,7 @@ from constructs import Construct
 from parley_server.catalogue import function
 from stacks.access_logs import ApiGatewayAccountLogging
 from stacks.bundling import lambda_code
+from stacks.calls import CallRelays
 from stacks.data import DataTables
 from stacks.fanout import GroupFanoutQueue
 from stacks.functions import Functions, Resources
@@ -36,7 +37,8 @@ OUTPUTS = ("HttpUrl", "WebSocketUrl", "Region")
 
 
 class ParleyStack(Stack):
-    """Tables, media bucket, signing secret, SNS grants, functions and both APIs."""
+    """Tables, media bucket, signing secret, SNS grants, call relay channels, functions
+    and both APIs."""
 
     def __init__(
         self,
@@ -92,6 +94,9 @@ class ParleyStack(Stack):
             function_timeout=Duration.seconds(function("GroupFanout").timeout_s),
             removal_policy=removal,
         )
+        self.calls = CallRelays(
+            self, "Calls", channels=settings.call_relay_channels, prefix=settings.stack_name
+        )
         self.functions = Functions(
             self,
             "Functions",
@@ -103,6 +108,7 @@ class ParleyStack(Stack):
                 notifications=self.notifications,
                 websocket=self.websocket,
                 fanout=self.fanout,
+                call_relays=self.calls,
                 push_apps_json=settings.push_apps_json,
                 limits_json=settings.limits_json,
                 test_numbers_json=settings.test_numbers_json,

@@ -23,11 +23,15 @@ from parley_server.models.sms import SmsOrigination
 from stacks.fanout_spec import FANOUT_QUEUE
 
 __all__ = [
+    "CALL_CHANNELS_BUDGET",
     "CONTEXT_KEYS",
+    "MAX_CALL_RELAY_CHANNELS",
     "ContextError",
     "LogLevel",
     "ParleySettings",
     "Stage",
+    "call_channel_name",
+    "call_channels_chars",
 ]
 
 MIB = 1024 * 1024
@@ -42,6 +46,26 @@ _PUSH_PLATFORMS = {"fcm": ("GCM",), "apns": ("APNS", "APNS_SANDBOX")}
 _ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?)$")
 # arn:<partition>:sns:<region>:<account>:<topic name> (standard topics only)
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+# The HttpApi function gets the call relay pool's channel ARNs in its environment
+# (PARLEY_CALL_CHANNELS), and Lambda allows 4 KB of environment in all; the rest of
+# that function's takes about 1.5 KB. So the list may take this much, which is 20
+# channels of a stack named like Parley-prod (a longer stack name allows fewer).
+CALL_CHANNELS_BUDGET = 2000
+MAX_CALL_RELAY_CHANNELS = 20
+# arn:<partition>:kinesisvideo:<region>:<account>:channel/<name>/<creation ms>, at its
+# longest: the longest partition and region names, a 13-digit creation time
+_CHANNEL_ARN_EXTRA = len("arn:aws-us-gov:kinesisvideo:ap-southeast-2:123456789012:channel//") + 13
+
+
+def call_channel_name(stack_name: str, n: int) -> str:
+    """The name of the call relay pool's channel `n` (short: its ARN embeds it)."""
+    return f"{stack_name}-call-{n}"
+
+
+def call_channels_chars(stack_name: str, channels: int) -> int:
+    """The most characters PARLEY_CALL_CHANNELS can take: a JSON list of the ARNs."""
+    names = sum(len(call_channel_name(stack_name, n)) for n in range(channels))
+    return 2 + names + channels * (_CHANNEL_ARN_EXTRA + 3)  # [], quotes and commas
 
 
 class ContextError(ValueError):
@@ -86,6 +110,9 @@ class ParleySettings:
     sms_origination: SmsOrigination = field(default_factory=SmsOrigination)
     # fictional numbers that sign up with a code derived from the signing secret (dev only)
     test_numbers: tuple[str, ...] = ()
+    # Kinesis Video signalling channels whose TURN servers relay calls (stacks/calls.py);
+    # docs/SCALE.md says what each adds
+    call_relay_channels: int = 4
 
     def __post_init__(self) -> None:
         if self.test_numbers and self.stage is Stage.PROD:
@@ -95,6 +122,14 @@ class ParleySettings:
             )
         if not self.stack_name:
             object.__setattr__(self, "stack_name", f"Parley-{self.stage.value}")
+        chars = call_channels_chars(self.stack_name, self.call_relay_channels)
+        if chars > CALL_CHANNELS_BUDGET:
+            raise ContextError(
+                f"callRelayChannels: {self.call_relay_channels} channels of stack "
+                f"{self.stack_name!r} would take up to {chars} characters of the HttpApi "
+                f"function's environment (at most {CALL_CHANNELS_BUDGET}: Lambda allows 4 KB "
+                "in all); use fewer channels or a shorter stackName"
+            )
 
     @property
     def is_prod(self) -> bool:
@@ -305,6 +340,23 @@ def _parse_reserved_concurrency(raw: Any) -> dict[str, int]:
     return reserved
 
 
+def _parse_call_relay_channels(raw: Any) -> int:
+    value = raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 1 <= value <= MAX_CALL_RELAY_CHANNELS
+    ):
+        raise ContextError(
+            f"{raw!r} must be a whole number of signalling channels from 1 to "
+            f"{MAX_CALL_RELAY_CHANNELS} (their ARNs go into a Lambda environment, which "
+            "holds 4 KB; docs/SCALE.md, call relays, says how to grow past it)"
+        )
+    return value
+
+
 def _parse_bool(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -327,4 +379,5 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "reservedConcurrency": ("reserved_concurrency", _parse_reserved_concurrency),
     "smsOrigination": ("sms_origination", _parse_sms_origination),
     "testNumbers": ("test_numbers", _parse_test_numbers),
+    "callRelayChannels": ("call_relay_channels", _parse_call_relay_channels),
 }

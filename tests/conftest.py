@@ -109,6 +109,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
         fake.settings[Setting.SMS_ORIGINATION] = "{}"
         # one test number (code derived from the secret, never texted): see logic/testnumbers.py
         fake.settings[Setting.TEST_NUMBERS] = json.dumps([TEST_NUMBER])
+        # moto has no Kinesis Video signalling channels: the local stack's relays (none)
+        fake.settings[Setting.CALL_RELAYS] = "loopback"
+        fake.settings[Setting.CALL_CHANNELS] = "[]"
         fanout = session.client("sqs", region_name=REGION).create_queue(
             QueueName="parley-test-fanout.fifo", Attributes={"FifoQueue": "true"}
         )

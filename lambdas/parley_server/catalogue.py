@@ -47,6 +47,12 @@ class Setting(StrEnum):
     # JSON list of fictional numbers that sign up with a derived code, never texted
     # (logic/testnumbers.py); "[]" when none, always in prod
     TEST_NUMBERS = "PARLEY_TEST_NUMBERS"
+    # where GET /v1/calls/relays finds ICE servers: "kvs" (Kinesis Video Streams'
+    # STUN and TURN, through CALL_CHANNELS) or "loopback" (none: the local stack)
+    CALL_RELAYS = "PARLEY_CALL_RELAYS"
+    # JSON list of the ARNs of the Kinesis Video signalling channels whose TURN
+    # servers calls are relayed through (stacks/calls.py); "[]" in loopback mode
+    CALL_CHANNELS = "PARLEY_CALL_CHANNELS"
 
 
 @dataclass(frozen=True)
@@ -102,11 +108,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                 S.SMS_ORIGINATION,
                 # push challenges are queued for GroupFanout (it pushes; this texts)
                 S.GROUP_FANOUT_QUEUE,
+                # ICE servers for calls (GET /v1/calls/relays)
+                S.CALL_RELAYS,
+                S.CALL_CHANNELS,
             }
         ),
         description=(
             "HTTP API: signup, tokens, keys, devices, directory, push, media, groups,"
-            " account deletion"
+            " call relays, account deletion"
         ),
         timeout_s=15,
     ),
@@ -234,6 +243,7 @@ HTTP_ROUTES: tuple[str, ...] = (
     "GET /v1/groups",
     "GET /v1/groups/{group_id}",
     "POST /v1/groups/{group_id}/changes",
+    "GET /v1/calls/relays",
 )
 
 

@@ -15,9 +15,19 @@ from parley_server.models.errors import ConfigError
 if TYPE_CHECKING:
     from parley_server.models.sms import SmsOrigination
 
-__all__ = ["Config", "Limits", "load_config", "per_config", "reset_config"]
+__all__ = [
+    "CALL_RELAY_MODES",
+    "Config",
+    "Limits",
+    "load_config",
+    "per_config",
+    "reset_config",
+]
 
 T = TypeVar("T")
+
+# PARLEY_CALL_RELAYS: Kinesis Video Streams' STUN and TURN, or none (the local stack)
+CALL_RELAY_MODES = ("kvs", "loopback")
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ class Limits:
     media_bytes_per_day: int = 4 * 1024 * 1024 * 1024
     # contacts saved or removed per device per hour
     contact_writes_per_hour: int = 300
+    # ICE server sets (GET /v1/calls/relays) per device per hour: one per call placed or
+    # answered, and one more when a long call's credentials run out
+    call_relays_per_hour: int = 30
 
     @classmethod
     def from_json(cls, text: str) -> Limits:
@@ -185,6 +198,30 @@ class Config:
         ):
             raise ConfigError(f"{Setting.PUSH_APPS.value} must map platform to ARN")
         return dict(raw)
+
+    @property
+    def call_relays(self) -> str:
+        """Where ICE servers for calls come from: "kvs" or "loopback"."""
+        mode = self.get(Setting.CALL_RELAYS)
+        if mode not in CALL_RELAY_MODES:
+            raise ConfigError(
+                f"{Setting.CALL_RELAYS.value} must be one of {', '.join(CALL_RELAY_MODES)}"
+            )
+        return mode
+
+    @property
+    def call_channels(self) -> tuple[str, ...]:
+        """The signalling channels whose TURN servers relay calls (kvs mode: at least one)."""
+        raw: Any
+        try:
+            raw = json.loads(self.get(Setting.CALL_CHANNELS))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{Setting.CALL_CHANNELS.value} is not JSON: {exc}") from exc
+        if not isinstance(raw, list) or not all(
+            isinstance(arn, str) and arn.startswith("arn:") for arn in raw
+        ):
+            raise ConfigError(f"{Setting.CALL_CHANNELS.value} must be a JSON list of channel ARNs")
+        return tuple(raw)
 
     @cached_property
     def test_numbers(self) -> frozenset[str]:

@@ -39,7 +39,9 @@ class Metric(StrEnum):
     RECEIPTS_DELIVERED = "ReceiptsDelivered"
     RECEIPTS_ACKED = "ReceiptsAcked"
     FAN_OUT = "FanOut"  # recipient devices per 1:1 send
-    PUSH_SENT = "PushSent"
+    PUSH_SENT = "PushSent"  # content-free wake-ups (background pushes)
+    # high-priority call pushes: an ephemeral send with `ring` to a device not reached live
+    CALL_PUSHES_SENT = "CallPushesSent"
     # push tokens: challenges queued for a new token (HTTP), pushed through it or not
     # (GroupFanout), tokens verified by their challenge coming back, and challenges
     # refused (wrong, expired, none waiting)
@@ -97,6 +99,8 @@ class Metric(StrEnum):
     MEDIA_DECLARED_BYTES = "MediaDeclaredBytes"
     MEDIA_LINKS_ISSUED = "MediaLinksIssued"
     MEDIA_DELETED = "MediaDeleted"
+    # calls (HTTP): ICE server sets handed out (GET /v1/calls/relays)
+    CALL_RELAYS_ISSUED = "CallRelaysIssued"
     # answers by status class (http_metric)
     HTTP_2XX = "Http2xx"
     HTTP_3XX = "Http3xx"
@@ -118,6 +122,7 @@ class Metric(StrEnum):
     MEDIA_FORMS_REFUSED = "MediaFormsRefused"  # upload forms per device per hour
     MEDIA_BYTES_REFUSED = "MediaBytesRefused"  # declared bytes per device per day
     CONTACT_WRITES_REFUSED = "ContactWritesRefused"  # per device per hour
+    CALL_RELAYS_REFUSED = "CallRelaysRefused"  # ICE server sets per device per hour
     # one-time prekeys: devices a claim left with few (alarm on a drain), and devices
     # a claim found with none (the bundle went without one)
     PREKEYS_LOW = "PrekeysLow"

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from parley_server.store.prekeys import PrekeysStore
     from parley_server.store.push import ChallengeQueue, PushNotifier
     from parley_server.store.ratelimits import RateLimiter
+    from parley_server.store.relays import KvsRelays, LoopbackRelays
     from parley_server.store.secrets import SigningSecret
     from parley_server.store.sms import SmsSender
     from parley_server.store.tokens import RefreshStore
@@ -66,6 +67,7 @@ ADAPTER_MODULES: dict[str, tuple[str, ...]] = {
     "fanout_queue": (_S + "groups",),
     "push_challenges": (_S + "push",),
     "media": (_S + "media",),
+    "relays": (_S + "relays",),
     "account_stores": (
         "parley_server.logic.account_deletion",
         *(_S + m for m in ("users", "otp", "tokens", "prekeys", "mailbox", "media", "push")),
@@ -224,6 +226,22 @@ class Adapters:
             self._dynamodb,
             bucket=self.config.media_bucket,
             table=self.config.users_table,
+        )
+
+    # -- calls --------------------------------------------------------------------------
+
+    @cached_property
+    def relays(self) -> KvsRelays | LoopbackRelays:
+        """ICE servers for calls: KVS's (its clients made at the first request that
+        needs them), or none on the local stack."""
+        from parley_server.store.relays import KvsRelays, LoopbackRelays
+
+        if self.config.call_relays == "loopback":
+            return LoopbackRelays()
+        return KvsRelays(
+            client("kinesisvideo"),
+            lambda endpoint: client("kinesis-video-signaling", endpoint_url=endpoint),
+            self.config.call_channels,
         )
 
     @cached_property

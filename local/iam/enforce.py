@@ -194,6 +194,8 @@ _ERRORS = {
     "sns": ("AuthorizationError", 403),
     "sqs": ("AccessDenied", 403),
     "execute-api": ("ForbiddenException", 403),
+    # the control plane's; kinesis-video-signaling (same endpoint prefix) says otherwise
+    "kinesisvideo": ("AccessDeniedException", 401),
 }
 
 
@@ -215,6 +217,8 @@ def _error(service: str, operation: str, function_id: str, outcome: Outcome) -> 
     code, status = _ERRORS[service]
     if service == "s3" and operation == "HeadObject":
         code, message = "403", "Forbidden"  # HEAD answers carry no body
+    if service == "kinesisvideo" and operation == "GetIceServerConfig":
+        code = "NotAuthorizedException"
     response: dict[str, Any] = {
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},

@@ -8,7 +8,10 @@ index needs it on `table/<name>/index/<index>`; S3's HeadObject is
 authorized as s3:GetObject and ListObjects as s3:ListBucket on the bucket; an
 SMS published straight to a phone number has no resource ("*"); @connections
 calls need execute-api:ManageConnections on
-`<api>/<stage>/<METHOD>/@connections/<id>`.
+`<api>/<stage>/<METHOD>/@connections/<id>`; Kinesis Video's signalling calls
+(the control plane's GetSignalingChannelEndpoint and kinesis-video-signaling's
+GetIceServerConfig, both endpoint prefix "kinesisvideo") need their action on
+the channel.
 
 A call with no rule here is refused loudly (`UnknownCall`), so a new kind of
 call cannot slip past the check unjudged.
@@ -150,13 +153,22 @@ def _connections(operation: str, params: Mapping[str, Any], where: Where) -> lis
     raise UnknownCall(f"execute-api:{operation}")
 
 
+_KINESISVIDEO = frozenset({"GetSignalingChannelEndpoint", "GetIceServerConfig"})
+
+
+def _kinesisvideo(operation: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if operation in _KINESISVIDEO:
+        return [(f"kinesisvideo:{operation}", params["ChannelARN"])]
+    raise UnknownCall(f"kinesisvideo:{operation}")
+
+
 def needed(
     service: str, operation: str, params: Mapping[str, Any], where: Where
 ) -> list[tuple[str, str]]:
     """Every (action, resource ARN) that `service`.`operation`(**params) needs allowed.
 
     `service` is botocore's endpoint prefix ("dynamodb", "s3", "sns",
-    "secretsmanager", "sqs", "execute-api")."""
+    "secretsmanager", "sqs", "execute-api", "kinesisvideo")."""
     if service == "dynamodb":
         return _dynamodb(operation, params, where)
     if service == "s3":
@@ -169,4 +181,6 @@ def needed(
         return _sqs(operation, params, where)
     if service == "execute-api":
         return _connections(operation, params, where)
+    if service == "kinesisvideo":
+        return _kinesisvideo(operation, params)
     raise UnknownCall(f"{service}:{operation}")

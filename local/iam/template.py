@@ -137,12 +137,19 @@ class FunctionPolicies:
 
 class _Resolver:
     def __init__(
-        self, kinds: Mapping[str, str], refs: Mapping[str, str], region: str, account_id: str
+        self,
+        kinds: Mapping[str, str],
+        refs: Mapping[str, str],
+        region: str,
+        account_id: str,
+        arns: Mapping[str, str] | None = None,
     ) -> None:
         self.kinds = kinds
         self.refs = refs
         self.region = region
         self.account_id = account_id
+        # logical id -> an ARN the settings give outright (the call relay channels)
+        self.arns = dict(arns or {})
 
     def ref(self, logical_id: str) -> str:
         pseudo = {
@@ -161,6 +168,8 @@ class _Resolver:
         return f"unresolved-{logical_id}"
 
     def arn(self, logical_id: str) -> str:
+        if logical_id in self.arns:
+            return self.arns[logical_id]
         kind = self.kinds.get(logical_id)
         name = self.ref(logical_id)
         if kind == "AWS::DynamoDB::Table":
@@ -213,6 +222,22 @@ def _substitute(text: str, resolver: _Resolver) -> str:
     return "".join(out)
 
 
+def _call_channels(snapshot: Mapping[str, Any], settings: Mapping[Setting, str]) -> dict[str, str]:
+    """Each signalling channel's logical id -> the ARN the settings give it. The
+    template passes PARLEY_CALL_CHANNELS as a JSON list joined from the channels'
+    ARNs, in order; settings with as many ARNs (tests of the kvs relays) stand for
+    them one by one. The local stack has none ("[]"): its channels stay unresolved."""
+    given = settings.get(Setting.CALL_CHANNELS)
+    arns = json.loads(given) if given else []
+    for entry in snapshot["functions"].values():
+        raw = entry["environment"].get(Setting.CALL_CHANNELS.value)
+        if isinstance(raw, dict) and "Fn::Join" in raw:
+            ids = [part["Fn::GetAtt"][0] for part in raw["Fn::Join"][1] if isinstance(part, dict)]
+            if len(ids) == len(arns):
+                return {logical_id: str(arn) for logical_id, arn in zip(ids, arns, strict=True)}
+    return {}
+
+
 def resolve(
     snapshot: Mapping[str, Any],
     settings: Mapping[Setting, str],
@@ -229,7 +254,7 @@ def resolve(
                 value = settings.get(Setting(variable))
                 if value is not None:
                     refs[raw["Ref"]] = value
-    resolver = _Resolver(kinds, refs, region, account_id)
+    resolver = _Resolver(kinds, refs, region, account_id, _call_channels(snapshot, settings))
     policies = {
         function_id: Policy.parse([{"Statement": resolver.value(entry["statements"])}])
         for function_id, entry in snapshot["functions"].items()

@@ -164,3 +164,79 @@ async def test_two_devices_of_one_recipient_each_get_their_own_ciphertext_live_o
             )
             receipt = await next_event(alice_ws, "receipt")
             assert (receipt["from_device"], receipt["ids"]) == (bob_laptop.device_id, ["first"])
+
+
+# -- call signalling: ephemeral and ringing sends -------------------------------------
+
+
+async def _pushes(stack: LocalStack, http: aiohttp.ClientSession, token: str) -> list[Any]:
+    """The push sink's records for `token`, oldest first."""
+    async with http.get(stack.push_url) as r:
+        return [p for p in await r.json() if p["token"] == token]
+
+
+async def _until_pushed(
+    stack: LocalStack, http: aiohttp.ClientSession, token: str, count: int
+) -> list[Any]:
+    async with asyncio.timeout(WAIT_S):
+        while len(found := await _pushes(stack, http, token)) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return found
+
+
+async def _register_push(
+    stack: LocalStack, http: aiohttp.ClientSession, device: Any, token: str
+) -> None:
+    """PUT /v1/push, the challenge read off the push sink (GroupFanout pushes it), sent back."""
+    headers = {"Authorization": f"Bearer {device.token}"}
+    async with http.put(
+        stack.http_url + "/v1/push", json={"platform": "fcm", "token": token}, headers=headers
+    ) as r:
+        assert r.status == 202, await r.text()
+    (challenge,) = await _until_pushed(stack, http, token, 1)
+    assert challenge["type"] == "push_challenge"
+    data = json.loads(json.loads(challenge["message"])["default"])
+    async with http.post(
+        stack.http_url + "/v1/push/verify", json={"challenge": data["challenge"]}, headers=headers
+    ) as r:
+        assert r.status == 204, await r.text()
+
+
+async def test_an_offline_phone_gets_a_call_push_for_a_ringing_send_and_none_for_a_quiet_one(
+    local_stack: LocalStack,
+) -> None:
+    token = f"bob-phone-{new_phone()[2:]}"
+    async with aiohttp.ClientSession() as http:
+        alice = await sign_in(local_stack, http)
+        bob = await sign_in(local_stack, http)
+        await _register_push(local_stack, http, bob, token)
+
+        async with online(local_stack, alice) as alice_ws:
+            for client_id, fields in (
+                ("ice-1", {"ephemeral": True, "ttl": 30}),
+                ("offer-1", {"ephemeral": True, "ring": True, "ttl": 45}),
+                ("text-1", {}),
+            ):
+                frame = {
+                    "action": "send",
+                    "id": client_id,
+                    "to": bob.user_id,
+                    "payloads": {bob.device_id: b64(b"sealed")},
+                    **fields,
+                }
+                await alice_ws.send(json.dumps(frame))
+                assert (await next_event(alice_ws, "sent"))["id"] == client_id
+
+        # the challenge, then one push per send that may wake a phone: the call, the text
+        pushed = await _until_pushed(local_stack, http, token, 3)
+        assert [p["type"] for p in pushed] == ["push_challenge", "call", "wake"]
+        assert json.loads(json.loads(pushed[1]["message"])["GCM"]) == {
+            "data": {"type": "call"},
+            "priority": "high",
+            "time_to_live": 45,
+        }
+
+        # the phone that answers syncs the offer (and the signalling before it)
+        async with online(local_stack, bob) as bob_ws:
+            pending = await sync(bob_ws)
+        assert [e["client_id"] for e in pending] == ["ice-1", "offer-1", "text-1"]

@@ -328,3 +328,123 @@ def test_a_send_to_oneself_with_no_other_device_left_names_them_all_extra(
         [laptop.device_id],
     )
     assert ws.snapshot() == before
+
+
+# -- ephemeral and ringing sends (call signalling) ------------------------------------
+
+
+def _pushable(ws: Harness, device: Any, platform: str = "fcm") -> str:
+    """Give `device` a push endpoint in moto, under the application the enforced IAM
+    policy names; its ARN."""
+    sns = ws.aws.client("sns")
+    sns_platform = {"fcm": "GCM", "apns": "APNS"}[platform]
+    app = sns.create_platform_application(
+        Name=f"parley-local-{platform}", Platform=sns_platform, Attributes={}
+    )["PlatformApplicationArn"]
+    token = f"{device.device_id}-token"
+    arn: str = sns.create_platform_endpoint(PlatformApplicationArn=app, Token=token)["EndpointArn"]
+    ws.users().set_push(device.user_id, device.device_id, platform, token, arn)
+    return arn
+
+
+def _pushed(arn: str) -> list[dict[str, Any]]:
+    """The data of each push published to the endpoint (its "default" body)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    endpoint = sns_backends[DEFAULT_ACCOUNT_ID][REGION].platform_endpoints[arn]
+    return [json.loads(json.loads(m)["default"]) for m in endpoint.messages.values()]
+
+
+def _ephemeral(to: Any, devices: list[Any], client_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "action": "send",
+        "id": client_id,
+        "to": to.user_id,
+        "payloads": {d.device_id: b64(b"sdp") for d in devices},
+        **fields,
+    }
+
+
+def test_a_ringing_send_rings_an_offline_phone_and_a_quiet_one_wakes_nobody(ws: Harness) -> None:
+    (alice,) = ws.user()
+    laptop, phone = ws.user(devices=2)
+    alice, laptop = ws.connect(alice), ws.connect(laptop)
+    arn = _pushable(ws, phone)
+    before = time.time()
+
+    quiet = ws.frame(alice, _ephemeral(laptop, [laptop, phone], "ice-1", ephemeral=True, ttl=30))
+    ringing = ws.frame(
+        alice, _ephemeral(laptop, [laptop, phone], "offer-1", ephemeral=True, ring=True, ttl=45)
+    )
+
+    assert json.loads(quiet["body"])["event"] == "sent"
+    assert json.loads(ringing["body"])["event"] == "sent"
+    # the live laptop got both at once; the offline phone got one push: the call's
+    assert [e["client_id"] for e in ws.events(laptop, "message")] == ["ice-1", "offer-1"]
+    assert _pushed(arn) == [{"type": "call"}]
+    # each envelope waits only as long as its ttl
+    expiry = {
+        item["sk"]["S"].rsplit("#", 1)[1]: int(item["expires_at"]["N"]) - before
+        for item in ws.mailbox_items(phone)
+    }
+    assert set(expiry) == {"ice-1", "offer-1"}
+    assert 28 <= expiry["ice-1"] <= 32
+    assert 43 <= expiry["offer-1"] <= 47
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ephemeral": True},
+        {"ephemeral": True, "ttl": 301},
+        {"ring": True, "ttl": 30},
+        {"ephemeral": "yes", "ttl": 30},
+        {"ephemeral": True, "ring": 1, "ttl": 30},
+    ],
+)
+def test_a_bad_ephemeral_send_is_refused_and_stores_and_pushes_nothing(
+    ws: Harness, fields: dict[str, Any]
+) -> None:
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    alice = ws.connect(alice)
+    arn = _pushable(ws, bob)
+    before = ws.snapshot()
+
+    answer = json.loads(ws.frame(alice, _ephemeral(bob, [bob], "bad-call", **fields))["body"])
+
+    assert answer["event"] == "error"
+    assert answer["code"] == "invalid_request"
+    assert answer["ref"] == "bad-call"
+    assert answer["field"] in ("ephemeral", "ring", "ttl")
+    assert ws.snapshot() == before
+    assert _pushed(arn) == []
+
+
+def test_a_ringing_group_send_is_refused(ws: Harness) -> None:
+    (alice,) = ws.user()
+    alice = ws.connect(alice)
+    before = ws.snapshot()
+
+    answer = ws.frame(
+        alice,
+        {
+            "action": "send",
+            "id": "group-call",
+            "to": "g:" + "c" * 32,
+            "body": b64(b"offer"),
+            "ephemeral": True,
+            "ring": True,
+            "ttl": 30,
+        },
+    )
+
+    error = json.loads(answer["body"])
+    assert (error["event"], error["code"], error["field"]) == (
+        "error",
+        "invalid_request",
+        "ephemeral",
+    )
+    assert "group calls are not supported" in error["message"]
+    assert ws.snapshot() == before

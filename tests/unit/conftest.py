@@ -76,14 +76,21 @@ class Pushable(Protocol):
 
 @dataclass
 class Pusher:
-    """Wakes every device that has a push endpoint, and records which."""
+    """Wakes (or rings) every device that has a push endpoint, and records which."""
 
     woken: list[str] = field(default_factory=list)
+    rung: list[tuple[str, int]] = field(default_factory=list)  # (device id, ttl)
 
     def notify(self, device: Pushable) -> bool:
         if not device.push_endpoint:
             return False
         self.woken.append(device.device_id)
+        return True
+
+    def ring(self, device: Pushable, ttl_s: int) -> bool:
+        if not device.push_endpoint:
+            return False
+        self.rung.append((device.device_id, ttl_s))
         return True
 
 

@@ -25,6 +25,7 @@ REFUSALS: dict[str, Metric] = {
     "media-forms": Metric.MEDIA_FORMS_REFUSED,
     "media-bytes": Metric.MEDIA_BYTES_REFUSED,
     "contacts": Metric.CONTACT_WRITES_REFUSED,
+    "call-relays": Metric.CALL_RELAYS_REFUSED,
 }
 
 

@@ -27,6 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from parley_server.handlers import _http
 from parley_server.handlers._refusals import refusal_metric
+from parley_server.handlers.http_calls import router as calls_router
 from parley_server.handlers.http_contacts import router as contacts_router
 from parley_server.handlers.http_devices import PUBLIC_ROUTES as DEVICE_PUBLIC_ROUTES
 from parley_server.handlers.http_devices import device_list_of
@@ -621,7 +622,10 @@ def openapi() -> Response[str]:
         body=app.get_openapi_json_schema(
             title="Parley HTTP API",
             version="1",
-            description="Sign-in, keys, directory, push, presence and media. See docs/API.md.",
+            description=(
+                "Sign-in, keys, directory, push, presence, media, groups and call relays."
+                " See docs/API.md."
+            ),
             security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
         ),
     )
@@ -632,6 +636,7 @@ app.include_router(contacts_router)
 app.include_router(groups_router)
 app.include_router(devices_router)
 app.include_router(push_router)
+app.include_router(calls_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

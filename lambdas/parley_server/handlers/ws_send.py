@@ -38,7 +38,9 @@ def _send(caller: Caller, raw: dict[str, Any], deps: Adapters) -> dict[str, Any]
     _ws.count(Metric.MESSAGES_SENT, outcome.stored)
     _ws.count(Metric.MESSAGES_DUPLICATE, outcome.duplicates)
     _ws.count(Metric.MESSAGES_DELIVERED, outcome.delivered)
-    _ws.count(Metric.PUSH_SENT, outcome.pushed)
+    # wake-ups and call pushes apart: a call push is high priority and visible
+    _ws.count(Metric.PUSH_SENT, outcome.pushed - outcome.call_pushes)
+    _ws.count(Metric.CALL_PUSHES_SENT, outcome.call_pushes)
     _ws.count(Metric.CONNECTIONS_GONE, outcome.gone)
     _ws.count(Metric.FAN_OUT, outcome.devices)
     return outcome.event

@@ -139,8 +139,9 @@ class SendOutcome:
     stored: int  # new envelopes
     duplicates: int  # envelopes already pending (a retried send)
     delivered: int  # connections that got the message now
-    pushed: int
+    pushed: int  # pushes sent to devices not reached live, call pushes included
     gone: int
+    call_pushes: int = 0  # of `pushed`, the high-priority call pushes (a ringing send)
 
 
 def expiry(now: float, limits: Limits, ttl_s: int | None) -> int:
@@ -199,7 +200,11 @@ def send(
     pusher: Pusher[D],
     limiter: LimiterPort,
 ) -> SendOutcome:
-    """Store one envelope per recipient device, deliver to live connections, answer `sent`."""
+    """Store one envelope per recipient device, deliver to live connections, answer `sent`.
+
+    Devices not reached live get a wake-up push; an ephemeral send (call signalling,
+    stored for its short `ttl` only) gets none, since what lives seconds must not wake
+    a phone, unless it rings: then a high-priority call push that lives as long."""
     if isinstance(frame, GroupSendFrame):
         # group sends are logic.group_fanout.send's: the WebSocket handler routes them there
         raise BadRequest("group messages are not supported yet", code="not_supported")
@@ -238,9 +243,17 @@ def send(
         connections=connections,
         gateway=gateway,
     )
-    pushed = sum(
-        1 for device in devices if device.device_id not in report.reached and pusher.notify(device)
-    )
+    ring_ttl = frame.ttl_s if frame.ring else None
+    pushed = call_pushes = 0
+    for device in devices:
+        if device.device_id in report.reached:
+            continue
+        if ring_ttl is not None:
+            rang = pusher.ring(device, ring_ttl)
+            pushed += rang
+            call_pushes += rang
+        elif not frame.ephemeral:
+            pushed += pusher.notify(device)
     ts = min(envelope.ts for envelope in pending.values())
     return SendOutcome(
         event=sent_event(frame.client_id, ts),
@@ -250,6 +263,7 @@ def send(
         delivered=len(report.reached),
         pushed=pushed,
         gone=report.gone,
+        call_pushes=call_pushes,
     )
 
 

@@ -55,7 +55,13 @@ class Directory(Protocol[D_co]):
 
 
 class Pusher(Protocol[D_contra]):
-    def notify(self, device: D_contra) -> bool: ...
+    def notify(self, device: D_contra) -> bool:
+        """A content-free background wake-up; whether it went out."""
+        ...
+
+    def ring(self, device: D_contra, ttl_s: int) -> bool:
+        """A high-priority, content-free call push that lives `ttl_s`; whether it went out."""
+        ...
 
 
 class MailboxPort(Protocol):

@@ -25,6 +25,7 @@ from parley_server.models.errors import BadRequest, PayloadTooLarge
 __all__ = [
     "ACTIONS",
     "CONNECTING_S",
+    "MAX_EPHEMERAL_TTL_S",
     "MAX_IDS_PER_FRAME",
     "AckFrame",
     "Connection",
@@ -157,13 +158,25 @@ def _to(raw: Mapping[str, Any]) -> tuple[Literal["user", "group"], str]:
 
 @dataclass(frozen=True)
 class DirectSendFrame:
-    """`send` to a user: one ciphertext per device of the recipient."""
+    """`send` to a user: one ciphertext per device of the recipient.
+
+    `ephemeral`: something that matters for seconds only (call signalling): kept for
+    `ttl_s` (at most MAX_EPHEMERAL_TTL_S) and never pushed, unless `ring`: then a device
+    not reached live gets a high-priority call push instead of a wake-up."""
 
     client_id: str
     to: str
     payloads: Mapping[str, bytes]
     # a disappearing message's timer (s): its envelopes are kept no longer than that
     ttl_s: int | None = None
+    ephemeral: bool = False
+    ring: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ring and not self.ephemeral:
+            raise ValueError("a ringing send is ephemeral")
+        if self.ephemeral and (self.ttl_s is None or self.ttl_s > MAX_EPHEMERAL_TTL_S):
+            raise ValueError(f"an ephemeral send lives 1 to {MAX_EPHEMERAL_TTL_S} s")
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,9 @@ def _group_version(raw: Mapping[str, Any]) -> int | None:
 
 # The longest `ttl` a send may ask for: a year (the mailbox keeps nothing past 30 days).
 MAX_SEND_TTL_S = 365 * 24 * 3600
+# The longest an ephemeral send (call signalling) may live: an unanswered call rings
+# for a minute or so; nothing of a call's set-up is worth delivering five minutes late.
+MAX_EPHEMERAL_TTL_S = 300
 
 
 def _ttl(raw: Mapping[str, Any]) -> int | None:
@@ -203,12 +219,45 @@ def _ttl(raw: Mapping[str, Any]) -> int | None:
     return value
 
 
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    """An optional JSON true/false (absent or null: false)."""
+    value = raw.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"`{name}` must be true or false", field=name)
+    return value
+
+
+def _ephemeral(raw: Mapping[str, Any], kind: str, ttl: int | None) -> tuple[bool, bool]:
+    """`ephemeral` and `ring`, checked against each other, the `ttl` and the recipient."""
+    ephemeral, ring = _flag(raw, "ephemeral"), _flag(raw, "ring")
+    if kind == "group":
+        for name, value in (("ephemeral", ephemeral), ("ring", ring)):
+            if value:
+                raise BadRequest(
+                    f"`{name}` is for sends to a user only: group calls are not supported",
+                    field=name,
+                )
+        return False, False
+    if ring and not ephemeral:
+        raise BadRequest("`ring` needs `ephemeral`: true", field="ring")
+    if ephemeral and (ttl is None or ttl > MAX_EPHEMERAL_TTL_S):
+        raise BadRequest(
+            f"an ephemeral send needs `ttl`: whole seconds from 1 to {MAX_EPHEMERAL_TTL_S}",
+            field="ttl",
+        )
+    return ephemeral, ring
+
+
 def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
     """A `send` frame: to a user (`payloads`) or to `g:<group id>` (`body`); `ttl`
-    (optional, seconds) keeps its envelopes no longer than that."""
+    (optional, seconds) keeps its envelopes no longer than that. A send to a user may
+    be `ephemeral` (then `ttl` is required, at most MAX_EPHEMERAL_TTL_S) and `ring`."""
     client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
     kind, to = _to(raw)
     ttl = _ttl(raw)
+    ephemeral, ring = _ephemeral(raw, kind, ttl)
     if kind == "group":
         body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
         return GroupSendFrame(client_id, to, body, _group_version(raw), ttl)
@@ -224,7 +273,7 @@ def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
                 f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
             )
         decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
-    return DirectSendFrame(client_id, to, decoded, ttl)
+    return DirectSendFrame(client_id, to, decoded, ttl, ephemeral, ring)
 
 
 @dataclass(frozen=True)

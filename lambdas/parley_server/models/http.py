@@ -30,6 +30,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "AccountDeleteRequest",
     "BundleAnswer",
+    "CallRelaysAnswer",
     "CertificateAnswer",
     "ChainEntryAnswer",
     "DeviceBundleOut",
@@ -42,6 +43,7 @@ __all__ = [
     "GroupChangeRequest",
     "GroupSummaryAnswer",
     "GroupsAnswer",
+    "IceServerModel",
     "KeyCountAnswer",
     "KeysUpload",
     "MediaLinkAnswer",
@@ -321,6 +323,34 @@ class MediaLinkAnswer(BaseModel):
     url: str = Field(description="a presigned S3 GET of the encrypted object")
     expires_in: int = Field(description="seconds the link stays valid")
     size: int = Field(description="bytes of the encrypted object")
+
+
+# -- calls ------------------------------------------------------------------------------
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+class IceServerModel(BaseModel):
+    """A W3C RTCIceServer: pass it to RTCPeerConnection as it is (a STUN server has
+    no username or credential, and none is sent)."""
+
+    urls: list[str] = Field(description="stun:, turn: or turns: URLs of one server")
+    username: str | None = Field(default=None, exclude_if=_absent)
+    credential: str | None = Field(default=None, exclude_if=_absent)
+
+
+class CallRelaysAnswer(BaseModel):
+    ice_servers: list[IceServerModel] = Field(
+        description="RTCConfiguration.iceServers; empty on the local stack (loopback)"
+    )
+    ttl: int = Field(description="seconds the TURN credentials stay valid")
+    expires_at: int = Field(description="Unix time the credentials stop opening allocations")
+    transport: Literal["internet", "loopback"] = Field(
+        description='"internet": STUN and TURN for peers anywhere; "loopback": none, peers '
+        "on one machine reach each other directly (the local stack)"
+    )
 
 
 # -- groups -----------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""Mobile push through SNS platform endpoints: content-free wake-ups only.
+"""Mobile push through SNS platform endpoints: content-free wake-ups and call pushes.
 
 A push says "something is waiting" and nothing else: no sender, no content, no
 count. The app wakes, connects and syncs; the message itself only ever travels
 end-to-end encrypted over the WebSocket.
+
+A call push ({"type": "call"}, `PushNotifier.ring`) says only "a call is ringing":
+high priority, visible (an alert whose text the app localizes from the `loc-key`
+INCOMING_CALL: no name, no number), and it lives no longer than the ringing send
+that caused it (its TTL), so a phone that was off never rings for a call long over.
+The app connects and syncs to read the offer. An iOS VoIP (PushKit) push would need
+an APNS_VOIP platform application, which the stack does not create.
 
 The one other push is the challenge sent through a token being registered
 ({"type": "push_challenge", "challenge": ...}, logic/push.py): only the app that
@@ -27,7 +34,7 @@ from botocore.exceptions import ClientError
 from parley_server.models.errors import BadRequest, DependencyUnavailable
 from parley_server.store.users import Device
 
-__all__ = ["PLATFORMS", "ChallengeJob", "ChallengeQueue", "PushNotifier"]
+__all__ = ["CALL_LOC_KEY", "PLATFORMS", "ChallengeJob", "ChallengeQueue", "PushNotifier"]
 
 logger = Logger(child=True)
 
@@ -55,6 +62,43 @@ _ATTRIBUTES = {
         "AWS.SNS.MOBILE.APNS.PRIORITY": {"DataType": "String", "StringValue": "5"},
     },
 }
+_CALL = {"type": "call"}
+# What the app shows for a call push: its own localized text for this key (no name,
+# no number: the push carries nothing of the call), with its ringtone.
+CALL_LOC_KEY = "INCOMING_CALL"
+
+
+def _string(value: str | int) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": str(value)}
+
+
+def _call_message(platform: str, ttl_s: int) -> str:
+    """SNS's JSON message of a call push: visible and high priority, content-free."""
+    if platform == "apns":
+        apns = json.dumps(
+            {"aps": {"alert": {"loc-key": CALL_LOC_KEY}, "sound": "default"}, **_CALL}
+        )
+        return json.dumps({"default": json.dumps(_CALL), "APNS": apns, "APNS_SANDBOX": apns})
+    # FCM: a data message (the app decides how to ring), high priority so that it is
+    # delivered at once to a dozing phone, kept by FCM for the ringing send's TTL only
+    fcm = json.dumps({"data": _CALL, "priority": "high", "time_to_live": ttl_s})
+    return json.dumps({"default": json.dumps(_CALL), "GCM": fcm})
+
+
+def _call_attributes(platform: str, ttl_s: int) -> dict[str, dict[str, str]]:
+    """SNS's message attributes of a call push: the TTL for every platform (SNS gives
+    the attribute precedence over a TTL in the body, and drops a push it could not
+    hand over in time); for APNs an alert at priority 10 (deliver immediately)."""
+    if platform == "apns":
+        return {
+            "AWS.SNS.MOBILE.APNS.PUSH_TYPE": _string("alert"),
+            "AWS.SNS.MOBILE.APNS.PRIORITY": _string(10),
+            "AWS.SNS.MOBILE.APNS.TTL": _string(ttl_s),
+            "AWS.SNS.MOBILE.APNS_SANDBOX.TTL": _string(ttl_s),
+        }
+    return {"AWS.SNS.MOBILE.FCM.TTL": _string(ttl_s)}
+
+
 _CHALLENGE_JOB = "push_challenge"
 # Endpoints that can no longer receive: the app was uninstalled or the token expired.
 _GONE = {"EndpointDisabled", "NotFound", "InvalidParameter"}
@@ -143,12 +187,28 @@ class PushNotifier:
         if not device.push_endpoint:
             return False
         platform = device.push_platform if device.push_platform in _MESSAGES else "fcm"
+        return self._publish(device.push_endpoint, _MESSAGES[platform], _ATTRIBUTES[platform])
+
+    def ring(self, device: Device, ttl_s: int) -> bool:
+        """A call push to `device` that lives `ttl_s` seconds; False when it has no
+        endpoint or the endpoint cannot receive. Never raises for SNS failures (the
+        offer waits in the mailbox, as long as the ringing send lives)."""
+        if not device.push_endpoint:
+            return False
+        platform = device.push_platform if device.push_platform in _MESSAGES else "fcm"
+        return self._publish(
+            device.push_endpoint,
+            _call_message(platform, ttl_s),
+            _call_attributes(platform, ttl_s),
+        )
+
+    def _publish(self, endpoint: str, message: str, attributes: dict[str, Any]) -> bool:
         try:
             self._sns.publish(
-                TargetArn=device.push_endpoint,
+                TargetArn=endpoint,
                 MessageStructure="json",
-                Message=_MESSAGES[platform],
-                MessageAttributes=_ATTRIBUTES[platform],
+                Message=message,
+                MessageAttributes=attributes,
             )
         except ClientError as exc:
             code = _code(exc)

@@ -38,6 +38,9 @@ def _everything() -> Usage:
         s3_gets=1,
         s3_gb_months=1,
         transfer_out_bytes=1,
+        kvs_channel_months=1,
+        kvs_signaling_messages=1,
+        turn_minutes=1,
     )
 
 
@@ -174,3 +177,51 @@ def test_one_to_one_usage_splits_exactly_the_capacity_message_cost_sizes() -> No
     assert usage.write_units > 0
     invocations: dict[str, Any] = dict(usage.lambda_invocations)
     assert sum(invocations.values()) == figures["Lambda invocations / message"]
+
+
+# -- calls --------------------------------------------------------------------------------
+
+
+def test_a_relayed_call_minute_is_a_turn_minute_for_each_relayed_participant() -> None:
+    usd = cost.cost(cost.relayed_call_minute())
+    per_turn_minute = PRICES.kvs_turn_minutes_per_thousand / 1000
+    assert usd["Kinesis Video Streams"] == pytest.approx(2 * per_turn_minute)
+    assert sum(usd.values()) == pytest.approx(2 * 0.12 / 1000)  # $0.00024 at list price
+    # one side relayed, the other reached directly: half
+    one_side = replace(cost.CALLS, relayed_participants=1)
+    assert sum(cost.cost(cost.relayed_call_minute(one_side)).values()) == pytest.approx(
+        per_turn_minute
+    )
+
+
+def test_a_call_set_up_is_each_partys_relay_fetch() -> None:
+    setup = cost.call_setup()
+    assert setup.http_requests == 2
+    assert dict(setup.lambda_invocations) == {"HttpApi": 2}
+    assert setup.kvs_signaling_messages == 2
+    assert setup.turn_minutes == 0
+    usd = cost.cost(setup)
+    assert usd["HTTP API"] == pytest.approx(2 * PRICES.http_requests_per_million / 1e6)
+    assert usd["Kinesis Video Streams"] == pytest.approx(
+        2 * PRICES.kvs_signaling_messages_per_million / 1e6
+    )
+    assert usd["Lambda"] > 2 * PRICES.lambda_requests_per_million / 1e6  # requests and time
+    assert usd["DynamoDB"] > 0
+    # a set-up costs less than a cent per thousand calls
+    assert sum(usd.values()) * 1000 < 0.01
+
+
+def test_the_relay_pool_costs_each_active_channel_a_month() -> None:
+    assert sum(cost.cost(cost.relay_pool_month(4)).values()) == pytest.approx(
+        4 * PRICES.kvs_channel_month
+    )
+
+
+def test_bench_prints_what_a_relayed_call_minute_costs() -> None:
+    figures = {f.name: f for f in cost.run(quick=True)}
+    minute = figures["relayed call minute"]
+    assert minute.value == pytest.approx(0.00024)
+    assert minute.unit == "USD / minute"
+    assert minute.how.startswith("relayed call minute: $0.000240")
+    assert figures["call relay pool"].value == pytest.approx(0.12)
+    assert figures["call set-up: relays for both parties"].unit == "USD / M calls"

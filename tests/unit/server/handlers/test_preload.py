@@ -100,6 +100,9 @@ _SETTING_VALUES = {
     Setting.TEST_NUMBERS.value: "[]",
     Setting.GROUP_FANOUT_QUEUE.value: "https://example.invalid/q.fifo",
     Setting.SIGNING_SECRET_ARN.value: "arn:aws:secretsmanager:us-east-1:1:secret:x",
+    # the kvs relays, the ones with clients to build
+    Setting.CALL_RELAYS.value: "kvs",
+    Setting.CALL_CHANNELS.value: '["arn:aws:kinesisvideo:us-east-1:1:channel/c/1"]',
 }
 _BUILD = """
 import sys

@@ -65,11 +65,13 @@ class World(Ports):
         now: float = NOW,
         limits: Limits = LIMITS,
         ttl: int | None = None,
+        **flags: bool,
     ) -> messaging.SendOutcome:
         raw: dict[str, Any] = {
             "id": client_id,
             "to": to,
             "payloads": {d: base64.b64encode(p).decode() for d, p in payloads.items()},
+            **flags,
         }
         if ttl is not None:
             raw["ttl"] = ttl
@@ -190,6 +192,76 @@ def test_only_the_offline_device_of_a_recipient_is_pushed(world: World) -> None:
     )
 
     assert world.pusher.woken == [tablet.device_id]
+
+
+# -- ephemeral and ringing sends (call signalling) ------------------------------------
+
+PUSHABLE = "arn:aws:sns:us-east-1:1:endpoint/GCM/app/"
+
+
+def test_an_ephemeral_send_wakes_no_offline_phone_and_lives_only_its_ttl(world: World) -> None:
+    alice, _ = world.online_user()
+    phone = Device(secrets.token_hex(8), "fcm", PUSHABLE + "p")
+    bob_id, _ = world.user(phone)
+
+    outcome = world.send(alice, bob_id, {phone.device_id: b"ice"}, ttl=30, ephemeral=True)
+
+    assert (outcome.stored, outcome.delivered, outcome.pushed, outcome.call_pushes) == (1, 0, 0, 0)
+    assert world.pusher.woken == []
+    assert world.pusher.rung == []
+    (waiting,) = world.mailbox.page(bob_id, phone.device_id, after=None, limit=9, now=NOW).envelopes
+    assert waiting.expires_at == int(NOW) + 30
+    assert (
+        world.mailbox.page(bob_id, phone.device_id, after=None, limit=9, now=NOW + 30).envelopes
+        == []
+    )
+
+
+def test_a_ringing_send_rings_an_offline_phone_with_a_call_push_as_long_as_it_lives(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    phone = Device(secrets.token_hex(8), "apns", PUSHABLE + "p")
+    bob_id, _ = world.user(phone)
+
+    outcome = world.send(
+        alice, bob_id, {phone.device_id: b"offer"}, ttl=45, ephemeral=True, ring=True
+    )
+
+    assert (outcome.pushed, outcome.call_pushes) == (1, 1)
+    assert world.pusher.rung == [(phone.device_id, 45)]
+    assert world.pusher.woken == []  # a call push, never a wake-up
+    (waiting,) = world.mailbox.page(bob_id, phone.device_id, after=None, limit=9, now=NOW).envelopes
+    assert waiting.expires_at == int(NOW) + 45
+    # the phone that answers the push syncs the offer within its ttl
+    bob = world.online(bob_id, phone, since=NOW + 10)
+    world.sync(bob, now=NOW + 10)
+    assert [base64.b64decode(e["body"]) for e in world.events(bob, "message")] == [b"offer"]
+
+
+def test_a_ringing_send_reaches_live_devices_at_once_and_rings_only_the_others(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    laptop = Device(secrets.token_hex(8), "fcm", PUSHABLE + "l")
+    phone = Device(secrets.token_hex(8), "fcm", PUSHABLE + "p")
+    tablet = Device(secrets.token_hex(8))  # no push token: nothing to ring
+    bob_id, _ = world.user(laptop, phone, tablet)
+    on_laptop = world.online(bob_id, laptop)
+
+    outcome = world.send(
+        alice,
+        bob_id,
+        {laptop.device_id: b"L", phone.device_id: b"P", tablet.device_id: b"T"},
+        ttl=60,
+        ephemeral=True,
+        ring=True,
+    )
+
+    assert [base64.b64decode(e["body"]) for e in world.events(on_laptop, "message")] == [b"L"]
+    assert (outcome.stored, outcome.delivered, outcome.pushed, outcome.call_pushes) == (3, 1, 1, 1)
+    assert world.pusher.rung == [(phone.device_id, 60)]
+    assert world.pusher.woken == []
 
 
 def test_retried_send_stores_no_second_envelope_and_answers_the_original_time(world: World) -> None:

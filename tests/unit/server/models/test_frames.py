@@ -7,6 +7,7 @@ import pytest
 
 from parley_server.models.errors import BadRequest, PayloadTooLarge
 from parley_server.models.frames import (
+    MAX_EPHEMERAL_TTL_S,
     MAX_IDS_PER_FRAME,
     AckFrame,
     DirectSendFrame,
@@ -118,6 +119,81 @@ def test_send_frame_missing_or_mistyped_fields_are_named(
     error = refused(send(**fields))
     assert error.code == "invalid_request"
     assert error.details["field"] == field
+
+
+# -- ephemeral and ringing sends (call signalling) ------------------------------------
+
+GROUP = "g:" + "c" * 32
+
+
+def test_an_ephemeral_send_lives_its_short_ttl_and_may_ring() -> None:
+    quiet = parse_send(send(ephemeral=True, ttl=60), max_payload_bytes=LIMIT)
+    ringing = parse_send(
+        send(ephemeral=True, ring=True, ttl=MAX_EPHEMERAL_TTL_S), max_payload_bytes=LIMIT
+    )
+    assert isinstance(quiet, DirectSendFrame)
+    assert isinstance(ringing, DirectSendFrame)
+    assert (quiet.ephemeral, quiet.ring, quiet.ttl_s) == (True, False, 60)
+    assert (ringing.ephemeral, ringing.ring, ringing.ttl_s) == (True, True, 300)
+    # false, or null, is the default: an ordinary send
+    plain = parse_send(send(ephemeral=False, ring=None), max_payload_bytes=LIMIT)
+    assert isinstance(plain, DirectSendFrame)
+    assert (plain.ephemeral, plain.ring, plain.ttl_s) == (False, False, None)
+    # a group send may say false (the default) too
+    group = parse_send(
+        send(to=GROUP, payloads=..., body=b64(b"sk"), ephemeral=False, ring=False),
+        max_payload_bytes=LIMIT,
+    )
+    assert isinstance(group, GroupSendFrame)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"ephemeral": True}, "ttl", "ephemeral send needs `ttl`"),
+        ({"ephemeral": True, "ttl": MAX_EPHEMERAL_TTL_S + 1}, "ttl", "from 1 to 300"),
+        ({"ephemeral": True, "ttl": 86400}, "ttl", "from 1 to 300"),
+        ({"ephemeral": True, "ttl": 0}, "ttl", "whole seconds"),
+        ({"ephemeral": True, "ttl": 30.5}, "ttl", "whole seconds"),
+        ({"ring": True, "ttl": 60}, "ring", "`ring` needs `ephemeral`"),
+        ({"ring": True, "ephemeral": False, "ttl": 60}, "ring", "`ring` needs `ephemeral`"),
+        ({"ring": True}, "ring", "`ring` needs `ephemeral`"),
+        ({"ephemeral": "true", "ttl": 60}, "ephemeral", "true or false"),
+        ({"ephemeral": 1, "ttl": 60}, "ephemeral", "true or false"),
+        ({"ephemeral": [], "ttl": 60}, "ephemeral", "true or false"),
+        ({"ephemeral": True, "ring": "yes", "ttl": 60}, "ring", "true or false"),
+        ({"ephemeral": True, "ring": 0, "ttl": 60}, "ring", "true or false"),
+        (
+            {"to": GROUP, "payloads": ..., "body": b64(b"sk"), "ephemeral": True, "ttl": 60},
+            "ephemeral",
+            "group calls are not supported",
+        ),
+        (
+            {"to": GROUP, "payloads": ..., "body": b64(b"sk"), "ring": True, "ttl": 60},
+            "ring",
+            "group calls are not supported",
+        ),
+        (
+            {"to": GROUP, "payloads": ..., "body": b64(b"sk"), "ephemeral": "no"},
+            "ephemeral",
+            "true or false",
+        ),
+    ],
+)
+def test_each_bad_ephemeral_or_ringing_send_is_refused_naming_its_field(
+    fields: dict[str, Any], field: str, says: str
+) -> None:
+    error = refused(send(**fields))
+    assert error.code == "invalid_request"
+    assert error.details["field"] == field
+    assert says in error.message
+
+
+def test_a_send_frame_cannot_be_made_ringing_without_being_ephemeral() -> None:
+    with pytest.raises(ValueError, match="ephemeral"):
+        DirectSendFrame("c1", BOB, {DEV1: b"x"}, ttl_s=60, ring=True)
+    with pytest.raises(ValueError, match="1 to 300"):
+        DirectSendFrame("c1", BOB, {DEV1: b"x"}, ttl_s=None, ephemeral=True)
 
 
 def test_send_frame_with_bad_base64_is_refused() -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from parley_server.models.errors import BadRequest
 from parley_server.store.push import PushNotifier
@@ -106,3 +108,114 @@ def test_without_a_platform_application_there_is_no_challenge_endpoint(aws: Fake
     assert notifier.challenge_endpoint("apns", "t") is None
     with pytest.raises(BadRequest):
         notifier.challenge_endpoint("web", "t")
+
+
+# -- call pushes ----------------------------------------------------------------------
+
+_ENDPOINT = "arn:aws:sns:us-east-1:123456789012:endpoint/{}/parley/4b3f"
+
+
+def _stubbed_sns() -> tuple[Any, Stubber]:
+    """A real botocore SNS client (so AWS's parameter validation applies) whose calls
+    are answered by a Stubber."""
+    sns = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("sns")
+    return sns, Stubber(sns)
+
+
+def _attribute(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}
+
+
+def test_a_call_push_to_fcm_is_a_high_priority_data_message_that_lives_the_ttl() -> None:
+    sns, stub = _stubbed_sns()
+    arn = _ENDPOINT.format("GCM")
+    call = {"type": "call"}
+    stub.add_response(
+        "publish",
+        {"MessageId": "m1"},
+        {
+            "TargetArn": arn,
+            "MessageStructure": "json",
+            "Message": json.dumps(
+                {
+                    "default": json.dumps(call),
+                    "GCM": json.dumps({"data": call, "priority": "high", "time_to_live": 45}),
+                }
+            ),
+            "MessageAttributes": {"AWS.SNS.MOBILE.FCM.TTL": _attribute("45")},
+        },
+    )
+    with stub:
+        assert PushNotifier(sns, {}).ring(Device("1" * 16, "fcm", arn), 45) is True
+    stub.assert_no_pending_responses()
+
+
+def test_a_call_push_to_apns_is_a_content_free_alert_at_priority_10_that_lives_the_ttl() -> None:
+    sns, stub = _stubbed_sns()
+    arn = _ENDPOINT.format("APNS")
+    apns = json.dumps(
+        {"aps": {"alert": {"loc-key": "INCOMING_CALL"}, "sound": "default"}, "type": "call"}
+    )
+    stub.add_response(
+        "publish",
+        {"MessageId": "m1"},
+        {
+            "TargetArn": arn,
+            "MessageStructure": "json",
+            "Message": json.dumps(
+                {"default": json.dumps({"type": "call"}), "APNS": apns, "APNS_SANDBOX": apns}
+            ),
+            "MessageAttributes": {
+                "AWS.SNS.MOBILE.APNS.PUSH_TYPE": _attribute("alert"),
+                "AWS.SNS.MOBILE.APNS.PRIORITY": _attribute("10"),
+                "AWS.SNS.MOBILE.APNS.TTL": _attribute("300"),
+                "AWS.SNS.MOBILE.APNS_SANDBOX.TTL": _attribute("300"),
+            },
+        },
+    )
+    with stub:
+        assert PushNotifier(sns, {}).ring(Device("1" * 16, "apns", arn), 300) is True
+    stub.assert_no_pending_responses()
+
+
+def test_a_wake_up_keeps_its_background_push_type_and_priority() -> None:
+    sns, stub = _stubbed_sns()
+    arn = _ENDPOINT.format("APNS")
+    apns = json.dumps({"aps": {"content-available": 1}, "type": "wake"})
+    stub.add_response(
+        "publish",
+        {"MessageId": "m1"},
+        {
+            "TargetArn": arn,
+            "MessageStructure": "json",
+            "Message": json.dumps(
+                {"default": json.dumps({"type": "wake"}), "APNS": apns, "APNS_SANDBOX": apns}
+            ),
+            "MessageAttributes": {
+                "AWS.SNS.MOBILE.APNS.PUSH_TYPE": _attribute("background"),
+                "AWS.SNS.MOBILE.APNS.PRIORITY": _attribute("5"),
+            },
+        },
+    )
+    with stub:
+        assert PushNotifier(sns, {}).notify(Device("1" * 16, "apns", arn)) is True
+    stub.assert_no_pending_responses()
+
+
+def test_a_call_push_names_nobody_and_goes_nowhere_without_a_live_endpoint(aws: FakeAws) -> None:
+    sns = aws.client("sns")
+    notifier = PushNotifier(sns, _apps(sns))
+    arn = notifier.endpoint_for("fcm", "fcm-token-1")
+    assert arn is not None
+    assert notifier.ring(Device("1" * 16, "fcm", arn), 60) is True
+    [message] = _sent(arn)
+    assert json.loads(json.loads(message)["default"]) == {"type": "call"}
+    assert "1" * 16 not in message
+    # no endpoint, a disabled one, a deleted one: nothing rings, and nothing raises
+    assert notifier.ring(Device("1" * 16, None, None), 60) is False
+    sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+    assert notifier.ring(Device("1" * 16, "fcm", arn), 60) is False
+    sns.delete_endpoint(EndpointArn=arn)
+    assert notifier.ring(Device("1" * 16, "fcm", arn), 60) is False
