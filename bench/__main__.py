@@ -34,6 +34,7 @@ MODULES = (
     "media",
     "throughput",
     "search",
+    "calls",
     "cost",
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from parley.attachments.crypto import IntegrityError
 from parley.attachments.transfer import TransferError
+from parley.calling import Call, CallRefused, CallsUnavailable
 from parley.client import Client, EventStream
 from parley.content import (
     TIMER_CHOICES,
@@ -63,6 +64,12 @@ from parley.groups import MemberReceipt, NotAGroupMember
 from parley.models import (
     Account,
     AccountMoved,
+    CallEnded,
+    CallMissed,
+    CallRecord,
+    CallState,
+    CallStateChanged,
+    CallStats,
     Connected,
     Contact,
     DeviceLinked,
@@ -76,6 +83,7 @@ from parley.models import (
     GroupUpdated,
     HistoryImported,
     IdentityChanged,
+    IncomingCall,
     LinkedDevice,
     Message,
     MessageDeleted,
@@ -104,6 +112,15 @@ __all__ = [
     "ApiError",
     "Attachment",
     "AuthenticationError",
+    "Call",
+    "CallEnded",
+    "CallMissed",
+    "CallRecord",
+    "CallRefused",
+    "CallState",
+    "CallStateChanged",
+    "CallStats",
+    "CallsUnavailable",
     "Client",
     "ConfigurationError",
     "Connected",
@@ -127,6 +144,7 @@ __all__ = [
     "GroupUpdated",
     "HistoryImported",
     "IdentityChanged",
+    "IncomingCall",
     "IntegrityError",
     "LinkError",
     "LinkExpired",

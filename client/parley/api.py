@@ -240,6 +240,11 @@ class ApiClient:
             parse_lines(answer, "devices", parse_device, "device"), parse_device_list(answer)
         )
 
+    async def call_relays(self) -> dict[str, Any]:
+        """GET /v1/calls/relays: STUN/TURN servers with short-lived credentials for a
+        call (checked by parley.calling.relays)."""
+        return await self._call("GET", "/v1/calls/relays")
+
     async def publish_device_list(self, device_list: dict[str, str]) -> None:
         """PUT /v1/devices/list (primary only): a new signed list ({"body", "signature"});
         devices left off it are signed out by the service."""

@@ -140,6 +140,8 @@ def build_slices(
         clock=clock,
     )
     live.protocol = Protocol(is_seen=store.seen.contains, ticks=partial(relationships.ticks, store))
+    # call signalling left from before a restart belongs to a call that is over
+    store.outbox.drop_ephemeral()
     for item in store.outbox.items():
         live.protocol.send(item.entry)
     inbound = Inbound(store, engine, membership, live, emit, relist, devices_changed)

@@ -49,6 +49,10 @@ from parley.assembly import (
     service_api,
 )
 from parley.attachments.transfer import ProgressCallback
+from parley.calling.facade import PhoneCalls
+from parley.calling.manager import Calls
+from parley.calling.relays import IceConfig, parse_relays
+from parley.calling.signalling import Signaller
 from parley.connection import Connection
 from parley.content import Attachment, ContactCard, Content, Location
 from parley.conversations import actions
@@ -120,7 +124,7 @@ class EventStream:
 _SWEEP_IDLE_S = 60.0
 
 
-class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
+class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, PhoneCalls):
     """One profile, connected. Use as `async with Client(profile) as c:`.
 
     `connect=False` opens the profile without a WebSocket (history, contacts,
@@ -157,6 +161,8 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
         self.protocol = Protocol()
         self._live = Connection(self.protocol, self._emit)
         self._history_sends: dict[str, asyncio.Future[HistorySent | None]] = {}
+        self._calls: Calls | None = None
+        self._ice: IceConfig | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -204,6 +210,12 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
             clock=self._clock,
         )
         slices.inbound.on_history = self._history_arrived
+        signaller = Signaller(slices.engine.sealer, self._queue_entry)
+        self._calls = calls = Calls(
+            store, slices.engine.account, signaller, self._relays, self._emit, clock=self._clock
+        )
+        slices.inbound.on_call = calls.received
+        slices.inbound.signal_done = calls.signal_done
         self.protocol = self._live.protocol
         self.sweep()
         self._live.tasks.append(asyncio.create_task(self._sweeping(), name="parley-disappearing"))
@@ -218,6 +230,9 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
             )
 
     async def close(self) -> None:
+        if self._calls is not None:
+            await self._calls.close()
+            self._calls = None
         refreshing = self._slices.membership.refreshing if self._slices is not None else {}
         await self._live.close(*refreshing.values())
         refreshing.clear()
@@ -629,6 +644,16 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls):
         finally:
             if not sending.done():  # also when the client closes first
                 sending.set_result(sent)
+
+    @property
+    def _phone(self) -> Calls:
+        return self._open(self._calls)
+
+    async def _relays(self) -> IceConfig:
+        """The ICE servers for a call: fetched from the service, kept while fresh."""
+        if self._ice is None or not self._ice.fresh(self._clock()):
+            self._ice = parse_relays(await self.api.call_relays(), self._clock())
+        return self._ice
 
     def _queue_entry(self, entry: OutboxEntry) -> None:
         self.protocol.send(entry)

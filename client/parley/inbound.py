@@ -17,6 +17,7 @@ from typing import Any
 
 from parley import relationships
 from parley.connection import Connection
+from parley.content.calls import CallSignal
 from parley.conversations.payload import HistoryPayload
 from parley.engine import Engine
 from parley.errors import ParleyClientError, UnlistedDevice
@@ -29,6 +30,7 @@ from parley.protocol import (
     GroupStale,
     IncomingMessage,
     IncomingReceipt,
+    OutboxEntry,
     PrekeysLow,
     Protocol,
     ProtocolEvent,
@@ -73,6 +75,10 @@ class Inbound:
         # fetches and imports the history our primary handed this new companion (set
         # by the facade, which holds the HTTP session; parley.devices.history)
         self.on_history: Callable[[HistoryPayload], None] | None = None
+        # call signals go to the calls slice (parley.calling), which also says which
+        # outbox entries are its signals (set by the facade)
+        self.on_call: Callable[[str, str, CallSignal, int], None] | None = None
+        self.signal_done: Callable[[OutboxEntry, str | None], bool] | None = None
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             IncomingMessage: self._on_message,
             IncomingReceipt: self._on_receipt,
@@ -120,6 +126,8 @@ class Inbound:
             self.groups.refresh_soon(result.refresh_groups)
         if result.history is not None and self.on_history is not None:
             self.on_history(result.history)
+        if result.call is not None and self.on_call is not None:
+            self.on_call(event.sender, event.sender_device, result.call, event.ts)
 
     async def _on_prekeys_low(self, event: PrekeysLow) -> None:
         log.info("the service has %d one-time prekeys of this device left", event.left)
@@ -131,6 +139,8 @@ class Inbound:
         self._emit_all(events)
 
     async def _on_sent(self, event: SendAccepted) -> None:
+        if self.signal_done is not None:
+            self.signal_done(event.entry, None)
         self._emit_all(self.engine.sent(event.entry, event.ts))
         self.live.outbox_changed.set()
 
@@ -138,6 +148,10 @@ class Inbound:
         entry = event.entry
         if event.retry_after is not None:
             log.info("send %s waits %.1fs: %s", entry.client_id, event.retry_after, event.code)
+            return
+        if self.signal_done is not None and self.signal_done(entry, event.code):
+            self.store.outbox.remove(entry.client_id)  # a call signal: nothing to mark failed
+            self.live.outbox_changed.set()
             return
         self._emit_all([self.engine.failed(entry, event.code, event.message)])
         if entry.group_id is not None and event.code in _NOT_IN_GROUP:

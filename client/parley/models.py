@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from parley.content import Attachment, Content, Quote, Target
 from parley.ids import group_address, group_id_of
@@ -12,6 +13,13 @@ from parley.ids import group_address, group_id_of
 __all__ = [
     "Account",
     "AccountMoved",
+    "CallControl",
+    "CallEnded",
+    "CallMissed",
+    "CallRecord",
+    "CallState",
+    "CallStateChanged",
+    "CallStats",
     "Connected",
     "Contact",
     "DeviceLinked",
@@ -25,6 +33,7 @@ __all__ = [
     "GroupUpdated",
     "HistoryImported",
     "IdentityChanged",
+    "IncomingCall",
     "LinkedDevice",
     "Message",
     "MessageDeleted",
@@ -477,6 +486,131 @@ class Disconnected:
     reason: str
 
 
+# --- calls (parley.calling) ----------------------------------------------------------------
+
+
+class CallState(StrEnum):
+    """Where a call is on this device. Outgoing: calling -> ringing (a device of
+    theirs rings) -> connecting -> connected -> ended. Incoming: ringing ->
+    connecting (accepted here) -> connected -> ended. `elsewhere`: another device
+    of this account has the call."""
+
+    CALLING = "calling"
+    RINGING = "ringing"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    ELSEWHERE = "elsewhere"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One entry of this device's call log (kept sealed in the profile's store).
+
+    `outcome`: while it lasts "ongoing"; then "answered" (it connected), "missed"
+    (incoming, never answered here), "declined", "busy", "no_answer", "failed",
+    "answered_elsewhere" (another device of this account took it) or "cancelled"
+    (we hung up before they answered)."""
+
+    call_id: str
+    peer: str  # the other party's user id
+    direction: Direction
+    video: bool
+    started_at: float  # when it was offered (epoch seconds)
+    outcome: str = "ongoing"
+    reason: str | None = None  # the hang-up reason it ended with
+    connected_at: float | None = None
+    ended_at: float | None = None
+    elsewhere: bool = False  # placed or answered on another device of this account
+
+    @property
+    def duration(self) -> float:
+        """Seconds it was connected (0 if it never was)."""
+        if self.connected_at is None or self.ended_at is None:
+            return 0.0
+        return max(0.0, self.ended_at - self.connected_at)
+
+    @property
+    def missed(self) -> bool:
+        return self.outcome == "missed"
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """A call's media figures, from WebRTC's statistics (None where not known yet)."""
+
+    rtt_ms: float | None  # round-trip time, as the far end's RTCP reports it
+    packets_sent: int
+    packets_received: int
+    packets_lost: int  # of what they sent us, as our receiver counts it
+    bytes_sent: int
+    bytes_received: int
+    send_kbps: float | None  # since the previous reading
+    receive_kbps: float | None
+
+    @property
+    def loss(self) -> float:
+        """The fraction of their packets lost on the way to us."""
+        expected = self.packets_received + self.packets_lost
+        return self.packets_lost / expected if expected else 0.0
+
+
+class CallControl(Protocol):
+    """What an application does with a live call (`parley.calling.Call`)."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def contact(self) -> Contact: ...
+
+    @property
+    def video(self) -> bool: ...
+
+    @property
+    def state(self) -> CallState: ...
+
+    async def accept(self) -> None: ...
+
+    async def decline(self) -> None: ...
+
+    async def hangup(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    """Someone calls: every device of this account rings. `await event.call.accept()`
+    or `decline()`; the first device to answer wins (the others see
+    `CallEnded` with reason "answered_elsewhere")."""
+
+    call: CallControl
+
+
+@dataclass(frozen=True)
+class CallStateChanged:
+    call: CallControl
+    state: CallState
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """A call this device took part in (or rang for) is over: `record.reason` says
+    why (normal, declined, busy, answered_elsewhere, timeout, failed) and
+    `record.duration` how long it was connected."""
+
+    call: CallControl
+    record: CallRecord
+
+
+@dataclass(frozen=True)
+class CallMissed:
+    """A call nobody answered here: it rang out, the caller gave up, or it came while
+    this device was offline (learned at the next connect)."""
+
+    record: CallRecord
+    contact: Contact
+
+
 Event = (
     MessageReceived
     | MessageSent
@@ -497,6 +631,10 @@ Event = (
     | SendFailed
     | GroupUpdated
     | GroupMembersUnverified
+    | IncomingCall
+    | CallStateChanged
+    | CallEnded
+    | CallMissed
     | Connected
     | Synced
     | Disconnected

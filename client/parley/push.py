@@ -1,16 +1,21 @@
 """Push notifications as the app sees them.
 
-The service sends two kinds of push, both data-only and content-free:
+The service sends three kinds of push, all content-free:
 
     {"type": "wake"}                                   something waits: connect and sync
+    {"type": "call"}                                   a call rings: connect and sync now
     {"type": "push_challenge", "challenge": "<text>"}  the token was just registered
+
+The first two are data-only; a call push is high priority and, on iOS, an alert
+(docs/PROTOCOL.md, "Ephemeral sends").
 
 `challenge_of` tells a challenge from a wake-up; the app passes it to
 `Client.verify_push`, and only then does the service use the token.
 
 Local mode only: the local stack's push sink (GET push_url) answers the pushes
 published so far, oldest first: {"id", "platform", "token", "endpoint_arn",
-"message", "at"}, where "message" is SNS's JSON (its "default" key holds the data).
+"message", "type", "at"}, where "message" is SNS's JSON (its "default" key holds the
+data) and "type" is the data's type ("wake", "call", "push_challenge").
 `challenge_from_local_push` plays the phone: it reads the challenge sent to a token.
 """
 

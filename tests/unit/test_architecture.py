@@ -160,11 +160,12 @@ SERVER_RULES: dict[str, tuple[str, ...]] = {
 
 C = "parley"
 _SDK_TOP = (f"{C}.client", f"{C}.inbound", f"{C}.connection", f"{C}.engine", f"{C}.cli")
-_SLICES = (f"{C}.store", f"{C}.conversations", f"{C}.groups")
+_SLICES = (f"{C}.store", f"{C}.conversations", f"{C}.groups", f"{C}.calling")
 CLIENT_RULES: dict[str, tuple[str, ...]] = {
     f"{C}.crypto": (f"{C}.store", f"{C}.content", f"{C}.conversations", f"{C}.groups", *_SDK_TOP),
     f"{C}.content": (
         f"{C}.attachments",
+        f"{C}.calling",
         f"{C}.store",
         f"{C}.conversations",
         f"{C}.groups",
@@ -174,6 +175,7 @@ CLIENT_RULES: dict[str, tuple[str, ...]] = {
     f"{C}.protocol": (f"{C}.store", f"{C}.conversations", f"{C}.groups", f"{C}.api", *_SDK_TOP),
     f"{C}.store": (
         f"{C}.conversations",
+        f"{C}.calling",
         f"{C}.groups.membership",
         f"{C}.groups.sending",
         f"{C}.groups.sender_keys",
@@ -181,9 +183,12 @@ CLIENT_RULES: dict[str, tuple[str, ...]] = {
         f"{C}.api",
         *_SDK_TOP,
     ),
-    # a sender key that arrives is handed to groups through a callback
-    f"{C}.conversations": (f"{C}.groups", *_SDK_TOP),
-    f"{C}.groups": _SDK_TOP,
+    # a sender key that arrives is handed to groups through a callback; a call
+    # signal to the calls slice through the inbound dispatcher
+    f"{C}.conversations": (f"{C}.groups", f"{C}.calling", *_SDK_TOP),
+    f"{C}.groups": (f"{C}.calling", *_SDK_TOP),
+    # calls stand on conversations (sealing) and the store, beside groups
+    f"{C}.calling": (f"{C}.groups", *_SDK_TOP),
     # its rules are read by the store: it builds on content and models alone
     f"{C}.payments": (f"{C}.conversations", f"{C}.groups", *_SDK_TOP),
     # the SDK never depends on its command line or the demo

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from parley.cli.chat import chat
 from parley.cli.commands import actions
 from parley.cli.commands.account import account, signup, whoami
+from parley.cli.commands.calls import call, calls
 from parley.cli.commands.contacts import contacts, safety_number
 from parley.cli.commands.devices import devices
 from parley.cli.commands.groups import group
@@ -58,6 +59,8 @@ COMMANDS: dict[str, Callable[[Context], Coroutine[Any, Any, None]]] = {
     "forward": actions.forward,
     "timer": actions.timer,
     "safety-number": safety_number,
+    "call": call,
+    "calls": calls,
 }
 
 

@@ -32,6 +32,11 @@ from parley.conversations.payload import timer_label
 from parley.errors import ParleyClientError
 from parley.models import (
     AccountMoved,
+    CallControl,
+    CallEnded,
+    CallMissed,
+    CallState,
+    CallStateChanged,
     Connected,
     Contact,
     Disconnected,
@@ -39,6 +44,7 @@ from parley.models import (
     Group,
     GroupUpdated,
     IdentityChanged,
+    IncomingCall,
     Message,
     MessageDeleted,
     MessageEdited,
@@ -57,6 +63,8 @@ __all__ = ["Chat", "chat", "typing_here", "typing_status"]
 TYPING_IDLE_S = 4.0
 MEDIA_COMMANDS = frozenset({"/file", "/location", "/download"})
 ACTION_COMMANDS = frozenset({"/reply", "/react", "/edit", "/delete", "/forward", "/timer"})
+CALL_COMMANDS = frozenset({"/call", "/video", "/accept", "/decline", "/hangup"})
+CALL_HELP = "/call (or /video) calls; an incoming call: /accept or /decline; /hangup ends it"
 ACTION_HELP = (
     "/reply N text, /react N 👍 (no emoji: take it back), /edit N text, /delete N,"
     " /forward N CHAT..., /timer off|24h|7d|90d"
@@ -118,6 +126,7 @@ class Chat:
         self.shown: dict[str, Message] = {}  # our messages shown in full, by client id
         self.typists: dict[str, str] = {}  # who is typing here now: user id -> name
         self._typing_sent = 0.0
+        self.call: CallControl | None = None  # ringing here, or in progress
         self.signed_out = False  # by a re-registration: the status line keeps saying so
         self._typing_tasks: set[asyncio.Future[None]] = set()
 
@@ -209,6 +218,12 @@ class Chat:
         if text in {"/members", "/safety"} and self.group is not None:
             self._show_members(self.group)
             return
+        if text in CALL_COMMANDS:
+            try:
+                await self._call_command(text)
+            except (ParleyClientError, ValueError, OSError) as exc:
+                self.term.show(f"not done: {exc}")
+            return
         if text.split(maxsplit=1)[0] in ACTION_COMMANDS:
             await self._set_typing(False)
             try:
@@ -276,6 +291,49 @@ class Chat:
         if command in {"/react", "/edit", "/delete"}:
             term.show(self._render(client.message(message.id)))
 
+    async def _call_command(self, text: str) -> None:
+        """/call, /video, /accept, /decline, /hangup."""
+        if text in {"/call", "/video"}:
+            if not isinstance(self.target, Contact):
+                raise ValueError("group calls are not supported")
+            if self.call is not None and self.call.state is not CallState.ENDED:
+                raise ValueError("already in a call: /hangup first")
+            self.call = await self.client.call(self.target, video=text == "/video", **_devices())
+            self.term.show(f"calling {self.target.display_name}…")
+            return
+        if self.call is None or self.call.state is CallState.ENDED:
+            raise ValueError("no call")
+        if text == "/accept":
+            await self.call.accept(**_devices())
+        elif text == "/decline":
+            await self.call.decline()
+        else:
+            await self.call.hangup()
+
+    def _show_call(self, event: Event) -> bool:
+        """Show a call event; whether it was one."""
+        term = self.term
+        if isinstance(event, IncomingCall):
+            self.call = event.call
+            kind = "video" if event.call.video else "voice"
+            name = event.call.contact.display_name
+            term.show(f"📞 {name} is calling ({kind}): /accept or /decline")
+        elif isinstance(event, CallStateChanged):
+            if event.state is CallState.ELSEWHERE:
+                term.show(f"a call with {event.call.contact.display_name} on another device")
+            else:
+                term.show(f"call: {event.state}")
+        elif isinstance(event, CallEnded):
+            length = f" after {int(event.record.duration)} s" if event.record.duration else ""
+            term.show(
+                f"call with {event.call.contact.display_name} ended: {event.record.reason}{length}"
+            )
+        elif isinstance(event, CallMissed):
+            term.show(f"missed call from {event.contact.display_name}")
+        else:
+            return False
+        return True
+
     def _show_members(self, group: Group) -> None:
         current = self.client.group(group)
         for member in current.members:
@@ -322,6 +380,8 @@ class Chat:
 
     async def _show(self, event: Event) -> None:
         term, color, conversation = self.term, self.ctx.color, self.conversation
+        if self._show_call(event):
+            return
         if isinstance(event, MessageReceived) and event.message.peer == conversation:
             self.typists.pop(event.contact.user_id, None)  # done typing: it arrived
             term.set_status(typing_status(list(self.typists.values())))
@@ -375,3 +435,14 @@ class Chat:
             term.set_status("offline, reconnecting…")
         elif isinstance(event, Connected) and not self.signed_out:
             term.set_status("")
+
+
+def _devices() -> dict[str, object]:
+    """The system's microphone and speaker, where `sounddevice` can open them;
+    otherwise the call sends silence and drops what it hears."""
+    try:
+        from parley.calling.audio import Microphone, Speaker
+
+        return {"audio": Microphone(), "sink": Speaker()}
+    except (RuntimeError, ImportError, OSError):
+        return {}

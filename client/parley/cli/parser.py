@@ -335,6 +335,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     starred.add_argument("name", nargs="?", help="only in this contact's chat or group")
 
+    call = commands.add_parser(
+        "call",
+        parents=[common],
+        help="call a contact (voice; --video for video); answer calls in `parley chat`",
+    )
+    call.add_argument("name", help="a contact")
+    call.add_argument("--video", action="store_true", help="a video call (VP8)")
+    call.add_argument(
+        "--play", metavar="FILE", help="play this audio file (e.g. a WAV) into the call"
+    )
+    call.add_argument("--record", metavar="FILE", help="record what the other side says (WAV)")
+    call.add_argument(
+        "--for",
+        dest="seconds",
+        type=float,
+        metavar="SECONDS",
+        help="hang up once connected this long",
+    )
+    calls = commands.add_parser(
+        "calls", parents=[common], help="this device's call log (missed calls marked)"
+    )
+    calls.add_argument("-n", "--limit", type=int, default=50, help="how many (newest first)")
+
     safety = commands.add_parser(
         "safety-number", parents=[common], help="show the safety number with a contact"
     )

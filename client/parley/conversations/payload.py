@@ -55,6 +55,7 @@ from parley.content import (
     parse_content,
 )
 from parley.content.attachment import HEADER_BYTES, KEY_BYTES
+from parley.content.calls import CALL_KIND, CallSignal, parse_signal
 from parley.ids import is_client_id, is_device_id, is_group_id, is_media_id, is_user_id
 
 __all__ = [
@@ -181,10 +182,12 @@ def decode(plaintext: bytes) -> Content:
         raise UnsupportedContent(f"malformed content ({type(exc).__name__})") from exc
 
 
-def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy | HistoryPayload:
-    """What a pairwise message carries: content to show, a member's sender key, or
-    (from this account's other devices) a copy of a message they sent or the
-    history for a new companion."""
+def decode_any(
+    plaintext: bytes,
+) -> Content | SenderKeyPayload | SentCopy | HistoryPayload | CallSignal:
+    """What a pairwise message carries: content to show, a member's sender key, a
+    call signal, or (from this account's other devices) a copy of a message they
+    sent or the history for a new companion."""
     try:
         document = json.loads(plaintext)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -195,6 +198,11 @@ def decode_any(plaintext: bytes) -> Content | SenderKeyPayload | SentCopy | Hist
         return _sent_copy(document)
     if isinstance(document, dict) and document.get("kind") == HISTORY_KIND:
         return _history(document)
+    if isinstance(document, dict) and document.get("kind") == CALL_KIND:
+        try:
+            return parse_signal(document)
+        except (ContentError, TypeError, ValueError) as exc:
+            raise UnsupportedContent(f"call signal: {exc}") from exc
     return decode(plaintext)
 
 
@@ -211,7 +219,7 @@ def _sent_copy(document: dict[str, Any]) -> SentCopy:
     return SentCopy(to, client_id, decode(json.dumps(content).encode()))
 
 
-_NOT_CONTENT = (SENDER_KEY_KIND, SENT_KIND, HISTORY_KIND)
+_NOT_CONTENT = (SENDER_KEY_KIND, SENT_KIND, HISTORY_KIND, CALL_KIND)
 
 
 def _history(document: dict[str, Any]) -> HistoryPayload:

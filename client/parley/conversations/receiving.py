@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from parley import relationships
+from parley.content.calls import CallSignal
 from parley.conversations import actions, payload
 from parley.conversations.actions import ACTIONS_NOT_SHOWN
 from parley.conversations.sealing import Sealer
@@ -58,6 +59,8 @@ class Incoming:
     # the history our primary hands this new companion, to fetch and import after
     # this transaction (parley.devices.history)
     history: payload.HistoryPayload | None = None
+    # a call signal, for the calls slice (parley.calls); nothing is stored for it
+    call: CallSignal | None = None
 
 
 # (sender, sender device, the key) -> its events and the groups to read again
@@ -107,6 +110,12 @@ class Receiving:
             shown, refresh = self._on_sender_key(sender, device, content)
             done.events += shown
             done.refresh_groups = refresh
+        elif isinstance(content, CallSignal):
+            # to our own devices a signal names the other party; to anyone else it may not
+            if mine != (content.peer is not None) or content.peer == self.account.user_id:
+                log.warning("dropped %s: a call signal with the wrong peer", label)
+            else:
+                done.call = content
         elif isinstance(content, payload.SentCopy) != mine:
             # copies come only from our own devices, and our devices send us only copies
             log.warning("dropped %s: %s", label, "not a copy" if mine else "a copy from another")

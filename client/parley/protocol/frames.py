@@ -29,6 +29,10 @@ class OutboxEntry:
     after: tuple[str, ...] = ()  # client ids that must be answered before this goes
     # a disappearing message's timer (s): the service keeps it no longer than that
     ttl: int | None = None
+    # call signalling: kept `ttl` seconds at most, by the service and in this outbox
+    # (not sent by then: dropped); `ring` wakes the recipient's offline devices
+    ephemeral: bool = False
+    ring: bool = False
 
     @property
     def conversation(self) -> str:
@@ -49,6 +53,10 @@ class OutboxEntry:
             out["payloads"] = dict(self.payloads or {})
         if self.ttl:
             out["ttl"] = self.ttl
+        if self.ephemeral:
+            out["ephemeral"] = True
+        if self.ring:
+            out["ring"] = True
         return out
 
 

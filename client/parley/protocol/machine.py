@@ -56,6 +56,7 @@ class _Flight:
     in_flight_since: float | None = None  # None: not on the wire
     mismatched: bool = False  # waiting for replace_payloads
     not_before: float = 0.0  # rate limited until
+    expires: float = 0.0  # an ephemeral entry not on the wire by then is dropped
 
 
 class Protocol:
@@ -122,6 +123,8 @@ class Protocol:
             return  # already queued (e.g. restored from the store twice)
         check_size(entry)
         flight = _Flight(entry)
+        if entry.ephemeral and entry.ttl:
+            flight.expires = self._clock() + entry.ttl
         queue = self._queues.setdefault(entry.conversation, deque())
         queue.append(flight)
         self._by_client_id[entry.client_id] = flight
@@ -155,14 +158,10 @@ class Protocol:
 
     def cancel(self, client_id: str) -> OutboxEntry | None:
         """Give up on an entry (the caller marks its message failed)."""
-        flight = self._by_client_id.pop(client_id, None)
+        flight = self._by_client_id.get(client_id)
         if flight is None:
             return None
-        queue = self._queues[flight.entry.conversation]
-        queue.remove(flight)
-        if not queue:
-            del self._queues[flight.entry.conversation]
-        self._launch_all()  # its own queue, and whatever waited for it
+        self._pop(flight)
         self._flush()
         return flight.entry
 
@@ -221,7 +220,12 @@ class Protocol:
 
     def next_deadline(self) -> float | None:
         """When `handle_timeout` has something to do (clock time), if ever."""
-        deadlines: list[float] = []
+        deadlines: list[float] = [
+            f.expires
+            for queue in self._queues.values()
+            for f in queue
+            if f.expires and f.in_flight_since is None
+        ]
         for queue in self._queues.values():
             head = queue[0]
             if head.in_flight_since is not None:
@@ -231,8 +235,10 @@ class Protocol:
         return min(deadlines) if deadlines else None
 
     def handle_timeout(self) -> None:
-        """Resend heads unanswered for too long; release heads whose back-off ended."""
+        """Resend heads unanswered for too long; release heads whose back-off ended;
+        drop ephemeral entries whose time ran out before they went."""
         now = self._clock()
+        self._expire(now)
         for queue in self._queues.values():
             head = queue[0]
             if head.in_flight_since is not None and now >= head.in_flight_since + (
@@ -400,13 +406,32 @@ class Protocol:
         return flight
 
     def _pop(self, flight: _Flight) -> None:
+        self._unqueue(flight)
+        self._launch_all()  # its own queue, and whatever waited for it
+
+    def _unqueue(self, flight: _Flight) -> None:
         conversation = flight.entry.conversation
         queue = self._queues[conversation]
         queue.remove(flight)
         del self._by_client_id[flight.entry.client_id]
         if not queue:
             del self._queues[conversation]
-        self._launch_all()  # its own queue, and whatever waited for it
+
+    def _expire(self, now: float) -> None:
+        """Drop ephemeral entries not on the wire whose time ran out (the caller hears
+        `SendRejected` with code "expired"): a call offer must not ring a minute late."""
+        expired = [
+            f
+            for queue in self._queues.values()
+            for f in queue
+            if f.expires and now >= f.expires and f.in_flight_since is None
+        ]
+        for flight in expired:
+            self._unqueue(flight)
+            log.info("ephemeral send %s expired before it went", flight.entry.client_id)
+            self._events.append(
+                SendRejected(flight.entry, "expired", "its time ran out before it went", None, {})
+            )
 
     def _launch_all(self) -> None:
         for queue in self._queues.values():
@@ -422,8 +447,8 @@ class Protocol:
         if any(other in self._by_client_id for other in head.entry.after):
             return  # what it needs is not stored by the server yet
         now = self._clock()
-        if head.not_before > now:
-            return
+        if head.not_before > now or (head.expires and now >= head.expires):
+            return  # waits out its back-off; or it expired (handle_timeout drops it)
         head.not_before = 0.0
         head.in_flight_since = now
         self._out.append(self._encode(head.entry.frame()))

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from parley.store.accounts import Accounts, Tokens
+from parley.store.calls import CallLog
 from parley.store.contacts import Contacts
 from parley.store.db import DB_FILE, SCHEMA_VERSION, Database
 from parley.store.device_lists import DeviceLists, StoredList
@@ -91,6 +92,7 @@ class Store:
         self.payment_address = PaymentAddresses(db)
         self.search = Search(db)
         self.stars = Stars(db)
+        self.calls = CallLog(db)
 
     @classmethod
     def open(

@@ -56,7 +56,8 @@ DB_FILE = "parley.db"
 # 5: sealed values bound to their cell (meta 'sealing'); accepted session starts;
 #    the skipped message keys each session holds
 # 6: contacts the user accepted (message requests), and whether the service knows
-SCHEMA_VERSION = 9
+# 10: call signalling in the outbox (ephemeral, ring) and the call log
+SCHEMA_VERSION = 10
 _BOUND = "bound"
 
 # Every sealed column: (table, column, the columns that name its row, in order).
@@ -77,6 +78,7 @@ SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("group_ticks", "receipts", ("message_id",)),
     ("reactions", "emoji", ("message_id", "reactor")),
     ("payment_address", "address", ("id",)),
+    ("calls", "details", ("call_id",)),
 )
 
 _SCHEMA = """
@@ -136,7 +138,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
     payloads TEXT NOT NULL, plaintext BLOB NOT NULL, created_at REAL NOT NULL,
-    body TEXT, version INTEGER, after TEXT, ttl INTEGER
+    body TEXT, version INTEGER, after TEXT, ttl INTEGER,
+    ephemeral INTEGER NOT NULL DEFAULT 0, ring INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL UNIQUE,
+    started_at REAL NOT NULL, details BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS groups (
     group_id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
@@ -468,6 +475,8 @@ _ADDED_COLUMNS = (
     ("messages", "target", "TEXT"),
     ("outbox", "ttl", "INTEGER"),
     ("contacts", "told", "INTEGER NOT NULL DEFAULT 1"),
+    ("outbox", "ephemeral", "INTEGER NOT NULL DEFAULT 0"),
+    ("outbox", "ring", "INTEGER NOT NULL DEFAULT 0"),
     ("groups", "rev", "INTEGER NOT NULL DEFAULT 0"),
     ("groups", "head", "INTEGER NOT NULL DEFAULT 0"),
     ("groups", "unverified", "TEXT NOT NULL DEFAULT '[]'"),

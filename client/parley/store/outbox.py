@@ -30,7 +30,8 @@ class Outbox(Repository):
         with self.transaction():
             self._db.execute(
                 "INSERT INTO outbox (client_id, recipient, payloads, plaintext, created_at,"
-                " body, version, after, ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, version, after, ttl, ephemeral, ring)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.client_id,
                     entry.to,
@@ -41,6 +42,8 @@ class Outbox(Repository):
                     entry.version,
                     json.dumps(list(entry.after)) if entry.after else None,
                     entry.ttl,
+                    int(entry.ephemeral),
+                    int(entry.ring),
                 ),
             )
 
@@ -69,11 +72,17 @@ class Outbox(Repository):
         ).fetchone()
         return self._vault.open(row[0], _cell(client_id)) if row else None
 
+    def drop_ephemeral(self) -> int:
+        """Forget call signalling not sent before a restart (its call is over); how many."""
+        with self.transaction():
+            cursor = self._db.execute("DELETE FROM outbox WHERE ephemeral = 1")
+        return cursor.rowcount
+
     def items(self) -> list[OutboxItem]:
         """Every unsent entry, oldest first (FIFO)."""
         rows = self._db.execute(
-            "SELECT client_id, recipient, payloads, plaintext, body, version, after, ttl"
-            " FROM outbox ORDER BY seq"
+            "SELECT client_id, recipient, payloads, plaintext, body, version, after, ttl,"
+            " ephemeral, ring FROM outbox ORDER BY seq"
         ).fetchall()
         return [
             OutboxItem(
@@ -85,8 +94,10 @@ class Outbox(Repository):
                     version=version,
                     after=tuple(json.loads(after)) if after else (),
                     ttl=ttl,
+                    ephemeral=bool(ephemeral),
+                    ring=bool(ring),
                 ),
                 self._vault.open(plaintext, _cell(cid)),
             )
-            for cid, to, payloads, plaintext, body, version, after, ttl in rows
+            for cid, to, payloads, plaintext, body, version, after, ttl, ephemeral, ring in rows
         ]

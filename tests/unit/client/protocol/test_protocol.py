@@ -460,3 +460,45 @@ def test_a_dropped_message_is_acked_but_not_remembered_so_a_forgery_cannot_mask_
     (real,) = proto.events_received()
     assert isinstance(real, IncomingMessage)
     assert real.server_id == "real"
+
+
+def test_an_ephemeral_send_says_so_and_is_dropped_if_it_cannot_go_in_time() -> None:
+    clock = Clock()
+    proto = Protocol(clock=clock)
+    offer = OutboxEntry(
+        client_id="offer", to=BOB, payloads={DEV1: "Y2lwaGVy"}, ttl=60, ephemeral=True, ring=True
+    )
+    later = entry("m2")
+    proto.send(offer)
+    proto.send(later)
+    assert proto.next_deadline() == 1060.0  # offline: it waits at most its ttl
+
+    clock.now = 1061.0
+    proto.handle_timeout()
+    rejected = proto.events_received()
+    assert [(e.entry.client_id, e.code, e.retry_after) for e in rejected] == [
+        ("offer", "expired", None)
+    ]
+    assert isinstance(rejected[0], SendRejected)
+    proto.connection_made()
+    sent = [f for f in frames(proto) if f["action"] == "send"]
+    assert [f["id"] for f in sent] == ["m2"]  # the stale offer never rings
+
+
+def test_an_ephemeral_send_in_time_carries_its_flags_and_ttl() -> None:
+    clock = Clock()
+    proto = connected(clock=clock)
+    proto.send(
+        OutboxEntry(
+            client_id="o", to=BOB, payloads={DEV1: "eA=="}, ttl=60, ephemeral=True, ring=True
+        )
+    )
+    [frame] = frames(proto)
+    assert frame["ephemeral"] is True
+    assert frame["ring"] is True
+    assert frame["ttl"] == 60
+    clock.now = 1100.0  # in flight: answered or resent, never dropped mid-flight
+    proto.handle_timeout()
+    assert proto.events_received() == []
+    proto.send(entry("plain"))
+    assert "ephemeral" not in OutboxEntry(client_id="p", to=BOB, payloads={}).frame()

@@ -49,6 +49,7 @@ SECRET_COLUMNS = {
     ("group_ticks", "receipts"),
     ("reactions", "emoji"),
     ("payment_address", "address"),
+    ("calls", "details"),
 }
 
 
