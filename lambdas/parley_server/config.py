@@ -131,6 +131,10 @@ class Limits:
     # ICE server sets (GET /v1/calls/relays) per device per hour: one per call placed or
     # answered, and one more when a long call's credentials run out
     call_relays_per_hour: int = 30
+    # ringing sends (call offers: a visible, sounding push to an offline phone) from one
+    # user to another, per minute and per hour: redialling stays well within them
+    rings_to_user_per_minute: int = 10
+    rings_to_user_per_hour: int = 30
 
     @classmethod
     def from_json(cls, text: str) -> Limits:

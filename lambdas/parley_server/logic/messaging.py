@@ -64,6 +64,7 @@ __all__ = [
     "events_by_device",
     "expiry",
     "limit_mail_from_sender",
+    "limit_rings",
     "limit_send_rate",
     "limit_typing_rate",
     "refuse_unknown",
@@ -187,6 +188,17 @@ def limit_mail_from_sender(
     )
 
 
+def limit_rings(
+    caller: Caller, to: str, *, limits: Limits, limiter: LimiterPort, now: float
+) -> None:
+    """Count one ringing send (a call offer) from the caller's account to `to`'s:
+    each rings the callee's offline phones with a visible push, so a stranger may
+    ring someone only a few times a minute and an hour (RateLimited past either)."""
+    key = f"{caller.user_id}:{to}"
+    limiter.hit("ring-min", key, limit=limits.rings_to_user_per_minute, window_s=60, now=now)
+    limiter.hit("ring-hour", key, limit=limits.rings_to_user_per_hour, window_s=3600, now=now)
+
+
 def send(
     frame: SendFrame,
     caller: Caller,
@@ -211,6 +223,8 @@ def send(
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
     devices = _recipient_devices(frame.to, frame.payloads, directory, caller)
     limit_mail_from_sender(caller, frame.to, limits=limits, limiter=limiter, now=now)
+    if frame.ring:
+        limit_rings(caller, frame.to, limits=limits, limiter=limiter, now=now)
 
     ord_ = make_ord(now, _nonce())
     expires_at = expiry(now, limits, frame.ttl_s)

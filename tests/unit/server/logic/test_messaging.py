@@ -886,3 +886,41 @@ def test_one_user_may_send_another_only_so_many_messages_an_hour(world: World) -
         )
     world.send(alice_phone, bob_id, to_bob, client_id="m3", now=NOW + 3600, limits=limits)
     assert _waiting(world, bob_id, bob_dev) == 4
+
+
+def test_one_user_may_ring_another_only_a_few_times_a_minute_and_an_hour(world: World) -> None:
+    limits = Limits(rings_to_user_per_minute=2, rings_to_user_per_hour=3)
+    alice, _ = world.online_user()
+    phone = Device(secrets.token_hex(8), "fcm", PUSHABLE + "p")
+    bob_id, _ = world.user(phone)
+    carol_id, (carol_dev,) = world.user()
+    offer = {phone.device_id: b"offer"}
+
+    def ring(client_id: str, now: float, to: str = bob_id, payloads: Any = offer) -> None:
+        world.send(
+            alice,
+            to,
+            payloads,
+            client_id=client_id,
+            now=now,
+            limits=limits,
+            ttl=60,
+            ephemeral=True,
+            ring=True,
+        )
+
+    ring("r0", NOW)
+    ring("r1", NOW + 1)
+    with pytest.raises(RateLimited) as per_minute:
+        ring("r2", NOW + 2)
+    assert per_minute.value.retry_after == 58
+    assert len(world.pusher.rung) == 2  # the refused offer rang nobody
+    # signalling that does not ring is not counted, nor is another callee
+    world.send(
+        alice, bob_id, offer, client_id="a1", now=NOW + 3, limits=limits, ttl=60, ephemeral=True
+    )
+    ring("c0", NOW + 4, carol_id, {carol_dev.device_id: b"offer"})
+    ring("r3", NOW + 61)
+    with pytest.raises(RateLimited) as per_hour:
+        ring("r4", NOW + 122)
+    assert per_hour.value.retry_after == 3600 - 122
