@@ -204,7 +204,9 @@ class Inbound:
 
     def _give_up(self, client_id: str, code: str, reason: str) -> None:
         entry = self.protocol.cancel(client_id)
-        if entry is not None:
+        if entry is not None and self.signal_done is not None and self.signal_done(entry, code):
+            self.store.outbox.remove(client_id)  # a call signal: nothing to mark failed
+        elif entry is not None:
             self._emit_all([self.engine.failed(entry, code, reason)])
         self.live.outbox_changed.set()
 

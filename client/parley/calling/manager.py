@@ -55,7 +55,14 @@ from parley.models import (
 from parley.protocol import OutboxEntry
 from parley.store import Store
 
-__all__ = ["OFFER_TTL_S", "RING_TIMEOUT_S", "SIGNAL_TTL_S", "Calls"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "HANGUP_GRACE_S",
+    "OFFER_TTL_S",
+    "RING_TIMEOUT_S",
+    "SIGNAL_TTL_S",
+    "Calls",
+]
 
 log = logging.getLogger("parley.calling")
 
@@ -66,6 +73,11 @@ OFFER_TTL_S = 60
 # How long the service keeps the other signals (answer, ringing, busy, hang-ups).
 SIGNAL_TTL_S = 60
 ICE_TTL_S = 30
+# How long an answered call may take to connect its media before it fails.
+CONNECT_TIMEOUT_S = 30.0
+# How long after the media connection closed the other side's hang-up may still come
+# (it closes its media as it hangs up; the signal goes through the service).
+HANGUP_GRACE_S = 5.0
 
 _LIVE = (CallState.CALLING, CallState.RINGING, CallState.CONNECTING, CallState.CONNECTED)
 _UNANSWERED = (CallState.CALLING, CallState.RINGING)
@@ -92,6 +104,8 @@ class Calls:
         self._emit = emit
         self._clock = clock
         self.ring_timeout = ring_timeout
+        self.connect_timeout = CONNECT_TIMEOUT_S
+        self.hangup_grace = HANGUP_GRACE_S
         self._calls: dict[str, Call] = {}
         self._inbox: asyncio.Queue[tuple[str, str, CallSignal, int]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -107,7 +121,20 @@ class Calls:
         return next((c for c in self._calls.values() if c.state in _LIVE), None)
 
     def busy(self) -> bool:
+        """Whether a call is live here (ringing ones included): no call may be placed."""
         return self.current() is not None
+
+    def in_call(self, besides: Call | None = None) -> bool:
+        """Whether this device is in a call or placing one (a call that only rings
+        here does not count: another may ring beside it)."""
+        return any(
+            c is not besides
+            and (
+                c.state in (CallState.CONNECTING, CallState.CONNECTED)
+                or (c.direction is Direction.OUT and c.state in _UNANSWERED)
+            )
+            for c in self._calls.values()
+        )
 
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
@@ -152,7 +179,7 @@ class Calls:
                 "offer", call.call_id, sdp=sdp, fingerprint=fingerprint_of(sdp), video=video
             )
             await self.signaller.send(contact, offer, ttl=OFFER_TTL_S, ring=True)
-        except (ParleyClientError, ValueError, OSError) as exc:
+        except Exception as exc:  # aiortc raises what it likes (assertions, its own errors)
             await self._end(call, "failed", "failed")
             raise CallRefused(f"could not place the call: {exc}") from exc
         await self._own(replace(offer, peer=contact.user_id, sdp=sdp), OFFER_TTL_S)
@@ -179,8 +206,15 @@ class Calls:
         media_module = _media()
         await call.set_state(CallState.CONNECTING)
         self._emit(CallStateChanged(call, CallState.CONNECTING))
+        # taking this call: any other that rings here is busy
+        for other in list(self._calls.values()):
+            ringing = other.direction is Direction.IN and other.state is CallState.RINGING
+            if other is not call and ringing:
+                await self._busy(other)
         try:
             ice = await self._relays()
+            if _over(call):
+                return  # the caller hung up meanwhile
             call.media = media_module.MediaSession(
                 ice,
                 video=call.video,
@@ -191,13 +225,19 @@ class Calls:
                 on_state=lambda state: self._spawn(self._media_state(call, state)),
             )
             sdp = await call.media.answer(call.offer.sdp)
+            if _over(call):
+                await call.media.close()  # the caller hung up meanwhile: nothing to answer
+                return
             answer = CallSignal("answer", call.call_id, sdp=sdp, fingerprint=fingerprint_of(sdp))
             await self.signaller.send(call.contact, answer, ttl=SIGNAL_TTL_S)
-        except (ParleyClientError, ValueError, OSError) as exc:
-            log.warning("could not answer call %s: %s", call.call_id, exc)
+        except Exception as exc:  # aiortc raises what it likes for an SDP it cannot use
+            if _over(call):
+                return
+            log.warning("could not answer call %s: %s", call.call_id, type(exc).__name__)
             await self._tell(call, "failed")
             await self._end(call, "failed", "failed")
-            raise CallRefused(f"could not answer the call: {exc}") from exc
+            raise CallRefused(f"could not answer the call: {type(exc).__name__}") from exc
+        self._spawn(self._connect_deadline(call))
         hangup = CallSignal("hangup", call.call_id, reason="answered_elsewhere")
         await self._own(replace(hangup, peer=call.contact.user_id), SIGNAL_TTL_S)
 
@@ -264,21 +304,24 @@ class Calls:
         )
         self._calls[call.call_id] = call
         self._log(call, started_at=ts / 1000)
-        if self.busy_except(call):
-            await self._send(contact, CallSignal("busy", call.call_id), SIGNAL_TTL_S)
-            await self._end(call, "busy", "missed")
+        if self.in_call(besides=call):
+            await self._busy(call)
             return
         self._emit(IncomingCall(call))
         if relationships.knows(self.store, sender):
             await self._send(contact, CallSignal("ringing", call.call_id), SIGNAL_TTL_S)
-        self._spawn(self._stop_ringing(call))
+        self._spawn(self._stop_ringing(call, ts / 1000 + self.ring_timeout + 15 - self._clock()))
 
-    def busy_except(self, call: Call) -> bool:
-        return any(c is not call and c.state in _LIVE for c in self._calls.values())
+    async def _busy(self, call: Call) -> None:
+        """An incoming call this device cannot take: `busy` to the caller if we know
+        them (a stranger learns nothing from us), then missed here."""
+        if relationships.knows(self.store, call.contact.user_id):
+            await self._send(call.contact, CallSignal("busy", call.call_id), SIGNAL_TTL_S)
+        await self._end(call, "busy", "missed")
 
-    async def _stop_ringing(self, call: Call) -> None:
+    async def _stop_ringing(self, call: Call, after: float) -> None:
         # the caller's hang-up normally ends it; this is for a caller that vanished
-        await asyncio.sleep(self.ring_timeout + 15)
+        await asyncio.sleep(max(0.0, after))
         if call.state is CallState.RINGING:
             await self._end(call, "timeout", "missed")
 
@@ -329,21 +372,24 @@ class Calls:
         call.peer_device = device
         await call.set_state(CallState.CONNECTING)
         self._emit(CallStateChanged(call, CallState.CONNECTING))
+        self._spawn(self._connect_deadline(call))
         try:
             await call.media.accept(signal.sdp)
-        except (ValueError, OSError) as exc:
-            log.warning("call %s: the answer could not be used: %s", call.call_id, exc)
+        except Exception as exc:  # aiortc raises what it likes for an SDP it cannot use
+            log.warning("call %s: the answer is unusable: %s", call.call_id, type(exc).__name__)
             await self._tell(call, "failed")
             await self._end(call, "failed", "failed")
 
     async def _their_ice(self, sender: str, device: str, signal: CallSignal, ts: int) -> None:
-        call = self._ours(signal, sender)
-        if call is None or call.media is None or device != call.peer_device:
+        call = self._calls.get(signal.call)
+        if call is None or call.contact.user_id != sender or device != call.peer_device:
+            return  # only the device on the other end of this call
+        if call.media is None or call.state is CallState.ENDED:
             return
         try:
             await call.media.add_candidates(signal.candidates)
-        except (ValueError, OSError) as exc:
-            log.warning("call %s: unusable ICE candidates: %s", call.call_id, exc)
+        except Exception as exc:  # aiortc's parser raises what it likes
+            log.warning("call %s: unusable ICE candidates: %s", call.call_id, type(exc).__name__)
 
     async def _their_hangup(self, sender: str, device: str, signal: CallSignal, ts: int) -> None:
         if signal.device is not None and signal.device != self.account.device_id:
@@ -374,6 +420,10 @@ class Calls:
     def _missed_offline(self, sender: str, signal: CallSignal, ts: int) -> None:
         """A caller gave up before this device heard the offer (it was offline)."""
         if self.record(signal.call) is not None:
+            return
+        if not relationships.knows(self.store, sender):
+            # a stranger could fill the log with calls that never rang
+            log.info("ignored a missed call from someone this user does not know")
             return
         contact = self._contact(sender)
         record = CallRecord(
@@ -423,12 +473,34 @@ class Calls:
             self._update(call, connected_at=self._clock(), outcome="answered")
             await call.set_state(CallState.CONNECTED)
             self._emit(CallStateChanged(call, CallState.CONNECTED))
+        elif state == "closed":
+            # the other side closed its media: its hang-up is on the way; or it went
+            # away without a word (ICE consent ran out)
+            self._spawn(self._closed(call))
         elif state == "failed":
             log.warning("call %s: the media connection failed", call.call_id)
             await self._tell(call, "failed")
             record = self.record(call.call_id)
             connected = record is not None and record.connected_at is not None
             await self._end(call, "failed", "answered" if connected else "failed")
+
+    async def _closed(self, call: Call) -> None:
+        await asyncio.sleep(self.hangup_grace)
+        if call.state is not CallState.ENDED:
+            log.warning("call %s: the media closed and no hang-up came", call.call_id)
+            await self._tell(call, "failed")
+            record = self.record(call.call_id)
+            connected = record is not None and record.connected_at is not None
+            await self._end(call, "failed", "answered" if connected else "failed")
+
+    async def _connect_deadline(self, call: Call) -> None:
+        await asyncio.sleep(self.connect_timeout)
+        if call.state is CallState.CONNECTING:
+            log.warning(
+                "call %s: no media connection in %.0f s", call.call_id, self.connect_timeout
+            )
+            await self._tell(call, "failed")
+            await self._end(call, "failed", "failed")
 
     # --- ending --------------------------------------------------------------------------
 
@@ -442,6 +514,7 @@ class Calls:
             with contextlib.suppress(Exception):
                 await call.media.close()
         call.ended.set()
+        self._calls.pop(call.call_id, None)  # the log keeps it
         if record is None:
             return
         self._emit(CallEnded(call, record))
@@ -461,7 +534,9 @@ class Calls:
     async def close(self) -> None:
         """The client closes: hang up what is live, stop the background work."""
         for call in list(self._calls.values()):
-            if call.state in _LIVE:
+            if call.direction is Direction.IN and call.state is CallState.RINGING:
+                await self._end(call, "normal", "missed")  # says nothing: others may answer
+            elif call.state in _LIVE:
                 with contextlib.suppress(ParleyClientError):
                     await self.hangup(call)
         for task in [*self._tasks, *([self._worker] if self._worker else [])]:
@@ -474,15 +549,16 @@ class Calls:
         """The service took one of our signals (`code` None), or refused it or the
         outbox dropped it (`code`); whether it was one of ours. A call whose offer
         could not go ends "failed"."""
-        if entry.client_id not in self.signaller.sent:
+        sent = self.signaller.sent.pop(entry.client_id, None)
+        if sent is None:
             return False
-        self.signaller.sent.discard(entry.client_id)
+        call_id, kind = sent
         if code is None:
             return True
-        log.warning("call signal %s to %s did not go: %s", entry.client_id, entry.to, code)
-        for call in self._calls.values():
-            if call.contact.user_id == entry.to and call.state is CallState.CALLING:
-                self._spawn(self._end(call, "failed", "failed"))
+        log.warning("call %s to %s did not go: %s", kind, entry.to, code)
+        call = self._calls.get(call_id)
+        if kind == "offer" and call is not None and call.state is CallState.CALLING:
+            self._spawn(self._end(call, "failed", "failed"))
         return True
 
     # --- helpers -------------------------------------------------------------------------
@@ -527,6 +603,11 @@ class Calls:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _over(call: Call) -> bool:
+    """Whether `call` has ended (read anew: an await may have ended it)."""
+    return call.state is CallState.ENDED
 
 
 def _media() -> Any:

@@ -33,7 +33,8 @@ class Signaller:
     def __init__(self, sealer: Sealer, queue: Callable[[OutboxEntry], None]) -> None:
         self.sealer = sealer
         self._queue = queue
-        self.sent: set[str] = set()  # client ids of signals not yet answered by the service
+        # signals the service has not answered yet: client id -> (call id, signal type)
+        self.sent: dict[str, tuple[str, str]] = {}
 
     async def send(
         self, contact: Contact, signal: CallSignal, *, ttl: int | None, ring: bool = False
@@ -56,7 +57,7 @@ class Signaller:
             )
             check_entry_size(entry)
             self.sealer.commit(sealed, entry, plaintext, self.sealer.clock())
-        self.sent.add(entry.client_id)
+        self.sent[entry.client_id] = (signal.call, signal.type)
         self._queue(entry)
         return entry.client_id
 

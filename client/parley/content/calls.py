@@ -76,7 +76,7 @@ _CALL_ID: Final = re.compile(r"[0-9a-f]{32}")
 # RFC 8122: "a=fingerprint:<hash function> <hex pairs joined by colons>"
 _FINGERPRINT: Final = re.compile(r"sha-256 (?:[0-9A-F]{2}:){31}[0-9A-F]{2}")
 _SDP_FINGERPRINT: Final = re.compile(
-    r"^a=fingerprint:(\S+) (\S+)\s*$", re.MULTILINE | re.IGNORECASE
+    r"^a=fingerprint:(\S+)\s+(\S+)\s*$", re.MULTILINE | re.IGNORECASE
 )
 _FIELDS: Final[dict[str, frozenset[str]]] = {
     "offer": frozenset({"sdp", "fingerprint", "video"}),
@@ -153,16 +153,14 @@ def fingerprint_of(sdp: str) -> str:
     section must name the same one (other hash functions may be listed too: the
     media connection is checked against all of them). ContentError if there is no
     SHA-256 fingerprint, or more than one."""
-    found = {
-        f"sha-256 {value.upper()}"
-        for algorithm, value in _SDP_FINGERPRINT.findall(sdp)
-        if algorithm.lower() == "sha-256"
-    }
-    if not found:
+    named: dict[str, set[str]] = {}
+    for algorithm, value in _SDP_FINGERPRINT.findall(sdp):
+        named.setdefault(algorithm.lower(), set()).add(value.upper())
+    if any(len(values) > 1 for values in named.values()):
+        raise ContentError("the SDP's media sections name different DTLS fingerprints")
+    if "sha-256" not in named:
         raise ContentError("the SDP names no SHA-256 DTLS fingerprint")
-    if len(found) > 1:
-        raise ContentError("the SDP names more than one SHA-256 DTLS fingerprint")
-    fingerprint = found.pop()
+    fingerprint = f"sha-256 {named['sha-256'].pop()}"
     if _FINGERPRINT.fullmatch(fingerprint) is None:
         raise ContentError("the SDP's DTLS fingerprint is malformed")
     return fingerprint
