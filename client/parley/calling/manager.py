@@ -258,9 +258,7 @@ class Calls:
         unanswered = call.state in _UNANSWERED
         # a caller that gives up: the callee's offline devices log it as missed
         await self._tell(call, "normal", stored=unanswered)
-        record = self.record(call.call_id)
-        connected = record is not None and record.connected_at is not None
-        await self._end(call, "normal", "answered" if connected else "cancelled")
+        await self._end(call, "normal", "answered" if self._connected(call) else "cancelled")
 
     # --- signals that arrive -------------------------------------------------------------
 
@@ -406,8 +404,7 @@ class Calls:
             return  # our device in the call hears it and tells us
         if call.peer_device is not None and device != call.peer_device:
             return  # a device of theirs that is not in this call
-        record = self.record(call.call_id)
-        if record is not None and record.connected_at is not None:
+        if self._connected(call):
             outcome = "answered"
         elif call.direction is Direction.IN:
             outcome = "answered_elsewhere" if signal.reason == "answered_elsewhere" else "missed"
@@ -454,10 +451,7 @@ class Calls:
         elif call.state is CallState.ELSEWHERE:
             # the calling device names the device of theirs that had answered, if one
             # did (their answer may reach us after this copy, or not at all)
-            record = self.record(call.call_id)
-            answered = signal.device is not None or (
-                record is not None and record.connected_at is not None
-            )
+            answered = signal.device is not None or self._connected(call)
             outcome = "answered" if answered else _OUTCOMES[signal.reason]
             await self._end(call, signal.reason, outcome)
 
@@ -478,29 +472,28 @@ class Calls:
             # away without a word (ICE consent ran out)
             self._spawn(self._closed(call))
         elif state == "failed":
-            log.warning("call %s: the media connection failed", call.call_id)
-            await self._tell(call, "failed")
-            record = self.record(call.call_id)
-            connected = record is not None and record.connected_at is not None
-            await self._end(call, "failed", "answered" if connected else "failed")
+            await self._fail(call, "the media connection failed")
 
     async def _closed(self, call: Call) -> None:
         await asyncio.sleep(self.hangup_grace)
         if call.state is not CallState.ENDED:
-            log.warning("call %s: the media closed and no hang-up came", call.call_id)
-            await self._tell(call, "failed")
-            record = self.record(call.call_id)
-            connected = record is not None and record.connected_at is not None
-            await self._end(call, "failed", "answered" if connected else "failed")
+            await self._fail(call, "the media closed and no hang-up came")
 
     async def _connect_deadline(self, call: Call) -> None:
         await asyncio.sleep(self.connect_timeout)
         if call.state is CallState.CONNECTING:
-            log.warning(
-                "call %s: no media connection in %.0f s", call.call_id, self.connect_timeout
-            )
-            await self._tell(call, "failed")
-            await self._end(call, "failed", "failed")
+            await self._fail(call, f"no media connection in {self.connect_timeout:.0f} s")
+
+    async def _fail(self, call: Call, why: str) -> None:
+        """End a call whose media failed, telling the other side (answered: it did connect)."""
+        log.warning("call %s: %s", call.call_id, why)
+        await self._tell(call, "failed")
+        await self._end(call, "failed", "answered" if self._connected(call) else "failed")
+
+    def _connected(self, call: Call) -> bool:
+        """Whether the call's media ever connected (on this device or, logged, elsewhere)."""
+        record = self.record(call.call_id)
+        return record is not None and record.connected_at is not None
 
     # --- ending --------------------------------------------------------------------------
 
