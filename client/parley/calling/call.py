@@ -94,11 +94,14 @@ class Call:
         sink: Any = None,
         video_source: Any = None,
         video_sink: Any = None,
+        relay_only: bool | None = None,
     ) -> None:
         """Answer a ringing incoming call here: `audio` is what it plays (a track:
         `parley.calling.audio`; silence by default), `sink` where what it hears goes.
-        Every other device of this account stops ringing."""
-        await self._manager.accept(self, audio, sink, video_source, video_sink)
+        Every other device of this account stops ringing. `relay_only` (None: when
+        the caller is someone the user does not know) keeps this device's addresses
+        from the caller: media goes through the service's TURN relay."""
+        await self._manager.accept(self, audio, sink, video_source, video_sink, relay_only)
 
     async def decline(self) -> None:
         """Refuse a ringing incoming call (on every device of this account)."""

@@ -32,13 +32,16 @@ class PhoneCalls(ProfileFacade):
         sink: Any = None,
         video_source: Any = None,
         video_sink: Any = None,
+        relay_only: bool | None = None,
     ) -> Call:
         """Call `contact` (a name, phone, user id or Contact): every device of theirs
         rings. `audio` is what this side plays (an aiortc audio track, e.g.
         `parley.calling.audio.Tone(440)`, `WavFile(path)`, `Microphone()`; silence by
         default), `sink` where what they say goes (`Capture()`, `Recorder(path)`,
         `Speaker()`; dropped by default). `video=True` adds VP8 video
-        (`video_source` defaults to a test pattern). Returns at once; the call's
+        (`video_source` defaults to a test pattern). `relay_only=True` keeps this
+        device's network addresses from them (media through the service's TURN relay;
+        the default does so for people you do not know). Returns at once; the call's
         state and its end come as events and through `Call.wait_state`/`wait_ended`.
         Needs the calls extra: pip install './client[calls]'."""
         return await self._phone.place(
@@ -48,6 +51,7 @@ class PhoneCalls(ProfileFacade):
             sink=sink,
             video_source=video_source,
             video_sink=video_sink,
+            relay_only=relay_only,
         )
 
     def current_call(self) -> Call | None:

@@ -150,9 +150,12 @@ class Calls:
         sink: Any = None,
         video_source: Any = None,
         video_sink: Any = None,
+        relay_only: bool | None = None,
     ) -> Call:
         """Call `contact`: every device of theirs rings. Returns at once with the
-        call in state `calling`; `wait_state(CONNECTED)` or `wait_ended()` follow."""
+        call in state `calling`; `wait_state(CONNECTED)` or `wait_ended()` follow.
+        `relay_only` (None: for people the user does not know) hides this device's
+        addresses behind the service's TURN relay."""
         if contact.user_id == self.account.user_id:
             raise CallRefused("you cannot call yourself")
         if self.busy():
@@ -170,6 +173,7 @@ class Calls:
             video_source=video_source,
             video_sink=video_sink,
             on_state=lambda state: self._spawn(self._media_state(call, state)),
+            relay_only=self._relay_only(contact, relay_only),
         )
         self._calls[call.call_id] = call
         self._log(call, started_at=self._clock())
@@ -197,7 +201,13 @@ class Calls:
     # --- answering -----------------------------------------------------------------------
 
     async def accept(
-        self, call: Call, audio: Any, sink: Any, video_source: Any, video_sink: Any
+        self,
+        call: Call,
+        audio: Any,
+        sink: Any,
+        video_source: Any,
+        video_sink: Any,
+        relay_only: bool | None = None,
     ) -> None:
         if call.direction is not Direction.IN or call.state is not CallState.RINGING:
             raise CallRefused(f"a call that is {call.state} cannot be accepted")
@@ -223,6 +233,7 @@ class Calls:
                 video_source=video_source,
                 video_sink=video_sink,
                 on_state=lambda state: self._spawn(self._media_state(call, state)),
+                relay_only=self._relay_only(call.contact, relay_only),
             )
             sdp = await call.media.answer(call.offer.sdp)
             if _over(call):
@@ -573,6 +584,14 @@ class Calls:
         if call is None or call.contact.user_id != sender or call.direction is not Direction.OUT:
             return None
         return call
+
+    def _relay_only(self, contact: Contact, asked: bool | None) -> bool:
+        """Whether this device's own addresses stay out of the call: if asked, else for
+        someone the user does not know (an offer or answer shows them to every device
+        it reaches)."""
+        if asked is not None:
+            return asked
+        return not relationships.knows(self.store, contact.user_id)
 
     def _contact(self, user_id: str) -> Contact:
         return self.store.contacts.get(user_id) or self.store.contacts.add(user_id, None, None)

@@ -30,6 +30,7 @@ import aiortc.rtcrtpsender
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -41,7 +42,7 @@ from parley.calling.relays import IceConfig
 from parley.content.calls import Candidate
 from parley.models import CallStats
 
-__all__ = ["MediaSession"]
+__all__ = ["MediaSession", "configuration"]
 
 log = logging.getLogger("parley.calling")
 
@@ -84,6 +85,19 @@ def _gathering(loopback: bool) -> Iterator[None]:
         _LOOPBACK.reset(token)
 
 
+def configuration(ice: IceConfig, *, relay_only: bool = False) -> RTCConfiguration:
+    """The peer connection's ICE configuration. `relay_only`: offer no address of this
+    device's own, only the TURN relay's (where the service hands out a relay: on
+    loopback there is none, and nothing to hide)."""
+    servers = [RTCIceServer(list(s.urls), s.username, s.credential) for s in ice.servers]
+    relayed = any(url.startswith(("turn:", "turns:")) for s in ice.servers for url in s.urls)
+    if relay_only and not relayed and not ice.loopback:
+        log.warning("no TURN relay to hide this device's addresses behind: using direct ones")
+    policy = RTCIceTransportPolicy.RELAY if relay_only and relayed else RTCIceTransportPolicy.ALL
+    # no servers: none at all (aiortc would otherwise add a public STUN server)
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
 class MediaSession:
     """One call's peer connection: offer or answer, then media until `close`."""
 
@@ -97,10 +111,9 @@ class MediaSession:
         video_source: MediaStreamTrack | None = None,
         video_sink: VideoSink | None = None,
         on_state: Callable[[str], None] = lambda _state: None,
+        relay_only: bool = False,
     ) -> None:
-        servers = [RTCIceServer(list(s.urls), s.username, s.credential) for s in ice.servers]
-        # no servers: none at all (aiortc would otherwise add a public STUN server)
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._pc = RTCPeerConnection(configuration(ice, relay_only=relay_only))
         self._loopback = ice.loopback
         self.video = video
         self._audio_source = audio_source or Silence()

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from parley.cli.commands.actions import parse_timer
 from parley.cli.context import Context
@@ -437,7 +438,7 @@ class Chat:
             term.set_status("")
 
 
-def _devices() -> dict[str, object]:
+def _devices() -> dict[str, Any]:
     """The system's microphone and speaker, where `sounddevice` can open them;
     otherwise the call sends silence and drops what it hears."""
     try:

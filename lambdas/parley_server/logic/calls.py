@@ -2,8 +2,9 @@
 (STUN, and TURN with short-lived credentials) it needs to reach the other party.
 
 Everything else about a call travels end to end encrypted as ephemeral sends
-(logic/messaging.py): the server never learns who calls whom, only that a device
-asked for relays.
+(logic/messaging.py): the server sees messages between two accounts, a `ring`
+flag on the first, and that a device asked for relays; it is not told what was
+said or that it was a call (docs/SECURITY.md, "Calls").
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ class FakeMedia:
 
     def __init__(self, ice: IceConfig, **kwargs: Any) -> None:
         self.on_state = kwargs["on_state"]
+        self.relay_only = kwargs["relay_only"]
         self.closed = False
         self.candidates: list[Candidate] = []
         self.hold_answer: asyncio.Event | None = None
@@ -328,3 +329,18 @@ async def test_a_hang_up_that_follows_the_media_closing_ends_the_call_normally(
     record = await asyncio.wait_for(call.wait_ended(), 1)
     assert (record.reason, record.outcome) == ("normal", "answered")
     assert ("hangup", "failed") not in signaller.to(BOB)
+
+
+async def test_a_device_hides_its_addresses_from_strangers_unless_told_otherwise(
+    phone: tuple[Calls, FakeSignaller, list[Event]],
+) -> None:
+    calls, _, _ = phone
+    stranger = await ringing(calls, "7e" * 16, EVE, EVE_DEVICE)
+    await stranger.accept()
+    await stranger.hangup()
+    known = await ringing(calls, "7b" * 16)
+    await known.accept()
+    await known.hangup()
+    forced = await ringing(calls, "7c" * 16)
+    await forced.accept(relay_only=True)
+    assert [m.relay_only for m in FakeMedia.made] == [True, False, True]

@@ -51,3 +51,21 @@ async def test_two_loopback_sessions_carry_each_others_tone() -> None:
     finally:
         await caller.close()
         await callee.close()
+
+
+def test_relay_only_uses_the_relay_alone_where_the_service_gives_one() -> None:
+    from aiortc import RTCIceTransportPolicy
+
+    from parley.calling.media import configuration
+    from parley.calling.relays import IceServer
+
+    turn = IceServer(("turn:relay.example:443?transport=udp",), "user", "secret")
+    stun = IceServer(("stun:stun.example:443",))
+    on_aws = IceConfig((stun, turn), loopback=False, expires_at=time.time() + 300)
+    hidden = configuration(on_aws, relay_only=True)
+    assert hidden.iceTransportPolicy is RTCIceTransportPolicy.RELAY
+    assert [s.urls for s in hidden.iceServers or []] == [list(stun.urls), list(turn.urls)]
+    assert configuration(on_aws).iceTransportPolicy is RTCIceTransportPolicy.ALL
+    # no relay to hide behind (the local stack): direct, as before
+    assert configuration(LOOPBACK, relay_only=True).iceTransportPolicy is RTCIceTransportPolicy.ALL
+    assert configuration(LOOPBACK).iceServers == []
