@@ -51,7 +51,7 @@ async def _person(stack: LocalStack, home: Path, profile: str, phone: str) -> st
 async def _answer_every_call(callee: Client) -> None:
     async for event in callee.events():
         if isinstance(event, IncomingCall):
-            await event.call.accept(audio=Tone(660))  # type: ignore[call-arg]
+            await event.call.accept(audio=Tone(660))
 
 
 async def _measure(stack: LocalStack, home: Path, calls: int, seconds: float) -> list[Figure]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from parley.content import Attachment, Content, Quote, Target
 from parley.ids import group_address, group_id_of
@@ -570,7 +570,15 @@ class CallControl(Protocol):
     @property
     def state(self) -> CallState: ...
 
-    async def accept(self) -> None: ...
+    async def accept(
+        self,
+        *,
+        audio: Any = None,
+        sink: Any = None,
+        video_source: Any = None,
+        video_sink: Any = None,
+        relay_only: bool | None = None,
+    ) -> None: ...
 
     async def decline(self) -> None: ...
 

@@ -91,7 +91,7 @@ async def test_a_call_carries_each_sides_voice_and_ends_on_both_with_its_duratio
         assert ringing.call.video is False
         await expect(alice_events, CallStateChanged, lambda e: e.state is CallState.RINGING)
 
-        await ringing.call.accept(audio=Tone(660), sink=bob_hears)  # type: ignore[call-arg]
+        await ringing.call.accept(audio=Tone(660), sink=bob_hears)
         async with asyncio.timeout(WAIT_S):
             await call.wait_state(CallState.CONNECTED)
         await expect(bob_events, CallStateChanged, lambda e: e.state is CallState.CONNECTED)
@@ -353,7 +353,7 @@ async def test_a_video_call_carries_frames_both_ways(
         call = await alice.call(who["bob"].user_id, video=True, video_sink=alice_sees)
         ringing = await expect(bob_events, IncomingCall)
         assert ringing.call.video is True
-        await ringing.call.accept(video_sink=bob_sees)  # type: ignore[call-arg]
+        await ringing.call.accept(video_sink=bob_sees)
         async with asyncio.timeout(WAIT_S):
             await alice_sees.received.wait()
             await bob_sees.received.wait()

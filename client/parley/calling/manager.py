@@ -72,7 +72,6 @@ RING_TIMEOUT_S = 45.0
 OFFER_TTL_S = 60
 # How long the service keeps the other signals (answer, ringing, busy, hang-ups).
 SIGNAL_TTL_S = 60
-ICE_TTL_S = 30
 # How long an answered call may take to connect its media before it fails.
 CONNECT_TIMEOUT_S = 30.0
 # How long after the media connection closed the other side's hang-up may still come
@@ -186,7 +185,7 @@ class Calls:
         except Exception as exc:  # aiortc raises what it likes (assertions, its own errors)
             await self._end(call, "failed", "failed")
             raise CallRefused(f"could not place the call: {exc}") from exc
-        await self._own(replace(offer, peer=contact.user_id, sdp=sdp), OFFER_TTL_S)
+        await self._own(replace(offer, peer=contact.user_id), OFFER_TTL_S)
         self._emit(CallStateChanged(call, CallState.CALLING))
         self._spawn(self._ring_out(call))
         return call
