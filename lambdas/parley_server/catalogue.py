@@ -7,8 +7,9 @@ routes with the same handlers). Neither can drift from the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 __all__ = [
     "FUNCTIONS",
@@ -55,8 +56,7 @@ class Setting(StrEnum):
     CALL_CHANNELS = "PARLEY_CALL_CHANNELS"
 
 
-@dataclass(frozen=True)
-class FunctionSpec:
+class FunctionSpec(msgspec.Struct, frozen=True):
     """A Lambda function: its handler, what it reads, and how it is sized."""
 
     id: str
@@ -67,8 +67,7 @@ class FunctionSpec:
     timeout_s: int = 10
 
 
-@dataclass(frozen=True)
-class RouteSpec:
+class RouteSpec(msgspec.Struct, frozen=True):
     """A WebSocket route and the function that serves it."""
 
     route_key: str

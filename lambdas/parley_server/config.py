@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
 
 from parley_server.catalogue import Setting
 from parley_server.models.errors import ConfigError
@@ -30,8 +31,7 @@ T = TypeVar("T")
 CALL_RELAY_MODES = ("kvs", "loopback")
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(msgspec.Struct, frozen=True):
     """Tunables. Defaults are the service's documented behaviour."""
 
     mailbox_ttl_s: int = 30 * 24 * 3600
@@ -144,7 +144,7 @@ class Limits:
             raise ConfigError(f"{Setting.LIMITS.value} is not JSON: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{Setting.LIMITS.value} must be a JSON object")
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__struct_fields__)
         unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"{Setting.LIMITS.value} has unknown keys: {sorted(unknown)}")
@@ -164,12 +164,14 @@ class _Required:
         return config.get(self.setting)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(msgspec.Struct, frozen=True, dict=True):  # dict: room for cached_property
     """The settings of one function. Reading a setting that is not set is a ConfigError."""
 
-    environ: Mapping[str, str] = field(repr=False)
+    environ: Mapping[str, str]
     limits: Limits
+
+    def __repr__(self) -> str:
+        return f"Config(limits={self.limits!r})"  # the environment stays out of logs
 
     def get(self, setting: Setting) -> str:
         value = self.environ.get(setting.value)
@@ -265,8 +267,7 @@ def reset_config() -> None:
     load_config.cache_clear()
 
 
-@dataclass(frozen=True)
-class _Built(Generic[T]):
+class _Built(msgspec.Struct, Generic[T], frozen=True):
     config: Config
     value: T
 

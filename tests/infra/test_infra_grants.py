@@ -3,9 +3,10 @@ exactly the resources its settings name, and a mismatch is caught at synth."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 
 import pytest
+from msgspec.structs import replace
 
 from parley_server.catalogue import FUNCTIONS, Setting
 from stacks.grants import GRANTS, FunctionGrants, Ops, check_grants, table_actions
@@ -28,7 +29,7 @@ def test_a_setting_without_a_grant_is_refused() -> None:
 
 def test_a_grant_without_a_setting_is_refused() -> None:
     grants = dict(GRANTS)
-    grants["WsTyping"] = replace(GRANTS["WsTyping"], read_signing_secret=True)
+    grants["WsTyping"] = dataclasses.replace(GRANTS["WsTyping"], read_signing_secret=True)
     with pytest.raises(ValueError, match=r"WsTyping: granted .*PARLEY_SIGNING_SECRET_ARN"):
         check_grants(FUNCTIONS, grants)
 

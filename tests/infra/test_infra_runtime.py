@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from msgspec.structs import replace
 
 from parley_server.catalogue import FUNCTIONS, Setting
 from parley_server.models.sms import SmsOrigination

@@ -13,6 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -339,7 +340,7 @@ def verify_otp(request: VerifyRequest) -> TokenAnswer:
     metrics.add_metric(
         name=Metric.SIGN_UP if created else Metric.SIGN_IN, unit=MetricUnit.Count, value=1
     )
-    return TokenAnswer(**vars(pair))
+    return TokenAnswer(**msgspec.structs.asdict(pair))
 
 
 @app.post(
@@ -359,7 +360,7 @@ def refresh(request: RefreshRequest) -> TokenAnswer:
         limits=deps.config.limits,
         now=_now(),
     )
-    return TokenAnswer(**vars(pair))
+    return TokenAnswer(**msgspec.structs.asdict(pair))
 
 
 # -- keys -------------------------------------------------------------------------
@@ -553,7 +554,9 @@ def delete_account(request: AccountDeleteRequest) -> None:
         now=_now(),
     )
     metrics.add_metric(name=Metric.ACCOUNT_DELETED, unit=MetricUnit.Count, value=1)
-    logger.info("account deleted", extra={"user_id": caller.user_id, **vars(done)})
+    logger.info(
+        "account deleted", extra={"user_id": caller.user_id, **msgspec.structs.asdict(done)}
+    )
 
 
 @app.put(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
@@ -182,7 +183,7 @@ def complete_pairing(ref: Ref, request: PairingCompleteRequest) -> TokenAnswer:
     )
     _count(Metric.DEVICE_LINKED)
     logger.info("device linked", extra={"user_id": pair.user_id, "device_id": pair.device_id})
-    return TokenAnswer(**vars(pair))
+    return TokenAnswer(**msgspec.structs.asdict(pair))
 
 
 @router.put(

@@ -31,8 +31,9 @@ Every step is safe to repeat: it deletes what is there and skips what is gone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from parley_server.logic import devices, groups, otp
 from parley_server.logic.media import object_key
@@ -58,8 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["AccountStores", "Deleted", "delete_account"]
 
 
-@dataclass(frozen=True)
-class AccountStores:
+class AccountStores(msgspec.Struct, frozen=True):
     """Everything an account has data in."""
 
     users: UsersStore
@@ -74,8 +74,7 @@ class AccountStores:
     groups: GroupsStore
 
 
-@dataclass
-class Deleted:
+class Deleted(msgspec.Struct):
     """What this call removed (a call that finishes an earlier one counts only its part)."""
 
     devices: int = 0

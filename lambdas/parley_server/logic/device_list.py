@@ -18,9 +18,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -60,15 +60,13 @@ _ENTRY_KEYS = frozenset({"device_id", "key_index", "identity"})
 _DETAILS_KEYS = frozenset({"user_id", "device_id", "key_index", "identity", "ts"})
 
 
-@dataclass(frozen=True)
-class ListedDevice:
+class ListedDevice(msgspec.Struct, frozen=True):
     device_id: str
     key_index: int
     identity: bytes
 
 
-@dataclass(frozen=True)
-class DeviceList:
+class DeviceList(msgspec.Struct, frozen=True):
     """A device list whose signature was verified under its account identity."""
 
     user_id: str
@@ -92,8 +90,7 @@ class DeviceList:
         return max(d.key_index for d in self.devices)
 
 
-@dataclass(frozen=True)
-class Details:
+class Details(msgspec.Struct, frozen=True):
     """A companion's details as the primary signed them (the ADV account signature)."""
 
     user_id: str

@@ -23,9 +23,9 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+import msgspec
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -64,8 +64,7 @@ _KEYS = frozenset(
 _ONE_MEMBER: frozenset[str] = frozenset({"remove", "promote", "dismiss"})
 
 
-@dataclass(frozen=True)
-class SignedChange:
+class SignedChange(msgspec.Struct, frozen=True):
     """A change whose structure was checked (its signature is `verify`'s part)."""
 
     group_id: str

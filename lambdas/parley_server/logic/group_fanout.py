@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import msgspec
 
 from parley_server.config import Limits
 from parley_server.logic.messaging import DeliveryReport, deliver, expiry, limit_send_rate
@@ -75,8 +76,7 @@ class FanoutQueuePort(Protocol):
     def enqueue(self, jobs: Sequence[FanoutJob]) -> int: ...
 
 
-@dataclass(frozen=True)
-class FanoutOutcome:
+class FanoutOutcome(msgspec.Struct, frozen=True):
     """What one fan-out (inline or one queued job) did."""
 
     members: int
@@ -87,8 +87,7 @@ class FanoutOutcome:
     writes: int  # BatchWriteItem calls
 
 
-@dataclass(frozen=True)
-class GroupSendOutcome:
+class GroupSendOutcome(msgspec.Struct, frozen=True):
     event: dict[str, Any]  # the `sent` answer
     members: int
     jobs: int  # queued jobs (0: fanned out inline)
@@ -154,7 +153,7 @@ def send(
         )
         return GroupSendOutcome(event, len(members), 0, outcome)
     jobs = [
-        replace(job, members=members[start : start + chunk_members], chunk=index)
+        msgspec.structs.replace(job, members=members[start : start + chunk_members], chunk=index)
         for index, start in enumerate(range(0, len(members), chunk_members))
     ]
     queue().enqueue(jobs)

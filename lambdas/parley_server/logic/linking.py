@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import hmac as hmac_lib
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from parley_server.ids import new_device_id
 from parley_server.logic import devices as devices_logic
@@ -76,16 +77,14 @@ _ANY = 1 << 16  # a stored list's size was checked against the limit when it was
 _GONE = "no such pairing, or it has expired"
 
 
-@dataclass(frozen=True)
-class NewPairing:
+class NewPairing(msgspec.Struct, frozen=True):
     ref: str
     device_id: str
     claim: bytes
     expires_in: int
 
 
-@dataclass(frozen=True)
-class PublishedList:
+class PublishedList(msgspec.Struct, frozen=True):
     """The account's signed device list as the primary signed it."""
 
     body: bytes

@@ -10,8 +10,9 @@ the presigned form bound to one key and one exact size, can create it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 from parley_server.ids import is_media_id, new_media_id
 from parley_server.models.errors import BadRequest, NotFound, PayloadTooLarge
@@ -42,8 +43,7 @@ UPLOAD_EXPIRES_S = 300
 DOWNLOAD_EXPIRES_S = 300
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(msgspec.Struct, frozen=True):
     """A reserved media id and the presigned form that uploads its ciphertext."""
 
     media_id: str
@@ -51,8 +51,7 @@ class Upload:
     expires_in: int
 
 
-@dataclass(frozen=True)
-class DownloadLink:
+class DownloadLink(msgspec.Struct, frozen=True):
     """A short-lived GET link for an uploaded media object of `size` bytes."""
 
     url: str

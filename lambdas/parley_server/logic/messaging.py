@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from parley_server.config import Limits
 from parley_server.logic.ports import (
@@ -81,8 +82,7 @@ SYNC_PAGE = Limits().sync_page
 # -- delivery ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeliveryReport:
+class DeliveryReport(msgspec.Struct, frozen=True):
     """What one fan-out to a user's connections did."""
 
     reached: frozenset[str]  # device ids with at least one connection that got the event
@@ -133,8 +133,7 @@ def _nonce() -> str:
 # -- send -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SendOutcome:
+class SendOutcome(msgspec.Struct, frozen=True):
     event: dict[str, Any]  # the `sent` answer
     devices: int  # fan-out size
     stored: int  # new envelopes
@@ -303,8 +302,7 @@ def _recipient_devices(
 # -- sync -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SyncOutcome:
+class SyncOutcome(msgspec.Struct, frozen=True):
     delivered: int
     more: bool
     gone: bool  # the caller's connection went away mid-sync

@@ -30,9 +30,9 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
@@ -84,8 +84,7 @@ _REFUSED_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class OtpChallenge:
+class OtpChallenge(msgspec.Struct, frozen=True):
     """A code is on its way."""
 
     phone: str
@@ -280,8 +279,7 @@ def _give_back(limiter: RateLimiter, counted: list[tuple[str, str, int]], now: f
         pass  # best effort: counting one too many errs on the safe side
 
 
-@dataclass(frozen=True)
-class CheckedCode:
+class CheckedCode(msgspec.Struct, frozen=True):
     """A right code, not used yet: `use_code` spends it."""
 
     phone: str

@@ -4,8 +4,9 @@ satisfy (tests hand in fakes)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+import msgspec
 
 from parley_server.models.frames import Connection, Envelope, Page, Position, PostOutcome
 
@@ -22,8 +23,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(msgspec.Struct, frozen=True):
     """Who is calling: from a verified access token or the authorizer context, never
     from the request. A WebSocket frame's caller also names the connection it came
     on; over HTTP `connection_id` is None."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -51,28 +51,24 @@ SIGNATURE_BYTES = 64
 MAX_KEY_ID = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class PrekeyIn:
+class PrekeyIn(msgspec.Struct, frozen=True):
     key_id: int
     public_key: str  # base64
 
 
-@dataclass(frozen=True)
-class SignedPrekeyIn:
+class SignedPrekeyIn(msgspec.Struct, frozen=True):
     key_id: int
     public_key: str  # base64
     signature: str  # base64
 
 
-@dataclass(frozen=True)
-class KeyUpload:
+class KeyUpload(msgspec.Struct, frozen=True):
     identity_key: str  # base64
     signed_prekey: SignedPrekeyIn
     one_time_prekeys: tuple[PrekeyIn, ...]
 
 
-@dataclass(frozen=True)
-class DeviceBundle:
+class DeviceBundle(msgspec.Struct, frozen=True):
     device_id: str
     identity_key: bytes
     signed_prekey: SignedPrekey
@@ -82,8 +78,7 @@ class DeviceBundle:
     left: int | None = None
 
 
-@dataclass(frozen=True)
-class Bundle:
+class Bundle(msgspec.Struct, frozen=True):
     user_id: str
     devices: tuple[DeviceBundle, ...]
 
@@ -121,8 +116,7 @@ def _key_id(value: int, field: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class CheckedKeys:
+class CheckedKeys(msgspec.Struct, frozen=True):
     """A key upload that passed every check (what `store_keys` writes)."""
 
     identity: bytes

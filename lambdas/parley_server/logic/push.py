@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import BadRequest, Conflict, Unauthorized
@@ -39,8 +40,7 @@ MAX_PUSH_TOKEN_CHARS = 4096
 _CHALLENGE_BYTES = 24  # 32 URL-safe characters
 
 
-@dataclass(frozen=True)
-class Challenged:
+class Challenged(msgspec.Struct, frozen=True):
     """A registration waiting for its challenge: whether the challenge could be
     pushed (not when the platform has no application on this stack) and until when
     it may come back."""
@@ -49,8 +49,7 @@ class Challenged:
     expires_at: int
 
 
-@dataclass(frozen=True)
-class Verified:
+class Verified(msgspec.Struct, frozen=True):
     """A token verified; `moved` when it was another device's until now."""
 
     platform: str

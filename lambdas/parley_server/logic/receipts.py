@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from parley_server.config import Limits
 from parley_server.logic.messaging import deliver, events_by_device
@@ -37,8 +38,7 @@ from parley_server.models.frames import (
 __all__ = ["AckOutcome", "ReceiptOutcome", "ack", "limit_receipt_rate", "receipt"]
 
 
-@dataclass(frozen=True)
-class ReceiptOutcome:
+class ReceiptOutcome(msgspec.Struct, frozen=True):
     devices: int  # devices the receipt was stored for
     stored: int
     delivered: int
@@ -84,8 +84,7 @@ def _put_receipts(
     return pending, new
 
 
-@dataclass(frozen=True)
-class AckOutcome:
+class AckOutcome(msgspec.Struct, frozen=True):
     messages: int  # message envelopes deleted
     receipts: int  # receipt envelopes deleted
     unknown: tuple[str, ...]  # ids with no pending envelope in the caller's mailbox

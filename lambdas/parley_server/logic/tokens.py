@@ -12,10 +12,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
+import msgspec
 
 from parley_server.ids import is_device_id, is_user_id
 from parley_server.logic.ports import Caller
@@ -51,8 +51,7 @@ _REFRESH = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_ACCESS_TOKEN = 1024
 
 
-@dataclass(frozen=True)
-class Keys:
+class Keys(msgspec.Struct, frozen=True):
     """Keys derived from the signing secret, one per purpose."""
 
     access: bytes  # the secret itself: the team's contract for access tokens
@@ -64,8 +63,7 @@ def derive_keys(secret: bytes) -> Keys:
     return Keys(access=secret, otp=hmac.new(secret, b"parley/otp-hash/v1", hashlib.sha256).digest())
 
 
-@dataclass(frozen=True)
-class TokenPair:
+class TokenPair(msgspec.Struct, frozen=True):
     """What a successful sign-in or refresh answers."""
 
     user_id: str

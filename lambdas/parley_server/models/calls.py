@@ -8,8 +8,9 @@ RTCPeerConnection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 __all__ = ["IceServer", "RelayOffer", "Transport"]
 
@@ -18,8 +19,7 @@ __all__ = ["IceServer", "RelayOffer", "Transport"]
 Transport = Literal["internet", "loopback"]
 
 
-@dataclass(frozen=True)
-class IceServer:
+class IceServer(msgspec.Struct, frozen=True):
     """One RTCIceServer: its URLs (stun:, turn:, turns:) and, for TURN, the
     short-lived credentials that open an allocation."""
 
@@ -28,8 +28,7 @@ class IceServer:
     credential: str | None = None
 
 
-@dataclass(frozen=True)
-class RelayOffer:
+class RelayOffer(msgspec.Struct, frozen=True):
     """The ICE servers of one call set-up, and how long their credentials live."""
 
     ice_servers: tuple[IceServer, ...]

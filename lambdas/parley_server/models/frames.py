@@ -15,9 +15,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
+
+import msgspec
 
 from parley_server.ids import DEVICE_HEX, USER_HEX, USER_ID, is_device_id, is_group_id, is_user_id
 from parley_server.models.errors import BadRequest, PayloadTooLarge
@@ -156,8 +157,7 @@ def _to(raw: Mapping[str, Any]) -> tuple[Literal["user", "group"], str]:
     raise BadRequest("`to` must be a user id or g:<group id>", field="to")
 
 
-@dataclass(frozen=True)
-class DirectSendFrame:
+class DirectSendFrame(msgspec.Struct, frozen=True):
     """`send` to a user: one ciphertext per device of the recipient.
 
     `ephemeral`: something that matters for seconds only (call signalling): kept for
@@ -179,8 +179,7 @@ class DirectSendFrame:
             raise ValueError(f"an ephemeral send lives 1 to {MAX_EPHEMERAL_TTL_S} s")
 
 
-@dataclass(frozen=True)
-class GroupSendFrame:
+class GroupSendFrame(msgspec.Struct, frozen=True):
     """`send` to a group: one sender-key ciphertext for every member. `version`, if
     given, is the group version the sender encrypted for (a mismatch is refused)."""
 
@@ -276,8 +275,7 @@ def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
     return DirectSendFrame(client_id, to, decoded, ttl, ephemeral, ring)
 
 
-@dataclass(frozen=True)
-class AckFrame:
+class AckFrame(msgspec.Struct, frozen=True):
     """`ack`: server ids (from `message`/`receipt` events) the device has stored, and
     which of them may tell their sender `delivered` (the recipient decides: a message
     from a stranger is acked without a tick, so nobody learns when a device is online
@@ -310,8 +308,7 @@ class AckFrame:
         return cls(tuple(ids), frozenset(delivered))
 
 
-@dataclass(frozen=True)
-class ReceiptFrame:
+class ReceiptFrame(msgspec.Struct, frozen=True):
     """`receipt`: the reader tells `to` that these of its messages were read."""
 
     to: str
@@ -330,8 +327,7 @@ class ReceiptFrame:
         return cls(to, "read", tuple(ids))
 
 
-@dataclass(frozen=True)
-class SyncFrame:
+class SyncFrame(msgspec.Struct, frozen=True):
     """`sync`: the next page of pending events, after `after` (a cursor from `synced`)."""
 
     after: Position | None
@@ -346,16 +342,14 @@ class SyncFrame:
         return cls(decode_cursor(after))
 
 
-@dataclass(frozen=True)
-class DirectTypingFrame:
+class DirectTypingFrame(msgspec.Struct, frozen=True):
     """`typing` to a user: relayed to their live connections, never stored."""
 
     to: str
     state: Literal["on", "off"]
 
 
-@dataclass(frozen=True)
-class GroupTypingFrame:
+class GroupTypingFrame(msgspec.Struct, frozen=True):
     """`typing` to a group: relayed to every other member's live connections."""
 
     group_id: str
@@ -399,8 +393,7 @@ def receipt_id(status: str, ids: Sequence[str]) -> str:
     return f"{status}-{digest[:32]}"
 
 
-@dataclass(frozen=True)
-class ServerId:
+class ServerId(msgspec.Struct, frozen=True):
     kind: Literal["m", "r"]
     sender: str
     sender_device: str
@@ -415,8 +408,7 @@ def parse_server_id(server_id: str) -> ServerId | None:
     return ServerId(kind, found[2], found[3], found[4])
 
 
-@dataclass(frozen=True)
-class MessageEnvelope:
+class MessageEnvelope(msgspec.Struct, frozen=True):
     """A ciphertext waiting in one device's mailbox."""
 
     recipient: str
@@ -453,8 +445,7 @@ class MessageEnvelope:
         return event
 
 
-@dataclass(frozen=True)
-class ReceiptEnvelope:
+class ReceiptEnvelope(msgspec.Struct, frozen=True):
     """A delivered/read receipt waiting in one device's mailbox."""
 
     recipient: str
@@ -493,16 +484,14 @@ class ReceiptEnvelope:
 Envelope = MessageEnvelope | ReceiptEnvelope
 
 
-@dataclass(frozen=True, order=True)
-class Position:
+class Position(msgspec.Struct, frozen=True, order=True):
     """Where a sync page ended: the `by_order` key of the last envelope read."""
 
     ord: str
     server_id: str
 
 
-@dataclass(frozen=True)
-class Page:
+class Page(msgspec.Struct, frozen=True):
     """Pending envelopes, oldest first, and where the next page starts (None: no more)."""
 
     envelopes: list[Envelope]
@@ -543,8 +532,7 @@ def decode_cursor(cursor: str) -> Position:
 CONNECTING_S = 30
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(msgspec.Struct, frozen=True):
     """A live WebSocket connection of one device."""
 
     connection_id: str

@@ -19,8 +19,9 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from parley_server.models.errors import BadRequest
 
@@ -79,8 +80,7 @@ def group_name(raw: object, field: str = "name", code: str | None = None) -> str
     return name
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     """One member; `joined_ms` orders members by seniority (ties by user id)."""
 
     user_id: str
@@ -93,8 +93,7 @@ class Member:
         return (self.joined_ms, self.user_id)
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(msgspec.Struct, frozen=True):
     """A group as stored: its details and every member, oldest first."""
 
     group_id: str
@@ -122,8 +121,7 @@ class Group:
         return [m.user_id for m in self.members if m.role == ADMIN]
 
 
-@dataclass(frozen=True)
-class ChainEntry:
+class ChainEntry(msgspec.Struct, frozen=True):
     """One entry of a group's chain: the signed change that took the group to rev
     `seq`, exactly as it was signed, and the author's signed device list when it was
     committed (its certificate). The service's own entries (the leave of a deleted
@@ -136,16 +134,14 @@ class ChainEntry:
     cert_signature: bytes | None = None
 
 
-@dataclass(frozen=True)
-class ChainPage:
+class ChainPage(msgspec.Struct, frozen=True):
     """Entries of a chain in order, and whether more follow them."""
 
     entries: tuple[ChainEntry, ...]
     more: bool
 
 
-@dataclass(frozen=True)
-class GroupChange:
+class GroupChange(msgspec.Struct, frozen=True):
     """One atomic change, computed from the group at revision `rev`.
 
     The store applies it only if the group is still at `rev`, and only if every
@@ -168,16 +164,14 @@ class GroupChange:
     head_hash: bytes = b""
 
 
-@dataclass(frozen=True)
-class Membership:
+class Membership(msgspec.Struct, frozen=True):
     """A user's place in one group (from the by_member index)."""
 
     group_id: str
     role: Role
 
 
-@dataclass(frozen=True)
-class GroupSummary:
+class GroupSummary(msgspec.Struct, frozen=True):
     """What a list of my groups shows."""
 
     group_id: str
@@ -187,8 +181,7 @@ class GroupSummary:
     role: Role
 
 
-@dataclass(frozen=True)
-class Roster:
+class Roster(msgspec.Struct, frozen=True):
     """Who a group message goes to: the members at the moment it is accepted."""
 
     group_id: str
@@ -199,8 +192,7 @@ class Roster:
 _JOB_VERSION = 1
 
 
-@dataclass(frozen=True)
-class FanoutJob:
+class FanoutJob(msgspec.Struct, frozen=True):
     """One group message for one slice of the members: what a fan-out worker needs.
 
     Everything a worker writes comes from here (the ciphertext, the server time

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from parley_server.models.errors import ConfigError
 
@@ -29,8 +30,7 @@ _SENDER_ID = re.compile(r"^(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{1,11}$")
 _KEYS = ("originationNumber", "senderId", "smsType")
 
 
-@dataclass(frozen=True)
-class SmsOrigination:
+class SmsOrigination(msgspec.Struct, frozen=True):
     """How SNS should send the service's text messages."""
 
     origination_number: str | None = None

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable
@@ -32,8 +32,7 @@ BATCH_GET_MAX = 100  # DynamoDB's limit on one BatchGetItem
 BATCH_WRITE_MAX = 25  # DynamoDB's limit on one BatchWriteItem
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """How many calls a batch may take, with or without a growing pause between
     them, and the DependencyUnavailable messages for a failed call and for a batch
     still unfinished after them."""

@@ -19,9 +19,9 @@ upload do not follow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from parley_server.models.errors import Conflict, DependencyUnavailable
@@ -35,16 +35,14 @@ CIPHERTEXT_TYPE = "application/octet-stream"
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-@dataclass(frozen=True)
-class PresignedPost:
+class PresignedPost(msgspec.Struct, frozen=True):
     """Where and how to POST one object: the form fields go before the file."""
 
     url: str
     fields: dict[str, str]
 
 
-@dataclass(frozen=True)
-class MediaRecord:
+class MediaRecord(msgspec.Struct, frozen=True):
     media_id: str
     key: str
     owner: str

@@ -8,9 +8,9 @@ cool-down, both spend the last attempt or both use a code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import (
@@ -23,8 +23,7 @@ from parley_server.models.errors import (
 __all__ = ["Attempt", "OtpStore"]
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """A counted attempt at a live challenge."""
 
     code_hash: bytes

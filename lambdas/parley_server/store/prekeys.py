@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import Conflict, DependencyUnavailable
@@ -29,21 +29,18 @@ _CLAIM_ROUNDS = 10
 _BATCH = Retry(8, "key store unavailable", "key store is throttling; try again")
 
 
-@dataclass(frozen=True)
-class SignedPrekey:
+class SignedPrekey(msgspec.Struct, frozen=True):
     key_id: int
     public_key: bytes
     signature: bytes
 
 
-@dataclass(frozen=True)
-class OneTimePrekey:
+class OneTimePrekey(msgspec.Struct, frozen=True):
     key_id: int
     public_key: bytes
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """What one claim took (None: the device had no one-time prekey left), and how
     many the device has left when that is few (None: enough)."""
 
@@ -51,8 +48,7 @@ class Claim:
     left: int | None
 
 
-@dataclass(frozen=True)
-class DeviceKeys:
+class DeviceKeys(msgspec.Struct, frozen=True):
     """A device's long-lived keys (no one-time prekey)."""
 
     identity_key: bytes

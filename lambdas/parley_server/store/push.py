@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
@@ -110,8 +110,7 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-@dataclass(frozen=True)
-class ChallengeJob:
+class ChallengeJob(msgspec.Struct, frozen=True):
     """A challenge to push through a platform endpoint, queued by the HttpApi function
     (which texts codes, so it publishes to no endpoint) for GroupFanout to push."""
 
@@ -120,7 +119,7 @@ class ChallengeJob:
     challenge: str
 
     def to_json(self) -> str:
-        return json.dumps({"type": _CHALLENGE_JOB, **asdict(self)}, sort_keys=True)
+        return json.dumps({"type": _CHALLENGE_JOB, **msgspec.structs.asdict(self)}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ChallengeJob | None:

@@ -12,9 +12,9 @@ strikes, until `span_s` after its last; a strike after that starts a new series.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, RateLimited
@@ -22,8 +22,7 @@ from parley_server.models.errors import DependencyUnavailable, RateLimited
 __all__ = ["RateLimiter", "Strikes"]
 
 
-@dataclass(frozen=True)
-class Strikes:
+class Strikes(msgspec.Struct, frozen=True):
     """A subject's open series of strikes (count 0: none)."""
 
     count: int = 0

@@ -21,8 +21,9 @@ ratelimits   pk=key (window counter, TTL)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import msgspec
 
 from parley_server.catalogue import Setting
 
@@ -31,14 +32,12 @@ __all__ = ["TABLES", "Attr", "Index", "TableSpec", "create_table_kwargs", "table
 AttrType = Literal["S", "N", "B"]
 
 
-@dataclass(frozen=True)
-class Attr:
+class Attr(msgspec.Struct, frozen=True):
     name: str
     type: AttrType = "S"
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(msgspec.Struct, frozen=True):
     name: str
     kind: Literal["lsi", "gsi"]
     sort: Attr
@@ -46,14 +45,13 @@ class Index:
     projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
 
 
-@dataclass(frozen=True)
-class TableSpec:
+class TableSpec(msgspec.Struct, frozen=True):
     id: str  # construct id and logical name
     setting: Setting  # the environment variable that carries the table name
     partition: Attr
     sort: Attr | None = None
     ttl_attribute: str | None = None
-    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    indexes: tuple[Index, ...] = ()
 
 
 TTL = "expires_at"

@@ -10,9 +10,9 @@ them. Only hashes are stored: a copy of the table gives nobody a usable token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, InvalidToken, ReusedRefreshToken
@@ -23,8 +23,7 @@ __all__ = ["RefreshRecord", "RefreshStore"]
 _BATCH = Retry(5, "token store unavailable", "token store is throttling")
 
 
-@dataclass(frozen=True)
-class RefreshRecord:
+class RefreshRecord(msgspec.Struct, frozen=True):
     """Who a refresh token was issued to."""
 
     family: str

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from parley_server.models.errors import DependencyUnavailable, NotFound
@@ -77,8 +77,7 @@ _BATCH = Retry(5, "user store unavailable", "user store is throttling")
 _KNOWN_BATCH = Retry(6, "user store unavailable", "user store is throttling", True)
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(msgspec.Struct, frozen=True):
     """A device that can receive messages; push_endpoint is an SNS platform endpoint ARN."""
 
     device_id: str
@@ -86,8 +85,7 @@ class Device:
     push_endpoint: str | None
 
 
-@dataclass(frozen=True)
-class DeviceSummary:
+class DeviceSummary(msgspec.Struct, frozen=True):
     """One of a user's signed-in devices, as its owner sees it in a device list."""
 
     device_id: str
@@ -98,8 +96,7 @@ class DeviceSummary:
     key_index: int = 0
 
 
-@dataclass(frozen=True)
-class DeviceListRecord:
+class DeviceListRecord(msgspec.Struct, frozen=True):
     """The account's linked-devices state (sort key DEVICES): the account identity
     (the primary's identity key), the highest key index ever handed out, and the
     last signed device list the service verified, kept as the exact bytes signed."""
@@ -111,8 +108,7 @@ class DeviceListRecord:
     signature: bytes | None
 
 
-@dataclass(frozen=True)
-class PairingApproval:
+class PairingApproval(msgspec.Struct, frozen=True):
     """What the primary's approval of a pairing carries (logic/linking.py checked it)."""
 
     user_id: str
@@ -125,8 +121,7 @@ class PairingApproval:
     list_signature: bytes
 
 
-@dataclass(frozen=True)
-class Pairing:
+class Pairing(msgspec.Struct, frozen=True):
     """A companion's pairing request (PAIRING#<ref>), approved by the primary later."""
 
     ref: str
@@ -138,8 +133,7 @@ class Pairing:
     approval: PairingApproval | None = None
 
 
-@dataclass(frozen=True)
-class AccountItem:
+class AccountItem(msgspec.Struct, frozen=True):
     """One record in a user's partition (its sort key says which kind), as deleting
     the account needs it."""
 
@@ -161,8 +155,7 @@ class AccountItem:
         return self.sk.removeprefix("MEDIA#") if self.sk.startswith("MEDIA#") else None
 
 
-@dataclass(frozen=True)
-class PushState:
+class PushState(msgspec.Struct, frozen=True):
     """A device's push registration: the verified token (the one wake pushes use) and
     the token waiting for its challenge, if any."""
 
@@ -179,8 +172,7 @@ class PushState:
 PushClaim = Literal["released", "absent", "other"]
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(msgspec.Struct, frozen=True):
     """What presence needs to know about a user."""
 
     user_id: str
@@ -1094,8 +1086,7 @@ class UsersStore:
             raise NotFound("user not found")
 
 
-@dataclass(frozen=True)
-class RegistrationLockState:
+class RegistrationLockState(msgspec.Struct, frozen=True):
     """An account's registration lock and activity, as re-registration needs them."""
 
     verifier: str | None  # Argon2id verifier of the PIN; None: no lock

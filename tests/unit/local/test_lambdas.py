@@ -8,12 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
+from msgspec.structs import replace
 
 from local.lambdas import CatalogueHandlers, FunctionError, Handler, Invoker, LambdaContext
 from parley_server.catalogue import FunctionSpec

@@ -13,10 +13,10 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from nacl.signing import SigningKey
 
 from parley_server.catalogue import Setting
