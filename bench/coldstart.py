@@ -1,6 +1,8 @@
 """Cold-start import time of every Lambda handler module, next to a bare boto3 handler.
 
-Each module is imported in a fresh interpreter, several times; the median is
+Each module is imported in a fresh interpreter, several times, as Lambda's
+bootstrap imports a handler (importlib.import_module, called from a function),
+each time from another depth of the call stack (see _PROBE for why); the median is
 reported. The interpreter is set up as Lambda's python runtime sets it up:
 
 - the asset's packages first on the path (what stacks/bundling.py puts in the
@@ -83,10 +85,26 @@ RUNTIME_PROVIDED = frozenset(
 )
 _JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
+# The module is imported as the runtime's bootstrap imports a handler (importlib, from
+# inside a function), from a different depth of the call stack in each sample.
+# CPython keeps frames in 16 KB chunks and frees a chunk as soon as the stack leaves
+# it: a recursive function that happens to run across a chunk's end maps and unmaps
+# memory at every call. Where that falls depends on how deep the stack is when a
+# recursive step of the import runs (compiling a regex, for one): urllib3's URL
+# patterns compile in 3.1 ms at most depths and in 9 to 28 ms at a few. One fixed
+# depth would give a handler that lottery's result, whatever its own weight (a
+# handler importing less once measured 20 ms slower than one importing more), so the
+# samples spread over a chunk's worth of depths and the median is the typical cost.
 _PROBE = (
-    "import time, importlib; t = time.perf_counter(); importlib.import_module({mod!r}); "
+    "import time, importlib\n"
+    "def at(depth):\n"
+    "    return at(depth - 1) if depth else importlib.import_module({mod!r})\n"
+    "t = time.perf_counter()\n"
+    "at({depth})\n"
     "print(time.perf_counter() - t)"
 )
+# one sample at each: a frame of `at` takes 100 to 130 bytes, a chunk 16 KB
+PROBE_DEPTHS = (0, 23, 46, 69, 92, 115, 138)
 EVENTS = ROOT / "tests" / "events"
 # The caller and the recipient the events in tests/events name.
 CALLER = ("5f0c2a9e8b7d4c1fa3e6b2d90c8e7f41", "9c41e7a2b5d03f68")
@@ -249,9 +267,10 @@ def probe_command(code: str) -> list[str]:
 
 def _import_seconds(module: str, repeats: int, layout: LambdaLayout) -> float:
     samples = []
-    for _ in range(repeats):
+    for n in range(repeats):
+        depth = PROBE_DEPTHS[n % len(PROBE_DEPTHS)]
         out = subprocess.run(
-            probe_command(_PROBE.format(mod=module)),
+            probe_command(_PROBE.format(mod=module, depth=depth)),
             check=True,
             capture_output=True,
             text=True,
@@ -429,8 +448,8 @@ def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvo
 def run(quick: bool = False) -> list[Figure]:
     repeats = 2 if quick else 7
     how = (
-        f"median of {repeats} fresh interpreters, import only, laid out as Lambda "
-        "(asset without bytecode, tracer on)"
+        f"median of {repeats} fresh interpreters, import only (by importlib, each from"
+        " another stack depth), laid out as Lambda (asset without bytecode, tracer on)"
     )
     modules = sorted({spec.handler.rsplit(".", 1)[0] for spec in FUNCTIONS})
     with lambda_layout() as layout:
