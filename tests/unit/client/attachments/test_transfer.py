@@ -8,12 +8,12 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import boto3
+import msgspec
 import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
@@ -76,7 +76,8 @@ class InProcessApi:
             limits=limits,
             now=int(time.time()),
         )
-        return asdict(upload)
+        answer: Mapping[str, Any] = msgspec.to_builtins(upload)  # as the route answers
+        return answer
 
     async def media_url(self, media_id: str) -> str:
         self.url_calls += 1
