@@ -71,7 +71,7 @@ from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
 from parley.models import Account, Contact, Event, Group, Message
 from parley.payments.calls import PaymentCalls
-from parley.protocol import OutboxEntry, Protocol
+from parley.protocol import ACK_DELAY_S, OutboxEntry, Protocol
 from parley.signup import KeyringChoice
 from parley.store import Store
 from parley.transfers import MEDIA_DIR, fetch_file, upload_file
@@ -128,7 +128,8 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
     """One profile, connected. Use as `async with Client(profile) as c:`.
 
     `connect=False` opens the profile without a WebSocket (history, contacts,
-    safety numbers, HTTP calls only).
+    safety numbers, HTTP calls only). `ack_delay` (s): how long an ack waits for
+    others to share its frame (0: each goes at once, one Lambda invocation each).
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
         allow_plaintext: bool = False,
         connect: bool = True,
         backoff: Backoff | None = None,
+        ack_delay: float = ACK_DELAY_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.profile = profile
@@ -152,6 +154,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
         self._allow_plaintext = allow_plaintext
         self._connect = connect
         self._backoff = backoff
+        self._ack_delay = ack_delay
         self._clock = clock
         self._subscribers: list[asyncio.Queue[Event | None]] = []
         self._http: aiohttp.ClientSession | None = None
@@ -208,6 +211,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
             devices_changed=self.devices_changed,
             has_service=access.api is not None,
             clock=self._clock,
+            ack_delay=self._ack_delay,
         )
         slices.inbound.on_history = self._history_arrived
         signaller = Signaller(slices.engine.sealer, self._queue_entry)

@@ -93,6 +93,7 @@ class Transport:
         ws = self._ws
         if ws is None:
             return
+        self._proto.flush_acks()  # acks waiting for company go now, not as redeliveries
         with contextlib.suppress(ConnectionClosed):
             for frame in self._proto.data_to_send():
                 await ws.send(frame[0] if len(frame) == 1 else iter(frame))

@@ -7,6 +7,7 @@ through `parley.Client` exactly as an app would.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from parley import (
     Typing,
 )
 from parley.models import Account
+from parley.protocol import Protocol
 from parley.store import Tokens
 from tests.e2e.conftest import LocalStack
 from tests.e2e.support import (
@@ -175,6 +177,42 @@ async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_c
         for message in sent:
             await until_state(alice, alice_events, message.client_id, MessageState.DELIVERED)
     assert mailbox_bodies(local_stack, bob_account) == []  # acked: gone from the server
+
+
+async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_tick(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, _alice_account, bob_account = pair
+    texts = [f"while you were out {i}" for i in range(30)]
+    async with client(local_stack, home, "alice") as alice:
+        alice_events = alice.events()
+        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+        sent = [await alice.send("Bob", text) for text in texts]
+        async with asyncio.timeout(WAIT_S):
+            await alice.wait_outbox_empty()
+
+        # every frame Bob's client writes, by its protocol
+        written: dict[int, list[dict[str, object]]] = {}
+        data_to_send = Protocol.data_to_send
+
+        def recording(proto: Protocol) -> list[list[str]]:
+            frames = data_to_send(proto)
+            written.setdefault(id(proto), []).extend(json.loads("".join(f)) for f in frames)
+            return frames
+
+        monkeypatch.setattr(Protocol, "data_to_send", recording)
+        # a delay far above the time the backlog takes, so one frame is the only answer
+        async with client(local_stack, home, "bob", ack_delay=WAIT_S / 2) as bob:
+            bob_events = bob.events()
+            received = [await expect(bob_events, MessageReceived) for _ in texts]
+            assert [r.message.text for r in received] == texts
+            await _until_mailbox_empty(local_stack, bob_account)
+            acks = [f for f in written[id(bob.protocol)] if f.get("action") == "ack"]
+        assert len(acks) == 1
+        assert len(acks[0]["ids"]) == len(texts)  # type: ignore[arg-type]
+        for message in sent:
+            await until_state(alice, alice_events, message.client_id, MessageState.DELIVERED)
 
 
 def mailbox_bodies(stack: LocalStack, recipient: Account) -> list[bytes]:

@@ -11,7 +11,9 @@ protocol is tested without a network:
 - an unanswered or interrupted send is sent again with the SAME client id (the
   server refuses a second envelope while the first is pending);
 - incoming messages are deduplicated by (sender, client id) and acked only once
-  the caller reports them stored (or deliberately dropped);
+  the caller reports them stored (or deliberately dropped); an ack waits up to
+  ACK_DELAY_S for others, so what arrives together is acked in one frame
+  (`flush_acks` sends them at once, before a close);
 - frames above API Gateway's 32 KB frame limit leave as several fragments;
 - an entry may wait for others (`after`): a group message goes out only once
   the sender keys it needs have been stored by the server, so every member
@@ -50,9 +52,11 @@ from parley.protocol.frames import (
     check_size,
     fragment,
 )
-from parley.protocol.machine import Protocol
+from parley.protocol.machine import ACK_BATCH, ACK_DELAY_S, Protocol
 
 __all__ = [
+    "ACK_BATCH",
+    "ACK_DELAY_S",
     "FRAGMENT_BYTES",
     "MAX_MESSAGE_BYTES",
     "DevicesChangedNotice",

@@ -46,6 +46,12 @@ _E = TypeVar("_E", IncomingMessage, IncomingReceipt)
 SEND_TIMEOUT_S = 30.0
 # Ids acknowledged in one `ack` frame (keeps each frame far below the limits).
 ACK_BATCH = 100
+# How long an ack may wait for others to share its frame, as TCP delays its acks: what
+# arrives together (a sync page, a burst) is acked in one frame, one Lambda
+# invocation and one read of the envelopes, not one each. The sender's tick comes at
+# most this much later; a connection lost meanwhile delivers those messages again,
+# and they are acked as the copies they are.
+ACK_DELAY_S = 0.2
 # (sender, client id) pairs remembered in memory on top of the caller's store.
 SEEN_MEMORY = 10_000
 
@@ -70,6 +76,7 @@ class Protocol:
         clock: Callable[[], float] = time.monotonic,
         send_timeout: float = SEND_TIMEOUT_S,
         fragment_bytes: int = FRAGMENT_BYTES,
+        ack_delay: float = ACK_DELAY_S,
     ) -> None:
         self._is_seen_store = is_seen or (lambda _sender, _cid: False)
         # whether acking this message tells its sender `delivered` (the app's say,
@@ -77,6 +84,7 @@ class Protocol:
         self._ticks = ticks or (lambda _message: False)
         self._clock = clock
         self._send_timeout = send_timeout
+        self._ack_delay = ack_delay
         self._fragment_bytes = fragment_bytes
         self.connected = False
         self.synced = False
@@ -85,6 +93,7 @@ class Protocol:
         self._control: list[dict[str, Any]] = []  # sync/receipt/typing frames
         self._acks: list[str] = []
         self._ticked: set[str] = set()  # of _acks, those whose sender gets `delivered`
+        self._acks_due: float | None = None  # when the oldest waiting ack must go
         self._out: list[list[str]] = []
         self._events: list[ProtocolEvent] = []
         # (sender, client id) handed to the caller and not yet resolved -> duplicate server ids
@@ -232,6 +241,8 @@ class Protocol:
                 deadlines.append(head.in_flight_since + self._send_timeout)
             elif head.not_before and not head.mismatched:
                 deadlines.append(head.not_before)
+        if self.connected and self._acks_due is not None:
+            deadlines.append(self._acks_due)
         return min(deadlines) if deadlines else None
 
     def handle_timeout(self) -> None:
@@ -475,6 +486,13 @@ class Protocol:
             self._acks.append(server_id)
         if tick:
             self._ticked.add(server_id)
+        if self._acks_due is None:
+            self._acks_due = self._clock() + self._ack_delay
+
+    def flush_acks(self) -> None:
+        """Put every waiting ack on the wire now (before a close)."""
+        self._acks_due = self._clock()
+        self._flush()
 
     def _flush(self) -> None:
         if not self.connected:
@@ -482,6 +500,13 @@ class Protocol:
         for frame in self._control:
             self._out.append(self._encode(frame))
         self._control.clear()
+        if not self._acks:
+            self._acks_due = None
+            return
+        due = self._acks_due is None or self._clock() >= self._acks_due
+        if not due and len(self._acks) < ACK_BATCH:
+            return  # waits for company (next_deadline says until when)
+        self._acks_due = None
         while self._acks:
             batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
             ack: dict[str, Any] = {"action": "ack", "ids": batch}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from parley.protocol import (
+    ACK_BATCH,
     FRAGMENT_BYTES,
     DevicesMismatched,
     FrameTooLarge,
@@ -62,6 +63,9 @@ def message_event(client_id: str = "m1", server_id: str = "s1", **over: Any) -> 
 
 
 def connected(**kwargs: Any) -> Protocol:
+    """A protocol on a live connection; its acks go at once unless `ack_delay` says
+    otherwise (what is acked is these tests' subject; when, the delayed-ack tests')."""
+    kwargs.setdefault("ack_delay", 0.0)
     proto = Protocol(**kwargs)
     proto.connection_made()
     proto.data_to_send()  # the initial sync
@@ -227,6 +231,84 @@ def test_acks_made_while_offline_are_sent_on_the_next_connection() -> None:
     assert isinstance(incoming, IncomingMessage)
     proto.message_stored(incoming)
     assert proto.data_to_send() == []
+    proto.connection_made()
+    assert frames(proto) == [{"action": "sync"}, {"action": "ack", "ids": ["s1"]}]
+
+
+def _stored(proto: Protocol, *texts: str) -> None:
+    for text in texts:
+        proto.receive_data(text)
+        for incoming in proto.events_received():
+            assert isinstance(incoming, IncomingMessage)
+            proto.message_stored(incoming)
+
+
+def test_acks_of_what_arrives_together_share_one_frame() -> None:
+    clock = Clock()
+    proto = connected(clock=clock, ticks=lambda message: message.client_id != "m2", ack_delay=0.2)
+    assert proto.next_deadline() is None
+
+    _stored(proto, message_event("m1", "s1"))
+    clock.now = 1000.1
+    _stored(proto, message_event("m2", "s2"), message_event("m3", "s3"))
+    assert frames(proto) == []  # waiting for company
+    assert proto.next_deadline() == pytest.approx(1000.2)  # the first ack's time
+
+    clock.now = 1000.15
+    proto.handle_timeout()  # early: nothing is due yet
+    assert frames(proto) == []
+
+    clock.now = 1000.2
+    proto.handle_timeout()
+    assert frames(proto) == [
+        {"action": "ack", "ids": ["s1", "s2", "s3"], "delivered": ["s1", "s3"]}
+    ]
+    assert proto.next_deadline() is None
+
+    # the next ack waits its own delay, counted from when it was made
+    _stored(proto, message_event("m4", "s4"))
+    assert frames(proto) == []
+    assert proto.next_deadline() == pytest.approx(clock.now + 0.2)
+
+
+def test_a_full_batch_of_acks_goes_without_waiting() -> None:
+    proto = connected(clock=Clock(), ack_delay=0.2)
+    _stored(proto, *(message_event(f"m{n}", f"s{n}") for n in range(ACK_BATCH)))
+    (ack,) = frames(proto)
+    assert ack["ids"] == [f"s{n}" for n in range(ACK_BATCH)]
+    assert proto.next_deadline() is None
+
+
+def test_flush_acks_sends_the_waiting_acks_at_once() -> None:
+    proto = connected(clock=Clock(), ack_delay=0.2)
+    _stored(proto, message_event("m1", "s1"))
+    receipt = json.dumps(
+        {
+            "event": "receipt",
+            "id": "r1",
+            "from": BOB,
+            "from_device": DEV2,
+            "status": "read",
+            "ids": ["m9"],
+            "ts": 1,
+        }
+    )
+    proto.receive_data(receipt)
+    (applied,) = proto.events_received()
+    assert isinstance(applied, IncomingReceipt)
+    proto.receipt_stored(applied)
+    assert frames(proto) == []
+    proto.flush_acks()
+    assert frames(proto) == [{"action": "ack", "ids": ["s1", "r1"]}]
+
+
+def test_acks_waiting_when_the_connection_drops_go_on_the_next_one() -> None:
+    clock = Clock()
+    proto = connected(clock=clock, ack_delay=0.2)
+    _stored(proto, message_event("m1", "s1"))
+    proto.connection_lost()
+    assert proto.next_deadline() is None  # nothing to do offline
+    clock.now += 5
     proto.connection_made()
     assert frames(proto) == [{"action": "sync"}, {"action": "ack", "ids": ["s1"]}]
 
