@@ -87,7 +87,7 @@ async def test_connection_dropped_after_storing_but_before_ack_is_redelivered_th
         alice = await sign_in(local_stack, http)
         bob = await sign_in(local_stack, http)
     # one per device, across reconnects, like the app's; Bob knows Alice: acks tick
-    bobs_app = Protocol(ticks=lambda _message: True)
+    bobs_app = Protocol(ticks=lambda _message: True, ack_delay=0.0)  # this driver keeps no clock
 
     async with online(local_stack, alice) as alice_ws:
         async with online(local_stack, bob) as bob_ws:

@@ -24,7 +24,7 @@ def _frames(proto: Protocol) -> list[dict[str, object]]:
 
 
 def _connected() -> Protocol:
-    proto = Protocol()
+    proto = Protocol(ack_delay=0.0)  # acks at once: what is acked again is the subject
     proto.connection_made()
     _frames(proto)  # the sync of the connect
     proto.receive_data(json.dumps({"event": "synced", "more": False, "cursor": None}))
