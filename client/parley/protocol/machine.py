@@ -52,6 +52,8 @@ ACK_BATCH = 100
 # most this much later; a connection lost meanwhile delivers those messages again,
 # and they are acked as the copies they are.
 ACK_DELAY_S = 0.2
+# Longer, and a device online all along would look offline to its senders for that long.
+MAX_ACK_DELAY_S = 10.0
 # (sender, client id) pairs remembered in memory on top of the caller's store.
 SEEN_MEMORY = 10_000
 
@@ -84,6 +86,8 @@ class Protocol:
         self._ticks = ticks or (lambda _message: False)
         self._clock = clock
         self._send_timeout = send_timeout
+        if not 0 <= ack_delay <= MAX_ACK_DELAY_S:
+            raise ValueError(f"ack_delay must be 0 to {MAX_ACK_DELAY_S} s, not {ack_delay!r}")
         self._ack_delay = ack_delay
         self._fragment_bytes = fragment_bytes
         self.connected = False

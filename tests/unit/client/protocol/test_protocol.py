@@ -302,6 +302,12 @@ def test_flush_acks_sends_the_waiting_acks_at_once() -> None:
     assert frames(proto) == [{"action": "ack", "ids": ["s1", "r1"]}]
 
 
+@pytest.mark.parametrize("delay", [-0.1, 10.5, float("nan")])
+def test_an_ack_delay_out_of_range_is_refused(delay: float) -> None:
+    with pytest.raises(ValueError, match="ack_delay"):
+        Protocol(ack_delay=delay)
+
+
 def test_acks_waiting_when_the_connection_drops_go_on_the_next_one() -> None:
     clock = Clock()
     proto = connected(clock=clock, ack_delay=0.2)
