@@ -14,9 +14,11 @@ import pytest
 
 from parley import (
     AuthenticationError,
+    Client,
     Connected,
     DevicesChanged,
     Disconnected,
+    Message,
     MessageReceived,
     MessageSent,
     MessageState,
@@ -147,6 +149,16 @@ async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
         assert await alice.safety_number("Bob") == await bob.safety_number("Alice")
 
 
+async def _stored_for(sender: Client, recipient: Account, texts: list[str]) -> list[Message]:
+    """`texts` sent to `recipient` (saved as "Bob") and stored by the service."""
+    await asyncio.wait_for(sender.wait_synced(), WAIT_S)
+    await sender.add_contact(recipient.phone, "Bob")
+    sent = [await sender.send("Bob", text) for text in texts]
+    async with asyncio.timeout(WAIT_S):
+        await sender.wait_outbox_empty()
+    return sent
+
+
 async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_ciphertext(
     local_stack: LocalStack, pair: tuple[Path, Account, Account]
 ) -> None:
@@ -154,11 +166,7 @@ async def test_an_offline_recipient_gets_all_in_order_and_the_server_held_only_c
     secret_texts = [f"secret number {i}: the eagle lands at noon" for i in range(5)]
     async with client(local_stack, home, "alice") as alice:
         alice_events = alice.events()
-        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
-        await alice.add_contact(bob_account.phone, "Bob")
-        sent = [await alice.send("Bob", text) for text in secret_texts]
-        async with asyncio.timeout(WAIT_S):
-            await alice.wait_outbox_empty()
+        sent = await _stored_for(alice, bob_account, secret_texts)
         assert {state_of(alice, alice_account.user_id, m.client_id) for m in sent} == {
             MessageState.SENT
         }
@@ -186,11 +194,7 @@ async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_t
     texts = [f"while you were out {i}" for i in range(30)]
     async with client(local_stack, home, "alice") as alice:
         alice_events = alice.events()
-        await asyncio.wait_for(alice.wait_synced(), WAIT_S)
-        await alice.add_contact(bob_account.phone, "Bob")
-        sent = [await alice.send("Bob", text) for text in texts]
-        async with asyncio.timeout(WAIT_S):
-            await alice.wait_outbox_empty()
+        sent = await _stored_for(alice, bob_account, texts)
 
         # every frame Bob's client writes, by its protocol
         written: dict[int, list[dict[str, object]]] = {}
@@ -202,8 +206,9 @@ async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_t
             return frames
 
         monkeypatch.setattr(Protocol, "data_to_send", recording)
-        # a delay far above the time the backlog takes, so one frame is the only answer
-        async with client(local_stack, home, "bob", ack_delay=WAIT_S / 2) as bob:
+        # a delay far above the time the backlog takes (30 messages stored in well under
+        # a second), so one frame is the only right answer
+        async with client(local_stack, home, "bob", ack_delay=6.0) as bob:
             bob_events = bob.events()
             received = [await expect(bob_events, MessageReceived) for _ in texts]
             assert [r.message.text for r in received] == texts
