@@ -31,3 +31,15 @@ def test_what_is_built_from_the_configuration_is_rebuilt_only_when_it_is_reloade
     assert current() == ("second",)
     assert len(built) == 2
     reset_config()
+
+
+def test_a_configuration_shown_in_a_log_leaves_the_environment_out() -> None:
+    config = Config.from_environ({"AWS_SESSION_TOKEN": "s3cr3t", Setting.USERS_TABLE.value: "t"})
+    assert config.users_table == "t"
+    assert "s3cr3t" not in repr(config)
+    assert "limits=" in repr(config)
+
+
+def test_settings_derived_once_are_kept_on_the_configuration() -> None:
+    config = Config.from_environ({Setting.TEST_NUMBERS.value: ""})
+    assert config.test_numbers is config.test_numbers  # cached_property: room for it
