@@ -35,6 +35,7 @@ MODULES = (
     "throughput",
     "search",
     "calls",
+    "catchup",
     "cost",
 )
 

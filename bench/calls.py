@@ -25,27 +25,16 @@ import time
 from pathlib import Path
 
 from bench.report import Figure, print_table
+from bench.sdk import person
 from local.testing import LocalStack, running_local_stack
-from parley import Client, IncomingCall, request_code, sign_up
+from parley import Client, IncomingCall
 from parley.calling.audio import Capture, Tone
 from parley.endpoints import Endpoints
-from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import CallState
 
 __all__ = ["main", "run"]
 
 HOW = "2 SDK clients on the local stack, media on loopback, 2-core machine"
-
-
-async def _person(stack: LocalStack, home: Path, profile: str, phone: str) -> str:
-    endpoints = Endpoints.local(stack.local_file)
-    before = await sms_count(stack.sms_url, phone)
-    await request_code(phone, endpoints=endpoints)
-    code = await code_from_local_sms(stack.sms_url, phone, after=before)
-    account = await sign_up(
-        profile, phone, code, endpoints=endpoints, home=home, allow_plaintext=True
-    )
-    return account.user_id
 
 
 async def _answer_every_call(callee: Client) -> None:
@@ -55,8 +44,8 @@ async def _answer_every_call(callee: Client) -> None:
 
 
 async def _measure(stack: LocalStack, home: Path, calls: int, seconds: float) -> list[Figure]:
-    alice_id = await _person(stack, home, "alice", "+14155550101")
-    bob_id = await _person(stack, home, "bob", "+14155550102")
+    alice_id = await person(stack, home, "alice", "+14155550101")
+    bob_id = await person(stack, home, "bob", "+14155550102")
     endpoints = Endpoints.local(stack.local_file)
     alice = Client("alice", endpoints=endpoints, home=home, keyring=None)
     bob = Client("bob", endpoints=endpoints, home=home, keyring=None)
