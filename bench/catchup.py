@@ -2,7 +2,7 @@
 
 Two SDK clients (real sign-ups, X3DH and the Double Ratchet) on the local stack
 (`python -m local` in a child process). Bob is offline while Alice sends him a
-backlog (100 messages; 20 with --quick), one after another as the app sends them;
+backlog (100 messages; 5 with --quick), one after another as the app sends them;
 then Bob's client opens. Measured from that moment:
 
 - when the last message of the backlog is shown (the sync pages, decryption and
@@ -129,7 +129,7 @@ def run(quick: bool = False) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
         folder = Path(work)
         with running_local_stack(folder, "--quiet") as stack:
-            return asyncio.run(_measure(stack, folder / "home", backlog=20 if quick else 100))
+            return asyncio.run(_measure(stack, folder / "home", backlog=5 if quick else 100))
 
 
 def main() -> None:

@@ -206,9 +206,9 @@ async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_t
             return frames
 
         monkeypatch.setattr(Protocol, "data_to_send", recording)
-        # a delay far above the time the backlog takes (30 messages stored in well under
-        # a second), so one frame is the only right answer
-        async with client(local_stack, home, "bob", ack_delay=6.0) as bob:
+        # a delay far above the time the backlog takes (bench/catchup.py: 100 messages
+        # shown in 0.17 s), so one frame is the only right answer
+        async with client(local_stack, home, "bob", ack_delay=2.0) as bob:
             bob_events = bob.events()
             received = [await expect(bob_events, MessageReceived) for _ in texts]
             assert [r.message.text for r in received] == texts
