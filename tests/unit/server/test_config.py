@@ -41,5 +41,7 @@ def test_a_configuration_shown_in_a_log_leaves_the_environment_out() -> None:
 
 
 def test_settings_derived_once_are_kept_on_the_configuration() -> None:
-    config = Config.from_environ({Setting.TEST_NUMBERS.value: ""})
-    assert config.test_numbers is config.test_numbers  # cached_property: room for it
+    config = Config.from_environ({Setting.TEST_NUMBERS.value: '["+1 206 555 0142"]'})
+    numbers = config.test_numbers
+    assert numbers == {"+12065550142"}
+    assert config.test_numbers is numbers  # cached_property: parsed once, kept on the Struct
