@@ -46,9 +46,13 @@ class Device:
 @dataclass
 class Directory:
     users: dict[str, list[Device]] = field(default_factory=dict)
+    moved_at: dict[str, int] = field(default_factory=dict)  # user id -> microseconds
 
     def devices(self, user_id: str) -> list[Device]:
         return list(self.users.get(user_id, []))
+
+    def devices_and_move(self, user_id: str) -> tuple[list[Device], int]:
+        return self.devices(user_id), self.moved_at.get(user_id, 0)
 
 
 @dataclass

@@ -102,7 +102,8 @@ def move_account(
     """The account moves to `new_device_id` (not registered yet): its old devices' live
     connections are told (`devices_changed`, reason "reregistered", naming the new
     device), then every old device is signed out, then the account identity, the
-    device list and the key indexes are forgotten. Safe to repeat."""
+    device list and the key indexes are forgotten and the time of the move is kept
+    (ticks for what the old devices sent reach nobody after it). Safe to repeat."""
     devices.sign_out_all(
         user_id,
         now=now,
@@ -112,4 +113,4 @@ def move_account(
         reason="reregistered",
         device_id=new_device_id,
     )
-    users.reset_devices(user_id)
+    users.reset_devices(user_id, now)

@@ -53,6 +53,11 @@ D_contra = TypeVar("D_contra", bound=DeviceInfo, contravariant=True)
 class Directory(Protocol[D_co]):
     def devices(self, user_id: str) -> Sequence[D_co]: ...
 
+    def devices_and_move(self, user_id: str) -> tuple[Sequence[D_co], int]:
+        """`devices`, and when the user's number last moved to a new phone
+        (microseconds, as an envelope's `ord` counts; 0 if it never did)."""
+        ...
+
 
 class Pusher(Protocol[D_contra]):
     def notify(self, device: D_contra) -> bool:

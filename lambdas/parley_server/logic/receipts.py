@@ -33,6 +33,7 @@ from parley_server.models.frames import (
     ReceiptEnvelope,
     ReceiptFrame,
     make_ord,
+    us_of_ord,
 )
 
 __all__ = ["AckOutcome", "ReceiptOutcome", "ack", "limit_receipt_rate", "receipt"]
@@ -179,7 +180,7 @@ def ack(
     waiting = {}
     if to_read:
         waiting = mailbox.get_many(caller.user_id, caller.device_id, to_read, now=now)
-    by_sender: dict[str, list[str]] = {}
+    by_sender: dict[str, list[MessageEnvelope]] = {}
     for server_id, envelope in waiting.items():
         # what one's own other device sent needs no tick back: it is one's own
         if (
@@ -187,21 +188,29 @@ def ack(
             and isinstance(envelope, MessageEnvelope)
             and envelope.sender != caller.user_id
         ):
-            by_sender.setdefault(envelope.sender, []).append(envelope.client_id)
-    outcomes = tuple(
-        _tell_delivered(
-            sender,
-            directory.devices(sender),
-            caller,
-            client_ids,
-            now=now,
-            limits=limits,
-            mailbox=mailbox,
-            connections=connections,
-            gateway=gateway,
-        )
-        for sender, client_ids in by_sender.items()
-    )
+            by_sender.setdefault(envelope.sender, []).append(envelope)
+    told = []
+    for sender, acked in by_sender.items():
+        devices, moved_at = directory.devices_and_move(sender)
+        # what was sent before the sender's number moved to a new phone is ticked
+        # for nobody: the devices that sent it are signed out, and the new ones
+        # (perhaps a new owner of the number) must not learn whom they wrote to
+        client_ids = [e.client_id for e in acked if us_of_ord(e.ord) >= moved_at]
+        if client_ids:
+            told.append(
+                _tell_delivered(
+                    sender,
+                    devices,
+                    caller,
+                    client_ids,
+                    now=now,
+                    limits=limits,
+                    mailbox=mailbox,
+                    connections=connections,
+                    gateway=gateway,
+                )
+            )
+    outcomes = tuple(told)
     unknown = [server_id for server_id in to_read if server_id not in waiting]
     messages = receipts = 0
     if read_all:

@@ -382,9 +382,14 @@ def make_ord(now: float, nonce: str) -> str:
     return f"{round(now * 1_000_000):017d}#{nonce}"
 
 
+def us_of_ord(ord_: str) -> int:
+    """The server time (integer microseconds) an `ord` was stamped at."""
+    return int(ord_[:17])
+
+
 def ms_of_ord(ord_: str) -> int:
     """The server time (integer milliseconds) an `ord` was stamped at."""
-    return int(ord_[:17]) // 1000
+    return us_of_ord(ord_) // 1000
 
 
 def receipt_id(status: str, ids: Sequence[str]) -> str:

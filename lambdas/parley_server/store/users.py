@@ -10,6 +10,9 @@ Key design (see store/schema.py):
                                      push_challenge, push_challenge_expires_at,
                                      push_challenge_attempts (a token waiting for
                                      its challenge to come back)
+    USER#<uid>    / DEVICES          account_identity, max_key_index, the signed device
+                                     list (list_version/body/signature, listed), moved_at
+                                     (when the number last moved to a new phone)
     USER#<uid>    / CONTACT#<uid>    saved, since: a contact the user saved (store/contacts.py)
     USER#<uid>    / MEDIA#<id>       a media object the user uploaded (store/media.py)
     PHONE#<e164>  / PHONE            user_id (phone numbers are unique by conditional put)
@@ -233,6 +236,11 @@ class UsersStore:
         on the account's signed device list (the one the service verified); [] for an
         unknown user or an account that has published no list yet. One Query: the
         device records and the list record (sort key DEVICES) are neighbours."""
+        return self.devices_and_move(user_id)[0]
+
+    def devices_and_move(self, user_id: str) -> tuple[list[Device], int]:
+        """`devices`, and when the number last moved to a new phone (microseconds, as
+        an envelope's `ord` counts; 0 if it never did), from the same Query."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
@@ -242,7 +250,7 @@ class UsersStore:
                 ":last": {"S": DEVICE_LIST_SK},
             },
             "ProjectionExpression": "sk, revoked, pending, deleting, push_platform, push_endpoint,"
-            " listed",
+            " listed, moved_at",
             "ConsistentRead": False,
         }
         items = [
@@ -251,10 +259,12 @@ class UsersStore:
             for item in page.get("Items", [])
         ]
         listed: set[str] = set()
+        moved_at = 0
         for item in items:
             if item["sk"]["S"] == DEVICE_LIST_SK:
                 listed = set(item.get("listed", {}).get("SS", []))
-        return [
+                moved_at = int(item.get("moved_at", {}).get("N", "0"))
+        devices = [
             _device_from(item)
             for item in items
             if item["sk"]["S"].startswith("DEVICE#")
@@ -263,6 +273,7 @@ class UsersStore:
             and not _flag(item, "revoked")
             and not _flag(item, "deleting")
         ]
+        return devices, moved_at
 
     def signed_in(self, user_id: str) -> list[DeviceSummary]:
         """Every signed-in device of the user, pending ones too (not revoked), oldest first."""
@@ -868,13 +879,19 @@ class UsersStore:
             self.reserve_key_index(user_id, identity, max_key_index)
         return True
 
-    def reset_devices(self, user_id: str) -> None:
+    def reset_devices(self, user_id: str, now: float) -> None:
         """Forget the account identity, the device list and max_key_index (the account
-        moved to a new primary, which starts a new chain of lists at version 1)."""
+        moved to a new primary, which starts a new chain of lists at version 1), and
+        record when (`moved_at`, microseconds, as an envelope's `ord` counts): what the
+        account sent before then was its previous owner's (see `devices_and_move`)."""
         try:
-            self._ddb.delete_item(
+            self._ddb.put_item(
                 TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": DEVICE_LIST_SK}},
+                Item={
+                    "pk": _user_pk(user_id),
+                    "sk": {"S": DEVICE_LIST_SK},
+                    "moved_at": {"N": str(round(now * 1_000_000))},
+                },
             )
         except ClientError as exc:
             raise DependencyUnavailable("user store unavailable") from exc

@@ -144,6 +144,11 @@ def test_signing_in_again_moves_the_account_and_signs_the_old_devices_out(
     # the account identity and device list are gone: the new primary starts afresh
     record = users.device_list(new.user_id)
     assert (record.account_identity, record.version, record.max_key_index) == (None, 0, 0)
+    # and when it moved is kept, read with the devices (ticks for the old devices'
+    # messages go to nobody); the new primary's identity keeps it
+    assert users.devices_and_move(new.user_id) == ([], round(world.now * 1_000_000))
+    assert users.set_account_identity(new.user_id, b"\x02" * 32)
+    assert users.devices_and_move(new.user_id)[1] == round(world.now * 1_000_000)
     # the old device's tokens are refused
     with pytest.raises(DeviceSignedOut):
         world.ports.call(

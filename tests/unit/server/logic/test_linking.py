@@ -613,6 +613,6 @@ def test_sign_out_all_tells_then_signs_out_every_device_but_one(world: World) ->
         "device_id": new_primary,
     }
     assert world.closing.posted == {"phone-conn": [notice], "laptop-conn": [notice]}
-    world.users.reset_devices(UID)
+    world.users.reset_devices(UID, NOW)
     assert world.users.device_list(UID).account_identity is None
     assert world.users.device_list(UID).version == 0

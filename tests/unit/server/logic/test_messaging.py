@@ -551,6 +551,32 @@ def test_ack_batches_receipts_per_sender(world: World) -> None:
     assert [r["ids"] for r in world.events(carol, "receipt")] == [["c1"]]
 
 
+def test_what_was_sent_before_the_senders_number_moved_is_ticked_for_nobody(
+    world: World,
+) -> None:
+    # Alice's old phone wrote to Bob; her number then moved to a new phone (perhaps a
+    # new owner's) before Bob acked. The new phone must not learn whom the old one
+    # wrote to; what the new phone sent since is ticked as ever, in the same ack
+    alice, _ = world.online_user()
+    bob, bob_dev = world.online_user()
+    world.send(alice, bob.user_id, {bob_dev.device_id: b"old"}, client_id="old", now=NOW)
+    new_phone = Device(secrets.token_hex(8))
+    world.directory.users[alice.user_id] = [new_phone]
+    world.directory.moved_at[alice.user_id] = round((NOW + 1) * 1_000_000)
+    new = world.online(alice.user_id, new_phone, since=NOW + 2)
+    world.send(new, bob.user_id, {bob_dev.device_id: b"new"}, client_id="new", now=NOW + 2)
+
+    outcome = world.ack(bob, [e["id"] for e in world.events(bob, "message")], now=NOW + 3)
+
+    assert outcome.messages == 2
+    assert [r["ids"] for r in world.events(new, "receipt")] == [["new"]]
+    stored = world.mailbox.page(
+        alice.user_id, new_phone.device_id, after=None, limit=9, now=NOW + 3
+    ).envelopes
+    assert [e.ids for e in stored] == [("new",)]  # type: ignore[union-attr]
+    assert world.events(alice, "receipt") == []  # the old phone, signed out, gets nothing
+
+
 def test_ack_of_ids_not_in_the_callers_mailbox_deletes_nothing(world: World) -> None:
     (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
     mallory, _ = world.online_user()
