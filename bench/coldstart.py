@@ -446,7 +446,7 @@ def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvo
 
 
 def run(quick: bool = False) -> list[Figure]:
-    repeats = 2 if quick else 7
+    repeats = 1 if quick else 7
     how = (
         f"median of {repeats} fresh interpreters, import only (by importlib, each from"
         " another stack depth), laid out as Lambda (asset without bytecode, tracer on)"

@@ -23,8 +23,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from parley.protocol import (
     DevicesMismatched,
@@ -37,6 +38,7 @@ from parley.protocol import (
     ServerError,
     SyncComplete,
 )
+from parley.transport import Backoff
 from tests.reliability.stack import Account, Stack
 
 __all__ = ["ChaosPlan", "Device", "Ledger", "run_chaos"]
@@ -238,19 +240,46 @@ class Device:
         self.start()
 
     async def _run(self) -> None:
+        # as the SDK's transport: exponential backoff with full jitter between
+        # attempts, back to the start once a handshake succeeds
+        backoff = Backoff(rng=self.rng.uniform)
         while True:
             try:
-                await self._serve_once()
+                await self._serve_once(backoff)
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                self.ledger.events[f"connections refused ({status})"] += 1
+                if status == 401:  # the access token ran out (15 minutes): refresh it
+                    await self._refresh_token()
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
                 self.ledger.events["connections refused or lost"] += 1
             except Exception as exc:  # a bug of this driver: counted, and the app goes on
                 self.ledger.events[f"device loop failed: {type(exc).__name__}: {exc}"] += 1
                 log.exception("device loop failed")
-            await asyncio.sleep(self.rng.uniform(0.05, 0.5))
+            await asyncio.sleep(backoff.next_delay())
 
-    async def _serve_once(self) -> None:
+    async def _refresh_token(self) -> None:
+        """A new access token for the device, as the SDK gets one (a refusal, a
+        throttle among them, is counted and left to the next attempt)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                self.stack.http_url + "/v1/auth/refresh",
+                json={"refresh_token": self.account.refresh_token},
+            ) as r,
+        ):
+            if r.status != 200:
+                self.ledger.events[f"token refreshes refused ({r.status})"] += 1
+                return
+            tokens = await r.json()
+        self.account.access_token = tokens["access_token"]
+        self.account.refresh_token = tokens.get("refresh_token", self.account.refresh_token)
+        self.ledger.events["tokens refreshed"] += 1
+
+    async def _serve_once(self, backoff: Backoff) -> None:
         url = f"{self.stack.ws_url}?token={self.account.access_token}"
         async with connect(url, proxy=None, compression=None, open_timeout=10) as ws:
+            backoff.reset()
             self._ws = ws
             self.proto.connection_made()
             self.synced_at = None
