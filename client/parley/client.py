@@ -487,7 +487,9 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
         for sender, messages in by_sender.items():
             # a message request is read without telling its sender (relationships)
             if messages and relationships.knows(self.store, sender):
-                self.protocol.send_receipt(sender, [m.client_id for m in messages], "read")
+                self.protocol.send_receipt(
+                    sender, [m.client_id for m in messages], "read", [m.ts for m in messages]
+                )
         self._live.flush()
         return [m for messages in by_sender.values() for m in messages]
 

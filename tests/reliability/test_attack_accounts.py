@@ -42,6 +42,7 @@ from parley import (
     LinkSignatureError,
     MessageReceived,
     MessageSent,
+    MessageState,
     PinBackoff,
     ReceiptUpdate,
     RegistrationLocked,
@@ -52,6 +53,7 @@ from parley.devices.adv import LinkCode
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
 from parley.profiles import profile_dir
+from parley.protocol import IncomingReceipt
 from parley_server.config import Limits
 from parley_server.logic.device_list import ACCOUNT_PREFIX, HMAC_PREFIX, LIST_PREFIX
 from tests.device_lists import approval, device_signature
@@ -277,6 +279,28 @@ async def test_an_sms_code_holder_moves_the_account_visibly_and_gets_nothing_old
         later = taker_events.drain()
         assert [e for e in later if isinstance(e, MessageSent | MessageReceived)] == []
         assert [e for e in later if isinstance(e, ReceiptUpdate)] == []
+
+        # Bob reads the conversation, the old phone's message and the new owner's
+        # together: the new phone hears of its own, and not of the old one's
+        told: list[IncomingReceipt] = []
+        apply_receipt = taker.engine.receipt
+
+        def spy(receipt: IncomingReceipt) -> object:
+            told.append(receipt)
+            return apply_receipt(receipt)
+
+        taker.engine.receipt = spy  # type: ignore[method-assign,assignment]
+        await taker.add_contact(bob_account.phone, "Bob")
+        hello = await taker.send("Bob", "hello from the new phone")
+        await expect(
+            bob_events, MessageReceived, lambda e: e.message.text == "hello from the new phone"
+        )
+        read = await bob.mark_read("Alice")
+        assert {m.text for m in read} >= {"from alice's phone", "hello from the new phone"}
+        await expect(taker_events, ReceiptUpdate, lambda e: e.state is MessageState.READ)
+        assert [(r.status, r.client_ids) for r in told if r.status == "read"] == [
+            ("read", (hello.client_id,))
+        ]
 
 
 # -- 2. an SMS code, with a registration lock: refused, and wrong PINs back off -----------

@@ -196,23 +196,37 @@ class Protocol:
         self._queue_ack(receipt.server_id)
         self._flush()
 
-    def send_receipt(self, to: str, client_ids: Iterable[str], status: str = "read") -> None:
-        """Tell `to` that these of their messages were read. Kept across reconnects."""
-        ids = list(dict.fromkeys(client_ids))
-        if not ids:
-            return
+    def send_receipt(
+        self,
+        to: str,
+        client_ids: Iterable[str],
+        status: str = "read",
+        sent: Iterable[int] | None = None,
+    ) -> None:
+        """Tell `to` that these of their messages were read. Kept across reconnects.
+
+        `sent`: each message's `ts` (the server's time, ms), in the order of
+        `client_ids`. The service then tells nobody of what was sent before `to`'s
+        number moved to a new phone (its new owner must not learn who wrote with
+        the old one)."""
+        ids = list(client_ids)
+        times = None if sent is None else list(sent)
+        if times is not None and len(times) != len(ids):
+            raise ValueError("`sent` must give one time per client id")
         if status not in RECEIPT_STATUSES:
             raise ValueError(f"unknown receipt status {status!r}")
+        when: dict[str, int] = {}
+        for client_id, ts in zip(ids, times or (), strict=False):
+            when.setdefault(client_id, ts)
+        ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), ACK_BATCH):
-            self._control.append(
-                {
-                    "action": "receipt",
-                    "to": to,
-                    "status": status,
-                    "ids": ids[start : start + ACK_BATCH],
-                }
-            )
-        self._flush()
+            batch = ids[start : start + ACK_BATCH]
+            frame: dict[str, Any] = {"action": "receipt", "to": to, "status": status, "ids": batch}
+            if times is not None:
+                frame["sent"] = [when[i] for i in batch]
+            self._control.append(frame)
+        if ids:
+            self._flush()
 
     def send_typing(self, to: str, typing: bool) -> None:
         """Typing state is never stored: dropped while offline."""

@@ -250,13 +250,25 @@ def receipt(
     gateway: GatewayPort,
     limiter: LimiterPort,
 ) -> ReceiptOutcome:
-    """Store a `read` receipt for every device of `to` and deliver it where online."""
+    """Store a `read` receipt for every device of `to` and deliver it where online.
+
+    Ids whose `sent` time is before `to`'s number moved to a new phone are left out
+    (the devices that sent them are signed out; the new phone, perhaps a new owner
+    of the number, must not learn who wrote with the old one): a receipt left with
+    none is stored for nobody."""
     limit_receipt_rate(caller, limits=limits, limiter=limiter, now=now)
-    devices = directory.devices(frame.to)
+    devices, moved_at = directory.devices_and_move(frame.to)
     if not devices:
         raise NotFound("no such user", code="unknown_user", to=frame.to)
+    ids = frame.ids
+    if frame.sent is not None:
+        # ms * 1000 is at most the message's microsecond stamp: nothing sent before
+        # the move passes, whatever its sub-millisecond part
+        ids = tuple(i for i, ts in zip(frame.ids, frame.sent, strict=True) if ts * 1000 >= moved_at)
+        if not ids:
+            return ReceiptOutcome(0, 0, 0, 0)
     pending, stored = _put_receipts(
-        frame.to, devices, caller, frame.status, frame.ids, now=now, limits=limits, mailbox=mailbox
+        frame.to, devices, caller, frame.status, ids, now=now, limits=limits, mailbox=mailbox
     )
     report = deliver(
         frame.to, events_by_device(pending), now=now, connections=connections, gateway=gateway

@@ -66,6 +66,8 @@ ACTIONS = frozenset({"send", "ack", "receipt", "sync", "typing"})
 # One frame may name at most this many ids (ack, receipt). A sync page holds as
 # many events, so a client can ack a whole page in one frame.
 MAX_IDS_PER_FRAME = 100
+# a message's `ts` (ms since the epoch) is at most this: JSON's exact integers
+MAX_TS_MS = 2**53 - 1
 
 # Client ids become part of a sort key joined by "#", so "#" is never allowed.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -309,11 +311,14 @@ class AckFrame(msgspec.Struct, frozen=True):
 
 
 class ReceiptFrame(msgspec.Struct, frozen=True):
-    """`receipt`: the reader tells `to` that these of its messages were read."""
+    """`receipt`: the reader tells `to` that these of its messages were read; `sent`,
+    if given, is each one's `ts` (the server's time of the message, in ms), so what
+    was sent before `to`'s number moved to a new phone is told to nobody."""
 
     to: str
     status: Literal["read"]
     ids: tuple[str, ...]
+    sent: tuple[int, ...] | None = None  # one per id, in the same order
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> ReceiptFrame:
@@ -321,10 +326,25 @@ class ReceiptFrame(msgspec.Struct, frozen=True):
         status = _field(raw, "status")
         if status != "read":
             raise BadRequest('`status` must be "read"', field="status")
+        listed = raw.get("ids")
         ids = _id_list(raw, "ids")
         if not all(_CLIENT_ID.fullmatch(i) for i in ids):
             raise BadRequest("`ids` must be client ids of messages", field="ids")
-        return cls(to, "read", tuple(ids))
+        value = raw.get("sent")
+        if value is None:
+            return cls(to, "read", tuple(ids))
+        assert isinstance(listed, list)  # _id_list checked it
+        if (
+            not isinstance(value, list)
+            or len(value) != len(listed)
+            or not all(type(t) is int and 0 <= t <= MAX_TS_MS for t in value)
+        ):
+            raise BadRequest(
+                "`sent` must hold the `ts` of each message `ids` names, in the same order",
+                field="sent",
+            )
+        first = dict(zip(reversed(listed), reversed(value), strict=True))  # first one wins
+        return cls(to, "read", tuple(ids), tuple(first[i] for i in ids))
 
 
 class SyncFrame(msgspec.Struct, frozen=True):

@@ -489,6 +489,21 @@ def test_read_receipts_survive_a_disconnect() -> None:
     ]
 
 
+def test_read_receipts_carry_each_messages_server_time_in_batches_of_100() -> None:
+    proto = connected()
+    ids = [f"m{i}" for i in range(150)]
+    proto.send_receipt(ALICE, [*ids, "m0"], "read", [1000 + i for i in range(150)] + [5])
+    sent = frames(proto)
+    assert [f["ids"] for f in sent] == [ids[:100], ids[100:]]
+    assert [f["sent"] for f in sent] == [
+        [1000 + i for i in range(100)],
+        [1000 + i for i in range(100, 150)],
+    ]
+    with pytest.raises(ValueError, match="one time per client id"):
+        proto.send_receipt(ALICE, ["m1", "m2"], "read", [1])
+    assert frames(proto) == []
+
+
 def test_frames_over_32_kb_leave_as_fragments_under_the_limit() -> None:
     proto = connected()
     big = OutboxEntry("m1", BOB, payloads={DEV1: "A" * 60_000, DEV2: "B" * 20_000})

@@ -577,6 +577,33 @@ def test_what_was_sent_before_the_senders_number_moved_is_ticked_for_nobody(
     assert world.events(alice, "receipt") == []  # the old phone, signed out, gets nothing
 
 
+def test_a_read_receipt_tells_nobody_of_what_was_sent_before_the_number_moved(
+    world: World,
+) -> None:
+    # Bob reads, after Alice's number moved, one message of her old phone's and one of
+    # the new phone's: only the new one is told, and only of its own
+    bob, _ = world.online_user()
+    new_phone = Device(secrets.token_hex(8))
+    alice_id, _ = world.user(new_phone)
+    moved_at = round(NOW * 1_000_000) + 250  # µs; a message of that ms before it is old
+    world.directory.moved_at[alice_id] = moved_at
+    new = world.online(alice_id, new_phone)
+    old_ms, same_ms_before, new_ms = int(NOW * 1000) - 5000, int(NOW * 1000), int(NOW * 1000) + 1
+
+    def read(ids: list[str], sent: list[int] | None) -> receipts.ReceiptOutcome:
+        raw: dict[str, Any] = {"to": alice_id, "status": "read", "ids": ids}
+        if sent is not None:
+            raw["sent"] = sent
+        return world.call(receipts.receipt, ReceiptFrame.parse(raw), bob, now=NOW, limits=LIMITS)
+
+    assert read(["old", "edge", "new"], [old_ms, same_ms_before, new_ms]).stored == 1
+    assert read(["old2"], [old_ms]) == receipts.ReceiptOutcome(0, 0, 0, 0)
+    assert [r["ids"] for r in world.events(new, "receipt")] == [["new"]]
+    # an app that does not date its receipts is told as before
+    assert read(["undated"], None).stored == 1
+    assert [r["ids"] for r in world.events(new, "receipt")] == [["new"], ["undated"]]
+
+
 def test_ack_of_ids_not_in_the_callers_mailbox_deletes_nothing(world: World) -> None:
     (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
     mallory, _ = world.online_user()

@@ -275,6 +275,18 @@ def test_receipt_frame_is_read_only_with_client_ids() -> None:
             ReceiptFrame.parse(bad)
 
 
+def test_receipt_frame_may_date_each_id_and_a_bad_dating_is_refused() -> None:
+    frame = ReceiptFrame.parse(
+        {"to": ALICE, "status": "read", "ids": ["c1", "c2", "c1"], "sent": [10, 20, 30]}
+    )
+    assert (frame.ids, frame.sent) == (("c1", "c2"), (10, 20))
+    assert ReceiptFrame.parse({"to": ALICE, "status": "read", "ids": ["c1"]}).sent is None
+    for sent in ([10], [10, 20, 30, 40], [10, "20"], [10, True], [10, -1], [10, 2**53], {}):
+        with pytest.raises(BadRequest) as refused:
+            ReceiptFrame.parse({"to": ALICE, "status": "read", "ids": ["c1", "c2"], "sent": sent})
+        assert refused.value.details["field"] == "sent"
+
+
 def test_typing_frame_states() -> None:
     assert parse_typing({"to": BOB, "state": "on"}).state == "on"
     assert parse_typing({"to": BOB, "state": "off"}).state == "off"
