@@ -342,6 +342,20 @@ def state_of(client: Client, sender: str, client_id: str) -> MessageState:
     return message.state
 
 
+def spy(owner: object, method: str) -> list[Any]:
+    """From now on, the argument of every call of `owner.method` (a method of one
+    argument, which still runs): what a client's engine is handed, say."""
+    seen: list[Any] = []
+    real = getattr(owner, method)
+
+    def spying(argument: Any) -> Any:
+        seen.append(argument)
+        return real(argument)
+
+    setattr(owner, method, spying)
+    return seen
+
+
 async def until_state(
     client: Client, stream: EventStream, client_id: str, state: MessageState
 ) -> None:

@@ -27,7 +27,7 @@ from parley.groups import NotAGroupMember
 from parley.models import Account, Group, GroupUpdated
 from parley.protocol import IncomingMessage, OutboxEntry
 from tests.e2e.conftest import LocalStack
-from tests.e2e.support import WAIT_S, client, clients, expect, new_person, until_state
+from tests.e2e.support import WAIT_S, client, clients, expect, new_person, spy, until_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -53,15 +53,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 def tap(client: Client) -> list[IncomingMessage]:
     """Every envelope the client's engine is handed, as the server sent it."""
-    seen: list[IncomingMessage] = []
-    receive = client.engine.receive
-
-    def spy(message: IncomingMessage) -> object:
-        seen.append(message)
-        return receive(message)
-
-    client.engine.receive = spy  # type: ignore[method-assign,assignment]
-    return seen
+    return spy(client.engine, "receive")
 
 
 def group_texts(client: Client, group: Group) -> list[str]:

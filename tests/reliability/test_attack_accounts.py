@@ -66,6 +66,7 @@ from tests.e2e.support import (
     link_on,
     new_device,
     new_phone,
+    spy,
 )
 from tests.reliability.stack import Stack, http_from, source_address
 from tests.reliability.stack import sign_up as sign_up_on_stack
@@ -282,14 +283,7 @@ async def test_an_sms_code_holder_moves_the_account_visibly_and_gets_nothing_old
 
         # Bob reads the conversation, the old phone's message and the new owner's
         # together: the new phone hears of its own, and not of the old one's
-        told: list[IncomingReceipt] = []
-        apply_receipt = taker.engine.receipt
-
-        def spy(receipt: IncomingReceipt) -> object:
-            told.append(receipt)
-            return apply_receipt(receipt)
-
-        taker.engine.receipt = spy  # type: ignore[method-assign,assignment]
+        told: list[IncomingReceipt] = spy(taker.engine, "receipt")
         await taker.add_contact(bob_account.phone, "Bob")
         hello = await taker.send("Bob", "hello from the new phone")
         await expect(
