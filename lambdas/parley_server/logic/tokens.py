@@ -179,7 +179,10 @@ def refresh(
     """Trade a refresh token for a new pair; the old one is spent.
 
     A spent token presented again means two parties hold it: the family is
-    revoked and the device signed out, so neither can go on.
+    revoked and the device signed out, so neither can go on. So the rotation is
+    the last thing that can fail: a write that failed after it (a throttle) would
+    answer an error to a device whose token was spent, and its next refresh, with
+    the only token it has, would sign it out.
     """
     if not _REFRESH.fullmatch(refresh_token):
         raise InvalidToken("refresh token is malformed")
@@ -191,6 +194,9 @@ def refresh(
         # like its old ones, reach nothing but the deletion (authenticate refuses them)
         if users.device(record.user_id, record.device_id, deleting=True) is None:
             raise DeviceSignedOut("this device has been signed out")
+        # the account is in use: its registration lock stays armed
+        # (logic/registration_lock.py); recorded before the rotation (see above)
+        users.record_active(principal.user_id, now)
         new_token = secrets.token_urlsafe(32)
         tokens.rotate(
             old_hash,
@@ -203,8 +209,6 @@ def refresh(
         tokens.revoke_family(reused.family, now=now)
         users.revoke_device(reused.user_id, reused.device_id, now=now)
         raise
-    # the account is in use: its registration lock stays armed (logic/registration_lock.py)
-    users.record_active(principal.user_id, now)
     return _pair(principal, new_token, keys=keys, limits=limits, now=now)
 
 

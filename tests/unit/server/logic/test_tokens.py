@@ -15,7 +15,8 @@ from parley_server.config import Limits
 from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.logic.tokens import derive_keys
-from parley_server.models.errors import InvalidToken
+from parley_server.models.errors import DependencyUnavailable, InvalidToken
+from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 from tests.unit.conftest import Ports
 
@@ -179,6 +180,25 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_family_and_signs_the_de
     with pytest.raises(InvalidToken):
         stores.authenticate(second.access_token, now=NOW + 100)
     assert stores.users.devices(ALICE.user_id) == []
+
+
+def test_a_refresh_that_fails_leaves_the_token_unspent_and_the_device_signed_in(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a throttled write while refreshing answers an error: the device keeps the token
+    # it has, and its next try must work, not count as a reuse and sign it out
+    pair = stores.sign_in()
+
+    def throttled(*_args: object, **_kwargs: object) -> None:
+        raise DependencyUnavailable("user store is throttling")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(UsersStore, "record_active", throttled)
+        with pytest.raises(DependencyUnavailable):
+            stores.use(pair.refresh_token)
+    again = stores.use(pair.refresh_token, now=NOW + 90)
+    assert stores.authenticate(again.access_token, now=NOW + 90) == ALICE
+    assert stores.users.device(ALICE.user_id, ALICE.device_id) is not None  # not signed out
 
 
 def test_an_unknown_malformed_or_expired_refresh_token_is_refused(stores: Stores) -> None:
