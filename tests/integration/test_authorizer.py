@@ -17,6 +17,7 @@ from parley_server.handlers import ws_authorizer
 from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.logic.tokens import derive_keys
+from parley_server.models.errors import DependencyUnavailable
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 from tests.integration.test_http_harness import LambdaContextStub
@@ -142,7 +143,7 @@ def test_an_unknown_device_is_unauthorized(users: UsersStore) -> None:
         authorize(access_token(did="9" * 16))
 
 
-def test_without_the_signing_secret_every_token_is_unauthorized(
+def test_without_the_signing_secret_no_token_gets_in_and_none_is_called_bad(
     aws: FakeAws, users: UsersStore, function_env: Any
 ) -> None:
     token = access_token()
@@ -150,8 +151,25 @@ def test_without_the_signing_secret_every_token_is_unauthorized(
         SecretId=aws.settings[Setting.SIGNING_SECRET_ARN], ForceDeleteWithoutRecovery=True
     )
     function_env("WsAuthorizer")  # a cold start: nothing cached
-    with pytest.raises(Exception, match=r"^Unauthorized$"):
+    # a failure other than "Unauthorized": API Gateway's 500, not a 401 that would
+    # send the app to refresh a token that is fine
+    with pytest.raises(ws_authorizer.AuthorizerUnavailable):
         authorize(token)
+
+
+def test_a_throttled_device_read_fails_the_handshake_without_calling_the_token_bad(
+    users: UsersStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = access_token()
+
+    def throttled(*_args: object, **_kwargs: object) -> None:
+        raise DependencyUnavailable("user store is throttling")
+
+    monkeypatch.setattr(UsersStore, "device", throttled)
+    with pytest.raises(ws_authorizer.AuthorizerUnavailable):
+        authorize(token)
+    monkeypatch.undo()
+    assert authorize(token)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
 def test_the_token_is_never_logged(

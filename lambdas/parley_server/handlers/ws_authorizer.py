@@ -2,9 +2,12 @@
 
 A valid token for a signed-in device gets an Allow policy on the route with
 {"user_id", "device_id"} as context, which API Gateway hands to every handler
-of the connection. Anything else, including an unreadable signing key (fail
-closed), raises "Unauthorized" and API Gateway refuses the handshake with 401.
-The token is never logged.
+of the connection. A bad token (forged, expired, a signed-out device) raises
+"Unauthorized" and API Gateway refuses the handshake with 401. A dependency out
+of reach (a throttled read, an unreadable signing key) fails closed too, but as
+AuthorizerUnavailable, which API Gateway answers with 500: the app waits and
+dials again with the same token instead of refreshing it for nothing. The token
+is never logged.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.metrics import TRACED_LIBRARIES, Metric
-from parley_server.models.errors import InvalidToken, ParleyError
+from parley_server.models.errors import DependencyUnavailable, InvalidToken, ParleyError
 from parley_server.wiring import adapters, preload
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-__all__ = ["PRELOADED", "handler"]
+__all__ = ["PRELOADED", "AuthorizerUnavailable", "handler"]
 
 # what this function uses, imported at its cold start (not at its first request)
 PRELOADED = preload("keys", "users")
@@ -32,6 +35,10 @@ PRELOADED = preload("keys", "users")
 logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")
 tracer = Tracer(service="parley", patch_modules=TRACED_LIBRARIES)
+
+
+class AuthorizerUnavailable(Exception):
+    """The token could not be checked (a dependency failed): API Gateway's 500."""
 
 
 def _policy(principal: Caller, method_arn: str) -> dict[str, Any]:
@@ -68,6 +75,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # the code says why (invalid_token, service_unavailable, ...); the token is not logged
         logger.info("connection refused", extra={"error_code": error.code})
         metrics.add_metric(name=Metric.CONNECT_REFUSED, unit=MetricUnit.Count, value=1)
+        if isinstance(error, DependencyUnavailable):
+            # not the token's fault (a throttled read, the signing key out of reach):
+            # any other failure is API Gateway's 500, which an app retries with the
+            # token it has; a 401 would have it refresh for nothing
+            raise AuthorizerUnavailable(error.message) from None
         # this exact message is API Gateway's contract for answering 401
         raise Exception("Unauthorized") from None
     metrics.add_metric(name=Metric.CONNECT_ALLOWED, unit=MetricUnit.Count, value=1)
