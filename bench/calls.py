@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from bench.report import Figure, print_table
-from bench.sdk import person
-from local.testing import LocalStack, running_local_stack
+from bench.sdk import on_a_local_stack, person
+from local.testing import LocalStack
 from parley import Client, IncomingCall
 from parley.calling.audio import Capture, Tone
 from parley.endpoints import Endpoints
@@ -135,14 +134,11 @@ async def _measure(stack: LocalStack, home: Path, calls: int, seconds: float) ->
 
 
 def run(quick: bool = False) -> list[Figure]:
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
-        folder = Path(work)
-        with running_local_stack(folder, "--quiet") as stack:
-            return asyncio.run(
-                _measure(
-                    stack, folder / "home", calls=1 if quick else 5, seconds=3 if quick else 30
-                )
-            )
+    return on_a_local_stack(
+        lambda stack, home: _measure(
+            stack, home, calls=1 if quick else 5, seconds=3 if quick else 30
+        )
+    )
 
 
 def main() -> None:

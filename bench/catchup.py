@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench.report import Figure, print_table
-from bench.sdk import person
-from local.testing import LocalStack, running_local_stack
+from bench.sdk import on_a_local_stack, person
+from local.testing import LocalStack
 from parley import Client, MessageReceived, MessageState, ReceiptUpdate, relationships
 from parley.endpoints import Endpoints
 from parley.protocol import ACK_DELAY_S, Protocol
@@ -126,10 +125,7 @@ async def _measure(stack: LocalStack, home: Path, backlog: int) -> list[Figure]:
 
 
 def run(quick: bool = False) -> list[Figure]:
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
-        folder = Path(work)
-        with running_local_stack(folder, "--quiet") as stack:
-            return asyncio.run(_measure(stack, folder / "home", backlog=5 if quick else 100))
+    return on_a_local_stack(lambda stack, home: _measure(stack, home, backlog=5 if quick else 100))
 
 
 def main() -> None:

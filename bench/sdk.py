@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
-from local.testing import LocalStack
+from local.testing import LocalStack, running_local_stack
 from parley import request_code, sign_up
 from parley.endpoints import Endpoints
 from parley.local_sms import code_from_local_sms, sms_count
 
-__all__ = ["person"]
+__all__ = ["on_a_local_stack", "person"]
+
+T = TypeVar("T")
+
+
+def on_a_local_stack(measure: Callable[[LocalStack, Path], Coroutine[Any, Any, T]]) -> T:
+    """`measure(stack, home)` run to its end on a local stack of its own, in a
+    temporary folder (`home` is where its SDK profiles go)."""
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
+        folder = Path(work)
+        with running_local_stack(folder, "--quiet") as stack:
+            return asyncio.run(measure(stack, folder / "home"))
 
 
 async def person(stack: LocalStack, home: Path, profile: str, phone: str) -> str:
