@@ -448,3 +448,58 @@ def test_a_ringing_group_send_is_refused(ws: Harness) -> None:
     )
     assert "group calls are not supported" in error["message"]
     assert ws.snapshot() == before
+
+
+def test_a_frame_of_several_messages_is_stored_posted_and_answered_in_its_order(
+    ws: Harness,
+) -> None:
+    (alice,) = ws.user()
+    phone, laptop = ws.user(devices=2)
+    alice, laptop = ws.connect(alice), ws.connect(laptop)
+    ids = ["z9", "k5", "a1"]
+    messages = [
+        {
+            "id": cid,
+            "payloads": {
+                phone.device_id: b64(b"p" + cid.encode()),
+                laptop.device_id: b64(b"l" + cid.encode()),
+            },
+        }
+        for cid in ids
+    ]
+
+    answer = ws.frame(
+        alice, {"action": "send", "to": phone.user_id, **messages[0], "more": messages[1:]}
+    )
+
+    sent = json.loads(answer["body"])
+    assert sent["event"] == "sent"
+    answered = [(sent["id"], sent["ts"])] + [(m["id"], m["ts"]) for m in sent["more"]]
+    assert [cid for cid, _ in answered] == ids
+    live = ws.events(laptop, "message")
+    assert [(e["client_id"], e["ts"]) for e in live] == answered
+    assert [base64.b64decode(e["body"]) for e in live] == [b"l" + c.encode() for c in ids]
+    # stamped in the frame's order, which sync follows
+    stored = sorted(ws.mailbox_items(phone), key=lambda item: item["ord"]["S"])
+    assert [item["sk"]["S"].rsplit("#", 1)[1] for item in stored] == ids
+    assert [item["body"]["B"] for item in stored] == [b"p" + c.encode() for c in ids]
+
+
+def test_a_bad_message_in_more_refuses_the_whole_frame_and_stores_nothing(ws: Harness) -> None:
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    alice = ws.connect(alice)
+    good = {"id": "ok", "payloads": {bob.device_id: b64(b"fine")}}
+    bad = {"id": "bad", "payloads": {bob.device_id: "not base64!"}}
+
+    answer = ws.frame(
+        alice, {"action": "send", "to": bob.user_id, **good, "more": [good | {"id": "ok2"}, bad]}
+    )
+
+    error = json.loads(answer["body"])
+    assert (error["event"], error["ref"], error["field"]) == (
+        "error",
+        "ok",
+        f"more.1.payloads.{bob.device_id}",
+    )
+    assert ws.mailbox_items(bob) == []

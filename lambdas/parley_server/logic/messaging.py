@@ -62,6 +62,7 @@ __all__ = [
     "SendOutcome",
     "SyncOutcome",
     "deliver",
+    "deliver_each",
     "events_by_device",
     "expiry",
     "limit_mail_from_sender",
@@ -101,14 +102,41 @@ def deliver(
 ) -> DeliveryReport:
     """Post each device's event to that device's live connections; forget the ones that
     are over (a 410 for one still opening is not the end of it: Connection.over)."""
+
+    def events_for(device_id: str) -> Sequence[Mapping[str, Any]]:
+        event = event_for(device_id)
+        return () if event is None else (event,)
+
+    return deliver_each(
+        user_id, events_for, now=now, connections=connections, gateway=gateway, skip=skip
+    )
+
+
+def deliver_each(
+    user_id: str,
+    events_for: Callable[[str], Sequence[Mapping[str, Any]]],
+    *,
+    now: float,
+    connections: ConnectionsPort,
+    gateway: GatewayPort,
+    skip: str | None = None,
+) -> DeliveryReport:
+    """`deliver` of several events per device, in order, after one read of the user's
+    connections. A device is reached when one of its connections got them all: a post
+    that fails ends that connection's share (what follows would arrive out of order;
+    the mailbox hands it all over at the next sync)."""
     reached: set[str] = set()
     posts = gone = 0
     for connection in connections.of_user(user_id, now=now):
-        event = event_for(connection.device_id)
-        if event is None or connection.connection_id == skip:
+        events = events_for(connection.device_id)
+        if not events or connection.connection_id == skip:
             continue
-        posts += 1
-        outcome = gateway.post(connection.connection_id, event)
+        outcome = PostOutcome.DELIVERED
+        for event in events:
+            posts += 1
+            outcome = gateway.post(connection.connection_id, event)
+            if outcome is not PostOutcome.DELIVERED:
+                break
         if outcome is PostOutcome.DELIVERED:
             reached.add(connection.device_id)
         elif outcome is PostOutcome.GONE:
@@ -150,15 +178,18 @@ def expiry(now: float, limits: Limits, ttl_s: int | None) -> int:
     return int(now) + (limits.mailbox_ttl_s if ttl_s is None else min(ttl_s, limits.mailbox_ttl_s))
 
 
-def limit_send_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float) -> None:
-    """Count one send of the caller's device: one budget per second for 1:1 and group
-    sends alike (RateLimited past it)."""
+def limit_send_rate(
+    caller: Caller, *, limits: Limits, limiter: LimiterPort, now: float, messages: int = 1
+) -> None:
+    """Count the sends of the caller's device (one per message of the frame): one
+    budget per second for 1:1 and group sends alike (RateLimited past it)."""
     limiter.hit(
         "send",
         f"{caller.user_id}#{caller.device_id}",
         limit=limits.send_rate_per_s,
         window_s=1,
         now=now,
+        cost=messages,
     )
 
 
@@ -171,9 +202,9 @@ def limit_typing_rate(caller: Caller, *, limits: Limits, limiter: LimiterPort, n
 
 
 def limit_mail_from_sender(
-    caller: Caller, to: str, *, limits: Limits, limiter: LimiterPort, now: float
+    caller: Caller, to: str, *, limits: Limits, limiter: LimiterPort, now: float, messages: int = 1
 ) -> None:
-    """Count one 1:1 message from the caller's account to `to`'s (RateLimited past
+    """Count the 1:1 messages from the caller's account to `to`'s (RateLimited past
     the hourly quota): however many devices and accounts a stranger has, each account
     fills another's mailbox only so fast. What one sends oneself is not counted."""
     if to == caller.user_id:
@@ -184,6 +215,7 @@ def limit_mail_from_sender(
         limit=limits.messages_to_user_per_hour,
         window_s=3600,
         now=now,
+        cost=messages,
     )
 
 
@@ -211,47 +243,66 @@ def send(
     pusher: Pusher[D],
     limiter: LimiterPort,
 ) -> SendOutcome:
-    """Store one envelope per recipient device, deliver to live connections, answer `sent`.
+    """Store one envelope per recipient device and message, deliver to live
+    connections, answer `sent`.
 
-    Devices not reached live get a wake-up push; an ephemeral send (call signalling,
-    stored for its short `ttl` only) gets none, since what lives seconds must not wake
-    a phone, unless it rings: then a high-priority call push that lives as long."""
+    A frame's messages (the first and its `more`) are stamped in the frame's order,
+    stored, then posted in that order after one read of the devices and one of the
+    connections; each device not reached live gets one wake-up push. An ephemeral send
+    (call signalling, stored for its short `ttl` only, always alone in its frame) gets
+    no push, since what lives seconds must not wake a phone, unless it rings: then a
+    high-priority call push that lives as long."""
     if isinstance(frame, GroupSendFrame):
         # group sends are logic.group_fanout.send's: the WebSocket handler routes them there
         raise BadRequest("group messages are not supported yet", code="not_supported")
-    limit_send_rate(caller, limits=limits, limiter=limiter, now=now)
-    devices = _recipient_devices(frame.to, frame.payloads, directory, caller)
-    limit_mail_from_sender(caller, frame.to, limits=limits, limiter=limiter, now=now)
+    messages = frame.messages
+    count = len(messages)
+    limit_send_rate(caller, limits=limits, limiter=limiter, now=now, messages=count)
+    devices = _recipient_devices(frame.to, [m.payloads for m in messages], directory, caller)
+    limit_mail_from_sender(
+        caller, frame.to, limits=limits, limiter=limiter, now=now, messages=count
+    )
     if frame.ring:
         limit_rings(caller, frame.to, limits=limits, limiter=limiter, now=now)
 
-    ord_ = make_ord(now, _nonce())
-    expires_at = expiry(now, limits, frame.ttl_s)
-    pending: dict[str, Envelope] = {}
+    nonce = _nonce()
+    pending: dict[str, list[Envelope]] = {}
+    stamps: list[tuple[str, int]] = []
     stored = duplicates = 0
-    for device_id, body in frame.payloads.items():
-        envelope = MessageEnvelope(
-            recipient=frame.to,
-            recipient_device=device_id,
-            sender=caller.user_id,
-            sender_device=caller.device_id,
-            client_id=frame.client_id,
-            body=body,
-            ord=ord_,
-            expires_at=expires_at,
-        )
-        existing = mailbox.put(envelope, now=now)
-        if existing is None:
-            stored += 1
-        else:
-            duplicates += 1
-        # a retry delivers the pending original again: the first attempt may
-        # have stopped between storing and delivering
-        pending[device_id] = existing or envelope
+    for step, message in enumerate(messages):
+        ord_ = make_ord(now, nonce, step)
+        expires_at = expiry(now, limits, message.ttl_s)
+        times = []
+        for device_id, body in message.payloads.items():
+            envelope = MessageEnvelope(
+                recipient=frame.to,
+                recipient_device=device_id,
+                sender=caller.user_id,
+                sender_device=caller.device_id,
+                client_id=message.client_id,
+                body=body,
+                ord=ord_,
+                expires_at=expires_at,
+            )
+            existing = mailbox.put(envelope, now=now)
+            if existing is None:
+                stored += 1
+            else:
+                duplicates += 1
+            # a retry delivers the pending original again: the first attempt may
+            # have stopped between storing and delivering
+            held = existing or envelope
+            pending.setdefault(device_id, []).append(held)
+            times.append(held.ts)
+        stamps.append((message.client_id, min(times)))
 
-    report = deliver(
+    events = {
+        device_id: [envelope.event() for envelope in envelopes]
+        for device_id, envelopes in pending.items()
+    }
+    report = deliver_each(
         frame.to,
-        events_by_device(pending),
+        lambda device_id: events.get(device_id, ()),
         now=now,
         connections=connections,
         gateway=gateway,
@@ -267,9 +318,9 @@ def send(
             call_pushes += rang
         elif not frame.ephemeral:
             pushed += pusher.notify(device)
-    ts = min(envelope.ts for envelope in pending.values())
+    (first_id, first_ts), *rest = stamps
     return SendOutcome(
-        event=sent_event(frame.client_id, ts),
+        event=sent_event(first_id, first_ts, rest),
         devices=len(devices),
         stored=stored,
         duplicates=duplicates,
@@ -281,21 +332,23 @@ def send(
 
 
 def _recipient_devices(
-    user_id: str, payloads: Mapping[str, bytes], directory: Directory[D], caller: Caller
+    user_id: str, payloads: Sequence[Mapping[str, bytes]], directory: Directory[D], caller: Caller
 ) -> Sequence[D]:
-    """The devices a 1:1 send must carry a payload for. To oneself (what one device
-    tells the account's others: a copy of what it sent, its group sender keys) they
-    are the caller's other devices, perhaps none: then every payload is `extra`."""
+    """The devices a 1:1 send must carry a payload for, in each of its messages. To
+    oneself (what one device tells the account's others: a copy of what it sent, its
+    group sender keys) they are the caller's other devices, perhaps none: then every
+    payload is `extra`."""
     devices = directory.devices(user_id)
     if user_id == caller.user_id:
         devices = [d for d in devices if d.device_id != caller.device_id]
     elif not devices:
         raise NotFound("no such user", code="unknown_user", to=user_id)
     registered = {device.device_id for device in devices}
-    missing = registered - set(payloads)
-    extra = set(payloads) - registered
-    if missing or extra:
-        raise MismatchedDevices(sorted(missing), sorted(extra))
+    for message in payloads:
+        missing = registered - set(message)
+        extra = set(message) - registered
+        if missing or extra:
+            raise MismatchedDevices(sorted(missing), sorted(extra))
     return devices
 
 

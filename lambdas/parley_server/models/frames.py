@@ -66,6 +66,11 @@ ACTIONS = frozenset({"send", "ack", "receipt", "sync", "typing"})
 # One frame may name at most this many ids (ack, receipt). A sync page holds as
 # many events, so a client can ack a whole page in one frame.
 MAX_IDS_PER_FRAME = 100
+# Messages one `send` frame to a user may carry (the first and up to 24 in `more`):
+# a burst or a backlog goes in one frame, one invocation and one devices read; the
+# SDK packs them into one 32 KB WebSocket frame, and 25 x 5 devices stays a short
+# invocation.
+MAX_MESSAGES_PER_SEND = 25
 # a message's `ts` (ms since the epoch) is at most this: JSON's exact integers
 MAX_TS_MS = 2**53 - 1
 
@@ -173,8 +178,20 @@ class DirectSendFrame(msgspec.Struct, frozen=True):
     ttl_s: int | None = None
     ephemeral: bool = False
     ring: bool = False
+    # the messages that follow this one to the same user in the same frame, in order
+    # (none ephemeral, none with `more` of its own)
+    more: tuple[DirectSendFrame, ...] = ()
+
+    @property
+    def messages(self) -> tuple[DirectSendFrame, ...]:
+        """This message and those that follow it in the frame, in order."""
+        return (self, *self.more)
 
     def __post_init__(self) -> None:
+        if self.more and self.ephemeral:
+            raise ValueError("an ephemeral send goes alone")
+        if any(m.more or m.ephemeral or m.to != self.to for m in self.more):
+            raise ValueError("what follows in `more` is a plain message to the same user")
         if self.ring and not self.ephemeral:
             raise ValueError("a ringing send is ephemeral")
         if self.ephemeral and (self.ttl_s is None or self.ttl_s > MAX_EPHEMERAL_TTL_S):
@@ -254,27 +271,82 @@ def _ephemeral(raw: Mapping[str, Any], kind: str, ttl: int | None) -> tuple[bool
 def parse_send(raw: Mapping[str, Any], *, max_payload_bytes: int) -> SendFrame:
     """A `send` frame: to a user (`payloads`) or to `g:<group id>` (`body`); `ttl`
     (optional, seconds) keeps its envelopes no longer than that. A send to a user may
-    be `ephemeral` (then `ttl` is required, at most MAX_EPHEMERAL_TTL_S) and `ring`."""
+    be `ephemeral` (then `ttl` is required, at most MAX_EPHEMERAL_TTL_S) and `ring`,
+    or carry `more`: the messages that follow it to the same user, each an object of
+    `id`, `payloads` and an optional `ttl` (MAX_MESSAGES_PER_SEND in all)."""
     client_id = _string(raw, "id", _CLIENT_ID, "1-64 characters of A-Z a-z 0-9 _ -")
     kind, to = _to(raw)
     ttl = _ttl(raw)
     ephemeral, ring = _ephemeral(raw, kind, ttl)
+    more = raw.get("more")
+    if more is not None and (kind == "group" or ephemeral):
+        what = "a group" if kind == "group" else "an ephemeral send"
+        raise BadRequest(f"`more` is for plain sends to a user, not {what}", field="more")
     if kind == "group":
         body = _ciphertext(_field(raw, "body"), "body", max_payload_bytes)
         return GroupSendFrame(client_id, to, body, _group_version(raw), ttl)
-    payloads = _field(raw, "payloads")
+    payloads = _payloads(raw, "payloads", max_payload_bytes)
+    following = () if more is None else _more(more, to, client_id, max_payload_bytes)
+    return DirectSendFrame(client_id, to, payloads, ttl, ephemeral, ring, following)
+
+
+def _payloads(raw: Mapping[str, Any], where: str, max_payload_bytes: int) -> dict[str, bytes]:
+    """`payloads` (named `where` in errors): a ciphertext per recipient device id."""
+    payloads = raw.get("payloads")
     if not isinstance(payloads, dict) or not payloads:
         raise BadRequest(
-            "`payloads` must map each recipient device id to a ciphertext", field="payloads"
+            f"`{where}` must map each recipient device id to a ciphertext", field=where
         )
     decoded: dict[str, bytes] = {}
     for device_id, value in payloads.items():
         if not is_device_id(device_id):
+            raise BadRequest(f"`{where}` key {device_id[:40]!r} is not a device id", field=where)
+        decoded[device_id] = _ciphertext(value, f"{where}.{device_id}", max_payload_bytes)
+    return decoded
+
+
+def _more(
+    value: Any, to: str, first_id: str, max_payload_bytes: int
+) -> tuple[DirectSendFrame, ...]:
+    """`more`: the messages after the first, each `id`, `payloads` and maybe `ttl`."""
+    if not isinstance(value, list) or not value:
+        raise BadRequest("`more` must be a non-empty list of messages", field="more")
+    if len(value) >= MAX_MESSAGES_PER_SEND:
+        raise PayloadTooLarge(
+            f"one send carries at most {MAX_MESSAGES_PER_SEND} messages",
+            field="more",
+            limit=MAX_MESSAGES_PER_SEND,
+        )
+    seen = {first_id}
+    messages = []
+    for index, item in enumerate(value):
+        where = f"more.{index}"
+        if not isinstance(item, dict):
+            raise BadRequest(f"`{where}` must be an object of id and payloads", field=where)
+        unknown = set(item) - {"id", "payloads", "ttl"}
+        if unknown:
+            name = sorted(unknown)[0][:40]
             raise BadRequest(
-                f"`payloads` key {device_id[:40]!r} is not a device id", field="payloads"
+                f"`{where}` holds {name!r}: a message in `more` has id, payloads and ttl only",
+                field=where,
             )
-        decoded[device_id] = _ciphertext(value, f"payloads.{device_id}", max_payload_bytes)
-    return DirectSendFrame(client_id, to, decoded, ttl, ephemeral, ring)
+        client_id = item.get("id")
+        if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+            raise BadRequest(
+                f"`{where}.id` must be 1-64 characters of A-Z a-z 0-9 _ -", field=f"{where}.id"
+            )
+        if client_id in seen:
+            raise BadRequest(
+                f"`{where}.id` repeats another message's id", field=f"{where}.id", id=client_id
+            )
+        seen.add(client_id)
+        try:
+            ttl = _ttl(item)
+        except BadRequest as error:
+            raise BadRequest(error.message, field=f"{where}.ttl") from None
+        payloads = _payloads(item, f"{where}.payloads", max_payload_bytes)
+        messages.append(DirectSendFrame(client_id, to, payloads, ttl))
+    return tuple(messages)
 
 
 class AckFrame(msgspec.Struct, frozen=True):
@@ -397,9 +469,11 @@ def mailbox_key(user_id: str, device_id: str) -> str:
     return f"{user_id}#{device_id}"
 
 
-def make_ord(now: float, nonce: str) -> str:
-    """A time-ordered sort value: zero-padded microseconds, then a random tie-breaker."""
-    return f"{round(now * 1_000_000):017d}#{nonce}"
+def make_ord(now: float, nonce: str, step: int = 0) -> str:
+    """A time-ordered sort value: zero-padded microseconds, then a random tie-breaker.
+    `step` microseconds later: the n-th message of one frame is stamped n after the
+    first, so the messages of a frame sort in the frame's order."""
+    return f"{round(now * 1_000_000) + step:017d}#{nonce}"
 
 
 def us_of_ord(ord_: str) -> int:
@@ -583,8 +657,12 @@ class PostOutcome(Enum):
 # -- events the server emits ------------------------------------------------------------
 
 
-def sent_event(client_id: str, ts: int) -> dict[str, Any]:
-    return {"event": "sent", "id": client_id, "ts": ts}
+def sent_event(client_id: str, ts: int, more: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+    """`sent` for a frame's first message; `more`: (client id, ts) of those after it."""
+    event: dict[str, Any] = {"event": "sent", "id": client_id, "ts": ts}
+    if more:
+        event["more"] = [{"id": cid, "ts": at} for cid, at in more]
+    return event
 
 
 def synced_event(more: bool, cursor: str | None) -> dict[str, Any]:

@@ -356,6 +356,148 @@ def test_sends_over_the_per_device_rate_are_refused_in_that_second(world: World)
     world.send(alice, bob_id, {bob_dev.device_id: b"x"}, client_id="c9", limits=limits, now=NOW + 1)
 
 
+# -- several messages in one frame (`more`) ---------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def send_many(
+    world: World,
+    caller: Caller,
+    to: str,
+    bodies: dict[str, list[bytes]],
+    *,
+    ids: list[str] | None = None,
+    now: float = NOW,
+    limits: Limits = LIMITS,
+) -> messaging.SendOutcome:
+    """One frame carrying a message per position of each device's list of bodies."""
+    count = len(next(iter(bodies.values())))
+    ids = ids or [f"m{i}" for i in range(count)]
+    items = [
+        {"id": ids[i], "payloads": {d: _b64(b[i]) for d, b in bodies.items()}} for i in range(count)
+    ]
+    raw: dict[str, Any] = {"to": to, **items[0]}
+    if items[1:]:
+        raw["more"] = items[1:]
+    frame = parse_send(raw, max_payload_bytes=limits.max_payload_bytes)
+    return world.call(messaging.send, frame, caller, now=now, limits=limits)
+
+
+def test_a_frame_of_several_messages_stores_posts_and_answers_them_in_order(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    phone = Device(secrets.token_hex(8), "fcm", PUSHABLE + "p")
+    laptop = Device(secrets.token_hex(8), "fcm", PUSHABLE + "l")
+    bob_id, _ = world.user(phone, laptop)
+    on_laptop = world.online(bob_id, laptop)
+    bodies = [b"one", b"two", b"three"]
+
+    outcome = send_many(
+        world,
+        alice,
+        bob_id,
+        {phone.device_id: bodies, laptop.device_id: [b + b"!" for b in bodies]},
+        ids=["z", "k", "a"],  # the frame's order, not the ids', decides
+    )
+
+    # posted live in the frame's order, each device its own ciphertexts
+    live = world.events(on_laptop, "message")
+    assert [e["client_id"] for e in live] == ["z", "k", "a"]
+    assert [base64.b64decode(e["body"]) for e in live] == [b"one!", b"two!", b"three!"]
+    # stored in that order too: the offline phone syncs them as sent
+    page = world.mailbox.page(bob_id, phone.device_id, after=None, limit=10, now=NOW)
+    assert [e.client_id for e in page.envelopes] == ["z", "k", "a"]
+    assert [e.body for e in page.envelopes] == bodies
+    # one wake-up for the phone, not one per message
+    assert world.pusher.woken == [phone.device_id]
+    assert (outcome.stored, outcome.delivered, outcome.pushed, outcome.devices) == (6, 1, 1, 2)
+    ts = [e.ts for e in page.envelopes]
+    assert outcome.event == {
+        "event": "sent",
+        "id": "z",
+        "ts": ts[0],
+        "more": [{"id": "k", "ts": ts[1]}, {"id": "a", "ts": ts[2]}],
+    }
+
+
+def test_a_retried_frame_stores_nothing_twice_and_adds_what_the_first_did_not_store(
+    world: World,
+) -> None:
+    (alice, _), (bob, bob_dev) = world.online_user(), world.online_user()
+    dev = bob_dev.device_id
+    first = send_many(world, alice, bob.user_id, {dev: [b"a", b"b"]}, ids=["a", "b"])
+
+    # the retry carries one more message: the first two are the pending originals
+    again = send_many(
+        world, alice, bob.user_id, {dev: [b"a", b"b", b"c"]}, ids=["a", "b", "c"], now=NOW + 5
+    )
+
+    assert (again.stored, again.duplicates) == (1, 2)
+    assert again.event["ts"] == first.event["ts"]
+    assert again.event["more"][0] == first.event["more"][0]
+    page = world.mailbox.page(bob.user_id, dev, after=None, limit=10, now=NOW + 5)
+    assert [e.client_id for e in page.envelopes] == ["a", "b", "c"]
+    # the new message sorts after the originals, though stamped in a later call
+    assert page.envelopes[2].ts > page.envelopes[1].ts
+
+
+def test_a_frame_whose_later_message_misses_a_device_stores_none_of_it(world: World) -> None:
+    alice, _ = world.online_user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    p, q = phone.device_id, laptop.device_id
+    raw = {
+        "id": "m0",
+        "to": bob_id,
+        "payloads": {p: _b64(b"x"), q: _b64(b"y")},
+        "more": [{"id": "m1", "payloads": {p: _b64(b"x")}}],
+    }
+    frame = parse_send(raw, max_payload_bytes=LIMITS.max_payload_bytes)
+
+    with pytest.raises(MismatchedDevices) as caught:
+        world.call(messaging.send, frame, alice, now=NOW, limits=LIMITS)
+
+    assert caught.value.to_dict()["missing"] == [q]
+    assert world.mailbox.page(bob_id, p, after=None, limit=5, now=NOW).envelopes == []
+
+
+def test_each_message_of_a_frame_counts_against_the_send_rate(world: World) -> None:
+    alice, _ = world.online_user()
+    bob_id, (bob_dev,) = world.user()
+    limits = Limits(send_rate_per_s=4)
+    send_many(world, alice, bob_id, {bob_dev.device_id: [b"x"] * 3}, limits=limits)
+
+    with pytest.raises(RateLimited):
+        send_many(
+            world, alice, bob_id, {bob_dev.device_id: [b"y"] * 2}, ids=["n0", "n1"], limits=limits
+        )
+
+    page = world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=10, now=NOW)
+    assert [e.client_id for e in page.envelopes] == ["m0", "m1", "m2"]
+    # one more fits that second
+    send_many(world, alice, bob_id, {bob_dev.device_id: [b"z"]}, ids=["n9"], limits=limits)
+
+
+def test_a_post_that_fails_ends_that_connections_share_of_a_frame(world: World) -> None:
+    alice, _ = world.online_user()
+    bob_dev = Device(secrets.token_hex(8), "fcm", PUSHABLE + "b")
+    bob_id, _ = world.user(bob_dev)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.DELIVERED, PostOutcome.FAILED]
+
+    outcome = send_many(world, alice, bob_id, {bob_dev.device_id: [b"1", b"2", b"3"]})
+
+    # the third is not posted ahead of the second: both wait for the next sync
+    assert [e["client_id"] for e in world.events(bob, "message")] == ["m0"]
+    assert world.gateway.script[bob.connection_id] == []
+    assert (outcome.stored, outcome.delivered) == (3, 0)
+    assert world.pusher.woken == [bob_dev.device_id]
+
+
 def test_a_gone_connection_is_forgotten_and_the_envelope_waits(world: World) -> None:
     alice_id, (alice_dev,) = world.user()
     bob_id, (bob_dev,) = world.user()

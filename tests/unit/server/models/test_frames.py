@@ -9,6 +9,7 @@ from parley_server.models.errors import BadRequest, PayloadTooLarge
 from parley_server.models.frames import (
     MAX_EPHEMERAL_TTL_S,
     MAX_IDS_PER_FRAME,
+    MAX_MESSAGES_PER_SEND,
     AckFrame,
     DirectSendFrame,
     DirectTypingFrame,
@@ -351,3 +352,70 @@ def test_receipt_id_depends_on_what_the_receipt_says_not_on_order() -> None:
     envelope = ReceiptEnvelope(ALICE, DEV1, BOB, DEV2, "read", ("a", "b"), make_ord(1.0, "0"), 9)
     assert envelope.event()["id"] == f"r#{BOB}#{DEV2}#{receipt_id('read', ['a', 'b'])}"
     assert envelope.event()["ids"] == ["a", "b"]
+
+
+# -- several messages in one send (`more`) ----------------------------------------------
+
+
+def test_a_send_may_carry_more_messages_to_the_same_user_in_order() -> None:
+    frame = parse_send(
+        send(
+            ttl=60,
+            more=[
+                {"id": "c2", "payloads": {DEV1: b64(b"two")}},
+                {"id": "c3", "payloads": {DEV1: b64(b"three")}, "ttl": 3600},
+            ],
+        ),
+        max_payload_bytes=LIMIT,
+    )
+    assert isinstance(frame, DirectSendFrame)
+    assert [(m.client_id, m.to, dict(m.payloads), m.ttl_s) for m in frame.messages] == [
+        ("c1", BOB, {DEV1: b"x"}, 60),
+        ("c2", BOB, {DEV1: b"two"}, None),
+        ("c3", BOB, {DEV1: b"three"}, 3600),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("more", "field"),
+    [
+        ([], "more"),
+        ({"id": "c2"}, "more"),
+        (["c2"], "more.0"),
+        ([{"id": "c2", "payloads": {DEV1: b64(b"y")}, "to": ALICE}], "more.0"),
+        ([{"id": "c2", "payloads": {DEV1: b64(b"y")}, "ring": True}], "more.0"),
+        ([{"payloads": {DEV1: b64(b"y")}}], "more.0.id"),
+        ([{"id": "c 2", "payloads": {DEV1: b64(b"y")}}], "more.0.id"),
+        ([{"id": "c1", "payloads": {DEV1: b64(b"y")}}], "more.0.id"),
+        (
+            [{"id": "c2", "payloads": {DEV1: b64(b"y")}}, {"id": "c2", "payloads": {}}],
+            "more.1.id",
+        ),
+        ([{"id": "c2"}], "more.0.payloads"),
+        ([{"id": "c2", "payloads": {"nope": b64(b"y")}}], "more.0.payloads"),
+        ([{"id": "c2", "payloads": {DEV1: "!!"}}], f"more.0.payloads.{DEV1}"),
+        ([{"id": "c2", "payloads": {DEV1: b64(b"y")}, "ttl": 0}], "more.0.ttl"),
+        ([{"id": "c2", "payloads": {DEV1: b64(b"y")}, "ttl": True}], "more.0.ttl"),
+    ],
+)
+def test_a_bad_message_in_more_is_refused_naming_where(more: Any, field: str) -> None:
+    assert refused(send(more=more)).details["field"] == field
+
+
+def test_more_is_refused_on_a_group_send_and_an_ephemeral_one() -> None:
+    one = [{"id": "c2", "payloads": {DEV1: b64(b"y")}}]
+    group = {"action": "send", "id": "g1", "to": "g:" + "c" * 32, "body": "eA==", "more": one}
+    assert refused(group).details["field"] == "more"
+    assert refused(send(ephemeral=True, ttl=30, more=one)).details["field"] == "more"
+
+
+def test_one_send_carries_at_most_the_limit_of_messages() -> None:
+    def more(n: int) -> list[dict[str, Any]]:
+        return [{"id": f"m{i}", "payloads": {DEV1: b64(b"y")}} for i in range(n)]
+
+    full = parse_send(send(more=more(MAX_MESSAGES_PER_SEND - 1)), max_payload_bytes=LIMIT)
+    assert isinstance(full, DirectSendFrame)
+    assert len(full.messages) == MAX_MESSAGES_PER_SEND
+    with pytest.raises(PayloadTooLarge) as caught:
+        parse_send(send(more=more(MAX_MESSAGES_PER_SEND)), max_payload_bytes=LIMIT)
+    assert caught.value.details["limit"] == MAX_MESSAGES_PER_SEND
