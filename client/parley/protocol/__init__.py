@@ -6,8 +6,11 @@ no I/O and keeps no clock of its own (one is injected), so every rule of the
 protocol is tested without a network:
 
 - sync on every connect, repeated with the server's cursor while it says `more`;
-- the outbox is FIFO per conversation and only its head is in flight, because
-  the server orders a sender's messages by the time it stores them;
+- the outbox is FIFO per conversation and only its head's frame is in flight,
+  because the server orders a sender's messages by the time it stores them;
+  what queued behind the head for the same user's devices goes in the head's
+  frame (`more`, up to MAX_MESSAGES_PER_SEND, within one 32 KB WebSocket frame),
+  which the server stores in the frame's order and answers with one `sent`;
 - an unanswered or interrupted send is sent again with the SAME client id (the
   server refuses a second envelope while the first is pending);
 - incoming messages are deduplicated by (sender, client id) and acked only once
@@ -47,6 +50,7 @@ from parley.protocol.events import (
 from parley.protocol.frames import (
     FRAGMENT_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGES_PER_SEND,
     FrameTooLarge,
     OutboxEntry,
     check_size,
@@ -58,6 +62,7 @@ __all__ = [
     "ACK_BATCH",
     "ACK_DELAY_S",
     "FRAGMENT_BYTES",
+    "MAX_MESSAGES_PER_SEND",
     "MAX_MESSAGE_BYTES",
     "DevicesChangedNotice",
     "DevicesMismatched",

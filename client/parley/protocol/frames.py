@@ -11,6 +11,10 @@ from parley.ids import group_id_of
 # API Gateway: at most 32 KB per WebSocket frame and 128 KB per message.
 FRAGMENT_BYTES = 32_000
 MAX_MESSAGE_BYTES = 128 * 1024
+# Messages one `send` frame carries at most (the service's MAX_MESSAGES_PER_SEND): a
+# conversation's queue goes out in frames of up to this many, each kept to one
+# WebSocket frame (FRAGMENT_BYTES), which API Gateway bills as one message.
+MAX_MESSAGES_PER_SEND = 25
 
 
 class FrameTooLarge(ValueError):
@@ -57,6 +61,30 @@ class OutboxEntry:
             out["ephemeral"] = True
         if self.ring:
             out["ring"] = True
+        return out
+
+    def joins(self, first: OutboxEntry) -> bool:
+        """Whether this entry may follow `first` in its `send` frame (`more`): plain
+        messages to the same user, encrypted for the same devices (what the service
+        checks once for the frame), neither ephemeral nor waiting on another."""
+        return (
+            first.plain
+            and self.plain
+            and self.to == first.to
+            and not self.after
+            and set(self.payloads or ()) == set(first.payloads or ())
+        )
+
+    @property
+    def plain(self) -> bool:
+        """A message to a user that is not call signalling."""
+        return self.payloads is not None and self.body is None and not self.ephemeral
+
+    def following(self) -> dict[str, Any]:
+        """This entry as a message in another's `more`."""
+        out: dict[str, Any] = {"id": self.client_id, "payloads": dict(self.payloads or {})}
+        if self.ttl:
+            out["ttl"] = self.ttl
         return out
 
 

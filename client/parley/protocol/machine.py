@@ -36,7 +36,13 @@ from parley.protocol.events import (
     parse_receipt,
     parse_typing,
 )
-from parley.protocol.frames import FRAGMENT_BYTES, OutboxEntry, check_size, fragment
+from parley.protocol.frames import (
+    FRAGMENT_BYTES,
+    MAX_MESSAGES_PER_SEND,
+    OutboxEntry,
+    check_size,
+    fragment,
+)
 
 log = logging.getLogger("parley.protocol")
 
@@ -65,6 +71,16 @@ class _Flight:
     mismatched: bool = False  # waiting for replace_payloads
     not_before: float = 0.0  # rate limited until
     expires: float = 0.0  # an ephemeral entry not on the wire by then is dropped
+    # the entries on the wire in this (head's) frame's `more`, in order
+    batch: tuple[_Flight, ...] = ()
+    solo: bool = False  # refused in company: goes alone, to learn which entry it was
+
+    def land(self) -> None:
+        """Off the wire (answered with an error, unanswered, or the connection lost),
+        with the entries that went in its frame."""
+        for flight in (self, *self.batch):
+            flight.in_flight_since = None
+        self.batch = ()
 
 
 class Protocol:
@@ -123,7 +139,7 @@ class Protocol:
         self.synced = False
         for queue in self._queues.values():
             for flight in queue:
-                flight.in_flight_since = None
+                flight.land()
         # typing is ephemeral and a sync is issued on the next connect
         self._control = [f for f in self._control if f["action"] == "receipt"]
         self._out.clear()
@@ -274,7 +290,7 @@ class Protocol:
                 self._send_timeout
             ):
                 log.info("send %s unanswered; sending it again", head.entry.client_id)
-                head.in_flight_since = None
+                head.land()
             self._launch(queue)
         self._flush()
 
@@ -347,9 +363,19 @@ class Protocol:
         if flight is None:
             log.info("ignored `sent` for no pending send")
             return
-        ts = raw.get("ts")
-        self._pop(flight)
-        self._events.append(SendAccepted(flight.entry, int(ts) if is_int(ts) else 0))
+        accepted = [(flight, raw.get("ts"))]
+        company = {other.entry.client_id: other for other in flight.batch}
+        more = raw.get("more")
+        for item in more if isinstance(more, list) else ():
+            # each entry of the frame the service says it stored; one it left out
+            # (none should be) stays queued and goes again
+            if isinstance(item, dict) and as_str(item.get("id")) in company:
+                accepted.append((company.pop(item["id"]), item.get("ts")))
+        flight.land()
+        for done, ts in accepted:
+            self._unqueue(done)
+            self._events.append(SendAccepted(done.entry, int(ts) if is_int(ts) else 0))
+        self._launch_all()
 
     def _on_error(self, raw: dict[str, Any]) -> None:
         code = as_str(raw.get("code")) or "unknown"
@@ -365,12 +391,15 @@ class Protocol:
             self._events.append(ServerError(code, message, details))
             return
         entry = flight.entry
-        flight.in_flight_since = None
+        company = flight.batch
+        flight.land()
         if code == "mismatched_devices":
             missing, extra = raw.get("missing"), raw.get("extra")
             if is_device_list(missing) and is_device_list(extra) and (missing or extra):
-                flight.mismatched = True
-                self._events.append(DevicesMismatched(entry, tuple(missing), tuple(extra)))
+                # the frame's entries were all encrypted for the same devices
+                for each in (flight, *company):
+                    each.mismatched = True
+                    self._events.append(DevicesMismatched(each.entry, tuple(missing), tuple(extra)))
                 return
             log.warning("mismatched_devices for %s without usable device lists", entry.client_id)
         if code == "stale_group" and entry.group_id is not None:
@@ -386,6 +415,17 @@ class Protocol:
             delay = min(max(delay, 0.1), 300.0)
             flight.not_before = self._clock() + delay
             self._events.append(SendRejected(entry, code, message, delay, details))
+            return
+        if company:
+            # refused for good, but for which entry? Each goes alone until it is known
+            log.info(
+                "send %s refused (%s) with %d more; sending it alone",
+                entry.client_id,
+                code,
+                len(company),
+            )
+            flight.solo = True
+            self._launch_all()
             return
         self._pop(flight)
         self._events.append(SendRejected(entry, code, message, None, details))
@@ -480,7 +520,36 @@ class Protocol:
             return  # waits out its back-off; or it expired (handle_timeout drops it)
         head.not_before = 0.0
         head.in_flight_since = now
-        self._out.append(self._encode(head.entry.frame()))
+        frame = head.entry.frame()
+        head.batch = self._company(head, queue, len(json.dumps(frame, separators=(",", ":"))))
+        if head.batch:
+            frame["more"] = [flight.entry.following() for flight in head.batch]
+            for flight in head.batch:
+                flight.in_flight_since = now
+        self._out.append(self._encode(frame))
+
+    def _company(self, head: _Flight, queue: deque[_Flight], size: int) -> tuple[_Flight, ...]:
+        """The entries after `head` that go in its frame: those queued behind it that
+        may (OutboxEntry.joins), while the frame stays one WebSocket frame."""
+        if head.solo:
+            return ()
+        size += len(',"more":[]')
+        company: list[_Flight] = []
+        for flight in list(queue)[1:MAX_MESSAGES_PER_SEND]:
+            if (
+                flight.in_flight_since is not None
+                or flight.mismatched
+                or flight.solo
+                or flight.not_before
+                or flight.expires
+                or not flight.entry.joins(head.entry)
+            ):
+                break
+            size += len(json.dumps(flight.entry.following(), separators=(",", ":"))) + 1
+            if size > self._fragment_bytes:
+                break
+            company.append(flight)
+        return tuple(company)
 
     def _resolve(self, message: IncomingMessage, *, remember: bool) -> None:
         key = (message.sender, message.client_id)

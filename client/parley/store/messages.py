@@ -228,14 +228,15 @@ class Messages(Repository):
         return bool(row and row[0])
 
     def edit(self, message_id: int, text: str, content: Content, edited_at: int) -> bool:
-        """Its author's new text, if newer than the last edit applied (so edits
-        arriving out of order end on the latest). False: an older edit, or gone."""
+        """Its author's new text, unless the last edit applied is newer (so edits
+        arriving out of order end on the latest; at the same time, the later one, as
+        for reactions). False: an older edit, or gone."""
         with self.transaction():
             row = self._db.execute(
                 "SELECT sender, client_id, edited_at, deleted FROM messages WHERE id = ?",
                 (message_id,),
             ).fetchone()
-            if row is None or row[3] is not None or (row[2] is not None and row[2] >= edited_at):
+            if row is None or row[3] is not None or (row[2] is not None and row[2] > edited_at):
                 return False
             sender, client_id = row[0], row[1]
             plain = isinstance(content, Text) and content.ctx is None
@@ -317,13 +318,15 @@ class Messages(Repository):
         return Path(os.fsdecode(self._vault.open(sealed, _cell("file", sender, client_id))))
 
     def react(self, message_id: int, reactor: str, emoji: str, ts: int) -> bool:
-        """`reactor`'s reaction ("" takes it back), if newer than theirs so far."""
+        """`reactor`'s reaction ("" takes it back), unless theirs so far is newer. At
+        the same time (ms) the later one wins: the messages of one `send` frame share
+        their millisecond and every device gets them in the frame's order."""
         with self.transaction():
             row = self._db.execute(
                 "SELECT ts FROM reactions WHERE message_id = ? AND reactor = ?",
                 (message_id, reactor),
             ).fetchone()
-            if row is not None and row[0] >= ts:
+            if row is not None and row[0] > ts:
                 return False
             if emoji:
                 self._db.execute(
@@ -492,12 +495,13 @@ class Messages(Repository):
         return int(row[0]) if row else 0
 
     def set_timer(self, peer: str, seconds: int, set_by: str, ts: int) -> bool:
-        """The conversation's timer from now on, if this change is newer than the last."""
+        """The conversation's timer from now on, unless the last change is newer (at
+        the same time, the later one wins, as for reactions)."""
         with self.transaction():
             row = self._db.execute(
                 "SELECT ts FROM conversation_timers WHERE peer = ?", (peer,)
             ).fetchone()
-            if row is not None and row[0] >= ts:
+            if row is not None and row[0] > ts:
                 return False
             self._db.execute(
                 "INSERT OR REPLACE INTO conversation_timers (peer, seconds, set_by, ts)"

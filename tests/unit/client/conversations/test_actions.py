@@ -174,6 +174,32 @@ async def test_an_older_reaction_arriving_late_does_not_win(pair: Pair) -> None:
     assert only(pair.alice, BOB).reactions == ((BOB, "🎉"),)
 
 
+async def test_actions_of_one_frame_share_a_millisecond_and_the_later_one_wins(
+    pair: Pair,
+) -> None:
+    """The service stamps the messages of one `send` frame a microsecond apart, so
+    they share their `ts` (ms); each device gets them in the frame's order."""
+    await pair.exchange(pair.alice, "v1", at=T0)
+    target = only(pair.alice, BOB).target
+    same = T0 + 5000
+    actions_in_one_frame = [
+        await pair.send(pair.alice, Reaction(target, "👍"), at=same),
+        await pair.send(pair.alice, Reaction(target, "🎉"), at=same),
+        await pair.send(pair.alice, Edit(target, "v2"), at=same),
+        await pair.send(pair.alice, Edit(target, "v3"), at=same),
+        await pair.send(pair.alice, TimerChange(86400), at=same),
+        await pair.send(pair.alice, TimerChange(604800), at=same),
+    ]
+
+    for envelope in actions_in_one_frame:
+        pair.deliver(pair.bob, envelope)
+
+    shown = pair.bob.store.messages.find(target)
+    assert shown is not None
+    assert (shown.text, shown.reactions) == ("v3", ((ALICE, "🎉"),))
+    assert pair.bob.store.messages.timer_of(ALICE) == 604800
+
+
 def test_a_reaction_is_one_emoji() -> None:
     target = Target(ALICE, "m1")
     for bad in ("ok", "👍👍", " 👍", "👍 "):

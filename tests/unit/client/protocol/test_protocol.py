@@ -11,6 +11,7 @@ import pytest
 from parley.protocol import (
     ACK_BATCH,
     FRAGMENT_BYTES,
+    MAX_MESSAGES_PER_SEND,
     DevicesMismatched,
     FrameTooLarge,
     IncomingMessage,
@@ -606,3 +607,187 @@ def test_an_ephemeral_send_in_time_carries_its_flags_and_ttl() -> None:
     plain = entry("plain").frame()
     assert "ephemeral" not in plain
     assert "ring" not in plain
+
+
+# -- several messages in one frame (`more`) ---------------------------------------------
+
+
+def sent(client_id: str, ts: int, *more: tuple[str, int]) -> str:
+    event: dict[str, Any] = {"event": "sent", "id": client_id, "ts": ts}
+    if more:
+        event["more"] = [{"id": cid, "ts": at} for cid, at in more]
+    return json.dumps(event)
+
+
+def following(client_id: str) -> dict[str, Any]:
+    return {"id": client_id, "payloads": {DEV1: "Y2lwaGVy"}}
+
+
+def test_what_queued_for_one_user_goes_in_one_frame_and_one_sent_accepts_it_all() -> None:
+    proto = Protocol(ack_delay=0.0)
+    for client_id in ("m1", "m2", "m3"):
+        proto.send(entry(client_id))
+    proto.send(entry("x1", to=CAROL))
+    proto.connection_made()
+
+    assert frames(proto)[1:] == [
+        {**entry("m1").frame(), "more": [following("m2"), following("m3")]},
+        entry("x1", to=CAROL).frame(),
+    ]
+    proto.receive_data(sent("m1", 5, ("m2", 6), ("m3", 7)))
+    assert proto.events_received() == [
+        SendAccepted(entry("m1"), 5),
+        SendAccepted(entry("m2"), 6),
+        SendAccepted(entry("m3"), 7),
+    ]
+    assert [e.client_id for e in proto.pending()] == ["x1"]
+    assert frames(proto) == []
+
+
+def test_what_queues_behind_a_send_in_flight_follows_it_in_one_frame() -> None:
+    proto = connected()
+    proto.send(entry("m1"))
+    for client_id in ("m2", "m3", "m4"):
+        proto.send(entry(client_id))
+    assert [f.get("more") for f in frames(proto)] == [None]
+
+    proto.receive_data(sent("m1", 5))
+    (frame,) = frames(proto)
+    assert frame["id"] == "m2"
+    assert [m["id"] for m in frame["more"]] == ["m3", "m4"]
+
+
+def test_a_frame_takes_only_plain_messages_for_the_same_devices_in_order() -> None:
+    proto = Protocol()
+    proto.send(entry("m1"))
+    proto.send(OutboxEntry("m2", BOB, payloads={DEV1: "YQ=="}, ttl=60))  # a timer is fine
+    proto.send(OutboxEntry("m3", BOB, payloads={DEV1: "YQ==", DEV2: "Yg=="}))  # other devices
+    proto.send(entry("m4"))
+    proto.connection_made()
+
+    (_, first) = frames(proto)
+    assert first["more"] == [{"id": "m2", "payloads": {DEV1: "YQ=="}, "ttl": 60}]
+    proto.receive_data(sent("m1", 1, ("m2", 2)))
+    (second,) = frames(proto)
+    assert second["id"] == "m3"
+    assert "more" not in second  # m4 is for other devices than m3: it goes after
+
+    # call signalling, and what waits on another entry, go alone
+    proto.receive_data(sent("m3", 3))
+    proto.send(OutboxEntry("e1", BOB, payloads={DEV1: "YQ=="}, ttl=30, ephemeral=True))
+    proto.send(OutboxEntry("w1", BOB, payloads={DEV1: "YQ=="}, after=("x9",)))
+    assert [("more" in f, f["id"]) for f in frames(proto)] == [(False, "m4")]
+    proto.receive_data(sent("m4", 4))
+    assert [("more" in f, f["id"]) for f in frames(proto)] == [(False, "e1")]
+
+
+def test_a_frame_holds_at_most_the_limit_and_stays_one_websocket_frame() -> None:
+    proto = Protocol()
+    for i in range(MAX_MESSAGES_PER_SEND + 5):
+        proto.send(entry(f"m{i}"))
+    proto.connection_made()
+    (_, first) = frames(proto)
+    assert len(first["more"]) == MAX_MESSAGES_PER_SEND - 1
+
+    big = "A" * 9_000
+    proto = Protocol()
+    for i in range(6):
+        proto.send(OutboxEntry(f"b{i}", BOB, payloads={DEV1: big}))
+    proto.connection_made()
+    out = proto.data_to_send()[1]
+    assert len(out) == 1  # one WebSocket frame: not fragmented
+    assert len(out[0].encode()) <= FRAGMENT_BYTES
+    assert [m["id"] for m in json.loads(out[0])["more"]] == ["b1", "b2"]
+
+
+def test_an_entry_the_answer_leaves_out_is_sent_again() -> None:
+    proto = Protocol()
+    for client_id in ("m1", "m2", "m3"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+
+    proto.receive_data(sent("m1", 5, ("m2", 6), ("elsewhere", 7)))
+
+    assert [e.entry.client_id for e in proto.events_received()] == ["m1", "m2"]  # type: ignore[union-attr]
+    assert [f["id"] for f in frames(proto)] == ["m3"]
+
+
+def test_a_frame_refused_for_mismatched_devices_asks_to_repair_each_of_its_entries() -> None:
+    proto = Protocol()
+    for client_id in ("m1", "m2"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+    mismatched = {
+        "event": "error",
+        "ref": "m1",
+        "code": "mismatched_devices",
+        "missing": [DEV2],
+        "extra": [],
+    }
+    proto.receive_data(json.dumps(mismatched))
+    assert proto.events_received() == [
+        DevicesMismatched(entry("m1"), (DEV2,), ()),
+        DevicesMismatched(entry("m2"), (DEV2,), ()),
+    ]
+    assert frames(proto) == []
+
+    repaired = {DEV1: "Y2lwaGVy", DEV2: "bmV3"}
+    proto.replace_payloads("m1", repaired)
+    assert [("more" in f, f["id"]) for f in frames(proto)] == [(False, "m1")]
+    proto.replace_payloads("m2", repaired)
+    proto.receive_data(sent("m1", 5))
+    assert frames(proto) == [{"action": "send", "id": "m2", "to": BOB, "payloads": repaired}]
+
+
+def test_a_frame_refused_for_good_sends_its_entries_alone_to_learn_which_was_refused() -> None:
+    proto = Protocol()
+    for client_id in ("m1", "m2", "m3"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+    too_big = {"event": "error", "ref": "m1", "code": "payload_too_large", "message": "big"}
+
+    proto.receive_data(json.dumps(too_big))
+    assert proto.events_received() == []  # nobody is refused yet
+    assert frames(proto) == [entry("m1").frame()]  # the first alone
+
+    proto.receive_data(json.dumps(too_big))  # m1 it was
+    (rejected,) = proto.events_received()
+    assert isinstance(rejected, SendRejected)
+    assert rejected.entry == entry("m1")
+    (frame,) = frames(proto)
+    assert (frame["id"], [m["id"] for m in frame["more"]]) == ("m2", ["m3"])
+
+
+def test_a_frame_that_waits_goes_again_whole() -> None:
+    clock = Clock()
+    proto = Protocol(clock=clock, send_timeout=30)
+    for client_id in ("m1", "m2"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+
+    # rate limited: after retry_after, the same frame
+    limited = {"event": "error", "ref": "m1", "code": "rate_limited", "retry_after": 2}
+    proto.receive_data(json.dumps(limited))
+    proto.events_received()
+    clock.now += 2
+    proto.handle_timeout()
+    (again,) = frames(proto)
+    assert [m["id"] for m in again["more"]] == ["m2"]
+
+    # unanswered: after the timeout, the same frame
+    clock.now += 31
+    proto.handle_timeout()
+    (again,) = frames(proto)
+    assert [m["id"] for m in again["more"]] == ["m2"]
+
+    # the connection lost: on the next one, the same frame
+    proto.connection_lost()
+    proto.connection_made()
+    (_, again) = frames(proto)
+    assert [m["id"] for m in again["more"]] == ["m2"]
+    proto.receive_data(sent("m1", 1, ("m2", 2)))
+    assert proto.pending() == []
