@@ -47,8 +47,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from bench import group_cost, message_cost
+from bench.metering import Counts
 from bench.report import Figure, print_table
-from parley_server.catalogue import FUNCTIONS, WS_ROUTES
+from parley_server.catalogue import FUNCTIONS
 from stacks.media_spec import MEDIA_EXPIRY_DAYS
 
 __all__ = [
@@ -275,13 +276,6 @@ def cost(usage: Usage, prices: Prices = PRICES) -> dict[str, float]:
 # -- from the counting benchmarks to Usage -------------------------------------------------
 
 _MEMORY_MB = {spec.id: spec.memory_mb for spec in FUNCTIONS}
-# functions invoked by a client's frame (each frame is one metered message in)
-_FRAME_FUNCTIONS = frozenset(
-    r.function for r in WS_ROUTES if r.route_key not in ("$connect", "$disconnect")
-)
-_TWO_WAY = frozenset(r.function for r in WS_ROUTES if r.two_way)
-# a `sent` route response: {"event":"sent","id":...,"ts":...}
-_ROUTE_RESPONSE_BYTES = 80
 
 
 def _gb_seconds(invocations: Mapping[str, float], calls: Mapping[str, float]) -> float:
@@ -303,75 +297,44 @@ def _metered(size: int, increment: int) -> int:
     return max(1, math.ceil(size / increment))
 
 
-def _usage(
-    *,
-    deliveries: int,
-    requests: Mapping[str, int],
-    invocations: Mapping[str, int],
-    posted: Mapping[str, list[dict[str, Any]]],
-    reads: float,
-    writes: float,
-    frame_bytes: int,
-) -> Usage:
-    """Usage of a counted scenario. `frame_bytes`: the size of a `send` frame."""
+def _usage(*, deliveries: int, counts: Counts) -> Usage:
+    """Usage of a counted scenario: its requests, invocations, capacity, and the
+    WebSocket frames in and out as they were (each metered per started 32 KB)."""
     by_service: Counter[str] = Counter()
-    for name, n in requests.items():
+    for name, n in counts.requests.items():
         by_service[name.split(".", 1)[0]] += n
-    posts = [json.dumps(e, separators=(",", ":")).encode() for es in posted.values() for e in es]
-    frames = sum(n for fn, n in invocations.items() if fn in _FRAME_FUNCTIONS)
-    sends = invocations.get("WsSend", 0)
-    # `send` frames carry the ciphertext; every other frame is far below 32 KB
-    frames_in = (frames - sends) + sends * _metered(frame_bytes, WS_METERING_BYTES)
-    answers = sum(n for fn, n in invocations.items() if fn in _TWO_WAY)
+    posts = [
+        json.dumps(e, separators=(",", ":")).encode() for es in counts.posted.values() for e in es
+    ]
+    frames_in = sum(_metered(size, WS_METERING_BYTES) for size in counts.frames_in)
+    answers = sum(_metered(size, WS_METERING_BYTES) for size in counts.answers_out)
     posts_out = sum(_metered(len(p), WS_METERING_BYTES) for p in posts)
     # the SQS event source receives and deletes each job (batch size 1): not the
     # function's calls, so not in the meter, but billed all the same
-    jobs = invocations.get("GroupFanout", 0)
+    jobs = counts.invocations.get("GroupFanout", 0)
     sqs = by_service.get("sqs", 0) + 2 * jobs
     return Usage(
         deliveries=deliveries,
         ws_messages=frames_in + answers + posts_out,
-        lambda_invocations=dict(invocations),
-        lambda_gb_seconds=_gb_seconds(invocations, by_service),
-        write_units=writes,
-        read_units=reads,
+        lambda_invocations=dict(counts.invocations),
+        lambda_gb_seconds=_gb_seconds(counts.invocations, by_service),
+        write_units=counts.write_units,
+        read_units=counts.read_units,
         sqs_requests=sqs,
-        sns_publishes=sum(n for name, n in requests.items() if name == "sns.Publish"),
-        transfer_out_bytes=sum(len(p) for p in posts) + answers * _ROUTE_RESPONSE_BYTES,
+        sns_publishes=sum(n for name, n in counts.requests.items() if name == "sns.Publish"),
+        transfer_out_bytes=sum(len(p) for p in posts) + sum(counts.answers_out),
     )
-
-
-def _send_frame_bytes(ciphertext_bytes: int) -> int:
-    # base64 of the ciphertext plus the frame's JSON around it (action, id, to, device id)
-    return 4 * math.ceil(ciphertext_bytes / 3) + 160
 
 
 def one_to_one(messages: int) -> Usage:
     """bench.message_cost's conversation of `messages` messages, as Usage."""
-    counts = message_cost.count_conversation(messages)
-    return _usage(
-        deliveries=messages,
-        requests=counts.requests,
-        invocations=counts.invocations,
-        posted=counts.posted,
-        reads=counts.read_units,
-        writes=counts.write_units,
-        frame_bytes=_send_frame_bytes(message_cost.CIPHERTEXT_BYTES),
-    )
+    return _usage(deliveries=messages, counts=message_cost.count_conversation(messages))
 
 
 def group_message(members: int) -> Usage:
     """bench.group_cost's group message to `members` members, every member acking, as Usage."""
     acked = group_cost.count_group_message(members).acked
-    return _usage(
-        deliveries=members - 1,  # everyone but the sender
-        requests=acked.requests,
-        invocations=acked.invocations,
-        posted=acked.posted,
-        reads=acked.read_units,
-        writes=acked.write_units,
-        frame_bytes=_send_frame_bytes(group_cost.CIPHERTEXT_BYTES),
-    )
+    return _usage(deliveries=members - 1, counts=acked)  # everyone but the sender
 
 
 def typical_overheads(assumptions: UsageAssumptions = USAGE) -> Usage:

@@ -162,6 +162,8 @@ class Counts:
     write_units: float  # sized
     reported_units: float  # what DynamoDB (here moto) reported
     posted: Mapping[str, list[dict[str, Any]]]  # events posted, by connection id
+    frames_in: tuple[int, ...] = ()  # bytes of each WebSocket frame a client sent
+    answers_out: tuple[int, ...] = ()  # bytes of each route response (two-way routes)
 
     @property
     def sized_units(self) -> float:
@@ -178,6 +180,8 @@ class Meter:
     write_units: float = 0.0
     reported_units: float = 0.0
     posted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    frames_in: list[int] = field(default_factory=list)
+    answers_out: list[int] = field(default_factory=list)
 
     @property
     def sized_units(self) -> float:
@@ -187,6 +191,8 @@ class Meter:
         self.requests.clear()
         self.invocations.clear()
         self.posted.clear()
+        self.frames_in.clear()
+        self.answers_out.clear()
         self.read_units = self.write_units = self.reported_units = 0.0
 
     def counts(self) -> Counts:
@@ -197,6 +203,8 @@ class Meter:
             self.write_units,
             self.reported_units,
             {connection: list(events) for connection, events in self.posted.items()},
+            tuple(self.frames_in),
+            tuple(self.answers_out),
         )
 
     @contextmanager
@@ -210,6 +218,7 @@ class Meter:
             self.invocations = before.invocations
             self.read_units, self.write_units = before.read_units, before.write_units
             self.reported_units = before.reported_units
+            self.frames_in, self.answers_out = list(before.frames_in), list(before.answers_out)
 
     def watch(self, boto_client: Any) -> None:
         events = boto_client.meta.events
@@ -337,9 +346,15 @@ def invoke(service: Service, function_id: str, event: dict[str, Any]) -> dict[st
     module, name = spec.handler.rsplit(".", 1)
     handler = getattr(importlib.import_module(module), name)
     service.meter.invocations[function_id] += 1
+    context = event.get("requestContext") or {}
+    body = event.get("body")
+    if context.get("eventType") == "MESSAGE" and isinstance(body, str):
+        service.meter.frames_in.append(len(body.encode()))
     # the handlers print their metrics (EMF) to stdout; the table is what matters here
     with contextlib.redirect_stdout(io.StringIO()):
         answer: dict[str, Any] = handler(event, _Context(function_id))
+    if context.get("eventType") == "MESSAGE" and isinstance(answer.get("body"), str):
+        service.meter.answers_out.append(len(answer["body"].encode()))
     return answer
 
 

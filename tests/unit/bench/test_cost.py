@@ -5,6 +5,7 @@ call by call. No measured figure is checked here."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import fields, replace
 from datetime import date
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from botocore.hooks import HierarchicalEmitter
 
 from bench import cost, message_cost
 from bench.cost import PRICES, Prices, Usage
-from bench.metering import Meter, capacity
+from bench.metering import Counts, Meter, capacity
 from parley_server.catalogue import Setting as S
 from parley_server.catalogue import function
 from parley_server.store.schema import TABLES
@@ -63,17 +64,19 @@ def test_prices_are_dated() -> None:
     assert date.fromisoformat(cost.PRICES_AS_OF) >= date(2024, 11, 1)
 
 
-def _conversation(posted_bytes: int, frame_bytes: int) -> Usage:
+def _conversation(posted_bytes: int, frame_bytes: int, answer_bytes: int = 80) -> Usage:
     event = {"event": "message", "body": "x" * posted_bytes}
-    return cost._usage(
-        deliveries=1,
-        requests={"apigatewaymanagementapi.PostToConnection": 1},
-        invocations={"WsSend": 1},
+    counts = Counts(
+        requests=Counter({"apigatewaymanagementapi.PostToConnection": 1}),
+        invocations=Counter({"WsSend": 1}),
+        read_units=0,
+        write_units=0,
+        reported_units=0,
         posted={"c1": [event]},
-        reads=0,
-        writes=0,
-        frame_bytes=frame_bytes,
+        frames_in=(frame_bytes,),
+        answers_out=(answer_bytes,),
     )
+    return cost._usage(deliveries=1, counts=counts)
 
 
 def test_websocket_messages_are_metered_in_32_kb_increments() -> None:
@@ -83,6 +86,10 @@ def test_websocket_messages_are_metered_in_32_kb_increments() -> None:
     large = _conversation(posted_bytes=40 * 1024, frame_bytes=70 * 1024)
     # a 70 KB frame is 3 increments, a 40 KB post 2, the route response 1
     assert large.ws_messages == 6
+    # what goes out is paid for as sent: the posts and the answers, byte for byte
+    assert large.transfer_out_bytes - small.transfer_out_bytes == 40 * 1024 - 300
+    longer = _conversation(posted_bytes=300, frame_bytes=500, answer_bytes=180)
+    assert longer.transfer_out_bytes - small.transfer_out_bytes == 100
 
 
 def test_lambda_time_is_charged_at_each_functions_configured_memory() -> None:
@@ -177,6 +184,17 @@ def test_one_to_one_usage_splits_exactly_the_capacity_message_cost_sizes() -> No
     assert usage.write_units > 0
     invocations: dict[str, Any] = dict(usage.lambda_invocations)
     assert sum(invocations.values()) == figures["Lambda invocations / message"]
+
+
+def test_a_burst_goes_as_the_sdk_sends_it_and_its_frames_are_metered_as_they_were() -> None:
+    counts = message_cost.count_conversation(10)
+    # the SDK's outbox put the ten in one `send` frame; one ack, one receipt ack
+    assert counts.invocations == Counter({"WsSend": 1, "WsAck": 2})
+    assert len(counts.frames_in) == 3
+    assert len(counts.answers_out) == 1  # `sent`: an ack has no route response
+    usage = cost.one_to_one(10)
+    # in: 3 frames; out: `sent`, 10 messages posted, 1 receipt
+    assert usage.ws_messages == 3 + 1 + 10 + 1
 
 
 # -- calls --------------------------------------------------------------------------------
