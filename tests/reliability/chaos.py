@@ -91,7 +91,9 @@ class Ledger:
         lost = duplicated = reordered = unticked = shown_copies = 0
         for (sender, conversation), order in self.sent_order.items():
             for recipient in self.audience[(sender, conversation)]:
-                shown_ts: list[int] = []
+                arrived = self.arrivals.get((recipient, sender, conversation), [])
+                first = {cid: i for i, cid in reversed(list(enumerate(arrived)))}
+                shown_at: list[tuple[int, int]] = []
                 for client_id in order:
                     copies = self.shown.get((recipient, f"{sender}/{client_id}"), [])
                     if not copies:
@@ -99,11 +101,12 @@ class Ledger:
                         continue
                     shown_copies += 1
                     duplicated += len(copies) - 1
-                    shown_ts.append(copies[0])
+                    shown_at.append((copies[0], first[client_id]))
                     if (recipient, client_id) not in self.delivered[sender]:
                         unticked += 1
-                # a conversation is shown by time: each message after the one before it
-                reordered += sum(1 for a, b in itertools.pairwise(shown_ts) if b <= a)
+                # a conversation is shown by time, and what shares a millisecond (the
+                # messages of one frame) in the order it came: each after the one before
+                reordered += sum(1 for a, b in itertools.pairwise(shown_at) if b <= a)
         overtaken = 0
         for (_, sender, conversation), arrived in self.arrivals.items():
             position = {cid: i for i, cid in enumerate(self.sent_order[(sender, conversation)])}
