@@ -77,6 +77,9 @@ class Limits(msgspec.Struct, frozen=True):
     push_challenge_ttl_s: int = 600
     push_challenge_max_attempts: int = 5
     refresh_token_ttl_s: int = 60 * 24 * 3600
+    # a spent refresh token presented again this soon, whose successor was never used,
+    # is the device asking again for an answer it lost: traded again, not a reuse
+    refresh_reuse_grace_s: int = 120
     max_one_time_prekeys_per_upload: int = 100
     # bundle claims per caller, and per (caller, target) so nobody drains one person's keys
     bundle_claims_per_hour: int = 1200

@@ -20,7 +20,7 @@ import msgspec
 from parley_server.ids import is_device_id, is_user_id
 from parley_server.logic.ports import Caller
 from parley_server.models.errors import DeviceSignedOut, InvalidToken, ReusedRefreshToken
-from parley_server.store.tokens import RefreshRecord
+from parley_server.store.tokens import RefreshRecord, SpentToken
 
 if TYPE_CHECKING:
     from parley_server.config import Limits
@@ -179,16 +179,20 @@ def refresh(
     """Trade a refresh token for a new pair; the old one is spent.
 
     A spent token presented again means two parties hold it: the family is
-    revoked and the device signed out, so neither can go on. So the rotation is
-    the last thing that can fail: a write that failed after it (a throttle) would
-    answer an error to a device whose token was spent, and its next refresh, with
-    the only token it has, would sign it out.
+    revoked and the device signed out, so neither can go on. Unless the answer to
+    its trade was lost: a token spent less than `refresh_reuse_grace_s` ago whose
+    successor was never used is traded again (the successor is voided), as the
+    device that never got its answer asks. So the rotation is the last thing that
+    can fail: a write that failed after it (a throttle) would answer an error to a
+    device whose token was spent.
     """
     if not _REFRESH.fullmatch(refresh_token):
         raise InvalidToken("refresh token is malformed")
     old_hash = _hash(refresh_token)
     try:
-        record = tokens.find(old_hash, now=now)
+        found = tokens.find(old_hash, now=now)
+        record = found.record if isinstance(found, SpentToken) else found
+        lost = _lost_answer(found, limits=limits, now=now)
         principal = Caller(record.user_id, record.device_id)
         # a device whose account is being deleted may still refresh: its new tokens,
         # like its old ones, reach nothing but the deletion (authenticate refuses them)
@@ -198,18 +202,30 @@ def refresh(
         # (logic/registration_lock.py); recorded before the rotation (see above)
         users.record_active(principal.user_id, now)
         new_token = secrets.token_urlsafe(32)
-        tokens.rotate(
-            old_hash,
-            _hash(new_token),
-            record,
-            now=now,
-            expires_at=int(now) + limits.refresh_token_ttl_s,
-        )
+        expires_at = int(now) + limits.refresh_token_ttl_s
+        if lost is None:
+            tokens.rotate(old_hash, _hash(new_token), record, now=now, expires_at=expires_at)
+        else:
+            tokens.reissue(old_hash, lost, _hash(new_token), record, now=now, expires_at=expires_at)
     except ReusedRefreshToken as reused:
         tokens.revoke_family(reused.family, now=now)
         users.revoke_device(reused.user_id, reused.device_id, now=now)
         raise
     return _pair(principal, new_token, keys=keys, limits=limits, now=now)
+
+
+def _lost_answer(found: RefreshRecord | SpentToken, *, limits: Limits, now: float) -> str | None:
+    """For a spent token, the successor whose answer may have been lost (then it is
+    traded again); a spent token past the grace, or not traded, is a reuse."""
+    if not isinstance(found, SpentToken):
+        return None
+    if found.next is None or now - found.spent_at > limits.refresh_reuse_grace_s:
+        raise ReusedRefreshToken(
+            family=found.record.family,
+            user_id=found.record.user_id,
+            device_id=found.record.device_id,
+        )
+    return found.next
 
 
 def _pair(

@@ -1,6 +1,7 @@
 """Refresh tokens and their families, in the users table.
 
-    REFRESH#<sha256 of token> / REFRESH   family, user_id, device_id, expires_at, spent_at?
+    REFRESH#<sha256 of token> / REFRESH   family, user_id, device_id, expires_at,
+                                          spent_at?, next? (the hash it was traded for)
     FAMILY#<family id>        / FAMILY    user_id, device_id, revoked?, expires_at, tokens
 
 A family is one device's chain of refresh tokens; `tokens` is the set of the
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 from parley_server.models.errors import DependencyUnavailable, InvalidToken, ReusedRefreshToken
 from parley_server.store.dynamo import Retry, batch_write
 
-__all__ = ["RefreshRecord", "RefreshStore"]
+__all__ = ["RefreshRecord", "RefreshStore", "SpentToken"]
 
 _BATCH = Retry(5, "token store unavailable", "token store is throttling")
 
@@ -29,6 +30,14 @@ class RefreshRecord(msgspec.Struct, frozen=True):
     family: str
     user_id: str
     device_id: str
+
+
+class SpentToken(msgspec.Struct, frozen=True):
+    """A refresh token already traded: when, and for which (its hash)."""
+
+    record: RefreshRecord
+    spent_at: int
+    next: str | None  # None: spent by a revocation or a reissue, not traded
 
 
 def _code(exc: ClientError) -> str:
@@ -93,10 +102,10 @@ class RefreshStore:
         except ClientError as exc:
             raise DependencyUnavailable("token store unavailable") from exc
 
-    def find(self, token_hash: str, *, now: float) -> RefreshRecord:
-        """Whose live, unspent token this is.
+    def find(self, token_hash: str, *, now: float) -> RefreshRecord | SpentToken:
+        """Whose live token this is, and if it was spent, when and for which.
 
-        ReusedRefreshToken if it was already spent; InvalidToken if unknown or expired.
+        InvalidToken if unknown or expired.
         """
         try:
             answer = self._ddb.get_item(
@@ -111,7 +120,8 @@ class RefreshStore:
         if item is None or float(item["expires_at"]["N"]) <= now:
             raise InvalidToken("refresh token unknown or expired")
         if "spent_at" in item:
-            raise _reused(_record(item))
+            successor = item.get("next", {}).get("S")
+            return SpentToken(_record(item), int(item["spent_at"]["N"]), successor)
         return _record(item)
 
     def rotate(
@@ -133,11 +143,67 @@ class RefreshStore:
             "Update": {
                 "TableName": self._table,
                 "Key": {"pk": {"S": f"REFRESH#{old_hash}"}, "sk": {"S": "REFRESH"}},
+                "UpdateExpression": "SET spent_at = :now, #next = :new",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(spent_at)",
+                "ExpressionAttributeNames": {"#next": "next"},
+                "ExpressionAttributeValues": {
+                    ":now": {"N": str(int(now))},
+                    ":new": {"S": new_hash},
+                },
+            }
+        }
+        self._trade(old, new_hash, record, now=now, expires_at=expires_at)
+
+    def reissue(
+        self,
+        spent: str,
+        lost: str,
+        new_hash: str,
+        record: RefreshRecord,
+        *,
+        now: float,
+        expires_at: int,
+    ) -> None:
+        """Trade the spent token `spent` again, for `new_hash`, when what it was traded
+        for (`lost`: the answer never reached the device) was never used. `lost` is
+        spent too, without a successor, so it is worth nothing from now on.
+
+        ReusedRefreshToken if `lost` was used, or `spent` was traded again meanwhile:
+        then two parties hold the family's tokens after all.
+        """
+        old = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"REFRESH#{spent}"}, "sk": {"S": "REFRESH"}},
+                "UpdateExpression": "SET #next = :new",
+                "ConditionExpression": "#next = :lost",
+                "ExpressionAttributeNames": {"#next": "next"},
+                "ExpressionAttributeValues": {":lost": {"S": lost}, ":new": {"S": new_hash}},
+            }
+        }
+        voided = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"REFRESH#{lost}"}, "sk": {"S": "REFRESH"}},
                 "UpdateExpression": "SET spent_at = :now",
                 "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(spent_at)",
                 "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
             }
         }
+        self._trade(old, new_hash, record, now=now, expires_at=expires_at, also=voided)
+
+    def _trade(
+        self,
+        old: dict[str, Any],
+        new_hash: str,
+        record: RefreshRecord,
+        *,
+        now: float,
+        expires_at: int,
+        also: dict[str, Any] | None = None,
+    ) -> None:
+        """`old` (the update that spends a token, first), the family's next token, and
+        `also` (a condition that must hold too, last), in one transaction."""
         family = {
             "Update": {
                 "TableName": self._table,
@@ -154,15 +220,16 @@ class RefreshStore:
                 },
             }
         }
+        items = [old, family, self._token_put(new_hash, record, expires_at)]
         try:
-            self._ddb.transact_write_items(
-                TransactItems=[old, family, self._token_put(new_hash, record, expires_at)]
-            )
+            self._ddb.transact_write_items(TransactItems=items + ([also] if also else []))
         except ClientError as exc:
             if _code(exc) != "TransactionCanceledException":
                 raise DependencyUnavailable("token store unavailable") from exc
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons[:1] == ["ConditionalCheckFailed"]:
+            if reasons[:1] == ["ConditionalCheckFailed"] or reasons[3:4] == [
+                "ConditionalCheckFailed"
+            ]:
                 raise _reused(record) from exc
             if reasons[1:2] == ["ConditionalCheckFailed"]:
                 raise InvalidToken("this device's sign-in was revoked") from exc

@@ -171,7 +171,8 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_family_and_signs_the_de
 ) -> None:
     first = stores.sign_in()
     second = stores.use(first.refresh_token)
-    # someone replays the spent token
+    stores.authenticate(stores.use(second.refresh_token, now=NOW + 70).access_token, now=NOW + 70)
+    # someone replays a spent token: `second` was used, so no answer was lost
     with pytest.raises(InvalidToken):
         stores.use(first.refresh_token, now=NOW + 90)
     # the legitimate holder's newer token is refused too, and so is its access token
@@ -217,3 +218,55 @@ def test_a_revoked_devices_refresh_token_is_refused(stores: Stores) -> None:
     stores.users.revoke_device(ALICE.user_id, ALICE.device_id, now=NOW + 1)
     with pytest.raises(InvalidToken):
         stores.use(pair.refresh_token)
+
+
+def test_a_device_that_lost_the_answer_to_its_refresh_gets_one_when_it_asks_again(
+    stores: Stores,
+) -> None:
+    first = stores.sign_in()
+    lost = stores.use(first.refresh_token)  # the answer never reached the device
+
+    again = stores.use(first.refresh_token, now=NOW + 60 + LIMITS.refresh_reuse_grace_s)
+
+    assert again.refresh_token != lost.refresh_token
+    assert stores.authenticate(again.access_token, now=NOW + 100) == ALICE
+    # and it goes on refreshing with what it got
+    third = stores.use(again.refresh_token, now=NOW + 200)
+    assert stores.authenticate(third.access_token, now=NOW + 200) == ALICE
+    # the answer it lost is worth nothing now: whoever shows it is not the device
+    with pytest.raises(InvalidToken):
+        stores.use(lost.refresh_token, now=NOW + 300)
+    assert stores.users.devices(ALICE.user_id) == []
+
+
+def test_an_answer_lost_twice_is_asked_for_again(stores: Stores) -> None:
+    first = stores.sign_in()
+    stores.use(first.refresh_token)
+    stores.use(first.refresh_token, now=NOW + 70)  # lost again
+
+    last = stores.use(first.refresh_token, now=NOW + 80)
+
+    assert stores.authenticate(last.access_token, now=NOW + 80) == ALICE
+    assert stores.authenticate(stores.use(last.refresh_token, now=NOW + 90).access_token) == ALICE
+
+
+def test_a_spent_token_shown_after_its_successor_was_used_signs_the_device_out(
+    stores: Stores,
+) -> None:
+    # the device got its answer and used it: whoever shows the old token is someone else
+    first = stores.sign_in()
+    second = stores.use(first.refresh_token)
+    third = stores.use(second.refresh_token, now=NOW + 70)
+    with pytest.raises(InvalidToken):
+        stores.use(first.refresh_token, now=NOW + 80)
+    assert stores.users.devices(ALICE.user_id) == []
+    with pytest.raises(InvalidToken):
+        stores.use(third.refresh_token, now=NOW + 90)
+
+
+def test_a_spent_token_shown_past_the_grace_signs_the_device_out(stores: Stores) -> None:
+    first = stores.sign_in()
+    stores.use(first.refresh_token)
+    with pytest.raises(InvalidToken):
+        stores.use(first.refresh_token, now=NOW + 61 + LIMITS.refresh_reuse_grace_s)
+    assert stores.users.devices(ALICE.user_id) == []
