@@ -133,12 +133,34 @@ def test_refresh_rotates_and_a_replayed_token_signs_the_device_out() -> None:
     ok = call("GET", "/v1/keys/count", token=renewed.body["access_token"])
     assert ok.status == 200
 
+    # the device goes on with what it got
+    newest = call("POST", "/v1/auth/refresh", body={"refresh_token": renewed.body["refresh_token"]})
+    assert newest.status == 200
+
     replay = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
     assert (replay.status, replay.code) == (401, "invalid_token")
-    after = call("POST", "/v1/auth/refresh", body={"refresh_token": renewed.body["refresh_token"]})
+    after = call("POST", "/v1/auth/refresh", body={"refresh_token": newest.body["refresh_token"]})
     assert after.status == 401
-    refused = call("GET", "/v1/keys/count", token=renewed.body["access_token"])
+    refused = call("GET", "/v1/keys/count", token=newest.body["access_token"])
     assert refused.status == 401
+
+
+def test_a_refresh_whose_answer_was_lost_is_answered_again_and_the_lost_token_voided() -> None:
+    alice = sign_up(ALICE)
+    lost = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+    assert lost.status == 200  # and never reaches the device
+
+    again = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+
+    assert again.status == 200
+    assert again.body["refresh_token"] not in (alice.refresh_token, lost.body["refresh_token"])
+    assert call("GET", "/v1/keys/count", token=again.body["access_token"]).status == 200
+    # what the lost answer held is worth nothing from now on
+    assert call("GET", "/v1/keys/count", token=lost.body["access_token"]).status == 401
+    # whoever shows the lost token is not the device: it signs the device out
+    stolen = call("POST", "/v1/auth/refresh", body={"refresh_token": lost.body["refresh_token"]})
+    assert (stolen.status, stolen.code) == (401, "invalid_token")
+    assert call("GET", "/v1/keys/count", token=again.body["access_token"]).status == 401
 
 
 def test_the_openapi_document_describes_every_route_of_the_catalogue() -> None:

@@ -88,18 +88,42 @@ def test_a_signed_out_device_is_refused_at_once_though_its_token_has_not_expired
     alice: Device, function_env: Any
 ) -> None:
     assert call("GET", "/v1/keys/count", token=alice.access_token).status == 200
-    # a stolen refresh token is used by the thief, then by the victim: the family
-    # is revoked and the device signed out
+    # a stolen refresh token is used by the thief, who goes on refreshing, then by
+    # the victim: the family is revoked and the device signed out
     thief = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
     assert thief.status == 200
+    later = call("POST", "/v1/auth/refresh", body={"refresh_token": thief.body["refresh_token"]})
+    assert later.status == 200
     replay = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
     assert replay.code == "invalid_token"
 
-    for token in (alice.access_token, thief.body["access_token"]):
+    for token in (alice.access_token, thief.body["access_token"], later.body["access_token"]):
         assert call("GET", "/v1/keys/count", token=token).code == "invalid_token"
     function_env("WsAuthorizer")
     assert not authorized(alice.access_token)
+    assert not authorized(later.body["access_token"])
+
+
+def test_a_thief_who_refreshed_first_loses_what_they_got_when_the_device_asks_again(
+    alice: Device, function_env: Any
+) -> None:
+    # the thief refreshes with a stolen token and the device, a moment later, with the
+    # same one: that is also what a device whose answer was lost does, so the device
+    # is answered again; what the thief got is refused at once, and its refresh
+    # token, shown, signs the device out (the theft is found out)
+    thief = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+    device = call("POST", "/v1/auth/refresh", body={"refresh_token": alice.refresh_token})
+    assert (thief.status, device.status) == (200, 200)
+
+    assert call("GET", "/v1/keys/count", token=thief.body["access_token"]).code == "invalid_token"
+    assert call("GET", "/v1/keys/count", token=device.body["access_token"]).status == 200
+    function_env("WsAuthorizer")
     assert not authorized(thief.body["access_token"])
+    assert authorized(device.body["access_token"])
+
+    again = call("POST", "/v1/auth/refresh", body={"refresh_token": thief.body["refresh_token"]})
+    assert again.code == "invalid_token"
+    assert call("GET", "/v1/keys/count", token=device.body["access_token"]).code == "invalid_token"
 
 
 # -- the WebSocket handshake of a running stack -------------------------------------------
@@ -141,11 +165,17 @@ async def test_a_signed_out_device_cannot_open_a_websocket(stack: Stack) -> None
     alice = await sign_up_on_stack(stack)
     assert await _handshake_status(stack, alice.access_token) == 101
     async with http_from() as http:
-        for _ in range(2):  # the second use of one refresh token revokes the family
+        # a token traded twice, then the first shown again: the family is revoked
+        token = alice.refresh_token
+        for _ in range(2):
             async with http.post(
-                stack.http_url + "/v1/auth/refresh", json={"refresh_token": alice.refresh_token}
+                stack.http_url + "/v1/auth/refresh", json={"refresh_token": token}
             ) as answer:
-                await answer.read()
+                token = (await answer.json())["refresh_token"]
+        async with http.post(
+            stack.http_url + "/v1/auth/refresh", json={"refresh_token": alice.refresh_token}
+        ) as answer:
+            await answer.read()
         assert answer.status == 401
 
     assert await _handshake_status(stack, alice.access_token) == 401

@@ -82,6 +82,8 @@ def issue_access_token(keys: Keys, principal: Caller, *, now: float, ttl_s: int)
         "sub": principal.user_id,
         "did": principal.device_id,
         "iat": issued,
+        # the same time in ms, which `authenticate` compares with a device's renewal
+        "ims": int(now * 1000),
         "exp": issued + ttl_s,
         "typ": "access",
     }
@@ -90,6 +92,11 @@ def issue_access_token(keys: Keys, principal: Caller, *, now: float, ttl_s: int)
 
 def read_access_token(keys: Keys, token: str, *, now: float) -> Caller:
     """Verify signature, algorithm, issuer, audience, type and expiry; InvalidToken if any fails."""
+    return _read(keys, token, now=now)[0]
+
+
+def _read(keys: Keys, token: str, *, now: float) -> tuple[Caller, int]:
+    """`read_access_token`, and when the token was issued (ms)."""
     if not token or len(token) > _MAX_ACCESS_TOKEN:
         raise InvalidToken("access token missing or malformed")
     try:
@@ -115,6 +122,10 @@ def read_access_token(keys: Keys, token: str, *, now: float) -> Caller:
         raise InvalidToken("access token is invalid")
     if exp <= now:
         raise InvalidToken("access token has expired")
+    # tokens issued before `ims` was a claim count from the start of their second
+    issued_ms = claims.get("ims", iat * 1000)
+    if not isinstance(issued_ms, int) or not iat * 1000 <= issued_ms < (iat + 1) * 1000:
+        raise InvalidToken("access token is invalid")
     user_id, device_id = claims.get("sub"), claims.get("did")
     if (
         claims.get("typ") != "access"
@@ -124,7 +135,7 @@ def read_access_token(keys: Keys, token: str, *, now: float) -> Caller:
         or not is_device_id(device_id)
     ):
         raise InvalidToken("access token is invalid")
-    return Caller(user_id=user_id, device_id=device_id)
+    return Caller(user_id=user_id, device_id=device_id), issued_ms
 
 
 def authenticate(
@@ -133,11 +144,16 @@ def authenticate(
     """A verified access token whose device is still signed in (the one check every caller uses).
 
     The devices of an account being deleted are refused too, except where `deleting`
-    says the call is the account deletion itself (asked again to finish it).
+    says the call is the account deletion itself (asked again to finish it). So is a
+    token issued before its device's sign-in was renewed (a refresh answered again
+    because its first answer was lost: whatever that answer held is worth nothing).
     """
-    principal = read_access_token(keys, token, now=now)
-    if users.device(principal.user_id, principal.device_id, deleting=deleting) is None:
+    principal, issued_ms = _read(keys, token, now=now)
+    device = users.device(principal.user_id, principal.device_id, deleting=deleting)
+    if device is None:
         raise InvalidToken("this device has been signed out")
+    if issued_ms < device.tokens_after_ms:
+        raise InvalidToken("this access token was replaced")
     return principal
 
 
@@ -206,6 +222,10 @@ def refresh(
         if lost is None:
             tokens.rotate(old_hash, _hash(new_token), record, now=now, expires_at=expires_at)
         else:
+            # the access token lost with the answer is refused from now on (as is any
+            # other issued before now): whoever may hold it is not the device. Before
+            # the trade, which is the last thing that can fail (a retry renews again)
+            users.renew_sign_in(record.user_id, record.device_id, int(now * 1000))
             tokens.reissue(old_hash, lost, _hash(new_token), record, now=now, expires_at=expires_at)
     except ReusedRefreshToken as reused:
         tokens.revoke_family(reused.family, now=now)

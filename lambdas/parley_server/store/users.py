@@ -86,6 +86,8 @@ class Device(msgspec.Struct, frozen=True):
     device_id: str
     push_platform: str | None
     push_endpoint: str | None
+    # access tokens issued before this (ms) are refused (UsersStore.renew_sign_in)
+    tokens_after_ms: int = 0
 
 
 class DeviceSummary(msgspec.Struct, frozen=True):
@@ -196,6 +198,7 @@ def _device_from(item: dict[str, Any]) -> Device:
         device_id=item["sk"]["S"].removeprefix("DEVICE#"),
         push_platform=item["push_platform"]["S"] if "push_platform" in item else None,
         push_endpoint=item["push_endpoint"]["S"] if "push_endpoint" in item else None,
+        tokens_after_ms=int(item["tokens_after_ms"]["N"]) if "tokens_after_ms" in item else 0,
     )
 
 
@@ -1080,6 +1083,19 @@ class UsersStore:
             self._update_profile(user_id, "REMOVE pin_failures, pin_last_try", {})
         except NotFound:
             return
+
+    def renew_sign_in(self, user_id: str, device_id: str, at_ms: int) -> None:
+        """Refuse the device's access tokens issued before `at_ms` (a signed-in device
+        only; never moves backwards): one conditional UpdateItem."""
+        self._update_if(
+            Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+            UpdateExpression="SET tokens_after_ms = :at",
+            ConditionExpression=(
+                "attribute_exists(pk) AND (attribute_not_exists(revoked) OR revoked = :no) AND"
+                " (attribute_not_exists(tokens_after_ms) OR tokens_after_ms < :at)"
+            ),
+            ExpressionAttributeValues={":at": {"N": str(at_ms)}, ":no": {"BOOL": False}},
+        )
 
     def record_active(self, user_id: str, now: float) -> None:
         """A device of the account refreshed a token (never moves backwards; unknown

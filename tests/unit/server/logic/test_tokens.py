@@ -33,6 +33,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "sub": ALICE.user_id,
         "did": ALICE.device_id,
         "iat": int(NOW),
+        "ims": int(NOW * 1000),
         "exp": int(NOW) + 900,
         "typ": "access",
     }
@@ -92,6 +93,18 @@ def test_an_expired_token_is_refused() -> None:
 def test_forged_or_foreign_tokens_are_refused(token: str) -> None:
     with pytest.raises(InvalidToken):
         tokens.read_access_token(KEYS, token, now=NOW)
+
+
+def test_a_token_whose_ms_time_is_not_in_its_second_is_refused() -> None:
+    def signed(**changes: Any) -> str:
+        return jwt.encode(claims(**changes), KEYS.access, algorithm="HS256")
+
+    assert tokens.read_access_token(KEYS, signed(), now=NOW) == ALICE
+    # from before the claim: counted from the start of its second
+    assert tokens.read_access_token(KEYS, signed(ims=None), now=NOW) == ALICE
+    for bad in (int(NOW) * 1000 - 1, int(NOW) * 1000 + 1000, "1", True):
+        with pytest.raises(InvalidToken):
+            tokens.read_access_token(KEYS, signed(ims=bad), now=NOW)
 
 
 def test_a_tampered_payload_is_refused() -> None:
@@ -230,6 +243,10 @@ def test_a_device_that_lost_the_answer_to_its_refresh_gets_one_when_it_asks_agai
 
     assert again.refresh_token != lost.refresh_token
     assert stores.authenticate(again.access_token, now=NOW + 100) == ALICE
+    # the access tokens issued before are refused: the lost one, whoever holds it
+    for old in (lost.access_token, first.access_token):
+        with pytest.raises(InvalidToken):
+            stores.authenticate(old, now=NOW + 100)
     # and it goes on refreshing with what it got
     third = stores.use(again.refresh_token, now=NOW + 200)
     assert stores.authenticate(third.access_token, now=NOW + 200) == ALICE
