@@ -121,6 +121,7 @@ def test_a_thief_who_refreshed_first_loses_what_they_got_when_the_device_asks_ag
     assert not authorized(thief.body["access_token"])
     assert authorized(device.body["access_token"])
 
+    function_env("HttpApi")
     again = call("POST", "/v1/auth/refresh", body={"refresh_token": thief.body["refresh_token"]})
     assert again.code == "invalid_token"
     assert call("GET", "/v1/keys/count", token=device.body["access_token"]).code == "invalid_token"

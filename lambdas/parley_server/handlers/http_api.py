@@ -352,13 +352,25 @@ def verify_otp(request: VerifyRequest) -> TokenAnswer:
 )
 def refresh(request: RefreshRequest) -> TokenAnswer:
     deps = adapters()
+    now = _now()
+
+    def close(user_id: str, device_id: str) -> int:
+        connections = deps.connections
+        open_now = [c for c in connections.of_user(user_id, now=now) if c.device_id == device_id]
+        if not open_now:
+            return 0
+        return devices.close_connections(
+            user_id, open_now, connections=connections, gateway=deps.gateway
+        )
+
     pair = tokens.refresh(
         request.refresh_token,
         keys=deps.keys(),
         tokens=deps.refresh_tokens,
         users=deps.users,
         limits=deps.config.limits,
-        now=_now(),
+        now=now,
+        close=close,
     )
     return TokenAnswer(**msgspec.structs.asdict(pair))
 

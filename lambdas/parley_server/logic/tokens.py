@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -191,8 +192,13 @@ def refresh(
     users: UsersStore,
     limits: Limits,
     now: float,
+    close: Callable[[str, str], object] | None = None,
 ) -> TokenPair:
     """Trade a refresh token for a new pair; the old one is spent.
+
+    `close(user_id, device_id)` closes the device's open WebSocket connections: those
+    opened with tokens this call makes worthless (a reuse signs the device out; an
+    answer given again voids what the lost one held).
 
     A spent token presented again means two parties hold it: the family is
     revoked and the device signed out, so neither can go on. Unless the answer to
@@ -226,10 +232,14 @@ def refresh(
             # other issued before now): whoever may hold it is not the device. Before
             # the trade, which is the last thing that can fail (a retry renews again)
             users.renew_sign_in(record.user_id, record.device_id, int(now * 1000))
+            if close is not None:
+                close(record.user_id, record.device_id)  # the device dials again
             tokens.reissue(old_hash, lost, _hash(new_token), record, now=now, expires_at=expires_at)
     except ReusedRefreshToken as reused:
         tokens.revoke_family(reused.family, now=now)
         users.revoke_device(reused.user_id, reused.device_id, now=now)
+        if close is not None:
+            close(reused.user_id, reused.device_id)
         raise
     return _pair(principal, new_token, keys=keys, limits=limits, now=now)
 
