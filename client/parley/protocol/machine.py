@@ -106,6 +106,8 @@ class Protocol:
             raise ValueError(f"ack_delay must be 0 to {MAX_ACK_DELAY_S} s, not {ack_delay!r}")
         self._ack_delay = ack_delay
         self._fragment_bytes = fragment_bytes
+        # messages per `send` frame: the service's limit, lower if it says so
+        self._max_batch = MAX_MESSAGES_PER_SEND
         self.connected = False
         self.synced = False
         self._queues: dict[str, deque[_Flight]] = {}
@@ -181,7 +183,7 @@ class Protocol:
         check_size(entry)
         flight.entry = entry
         flight.mismatched = False
-        flight.in_flight_since = None
+        self._ground(flight)
         self._launch(self._queues[entry.conversation])
         self._flush()
 
@@ -190,9 +192,19 @@ class Protocol:
         flight = self._by_client_id.get(client_id)
         if flight is None:
             return None
+        self._ground(flight)
         self._pop(flight)
         self._flush()
         return flight.entry
+
+    def _ground(self, flight: _Flight) -> None:
+        """Take `flight` off the wire, with its frame's company; or, if it went in
+        another's frame, take that whole frame off (its answer may no longer match
+        what is queued: the entries go again, and the server keeps each once)."""
+        for head in (q[0] for q in self._queues.values()):
+            if flight in head.batch:
+                head.land()
+        flight.land()
 
     def pending(self) -> list[OutboxEntry]:
         """Every entry not yet accepted by the server, in per-conversation order."""
@@ -370,7 +382,9 @@ class Protocol:
             # each entry of the frame the service says it stored; one it left out
             # (none should be) stays queued and goes again
             if isinstance(item, dict) and as_str(item.get("id")) in company:
-                accepted.append((company.pop(item["id"]), item.get("ts")))
+                other = company.pop(item["id"])
+                if self._by_client_id.get(other.entry.client_id) is other:  # still queued
+                    accepted.append((other, item.get("ts")))
         flight.land()
         for done, ts in accepted:
             self._unqueue(done)
@@ -415,6 +429,12 @@ class Protocol:
             delay = min(max(delay, 0.1), 300.0)
             flight.not_before = self._clock() + delay
             self._events.append(SendRejected(entry, code, message, delay, details))
+            return
+        limit = raw.get("limit")
+        if company and code == "payload_too_large" and raw.get("field") == "more" and is_int(limit):
+            # this service takes fewer messages in one frame: send smaller ones
+            self._max_batch = max(1, min(self._max_batch, limit))
+            self._launch_all()
             return
         if company:
             # refused for good, but for which entry? Each goes alone until it is known
@@ -535,7 +555,7 @@ class Protocol:
             return ()
         size += len(',"more":[]')
         company: list[_Flight] = []
-        for flight in list(queue)[1:MAX_MESSAGES_PER_SEND]:
+        for flight in list(queue)[1 : self._max_batch]:
             if (
                 flight.in_flight_since is not None
                 or flight.mismatched

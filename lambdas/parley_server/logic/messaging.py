@@ -38,6 +38,7 @@ from parley_server.models.errors import (
     MismatchedDevices,
     NotFound,
     ParleyError,
+    PayloadTooLarge,
 )
 from parley_server.models.frames import (
     ACTIONS,
@@ -257,6 +258,14 @@ def send(
         raise BadRequest("group messages are not supported yet", code="not_supported")
     messages = frame.messages
     count = len(messages)
+    if count > limits.send_rate_per_s:
+        # more than a second's budget could ever take: refused as too large, not
+        # rate limited (waiting would not help); the SDK sends smaller frames
+        raise PayloadTooLarge(
+            f"one send carries at most {limits.send_rate_per_s} messages here",
+            field="more",
+            limit=limits.send_rate_per_s,
+        )
     limit_send_rate(caller, limits=limits, limiter=limiter, now=now, messages=count)
     devices = _recipient_devices(frame.to, [m.payloads for m in messages], directory, caller)
     limit_mail_from_sender(

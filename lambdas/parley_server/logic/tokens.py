@@ -226,8 +226,13 @@ def refresh(
         new_token = secrets.token_urlsafe(32)
         expires_at = int(now) + limits.refresh_token_ttl_s
         if lost is None:
-            tokens.rotate(old_hash, _hash(new_token), record, now=now, expires_at=expires_at)
-        else:
+            try:
+                tokens.rotate(old_hash, _hash(new_token), record, now=now, expires_at=expires_at)
+            except ReusedRefreshToken:
+                # spent since it was read: a first try of the device's, still running
+                # when the device (its answer late) asked again, was faster
+                lost = _lost_answer(tokens.find(old_hash, now=now), limits=limits, now=now)
+        if lost is not None:
             # the access token lost with the answer is refused from now on (as is any
             # other issued before now): whoever may hold it is not the device. Before
             # the trade, which is the last thing that can fail (a retry renews again)

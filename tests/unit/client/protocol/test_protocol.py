@@ -791,3 +791,52 @@ def test_a_frame_that_waits_goes_again_whole() -> None:
     assert [m["id"] for m in again["more"]] == ["m2"]
     proto.receive_data(sent("m1", 1, ("m2", 2)))
     assert proto.pending() == []
+
+
+def test_cancelling_an_entry_of_a_frame_on_the_wire_sends_the_rest_again() -> None:
+    proto = Protocol()
+    for client_id in ("m1", "m2", "m3"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+
+    assert proto.cancel("m2") == entry("m2")
+    (again,) = frames(proto)  # the frame without m2, at once
+    assert (again["id"], [m["id"] for m in again["more"]]) == ("m1", ["m3"])
+    # the first frame's answer, late, still names m2: nothing breaks, m2 stays gone
+    proto.receive_data(sent("m1", 5, ("m2", 6), ("m3", 7)))
+    assert [e.entry.client_id for e in proto.events_received()] == ["m1", "m3"]  # type: ignore[union-attr]
+    assert proto.pending() == []
+
+    # the first of a frame cancelled: the others go on their own
+    for client_id in ("n1", "n2", "n3"):
+        proto.send(entry(client_id))
+    frames(proto)
+    proto.cancel("n1")
+    (rest,) = frames(proto)
+    assert (rest["id"], [m["id"] for m in rest["more"]]) == ("n2", ["n3"])
+
+
+def test_a_service_that_takes_fewer_messages_a_frame_gets_smaller_frames() -> None:
+    proto = Protocol()
+    for client_id in ("m1", "m2", "m3", "m4"):
+        proto.send(entry(client_id))
+    proto.connection_made()
+    frames(proto)
+    smaller = {
+        "event": "error",
+        "ref": "m1",
+        "code": "payload_too_large",
+        "field": "more",
+        "limit": 2,
+        "message": "one send carries at most 2 messages here",
+    }
+
+    proto.receive_data(json.dumps(smaller))
+
+    assert proto.events_received() == []  # nothing refused for good
+    (frame,) = frames(proto)
+    assert (frame["id"], [m["id"] for m in frame["more"]]) == ("m1", ["m2"])
+    proto.receive_data(sent("m1", 1, ("m2", 2)))
+    (frame,) = frames(proto)
+    assert (frame["id"], [m["id"] for m in frame["more"]]) == ("m3", ["m4"])

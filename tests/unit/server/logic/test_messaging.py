@@ -18,6 +18,7 @@ from parley_server.models.errors import (
     DependencyUnavailable,
     MismatchedDevices,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
 )
 from parley_server.models.frames import (
@@ -480,6 +481,26 @@ def test_each_message_of_a_frame_counts_against_the_send_rate(world: World) -> N
     assert [e.client_id for e in page.envelopes] == ["m0", "m1", "m2"]
     # one more fits that second
     send_many(world, alice, bob_id, {bob_dev.device_id: [b"z"]}, ids=["n9"], limits=limits)
+
+
+def test_a_frame_larger_than_a_seconds_send_budget_is_refused_as_too_large(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    bob_id, (bob_dev,) = world.user()
+    limits = Limits(send_rate_per_s=3)
+
+    with pytest.raises(PayloadTooLarge) as caught:
+        send_many(world, alice, bob_id, {bob_dev.device_id: [b"x"] * 4}, limits=limits)
+
+    assert caught.value.details == {"field": "more", "limit": 3}
+    assert (
+        world.mailbox.page(bob_id, bob_dev.device_id, after=None, limit=9, now=NOW).envelopes == []
+    )
+    # a frame that fits goes, and its budget was not spent by the refusal
+    assert (
+        send_many(world, alice, bob_id, {bob_dev.device_id: [b"y"] * 3}, limits=limits).stored == 3
+    )
 
 
 def test_a_post_that_fails_ends_that_connections_share_of_a_frame(world: World) -> None:

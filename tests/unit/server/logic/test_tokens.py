@@ -16,6 +16,7 @@ from parley_server.logic import tokens
 from parley_server.logic.ports import Caller
 from parley_server.logic.tokens import derive_keys
 from parley_server.models.errors import DependencyUnavailable, InvalidToken
+from parley_server.store.tokens import RefreshStore
 from parley_server.store.users import UsersStore
 from tests.conftest import FakeAws
 from tests.unit.conftest import Ports
@@ -287,3 +288,25 @@ def test_a_spent_token_shown_past_the_grace_signs_the_device_out(stores: Stores)
     with pytest.raises(InvalidToken):
         stores.use(first.refresh_token, now=NOW + 61 + LIMITS.refresh_reuse_grace_s)
     assert stores.users.devices(ALICE.user_id) == []
+
+
+def test_a_retry_that_races_the_first_try_still_running_is_answered_too(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the device's first refresh is slow (its answer comes too late for the device);
+    # the retry reads the token before the first try spends it, then loses the race
+    first = stores.sign_in()
+    real_find = RefreshStore.find
+    stale = real_find(stores.tokens, tokens._hash(first.refresh_token), now=NOW)
+    slow = stores.use(first.refresh_token)  # the first try, finishing meanwhile
+    reads = iter([stale])
+
+    def find(store: RefreshStore, token_hash: str, *, now: float) -> object:
+        return next(reads, None) or real_find(store, token_hash, now=now)
+
+    monkeypatch.setattr(RefreshStore, "find", find)
+    retry = stores.use(first.refresh_token, now=NOW + 65)
+
+    assert stores.authenticate(retry.access_token, now=NOW + 70) == ALICE
+    with pytest.raises(InvalidToken):
+        stores.authenticate(slow.access_token, now=NOW + 70)
