@@ -4,22 +4,14 @@ a closed connection here is one the service closed)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 
 from local.testing import LocalStack
-from tests.reliability.stack import http_from, sign_up
-
-
-async def _handshake_status(stack: LocalStack, token: str) -> int:
-    """101 when the handshake completes, else the HTTP status it was refused with."""
-    async with http_from() as http:
-        try:
-            async with http.ws_connect(f"{stack.ws_url}?token={token}", autoping=False):
-                return 101
-        except aiohttp.WSServerHandshakeError as refused:
-            return refused.status
+from tests.reliability.stack import handshake_status, http_from, sign_up
 
 
 async def _refresh(http: aiohttp.ClientSession, stack: LocalStack, token: str) -> dict[str, Any]:
@@ -28,6 +20,17 @@ async def _refresh(http: aiohttp.ClientSession, stack: LocalStack, token: str) -
     ) as answer:
         body: dict[str, Any] = await answer.json()
         return {"status": answer.status, **body}
+
+
+@asynccontextmanager
+async def _open(
+    http: aiohttp.ClientSession, stack: LocalStack, token: str
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A WebSocket connection with `token`, synced once (so it is open and served)."""
+    async with http.ws_connect(f"{stack.ws_url}?token={token}", autoping=False) as ws:
+        await ws.send_json({"action": "sync"})
+        assert (await ws.receive_json(timeout=10))["event"] == "synced"
+        yield ws
 
 
 async def _closed(ws: aiohttp.ClientWebSocketResponse) -> bool:
@@ -47,17 +50,13 @@ async def test_what_a_thief_connected_with_is_closed_when_the_device_asks_again(
     async with http_from() as http:
         thief = await _refresh(http, stack, alice.refresh_token)
         assert thief["status"] == 200
-        url = f"{stack.ws_url}?token={thief['access_token']}"
-        async with http.ws_connect(url, autoping=False) as connected:
-            await connected.send_json({"action": "sync"})
-            assert (await connected.receive_json(timeout=10))["event"] == "synced"
-
+        async with _open(http, stack, thief["access_token"]) as connected:
             device = await _refresh(http, stack, alice.refresh_token)
 
             assert device["status"] == 200
             assert await _closed(connected)
-        assert await _handshake_status(stack, thief["access_token"]) == 401
-        assert await _handshake_status(stack, device["access_token"]) == 101
+        assert await handshake_status(stack, thief["access_token"]) == 401
+        assert await handshake_status(stack, device["access_token"]) == 101
 
 
 async def test_a_reused_refresh_token_closes_the_devices_open_connections(
@@ -68,11 +67,7 @@ async def test_a_reused_refresh_token_closes_the_devices_open_connections(
     async with http_from() as http:
         first = await _refresh(http, stack, alice.refresh_token)
         second = await _refresh(http, stack, first["refresh_token"])
-        url = f"{stack.ws_url}?token={second['access_token']}"
-        async with http.ws_connect(url, autoping=False) as connected:
-            await connected.send_json({"action": "sync"})
-            assert (await connected.receive_json(timeout=10))["event"] == "synced"
-
+        async with _open(http, stack, second["access_token"]) as connected:
             replay = await _refresh(http, stack, alice.refresh_token)
 
             assert replay["status"] == 401

@@ -88,6 +88,17 @@ def http_from(source: str | None = None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector)
 
 
+async def handshake_status(stack: LocalStack, token: str) -> int:
+    """101 when a WebSocket handshake with `token` completes, else the HTTP status it
+    was refused with."""
+    async with http_from() as http:
+        try:
+            async with http.ws_connect(f"{stack.ws_url}?token={token}", autoping=False):
+                return 101
+        except aiohttp.WSServerHandshakeError as refused:
+            return refused.status
+
+
 @dataclass
 class Account:
     """A signed-in device with keys uploaded, as an app holds it."""

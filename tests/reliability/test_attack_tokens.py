@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 
 from local.iam.enforce import acting_as
@@ -25,7 +24,7 @@ from tests.integration.test_http_harness import (
     with_keys,
 )
 from tests.reliability.forgery import FORGERIES, Forgery, genuine
-from tests.reliability.stack import Stack, http_from
+from tests.reliability.stack import Stack, handshake_status, http_from
 from tests.reliability.stack import sign_up as sign_up_on_stack
 
 SECRET = b"k" * 64  # the signing secret of the `aws` fixture
@@ -135,23 +134,13 @@ def _stack_secret(stack: Stack) -> bytes:
     return str(value["SecretString"]).encode()
 
 
-async def _handshake_status(stack: Stack, token: str) -> int:
-    """101 when the handshake completes, else the HTTP status it was refused with."""
-    async with http_from() as http:
-        try:
-            async with http.ws_connect(f"{stack.ws_url}?token={token}", autoping=False):
-                return 101
-        except aiohttp.WSServerHandshakeError as refused:
-            return refused.status
-
-
 async def test_every_forged_token_is_refused_at_the_websocket_handshake(stack: Stack) -> None:
     secret = _stack_secret(stack)
     alice = await sign_up_on_stack(stack)
-    assert await _handshake_status(stack, alice.access_token) == 101
+    assert await handshake_status(stack, alice.access_token) == 101
 
     refused = {
-        forgery.name: await _handshake_status(
+        forgery.name: await handshake_status(
             stack, forgery.make(secret, alice.user_id, alice.device_id)
         )
         for forgery in FORGERIES
@@ -164,7 +153,7 @@ async def test_every_forged_token_is_refused_at_the_websocket_handshake(stack: S
 
 async def test_a_signed_out_device_cannot_open_a_websocket(stack: Stack) -> None:
     alice = await sign_up_on_stack(stack)
-    assert await _handshake_status(stack, alice.access_token) == 101
+    assert await handshake_status(stack, alice.access_token) == 101
     async with http_from() as http:
         # a token traded twice, then the first shown again: the family is revoked
         token = alice.refresh_token
@@ -179,4 +168,4 @@ async def test_a_signed_out_device_cannot_open_a_websocket(stack: Stack) -> None
             await answer.read()
         assert answer.status == 401
 
-    assert await _handshake_status(stack, alice.access_token) == 401
+    assert await handshake_status(stack, alice.access_token) == 401
