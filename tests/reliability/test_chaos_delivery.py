@@ -134,7 +134,7 @@ async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
     faulty_stack: Stack,
 ) -> None:
     plan = ChaosPlan(
-        messages=1500, drop_every_s=10.0, restart_share=0.3, deadline_s=600.0, group_every=20
+        messages=1200, drop_every_s=10.0, restart_share=0.3, deadline_s=600.0, group_every=20
     )
     await _chaos(faulty_stack, 20, plan, "chaos delivery (CI size)")
 
