@@ -355,12 +355,13 @@ def refresh(request: RefreshRequest) -> TokenAnswer:
     now = _now()
 
     def close(user_id: str, device_id: str) -> int:
-        connections = deps.connections
-        open_now = [c for c in connections.of_user(user_id, now=now) if c.device_id == device_id]
+        open_now = devices.open_connections(
+            user_id, device_id, now=now, connections=deps.connections
+        )
         if not open_now:
-            return 0
+            return 0  # the @connections client is made only when there is one to close
         return devices.close_connections(
-            user_id, open_now, connections=connections, gateway=deps.gateway
+            user_id, open_now, connections=deps.connections, gateway=deps.gateway
         )
 
     pair = tokens.refresh(

@@ -28,6 +28,7 @@ __all__ = [
     "list_devices",
     "may_sign_out",
     "notify_devices_changed",
+    "open_connections",
     "sign_out",
     "sign_out_all",
 ]
@@ -98,7 +99,7 @@ def sign_out(
     caller's or was signed out before with nothing left open. Asked again after a
     DependencyUnavailable, it finishes the job."""
     signed_in = any(d.device_id == device_id for d in users.signed_in(caller.user_id))
-    open_now = [c for c in connections.of_user(caller.user_id, now=now) if c.device_id == device_id]
+    open_now = open_connections(caller.user_id, device_id, now=now, connections=connections)
     if not signed_in and not open_now:
         raise NotFound("no such device", code="unknown_device", device_id=device_id)
     return _revoke_and_close(
@@ -169,6 +170,13 @@ def _revoke_and_close(
     if signed_in:
         users.revoke_device(user_id, device_id, now)
     return close_connections(user_id, open_now, connections=connections, gateway=gateway)
+
+
+def open_connections(
+    user_id: str, device_id: str, *, now: float, connections: ConnectionsPort
+) -> list[Connection]:
+    """The device's connections that are open now."""
+    return [c for c in connections.of_user(user_id, now=now) if c.device_id == device_id]
 
 
 def close_connections(

@@ -228,12 +228,13 @@ MAX_SEND_TTL_S = 365 * 24 * 3600
 MAX_EPHEMERAL_TTL_S = 300
 
 
-def _ttl(raw: Mapping[str, Any]) -> int | None:
+def _ttl(raw: Mapping[str, Any], where: str = "ttl") -> int | None:
+    """`ttl`, optional (named `where` in errors)."""
     value = raw.get("ttl")
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEND_TTL_S:
-        raise BadRequest(f"`ttl` must be whole seconds from 1 to {MAX_SEND_TTL_S}", field="ttl")
+        raise BadRequest(f"`{where}` must be whole seconds from 1 to {MAX_SEND_TTL_S}", field=where)
     return value
 
 
@@ -340,10 +341,7 @@ def _more(
                 f"`{where}.id` repeats another message's id", field=f"{where}.id", id=client_id
             )
         seen.add(client_id)
-        try:
-            ttl = _ttl(item)
-        except BadRequest as error:
-            raise BadRequest(error.message, field=f"{where}.ttl") from None
+        ttl = _ttl(item, f"{where}.ttl")
         payloads = _payloads(item, f"{where}.payloads", max_payload_bytes)
         messages.append(DirectSendFrame(client_id, to, payloads, ttl))
     return tuple(messages)
