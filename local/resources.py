@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ FAKE_CREDENTIALS = {
 # Test numbers (sign-up without SMS, the code derived from the signing secret):
 # +1 206 555-0100 to 555-0199 unless PARLEY_TEST_NUMBERS says otherwise ("[]": none).
 LOCAL_TEST_NUMBERS = [f"+12065550{n}" for n in range(100, 200)]
+# moto's server: how long a keep-alive connection may idle, and how many may be open
+CONNECTION_IDLE_S = 600
+CONNECTION_LIMIT = 2000
 # Platform application per push platform: (SNS platform, attributes moto needs).
 _PLATFORMS = {
     "fcm": ("GCM", {"PlatformCredential": "local-fcm-key"}),
@@ -70,44 +74,84 @@ class LocalAws:
             self.server = None
 
 
-def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
-    """moto's server in a thread of this process; (server, endpoint URL)."""
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    class Dispatcher(DomainDispatcherApplication):
-        """moto's dispatcher, remembering which backend serves which host: moto
-        works it out again for every request by listing its own package's
-        directories, a tenth of a busy local stack's time."""
-
-        def __init__(self) -> None:
-            super().__init__(create_backend_app)
-            self._backends: dict[str | None, Any] = {}
-
-        def get_backend_for_host(self, host: str | None) -> Any:
-            if host not in self._backends:
-                self._backends[host] = super().get_backend_for_host(host)
-            return self._backends[host]
-
-    class Server(ThreadedMotoServer):
-        def _server_entry(self) -> None:  # ThreadedMotoServer's, with the Dispatcher
-            self._server = make_server(
-                self._ip_address, self._port, Dispatcher(), True, request_handler=MotoRequestHandler
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    # werkzeug logs every request moto serves; only its warnings are useful here
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = Server(ip_address=host, port=port, verbose=False)
-    server.start()
-    bound_host, bound_port = server.get_host_and_port()
+def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[MotoServer, str]:
+    """moto's server in threads of this process; (server, endpoint URL)."""
+    server = MotoServer(host, port)
+    bound_host, bound_port = server.start()
     return server, f"http://{bound_host}:{bound_port}"
+
+
+class MotoServer:
+    """moto's WSGI app served by waitress on loopback.
+
+    moto's own server (werkzeug's development server) closes the connection after
+    every response, so every AWS call of every handler paid a TCP connection and a
+    thread of its own; waitress keeps connections alive, as AWS's endpoints do, and
+    answers on a fixed pool of threads. `app` is what it serves (the state saver
+    wraps it to count changes)."""
+
+    THREADS = 8
+
+    def __init__(self, host: str, port: int) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        class Dispatcher(DomainDispatcherApplication):
+            """moto's dispatcher, remembering which backend serves which host: moto
+            works it out again for every request by listing its own package's
+            directories, a tenth of a busy local stack's time."""
+
+            def __init__(self) -> None:
+                super().__init__(create_backend_app)
+                self._backends: dict[str | None, Any] = {}
+
+            def get_backend_for_host(self, host: str | None) -> Any:
+                if host not in self._backends:
+                    self._backends[host] = super().get_backend_for_host(host)
+                return self._backends[host]
+
+        self.app: Any = Dispatcher()
+        self._host, self._port = host, port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+    def start(self) -> tuple[str, int]:
+        from waitress.server import create_server
+
+        # waitress warns of every queued request under load; only errors are useful here
+        logging.getLogger("waitress").setLevel(logging.ERROR)
+        self._server = create_server(
+            self._serve,
+            host=self._host,
+            port=self._port,
+            threads=self.THREADS,
+            # an environment's connections idle between its invocations; AWS's endpoints
+            # keep them longer than Lambda keeps an idle environment (IDLE_S)
+            channel_timeout=CONNECTION_IDLE_S,
+            # every warm environment holds a few: waitress's default of 100 would stall
+            # the next one to connect until an idle one times out
+            connection_limit=CONNECTION_LIMIT,
+            ident="moto",
+        )
+        self._thread = threading.Thread(target=self._server.run, name="moto", daemon=True)
+        self._thread.start()
+        return str(self._server.effective_host), int(self._server.effective_port)
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket, and end the threads."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        from waitress import wasyncore
+
+        # closed in the loop's own thread, whose loop then ends with nothing left to serve
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        server.task_dispatcher.shutdown()
 
 
 def _session(region: str) -> Any:

@@ -510,11 +510,10 @@ class LocalState:
     def _watch(self, server: Any) -> None:
         """Count the requests moto serves that may change something (a flush looks
         only when the count moved)."""
-        wsgi = getattr(server, "_server", None)  # ThreadedMotoServer's werkzeug server
-        if wsgi is None:
+        if server is None:
             self._changes += 1  # cannot watch: flush on every tick
             return
-        app = wsgi.app
+        app = server.app
 
         def counting(environ: dict[str, Any], start_response: Any) -> Any:
             try:
@@ -525,7 +524,7 @@ class LocalState:
                 if _may_change(environ):
                     self._changes += 1
 
-        wsgi.app = counting
+        server.app = counting
 
     def attach_sinks(self, sinks: SnsSinks) -> None:
         """Save (and, from a restored state, put back) the sinks' history."""
