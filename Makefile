@@ -112,7 +112,8 @@ smoke: $(STAMP)  ## prove a deployment works
 	$(PY) -m parley.smoke $(SMOKE_ARGS)
 
 soak: $(STAMP)  ## the reliability suites at full size
-	PARLEY_SOAK=1 $(BIN)/pytest -q -m soak tests
+	# -s: the chaos run prints a progress line every 30 s
+	PARLEY_SOAK=1 $(BIN)/pytest -q -s -m soak tests
 
 clean:  ## remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import random
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class ChaosPlan:
     deadline_s: float  # guard: the whole run may not take longer
     group_every: int = 0  # one message in this many goes to the sender's group (0: none)
     seed: int = 7
+    progress_every_s: float = 0.0  # a progress line on stderr this often (0: none)
 
 
 @dataclass
@@ -369,16 +371,53 @@ async def run_chaos(
         device.queue_next()
 
     deadline = time.monotonic() + plan.deadline_s
-    chaos = asyncio.get_running_loop().create_task(_make_chaos(devices, plan, rng))
+    loop = asyncio.get_running_loop()
+    chaos = loop.create_task(_make_chaos(devices, plan, rng))
+    progress = loop.create_task(_report_progress(ledger, plan)) if plan.progress_every_s else None
     try:
         await _until(lambda: all(not d.script and not d.disk.outbox for d in devices), deadline)
     finally:
         chaos.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await chaos
-    # calm: connections stay up, the server's faults go on
-    await settle(devices, lambda: _all_delivered(ledger), deadline - time.monotonic())
+    try:
+        # calm: connections stay up, the server's faults go on
+        await settle(devices, lambda: _all_delivered(ledger), deadline - time.monotonic())
+    finally:
+        if progress is not None:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
     return ledger, devices
+
+
+def progress_line(
+    ledger: Ledger, plan: ChaosPlan, elapsed_s: float, last: tuple[float, int]
+) -> str:
+    """One line of a long run's progress: how far it is, and its pace since `last`
+    (elapsed seconds and messages accepted then)."""
+    accepted = len(ledger.accepted)
+    shown = sum(len(ids) for ids in ledger.arrivals.values())
+    ticked = sum(len(ticks) for ticks in ledger.delivered.values())
+    then_s, then_accepted = last
+    pace = (accepted - then_accepted) / max(elapsed_s - then_s, 1e-9)
+    return (
+        f"chaos {elapsed_s:6.0f} s: {accepted}/{plan.messages} accepted ({pace:.1f}/s lately), "
+        f"{shown} shown, {ticked} ticked, {ledger.events.get('connections dropped', 0)} drops, "
+        f"{ledger.events.get('apps restarted', 0)} restarts"
+    )
+
+
+async def _report_progress(ledger: Ledger, plan: ChaosPlan) -> None:
+    """A line on stderr every `plan.progress_every_s` (`make soak` shows them): a
+    long run that is stopped still says how far it got and how fast."""
+    started = time.monotonic()
+    last = (0.0, 0)
+    while True:
+        await asyncio.sleep(plan.progress_every_s)
+        elapsed = time.monotonic() - started
+        print(progress_line(ledger, plan, elapsed, last), file=sys.stderr, flush=True)
+        last = (elapsed, len(ledger.accepted))
 
 
 async def settle(devices: list[Device], done: Any, deadline_s: float) -> None:

@@ -148,5 +148,6 @@ async def test_chaos_at_soak_size(faulty_stack: Stack) -> None:
         deadline_s=3600.0,
         group_every=10,
         seed=23,
+        progress_every_s=30.0,
     )
     await _chaos(faulty_stack, 50, plan, "chaos delivery (soak size)")

@@ -3,7 +3,7 @@ that passed because it counted nothing would hide every bug the suite looks for.
 
 from __future__ import annotations
 
-from tests.reliability.chaos import Ledger
+from tests.reliability.chaos import ChaosPlan, Ledger, progress_line
 
 ALICE, BOB = "a" * 32, "b" * 32
 
@@ -48,3 +48,18 @@ def test_a_message_never_shown_is_lost_and_one_shown_twice_is_counted() -> None:
     assert _bob_saw([("m1", 10), ("m3", 12)], also_accepted=("m2",))["lost"] == 1
     verdict = _bob_saw([("m1", 10), ("m2", 11), ("m2", 11), ("m3", 12)])
     assert verdict["shown twice"] == 1
+
+
+def test_a_progress_line_says_how_far_a_run_is_and_its_recent_pace() -> None:
+    plan = ChaosPlan(messages=100, drop_every_s=1.0, restart_share=0.5, deadline_s=60.0)
+    ledger = Ledger()
+    for n in range(40):
+        ledger.accepted[f"m{n}"] = n
+    ledger.arrivals[(BOB, ALICE, BOB)] = [f"m{n}" for n in range(30)]
+    ledger.delivered[ALICE] = {(BOB, f"m{n}") for n in range(25)}
+    ledger.events["connections dropped"] = 3
+    line = progress_line(ledger, plan, elapsed_s=60.0, last=(30.0, 10))
+    # 30 accepted in the last 30 s
+    expected = "chaos     60 s: 40/100 accepted (1.0/s lately), 30 shown, 25 ticked, 3 drops"
+    assert line == expected + ", 0 restarts"
+    assert "apps restarted" not in ledger.events  # reading it added no event to the figures
