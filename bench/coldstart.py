@@ -42,6 +42,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import socket
@@ -62,6 +63,12 @@ from packaging.requirements import Requirement
 
 from bench.report import Figure, print_table
 from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
+from stacks.asset import (
+    RUNTIME_PROVIDED,
+    bytecode_python,
+    install_requirements,
+    remove_runtime_provided,
+)
 
 __all__ = [
     "FirstInvocation",
@@ -79,10 +86,6 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
 PACKAGE = "parley_server"
-# What the python3.13 runtime provides (stacks/bundling.py keeps these out of the asset).
-RUNTIME_PROVIDED = frozenset(
-    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
-)
 _JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 # The module is imported as the runtime's bootstrap imports a handler (importlib, from
@@ -215,11 +218,45 @@ def lambda_layout(requirements: Path = LAMBDAS / "requirements.txt") -> Iterator
         yield layout
 
 
-def compile_asset(layout: LambdaLayout) -> None:
-    """Compile the asset as stacks/bundling.py does with a Python 3.13 (this one here)."""
+@contextmanager
+def lambda_layout_for(python: str) -> Iterator[LambdaLayout]:
+    """The same layout for another interpreter (Lambda's Python 3.13): the asset's
+    wheels from pip for that version and this machine's processor, as stacks/bundling.py
+    fetches them for Lambda's, and the runtime's boto3 copied and compiled by it (it is
+    pure Python; the runtime ships it compiled)."""
+    version = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    machine = platform.machine()
+    with tempfile.TemporaryDirectory(prefix="parley-coldstart-") as tmp:
+        layout = LambdaLayout(task_root=Path(tmp) / "task", runtime=Path(tmp) / "runtime")
+        install_requirements(
+            LAMBDAS / "requirements.txt",
+            layout.task_root,
+            platforms=(f"manylinux2014_{machine}", f"manylinux_2_28_{machine}"),
+            python_version=version,
+        )
+        remove_runtime_provided(layout.task_root)
+        shutil.copytree(LAMBDAS / PACKAGE, layout.task_root / PACKAGE, ignore=_JUNK)
+        layout.runtime.mkdir()
+        for name in sorted(RUNTIME_PROVIDED):
+            _copy_distribution(importlib.metadata.distribution(name), layout.runtime)
+        subprocess.run(
+            [python, "-m", "compileall", "-q", "-j", "0", str(layout.runtime)],
+            check=True,
+            capture_output=True,
+        )
+        yield layout
+
+
+def compile_asset(layout: LambdaLayout, python: str = sys.executable) -> None:
+    """Compile the asset as stacks/bundling.py does with a Python 3.13 (`python`)."""
     subprocess.run(
         [
-            sys.executable,
+            python,
             "-m",
             "compileall",
             "-q",
@@ -260,17 +297,19 @@ def probe_environment(layout: LambdaLayout) -> dict[str, str]:
     }
 
 
-def probe_command(code: str) -> list[str]:
-    """This Python without site-packages (-S): only the layout's directories and the stdlib."""
-    return [sys.executable, "-S", "-c", code]
+def probe_command(code: str, python: str = sys.executable) -> list[str]:
+    """`python` without site-packages (-S): only the layout's directories and the stdlib."""
+    return [python, "-S", "-c", code]
 
 
-def _import_seconds(module: str, repeats: int, layout: LambdaLayout) -> float:
+def _import_seconds(
+    module: str, repeats: int, layout: LambdaLayout, python: str = sys.executable
+) -> float:
     samples = []
     for n in range(repeats):
         depth = PROBE_DEPTHS[n % len(PROBE_DEPTHS)]
         out = subprocess.run(
-            probe_command(_PROBE.format(mod=module, depth=depth)),
+            probe_command(_PROBE.format(mod=module, depth=depth), python),
             check=True,
             capture_output=True,
             text=True,
@@ -445,6 +484,48 @@ def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvo
     return found
 
 
+def _import_figures(
+    group: str,
+    how: str,
+    layout: LambdaLayout,
+    modules: list[str],
+    repeats: int,
+    python: str = sys.executable,
+) -> list[Figure]:
+    """The bare boto3 handler, then every module, as `python` imports them in `layout`."""
+    baseline = _import_seconds("boto3", repeats, layout, python)
+    figures = [Figure(group, "bare `import boto3` handler", baseline * 1000, "ms", how)]
+    for module in modules:
+        seconds = _import_seconds(module, repeats, layout, python)
+        figures.append(
+            Figure(
+                group,
+                module.removeprefix("parley_server.handlers."),
+                seconds * 1000,
+                "ms",
+                f"{how}; {seconds / baseline:.1f}x boto3",
+            )
+        )
+    return figures
+
+
+def _uncompiled_and_compiled(
+    prefix: str, how: str, layout: LambdaLayout, modules: list[str], repeats: int, python: str
+) -> list[Figure]:
+    """The asset as shipped without bytecode, then compiled as a deploy with Python 3.13
+    compiles it (stacks/asset.py: unchecked-hash .pyc)."""
+    figures = _import_figures(f"{prefix}cold start", how, layout, modules, repeats, python)
+    compile_asset(layout, python)
+    compiled_how = how.replace(
+        "asset without bytecode", "asset compiled as a deploy with Python 3.13 compiles it"
+    )
+    figures += _import_figures(
+        f"{prefix}compiled cold start", compiled_how, layout, modules, repeats, python
+    )
+    remove_bytecode(layout)
+    return figures
+
+
 def run(quick: bool = False) -> list[Figure]:
     repeats = 1 if quick else 7
     how = (
@@ -453,47 +534,8 @@ def run(quick: bool = False) -> list[Figure]:
     )
     modules = sorted({spec.handler.rsplit(".", 1)[0] for spec in FUNCTIONS})
     with lambda_layout() as layout:
-        baseline = _import_seconds("boto3", repeats, layout)
-        figures = [Figure("cold start", "bare `import boto3` handler", baseline * 1000, "ms", how)]
-        for module in modules:
-            seconds = _import_seconds(module, repeats, layout)
-            figures.append(
-                Figure(
-                    "cold start",
-                    module.removeprefix("parley_server.handlers."),
-                    seconds * 1000,
-                    "ms",
-                    f"{how}; {seconds / baseline:.1f}x boto3",
-                )
-            )
-        # What a deploying machine with Python 3.13 ships (stacks/bundling.py): the
-        # asset compiled, unchecked-hash. This machine's Python stands in for 3.13.
-        compile_asset(layout)
-        compiled_how = how.replace(
-            "asset without bytecode", "asset compiled as a deploy with Python 3.13 compiles it"
-        )
-        compiled_base = _import_seconds("boto3", repeats, layout)
-        figures.append(
-            Figure(
-                "compiled cold start",
-                "bare `import boto3` handler",
-                compiled_base * 1000,
-                "ms",
-                compiled_how,
-            )
-        )
-        for module in modules:
-            seconds = _import_seconds(module, repeats, layout)
-            figures.append(
-                Figure(
-                    "compiled cold start",
-                    module.removeprefix("parley_server.handlers."),
-                    seconds * 1000,
-                    "ms",
-                    f"{compiled_how}; {seconds / compiled_base:.1f}x boto3",
-                )
-            )
-        remove_bytecode(layout)
+        # this machine's Python; compiled, it stands in for 3.13 where there is none
+        figures = _uncompiled_and_compiled("", how, layout, modules, repeats, sys.executable)
         first_repeats = 1 if quick else 5
         for name, first in first_invocations(first_repeats, layout).items():
             figures.append(
@@ -507,6 +549,18 @@ def run(quick: bool = False) -> list[Figure]:
                     f" {first.request_s * 1000:.0f} ms against moto on loopback;"
                     f" answered {_outcome(first.answer)}",
                 )
+            )
+    # Lambda's own Python, where this machine has one: the asset's wheels for 3.13
+    lambda_python = bytecode_python()
+    if lambda_python is not None:
+        with lambda_layout_for(lambda_python) as layout:
+            figures += _uncompiled_and_compiled(
+                "Python 3.13 ",
+                how + f"; Python 3.13 ({lambda_python}), wheels for {platform.machine()}",
+                layout,
+                modules,
+                repeats,
+                lambda_python,
             )
     return figures
 

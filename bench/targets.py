@@ -52,6 +52,8 @@ class Verdict:
 _COST = "cost ("
 _BASE = ("cold start", "bare `import boto3`")
 _COMPILED = ("compiled cold start", "bare `import boto3`")
+# Lambda's own Python, where the machine has one (bench/coldstart.py)
+_313 = "Python 3.13 "
 
 TARGETS: tuple[Target, ...] = (
     Target("AWS requests per 1:1 message", "(a) one message", "AWS requests", "at most", 8, ""),
@@ -102,6 +104,42 @@ TARGETS: tuple[Target, ...] = (
         1.8,
         "x boto3",
         per=_COMPILED,
+    ),
+    Target(
+        "cold start on 3.13, every WebSocket handler",
+        f"{_313}cold start",
+        "ws_",
+        "at most",
+        1.3,
+        "x boto3",
+        per=(f"{_313}cold start", _BASE[1]),
+    ),
+    Target(
+        "cold start on 3.13, HTTP API",
+        f"{_313}cold start",
+        "http_api",
+        "at most",
+        1.8,
+        "x boto3",
+        per=(f"{_313}cold start", _BASE[1]),
+    ),
+    Target(
+        "cold start on 3.13, WebSocket handlers, compiled",
+        f"{_313}compiled cold start",
+        "ws_",
+        "at most",
+        1.3,
+        "x boto3",
+        per=(f"{_313}compiled cold start", _BASE[1]),
+    ),
+    Target(
+        "cold start on 3.13, HTTP API, compiled",
+        f"{_313}compiled cold start",
+        "http_api",
+        "at most",
+        1.8,
+        "x boto3",
+        per=(f"{_313}compiled cold start", _BASE[1]),
     ),
     Target(
         "local stack throughput, 50 clients",

@@ -103,3 +103,32 @@ def test_a_failed_install_fails_loudly_instead_of_falling_back(tmp_path: Path) -
     (source / "requirements.txt").write_text("--no-index\nno-such-package-for-parley==1.0\n")
     with pytest.raises(RuntimeError, match="pip could not install"):
         build_asset(tmp_path / "out", source=source, requirements=source / "requirements.txt")
+
+
+def _fake_python(path: Path, prints: str | None) -> None:
+    """An executable that answers the version check with `prints` (None: fails, as a
+    pyenv shim of a version that is not selected does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = f"echo {prints}" if prints is not None else "echo 'pyenv: not selected' >&2; exit 127"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_an_interpreter_pyenv_installed_is_found_when_the_path_has_only_a_failing_shim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BYTECODE_PYTHON, raising=False)
+    _fake_python(tmp_path / "shims" / "python3.13", None)
+    installed = tmp_path / "pyenv" / "versions" / "3.13.4" / "bin" / "python3.13"
+    _fake_python(installed, "3.13")
+    monkeypatch.setenv("PATH", str(tmp_path / "shims"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "uv"))
+    assert bytecode_python("3.13") == str(installed)
+
+    # one of another version is no use; nor is any when the variable names a wrong one
+    _fake_python(installed, "3.12")
+    assert bytecode_python("3.13") is None
+    _fake_python(installed, "3.13")
+    monkeypatch.setenv(BYTECODE_PYTHON, str(tmp_path / "shims" / "python3.13"))
+    assert bytecode_python("3.13") is None
