@@ -550,8 +550,9 @@ def run(quick: bool = False) -> list[Figure]:
                     f" answered {_outcome(first.answer)}",
                 )
             )
-    # Lambda's own Python, where this machine has one: the asset's wheels for 3.13
-    lambda_python = bytecode_python()
+    # Lambda's own Python, where this machine has one: the asset's wheels for 3.13 (not
+    # in the quick pass, which `make test` runs: tests/unit/bench checks that layout)
+    lambda_python = None if quick else bytecode_python()
     if lambda_python is not None:
         with lambda_layout_for(lambda_python) as layout:
             figures += _uncompiled_and_compiled(
