@@ -113,8 +113,17 @@ class MotoServer:
         self._host, self._port = host, port
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._dynamodb = threading.Lock()
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # One DynamoDB request at a time, as each of DynamoDB's calls is atomic: moto's
+        # backend is not thread-safe (TransactWriteItems deep-copies the tables it
+        # writes while other threads change them, and answers 500). Its requests are
+        # Python under one interpreter lock anyway. Not every service: an SQS receive
+        # long-polls, and would hold up every other request while it waits.
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self._dynamodb:
+                return self.app(environ, start_response)
         return self.app(environ, start_response)
 
     def start(self) -> tuple[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -102,3 +103,86 @@ def test_stop_closes_every_connection_and_the_port() -> None:
         conn.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, int(port)), timeout=5).close()
+
+
+def test_concurrent_calls_never_see_each_other_half_done(moto: tuple[MotoServer, str]) -> None:
+    # moto's TransactWriteItems deep-copies each table it writes (to roll back) while
+    # other requests change it: without one request at a time, a copy fails with
+    # "dictionary changed size during iteration" and answers 500, which AWS never does
+    _, url = moto
+    name = f"t-{secrets.token_hex(4)}"
+    setup = _dynamodb(url)
+    setup.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    # a table big enough that copying it takes several of the interpreter's switch intervals
+    for start in range(0, 2000, 25):
+        keys = [f"old-{n}" for n in range(start, start + 25)]
+        rows = [{"PutRequest": {"Item": {"pk": {"S": key}}}} for key in keys]
+        setup.batch_write_item(RequestItems={name: rows})
+    errors: list[Exception] = []
+
+    def transact(n: int) -> None:
+        ddb = _dynamodb(url)
+        for i in range(20):
+            item = {"pk": {"S": f"tx-{n}-{i}"}}
+            try:
+                ddb.transact_write_items(TransactItems=[{"Put": {"TableName": name, "Item": item}}])
+            except Exception as exc:
+                errors.append(exc)
+
+    def put(n: int) -> None:
+        ddb = _dynamodb(url)
+        for i in range(150):
+            try:
+                ddb.put_item(TableName=name, Item={"pk": {"S": f"put-{n}-{i}"}})
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=transact, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=put, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert setup.scan(TableName=name, Select="COUNT")["Count"] == 2000 + 3 * 20 + 3 * 150
+    setup.delete_table(TableName=name)
+
+
+def test_a_long_poll_does_not_hold_up_the_calls_it_waits_for(moto: tuple[MotoServer, str]) -> None:
+    # the SQS event source long-polls; the message it waits for must get in meanwhile
+    _, url = moto
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    queue = sqs.create_queue(QueueName=f"q-{secrets.token_hex(4)}")["QueueUrl"]
+    server, app, polling = moto[0], moto[0].app, threading.Event()
+
+    def watching(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".ReceiveMessage"):
+            polling.set()
+        return app(environ, start_response)
+
+    server.app = watching
+    got: list[Any] = []
+    poll = threading.Thread(
+        target=lambda: got.extend(
+            sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10).get("Messages", [])
+        )
+    )
+    poll.start()
+    assert polling.wait(timeout=10)  # the receive is waiting inside moto
+    _dynamodb(url).list_tables()
+    sqs.send_message(QueueUrl=queue, MessageBody="job")
+    poll.join()
+    # the poll was answered with the message sent while it waited, not emptied at its end
+    assert [m["Body"] for m in got] == ["job"]
+    sqs.delete_queue(QueueUrl=queue)
