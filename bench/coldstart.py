@@ -66,6 +66,7 @@ from parley_server.catalogue import FUNCTIONS, FunctionSpec, Setting
 from stacks.asset import (
     RUNTIME_PROVIDED,
     bytecode_python,
+    compile_bytecode,
     install_requirements,
     remove_runtime_provided,
 )
@@ -253,22 +254,8 @@ def lambda_layout_for(python: str) -> Iterator[LambdaLayout]:
 
 
 def compile_asset(layout: LambdaLayout, python: str = sys.executable) -> None:
-    """Compile the asset as stacks/bundling.py does with a Python 3.13 (`python`)."""
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(layout.task_root),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """Compile the asset as stacks/asset.py does with a Python 3.13 (`python`)."""
+    compile_bytecode(python, layout.task_root)
 
 
 def remove_bytecode(layout: LambdaLayout) -> None:

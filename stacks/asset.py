@@ -37,6 +37,7 @@ __all__ = [
     "RUNTIME_PROVIDED",
     "build_asset",
     "bytecode_python",
+    "compile_bytecode",
     "install_requirements",
     "remove_runtime_provided",
 ]
@@ -153,29 +154,26 @@ def _compile(output: Path, version: str) -> bool:
     python = bytecode_python(version)
     if python is None:
         print(
-            f"note: no Python {version} here (python{version} or ${BYTECODE_PYTHON}): the"
-            " Lambda asset ships without bytecode, so each cold start compiles its modules"
-            " (about twice the import time). Install Python "
+            f"note: no Python {version} here (${BYTECODE_PYTHON}, python{version}, pyenv's"
+            " or uv's): the Lambda asset ships without bytecode, so each cold start"
+            " compiles its modules (about twice the import time). Install Python "
             f"{version} to build a faster asset.",
             file=sys.stderr,
         )
         return False
-    subprocess.run(  # noqa: S603
-        [
-            python,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(output),
-        ],
+    compile_bytecode(python, output)
+    return True
+
+
+def compile_bytecode(python: str, directory: Path) -> None:
+    """Compile every module under `directory` with `python`, as unchecked-hash .pyc
+    files (valid whatever the files' times after unzipping)."""
+    mode = ["--invalidation-mode", "unchecked-hash"]
+    subprocess.run(  # noqa: S603 (an interpreter the deployer has)
+        [python, "-m", "compileall", "-q", "-j", "0", *mode, str(directory)],
         check=True,
         timeout=600,
     )
-    return True
 
 
 def build_asset(
