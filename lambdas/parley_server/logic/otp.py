@@ -33,8 +33,6 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import msgspec
-import phonenumbers
-from phonenumbers import PhoneNumberType
 
 from parley_server.logic.testnumbers import code_for
 from parley_server.models.errors import (
@@ -73,15 +71,13 @@ __all__ = [
 CODE_DIGITS = 6
 _CODE = re.compile(r"[0-9]{6}")
 _MAX_PHONE_INPUT = 32
-# Numbers that cannot receive a code, or that cost the sender money (toll fraud).
-_REFUSED_TYPES = {
-    PhoneNumberType.PREMIUM_RATE,
-    PhoneNumberType.SHARED_COST,
-    PhoneNumberType.TOLL_FREE,
-    PhoneNumberType.UAN,
-    PhoneNumberType.PAGER,
-    PhoneNumberType.VOICEMAIL,
-}
+# Numbers that cannot receive a code, or that cost the sender money (toll fraud):
+# names of phonenumbers.PhoneNumberType.
+_REFUSED_TYPES = ("PREMIUM_RATE", "SHARED_COST", "TOLL_FREE", "UAN", "PAGER", "VOICEMAIL")
+
+# phonenumbers is imported where a number is read, not with this module: it is about
+# 20 ms of the HTTP API's cold start, and only the routes that take a number (a code
+# asked for or checked, a number looked up, an account deleted) read one.
 
 
 class OtpChallenge(msgspec.Struct, frozen=True):
@@ -96,6 +92,8 @@ def normalize_phone(raw: str) -> str:
     """E.164 form of an international number ("+44 7700 900123" -> "+447700900123")."""
     if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_PHONE_INPUT:
         raise InvalidPhone("give the phone number in international form, e.g. +447700900123")
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:
@@ -104,7 +102,8 @@ def normalize_phone(raw: str) -> str:
         ) from exc
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone("this is not a valid phone number")
-    if phonenumbers.number_type(number) in _REFUSED_TYPES:
+    refused = {getattr(phonenumbers.PhoneNumberType, name) for name in _REFUSED_TYPES}
+    if phonenumbers.number_type(number) in refused:
         raise InvalidPhone("this kind of number cannot receive codes")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -192,6 +191,8 @@ def request_code(
 # the per-phone caps first, then the shared budgets: a number already refused uses
 # up none of the budgets every other number shares
 def _caps(phone: str, limits: Limits) -> list[tuple[str, str, int, int]]:
+    import phonenumbers
+
     country = phonenumbers.parse(phone, None).country_code or 0
     per_country = dict(limits.otp_country_hourly_overrides).get(
         country, limits.otp_per_country_hourly

@@ -166,3 +166,22 @@ def test_a_websocket_handler_imports_nothing_heavy_it_does_not_use(module: str) 
     loaded = out.stdout.split()
     allowed = {"jwt"} if module.endswith("ws_authorizer") else set()
     assert set(loaded) <= allowed, f"{module} imports {loaded}"
+
+
+def test_the_http_api_imports_phonenumbers_only_when_a_route_reads_a_number() -> None:
+    probe = (
+        "import sys, parley_server.handlers.http_api as api\n"
+        "before = 'phonenumbers' in sys.modules\n"
+        "from parley_server.logic.otp import normalize_phone\n"
+        "print(before, normalize_phone('+44 7911 123456'), 'phonenumbers' in sys.modules)"
+    )
+    env_root = Path(__file__).resolve().parents[4]
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=env_root,
+        env={"PYTHONPATH": str(env_root / "lambdas"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.split() == ["False", "+447911123456", "True"]
