@@ -136,8 +136,8 @@ class MotoServer:
             host=self._host,
             port=self._port,
             threads=self.THREADS,
-            # an environment's connections idle between its invocations; AWS's endpoints
-            # keep them longer than Lambda keeps an idle environment (IDLE_S)
+            # an environment's connections idle between its invocations: kept open
+            # longer than the stack keeps an idle environment (environments.IDLE_S)
             channel_timeout=CONNECTION_IDLE_S,
             # every warm environment holds a few: waitress's default of 100 would stall
             # the next one to connect until an idle one times out
