@@ -5,7 +5,7 @@ bootstrap imports a handler (importlib.import_module, called from a function),
 each time from another depth of the call stack (see _PROBE for why); the median is
 reported. The interpreter is set up as Lambda's python runtime sets it up:
 
-- the asset's packages first on the path (what stacks/bundling.py puts in the
+- the asset's packages first on the path (what stacks/asset.py puts in the
   asset: lambdas/requirements.txt and the packages they need, minus what the
   runtime provides, plus parley_server), copied from this machine's installed
   copies of those distributions, without bytecode: the asset ships none and
@@ -18,12 +18,17 @@ reported. The interpreter is set up as Lambda's python runtime sets it up:
   every function.
 
 Then the same again with the asset compiled (unchecked-hash .pyc, as
-stacks/bundling.py compiles it when the deploying machine has a Python 3.13; this
+stacks/asset.py compiles it when the deploying machine has a Python 3.13; this
 machine's Python stands in for it): the "compiled cold start" figures.
 
-Both figures are measured in the same run on the same machine, so the ratio
-is what to read, not the absolute milliseconds (this machine's Python, not
-Lambda's 3.13 on arm64).
+Where the machine has a Python 3.13 (stacks/asset.py's `bytecode_python`: pyenv's
+or uv's will do), both are measured again with it, Lambda's own version: the
+asset's wheels fetched by pip for 3.13 and this processor, the runtime's boto3
+compiled by it (the "Python 3.13 ..." figures; not in the quick pass).
+
+All figures are measured in the same run on the same machine, so the ratio
+is what to read, not the absolute milliseconds (this machine, not Lambda's
+arm64).
 
 The first invocation of each handler is measured too, in the same kind of
 fresh interpreter: the import, then one representative request (the event in
@@ -222,7 +227,7 @@ def lambda_layout(requirements: Path = LAMBDAS / "requirements.txt") -> Iterator
 @contextmanager
 def lambda_layout_for(python: str) -> Iterator[LambdaLayout]:
     """The same layout for another interpreter (Lambda's Python 3.13): the asset's
-    wheels from pip for that version and this machine's processor, as stacks/bundling.py
+    wheels from pip for that version and this machine's processor, as stacks/asset.py
     fetches them for Lambda's, and the runtime's boto3 copied and compiled by it (it is
     pure Python; the runtime ships it compiled)."""
     version = subprocess.run(

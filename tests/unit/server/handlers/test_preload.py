@@ -149,21 +149,26 @@ def test_an_unknown_adapter_is_refused() -> None:
 _HEAVY = ("phonenumbers", "jwt", "parley_server.logic.account_deletion", "pydantic")
 
 
-@pytest.mark.parametrize(
-    "module", [m for m in HANDLERS if m.rsplit(".", 1)[1].startswith(("ws_", "group_"))]
-)
-def test_a_websocket_handler_imports_nothing_heavy_it_does_not_use(module: str) -> None:
-    probe = f"import sys, {module}; print(' '.join(m for m in {_HEAVY!r} if m in sys.modules))"
+def _fresh_interpreter(probe: str) -> str:
+    """What `probe` prints in a new interpreter with only the service's package on the
+    path (nothing a test has imported already)."""
     env_root = Path(__file__).resolve().parents[4]
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", probe],
         check=True,
         capture_output=True,
         text=True,
         cwd=env_root,
         env={"PYTHONPATH": str(env_root / "lambdas"), "PATH": "/usr/bin:/bin"},
-    )
-    loaded = out.stdout.split()
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in HANDLERS if m.rsplit(".", 1)[1].startswith(("ws_", "group_"))]
+)
+def test_a_websocket_handler_imports_nothing_heavy_it_does_not_use(module: str) -> None:
+    probe = f"import sys, {module}; print(' '.join(m for m in {_HEAVY!r} if m in sys.modules))"
+    loaded = _fresh_interpreter(probe).split()
     allowed = {"jwt"} if module.endswith("ws_authorizer") else set()
     assert set(loaded) <= allowed, f"{module} imports {loaded}"
 
@@ -175,13 +180,4 @@ def test_the_http_api_imports_phonenumbers_only_when_a_route_reads_a_number() ->
         "from parley_server.logic.otp import normalize_phone\n"
         "print(before, normalize_phone('+44 7911 123456'), 'phonenumbers' in sys.modules)"
     )
-    env_root = Path(__file__).resolve().parents[4]
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=env_root,
-        env={"PYTHONPATH": str(env_root / "lambdas"), "PATH": "/usr/bin:/bin"},
-    )
-    assert out.stdout.split() == ["False", "+447911123456", "True"]
+    assert _fresh_interpreter(probe).split() == ["False", "+447911123456", "True"]
