@@ -31,7 +31,7 @@ __all__ = [
 # Bare forms, for ids embedded in longer strings (server ids, sort keys).
 USER_HEX = r"[0-9a-f]{32}"  # uuid4().hex
 DEVICE_HEX = r"[0-9a-f]{16}"  # 8 random bytes, hex
-# Anchored forms, for pydantic/OpenAPI `pattern=`; the compiled ones are for fullmatch.
+# Anchored forms, for msgspec/OpenAPI `pattern=`; the compiled ones are for fullmatch.
 USER_ID_PATTERN = f"^{USER_HEX}$"
 DEVICE_ID_PATTERN = f"^{DEVICE_HEX}$"
 GROUP_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4().hex, chosen by the client that creates it

@@ -11,6 +11,8 @@ import pytest
 
 from parley_server.catalogue import HTTP_ROUTES
 from parley_server.handlers import http_api
+from parley_server.ids import USER_ID_PATTERN
+from parley_server.store.groups import MAX_SEQ
 from tests.integration.test_http_harness import (
     ALICE,
     BOB,
@@ -175,6 +177,41 @@ def test_the_openapi_document_describes_every_route_of_the_catalogue() -> None:
     otp_op = paths["/v1/auth/otp"]["post"]
     assert "security" not in otp_op
     assert paths["/v1/keys"]["put"]["security"] == [{"bearer": []}]
+
+
+def test_the_openapi_document_describes_what_each_route_checks() -> None:
+    document = call("GET", "/v1/openapi.json").body
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    operations = [op for item in paths.values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids))
+    # a body: unknown fields refused, bounds as the route checks them
+    otp = paths["/v1/auth/otp"]["post"]
+    assert otp["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OtpRequest"
+    }
+    assert schemas["OtpRequest"]["additionalProperties"] is False
+    assert schemas["OtpRequest"]["required"] == ["phone"]
+    assert schemas["OtpRequest"]["properties"]["phone"]["maxLength"] == 32
+    assert {"202", "429"} <= set(otp["responses"])
+    # path and query parameters, with their patterns and bounds
+    (user_id,) = paths["/v1/keys/{user_id}"]["get"]["parameters"]
+    assert (user_id["in"], user_id["required"]) == ("path", True)
+    assert user_id["schema"]["pattern"] == USER_ID_PATTERN
+    group_id, after = paths["/v1/groups/{group_id}"]["get"]["parameters"]
+    assert (group_id["name"], after["name"], after["in"]) == ("group_id", "changes_after", "query")
+    assert after["required"] is False
+    assert after["schema"] == {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+    # an answer's schema, and an error's
+    bundle = paths["/v1/keys/{user_id}"]["get"]["responses"]
+    assert bundle["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BundleAnswer"
+    }
+    assert bundle["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorAnswer"
+    }
+    # an answer without a body says so
+    assert "content" not in paths["/v1/keys"]["put"]["responses"]["204"]
 
 
 def test_with_platform_applications_push_registration_creates_an_endpoint(

@@ -401,3 +401,55 @@ def test_unknown_routes_are_not_found_for_callers_and_unauthorized_for_strangers
     refused(call("GET", "/v1/nothing", token=alice.access_token), 404, "not_found")
     refused(call("DELETE", "/v1/keys", token=alice.access_token), 404, "not_found")
     assert call("GET", "/v1/nothing").status == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "query", "fields"),
+    [
+        # an unknown field, a missing one, a wrong type deep in a list
+        ("POST", "/v1/auth/otp", {"phone": ALICE, "admin": True}, None, ["body.admin"]),
+        ("POST", "/v1/auth/verify", {"phone": ALICE}, None, ["body.code"]),
+        ("PUT", "/v1/keys", "second key id a string", None, ["body.one_time_prekeys.1.key_id"]),
+        ("GET", "/v1/keys/ABC", None, None, ["path.user_id"]),
+        ("GET", "/v1/users", None, None, ["query.phone"]),
+        # path and query both wrong: each is named
+        (
+            "GET",
+            "/v1/groups/XYZ",
+            None,
+            {"changes_after": "-1"},
+            ["path.group_id", "query.changes_after"],
+        ),
+    ],
+)
+def test_a_schema_error_names_every_field_it_refused(
+    alice: Device,
+    method: str,
+    path: str,
+    body: Any,
+    query: dict[str, str] | None,
+    fields: list[str],
+    unchanged: None,
+) -> None:
+    if body == "second key id a string":
+        body = key_upload(alice, otk_ids=range(3))
+        body["one_time_prekeys"][1]["key_id"] = "7"
+    answer = call(method, path, body=body, query=query, token=alice.access_token)
+    refused(answer, 400, "invalid_request")
+    problems = answer.body["error"]["problems"]
+    assert [p["field"] for p in problems] == fields
+    assert all(p["problem"] for p in problems)
+    for problem in problems:
+        assert problem["field"] in answer.body["error"]["message"]
+
+
+def test_a_refused_code_or_token_is_never_echoed_back(unchanged: None) -> None:
+    code = "9" * 17  # longer than any code
+    answer = call("POST", "/v1/auth/verify", body={"phone": ALICE, "code": code})
+    refused(answer, 400, "invalid_request")
+    assert answer.body["error"]["problems"][0]["field"] == "body.code"
+    assert code not in json.dumps(answer.body)
+    token = "t" * 300
+    answer = call("POST", "/v1/auth/refresh", body={"refresh_token": token})
+    refused(answer, 400, "invalid_request")
+    assert token not in json.dumps(answer.body)

@@ -1,7 +1,8 @@
 """The HTTP API: one Lambda behind API Gateway's HTTP API (payload format 2.0).
 
-Wiring only: Powertools' resolver validates each request against the models in
-models/http.py, the auth middleware verifies the bearer token (everything but
+Wiring only: Powertools' resolver routes each request, each route reads and checks
+its request against its signature and the structs in models/http.py
+(handlers/_routes.py), the auth middleware verifies the bearer token (everything but
 sign-in and the OpenAPI document needs one), each route calls one logic
 function, and one exception handler turns every error into
 {"error": {"code", "message", ...}} with its 4xx (or 503) status.
@@ -18,16 +19,13 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from msgspec import Meta
 
 from parley_server.handlers import _http
 from parley_server.handlers._refusals import refusal_metric
+from parley_server.handlers._routes import MAX_BODY_BYTES, Routes
 from parley_server.handlers.http_calls import router as calls_router
 from parley_server.handlers.http_contacts import router as contacts_router
 from parley_server.handlers.http_devices import PUBLIC_ROUTES as DEVICE_PUBLIC_ROUTES
@@ -36,7 +34,6 @@ from parley_server.handlers.http_devices import router as devices_router
 from parley_server.handlers.http_groups import router as groups_router
 from parley_server.handlers.http_media import router as media_router
 from parley_server.handlers.http_push import router as push_router
-from parley_server.ids import DEVICE_ID_PATTERN, USER_ID_PATTERN
 from parley_server.logic import (
     account_deletion,
     accounts,
@@ -54,7 +51,6 @@ from parley_server.models.errors import (
     DependencyUnavailable,
     NumberLocked,
     ParleyError,
-    PayloadTooLarge,
     RateLimited,
     SmsUnavailable,
     Unauthorized,
@@ -63,6 +59,7 @@ from parley_server.models.http import (
     AccountDeleteRequest,
     BundleAnswer,
     DeviceBundleOut,
+    DeviceId,
     DeviceOut,
     DevicesAnswer,
     KeyCountAnswer,
@@ -77,6 +74,7 @@ from parley_server.models.http import (
     SignedPrekeyModel,
     TokenAnswer,
     UserAnswer,
+    UserId,
     VerifyRequest,
 )
 from parley_server.wiring import ADAPTER_MODULES, adapters, preload
@@ -93,8 +91,6 @@ logger = Logger(service="parley")
 metrics = Metrics(namespace="Parley", service="parley")
 tracer = Tracer(service="parley", patch_modules=TRACED_LIBRARIES)
 
-# Far above any valid request (a full key upload is ~8 KB); refused before parsing.
-MAX_BODY_BYTES = 128 * 1024
 PUBLIC_ROUTES = (
     frozenset(
         {
@@ -116,22 +112,10 @@ def _now() -> float:
     return time.time()
 
 
-def _json_body(text: str) -> Any:
-    if len(text) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise
-    except RecursionError as exc:
-        # the resolver answers a JSONDecodeError as a validation error (400)
-        raise json.JSONDecodeError("nested too deeply", text, 0) from exc
-    except ValueError as exc:
-        # a number past Python's 4300-digit limit for int() is a ValueError, not bad JSON
-        raise json.JSONDecodeError("number too long", text, 0) from exc
-
-
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
+# Routing, the auth middleware and the error answers are Powertools'; reading and
+# checking each request is the routes' own (handlers/_routes.py), without pydantic.
+app = APIGatewayHttpResolver()
+api = Routes(app)
 
 
 # -- errors -----------------------------------------------------------------------
@@ -165,22 +149,6 @@ def _parley_error(error: ParleyError) -> Response[Any]:
     return _error(error.status, error.to_dict(), headers)
 
 
-def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    problems = []
-    for item in error.errors():
-        if item.get("type") == "json_invalid":
-            return _error(400, {"code": "invalid_request", "message": "the body is not valid JSON"})
-        where = ".".join(str(part) for part in item.get("loc", ()))
-        # never echo the input back: it may be a code or a token
-        problems.append({"field": where, "problem": str(item.get("msg", "invalid"))})
-    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
-    return _error(400, {"code": "invalid_request", "message": message, "problems": problems})
-
-
-def _unsupported_type(_: RequestUnsupportedContentType) -> Response[Any]:
-    return _error(415, {"code": "unsupported_media_type", "message": "send application/json"})
-
-
 def _not_utf8(_: UnicodeDecodeError) -> Response[Any]:
     # API Gateway passes a body that is not UTF-8 text as base64; decoding it to
     # text (which JSON must be) is the only place this is raised
@@ -198,8 +166,6 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 # One mapping from every failure to the wire's error shape.
 app.exception_handler(ParleyError)(_parley_error)
-app.exception_handler(RequestValidationError)(_invalid_request)
-app.exception_handler(RequestUnsupportedContentType)(_unsupported_type)
 app.exception_handler(UnicodeDecodeError)(_not_utf8)
 app.not_found(_not_found)
 app.exception_handler(Exception)(_unexpected)
@@ -242,7 +208,7 @@ def _source_ip() -> str:
 # -- sign-in ----------------------------------------------------------------------
 
 
-@app.post(
+@api.post(
     "/v1/auth/otp",
     status_code=202,
     summary="Text a one-time code to a phone number",
@@ -292,7 +258,7 @@ def _count_otp_refusal(refused: RateLimited) -> None:
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
 
 
-@app.post(
+@api.post(
     "/v1/auth/verify",
     summary="Prove the phone number with its code: sign in as a new device",
     tags=["auth"],
@@ -343,7 +309,7 @@ def verify_otp(request: VerifyRequest) -> TokenAnswer:
     return TokenAnswer(**msgspec.structs.asdict(pair))
 
 
-@app.post(
+@api.post(
     "/v1/auth/refresh",
     summary="Trade a refresh token for a new pair (the old one is spent)",
     tags=["auth"],
@@ -379,7 +345,7 @@ def refresh(request: RefreshRequest) -> TokenAnswer:
 # -- keys -------------------------------------------------------------------------
 
 
-@app.put(
+@api.put(
     "/v1/keys",
     status_code=204,
     summary="Upload this device's identity key, signed prekey and one-time prekeys",
@@ -402,7 +368,7 @@ def upload_keys(request: KeysUpload) -> None:
     )
 
 
-@app.get(
+@api.get(
     "/v1/keys/count",
     summary="How many one-time prekeys this device has left",
     **_http.bearer("keys", 401, 503),
@@ -412,12 +378,12 @@ def count_keys() -> KeyCountAnswer:
     return KeyCountAnswer(one_time_prekeys=count)
 
 
-@app.get(
+@api.get(
     "/v1/keys/<user_id>",
     summary="A prekey bundle per device of a user (consumes one one-time prekey each)",
     **_http.bearer("keys", 400, 401, 404, 429, 503),
 )
-def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> BundleAnswer:
+def get_bundle(user_id: UserId) -> BundleAnswer:
     deps = adapters()
     bundle = prekeys.claim_bundle(
         _http.caller(app.context),
@@ -464,12 +430,12 @@ def get_bundle(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> Bundle
 # -- directory, push, presence ----------------------------------------------------
 
 
-@app.get(
+@api.get(
     "/v1/users",
     summary="Find the user registered with a phone number",
     **_http.bearer("directory", 400, 401, 404, 429, 503),
 )
-def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> UserAnswer:
+def find_user(phone: Annotated[str, Meta(min_length=1, max_length=32)]) -> UserAnswer:
     deps = adapters()
     user_id = directory.find_user(
         _http.caller(app.context),
@@ -482,7 +448,7 @@ def find_user(phone: Annotated[str, Query(min_length=1, max_length=32)]) -> User
     return UserAnswer(user_id=user_id)
 
 
-@app.get(
+@api.get(
     "/v1/devices",
     summary="This account's signed-in devices",
     **_http.bearer("devices", 401, 503),
@@ -507,7 +473,7 @@ def get_devices() -> DevicesAnswer:
     )
 
 
-@app.delete(
+@api.delete(
     "/v1/devices/<device_id>",
     status_code=204,
     summary="Sign one of this account's devices out for good (this one too)",
@@ -518,7 +484,7 @@ def get_devices() -> DevicesAnswer:
     ),
     **_http.bearer("devices", 400, 401, 403, 404, 503, no_store=False),
 )
-def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) -> None:
+def delete_device(device_id: DeviceId) -> None:
     deps = adapters()
     caller = _http.caller(app.context)
     devices.may_sign_out(caller, device_id, users=deps.users)
@@ -542,7 +508,7 @@ def delete_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]) ->
     logger.info("device signed out", extra={"device_id": device_id, "connections_closed": closed})
 
 
-@app.delete(
+@api.delete(
     "/v1/account",
     status_code=204,
     summary="Delete this account and everything the service holds for it",
@@ -572,7 +538,7 @@ def delete_account(request: AccountDeleteRequest) -> None:
     )
 
 
-@app.put(
+@api.put(
     "/v1/account/registration-lock",
     status_code=204,
     summary="Set or change the registration lock PIN (primary device only)",
@@ -591,7 +557,7 @@ def set_registration_lock(request: RegistrationLockRequest) -> None:
     )
 
 
-@app.delete(
+@api.delete(
     "/v1/account/registration-lock",
     status_code=204,
     summary="Remove the registration lock (primary device only)",
@@ -603,17 +569,17 @@ def remove_registration_lock() -> None:
     registration_lock.remove_lock(_http.caller(app.context), users=adapters().users)
 
 
-@app.get(
+@api.get(
     "/v1/presence/<user_id>",
     summary="When a user was last online (if they share it with you)",
     **_http.bearer("presence", 400, 401, 404, 503),
 )
-def get_presence(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> PresenceAnswer:
+def get_presence(user_id: UserId) -> PresenceAnswer:
     seen = presence.last_seen(_http.caller(app.context), user_id, users=adapters().users)
     return PresenceAnswer(user_id=user_id, last_seen=seen)
 
 
-@app.put(
+@api.put(
     "/v1/settings/presence",
     status_code=204,
     summary="Choose who sees your last seen",
@@ -626,23 +592,21 @@ def set_presence(request: PresenceSettingRequest) -> None:
 # -- the document -----------------------------------------------------------------
 
 
-@app.get("/v1/openapi.json", include_in_schema=False)
+@api.get("/v1/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
-    # Powertools' OpenAPI models (tens of ms of pydantic classes) are for this document
-    # only: Powertools itself imports them when it builds it, and so does this route.
-    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+    # built at its first request (handlers/_openapi.py): no other route needs it
+    from parley_server.handlers._openapi import document
 
     return Response(
         status_code=200,
         content_type="application/json",
-        body=app.get_openapi_json_schema(
+        body=document(
             title="Parley HTTP API",
             version="1",
             description=(
                 "Sign-in, keys, directory, push, presence, media, groups and call relays."
                 " See docs/API.md."
             ),
-            security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
         ),
     )
 

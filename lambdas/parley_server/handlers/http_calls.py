@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from parley_server.handlers import _http
+from parley_server.handlers._routes import Routes
 from parley_server.logic import calls
 from parley_server.metrics import Metric
 from parley_server.models.http import CallRelaysAnswer, IceServerModel
@@ -20,11 +21,12 @@ from parley_server.wiring import adapters
 __all__ = ["router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 logger = Logger(child=True)
 metrics = Metrics(namespace="Parley", service="parley")
 
 
-@router.get(
+@api.get(
     "/v1/calls/relays",
     summary="ICE servers (STUN, and TURN with short-lived credentials) for one call",
     description=(

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from parley_server.handlers import _http
-from parley_server.ids import USER_ID_PATTERN
+from parley_server.handlers._routes import Routes
 from parley_server.logic import contacts
-from parley_server.models.http import ContactsAnswer
+from parley_server.models.http import ContactsAnswer, UserId
 from parley_server.wiring import adapters
 
 __all__ = ["router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 
 _SAVED = (
     "Your contacts are who you say they are: they (and nobody else, when your last seen"
@@ -29,7 +28,7 @@ _SAVED = (
 )
 
 
-@router.get(
+@api.get(
     "/v1/contacts",
     summary="The contacts your devices saved",
     description=_SAVED,
@@ -40,25 +39,25 @@ def list_contacts() -> ContactsAnswer:
     return ContactsAnswer(contacts=contacts.list_saved(caller, contacts=adapters().contacts))
 
 
-@router.put(
+@api.put(
     "/v1/contacts/<user_id>",
     status_code=204,
     summary="Save a contact",
     description=_SAVED,
     **_http.bearer("contacts", 400, 401, 404, 429, 503, no_store=False),
 )
-def save_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
+def save_contact(user_id: UserId) -> None:
     _write(contacts.save, user_id)
 
 
-@router.delete(
+@api.delete(
     "/v1/contacts/<user_id>",
     status_code=204,
     summary="Remove a contact",
     description=_SAVED,
     **_http.bearer("contacts", 400, 401, 429, 503, no_store=False),
 )
-def remove_contact(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> None:
+def remove_contact(user_id: UserId) -> None:
     _write(contacts.remove, user_id)
 
 

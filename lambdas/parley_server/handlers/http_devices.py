@@ -9,15 +9,13 @@ error answers. The use cases are logic/linking.py's.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import msgspec
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from parley_server.handlers import _http
+from parley_server.handlers._routes import Routes
 from parley_server.logic import linking
 from parley_server.logic.prekeys import KeyUpload, PrekeyIn, SignedPrekeyIn, b64
 from parley_server.metrics import Metric
@@ -28,6 +26,7 @@ from parley_server.models.http import (
     PairingApproveRequest,
     PairingClaimRequest,
     PairingCompleteRequest,
+    PairingRef,
     PairingRequest,
     PairingStatusAnswer,
     TokenAnswer,
@@ -37,6 +36,7 @@ from parley_server.wiring import adapters
 __all__ = ["PUBLIC_ROUTES", "router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 logger = Logger(child=True)
 metrics = Metrics(namespace="Parley", service="parley")
 
@@ -49,7 +49,7 @@ PUBLIC_ROUTES = frozenset(
         ("POST", PAIRINGS + "/<ref>/complete"),
     }
 )
-Ref = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+Ref = PairingRef
 _PAIRING = {404: "no such pairing, or it has expired (or the claim is not its claim)"}
 _PRIMARY = {403: "only the primary device can do this"}
 
@@ -88,7 +88,7 @@ def device_list_of(user_id: str) -> DeviceListModel | None:
     return DeviceListModel(body=b64(found.body), signature=b64(found.signature))
 
 
-@router.post(
+@api.post(
     PAIRINGS,
     status_code=201,
     summary="A new device asks to be linked: answers what its link code carries",
@@ -112,7 +112,7 @@ def start_pairing(request: PairingRequest) -> PairingAnswer:
     )
 
 
-@router.post(
+@api.post(
     PAIRINGS + "/<ref>/approve",
     status_code=204,
     summary="The primary device approves linking the device of a link code",
@@ -139,7 +139,7 @@ def approve_pairing(ref: Ref, request: PairingApproveRequest) -> None:
     logger.info("pairing approved", extra={"user_id": caller.user_id})
 
 
-@router.post(
+@api.post(
     PAIRINGS + "/<ref>/status",
     summary="The new device asks whether its pairing was approved (and gets the approval)",
     tags=["devices"],
@@ -152,13 +152,13 @@ def approve_pairing(ref: Ref, request: PairingApproveRequest) -> None:
         **_http.responses(400, 404, 409, 503, described=_PAIRING),
     },
 )
-def pairing_status(ref: Ref, request: PairingClaimRequest) -> dict[str, Any]:
+def pairing_status(ref: Ref, request: PairingClaimRequest) -> PairingStatusAnswer:
     found = linking.status(ref, request.claim, users=adapters().users, now=_now())
-    # checked against the model, answered without the fields a pending one lacks
-    return PairingStatusAnswer(**found).model_dump(exclude_none=True)
+    # answered without the fields a pending one lacks (the struct omits what is None)
+    return PairingStatusAnswer(**found)
 
 
-@router.post(
+@api.post(
     PAIRINGS + "/<ref>/complete",
     summary="The new device countersigns its approval and uploads its keys: it is linked",
     tags=["devices"],
@@ -186,7 +186,7 @@ def complete_pairing(ref: Ref, request: PairingCompleteRequest) -> TokenAnswer:
     return TokenAnswer(**msgspec.structs.asdict(pair))
 
 
-@router.put(
+@api.put(
     "/v1/devices/list",
     status_code=204,
     summary="The primary device publishes the account's signed device list",

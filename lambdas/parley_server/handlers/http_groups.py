@@ -13,18 +13,19 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
+from msgspec import Meta
 
 from parley_server.handlers import _http
-from parley_server.ids import GROUP_ID_PATTERN
+from parley_server.handlers._routes import Routes
 from parley_server.logic import group_changes, groups
 from parley_server.metrics import Metric
 from parley_server.models.groups import Group
 from parley_server.models.http import (
     GroupAnswer,
     GroupChangeRequest,
+    GroupId,
     GroupsAnswer,
     GroupSummaryAnswer,
 )
@@ -34,10 +35,10 @@ from parley_server.wiring import adapters
 __all__ = ["router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 logger = Logger(child=True)
 metrics = Metrics(namespace="Parley", service="parley")
 
-GroupId = Annotated[str, Path(pattern=GROUP_ID_PATTERN)]
 _GROUP = {404: "no such group, or not a member of it"}
 _SIGNED = {
     400: "invalid input: invalid_group_change (`field` names it), invalid_signature",
@@ -103,7 +104,7 @@ def _changed(kind: str, group_id: str, group: Group | None) -> None:
     logger.info(_COUNTED[kind], extra=extra)
 
 
-@router.post(
+@api.post(
     "/v1/groups",
     status_code=201,
     summary="Create a group with a signed create change: the caller is its first admin",
@@ -137,10 +138,10 @@ def create_group(request: GroupChangeRequest) -> Any:
         device_lists=deps.users,
     )
     _changed("create", group.group_id, group)
-    return GroupAnswer.of(group).wire()
+    return GroupAnswer.of(group)
 
 
-@router.get(
+@api.get(
     "/v1/groups",
     summary="The caller's groups, with the caller's role in each",
     **_http.bearer("groups", 401, 503),
@@ -150,7 +151,7 @@ def list_groups() -> GroupsAnswer:
     return GroupsAnswer(groups=[GroupSummaryAnswer.of(summary) for summary in found])
 
 
-@router.get(
+@api.get(
     "/v1/groups/<group_id>",
     summary="A group the caller is a member of, and the entries of its chain",
     description=(
@@ -163,19 +164,19 @@ def list_groups() -> GroupsAnswer:
 def get_group(
     group_id: GroupId,
     changes_after: Annotated[
-        int | None,
-        Query(ge=0, le=MAX_SEQ, description="the last seq the client has (0: from the start)"),
-    ] = None,
+        int, Meta(ge=0, le=MAX_SEQ, description="the last seq the client has (0: from the start)")
+    ]
+    | None = None,
 ) -> Any:
     caller = _http.caller(router.context)
     store = adapters().groups
     if changes_after is None:
-        return GroupAnswer.of(groups.get_group(caller, group_id, groups=store)).wire()
+        return GroupAnswer.of(groups.get_group(caller, group_id, groups=store))
     group, page = groups.group_changes(caller, group_id, changes_after, groups=store)
-    return GroupAnswer.of(group, page).wire()
+    return GroupAnswer.of(group, page)
 
 
-@router.post(
+@api.post(
     "/v1/groups/<group_id>/changes",
     summary="Apply a signed change to a group: add, remove, leave, promote, dismiss, vouch",
     description=(
@@ -202,4 +203,4 @@ def change_group(group_id: GroupId, request: GroupChangeRequest) -> Any:
     _changed(change.kind, group_id, group)
     if group is None:
         return Response(status_code=204, body="", headers={"Cache-Control": "no-store"})
-    return GroupAnswer.of(group).wire()
+    return GroupAnswer.of(group)

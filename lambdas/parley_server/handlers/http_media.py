@@ -9,30 +9,35 @@ and its exception handler turns ParleyErrors into the wire's error answers.
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
+import msgspec
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from parley_server.handlers import _http
-from parley_server.ids import MEDIA_ID_PATTERN
+from parley_server.handlers._routes import Routes
 from parley_server.logic import media
 from parley_server.metrics import Metric
-from parley_server.models.http import MediaLinkAnswer, MediaUploadAnswer, MediaUploadRequest
+from parley_server.models.http import (
+    MediaId,
+    MediaLinkAnswer,
+    MediaUploadAnswer,
+    MediaUploadRequest,
+)
 from parley_server.wiring import adapters
 
 __all__ = ["router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 logger = Logger(child=True)
 metrics = Metrics(namespace="Parley", service="parley")
 
 _MEDIA = {404: "unknown, expired or not uploaded yet", 413: "larger than the media limit"}
 
 
-@router.post(
+@api.post(
     "/v1/media",
     summary="Reserve a media id and get a form that uploads exactly that many bytes",
     description=(
@@ -54,22 +59,22 @@ def create_media(request: MediaUploadRequest) -> MediaUploadAnswer:
     logger.info("media upload form issued", extra={"media_id": upload.media_id, "size": size})
     metrics.add_metric(name=Metric.MEDIA_UPLOADS_ISSUED, unit=MetricUnit.Count, value=1)
     metrics.add_metric(name=Metric.MEDIA_DECLARED_BYTES, unit=MetricUnit.Bytes, value=size)
-    return MediaUploadAnswer.model_validate(upload, from_attributes=True)
+    return msgspec.convert(upload, MediaUploadAnswer, from_attributes=True)
 
 
-@router.get(
+@api.get(
     "/v1/media/<media_id>",
     summary="A short-lived download link for an uploaded media object",
     **_http.bearer("media", 400, 401, 404, 503, described=_MEDIA),
 )
-def get_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> MediaLinkAnswer:
+def get_media(media_id: MediaId) -> MediaLinkAnswer:
     _http.caller(router.context)
     link = media.download_link(adapters().media, media_id=media_id, now=int(time.time()))
     metrics.add_metric(name=Metric.MEDIA_LINKS_ISSUED, unit=MetricUnit.Count, value=1)
-    return MediaLinkAnswer.model_validate(link, from_attributes=True)
+    return msgspec.convert(link, MediaLinkAnswer, from_attributes=True)
 
 
-@router.delete(
+@api.delete(
     "/v1/media/<media_id>",
     status_code=204,
     summary="Delete a media object you uploaded (a message deleted for everyone)",
@@ -79,7 +84,7 @@ def get_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> Media
     ),
     **_http.bearer("media", 400, 401, 404, 503, described=_MEDIA, no_store=False),
 )
-def delete_media(media_id: Annotated[str, Path(pattern=MEDIA_ID_PATTERN)]) -> None:
+def delete_media(media_id: MediaId) -> None:
     caller = _http.caller(router.context)
     media.delete_media(
         adapters().media, owner=caller.user_id, media_id=media_id, now=int(time.time())

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from parley_server.handlers import _http
+from parley_server.handlers._routes import Routes
 from parley_server.logic import push
 from parley_server.metrics import Metric
 from parley_server.models.errors import BadRequest, Conflict
@@ -23,6 +24,7 @@ from parley_server.wiring import adapters
 __all__ = ["router"]
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+api = Routes(router)
 logger = Logger(child=True)
 metrics = Metrics(namespace="Parley", service="parley")
 
@@ -42,7 +44,7 @@ def _now() -> float:
     return http_api._now()
 
 
-@router.put(
+@api.put(
     "/v1/push",
     status_code=202,
     summary="Register this device's push token: a challenge is pushed through it",
@@ -74,7 +76,7 @@ def register_push(request: PushRequest) -> PushPendingAnswer:
     )
 
 
-@router.post(
+@api.post(
     "/v1/push/verify",
     status_code=204,
     summary="Send back the challenge pushed through this device's pending push token",

@@ -32,6 +32,7 @@ __all__ = [
     "SmsUnavailable",
     "TooManyAttempts",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -78,6 +79,13 @@ class PayloadTooLarge(BadRequest):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(BadRequest):
+    """A body of another content type than the route reads (JSON)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Unauthorized(ParleyError):

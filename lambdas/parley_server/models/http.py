@@ -1,18 +1,28 @@
-"""Request and answer bodies of the HTTP API (validated by the resolver, and the
-source of the OpenAPI document at GET /v1/openapi.json).
+"""Request and answer bodies of the HTTP API: `msgspec.Struct`s, which the routes
+(handlers/_routes.py) decode and check requests into, encode answers from, and
+describe in the OpenAPI document at GET /v1/openapi.json (msgspec's JSON Schema).
 
-Group bodies are checked by a `before` validator that raises the service's own
-BadRequest / PayloadTooLarge (answered as such: 400 naming the field, 413 with
-the limit) rather than pydantic's errors. The domain models stay free of
-pydantic: the WebSocket functions import them and never this module."""
+A request body refuses unknown fields (`_In`): a typo should fail loudly, not be
+ignored. Group bodies are checked first by `checked`, which raises the service's
+own BadRequest / PayloadTooLarge (answered as such: 400 naming the field, 413 with
+the limit). msgspec, not pydantic: a class costs microseconds to define and the
+library milliseconds to import, where pydantic's models and validators were about
+70 ms of every cold start of the HTTP API."""
 
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+import msgspec
+from msgspec import Meta
 
+from parley_server.ids import (
+    DEVICE_ID_PATTERN,
+    GROUP_ID_PATTERN,
+    MEDIA_ID_PATTERN,
+    USER_ID_PATTERN,
+)
 from parley_server.models.errors import BadRequest, PayloadTooLarge
 from parley_server.models.groups import (
     MAX_CHANGE_BYTES,
@@ -34,6 +44,7 @@ __all__ = [
     "CertificateAnswer",
     "ChainEntryAnswer",
     "DeviceBundleOut",
+    "DeviceId",
     "DeviceListModel",
     "DeviceOut",
     "DevicesAnswer",
@@ -41,11 +52,13 @@ __all__ = [
     "ErrorBody",
     "GroupAnswer",
     "GroupChangeRequest",
+    "GroupId",
     "GroupSummaryAnswer",
     "GroupsAnswer",
     "IceServerModel",
     "KeyCountAnswer",
     "KeysUpload",
+    "MediaId",
     "MediaLinkAnswer",
     "MediaUploadAnswer",
     "MediaUploadRequest",
@@ -56,6 +69,7 @@ __all__ = [
     "PairingApproveRequest",
     "PairingClaimRequest",
     "PairingCompleteRequest",
+    "PairingRef",
     "PairingRequest",
     "PairingStatusAnswer",
     "PresenceAnswer",
@@ -70,6 +84,7 @@ __all__ = [
     "TokenAnswer",
     "UploadForm",
     "UserAnswer",
+    "UserId",
     "VerifyRequest",
 ]
 
@@ -77,7 +92,7 @@ PHONE_EXAMPLE = "+447700900123"
 
 Phone = Annotated[
     str,
-    Field(
+    Meta(
         min_length=1,
         max_length=32,
         description="International form; spaces and dashes are fine",
@@ -86,63 +101,83 @@ Phone = Annotated[
 ]
 # Standard base64 with padding; decoded sizes (32-byte keys, 64-byte signatures) are
 # checked by the service.
-B64Key = Annotated[str, Field(min_length=1, max_length=64, description="base64 of 32 bytes")]
-B64Signature = Annotated[str, Field(min_length=1, max_length=128, description="base64 of 64 bytes")]
-KeyId = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+B64Key = Annotated[str, Meta(min_length=1, max_length=64, description="base64 of 32 bytes")]
+B64Signature = Annotated[str, Meta(min_length=1, max_length=128, description="base64 of 64 bytes")]
+KeyId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 
+# path parameters
+UserId = Annotated[str, Meta(pattern=USER_ID_PATTERN)]
+DeviceId = Annotated[str, Meta(pattern=DEVICE_ID_PATTERN)]
+GroupId = Annotated[str, Meta(pattern=GROUP_ID_PATTERN)]
+MediaId = Annotated[str, Meta(pattern=MEDIA_ID_PATTERN)]
+PairingRef = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
 
 # A registration-lock PIN (logic/registration_lock.py checks it again).
 Pin = Annotated[
-    str, Field(pattern=r"^[0-9]{6,64}$", description="6 to 64 digits", examples=["246810"])
+    str, Meta(pattern=r"^[0-9]{6,64}$", description="6 to 64 digits", examples=["246810"])
 ]
 
 
-class _In(BaseModel):
-    # unknown fields are refused: a typo should fail loudly, not be ignored
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+class _In(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request body: unknown fields are refused (a typo should fail loudly, not be
+    ignored), and nothing is coerced ("12" is no number, 1 no string)."""
+
+
+class _Out(msgspec.Struct, kw_only=True):
+    """An answer body."""
 
 
 class OtpRequest(_In):
     phone: Phone
-    purpose: Literal["sign_in", "delete_account"] = Field(
-        default="sign_in",
-        description=(
-            "what the code is for: signing in (the default), or deleting the account"
-            " (DELETE /v1/account); a code works only for its purpose"
+    purpose: Annotated[
+        Literal["sign_in", "delete_account"],
+        Meta(
+            description=(
+                "what the code is for: signing in (the default), or deleting the account"
+                " (DELETE /v1/account); a code works only for its purpose"
+            )
         ),
-    )
+    ] = "sign_in"
 
 
-class OtpAnswer(BaseModel):
-    expires_in: int = Field(description="seconds the code stays valid")
-    retry_after: int = Field(description="seconds before another code may be asked for")
+class OtpAnswer(_Out):
+    expires_in: Annotated[int, Meta(description="seconds the code stays valid")]
+    retry_after: Annotated[int, Meta(description="seconds before another code may be asked for")]
 
 
 class VerifyRequest(_In):
     phone: Phone
-    code: Annotated[str, Field(min_length=1, max_length=16, examples=["123456"])]
-    pin: Pin | None = Field(
-        default=None,
-        description=(
-            "the account's registration-lock PIN, when the number's account has one"
-            " (answered 423 registration_locked without it)"
-        ),
-    )
+    code: Annotated[str, Meta(min_length=1, max_length=16, examples=["123456"])]
+    pin: (
+        Annotated[
+            Pin,
+            Meta(
+                description=(
+                    "the account's registration-lock PIN, when the number's account has one"
+                    " (answered 423 registration_locked without it)"
+                )
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RegistrationLockRequest(_In):
-    pin: Pin = Field(
-        description=(
-            "the PIN that signing in with this number on another phone will ask for;"
-            " the service keeps only an Argon2id verifier of it"
-        )
-    )
+    pin: Annotated[
+        Pin,
+        Meta(
+            description=(
+                "the PIN that signing in with this number on another phone will ask for;"
+                " the service keeps only an Argon2id verifier of it"
+            )
+        ),
+    ]
 
 
 class AccountDeleteRequest(_In):
     code: Annotated[
         str,
-        Field(
+        Meta(
             pattern=r"^[0-9]{6}$",
             description=(
                 "a fresh code for the account's number, asked for with"
@@ -154,21 +189,23 @@ class AccountDeleteRequest(_In):
 
 
 class RefreshRequest(_In):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
-class TokenAnswer(BaseModel):
+class TokenAnswer(_Out):
     user_id: str
     device_id: str
-    access_token: str = Field(description="send as `Authorization: Bearer <access_token>`")
-    refresh_token: str = Field(description="single use: each refresh answers a new one")
-    expires_in: int = Field(description="seconds the access token is valid")
+    access_token: Annotated[str, Meta(description="send as `Authorization: Bearer <access_token>`")]
+    refresh_token: Annotated[str, Meta(description="single use: each refresh answers a new one")]
+    expires_in: Annotated[int, Meta(description="seconds the access token is valid")]
 
 
 class SignedPrekeyModel(_In):
     key_id: KeyId
     public_key: B64Key
-    signature: B64Signature = Field(description="Ed25519 signature of the 32 public key bytes")
+    signature: Annotated[
+        B64Signature, Meta(description="Ed25519 signature of the 32 public key bytes")
+    ]
 
 
 class OneTimePrekeyModel(_In):
@@ -177,125 +214,148 @@ class OneTimePrekeyModel(_In):
 
 
 class KeysUpload(_In):
-    identity_key: B64Key = Field(description="Ed25519 public key, base64 of 32 bytes")
+    identity_key: Annotated[B64Key, Meta(description="Ed25519 public key, base64 of 32 bytes")]
     signed_prekey: SignedPrekeyModel
     # the per-upload limit is a tunable, checked by the service (413 when over);
     # this bound only stops absurd bodies early
-    one_time_prekeys: Annotated[list[OneTimePrekeyModel], Field(max_length=1000)] = []
+    one_time_prekeys: Annotated[list[OneTimePrekeyModel], Meta(max_length=1000)] = []
 
 
-class KeyCountAnswer(BaseModel):
+class KeyCountAnswer(_Out):
     one_time_prekeys: int
 
 
 # -- linked devices: the signed device list (more models at the end of the file) ---------
 
 # a signed list or ADV details is a few hundred bytes; base64 of at most 4 KiB
-B64Signed = Annotated[str, Field(min_length=1, max_length=5464, description="base64")]
+B64Signed = Annotated[str, Meta(min_length=1, max_length=5464, description="base64")]
 
 
 class DeviceListModel(_In):
     """A signed device list as it travels: the exact bytes signed, and the signature."""
 
-    body: B64Signed = Field(
-        description=(
-            "base64 of the list's canonical JSON: user_id, version, ts, account_identity,"
-            " devices [{device_id, key_index, identity}] sorted by key_index"
-        )
-    )
-    signature: B64Signature = Field(
-        description=(
-            'Ed25519 signature by the account identity of b"parley/device-list/v1\\0" + body'
-        )
-    )
+    body: Annotated[
+        B64Signed,
+        Meta(
+            description=(
+                "base64 of the list's canonical JSON: user_id, version, ts, account_identity,"
+                " devices [{device_id, key_index, identity}] sorted by key_index"
+            )
+        ),
+    ]
+    signature: Annotated[
+        B64Signature,
+        Meta(
+            description=(
+                'Ed25519 signature by the account identity of b"parley/device-list/v1\\0" + body'
+            )
+        ),
+    ]
 
 
-class DeviceBundleOut(BaseModel):
+class DeviceBundleOut(_Out):
     device_id: str
     identity_key: str
     signed_prekey: SignedPrekeyModel
-    one_time_prekey: OneTimePrekeyModel | None = Field(
-        description="null when the device has none left: use the signed prekey alone"
-    )
+    one_time_prekey: Annotated[
+        OneTimePrekeyModel | None,
+        Meta(description="null when the device has none left: use the signed prekey alone"),
+    ]
 
 
-class BundleAnswer(BaseModel):
+class BundleAnswer(_Out):
     user_id: str
     devices: list[DeviceBundleOut]
-    device_list: DeviceListModel | None = Field(
-        default=None,
-        description="the user's signed device list (null until the account publishes one)",
-    )
+    device_list: Annotated[
+        DeviceListModel | None,
+        Meta(description="the user's signed device list (null until the account publishes one)"),
+    ] = None
 
 
-class UserAnswer(BaseModel):
+class UserAnswer(_Out):
     user_id: str
 
 
 class PushRequest(_In):
     platform: Literal["fcm", "apns"]
-    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    token: Annotated[str, Meta(min_length=1, max_length=4096)]
 
 
-class PushPendingAnswer(BaseModel):
-    state: Literal["pending"] = Field(
-        description="the token is used once its challenge comes back (POST /v1/push/verify)"
-    )
-    challenge_sent: bool = Field(
-        description="a challenge was pushed through the token (false: this stack has no"
-        " push application for the platform, so nothing can be pushed)"
-    )
-    expires_at: int = Field(description="Unix time after which the challenge is refused")
+class PushPendingAnswer(_Out):
+    state: Annotated[
+        Literal["pending"],
+        Meta(description="the token is used once its challenge comes back (POST /v1/push/verify)"),
+    ]
+    challenge_sent: Annotated[
+        bool,
+        Meta(
+            description=(
+                "a challenge was pushed through the token (false: this stack has no"
+                " push application for the platform, so nothing can be pushed)"
+            )
+        ),
+    ]
+    expires_at: Annotated[int, Meta(description="Unix time after which the challenge is refused")]
 
 
 class PushVerifyRequest(_In):
     challenge: Annotated[
-        str, Field(min_length=1, max_length=128, description="as the challenge push carried it")
+        str, Meta(min_length=1, max_length=128, description="as the challenge push carried it")
     ]
 
 
-class DeviceOut(BaseModel):
+class DeviceOut(_Out):
     device_id: str
-    created_at: int = Field(description="Unix time the device signed in")
-    current: bool = Field(description="the device making this request")
-    ready: bool = Field(description="keys uploaded: people can send to it")
-    push: str | None = Field(description='push platform registered ("fcm", "apns") or null')
-    role: Literal["primary", "companion"] = Field(
-        default="primary", description="the primary signs the device list; companions are linked"
-    )
-    key_index: int = Field(default=0, description="the device's key index (primary: 0)")
+    created_at: Annotated[int, Meta(description="Unix time the device signed in")]
+    current: Annotated[bool, Meta(description="the device making this request")]
+    ready: Annotated[bool, Meta(description="keys uploaded: people can send to it")]
+    push: Annotated[
+        str | None, Meta(description='push platform registered ("fcm", "apns") or null')
+    ]
+    role: Annotated[
+        Literal["primary", "companion"],
+        Meta(description="the primary signs the device list; companions are linked"),
+    ] = "primary"
+    key_index: Annotated[int, Meta(description="the device's key index (primary: 0)")] = 0
 
 
-class DevicesAnswer(BaseModel):
+class DevicesAnswer(_Out):
     devices: list[DeviceOut]
-    device_list: DeviceListModel | None = Field(
-        default=None, description="the account's signed device list (null until published)"
-    )
+    device_list: Annotated[
+        DeviceListModel | None,
+        Meta(description="the account's signed device list (null until published)"),
+    ] = None
 
 
-class ContactsAnswer(BaseModel):
-    contacts: list[str] = Field(description="user ids of the contacts your devices saved")
+class ContactsAnswer(_Out):
+    contacts: Annotated[list[str], Meta(description="user ids of the contacts your devices saved")]
 
 
-class PresenceAnswer(BaseModel):
+class PresenceAnswer(_Out):
     user_id: str
-    last_seen: float | None = Field(
-        description="Unix time the user was last online; null when unknown or not shared with you"
-    )
+    last_seen: Annotated[
+        float | None,
+        Meta(
+            description=(
+                "Unix time the user was last online; null when unknown or not shared with you"
+            )
+        ),
+    ]
 
 
 class PresenceSettingRequest(_In):
     last_seen: Literal["nobody", "contacts", "everybody"]
 
 
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ErrorBody(_Out):
+    """`code` says what went wrong (docs/API.md lists them); some errors add fields
+    (`field`, `problems`, `limit`, `retry_after`...)."""
 
-    code: str = Field(examples=["invalid_request"])
+    code: Annotated[str, Meta(examples=["invalid_request"])]
     message: str
 
 
-class ErrorAnswer(BaseModel):
+class ErrorAnswer(_Out):
     error: ErrorBody
 
 
@@ -303,54 +363,60 @@ class ErrorAnswer(BaseModel):
 
 
 class MediaUploadRequest(_In):
-    # strict: "12" or true are not sizes; the upper bound is a tunable, checked by
-    # the service so that it answers 413
-    size: StrictInt = Field(description="bytes of the encrypted object, exactly")
+    # "12" or true are not sizes; the upper bound is a tunable, checked by the service
+    # so that it answers 413
+    size: Annotated[int, Meta(description="bytes of the encrypted object, exactly")]
 
 
-class UploadForm(BaseModel):
+class UploadForm(_Out):
     url: str
-    fields: dict[str, str] = Field(description="form fields to send before the file, as given")
+    fields: Annotated[
+        dict[str, str], Meta(description="form fields to send before the file, as given")
+    ]
 
 
-class MediaUploadAnswer(BaseModel):
+class MediaUploadAnswer(_Out):
     media_id: str
-    upload: UploadForm = Field(description="a presigned S3 POST bound to one key and size")
-    expires_in: int = Field(description="seconds the upload form stays valid")
+    upload: Annotated[UploadForm, Meta(description="a presigned S3 POST bound to one key and size")]
+    expires_in: Annotated[int, Meta(description="seconds the upload form stays valid")]
 
 
-class MediaLinkAnswer(BaseModel):
-    url: str = Field(description="a presigned S3 GET of the encrypted object")
-    expires_in: int = Field(description="seconds the link stays valid")
-    size: int = Field(description="bytes of the encrypted object")
+class MediaLinkAnswer(_Out):
+    url: Annotated[str, Meta(description="a presigned S3 GET of the encrypted object")]
+    expires_in: Annotated[int, Meta(description="seconds the link stays valid")]
+    size: Annotated[int, Meta(description="bytes of the encrypted object")]
 
 
 # -- calls ------------------------------------------------------------------------------
 
 
-def _absent(value: Any) -> bool:
-    return value is None
-
-
-class IceServerModel(BaseModel):
+class IceServerModel(_Out, omit_defaults=True):
     """A W3C RTCIceServer: pass it to RTCPeerConnection as it is (a STUN server has
     no username or credential, and none is sent)."""
 
-    urls: list[str] = Field(description="stun:, turn: or turns: URLs of one server")
-    username: str | None = Field(default=None, exclude_if=_absent)
-    credential: str | None = Field(default=None, exclude_if=_absent)
+    urls: Annotated[list[str], Meta(description="stun:, turn: or turns: URLs of one server")]
+    username: str | None = None
+    credential: str | None = None
 
 
-class CallRelaysAnswer(BaseModel):
-    ice_servers: list[IceServerModel] = Field(
-        description="RTCConfiguration.iceServers; empty on the local stack (loopback)"
-    )
-    ttl: int = Field(description="seconds the TURN credentials stay valid")
-    expires_at: int = Field(description="Unix time the credentials stop opening allocations")
-    transport: Literal["internet", "loopback"] = Field(
-        description='"internet": STUN and TURN for peers anywhere; "loopback": none, peers '
-        "on one machine reach each other directly (the local stack)"
-    )
+class CallRelaysAnswer(_Out):
+    ice_servers: Annotated[
+        list[IceServerModel],
+        Meta(description="RTCConfiguration.iceServers; empty on the local stack (loopback)"),
+    ]
+    ttl: Annotated[int, Meta(description="seconds the TURN credentials stay valid")]
+    expires_at: Annotated[
+        int, Meta(description="Unix time the credentials stop opening allocations")
+    ]
+    transport: Annotated[
+        Literal["internet", "loopback"],
+        Meta(
+            description=(
+                '"internet": STUN and TURN for peers anywhere; "loopback": none, peers '
+                "on one machine reach each other directly (the local stack)"
+            )
+        ),
+    ]
 
 
 # -- groups -----------------------------------------------------------------------------
@@ -365,22 +431,28 @@ _CHANGE = "invalid_group_change"
 class SignedChangeModel(_In):
     """A signed group change as it travels: the exact bytes signed, and the signature."""
 
-    body: str = Field(
-        min_length=1,
-        max_length=_CHANGE_B64,
-        description=(
-            "base64 of the change's canonical JSON: v, group_id, seq, prev, at, author,"
-            " device, kind, name, members, admins (docs/API.md, Signed group changes)"
+    body: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=_CHANGE_B64,
+            description=(
+                "base64 of the change's canonical JSON: v, group_id, seq, prev, at, author,"
+                " device, kind, name, members, admins (docs/API.md, Signed group changes)"
+            ),
         ),
-    )
-    signature: str = Field(
-        min_length=1,
-        max_length=_SIGNATURE_B64,
-        description=(
-            "Ed25519 signature by the author device's identity key of"
-            ' b"parley/group-change/v1\\0" + body'
+    ]
+    signature: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=_SIGNATURE_B64,
+            description=(
+                "Ed25519 signature by the author device's identity key of"
+                ' b"parley/group-change/v1\\0" + body'
+            ),
         ),
-    )
+    ]
 
 
 def _change_envelope(body: Any) -> dict[str, Any]:
@@ -422,27 +494,32 @@ class GroupChangeRequest(_In):
 
     change: SignedChangeModel
 
-    @model_validator(mode="before")
-    @classmethod
-    def _checked(cls, body: Any) -> dict[str, Any]:
-        return _change_envelope(body)
+    # the routes pass the decoded JSON through this before they check it as this struct
+    checked: ClassVar = staticmethod(_change_envelope)
 
 
-class CertificateAnswer(BaseModel):
-    body: str = Field(description="base64 of the author's signed device list")
-    signature: str = Field(description="base64 of its signature by the account identity")
+class CertificateAnswer(_Out):
+    body: Annotated[str, Meta(description="base64 of the author's signed device list")]
+    signature: Annotated[str, Meta(description="base64 of its signature by the account identity")]
 
 
-class ChainEntryAnswer(BaseModel):
-    seq: int = Field(description="the entry's place in the chain: the group's rev after it")
-    body: str = Field(description="base64 of the change exactly as it was signed")
-    signature: str = Field(description='base64 of its signature ("" for the service\'s entries)')
-    certificate: CertificateAnswer | None = Field(
-        description=(
-            "the author's device list as it was when the change was committed"
-            " (null for the service's entries)"
-        )
-    )
+class ChainEntryAnswer(_Out):
+    seq: Annotated[
+        int, Meta(description="the entry's place in the chain: the group's rev after it")
+    ]
+    body: Annotated[str, Meta(description="base64 of the change exactly as it was signed")]
+    signature: Annotated[
+        str, Meta(description='base64 of its signature ("" for the service\'s entries)')
+    ]
+    certificate: Annotated[
+        CertificateAnswer | None,
+        Meta(
+            description=(
+                "the author's device list as it was when the change was committed"
+                " (null for the service's entries)"
+            )
+        ),
+    ]
 
     @classmethod
     def of(cls, entry: ChainEntry) -> ChainEntryAnswer:
@@ -463,55 +540,53 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-class GroupAnswer(BaseModel):
+class GroupAnswer(_Out, omit_defaults=True):
+    """A group; `changes` and `more` only when they were asked for."""
+
     group_id: str
     name: str
-    version: int = Field(description="goes up with every change of who is in the group")
-    members: list[str] = Field(description="user ids, longest-standing first")
+    version: Annotated[int, Meta(description="goes up with every change of who is in the group")]
+    members: Annotated[list[str], Meta(description="user ids, longest-standing first")]
     admins: list[str]
     created_by: str
-    created_at: int = Field(description="Unix time the group was created")
-    rev: int = Field(description="counts every change: the next signed change has seq rev + 1")
-    head: int = Field(description="seq of the last entry of the group's chain (0: no chain yet)")
-    changes: list[ChainEntryAnswer] | None = Field(
-        default=None,
-        description="with ?changes_after=N only: the chain's entries after N, in order",
-    )
-    more: bool | None = Field(
-        default=None, description="with ?changes_after=N only: more entries follow these"
-    )
+    created_at: Annotated[int, Meta(description="Unix time the group was created")]
+    rev: Annotated[
+        int, Meta(description="counts every change: the next signed change has seq rev + 1")
+    ]
+    head: Annotated[
+        int, Meta(description="seq of the last entry of the group's chain (0: no chain yet)")
+    ]
+    changes: Annotated[
+        list[ChainEntryAnswer] | None,
+        Meta(description="with ?changes_after=N only: the chain's entries after N, in order"),
+    ] = None
+    more: Annotated[
+        bool | None, Meta(description="with ?changes_after=N only: more entries follow these")
+    ] = None
 
     @classmethod
     def of(cls, group: Group, page: ChainPage | None = None) -> GroupAnswer:
-        answer = cls(
+        return cls(
             group_id=group.group_id,
             name=group.name,
             version=group.version,
-            members=group.member_ids,
-            admins=group.admin_ids,
+            members=list(group.member_ids),
+            admins=list(group.admin_ids),
             created_by=group.created_by,
             created_at=group.created_ms // 1000,
             rev=group.rev,
             head=group.head,
+            changes=None if page is None else [ChainEntryAnswer.of(e) for e in page.entries],
+            more=None if page is None else page.more,
         )
-        if page is not None:
-            answer.changes = [ChainEntryAnswer.of(entry) for entry in page.entries]
-            answer.more = page.more
-        return answer
-
-    def wire(self) -> dict[str, Any]:
-        """The answer as sent: `changes` and `more` only when they were asked for."""
-        if self.changes is None:
-            return self.model_dump(exclude={"changes", "more"})
-        return self.model_dump()
 
 
-class GroupSummaryAnswer(BaseModel):
+class GroupSummaryAnswer(_Out):
     group_id: str
     name: str
     version: int
     member_count: int
-    role: Literal["admin", "member"] = Field(description="the caller's role")
+    role: Annotated[Literal["admin", "member"], Meta(description="the caller's role")]
 
     @classmethod
     def of(cls, summary: GroupSummary) -> GroupSummaryAnswer:
@@ -524,7 +599,7 @@ class GroupSummaryAnswer(BaseModel):
         )
 
 
-class GroupsAnswer(BaseModel):
+class GroupsAnswer(_Out):
     groups: list[GroupSummaryAnswer]
 
 
@@ -532,38 +607,52 @@ class GroupsAnswer(BaseModel):
 
 
 class PairingRequest(_In):
-    identity_key: B64Key = Field(description="the new device's Ed25519 identity key")
+    identity_key: Annotated[B64Key, Meta(description="the new device's Ed25519 identity key")]
 
 
-class PairingAnswer(BaseModel):
-    ref: str = Field(description="the pairing's reference (32 hex)")
-    device_id: str = Field(description="the new device's id, if the pairing completes")
-    claim: str = Field(description="base64 of 32 random bytes: proves the caller made the pairing")
-    expires_in: int = Field(description="seconds the pairing lives")
+class PairingAnswer(_Out):
+    ref: Annotated[str, Meta(description="the pairing's reference (32 hex)")]
+    device_id: Annotated[str, Meta(description="the new device's id, if the pairing completes")]
+    claim: Annotated[
+        str, Meta(description="base64 of 32 random bytes: proves the caller made the pairing")
+    ]
+    expires_in: Annotated[int, Meta(description="seconds the pairing lives")]
 
 
 class PairingApproveRequest(_In):
-    details: B64Signed = Field(
-        description="base64 of the canonical JSON {user_id, device_id, key_index, identity, ts}"
-    )
-    account_signature: B64Signature = Field(
-        description=(
-            'Ed25519 signature by the account identity of b"parley/adv-account/v1\\0" + details'
-        )
-    )
-    hmac: B64Key = Field(
-        description="HMAC-SHA256 with the link code's secret (the service cannot check it)"
-    )
-    device_list: DeviceListModel = Field(
-        description="the new device list: the current one plus this device, version + 1"
-    )
+    details: Annotated[
+        B64Signed,
+        Meta(
+            description=(
+                "base64 of the canonical JSON {user_id, device_id, key_index, identity, ts}"
+            )
+        ),
+    ]
+    account_signature: Annotated[
+        B64Signature,
+        Meta(
+            description=(
+                'Ed25519 signature by the account identity of b"parley/adv-account/v1\\0" + details'
+            )
+        ),
+    ]
+    hmac: Annotated[
+        B64Key,
+        Meta(description="HMAC-SHA256 with the link code's secret (the service cannot check it)"),
+    ]
+    device_list: Annotated[
+        DeviceListModel,
+        Meta(description="the new device list: the current one plus this device, version + 1"),
+    ]
 
 
 class PairingClaimRequest(_In):
-    claim: B64Key = Field(description="the claim the pairing was created with")
+    claim: Annotated[B64Key, Meta(description="the claim the pairing was created with")]
 
 
-class PairingStatusAnswer(BaseModel):
+class PairingStatusAnswer(_Out, omit_defaults=True):
+    """`state`, and once approved what the new device needs to finish."""
+
     state: Literal["pending", "approved"]
     user_id: str | None = None
     details: str | None = None
@@ -573,11 +662,16 @@ class PairingStatusAnswer(BaseModel):
 
 
 class PairingCompleteRequest(_In):
-    claim: B64Key = Field(description="the claim the pairing was created with")
-    device_signature: B64Signature = Field(
-        description=(
-            "Ed25519 signature by the new device of"
-            ' b"parley/adv-device/v1\\0" + details + account_signature + account_identity'
-        )
-    )
-    keys: KeysUpload = Field(description="the new device's keys, as PUT /v1/keys takes them")
+    claim: Annotated[B64Key, Meta(description="the claim the pairing was created with")]
+    device_signature: Annotated[
+        B64Signature,
+        Meta(
+            description=(
+                "Ed25519 signature by the new device of"
+                ' b"parley/adv-device/v1\\0" + details + account_signature + account_identity'
+            )
+        ),
+    ]
+    keys: Annotated[
+        KeysUpload, Meta(description="the new device's keys, as PUT /v1/keys takes them")
+    ]

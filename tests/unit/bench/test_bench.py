@@ -110,7 +110,7 @@ def test_coldstart_asset_holds_the_requirements_without_the_runtimes_packages(
     layout: Any,
 ) -> None:
     task = {p.name for p in layout.task_root.iterdir()}
-    for package in ("parley_server", "aws_lambda_powertools", "aws_xray_sdk", "pydantic", "nacl"):
+    for package in ("parley_server", "aws_lambda_powertools", "aws_xray_sdk", "msgspec", "nacl"):
         assert package in task, package
     assert not task & {"boto3", "botocore", "s3transfer", "urllib3"}
     # the asset ships no bytecode: Lambda compiles it at every cold start
@@ -118,7 +118,7 @@ def test_coldstart_asset_holds_the_requirements_without_the_runtimes_packages(
     assert not [p for p in layout.task_root.rglob("__pycache__")]
     runtime = {p.name for p in layout.runtime.iterdir()}
     assert {"boto3", "botocore"} <= runtime
-    assert "pydantic" not in runtime
+    assert "msgspec" not in runtime
 
 
 def test_coldstart_layout_for_another_python_takes_its_wheels_and_compiles_the_runtime() -> None:
@@ -128,10 +128,10 @@ def test_coldstart_layout_for_another_python_takes_its_wheels_and_compiles_the_r
     tag = sys.implementation.cache_tag
     with lambda_layout_for(sys.executable) as other:
         task = {p.name for p in other.task_root.iterdir()}
-        assert {"parley_server", "pydantic_core", "msgspec", "nacl"} <= task
+        assert {"parley_server", "msgspec", "nacl"} <= task
         assert not task & {"boto3", "botocore", "urllib3"}
         # binary wheels for this version and processor, not copies of this machine's files
-        (core,) = (other.task_root / "pydantic_core").glob("_pydantic_core.*.so")
+        (core,) = (other.task_root / "msgspec").glob("_core.*.so")
         assert f"{sys.version_info[0]}{sys.version_info[1]}" in core.name
         assert platform.machine() in core.name
         assert not list(other.task_root.rglob("*.pyc"))
@@ -158,10 +158,10 @@ def test_coldstart_probe_runs_as_lambda_with_the_tracer_on(layout: Any) -> None:
     code = (
         "import json, sys\n"
         "from parley_server.handlers import http_api\n"
-        "import boto3, pydantic\n"
+        "import boto3, msgspec\n"
         "from aws_xray_sdk.core import xray_recorder\n"
         "print(json.dumps({'path': sys.path, 'boto3': boto3.__file__,\n"
-        "  'pydantic': pydantic.__file__, 'tracing': not http_api.tracer._config['disabled'],\n"
+        "  'msgspec': msgspec.__file__, 'tracing': not http_api.tracer._config['disabled'],\n"
         "  'context': type(xray_recorder.context).__name__,\n"
         "  'bytecode': sys.dont_write_bytecode}))\n"
     )
@@ -174,7 +174,7 @@ def test_coldstart_probe_runs_as_lambda_with_the_tracer_on(layout: Any) -> None:
     assert seen["context"] == "LambdaContext"  # the X-Ray SDK believes it is in Lambda
     assert seen["bytecode"] is True
     assert seen["boto3"].startswith(str(layout.runtime))
-    assert seen["pydantic"].startswith(str(layout.task_root))
+    assert seen["msgspec"].startswith(str(layout.task_root))
     # nothing but the two directories and the standard library: no site-packages
     assert not [p for p in seen["path"] if "site-packages" in p]
     assert seen["path"].index(str(layout.task_root)) < seen["path"].index(str(layout.runtime))
