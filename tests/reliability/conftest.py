@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.stack import Stack, running_stack
+from tests.reliability.stack import SUITES_IDLE_TIMEOUT_S, Stack, running_stack
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,5 +43,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A local stack of the suites' own (not the e2e one): WebSocket connections go
     idle after 2 s, so slow and idle clients are cut off within a test."""
-    with running_stack(tmp_path_factory.mktemp("reliability-stack"), idle_timeout_s=2.0) as s:
+    directory = tmp_path_factory.mktemp("reliability-stack")
+    with running_stack(directory, idle_timeout_s=SUITES_IDLE_TIMEOUT_S) as s:
         yield s

@@ -28,7 +28,18 @@ from nacl.signing import SigningKey
 from tests.device_lists import first_list
 from tests.e2e.conftest import LocalStack, start_local_stack
 
-__all__ = ["Account", "Stack", "http_from", "running_stack", "sign_up", "source_address"]
+__all__ = [
+    "SUITES_IDLE_TIMEOUT_S",
+    "Account",
+    "Stack",
+    "http_from",
+    "running_stack",
+    "sign_up",
+    "source_address",
+]
+
+# the WebSocket idle timeout of the suites' shared stack (tests/reliability/conftest.py)
+SUITES_IDLE_TIMEOUT_S = 2.0
 
 _SOURCES = itertools.count(2)
 

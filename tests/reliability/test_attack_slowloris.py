@@ -32,9 +32,9 @@ from websockets.exceptions import ConnectionClosed
 from local.gateway import GatewayOptions
 from local.testing import FakeFunctions, running_gateway
 from local.websocket import WsLimits
-from tests.reliability.stack import Account, Stack, sign_up
+from tests.reliability.stack import SUITES_IDLE_TIMEOUT_S, Account, Stack, sign_up
 
-GUARD_S = 20.0  # the stack's idle timeout is 2 s
+GUARD_S = 20.0
 
 
 def _address(stack: Stack) -> tuple[str, int]:
@@ -81,6 +81,27 @@ async def _eventually_none(stack: Stack, user_id: str) -> bool:
 async def _online(stack: Stack, account: Account) -> AsyncIterator[ClientConnection]:
     async with connect(f"{stack.ws_url}?token={account.access_token}", proxy=None) as ws:
         yield ws
+
+
+@contextlib.asynccontextmanager
+async def _kept_alive(stack: Stack, account: Account) -> AsyncIterator[ClientConnection]:
+    """Online, and never idle: a `sync` every quarter of the idle timeout (a frame from
+    the client is what keeps a connection open)."""
+    async with _online(stack, account) as ws:
+
+        async def beat() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.send(json.dumps({"action": "sync"}))
+                    await asyncio.sleep(SUITES_IDLE_TIMEOUT_S / 4)
+
+        beating = asyncio.create_task(beat())
+        try:
+            yield ws
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
 
 
 async def _synced(ws: ClientConnection) -> None:
@@ -168,12 +189,13 @@ async def test_a_reader_that_never_reads_holds_up_no_sender(stack: Stack) -> Non
     await _upgrade(reader, writer, stack, bob)
     try:
         async with contextlib.AsyncExitStack() as held:
-            alice_ws = await held.enter_async_context(_online(stack, alice))
-            carol_ws = await held.enter_async_context(_online(stack, carol))
+            # Alice and Carol wait on the stack while it works through the pile below,
+            # which on a loaded machine takes longer than the stack's 2 s idle timeout:
+            # they keep their connections alive, as a client must (Bob cannot)
+            alice_ws = await held.enter_async_context(_kept_alive(stack, alice))
+            carol_ws = await held.enter_async_context(_kept_alive(stack, carol))
             senders = [await held.enter_async_context(_online(stack, f)) for f in fillers]
-            # more than the socket buffers hold (~1 MB), within each sender's send rate,
-            # and few enough that the stack works through them well inside its 2 s idle
-            # timeout on a loaded machine (each function runs one invocation at a time)
+            # more than the socket buffers hold (~1 MB), within each sender's send rate
             for n in range(6):
                 for ws in senders:
                     frame = {"action": "send", "id": f"fill{n}", "to": bob.user_id}
