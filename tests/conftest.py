@@ -196,14 +196,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = _iam_record()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a worker: the controller judges and prints
-        workeroutput["parley"] = json.dumps({"iam": record.lines(), "figures": FIGURES.dump()})
-    if record.denials:
+        workeroutput["parley"] = json.dumps(
+            {"iam": record.lines(), "figures": FIGURES.dump(), "shared": sorted(_STARTED)}
+        )
+    if record.denials or _split_groups():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     _print_figures(terminalreporter)
     _print_iam(terminalreporter)
+    for group, workers in _split_groups().items():
+        terminalreporter.section("workers", red=True)
+        terminalreporter.write_line(
+            f"{group}: set up on {len(workers)} workers ({', '.join(workers)}), not one:"
+            " pytest-xdist's loadgroup did not keep its tests together"
+            " (see requirements-dev.txt)"
+        )
 
 
 def _print_figures(terminalreporter: Any) -> None:
@@ -261,9 +270,27 @@ _SHARED = {  # session fixture -> the one worker group of every test that uses i
 }
 
 
+# Each worker names the shared groups of the tests it ran; the controller checks that each
+# group ran on one worker only (a second sets up the costly thing again: minutes).
+_STARTED: set[str] = set()
+_STARTED_ON: dict[str, set[str]] = {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in getattr(item, "fixturenames", ()):
+        if name in _SHARED:
+            _STARTED.add(_SHARED[name])
+
+
+def _split_groups() -> dict[str, list[str]]:
+    return {group: sorted(workers) for group, workers in _STARTED_ON.items() if len(workers) > 1}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", default="no") == "no":
+    # Workers collect; pytest-xdist runs each with `dist` "no" and `loadgroup` set, and
+    # groups the items by their xdist_group mark after this hook has added it.
+    if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -280,3 +307,5 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     recorded = json.loads(output)
     enforce.RECORD.merge_lines(recorded["iam"])
     FIGURES.merge(recorded["figures"])
+    for group in recorded["shared"]:
+        _STARTED_ON.setdefault(group, set()).add(str(node.gateway.id))
