@@ -26,7 +26,8 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
 export PYTHONDONTWRITEBYTECODE := 1
 # `make test` runs the tests on this many workers (pytest-xdist); tests/conftest.py
-# keeps every test that shares a session's stack or CDK synthesis on one of them.
+# keeps every test that shares a session's stack or CDK synthesis on one of them, and
+# hands out the longest groups first (xdist would order them by their number of tests).
 # PYTEST_WORKERS=0 runs them in this process, one after another.
 PYTEST_WORKERS ?= 2
 
@@ -73,7 +74,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) node-check
-	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder) $(PYTEST_ARGS)
 
 fmt: $(STAMP)  ## format and fix what ruff can
 	$(BIN)/ruff format .

@@ -270,6 +270,23 @@ _SHARED = {  # session fixture -> the one worker group of every test that uses i
 }
 
 
+# The groups that take longest, in that order (`--durations` of make test: the
+# CI-size chaos run about 2 minutes, then the e2e and reliability stacks' tests);
+# every other group follows in collection order.
+_LONGEST_FIRST = {
+    group: rank
+    for rank, group in enumerate(
+        (
+            "tests/reliability/test_chaos_delivery.py",
+            "e2e-stack",
+            "reliability-stack",
+            "tests/unit/bench/test_bench.py",
+            "cdk",
+        )
+    )
+}
+
+
 # Each worker names the shared groups of the tests it ran; the controller checks that each
 # group ran on one worker only (a second sets up the costly thing again: minutes).
 _STARTED: set[str] = set()
@@ -292,10 +309,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # groups the items by their xdist_group mark after this hook has added it.
     if not getattr(config.option, "loadgroup", False):
         return
+    groups: dict[pytest.Item, str] = {}
     for item in items:
         names = getattr(item, "fixturenames", ())
         shared = next((group for name, group in _SHARED.items() if name in names), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
+        groups[item] = shared or item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # Longest first: a worker takes the next group when it is done with one, so a long
+    # group handed out last would leave the other worker idle for its whole length.
+    items.sort(key=lambda item: _LONGEST_FIRST.get(groups[item], len(_LONGEST_FIRST)))
 
 
 @pytest.hookimpl(optionalhook=True)
