@@ -309,15 +309,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # groups the items by their xdist_group mark after this hook has added it.
     if not getattr(config.option, "loadgroup", False):
         return
+    # a test that uses two shared things (the e2e stack and a synthesis) joins their
+    # groups: both must be set up on the worker it runs on
+    joined = {group: group for group in _SHARED.values()}
+    for item in items:
+        used = sorted(
+            {_SHARED[n] for n in getattr(item, "fixturenames", ()) if n in _SHARED},
+            key=lambda group: _LONGEST_FIRST.get(group, len(_LONGEST_FIRST)),
+        )
+        for group in used[1:]:
+            joined[_root(joined, group)] = _root(joined, used[0])
     groups: dict[pytest.Item, str] = {}
     for item in items:
         names = getattr(item, "fixturenames", ())
         shared = next((group for name, group in _SHARED.items() if name in names), None)
-        groups[item] = shared or item.nodeid.split("::")[0]
+        groups[item] = _root(joined, shared) if shared else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(groups[item]))
     # Longest first: a worker takes the next group when it is done with one, so a long
     # group handed out last would leave the other worker idle for its whole length.
     items.sort(key=lambda item: _LONGEST_FIRST.get(groups[item], len(_LONGEST_FIRST)))
+
+
+def _root(joined: dict[str, str], group: str) -> str:
+    while joined[group] != group:
+        group = joined[group]
+    return group
 
 
 @pytest.hookimpl(optionalhook=True)
