@@ -76,6 +76,7 @@ class Operation:
     path_params: tuple[Param, ...]
     query: tuple[Param, ...]
     body: type[msgspec.Struct] | None
+    body_arg: str | None  # the function's parameter that takes the body
     answer: Any  # the return annotation: a struct, None or Any (then `responses` says)
     responses: Mapping[int, Any] = field(default_factory=dict)
 
@@ -135,10 +136,9 @@ class Routes:
             )
             if include_in_schema:
                 OPERATIONS.append(operation)
-            body_arg = _body_argument(function, operation.body)
 
             def call(**path_args: str) -> Response[Any]:
-                arguments = _arguments(operation, path_args, self.current_event, body_arg)
+                arguments = _arguments(operation, path_args, self.current_event)
                 return _answer(function(**arguments), status_code)
 
             call.__name__ = function.__name__
@@ -152,12 +152,13 @@ def _operation(function: Callable[..., Any], method: str, rule: str, **described
     hints = typing.get_type_hints(function, include_extras=True)
     in_path = set(_RULE_PARAM.findall(rule))
     body: type[msgspec.Struct] | None = None
+    body_arg: str | None = None
     path_params: list[Param] = []
     query: list[Param] = []
     for name, parameter in inspect.signature(function).parameters.items():
         kind = hints[name]
         if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            body = kind
+            body, body_arg = kind, name
         elif name in in_path:
             path_params.append(Param(name, kind, required=True))
         else:
@@ -172,6 +173,7 @@ def _operation(function: Callable[..., Any], method: str, rule: str, **described
         path_params=tuple(path_params),
         query=tuple(query),
         body=body,
+        body_arg=body_arg,
         answer=hints.get("return"),
         **described,
     )
@@ -187,16 +189,7 @@ def _without_none(kind: Any) -> Any:
     return kind
 
 
-def _body_argument(function: Callable[..., Any], body: type[msgspec.Struct] | None) -> str | None:
-    if body is None:
-        return None
-    hints = typing.get_type_hints(function)
-    return next(name for name, kind in hints.items() if kind is body and name != "return")
-
-
-def _arguments(
-    operation: Operation, path_args: Mapping[str, str], event: Any, body_arg: str | None
-) -> dict[str, Any]:
+def _arguments(operation: Operation, path_args: Mapping[str, str], event: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     problems: list[dict[str, str]] = []
     for param in operation.path_params:
@@ -205,9 +198,9 @@ def _arguments(
     for param in operation.query:
         if param.name in given or param.required:
             _convert(param, given.get(param.name), "query", arguments, problems)
-    if operation.body is not None and body_arg is not None:
+    if operation.body is not None and operation.body_arg is not None:
         try:
-            arguments[body_arg] = _body(operation.body, event)
+            arguments[operation.body_arg] = _body(operation.body, event)
         except msgspec.ValidationError as refused:
             problems.append(_problem("body", str(refused)))
     if problems:
