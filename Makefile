@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
@@ -24,7 +25,6 @@ NODE_MINIMUM := 18
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,19,20,21,23
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
-export PYTHONDONTWRITEBYTECODE := 1
 # `make test` runs the tests on this many workers (pytest-xdist); tests/conftest.py
 # keeps every test that shares a session's stack or CDK synthesis on one of them, and
 # hands out the longest groups first (xdist would order them by their number of tests).
@@ -39,8 +39,10 @@ help:  ## list the commands
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt client/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Parley needs Python 3.11 or newer")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# uv installs the requirements (30 s on a fresh machine where pip took 2.5 minutes),
+	@# compiled to bytecode as pip would; pip stays in .venv for the tools that call it
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements-dev.txt
 	@# the Lambda package is importable in the venv as it is in the Lambda asset
 	@echo "$(CURDIR)/lambdas" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parley-lambdas.pth"
 	@touch $@
