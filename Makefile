@@ -25,6 +25,11 @@ NODE_MINIMUM := 18
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,19,20,21,23
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY := false
+# The project's many Python processes (test workers, each local-stack environment, each
+# parley CLI call in the end-to-end tests) reuse the bytecode Python caches in
+# __pycache__ (git-ignored, and left out of the Lambda asset); an environment that
+# turns that off (PYTHONDONTWRITEBYTECODE) would make each compile everything again.
+unexport PYTHONDONTWRITEBYTECODE
 # `make test` runs the tests on this many workers (pytest-xdist); tests/conftest.py
 # keeps every test that shares a session's stack or CDK synthesis on one of them, and
 # hands out the longest groups first (xdist would order them by their number of tests).
