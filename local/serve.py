@@ -266,11 +266,18 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
         await stopped.wait()
         print("stopping…", flush=True)
     finally:
-        await fanout.stop()
-        await gateway.stop()
-        await invoker.close()
-        if running.state is not None:
-            await running.state.stop()  # the last save, once nothing changes any more
+        # each step's time in the log: a stop that lingers shows where
+        for step, stopping in (
+            ("the fan-out queue's poller", fanout.stop),
+            ("the gateway", gateway.stop),
+            ("the environments", invoker.close),
+            # the last save, once nothing changes any more
+            ("the state", running.state.stop if running.state is not None else None),
+        ):
+            if stopping is not None:
+                began = time.perf_counter()
+                await stopping()
+                log.info("stopped %s in %.2f s", step, time.perf_counter() - began)
 
 
 def _fanout_source(invoker: Invoker, aws: LocalAws) -> SqsEventSource:
@@ -342,7 +349,9 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     finally:
         with contextlib.suppress(FileNotFoundError):
             running.local_file.unlink()
+        began = time.perf_counter()
         running.aws.stop()
+        log.info("stopped moto in %.2f s", time.perf_counter() - began)
         if state is not None:
             state.close()
     return 0
