@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -318,6 +319,9 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     )
     # boto3's INFO lines (credentials found, …) say nothing useful here
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    # SIGQUIT prints every thread's stack to stderr (a stop that hangs shows where it
+    # waits; local/testing.py sends it before killing a stack that will not stop)
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
     if args.command == "reset":
         return reset_command(args)
     state: LocalState | None = None

@@ -18,6 +18,7 @@ runs the stack in itself):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -224,12 +225,17 @@ def stack_environment(local_file: Path, extra: Mapping[str, str] | None = None) 
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM, as Ctrl-C or a supervisor would (killed if it lingers); the exit code."""
+    """SIGTERM, as Ctrl-C or a supervisor would (killed if it lingers); the exit code.
+    A stack that lingers is first asked (SIGQUIT) to print its threads' stacks to its
+    log, so that what it waited for can be read there."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(1.0)
             process.kill()
             process.wait()
     return process.returncode

@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
-from local.testing import StackDidNotStart, running_local_stack, stack_environment
+from local.testing import StackDidNotStart, running_local_stack, stack_environment, stop
 from tests.e2e.conftest import ROOT, start_local_stack
 
 
@@ -28,7 +30,49 @@ def test_serve_prints_its_urls_and_stops_cleanly(tmp_path: Path, sig: signal.Sig
         stack.process.send_signal(sig)
         assert stack.process.wait(15) == 0
         assert not stack.local_file.exists()
-        assert "stopping" in stack.output()
+        printed = stack.output()
+        assert "stopping" in printed
+        # each step of the stop says how long it took (a stop that lingers shows where)
+        for step in ("the gateway", "the environments", "the state", "moto"):
+            assert re.search(rf"stopped {step} in \d+\.\d\d s", printed), step
+
+
+def test_sigquit_prints_every_threads_stack_and_the_stack_serves_on(tmp_path: Path) -> None:
+    with start_local_stack(tmp_path) as stack:
+        stack.process.send_signal(signal.SIGQUIT)
+        deadline = time.monotonic() + 15
+        while "most recent call first" not in stack.output():
+            assert time.monotonic() < deadline, stack.output()[-2000:]
+            time.sleep(0.05)
+        printed = stack.output()
+        assert printed.count("most recent call first") > 1  # every thread, not only the main one
+        assert "Thread 0x" in printed
+        assert requests.get(stack.http_url + "/v1/openapi.json", timeout=15).status_code == 200
+        assert stack.process.poll() is None
+
+
+def test_stop_has_a_stack_that_will_not_stop_print_its_threads_then_kills_it(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "log"
+    lingering = (
+        "import faulthandler, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "faulthandler.register(signal.SIGQUIT, all_threads=True)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", lingering], stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 15
+    while "ready" not in log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    assert stop(process, timeout_s=0.5) == -signal.SIGKILL
+    assert "most recent call first" in log.read_text()
 
 
 def test_a_busy_port_is_a_clear_error_and_no_endpoints_file(tmp_path: Path) -> None:
