@@ -5,7 +5,7 @@ moto's server stands in for DynamoDB, S3, SNS and Secrets Manager
 WebSocket API and @connections API (local.gateway), invoking the handlers
 named in the catalogue (local.lambdas) in Lambda execution environments of
 their own: a process each, started on demand, reused while warm, up to a
-concurrency limit per function (local.environments, local.runtime).
+concurrency limit per function (local.environments, local.runtime, local.template).
 `python -m local` runs it all (local.serve).
 """
 

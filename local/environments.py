@@ -7,9 +7,11 @@ environment of its own: a process with its own module state, started on demand
 invocation at a time, and up to a concurrency limit per function; a timed-out
 invocation takes its environment with it. `Environments` does the same here:
 
-- per function a pool of `python -m local.runtime` processes (local/runtime.py),
-  each set up like the stack itself (its environment variables, IAM enforcement
-  with the same policies, fault injection) before it imports the handler;
+- per function a pool of processes (local/runtime.py), each forked from a
+  template that has imported the libraries handlers use (local/template.py;
+  multiprocessing's fork server, started with the first environment), then set
+  up like the stack itself (its environment variables, IAM enforcement with the
+  same policies, fault injection) before it imports the handler;
 - an invocation takes the most recently used idle environment, else starts a new
   one if the function is below its limit, else waits for one to come free (AWS
   would throttle beyond the account's or the function's concurrency; the local
@@ -30,17 +32,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import pickle
+import signal
+import socket
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local import faults
+from local import faults, runtime
 from local.runtime import Init
 
 if TYPE_CHECKING:
@@ -94,10 +100,86 @@ class Failed(Exception):
         self.message = message
 
 
+# Environments are forked from a template that has imported what handlers import
+# (local/template.py): multiprocessing's fork server, one per process that starts
+# environments, started with the first. Its bookkeeping (starting a process,
+# reading an exit status, closing one) is not thread-safe, so it all happens on
+# one thread; the event loop only watches each process's sentinel.
+_TEMPLATE = multiprocessing.get_context("forkserver")
+_TEMPLATE.set_forkserver_preload(["local.template"])
+_FORKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="environments")
+
+
+class _Process:
+    """An environment's process, and the socket the stack speaks to it over."""
+
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._process = process
+        self.pid: int = process.pid or 0
+        self.reader = reader
+        self.writer = writer
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def fork(cls) -> _Process:
+        ours, theirs = socket.socketpair()
+        try:
+            process = _TEMPLATE.Process(target=runtime.run, args=(theirs,), daemon=True)
+            await asyncio.get_running_loop().run_in_executor(_FORKS, process.start)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return cls(process, reader, writer)
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """The exit code once the process has ended (a signal's is negative)."""
+        if self._exited is None:
+            self._exited = asyncio.ensure_future(self._wait())
+        return await asyncio.shield(self._exited)
+
+    async def _wait(self) -> int:
+        loop = asyncio.get_running_loop()
+        sentinel = self._process.sentinel
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(sentinel, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(sentinel)
+        self.writer.close()
+        code = await loop.run_in_executor(_FORKS, self._reap)
+        self.returncode = code
+        return code
+
+    def _reap(self) -> int:
+        self._process.join()
+        code = self._process.exitcode
+        self._process.close()
+        return 255 if code is None else code
+
+
 class _Environment:
     """One process running one function's handler."""
 
-    def __init__(self, index: int, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, index: int, process: _Process) -> None:
         self.index = index
         self.process = process
         self.invocations = 0
@@ -109,24 +191,21 @@ class _Environment:
 
     async def call(self, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
         """Send one frame and read the answer (local/runtime.py's frames)."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None
-        assert stdout is not None
         if body:
             header = {**header, "n": len(body)}
-        stdin.write(json.dumps(header).encode() + b"\n" + body)
-        await stdin.drain()
+        writer = self.process.writer
+        writer.write(json.dumps(header).encode() + b"\n" + body)
+        await writer.drain()
         return await self.answer()
 
     async def answer(self) -> tuple[dict[str, Any], bytes]:
-        stdout = self.process.stdout
-        assert stdout is not None
-        line = await stdout.readline()
+        reader = self.process.reader
+        line = await reader.readline()
         if not line:
             raise EOFError
         header: dict[str, Any] = json.loads(line)
         size = int(header.get("n", 0))
-        body = await stdout.readexactly(size) if size else b""
+        body = await reader.readexactly(size) if size else b""
         return header, body
 
     def kill(self) -> None:
@@ -366,15 +445,8 @@ class Environments:
         python_path = os.pathsep.join(
             p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "local.runtime",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, **self.setup.environ, "PYTHONPATH": python_path},
-            cwd=_ROOT,
-        )
+        environ = {**os.environ, **self.setup.environ, "PYTHONPATH": python_path}
+        process = await _Process.fork()
         env = _Environment(index, process)
         init = Init(
             spec=spec,
@@ -385,6 +457,8 @@ class Environments:
             log_level=self.setup.log_level,
             policies=self.setup.policies,
             iam_record=self.setup.iam_record,
+            environ=tuple(environ.items()),
+            cwd=str(_ROOT),
         )
         try:
             async with asyncio.timeout(INIT_TIMEOUT_S):

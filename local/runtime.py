@@ -1,20 +1,22 @@
-"""One Lambda execution environment: `python -m local.runtime`, started by
-local/environments.py, running one function's handler in a process of its own.
+"""One Lambda execution environment: a process of its own, forked by
+local/environments.py from its template (local/template.py), running one
+function's handler.
 
 As Lambda's runtime does, it initialises once (its module state, its cold start:
 the handler module is imported here, with IAM enforcement and fault injection set
 up first so every client the handler makes is judged and can be failed) and then
 runs one invocation at a time, for as long as it is kept warm.
 
-It speaks to its parent over its original stdin and stdout (local/environments.py
-`read_frame`/`write_frame`): a frame is a JSON header line, then `n` bytes of
-body. The first frame in is the set-up (a pickled `Init`); the environment
-answers `{"ready": true}`, or `{"error": "import", ...}` and exits. Each later
-frame in is an event (JSON); the answer is the handler's result JSON-encoded, or
-`{"error": kind, "message": ...}` for an error Lambda would report. Both answers
-carry the faults injected meanwhile (`"faults": {...}`), which the parent counts.
-What the handler prints goes to stderr (the stack's log), never into the frames.
-The environment exits when its stdin closes.
+It speaks to the stack over a socket (`run`; local/environments.py reads and
+writes the same frames): a frame is a JSON header line, then `n` bytes of body.
+The first frame in is the set-up (a pickled `Init`, its environment variables
+included); the environment answers `{"ready": true}`, or
+`{"error": "import", ...}` and exits. Each later frame in is an event (JSON); the
+answer is the handler's result JSON-encoded, or `{"error": kind, "message": ...}`
+for an error Lambda would report. Both answers carry the faults injected
+meanwhile (`"faults": {...}`), which the parent counts. What the handler prints
+goes to stderr (the stack's log), never into the frames. The environment exits
+when the stack closes its end of the socket.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from local.iam.template import FunctionPolicies
     from parley_server.catalogue import FunctionSpec
 
-__all__ = ["MAX_RESPONSE_BYTES", "Init", "main", "read_frame", "write_frame"]
+__all__ = ["MAX_RESPONSE_BYTES", "Init", "read_frame", "run", "write_frame"]
 
 log = logging.getLogger("local")
 
@@ -57,6 +60,10 @@ class Init:
     # IAM enforcement (local/iam/enforce.py): the policies, and where to record
     policies: FunctionPolicies | None = None
     iam_record: Path | None = None
+    # the process's variables (the stack's, then the function's): the template
+    # that forked it has the stack's own
+    environ: tuple[tuple[str, str], ...] = ()
+    cwd: str = ""
 
 
 def write_frame(out: IO[bytes], header: dict[str, Any], body: bytes = b"") -> None:
@@ -79,6 +86,11 @@ def read_frame(source: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
 
 
 def _set_up(init: Init) -> None:
+    if init.environ:
+        os.environ.clear()
+        os.environ.update(dict(init.environ))
+    if init.cwd:
+        os.chdir(init.cwd)
     for entry in reversed(init.sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -153,19 +165,14 @@ def serve(source: IO[bytes], out: IO[bytes]) -> int:
     return 0
 
 
-def main() -> int:
+def run(channel: socket.socket) -> None:
+    """An environment's life, in the process forked for it: frames over `channel`;
+    exits with `serve`'s code."""
     # Ctrl-C in a terminal reaches the whole process group: the stack stops its
     # environments itself, and one must never die half-way through an invocation
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # the frames keep the real stdout; anything printed goes to stderr (the log)
-    out = os.fdopen(os.dup(1), "wb")
+    # anything printed goes to stderr (the stack's log)
     os.dup2(2, 1)
-    source = os.fdopen(os.dup(0), "rb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    return serve(source, out)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    with channel, channel.makefile("rb") as source, channel.makefile("wb") as out:
+        code = serve(source, out)
+    sys.exit(code)

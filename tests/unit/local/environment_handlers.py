@@ -43,6 +43,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
             ddb.get_item(TableName="parley-local-users", Key={"k": {"S": "v"}})
         except ClientError as error:
             return {"code": error.response["Error"]["Code"], "message": str(error)}
+    if action == "environ":
+        return {"environ": dict(os.environ), "cwd": os.getcwd()}
     return {
         "pid": os.getpid(),
         "invocations": invocations,

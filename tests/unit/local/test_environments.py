@@ -4,8 +4,8 @@ per function; a timed-out one is killed; each has its own module state; what a
 handler does wrong is the FunctionError Lambda would report; IAM and faults hold
 inside them as in the stack.
 
-Each environment is a process (a cold start costs a few tenths of a second), so
-these tests start as few as they can.
+Each environment is a process, forked from a template that has imported the
+libraries handlers use (local/template.py), so these tests start as few as they can.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ from local.faults import FaultPlan, Faults
 from local.iam.policy import Policy
 from local.iam.template import FunctionPolicies
 from local.lambdas import FunctionError, Invoker
+from local.template import PRELOADED
 from parley_server.catalogue import FunctionSpec
 
 SPEC = FunctionSpec(
@@ -38,6 +41,7 @@ SPEC = FunctionSpec(
 MISSING = FunctionSpec(
     id="Missing", handler="tests.nowhere.handler", settings=frozenset(), description=""
 )
+ROOT = Path(__file__).resolve().parents[3]
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -223,3 +227,46 @@ async def test_faults_are_injected_in_environments_and_counted_by_the_stack(
 
     assert answer["code"] in ("ThrottlingException", "ProvisionedThroughputExceededException")
     assert json.loads(report.read_text()) == {"throttle": 1, "throttle:Fn": 1}
+
+
+async def test_an_environment_has_exactly_the_variables_the_stack_gives_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the template it is forked from has the variables this process had when the
+    # template started; the environment has this process's now, then its function's
+    async with invoker() as fn:
+        await fn.invoke("Fn", {})  # the template is running
+        monkeypatch.setenv("PARLEY_TEST_NEW", "set since")
+        monkeypatch.delenv("HOME", raising=False)
+        setup = Setup(environ={**CREDENTIALS, "PARLEY_TEST_FN": "the function's"})
+        async with invoker(setup) as other:
+            seen = await other.invoke("Fn", {"do": "environ"})
+    root = str(ROOT)
+    python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    assert seen["environ"] == {**os.environ, **setup.environ, "PYTHONPATH": python_path}
+    assert seen["cwd"] == root  # the repository, whatever this process's is
+
+
+def test_the_template_has_imported_every_library_a_handler_imports() -> None:
+    # an environment's cold start then imports only the service's own code; a handler
+    # that starts using a library the template lacks fails here (add it to PRELOADED)
+    probe = (
+        "import importlib, pkgutil, sys\n"
+        "import local.template\n"
+        "import parley_server.handlers as handlers\n"
+        "before = set(sys.modules)\n"
+        "for found in pkgutil.iter_modules(handlers.__path__):\n"
+        "    importlib.import_module('parley_server.handlers.' + found.name)\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **CREDENTIALS, "POWERTOOLS_TRACE_DISABLED": "true"},
+    )
+    loaded = done.stdout.split()
+    assert len(loaded) > 10  # every handler module, at least
+    assert [name for name in loaded if not name.startswith("parley_server")] == []
+    assert "aws_xray_sdk.core" in PRELOADED
