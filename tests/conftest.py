@@ -262,7 +262,7 @@ def _print_iam(terminalreporter: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Parallel runs (pytest-xdist: `make test` runs two workers). The tests that share
+# Parallel runs (pytest-xdist: `make test` runs three workers). The tests that share
 # a session's costly thing (the e2e local stack, a CDK synthesis, the reliability
 # suites' stack) go to one worker, so it is made once a session; every other module
 # runs whole on one worker (its module fixtures once). What a worker recorded (IAM
