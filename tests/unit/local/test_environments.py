@@ -29,7 +29,6 @@ from local.faults import FaultPlan, Faults
 from local.iam.policy import Policy
 from local.iam.template import FunctionPolicies
 from local.lambdas import FunctionError, Invoker
-from local.template import PRELOADED
 from parley_server.catalogue import FunctionSpec
 
 SPEC = FunctionSpec(
@@ -269,4 +268,3 @@ def test_the_template_has_imported_every_library_a_handler_imports() -> None:
     loaded = done.stdout.split()
     assert len(loaded) > 10  # every handler module, at least
     assert [name for name in loaded if not name.startswith("parley_server")] == []
-    assert "aws_xray_sdk.core" in PRELOADED
