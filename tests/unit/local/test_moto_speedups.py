@@ -115,3 +115,124 @@ def test_moto_keeps_no_item_that_no_table_holds(table: Any) -> None:
     alive = [obj for obj in gc.get_objects() if isinstance(obj, Item)]
     assert held == 60 + 20
     assert len(alive) == held  # moto's own: 60 + 20 + a copy of the table per transaction
+
+
+# (update expression, names, values, extra arguments) on item pk=u / sk=1 unless the
+# extra arguments name another key; each runs twice in a row, so the second meets
+# what the first left behind (and the speedups' remembered trees and checks)
+UPDATES: list[tuple[str, dict[str, str], dict[str, Any], dict[str, Any]]] = [
+    ("SET a = :s", {}, {":s": {"S": "x"}}, {"ReturnValues": "ALL_NEW"}),
+    (
+        "ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)",
+        {},
+        {":one": {"N": "1"}, ":room": {"N": "1"}, ":exp": {"N": "100"}},
+        {
+            "ConditionExpression": "attribute_not_exists(hits) OR hits <= :room",
+            "ReturnValues": "UPDATED_NEW",
+            "Key": {"pk": {"S": "rate"}, "sk": {"N": "1"}},
+        },
+    ),
+    (
+        "SET l = list_append(if_not_exists(l, :e), :l)",
+        {},
+        {":e": {"L": []}, ":l": {"L": [{"N": "1"}]}},
+        {},
+    ),
+    ("SET m = :m", {}, {":m": {"M": {"a": {"S": "1"}, "b": {"BOOL": True}}}}, {}),
+    ("SET m.a = :s, m.c = :n REMOVE m.b", {}, {":s": {"S": "2"}, ":n": {"NULL": True}}, {}),
+    ("ADD tags :t", {}, {":t": {"SS": ["x", "y", "z"]}}, {"ReturnValues": "UPDATED_OLD"}),
+    ("DELETE tags :t", {}, {":t": {"SS": ["y"]}}, {"ReturnValues": "ALL_OLD"}),
+    ("SET n = if_not_exists(n, :zero) + :one", {}, {":zero": {"N": "0"}, ":one": {"N": "2"}}, {}),
+    ("SET #k = :s", {"#k": "other"}, {":s": {"B": b"\x00\x01"}}, {"ReturnValues": "ALL_NEW"}),
+    ("SET #k = :s", {"#k": "sk"}, {":s": {"N": "3"}}, {}),  # a key attribute: refused
+    ("SET #k = :s", {"#k": "other"}, {":s": {"S": "fine again"}}, {}),
+    ("SET a = :s SET b = :s", {}, {":s": {"S": "x"}}, {}),  # two SET clauses
+    ("SET a = :s, a = :t", {}, {":s": {"S": "x"}, ":t": {"S": "y"}}, {}),  # overlapping
+    ("SET a = :missing", {}, {":s": {"S": "x"}}, {}),
+    ("ADD a :n", {}, {":n": {"N": "1"}}, {}),  # a is a string
+    ("REMOVE gone, a", {}, {}, {"ReturnValues": "ALL_OLD"}),
+    ("SET a = b", {}, {}, {}),  # b does not exist
+    ("SET a = :s", {}, {":s": {"S": ""}}, {}),
+    (
+        "SET a = :s",
+        {},
+        {":s": {"S": "no"}, ":v": {"S": "never"}},
+        {"ConditionExpression": "a = :v", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"},
+    ),
+    ("SET a = :s,", {}, {":s": {"S": "x"}}, {}),  # does not parse
+]
+
+
+def _outcomes(ddb: Any) -> list[Any]:
+    from botocore.exceptions import ClientError
+
+    ddb.create_table(
+        TableName="u",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    outcomes: list[Any] = []
+    for expression, names, values, extra in UPDATES * 2:
+        call = {"TableName": "u", "Key": {"pk": {"S": "u"}, "sk": {"N": "1"}}, **extra}
+        call["UpdateExpression"] = expression
+        if names:
+            call["ExpressionAttributeNames"] = names
+        if values:
+            call["ExpressionAttributeValues"] = values
+        try:
+            answer = ddb.update_item(**call, ReturnConsumedCapacity="INDEXES")
+            answer.pop("ResponseMetadata")
+            outcomes.append(answer)
+        except ClientError as exc:
+            outcomes.append((exc.response["Error"], exc.response.get("Item")))
+        try:  # and the same update in a transaction
+            update = {k: v for k, v in call.items() if not k.startswith("ReturnValues")}
+            ddb.transact_write_items(TransactItems=[{"Update": update}])
+            outcomes.append("transaction written")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"])
+    outcomes.append(sorted(ddb.scan(TableName="u")["Items"], key=repr))
+    ddb.delete_table(TableName="u")
+    return outcomes
+
+
+def test_an_update_answers_and_refuses_as_motos_own(table: Any) -> None:
+    moto_speedups.remove()
+    expected = _outcomes(table)
+    moto_speedups.apply()
+    assert _outcomes(table) == expected
+    assert any(isinstance(outcome, tuple) for outcome in expected)  # refusals compared too
+
+
+def test_an_answer_tries_the_names_moto_would(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the names remembered for a (shape, parent, member) are the ones moto's alias
+    # providers give at that very call, every time, across every answer written here
+    from moto.core import serialize
+
+    moto_speedups.apply()
+    remembered = serialize.XFormedAttributePicker.get_possible_keys
+    original = moto_speedups._ORIGINALS["possible_keys"]
+    calls: list[tuple[str, ...]] = []
+    differing: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+
+    def checked(self: Any, context: Any) -> Any:
+        given = tuple(remembered(self, context))
+        expected = tuple(original(self, context))
+        calls.append(given)
+        if given != expected:
+            differing.append((context.key, given, expected))
+        return iter(given)
+
+    monkeypatch.setattr(serialize.XFormedAttributePicker, "get_possible_keys", checked)
+    _outcomes(table)
+    for query in QUERIES:
+        _all_pages(table, query)
+    assert len(calls) > 1000
+    assert differing == []
