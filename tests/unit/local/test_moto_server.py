@@ -4,6 +4,7 @@ that closes them all."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import threading
@@ -186,3 +187,114 @@ def test_a_long_poll_does_not_hold_up_the_calls_it_waits_for(moto: tuple[MotoSer
     # the poll was answered with the message sent while it waited, not emptied at its end
     assert [m["Body"] for m in got] == ["job"]
     sqs.delete_queue(QueueUrl=queue)
+
+
+def _dynamodb_session(url: str) -> list[tuple[Any, ...]]:
+    """A session of DynamoDB calls, good and refused; what the server answered to
+    each (status, headers but the per-request ones, body)."""
+    import http.client
+    import urllib.parse
+
+    ddb = _dynamodb(url)
+    ddb.create_table(
+        TableName="answers",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    answers: list[tuple[Any, ...]] = []
+    target = "DynamoDB_20120810."
+
+    def raw(operation: str, body: bytes) -> None:
+        where = urllib.parse.urlsplit(url)
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        connection.request(
+            "POST",
+            "/",
+            body,
+            {
+                "X-Amz-Target": target + operation,
+                "Content-Type": "application/x-amz-json-1.0",
+                # moto's app tells the service by the credential's scope
+                "Authorization": "AWS4-HMAC-SHA256 Credential=x/20261207/us-east-1/dynamodb/"
+                "aws4_request, SignedHeaders=host, Signature=0",
+            },
+        )
+        response = connection.getresponse()
+        answers.append((response.status, _kept(dict(response.getheaders())), response.read()))
+        connection.close()
+
+    def call(operation: str, **params: Any) -> None:
+        raw(operation, json.dumps(params).encode())
+
+    item = {"pk": {"S": "a"}, "n": {"N": "1"}, "b": {"B": "AAE="}, "m": {"M": {"x": {"L": []}}}}
+    call("PutItem", TableName="answers", Item=item, ReturnConsumedCapacity="TOTAL")
+    call("PutItem", TableName="answers", Item=item, ConditionExpression="attribute_not_exists(pk)")
+    call("GetItem", TableName="answers", Key={"pk": {"S": "a"}})
+    call(
+        "Query",
+        TableName="answers",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "a"}},
+    )
+    call(
+        "UpdateItem",
+        TableName="answers",
+        Key={"pk": {"S": "a"}},
+        UpdateExpression="ADD n :one",
+        ExpressionAttributeValues={":one": {"N": "2"}},
+        ReturnValues="ALL_NEW",
+    )
+    call("BatchGetItem", RequestItems={"answers": {"Keys": [{"pk": {"S": "a"}}]}})
+    call("DeleteItem", TableName="answers", Key={"pk": {"S": "a"}}, ReturnValues="ALL_OLD")
+    call("GetItem", TableName="answers", Key={"pk": {"N": "1"}})  # the key's type is wrong
+    call("GetItem", TableName="missing", Key={"pk": {"S": "a"}})
+    call(
+        "TransactWriteItems",
+        TransactItems=[
+            {
+                "ConditionCheck": {
+                    "TableName": "answers",
+                    "Key": {"pk": {"S": "a"}},
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            }
+        ],
+    )
+    call("NoSuchOperation")
+    raw("PutItem", b"{not json")
+    ddb.delete_table(TableName="answers")
+    return answers
+
+
+def _kept(headers: dict[str, str]) -> dict[str, str]:
+    # what differs between two answers to the same call, and the one header the
+    # stack leaves out on purpose: moto's app lets every origin call every service
+    # (Access-Control-Allow-Origin: *); no browser calls DynamoDB
+    per_request = {"date", "x-amzn-requestid", "x-amz-crc32", "content-length"}
+    return {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower() not in per_request and not k.lower().startswith("access-control-")
+    }
+
+
+def test_dynamodb_answers_as_motos_flask_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stack answers DynamoDB calls without Flask around moto's handler: the
+    # same answers, refusals and errors as through moto's app
+    from local import resources
+
+    answers: list[list[tuple[Any, ...]]] = []
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setattr(resources, "_is_dynamodb_call", lambda environ: False)
+        server, url = start_moto()
+        try:
+            answers.append(_dynamodb_session(url))
+        finally:
+            server.stop()
+    direct, through_flask = answers
+    assert direct == through_flask
+    # good calls, refusals (a condition, a missing table, a cancelled transaction) and
+    # what moto fails on (an unknown operation, a body that is not JSON)
+    assert [status for status, _, _ in direct] == [200, 400] + [200] * 6 + [400, 400, 500, 500]
