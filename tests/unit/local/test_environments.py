@@ -268,3 +268,28 @@ def test_the_template_has_imported_every_library_a_handler_imports() -> None:
     loaded = done.stdout.split()
     assert len(loaded) > 10  # every handler module, at least
     assert [name for name in loaded if not name.startswith("parley_server")] == []
+
+
+def test_clients_made_after_the_template_read_no_botocore_file() -> None:
+    # the template has read botocore's data; a session of an environment's own then
+    # makes every client a handler makes without opening a file, and they work
+    probe = (
+        "import boto3, botocore.loaders as loaders\n"
+        "import local.template as template\n"
+        "read = []\n"
+        "original = loaders.JSONFileLoader._load_file\n"
+        "loaders.JSONFileLoader._load_file = lambda self, path, how: read.append(path)"
+        " or original(self, path, how)\n"
+        "session = boto3.session.Session()\n"
+        "clients = [session.client(s, endpoint_url='http://127.0.0.1:9')"
+        " for s in template.AWS_SERVICES]\n"
+        "print(len(read), clients[1].meta.service_model.operation_model('Query').name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert done.stdout.split() == ["0", "Query"]
