@@ -239,6 +239,8 @@ def _faster_updates() -> None:
     parsed = functools.lru_cache(maxsize=1024)(functools.partial(parse, UpdateExpressionParser))
     static = tuple(getattr(validators, name) for name in _STATIC_VALIDATORS)
     is_node: dict[type, bool] = {}
+    # (the node classes a traverser handles, a node's class) -> the first that it is
+    first_match: dict[tuple[tuple[type, ...], type], type | None] = {}
 
     def make(cls: Any, expression: str) -> Any:
         return parsed(expression) if cls is UpdateExpressionParser else parse(cls, expression)
@@ -246,16 +248,16 @@ def _faster_updates() -> None:
     def traverse(self: Any, root: Any) -> Any:
         # moto's traverse_node_recursively, its node types looked up once per class
         processors = self._processing_map()
-        by_class: dict[type, Any] = {}
+        handled = tuple(processors)  # the same classes for every traverser of a class
         pre = self.pre_processing_of_child
 
         def processor(node_class: type) -> Any:
             try:
-                return by_class[node_class]
+                match = first_match[handled, node_class]
             except KeyError:
-                found = next((p for k, p in processors.items() if issubclass(node_class, k)), None)
-                by_class[node_class] = found
-                return found
+                match = next((k for k in handled if issubclass(node_class, k)), None)
+                first_match[handled, node_class] = match
+            return None if match is None else processors[match]
 
         def walk(node: Any, child_id: int) -> Any:
             node_class = type(node)
