@@ -1,5 +1,7 @@
-"""A faster DynamoDB Query for moto's server, as the local stack uses it, and a moto
-that does not keep every object it ever made.
+"""moto made faster where the local stack's load found it slow (Query, UpdateItem,
+writing answers), and a moto that does not keep every object it ever made. Each
+change answers as moto answers: tests/unit/local/test_moto_speedups.py compares
+them with moto's own.
 
 moto 5.2 answers every Query by listing the whole table *sorted* (Table.all_items
 sorts every item by its keys, comparing DynamoType objects in Python) and then
@@ -43,15 +45,16 @@ Here (`_faster_updates`):
   table's keys (clause counts, overlapping paths, key attributes) run once per
   such triple that passed them; the seven that read the item or the values run as
   before. An expression they refuse is refused each time, as moto refuses it.
-An UpdateItem takes 0.97 ms, with the same answer and the same errors.
+An UpdateItem takes 0.78 ms on the same machine, with the same answer and the same
+errors.
 
 And moto writes every answer by walking the operation's output shape; for each
 member of each structure it asks six alias providers where that member might be
 found in the result (its name, its snake_case form, its serialization name, its
 name less its parent's or its class's prefix...), building each provider afresh.
 A DynamoDB answer is a dict, and each attribute value of each item in it a
-structure of ten members of which one is present: that search was a sixth of the
-stack's time under load. Where the result is a plain dict, the list of names to
+structure of ten members of which one is present: that search was about a tenth
+of the stack's time under load (writing answers, a sixth). Where the result is a plain dict, the list of names to
 try depends only on the member's shape, its parent shape and the name, so it is
 made once per (shape, parent, name) here (`_faster_answers`); the names are tried
 in the same order, so the same value is found.
