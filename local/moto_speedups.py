@@ -54,10 +54,11 @@ found in the result (its name, its snake_case form, its serialization name, its
 name less its parent's or its class's prefix...), building each provider afresh.
 A DynamoDB answer is a dict, and each attribute value of each item in it a
 structure of ten members of which one is present: that search was about a tenth
-of the stack's time under load (writing answers, a sixth). Where the result is a plain dict, the list of names to
-try depends only on the member's shape, its parent shape and the name, so it is
-made once per (shape, parent, name) here (`_faster_answers`); the names are tried
-in the same order, so the same value is found.
+of the stack's time under load (writing answers, a sixth). Where the result is a
+plain dict, the list of names to try depends only on the member's shape, its
+parent shape and the name, so it is made once per (shape, parent, name) here
+(`_faster_answers`); the names are tried in the same order, so the same value is
+found.
 """
 
 from __future__ import annotations
