@@ -12,6 +12,7 @@ registration and delivery run the same SNS calls as on AWS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -189,12 +190,30 @@ class MotoServer:
             return
         from waitress import wasyncore
 
-        # closed in the loop's own thread, whose loop then ends with nothing left to serve
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        trigger = server.trigger
+
+        def close_all_but_the_trigger() -> None:
+            # in the loop's own thread, whose loop then ends with nothing left to serve
+            try:
+                for dispatcher in list(server._map.values()):
+                    with contextlib.suppress(OSError):
+                        if dispatcher is server:
+                            wasyncore.dispatcher.close(server)  # the listener, not its trigger
+                        elif dispatcher is not trigger:
+                            dispatcher.close()
+            finally:
+                server._map.clear()
+
+        # The trigger stays open until nothing can pull it any more. pull_trigger
+        # queues the close and then writes to wake the loop; a worker's write (a
+        # response going out) can wake it first and run the close before that write,
+        # which then met a closed pipe (EBADF), or another file that took its number.
+        trigger.pull_trigger(close_all_but_the_trigger)
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        server.task_dispatcher.shutdown()
+        server.task_dispatcher.shutdown()  # the workers, which pull it to send
+        trigger.close()
 
 
 def _session(region: str) -> Any:

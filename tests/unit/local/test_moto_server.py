@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
 
 from local.resources import CONNECTION_LIMIT, MotoServer, start_moto
 
@@ -298,3 +299,36 @@ def test_dynamodb_answers_as_motos_flask_app(monkeypatch: pytest.MonkeyPatch) ->
     # good calls, refusals (a condition, a missing table, a cancelled transaction) and
     # what moto fails on (an unknown operation, a body that is not JSON)
     assert [status for status, _, _ in direct] == [200, 400] + [200] * 6 + [400, 400, 500, 500]
+
+
+def test_a_stop_whose_close_runs_before_its_own_wakeup_stops_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # stop() queues the close for the loop's thread and then wakes it; a worker's
+    # wake-up (a response going out) can run that close first. Played here: the
+    # loop is woken, runs the queued close, and only then comes stop's own wake-up.
+    # It used to meet the pipe the close had shut (EBADF; a test failed so at random)
+    server, url = start_moto()
+    _dynamodb(url).list_tables()
+    waitress = server._server
+    assert waitress is not None
+    trigger = waitress.trigger
+    ran = threading.Event()
+    handle_read, pull = trigger.handle_read, trigger._physical_pull
+
+    def handled() -> None:
+        handle_read()
+        ran.set()
+
+    def pull_after_the_close_ran() -> None:
+        pull()  # another thread's wake-up
+        assert ran.wait(10)
+        pull()  # stop's own
+
+    monkeypatch.setattr(trigger, "handle_read", handled)
+    monkeypatch.setattr(trigger, "_physical_pull", pull_after_the_close_ran)
+    server.stop()
+    assert not waitress._map
+    assert trigger._closed  # closed by stop itself, once nothing can pull it
+    with pytest.raises(EndpointConnectionError):  # nothing listens any more
+        _dynamodb(url, connect_timeout=1).list_tables()
