@@ -15,6 +15,21 @@ from moto import mock_aws
 from local import moto_speedups
 
 
+def _keys(*more_attributes: dict[str, str]) -> dict[str, Any]:
+    """A table keyed by pk (a string) and sk (a number)."""
+    return {
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            *more_attributes,
+        ],
+    }
+
+
 @pytest.fixture
 def table() -> Iterator[Any]:
     with mock_aws():
@@ -26,15 +41,7 @@ def table() -> Iterator[Any]:
         )
         ddb.create_table(
             TableName="t",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-                {"AttributeName": "by", "AttributeType": "S"},
-            ],
+            **_keys({"AttributeName": "by", "AttributeType": "S"}),
             GlobalSecondaryIndexes=[
                 {
                     "IndexName": "by_by",
@@ -166,18 +173,7 @@ UPDATES: list[tuple[str, dict[str, str], dict[str, Any], dict[str, Any]]] = [
 def _outcomes(ddb: Any) -> list[Any]:
     from botocore.exceptions import ClientError
 
-    ddb.create_table(
-        TableName="u",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    ddb.create_table(TableName="u", **_keys(), BillingMode="PAY_PER_REQUEST")
     outcomes: list[Any] = []
     for expression, names, values, extra in UPDATES * 2:
         call = {"TableName": "u", "Key": {"pk": {"S": "u"}, "sk": {"N": "1"}}, **extra}
