@@ -89,7 +89,9 @@ def _answer_dynamodb(environ: dict[str, Any], start_response: Any) -> Any:
     """A DynamoDB call answered as moto's Flask app answers it (its view,
     `convert_to_flask_response` around `DynamoHandler.dispatch`), without Flask's
     request and app contexts, URL routing and cross-origin hooks around it: they
-    were a tenth of a busy stack's time, and no browser calls DynamoDB."""
+    were a tenth of a busy stack's time, and no browser calls DynamoDB. (The view
+    also hands each request to moto's recorder, which is off unless asked for, by
+    MOTO_ENABLE_RECORDING or its /moto-api endpoint; the stack never asks.)"""
     from botocore.exceptions import ClientError
     from flask import Response
     from moto.dynamodb.responses import DynamoHandler
