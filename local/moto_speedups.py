@@ -97,7 +97,8 @@ def _candidates(table: Any, hash_key: Any) -> list[Any]:
 
 
 def apply() -> None:
-    """Patch moto's Table.query (once per process; moto is pinned in requirements.txt)."""
+    """Apply every change above to moto (once per process; moto is pinned in
+    requirements.txt)."""
     from moto.core import responses
     from moto.core.common_models import BaseModel
     from moto.core.model_instances import reset_model_data
@@ -136,7 +137,7 @@ def apply() -> None:
 
 
 def remove() -> None:
-    """moto's own Query and tracking again (for tests)."""
+    """moto as it comes again (for tests)."""
     from moto.core import responses
     from moto.core.common_models import BaseModel
     from moto.dynamodb.models.table import Table
@@ -318,14 +319,10 @@ def _faster_updates() -> None:
             key, skip = None, False
         node = self.node_to_validate
         for processor in self.processors:
-            if isinstance(processor, static):
-                if skip:
-                    continue
+            if not (skip and isinstance(processor, static)):
                 node = processor.traverse(node)
-                if key is not None and isinstance(processor, static[-1]):
-                    known.passed.add(key)  # all three passed (they run first, in order)
-            else:
-                node = processor.traverse(node)
+        if key is not None:
+            known.passed.add(key)  # every validator passed, the static three among them
         return node
 
     UpdateExpressionParser.make = classmethod(make)

@@ -10,9 +10,11 @@ libraries handlers use (local/template.py), so these tests start as few as they 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -275,6 +277,33 @@ def test_the_template_has_imported_every_library_a_handler_imports() -> None:
     assert [name for name in loaded if not name.startswith("parley_server")] == []
 
 
+def _template_services() -> tuple[str, ...]:
+    # read, not imported: importing the template here would change botocore in this
+    # test process for every test after
+    tree = ast.parse((ROOT / "local" / "template.py").read_text())
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "AWS_SERVICES"
+            for target in statement.targets
+        ):
+            services: tuple[str, ...] = ast.literal_eval(statement.value)
+            return services
+    raise AssertionError("local/template.py has no AWS_SERVICES")
+
+
+def test_the_template_reads_the_data_of_every_service_a_handler_makes_a_client_for() -> None:
+    # a service missing from AWS_SERVICES still works, its clients made at each cold
+    # start from files: this keeps the list whole
+    made: set[str] = set()
+    for source in (ROOT / "lambdas" / "parley_server").rglob("*.py"):
+        text = source.read_text()
+        made.update(re.findall(r'\bclient\(\s*"([a-z0-9-]+)"', text))
+        if re.search(r"\bs3_client\(", text):
+            made.add("s3")
+    assert "dynamodb" in made  # the search finds what it looks for
+    assert made == set(_template_services())
+
+
 def test_clients_made_after_the_template_read_no_botocore_file() -> None:
     # the template has read botocore's data; a session of an environment's own then
     # makes every client a handler makes without opening a file, and they work
@@ -286,8 +315,9 @@ def test_clients_made_after_the_template_read_no_botocore_file() -> None:
         "loaders.JSONFileLoader._load_file = lambda self, path, how: read.append(path)"
         " or original(self, path, how)\n"
         "session = boto3.session.Session()\n"
-        "clients = [session.client(s, endpoint_url='http://127.0.0.1:9')"
-        " for s in template.AWS_SERVICES]\n"
-        "print(len(read), clients[1].meta.service_model.operation_model('Query').name)\n"
+        "clients = {s: session.client(s, endpoint_url='http://127.0.0.1:9')"
+        " for s in template.AWS_SERVICES}\n"
+        "query = clients['dynamodb'].meta.service_model.operation_model('Query')\n"
+        "print(len(read), query.name)\n"
     )
     assert _printed_by(probe).split() == ["0", "Query"]
