@@ -8,7 +8,8 @@ reported. The interpreter is set up as Lambda's python runtime sets it up:
 - the asset's packages first on the path (what stacks/asset.py puts in the
   asset: lambdas/requirements.txt and the packages they need, minus what the
   runtime provides, plus parley_server), copied from this machine's installed
-  copies of those distributions, without bytecode: the asset ships none and
+  copies of those distributions, without bytecode: an asset built with no
+  Python 3.13 to hand and none that uv could fetch (no network) ships none, and
   /var/task is read-only, so Lambda compiles every module at every cold start;
 - then the runtime's boto3 and its dependencies (this machine's, compiled, as
   the runtime's are), and nothing else: no site-packages;
@@ -18,8 +19,10 @@ reported. The interpreter is set up as Lambda's python runtime sets it up:
   every function.
 
 Then the same again with the asset compiled (unchecked-hash .pyc, as
-stacks/asset.py compiles it when the deploying machine has a Python 3.13; this
-machine's Python stands in for it): the "compiled cold start" figures.
+stacks/asset.py compiles it with a Python 3.13, the deploying machine's or one uv
+fetches; this machine's Python stands in for it): the "compiled cold start"
+figures. They are the asset `make synth` builds, so they are what the cold-start
+targets judge (bench/targets.py); the figures without bytecode are for comparison.
 
 Where the machine has a Python 3.13 (stacks/asset.py's `bytecode_python`: pyenv's
 or uv's will do), both are measured again with it, Lambda's own version: the

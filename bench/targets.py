@@ -50,8 +50,12 @@ class Verdict:
 
 
 _COST = "cost ("
-_BASE = ("cold start", "bare `import boto3`")
-_COMPILED = ("compiled cold start", "bare `import boto3`")
+# The cold starts are judged as Lambda runs the asset `make synth` builds: compiled
+# with Python 3.13 (stacks/asset.py has uv fetch one where the machine has none).
+# The bench also times the asset without bytecode (what a build with no network, or
+# PARLEY_BYTECODE_PYTHON=none, ships): figures in its table, not targets.
+_BASE_NAME = "bare `import boto3`"
+_COMPILED = ("compiled cold start", _BASE_NAME)
 # Lambda's own Python, where the machine has one (bench/coldstart.py)
 _313 = "Python 3.13 "
 
@@ -79,16 +83,6 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "cold start, every WebSocket handler",
-        "cold start",
-        "ws_",
-        "at most",
-        1.3,
-        "x boto3",
-        per=_BASE,
-    ),
-    Target("cold start, HTTP API", "cold start", "http_api", "at most", 1.8, "x boto3", per=_BASE),
-    Target(
-        "cold start, WebSocket handlers, asset compiled",
         "compiled cold start",
         "ws_",
         "at most",
@@ -97,7 +91,7 @@ TARGETS: tuple[Target, ...] = (
         per=_COMPILED,
     ),
     Target(
-        "cold start, HTTP API, asset compiled",
+        "cold start, HTTP API",
         "compiled cold start",
         "http_api",
         "at most",
@@ -107,39 +101,21 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "cold start on 3.13, every WebSocket handler",
-        f"{_313}cold start",
+        f"{_313}compiled cold start",
         "ws_",
         "at most",
         1.3,
         "x boto3",
-        per=(f"{_313}cold start", _BASE[1]),
+        per=(f"{_313}compiled cold start", _BASE_NAME),
     ),
     Target(
         "cold start on 3.13, HTTP API",
-        f"{_313}cold start",
-        "http_api",
-        "at most",
-        1.8,
-        "x boto3",
-        per=(f"{_313}cold start", _BASE[1]),
-    ),
-    Target(
-        "cold start on 3.13, WebSocket handlers, compiled",
-        f"{_313}compiled cold start",
-        "ws_",
-        "at most",
-        1.3,
-        "x boto3",
-        per=(f"{_313}compiled cold start", _BASE[1]),
-    ),
-    Target(
-        "cold start on 3.13, HTTP API, compiled",
         f"{_313}compiled cold start",
         "http_api",
         "at most",
         1.8,
         "x boto3",
-        per=(f"{_313}compiled cold start", _BASE[1]),
+        per=(f"{_313}compiled cold start", _BASE_NAME),
     ),
     Target(
         "local stack throughput, 50 clients",

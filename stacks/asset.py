@@ -10,11 +10,13 @@ boto3/botocore pair with a botocore of a different version, and add ~25 MB.
 
 Bytecode: Lambda's /var/task is read-only, so an asset without .pyc files is
 compiled from source at every cold start (about half of a handler's import time).
-When a Python 3.13 interpreter is on this machine (the one PARLEY_BYTECODE_PYTHON
-names, else `python3.13` on the PATH, else one installed by pyenv or uv), the asset
-is compiled with it, as unchecked-hash .pyc files (valid whatever the files' times
-after unzipping). Without one the
-asset is built as before and the synth says what it costs.
+The asset is compiled with a Python 3.13 interpreter, as unchecked-hash .pyc files
+(valid whatever the files' times after unzipping): the one PARLEY_BYTECODE_PYTHON
+names, else `python3.13` on the PATH, else one installed by pyenv or uv. When the
+machine has none, uv (which `make` installs into .venv) fetches one, once, into
+its own directory. Only when that fails too (no network), or when
+PARLEY_BYTECODE_PYTHON=none asks for it, is the asset built without bytecode, and
+the synth says what that costs.
 
 stacks/bundling.py plugs this into the CDK; this module imports no CDK, so the
 benchmarks build the same asset without starting jsii.
@@ -33,11 +35,13 @@ __all__ = [
     "BYTECODE_PYTHON",
     "LAMBDA_PLATFORMS",
     "LAMBDA_PYTHON",
+    "NO_BYTECODE",
     "PACKAGE",
     "RUNTIME_PROVIDED",
     "build_asset",
     "bytecode_python",
     "compile_bytecode",
+    "fetch_python",
     "install_requirements",
     "remove_runtime_provided",
 ]
@@ -112,6 +116,8 @@ def remove_runtime_provided(target: Path) -> list[str]:
 
 # names an interpreter of the Lambda runtime's version to compile the asset with
 BYTECODE_PYTHON = "PARLEY_BYTECODE_PYTHON"
+# its value that asks for an asset without bytecode (nothing looked for or fetched)
+NO_BYTECODE = "none"
 
 
 def _installed_pythons(version: str) -> list[str]:
@@ -128,6 +134,8 @@ def bytecode_python(version: str = LAMBDA_PYTHON) -> str | None:
     PARLEY_BYTECODE_PYTHON names if it is set, else `python<version>` on the PATH (a
     pyenv shim of a version not selected does not run), else one pyenv or uv installed."""
     named = os.environ.get(BYTECODE_PYTHON)
+    if named == NO_BYTECODE:
+        return None
     if named:
         return named if _is_version(named, version) else None
     on_path = shutil.which(f"python{version}")
@@ -149,15 +157,80 @@ def _is_version(found: str, version: str) -> bool:
     return answer.stdout.strip() == version
 
 
-def _compile(output: Path, version: str) -> bool:
-    """Compile the asset's modules with an interpreter of `version`; False if none."""
-    python = bytecode_python(version)
-    if python is None:
+def _uv() -> str | None:
+    """uv: the one beside this interpreter (make installs it into .venv), else the PATH's."""
+    beside = Path(sys.executable).with_name("uv")
+    return str(beside) if beside.is_file() else shutil.which("uv")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def fetch_python(version: str = LAMBDA_PYTHON) -> str | None:
+    """Have uv install a CPython of `version` (into uv's own directory, once: uv
+    keeps it for the next synth) and return its interpreter; None, with the reason
+    on stderr, when there is no uv or it cannot (no network)."""
+    uv = _uv()
+    if uv is None:
+        print(f"note: no uv here to fetch Python {version} with", file=sys.stderr)
+        return None
+    print(
+        f"fetching Python {version} with uv to compile the Lambda asset"
+        f" (once: about 20 MB, kept in uv's Python directory; ${BYTECODE_PYTHON}"
+        " names another interpreter)",
+        file=sys.stderr,
+    )
+    try:
+        subprocess.run(  # noqa: S603 (the uv make installed)
+            [uv, "python", "install", version],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        found = subprocess.run(  # noqa: S603
+            [uv, "python", "find", "--managed-python", version],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except subprocess.CalledProcessError as error:
         print(
-            f"note: no Python {version} here (${BYTECODE_PYTHON}, python{version}, pyenv's"
-            " or uv's): the Lambda asset ships without bytecode, so each cold start"
+            f"note: uv could not fetch Python {version}: {_last_line(error.stderr)}",
+            file=sys.stderr,
+        )
+        return None
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"note: uv could not fetch Python {version}: {error}", file=sys.stderr)
+        return None
+    python = found.stdout.strip()
+    return python if python and _is_version(python, version) else None
+
+
+def _compile(output: Path, version: str) -> bool:
+    """Compile the asset's modules with an interpreter of `version`, fetched by uv if
+    the machine has none; False if there is none to be had, or none was wanted."""
+    named = os.environ.get(BYTECODE_PYTHON)
+    python = bytecode_python(version)
+    if python is None and not named:
+        python = fetch_python(version)
+    if python is None:
+        if named == NO_BYTECODE:
+            why = f"${BYTECODE_PYTHON}={NO_BYTECODE}"
+        elif named:
+            why = f"${BYTECODE_PYTHON} names {named}, not a Python {version}"
+        else:
+            why = (
+                f"no Python {version} here (python{version}, pyenv's or uv's),"
+                " nor one uv could fetch"
+            )
+        print(
+            f"note: {why}: the Lambda asset ships without bytecode, so each cold start"
             " compiles its modules (about twice the import time). Install Python "
-            f"{version} to build a faster asset.",
+            f"{version}, or let uv fetch one, to build a faster asset.",
             file=sys.stderr,
         )
         return False

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks import asset as asset_module
+from stacks.asset import NO_BYTECODE
 from stacks.bundling import BYTECODE_PYTHON, PipLocalBundling, build_asset, bytecode_python
 
 pytestmark = pytest.mark.infra
@@ -74,7 +76,7 @@ def test_with_an_interpreter_of_the_version_the_asset_is_compiled_unchecked(
         tmp_path / "bare", source=source, requirements=source / "requirements.txt", python=here
     )
     assert not list((tmp_path / "bare").rglob("*.pyc"))
-    assert f"no Python {here} here" in capfd.readouterr().err
+    assert f"names /nonexistent/python, not a Python {here}" in capfd.readouterr().err
 
 
 def test_compiled_dependencies_are_for_cpython_313_on_arm64(asset: Path) -> None:
@@ -134,3 +136,112 @@ def test_an_interpreter_pyenv_installed_is_found_when_the_path_has_only_a_failin
     _fake_python(installed, "3.13")
     monkeypatch.setenv(BYTECODE_PYTHON, str(tmp_path / "shims" / "python3.13"))
     assert bytecode_python("3.13") is None
+
+
+def _fake_uv(path: Path, log: Path, python: str | None) -> None:
+    """A uv that logs its arguments and 'installs' `python` (a script that runs this
+    interpreter), or fails as uv does without a network (None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if python is None:
+        install = (
+            "echo 'error: Failed to install cpython' >&2; echo '  cause: dns error' >&2; exit 1"
+        )
+    else:
+        script = f'#!/bin/sh\\nexec {sys.executable} "$@"\\n'
+        install = f"printf '{script}' > {python}; /bin/chmod +x {python}"
+    path.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        'case "$2" in\n'
+        f"  install) {install} ;;\n"
+        f"  find) echo {python} ;;\n"
+        "esac\n"
+    )
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def no_python_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine with no interpreter of this version: an empty PATH, pyenv and uv
+    directories; returns the source of a one-module asset."""
+    monkeypatch.delenv(BYTECODE_PYTHON, raising=False)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "uv"))
+    source = tmp_path / "src"
+    (source / "parley_server").mkdir(parents=True)
+    (source / "parley_server" / "__init__.py").write_text("VALUE = 1\n")
+    (source / "requirements.txt").write_text("")
+    return source
+
+
+def _build(source: Path, out: Path) -> None:
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    build_asset(out, source=source, requirements=source / "requirements.txt", python=here)
+
+
+def test_without_an_interpreter_uv_fetches_one_and_the_asset_is_compiled_with_it(
+    no_python_here: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    log = tmp_path / "uv.log"
+    _fake_uv(tmp_path / "bin" / "uv", log, str(tmp_path / "fetched-python"))
+    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+
+    _build(no_python_here, tmp_path / "out")
+
+    assert log.read_text().splitlines() == [
+        f"python install {here}",
+        f"python find --managed-python {here}",
+    ]
+    (pyc,) = (tmp_path / "out" / "parley_server" / "__pycache__").glob("*.pyc")
+    assert pyc.name == f"__init__.{sys.implementation.cache_tag}.pyc"
+    err = capfd.readouterr().err
+    assert f"fetching Python {here} with uv" in err
+    assert "without bytecode" not in err
+
+
+def test_when_uv_cannot_fetch_the_asset_ships_source_and_the_synth_says_why(
+    no_python_here: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    log = tmp_path / "uv.log"
+    _fake_uv(tmp_path / "bin" / "uv", log, None)
+    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+
+    _build(no_python_here, tmp_path / "out")
+
+    assert log.read_text().splitlines() == [f"python install {here}"]
+    assert not list((tmp_path / "out").rglob("*.pyc"))
+    assert (tmp_path / "out" / "parley_server" / "__init__.py").is_file()
+    err = capfd.readouterr().err
+    assert f"uv could not fetch Python {here}: cause: dns error" in err
+    assert f"no Python {here} here" in err
+    assert "ships without bytecode" in err
+
+
+@pytest.mark.parametrize("named", [NO_BYTECODE, "/nonexistent/python"])
+def test_a_named_choice_is_kept_and_nothing_is_fetched(
+    named: str,
+    no_python_here: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    log = tmp_path / "uv.log"
+    _fake_uv(tmp_path / "bin" / "uv", log, str(tmp_path / "fetched-python"))
+    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+    monkeypatch.setenv(BYTECODE_PYTHON, named)
+
+    _build(no_python_here, tmp_path / "out")
+
+    assert not log.exists()
+    assert not list((tmp_path / "out").rglob("*.pyc"))
+    assert f"${BYTECODE_PYTHON}" in capfd.readouterr().err
