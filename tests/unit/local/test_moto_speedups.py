@@ -227,8 +227,71 @@ def test_an_answer_tries_the_names_moto_would(table: Any, monkeypatch: pytest.Mo
         return iter(given)
 
     monkeypatch.setattr(serialize.XFormedAttributePicker, "get_possible_keys", checked)
+    # every member through the picker (the faster lookup skips it once it knows)
+    monkeypatch.setattr(
+        serialize.ResponseSerializer, "get_value", moto_speedups._ORIGINALS["get_value"]
+    )
     _outcomes(table)
     for query in QUERIES:
         _all_pages(table, query)
     assert len(calls) > 1000
     assert differing == []
+
+
+def test_an_answer_finds_each_member_as_moto_would(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every value the faster member lookup gives, across every answer written here,
+    # is the one moto's own picker gives for it
+    from moto.core import serialize
+
+    moto_speedups.apply()
+    faster = serialize.ResponseSerializer.get_value
+    original = moto_speedups._ORIGINALS["get_value"]
+    calls = 0
+    differing: list[tuple[str, Any, Any]] = []
+
+    def checked(self: Any, value: Any, key: str, shape: Any) -> Any:
+        nonlocal calls
+        given, expected = faster(self, value, key, shape), original(self, value, key, shape)
+        calls += 1
+        if given != expected or type(given) is not type(expected):
+            differing.append((key, given, expected))
+        return given
+
+    monkeypatch.setattr(serialize.ResponseSerializer, "get_value", checked)
+    _outcomes(table)
+    for query in QUERIES:
+        _all_pages(table, query)
+    assert calls > 1000
+    assert differing == []
+
+
+def _serialized_query(result: dict[str, Any]) -> Any:
+    from moto.core import serialize
+    from moto.core.utils import get_service_model
+
+    model = get_service_model("dynamodb").operation_model("Query")
+    serializer = serialize.get_serializer_class("dynamodb", "json")(
+        operation_model=model, value_picker=serialize.XFormedAttributePicker()
+    )
+    return serializer.serialize(result)["body"]
+
+
+def test_a_member_found_under_another_of_its_names_is_written_as_moto_writes_it() -> None:
+    # moto's picker also finds a member under its snake_case name: the faster lookup
+    # tries the same names in the same order, once it has learnt them
+    result = {
+        "items": [{"pk": {"S": "a"}, "n": {"N": "1"}}],
+        "count": 1,
+        "last_evaluated_key": {"pk": {"S": "a"}},
+        "ScannedCount": 1,
+    }
+    moto_speedups.remove()
+    expected = _serialized_query(result)
+    assert '"LastEvaluatedKey"' in expected
+    moto_speedups.apply()
+    try:
+        assert [_serialized_query(result) for _ in range(3)] == [expected] * 3
+    finally:
+        moto_speedups.remove()
