@@ -176,9 +176,20 @@ def no_python_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return source
 
 
+HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"  # this Python stands in for 3.13
+
+
 def _build(source: Path, out: Path) -> None:
-    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    build_asset(out, source=source, requirements=source / "requirements.txt", python=here)
+    build_asset(out, source=source, requirements=source / "requirements.txt", python=HERE)
+
+
+def _uv_that(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fetches: bool) -> Path:
+    """The fake uv in place of .venv's (one that installs an interpreter, or fails as
+    uv does without a network); returns the file it logs its calls to."""
+    log = tmp_path / "uv.log"
+    _fake_uv(tmp_path / "bin" / "uv", log, str(tmp_path / "fetched-python") if fetches else None)
+    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+    return log
 
 
 def test_without_an_interpreter_uv_fetches_one_and_the_asset_is_compiled_with_it(
@@ -187,21 +198,18 @@ def test_without_an_interpreter_uv_fetches_one_and_the_asset_is_compiled_with_it
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    log = tmp_path / "uv.log"
-    _fake_uv(tmp_path / "bin" / "uv", log, str(tmp_path / "fetched-python"))
-    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+    log = _uv_that(tmp_path, monkeypatch, fetches=True)
 
     _build(no_python_here, tmp_path / "out")
 
     assert log.read_text().splitlines() == [
-        f"python install {here}",
-        f"python find --managed-python {here}",
+        f"python install {HERE}",
+        f"python find --managed-python {HERE}",
     ]
     (pyc,) = (tmp_path / "out" / "parley_server" / "__pycache__").glob("*.pyc")
     assert pyc.name == f"__init__.{sys.implementation.cache_tag}.pyc"
     err = capfd.readouterr().err
-    assert f"fetching Python {here} with uv" in err
+    assert f"fetching Python {HERE} with uv" in err
     assert "without bytecode" not in err
 
 
@@ -211,19 +219,16 @@ def test_when_uv_cannot_fetch_the_asset_ships_source_and_the_synth_says_why(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    log = tmp_path / "uv.log"
-    _fake_uv(tmp_path / "bin" / "uv", log, None)
-    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+    log = _uv_that(tmp_path, monkeypatch, fetches=False)
 
     _build(no_python_here, tmp_path / "out")
 
-    assert log.read_text().splitlines() == [f"python install {here}"]
+    assert log.read_text().splitlines() == [f"python install {HERE}"]
     assert not list((tmp_path / "out").rglob("*.pyc"))
     assert (tmp_path / "out" / "parley_server" / "__init__.py").is_file()
     err = capfd.readouterr().err
-    assert f"uv could not fetch Python {here}: cause: dns error" in err
-    assert f"no Python {here} here" in err
+    assert f"uv could not fetch Python {HERE}: cause: dns error" in err
+    assert f"no Python {HERE} here" in err
     assert "ships without bytecode" in err
 
 
@@ -235,9 +240,7 @@ def test_a_named_choice_is_kept_and_nothing_is_fetched(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    log = tmp_path / "uv.log"
-    _fake_uv(tmp_path / "bin" / "uv", log, str(tmp_path / "fetched-python"))
-    monkeypatch.setattr(asset_module, "_uv", lambda: str(tmp_path / "bin" / "uv"))
+    log = _uv_that(tmp_path, monkeypatch, fetches=True)
     monkeypatch.setenv(BYTECODE_PYTHON, named)
 
     _build(no_python_here, tmp_path / "out")
