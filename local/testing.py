@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from local.environments import CONCURRENCY_ENV
 from local.gateway import Gateway, GatewayOptions
 from local.lambdas import Handler, Invoker
 from parley_server.catalogue import FUNCTIONS
@@ -214,10 +215,17 @@ class StackDidNotStart(RuntimeError):
 
 def stack_environment(local_file: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment for the stack's: the stack points AWS at its own moto,
-    so nothing AWS_ or PARLEY_ of this process's may leak in. Its state is a fresh one
-    beside the endpoints file (local_file's directory/local-state), never the
-    developer's ~/.parley/local-state; `extra` or --state-dir may name another."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PARLEY_"))}
+    so nothing AWS_ or PARLEY_ of this process's may leak in, but for
+    PARLEY_LOCAL_CONCURRENCY (environments per function: about the machine, so a
+    developer's `PARLEY_LOCAL_CONCURRENCY=8 make soak` reaches the stacks the tests
+    start). Its state is a fresh one beside the endpoints file (local_file's
+    directory/local-state), never the developer's ~/.parley/local-state; `extra` or
+    --state-dir may name another."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "PARLEY_")) or k == CONCURRENCY_ENV
+    }
     env["PARLEY_LOCAL_FILE"] = str(local_file)
     env["PARLEY_LOCAL_STATE"] = str(local_file.parent / "local-state")
     env.update(extra or {})

@@ -230,6 +230,18 @@ def test_a_test_stack_never_uses_the_developers_state(
     assert env["PARLEY_LOCAL_STATE"] == str(tmp_path / "local-state")
 
 
+def test_a_test_stack_takes_the_developers_concurrency_and_no_other_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PARLEY_LOCAL_CONCURRENCY", "8")
+    monkeypatch.setenv("PARLEY_LOCAL_FAULTS", '{"throttle": 1}')
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://elsewhere")
+    env = stack_environment(tmp_path / "local.json")
+    assert env["PARLEY_LOCAL_CONCURRENCY"] == "8"
+    assert "PARLEY_LOCAL_FAULTS" not in env
+    assert "AWS_ENDPOINT_URL" not in env
+
+
 @pytest.mark.parametrize(
     ("method", "target", "changes"),
     [
