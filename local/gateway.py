@@ -12,7 +12,7 @@ import logging
 import socket
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -20,15 +20,12 @@ from local.events import compact_json, new_api_id
 from local.http_api import HttpApi, HttpCors
 from local.lambdas import Invoker
 from local.management import ConnectionsApi
-from local.sinks import SnsSinks
 from local.websocket import ConnectionRegistry, WebSocketApi, WsLimits
 from parley_server.catalogue import HTTP_ROUTES, WS_ROUTES, RouteSpec
 
 __all__ = ["Gateway", "GatewayOptions"]
 
 log = logging.getLogger("local")
-
-SINK_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,15 @@ class GatewayOptions:
     authorizer: str | None = "WsAuthorizer"
 
 
+class Sinks(Protocol):
+    """What /_local/sms and /_local/push serve: local/sinks.py's records, read from
+    moto's process (local/moto_process.py), a blocking call made off the loop."""
+
+    def sms(self) -> list[dict[str, Any]]: ...
+
+    def push(self) -> list[dict[str, Any]]: ...
+
+
 class Gateway:
     """The emulated APIs, over an Invoker. `start()` binds, `stop()` drains and closes."""
 
@@ -56,7 +62,7 @@ class Gateway:
         *,
         ws_routes: tuple[RouteSpec, ...] = WS_ROUTES,
         http_routes: Iterable[str] = HTTP_ROUTES,
-        sinks: SnsSinks | None = None,
+        sinks: Sinks | None = None,
     ) -> None:
         self.options = options or GatewayOptions()
         self.invoker = invoker
@@ -94,7 +100,6 @@ class Gateway:
         )
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
-        self._poller: asyncio.Task[None] | None = None
         self.port = opts.port
 
     def _build_app(self) -> web.Application:
@@ -165,14 +170,10 @@ class Gateway:
         site = web.SockSite(self._runner, sock)
         await site.start()
         self.port = sock.getsockname()[1]
-        if self.sinks is not None:
-            self._poller = asyncio.get_running_loop().create_task(self._poll_sinks())
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Close every connection (1001, as API Gateway does on a deploy), let
         $disconnect and in-flight invocations finish, then stop serving."""
-        if self._poller is not None:
-            self._poller.cancel()
         closing = [c.close(1001, "Going away") for c in self.registry]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
@@ -185,26 +186,17 @@ class Gateway:
             for task in late:
                 task.cancel()
 
-    async def _poll_sinks(self) -> None:
-        assert self.sinks is not None
-        while True:
-            try:
-                self.sinks.poll()
-            except Exception:
-                log.exception("reading the SNS sinks failed")
-            await asyncio.sleep(SINK_POLL_S)
-
     # --- sinks -------------------------------------------------------------------------
 
     async def _sms(self, request: web.Request) -> web.Response:
         if self.sinks is None:
             return web.json_response({"message": "Not Found"}, status=404, dumps=compact_json)
-        return web.json_response(self.sinks.sms(), dumps=compact_json)
+        return web.json_response(await asyncio.to_thread(self.sinks.sms), dumps=compact_json)
 
     async def _push(self, request: web.Request) -> web.Response:
         if self.sinks is None:
             return web.json_response({"message": "Not Found"}, status=404, dumps=compact_json)
-        return web.json_response(self.sinks.push(), dumps=compact_json)
+        return web.json_response(await asyncio.to_thread(self.sinks.push), dumps=compact_json)
 
 
 def bind(host: str, port: int) -> socket.socket:

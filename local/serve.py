@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from local.http_api import HttpCors
     from local.iam.template import FunctionPolicies
     from local.lambdas import Invoker
+    from local.moto_process import MotoProcess
     from local.resources import LocalAws
     from local.state import LocalState
 
@@ -111,6 +112,8 @@ class _Running:
 
     sock: socket.socket
     aws: LocalAws
+    # moto's own process (local/moto_process.py): the SNS sinks and the state's moto side
+    moto: MotoProcess
     # how each function's execution environments are set up (local/environments.py)
     setup: Setup
     local_file: Path
@@ -121,7 +124,8 @@ class _Running:
 
 def _start_aws(args: argparse.Namespace) -> _Running | None:
     from local.gateway import bind
-    from local.resources import environment, provision, start_moto
+    from local.moto_process import MotoProcess, settings_of
+    from local.resources import LocalAws, environment
     from parley_server.config import reset_config
     from parley_server.store.aws import reset_clients
 
@@ -130,17 +134,19 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return None
-    from local import moto_speedups
-
-    moto_speedups.apply()
-    server, moto_url = start_moto(args.host)
     try:
-        aws = provision(moto_url, args.region)
+        moto, ready = MotoProcess.start(args.host, args.region, quiet=args.quiet)
     except BaseException:
-        server.stop()
         sock.close()
         raise
-    aws.server = server
+    aws = LocalAws(
+        endpoint_url=moto.endpoint_url,
+        region=args.region,
+        settings=settings_of(ready),
+        push_apps=dict(ready["push_apps"]),
+        fanout_queue=(ready["fanout_queue"][0], ready["fanout_queue"][1]),
+        server=moto,
+    )
     ws_endpoint = f"http://{args.host}:{sock.getsockname()[1]}/{STAGE}"
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(environment(aws, ws_endpoint=ws_endpoint))
@@ -148,7 +154,7 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     # anything cached before the environment was complete is stale
     reset_config()
     reset_clients()
-    return _Running(sock, aws, setup, Path(args.local_file).expanduser())
+    return _Running(sock, aws, moto, setup, Path(args.local_file).expanduser())
 
 
 def _environment_setup(args: argparse.Namespace, aws: LocalAws) -> Setup:
@@ -214,7 +220,6 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
     from local.gateway import Gateway, GatewayOptions
     from local.lambdas import Invoker
     from local.resources import ACCOUNT_ID
-    from local.sinks import SnsSinks
     from local.websocket import WsLimits
 
     options = GatewayOptions(
@@ -229,11 +234,9 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
         ),
     )
     invoker = Invoker(Environments(running.setup), region=args.region, account_id=ACCOUNT_ID)
-    sinks = SnsSinks(account_id=ACCOUNT_ID, region=args.region, push_apps=running.aws.push_apps)
     if running.state is not None:
-        running.state.attach_sinks(sinks)
         running.state.start()
-    gateway = Gateway(invoker, options, sinks=sinks)
+    gateway = Gateway(invoker, options, sinks=running.moto)
     await gateway.start(running.sock)
     fanout = _fanout_source(invoker, running.aws)
     fanout.start()
@@ -340,7 +343,7 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
         running.state = state
         running.stack_id = state.stack_id
         try:
-            restore(state, running.aws)
+            restore(state, running.aws, running.moto)
         except StateRefused as refused:
             print(refused, file=sys.stderr)
             running.aws.stop()

@@ -1,8 +1,9 @@
 """What AWS would send outside, caught: SMS and mobile push published through SNS.
 
 Handlers publish with the same boto3 calls as on AWS; moto's server keeps what
-was published in its in-process backend, which is read here (moto runs in this
-process). Each new message is also echoed to the console once.
+was published in its backend, which is read here, in moto's own process
+(local/moto_process.py serves the records to the gateway's /_local/sms and
+/_local/push). Each new message is also echoed to the console once.
 
 A push record: {"id", "platform", "token", "endpoint_arn", "message", "type", "at"}.
 "message" is SNS's JSON as published (its "default" key holds the push's data);
@@ -16,6 +17,7 @@ priority, TTL): store/push.py's tests check those.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +59,8 @@ class SnsSinks:
         self._seen: set[str] = set()
         self._sms: list[dict[str, Any]] = []
         self._push: list[dict[str, Any]] = []
+        # polled by the console's echo, a save and the sinks' readers at once
+        self._polling = threading.Lock()
 
     def _backend(self) -> Any:
         from moto.sns.models import sns_backends
@@ -65,6 +69,10 @@ class SnsSinks:
 
     def poll(self) -> None:
         """Take in whatever was published since the last poll."""
+        with self._polling:
+            self._poll()
+
+    def _poll(self) -> None:
         backend = self._backend()
         # Copies first: moto's request threads add to these while we read.
         sms = list(backend.sms_messages.items())

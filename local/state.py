@@ -36,10 +36,11 @@ The stack_id names one state: a new one (first start, --fresh, reset) has a new
 id, which the endpoints file carries so clients can tell that the service they
 signed up with has been forgotten.
 
-moto's backends are read directly (it runs in this process): through boto3 a
-snapshot of a busy stack costs far more. Items are restored into moto's tables
-exactly as DynamoDB JSON (every type, binary and sets included), minus those
-whose TTL attribute is in the past (DynamoDB would delete them).
+moto's backends are read directly, in moto's own process (MotoState, served by
+local/moto_process.py): through boto3 a snapshot of a busy stack costs far more.
+Items are restored into moto's tables exactly as DynamoDB JSON (every type,
+binary and sets included), minus those whose TTL attribute is in the past
+(DynamoDB would delete them).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley_server.catalogue import Setting
 from parley_server.store.schema import TABLES, TableSpec
@@ -78,6 +79,8 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "FORMAT",
     "LocalState",
+    "Moto",
+    "MotoState",
     "StateRefused",
     "Summary",
     "item_from_json",
@@ -320,41 +323,214 @@ def _settle(read: Callable[[], Any]) -> Any:
     return read()
 
 
+class Moto(Protocol):
+    """moto, as the state reaches it: local/moto_process.py's MotoProcess from the
+    stack's process, or a MotoState in moto's own."""
+
+    def changes(self) -> int:
+        """How many requests so far may have changed something."""
+        ...
+
+    def capture(self, objects_dir: Path) -> dict[str, Any]:
+        """MotoState.capture."""
+        ...
+
+    def restore(self, part: Mapping[str, Any], objects_dir: Path) -> None:
+        """MotoState.restore."""
+        ...
+
+
 @dataclass
-class _Moto:
-    """The stack's resources, as moto's in-process backends hold them."""
+class MotoState:
+    """The part of the state that lives in moto's backends, read and put back
+    directly: in moto's own process (local/moto_process.py), as through boto3 a
+    snapshot of a busy stack costs far more. The signing secret and the queues'
+    messages go back through the API (LocalState does that)."""
 
-    aws: LocalAws
     account_id: str
-    tables: dict[str, str] = field(default_factory=dict)  # table id -> name
+    region: str
+    tables: dict[str, str]  # table id -> name
+    bucket: str
+    push_apps: dict[str, str]  # platform -> platform application ARN
+    queues: dict[str, str]  # "jobs" / "dead" -> queue name
+    sinks: SnsSinks | None = None
+    # counted by `watch`: requests moto served that may have changed something
+    changed: int = 0
+    # (key, etag, size) -> sha256 of the bytes already on disk
+    _digests: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        for spec in TABLES:
-            self.tables[spec.id] = self.aws.settings[spec.setting]
+    @classmethod
+    def of(cls, aws: LocalAws, account_id: str, sinks: SnsSinks | None = None) -> MotoState:
+        """The state of the resources `aws` names."""
+        jobs = aws.fanout_queue[0].rsplit("/", 1)[-1]
+        return cls(
+            account_id=account_id,
+            region=aws.region,
+            tables={spec.id: aws.settings[spec.setting] for spec in TABLES},
+            bucket=aws.settings[Setting.MEDIA_BUCKET],
+            push_apps=dict(aws.push_apps),
+            queues={"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")},
+            sinks=sinks,
+        )
 
-    def dynamodb(self) -> Any:
+    def _dynamodb(self) -> Any:
         from moto.dynamodb.models import dynamodb_backends
 
-        return dynamodb_backends[self.account_id][self.aws.region]
+        return dynamodb_backends[self.account_id][self.region]
 
-    def s3(self) -> Any:
+    def _s3(self) -> Any:
         from moto.s3.models import s3_backends
 
         return s3_backends[self.account_id]["aws"]
 
-    def sns(self) -> Any:
+    def _sns(self) -> Any:
         from moto.sns.models import sns_backends
 
-        return sns_backends[self.account_id][self.aws.region]
+        return sns_backends[self.account_id][self.region]
 
-    def sqs(self) -> Any:
+    def _sqs(self) -> Any:
         from moto.sqs.models import sqs_backends
 
-        return sqs_backends[self.account_id][self.aws.region]
+        return sqs_backends[self.account_id][self.region]
 
-    def queue_names(self) -> dict[str, str]:
-        jobs = self.aws.fanout_queue[0].rsplit("/", 1)[-1]
-        return {"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")}
+    def watch(self, server: Any) -> None:
+        """Count the requests `server` (resources.MotoServer) serves that may change
+        something: a save looks only when the count moved."""
+        app = server.app
+
+        def counting(environ: dict[str, Any], start_response: Any) -> Any:
+            try:
+                return app(environ, start_response)
+            finally:
+                # counted once moto has applied it: a save that reads the count first
+                # and the tables after cannot miss this change and still look current
+                if _may_change(environ):
+                    self.changed += 1
+
+        server.app = counting
+
+    def changes(self) -> int:
+        return self.changed
+
+    # -- restoring ----------------------------------------------------------------------
+
+    def restore(self, part: Mapping[str, Any], objects_dir: Path) -> None:
+        """Put back the saved items ("tables", swept already), "objects" (bytes from
+        objects_dir), "push_endpoints" and the sinks' history ("sinks")."""
+        dynamodb = self._dynamodb()
+        for table_id, items in part.get("tables", {}).items():
+            table = dynamodb.get_table(self.tables[table_id])
+            for item in items:
+                table.put_item(item_from_json(item))
+        self._restore_objects(part.get("objects", []), objects_dir)
+        self._restore_endpoints(part.get("push_endpoints", []))
+        if self.sinks is not None and part.get("sinks") is not None:
+            self.sinks.restore(part["sinks"])
+
+    def _restore_objects(self, objects: list[dict[str, Any]], objects_dir: Path) -> None:
+        s3 = self._s3()
+        for obj in objects:
+            body = (objects_dir / obj["sha256"]).read_bytes()
+            key = s3.put_object(self.bucket, obj["key"], body)
+            # what moto keeps of the upload's headers (content type, x-amz-meta-*), as it was
+            key.set_metadata(dict(obj.get("metadata") or {}), replace=True)
+            if obj.get("checksum_algorithm"):
+                key.checksum_algorithm = obj["checksum_algorithm"]
+                key.checksum_value = obj.get("checksum_value")
+            self._digests[(obj["key"], _etag(key.etag), len(body))] = obj["sha256"]
+
+    def _restore_endpoints(self, endpoints: list[dict[str, Any]]) -> None:
+        from moto.sns.models import PlatformEndpoint
+
+        sns = self._sns()
+        for saved in endpoints:
+            app_arn = self.push_apps.get(saved["platform"])
+            if app_arn is None:
+                continue
+            endpoint = PlatformEndpoint(
+                self.account_id,
+                self.region,
+                sns.applications[app_arn],
+                saved.get("custom_user_data") or "",
+                saved["token"],
+                dict(saved.get("attributes") or {}),
+            )
+            # the same ARN: the users table names it
+            endpoint.id = saved["id"]
+            endpoint.arn = saved["arn"]
+            sns.platform_endpoints[endpoint.arn] = endpoint
+
+    # -- capturing ----------------------------------------------------------------------
+
+    def capture(self, objects_dir: Path) -> dict[str, Any]:
+        """ "changes" (the count before anything was read), "tables", "objects" (bytes
+        not in objects_dir yet are written there now), "push_endpoints", "queues"
+        and "sinks"."""
+        changes = self.changed
+        dynamodb = self._dynamodb()
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for table_id, name in self.tables.items():
+            table = dynamodb.get_table(name)
+            tables[table_id] = _settle(partial(_items, table))
+        sns = self._sns()
+        platforms = {arn: platform for platform, arn in self.push_apps.items()}
+        endpoints = [
+            {
+                "platform": platforms.get(e.application.arn, e.application.platform),
+                "arn": e.arn,
+                "id": str(e.id),
+                "token": e.token,
+                "custom_user_data": e.custom_user_data,
+                "attributes": dict(e.attributes),
+            }
+            for e in _settle(lambda: list(sns.platform_endpoints.values()))
+        ]
+        queues: dict[str, list[dict[str, Any]]] = {}
+        sqs = self._sqs()
+        for which, name in self.queues.items():
+            queue = sqs.queues.get(name)
+            messages = _settle(partial(list, queue._messages)) if queue else []
+            queues[which] = [
+                {"body": m.body, "group_id": m.group_id, "deduplication_id": m.deduplication_id}
+                for m in messages
+            ]
+        if self.sinks is not None:
+            self.sinks.poll()
+        return {
+            "changes": changes,
+            "tables": tables,
+            "objects": self._capture_objects(objects_dir),
+            "push_endpoints": endpoints,
+            "queues": queues,
+            "sinks": self.sinks.history() if self.sinks else {"sms": [], "push": []},
+        }
+
+    def _capture_objects(self, blobs: Path) -> list[dict[str, Any]]:
+        """Every media object's metadata; bytes not on disk yet are written now."""
+        bucket = self._s3().get_bucket(self.bucket)
+        keys = _settle(lambda: list(bucket.keys.items()))
+        objects = []
+        for name, key in keys:
+            identity = (name, _etag(key.etag), key.size)
+            digest = self._digests.get(identity)
+            if digest is None or not (blobs / digest).is_file():
+                body = key.value
+                digest = hashlib.sha256(body).hexdigest()
+                if not (blobs / digest).is_file():
+                    blobs.mkdir(parents=True, exist_ok=True)
+                    _write_atomic(blobs / digest, body)
+                self._digests[identity] = digest
+            objects.append(
+                {
+                    "key": name,
+                    "sha256": digest,
+                    "size": key.size,
+                    "metadata": dict(key.metadata),
+                    "checksum_algorithm": key.checksum_algorithm,
+                    "checksum_value": key.checksum_value,
+                }
+            )
+        return objects
 
 
 # -- the state of a running stack ------------------------------------------------------------
@@ -380,13 +556,10 @@ class LocalState:
             self._saved.get("created_at", time.time()) if self._saved else time.time()
         )
         self.generation: int = int(self._saved.get("generation", 0)) if self._saved else 0
-        self._sinks_saved: dict[str, Any] | None = self._saved.get("sinks") if self._saved else None
-        self._moto: _Moto | None = None
-        self._sinks: SnsSinks | None = None
+        self._aws: LocalAws | None = None
+        self._moto: Moto | None = None
         self._secret = ""
-        self._changes = 0  # moto requests that may have changed something
         self._flushed_changes = -1 if self._saved is None else 0
-        self._digests: dict[tuple[str, str, int], str] = {}
         self._write_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -396,11 +569,11 @@ class LocalState:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def restore(self, aws: LocalAws, *, account_id: str) -> Summary | None:
-        """Put the saved state into the freshly provisioned moto (None: nothing saved),
-        then watch moto's server for changes."""
+    def restore(self, aws: LocalAws, moto: Moto) -> Summary | None:
+        """Put the saved state into the freshly provisioned `aws` (None: nothing
+        saved), whose moto counts the changes from now on."""
         started = time.perf_counter()
-        self._moto = _Moto(aws, account_id)
+        self._aws, self._moto = aws, moto
         summary = None
         if self._saved is not None:
             try:
@@ -408,93 +581,61 @@ class LocalState:
             except Exception as exc:  # whatever it is, say so plainly and stop
                 raise _unloadable(self.directory, f"it cannot be restored ({exc!r})") from exc
             summary.seconds = time.perf_counter() - started
+            # what the restore itself changed is saved already
+            self._flushed_changes = moto.changes()
         self._secret = self._read_secret()
-        self._watch(aws.server)
         self._saved = None  # restored; the memory can go
         return summary
 
     def _restore(self, saved: dict[str, Any]) -> Summary:
         assert self._moto is not None
-        moto = self._moto
         tables, swept = sweep_expired(saved["tables"], time.time())
-        summary = Summary(swept=swept)
-        dynamodb = moto.dynamodb()
-        for table_id, items in tables.items():
-            table = dynamodb.get_table(moto.tables[table_id])
-            for item in items:
-                table.put_item(item_from_json(item))
-            summary.items += len(items)
-        summary.accounts = sum(
-            1 for item in tables.get("Users", []) if item.get("sk") == {"S": "PROFILE"}
+        self._moto.restore(
+            {
+                "tables": tables,
+                "objects": saved.get("objects", []),
+                "push_endpoints": saved.get("push_endpoints", []),
+                "sinks": saved.get("sinks"),
+            },
+            self.directory / OBJECTS_DIR,
         )
-        summary.envelopes = len(tables.get("Mailbox", []))
-        self._restore_objects(saved.get("objects", []))
-        summary.objects = len(saved.get("objects", []))
         self._restore_secret(saved["signing_secret"])
-        self._restore_endpoints(saved.get("push_endpoints", []))
         self._restore_queues(saved.get("queues", {}))
-        return summary
-
-    def _restore_objects(self, objects: list[dict[str, Any]]) -> None:
-        assert self._moto is not None
-        s3 = self._moto.s3()
-        bucket = self._moto.aws.settings[Setting.MEDIA_BUCKET]
-        for obj in objects:
-            body = (self.directory / OBJECTS_DIR / obj["sha256"]).read_bytes()
-            key = s3.put_object(bucket, obj["key"], body)
-            # what moto keeps of the upload's headers (content type, x-amz-meta-*), as it was
-            key.set_metadata(dict(obj.get("metadata") or {}), replace=True)
-            if obj.get("checksum_algorithm"):
-                key.checksum_algorithm = obj["checksum_algorithm"]
-                key.checksum_value = obj.get("checksum_value")
-            self._digests[(obj["key"], _etag(key.etag), len(body))] = obj["sha256"]
+        return Summary(
+            accounts=sum(
+                1 for item in tables.get("Users", []) if item.get("sk") == {"S": "PROFILE"}
+            ),
+            envelopes=len(tables.get("Mailbox", [])),
+            objects=len(saved.get("objects", [])),
+            items=sum(len(items) for items in tables.values()),
+            swept=swept,
+        )
 
     def _restore_secret(self, secret: str) -> None:
         from local.resources import client
 
-        assert self._moto is not None
+        assert self._aws is not None
         # the same key: tokens issued before the restart stay valid
-        client(self._moto.aws, "secretsmanager").put_secret_value(
-            SecretId=self._moto.aws.settings[Setting.SIGNING_SECRET_ARN], SecretString=secret
+        client(self._aws, "secretsmanager").put_secret_value(
+            SecretId=self._aws.settings[Setting.SIGNING_SECRET_ARN], SecretString=secret
         )
 
     def _read_secret(self) -> str:
         from local.resources import client
 
-        assert self._moto is not None
-        answer = client(self._moto.aws, "secretsmanager").get_secret_value(
-            SecretId=self._moto.aws.settings[Setting.SIGNING_SECRET_ARN]
+        assert self._aws is not None
+        answer = client(self._aws, "secretsmanager").get_secret_value(
+            SecretId=self._aws.settings[Setting.SIGNING_SECRET_ARN]
         )
         return str(answer["SecretString"])
-
-    def _restore_endpoints(self, endpoints: list[dict[str, Any]]) -> None:
-        from moto.sns.models import PlatformEndpoint
-
-        assert self._moto is not None
-        sns = self._moto.sns()
-        for saved in endpoints:
-            app_arn = self._moto.aws.push_apps.get(saved["platform"])
-            if app_arn is None:
-                continue
-            endpoint = PlatformEndpoint(
-                self._moto.account_id,
-                self._moto.aws.region,
-                sns.applications[app_arn],
-                saved.get("custom_user_data") or "",
-                saved["token"],
-                dict(saved.get("attributes") or {}),
-            )
-            # the same ARN: the users table names it
-            endpoint.id = saved["id"]
-            endpoint.arn = saved["arn"]
-            sns.platform_endpoints[endpoint.arn] = endpoint
 
     def _restore_queues(self, queues: dict[str, list[dict[str, Any]]]) -> None:
         from local.resources import client
 
-        assert self._moto is not None
-        sqs = client(self._moto.aws, "sqs")
-        names = self._moto.queue_names()
+        assert self._aws is not None
+        sqs = client(self._aws, "sqs")
+        jobs = self._aws.fanout_queue[0].rsplit("/", 1)[-1]
+        names = {"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")}
         for which, messages in queues.items():
             if which not in names or not messages:
                 continue
@@ -507,113 +648,29 @@ class LocalState:
                     kwargs["MessageDeduplicationId"] = message["deduplication_id"]
                 sqs.send_message(**kwargs)
 
-    def _watch(self, server: Any) -> None:
-        """Count the requests moto serves that may change something (a flush looks
-        only when the count moved)."""
-        if server is None:
-            self._changes += 1  # cannot watch: flush on every tick
-            return
-        app = server.app
-
-        def counting(environ: dict[str, Any], start_response: Any) -> Any:
-            try:
-                return app(environ, start_response)
-            finally:
-                # counted once moto has applied it: a save that reads the count first
-                # and the tables after cannot miss this change and still look current
-                if _may_change(environ):
-                    self._changes += 1
-
-        server.app = counting
-
-    def attach_sinks(self, sinks: SnsSinks) -> None:
-        """Save (and, from a restored state, put back) the sinks' history."""
-        self._sinks = sinks
-        if self._sinks_saved is not None:
-            sinks.restore(self._sinks_saved)
-            self._sinks_saved = None
-
     # -- saving -------------------------------------------------------------------------
 
     def capture(self) -> dict[str, Any]:
-        """Everything to save, read from moto's backends; media bytes to write by digest."""
+        """Everything to save (media bytes written by digest); "changes" is moto's
+        count of changing requests before it read anything."""
         assert self._moto is not None
-        moto = self._moto
-        dynamodb = moto.dynamodb()
-        tables: dict[str, list[dict[str, Any]]] = {}
-        for table_id, name in moto.tables.items():
-            table = dynamodb.get_table(name)
-            tables[table_id] = _settle(partial(_items, table))
-        sns = moto.sns()
-        platforms = {arn: platform for platform, arn in moto.aws.push_apps.items()}
-        endpoints = [
-            {
-                "platform": platforms.get(e.application.arn, e.application.platform),
-                "arn": e.arn,
-                "id": str(e.id),
-                "token": e.token,
-                "custom_user_data": e.custom_user_data,
-                "attributes": dict(e.attributes),
-            }
-            for e in _settle(lambda: list(sns.platform_endpoints.values()))
-        ]
-        queues: dict[str, list[dict[str, Any]]] = {}
-        sqs = moto.sqs()
-        for which, name in moto.queue_names().items():
-            queue = sqs.queues.get(name)
-            messages = _settle(partial(list, queue._messages)) if queue else []
-            queues[which] = [
-                {"body": m.body, "group_id": m.group_id, "deduplication_id": m.deduplication_id}
-                for m in messages
-            ]
+        part = self._moto.capture(self.directory / OBJECTS_DIR)
         return {
             "format": FORMAT,
             "stack_id": self.stack_id,
             "created_at": self.created_at,
-            "tables": tables,
-            "objects": self._capture_objects(),
             "signing_secret": self._secret,
-            "push_endpoints": endpoints,
-            "queues": queues,
-            "sinks": self._sinks.history() if self._sinks else {"sms": [], "push": []},
+            **part,
         }
-
-    def _capture_objects(self) -> list[dict[str, Any]]:
-        """Every media object's metadata; bytes not on disk yet are written now."""
-        assert self._moto is not None
-        bucket = self._moto.s3().get_bucket(self._moto.aws.settings[Setting.MEDIA_BUCKET])
-        keys = _settle(lambda: list(bucket.keys.items()))
-        objects = []
-        blobs = self.directory / OBJECTS_DIR
-        for name, key in keys:
-            identity = (name, _etag(key.etag), key.size)
-            digest = self._digests.get(identity)
-            if digest is None or not (blobs / digest).is_file():
-                body = key.value
-                digest = hashlib.sha256(body).hexdigest()
-                if not (blobs / digest).is_file():
-                    blobs.mkdir(parents=True, exist_ok=True)
-                    _write_atomic(blobs / digest, body)
-                self._digests[identity] = digest
-            objects.append(
-                {
-                    "key": name,
-                    "sha256": digest,
-                    "size": key.size,
-                    "metadata": dict(key.metadata),
-                    "checksum_algorithm": key.checksum_algorithm,
-                    "checksum_value": key.checksum_value,
-                }
-            )
-        return objects
 
     def flush(self, *, force: bool = False) -> bool:
         """Save now if anything may have changed since the last save; whether it wrote."""
+        assert self._moto is not None
         with self._write_lock:
-            changes = self._changes
-            if not force and changes == self._flushed_changes:
+            if not force and self._moto.changes() == self._flushed_changes:
                 return False
             state = self.capture()
+            changes = state.pop("changes")
             self.generation += 1
             state["generation"] = self.generation
             state["saved_at"] = time.time()
@@ -641,8 +698,6 @@ class LocalState:
         while True:
             took = 0.0
             try:
-                if self._sinks is not None:
-                    self._sinks.poll()  # in the loop: the gateway polls it there too
                 started = time.perf_counter()
                 await asyncio.to_thread(self.flush)
                 took = time.perf_counter() - started
@@ -662,8 +717,6 @@ class LocalState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            if self._sinks is not None:
-                self._sinks.poll()
             await asyncio.to_thread(self.flush)
         except Exception:
             log.exception("could not save the local state to %s at stop", self.directory)
@@ -763,11 +816,9 @@ def open_state(args: argparse.Namespace) -> LocalState:
     return LocalState(state_dir(args.state_dir), fresh=args.fresh)
 
 
-def restore(state: LocalState, aws: LocalAws) -> None:
+def restore(state: LocalState, aws: LocalAws, moto: Moto) -> None:
     """Put the saved state back into moto and say what came back."""
-    from local.resources import ACCOUNT_ID
-
-    summary = state.restore(aws, account_id=ACCOUNT_ID)
+    summary = state.restore(aws, moto)
     if summary is not None:
         print(summary.line(state.directory), flush=True)
 

@@ -255,10 +255,13 @@ def running_local_stack(
     *args: str,
     env: Mapping[str, str] | None = None,
     start_timeout_s: float = START_TIMEOUT_S,
+    new_session: bool = False,
 ) -> Iterator[LocalStack]:
     """`python -m local --port 0 *args` in a child process, its output in
     directory/local-stack.log, until it has written its endpoints file
-    (directory/local.json); stopped on exit. `env` adds to its environment."""
+    (directory/local.json); stopped on exit. `env` adds to its environment;
+    `new_session` gives it a process group of its own (a test can signal the
+    group as a terminal's Ctrl-C does)."""
     local_file = directory / "local.json"
     log_file = directory / "local-stack.log"
     # the stack records every IAM decision here; the test session checks them all
@@ -272,6 +275,7 @@ def running_local_stack(
             env=stack_environment(local_file, env),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
     try:
         deadline = time.monotonic() + start_timeout_s

@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 @contextmanager
 def start_local_stack(
-    directory: Path, *args: str, env: Mapping[str, str] | None = None
+    directory: Path, *args: str, env: Mapping[str, str] | None = None, new_session: bool = False
 ) -> Iterator[LocalStack]:
     """`python -m local --port 0 …` in a subprocess (`env` added to its
     environment), until it has written its endpoints file; stopped (SIGTERM) on
@@ -34,7 +34,12 @@ def start_local_stack(
     with ExitStack() as started:
         try:
             stack = started.enter_context(
-                running_local_stack(directory, *args, env={"PYTHONUNBUFFERED": "1", **(env or {})})
+                running_local_stack(
+                    directory,
+                    *args,
+                    env={"PYTHONUNBUFFERED": "1", **(env or {})},
+                    new_session=new_session,
+                )
             )
         except StackDidNotStart as failed:
             pytest.fail(str(failed), pytrace=False)

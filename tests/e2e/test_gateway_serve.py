@@ -3,6 +3,7 @@ a clean stop on Ctrl-C (SIGINT) or SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from local.state import read_state
 from local.testing import StackDidNotStart, running_local_stack, stack_environment, stop
 from tests.e2e.conftest import ROOT, start_local_stack
 
@@ -35,6 +37,27 @@ def test_serve_prints_its_urls_and_stops_cleanly(tmp_path: Path, sig: signal.Sig
         # each step of the stop says how long it took (a stop that lingers shows where)
         for step in ("the gateway", "the environments", "the state", "moto"):
             assert re.search(rf"stopped {step} in \d+\.\d\d s", printed), step
+
+
+def test_ctrl_c_in_a_terminal_leaves_moto_up_for_the_last_save(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the stack and moto's process alike: moto waits
+    until the stack has saved, then goes with it."""
+    with start_local_stack(tmp_path, new_session=True) as stack:
+        users = stack.moto("dynamodb")
+        (table,) = [t for t in users.list_tables()["TableNames"] if t.endswith("-users")]
+        users.put_item(TableName=table, Item={"pk": {"S": "USER#ctrl-c"}, "sk": {"S": "PROFILE"}})
+        signalled = time.time()
+        os.killpg(stack.process.pid, signal.SIGINT)
+        assert stack.process.wait(15) == 0
+        printed = stack.output()
+        assert "could not save" not in printed, printed[-3000:]
+        saved = read_state(tmp_path / "local-state")
+        assert saved is not None
+        assert saved["saved_at"] >= signalled
+        assert {"pk": {"S": "USER#ctrl-c"}, "sk": {"S": "PROFILE"}} in saved["tables"]["Users"]
+        assert re.search(r"stopped moto in \d+\.\d\d s", printed), printed[-3000:]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(stack.aws_endpoint_url, timeout=5)
 
 
 def test_sigquit_prints_every_threads_stack_and_the_stack_serves_on(tmp_path: Path) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -51,6 +53,19 @@ async def _saved(state: Path, done: Callable[[dict[str, Any]], bool]) -> dict[st
         if time.monotonic() > deadline:
             raise AssertionError(f"the state in {state} never got there: {saved}")
         await asyncio.sleep(0.1)
+
+
+def _refused(url: str) -> None:
+    """Return once nothing listens at `url` any more (AssertionError after WAIT_S)."""
+    address = urlsplit(url)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=1.0).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"{url} still answers"
+        time.sleep(0.05)
 
 
 def _mailbox_keys(items: list[dict[str, Any]], device: str) -> set[str]:
@@ -148,6 +163,8 @@ async def test_accounts_messages_and_files_survive_a_clean_stop_and_a_crash(
         await _saved(state, lambda s: _mailbox_keys(s["tables"]["Mailbox"], bob_device) == waiting)
         second.process.kill()
         second.process.wait()
+        # moto's own process (local/moto_process.py) goes with the stack it served
+        await asyncio.to_thread(_refused, second.aws_endpoint_url)
 
     # 4. After the crash: what was saved is there
     with _started(tmp_path, "third", state) as third:
