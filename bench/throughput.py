@@ -19,11 +19,11 @@ The figures are for this machine running the clients, the gateway emulator,
 the handlers and moto together; they compare runs and changes, not AWS. The
 local stack runs each function in up to PARLEY_LOCAL_CONCURRENCY execution
 environments (processes, 4 by default; local/environments.py), as Lambda scales
-a function out, so throughput here is bound by CPU, about half of it the stack
-process's (moto answering every AWS call of every handler, about 13 per message,
-in one interpreter, with the gateway and waitress) and half the environments'
-(botocore building and parsing those calls). See docs/ARCHITECTURE.md, "The local
-stack".
+a function out, so throughput here is bound by CPU, about half of it moto's
+process's (moto answering every AWS call of every handler, about 13 per message, in
+one interpreter, with waitress) and half the environments' (botocore building and
+parsing those calls); the stack process (the gateway) takes little. See
+docs/ARCHITECTURE.md, "The local stack".
 """
 
 from __future__ import annotations
