@@ -56,7 +56,8 @@ log = logging.getLogger("local")
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-CALL_TIMEOUT_S = 60.0
+CALL_TIMEOUT_S = 60.0  # a state's capture or restore has none: it takes what its size takes
+ROOT = Path(__file__).resolve().parents[1]  # where `local` is importable from
 ECHO_EVERY_S = 0.5  # how soon a new SMS or push shows on the console
 
 
@@ -98,6 +99,7 @@ class MotoProcess:
                 ],
                 stdin=subprocess.PIPE,
                 pass_fds=(write_end,),
+                cwd=ROOT,
             )
         except BaseException:
             os.close(read_end)
@@ -107,7 +109,9 @@ class MotoProcess:
         try:
             ready = _read_ready(read_end, process, timeout_s)
         except BaseException:
-            _end(process)
+            # nothing to save yet, and it reads its stdin only once it is ready
+            process.kill()
+            process.wait()
             raise
         finally:
             os.close(read_end)
@@ -119,10 +123,16 @@ class MotoProcess:
 
     # -- the calls --------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        timeout_s: float | None = CALL_TIMEOUT_S,
+    ) -> Any:
         # a connection per call: the state's saves and the sinks' readers call from
         # threads of their own, and each call is rare
-        connection = http.client.HTTPConnection(self._host, self._port, timeout=CALL_TIMEOUT_S)
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
         try:
             payload = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -142,13 +152,14 @@ class MotoProcess:
         return int(self._call("GET", "/_local/changes")["changes"])
 
     def capture(self, objects_dir: Path) -> dict[str, Any]:
-        captured: dict[str, Any] = self._call(
-            "POST", "/_local/capture", {"objects_dir": str(objects_dir)}
-        )
+        # absolute: the two processes need not share a working directory
+        request = {"objects_dir": str(objects_dir.resolve())}
+        captured: dict[str, Any] = self._call("POST", "/_local/capture", request, None)
         return captured
 
     def restore(self, part: Mapping[str, Any], objects_dir: Path) -> None:
-        self._call("POST", "/_local/restore", {"part": part, "objects_dir": str(objects_dir)})
+        request = {"part": part, "objects_dir": str(objects_dir.resolve())}
+        self._call("POST", "/_local/restore", request, None)
 
     def sms(self) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self._call("GET", "/_local/sms")

@@ -111,6 +111,10 @@ class SnsSinks:
 
     def restore(self, history: Mapping[str, Any]) -> None:
         """Put back a saved history (before anything new is taken in); not echoed again."""
+        with self._polling:
+            self._restore(history)
+
+    def _restore(self, history: Mapping[str, Any]) -> None:
         for kind, into in (("sms", self._sms), ("push", self._push)):
             for record in history.get(kind) or []:
                 if isinstance(record, dict) and record.get("id") not in self._seen:

@@ -358,6 +358,8 @@ class MotoState:
     changed: int = 0
     # (key, etag, size) -> sha256 of the bytes already on disk
     _digests: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    # waitress's threads count at once (a lost update could undo a count a save saw)
+    _counting: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def of(cls, aws: LocalAws, account_id: str, sinks: SnsSinks | None = None) -> MotoState:
@@ -405,7 +407,8 @@ class MotoState:
                 # counted once moto has applied it: a save that reads the count first
                 # and the tables after cannot miss this change and still look current
                 if _may_change(environ):
-                    self.changed += 1
+                    with self._counting:
+                        self.changed += 1
 
         server.app = counting
 
