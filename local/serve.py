@@ -253,6 +253,8 @@ async def _serve(args: argparse.Namespace, running: _Running, started: float) ->
             "region": args.region,
             "aws_endpoint_url": running.aws.endpoint_url,
             "pid": os.getpid(),
+            # moto's own process (local/moto_process.py): `kill -QUIT` prints its threads
+            "aws_pid": running.moto.process.pid,
             "stack_id": running.stack_id,
         }
         _write_endpoints(running.local_file, endpoints)

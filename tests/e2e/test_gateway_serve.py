@@ -3,6 +3,7 @@ a clean stop on Ctrl-C (SIGINT) or SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,7 +17,13 @@ import pytest
 import requests
 
 from local.state import read_state
-from local.testing import StackDidNotStart, running_local_stack, stack_environment, stop
+from local.testing import (
+    LocalStack,
+    StackDidNotStart,
+    running_local_stack,
+    stack_environment,
+    stop,
+)
 from tests.e2e.conftest import ROOT, start_local_stack
 
 
@@ -64,14 +71,28 @@ def test_ctrl_c_in_a_terminal_leaves_moto_up_for_the_last_save(tmp_path: Path) -
 def test_sigquit_prints_every_threads_stack_and_the_stack_serves_on(tmp_path: Path) -> None:
     with start_local_stack(tmp_path) as stack:
         stack.process.send_signal(signal.SIGQUIT)
-        deadline = time.monotonic() + 15
-        # faulthandler writes thread after thread: wait for more than the first
-        while (printed := stack.output()).count("most recent call first") < 2:
-            assert time.monotonic() < deadline, printed[-2000:]  # every thread, not only one
-            time.sleep(0.05)
-        assert "Thread 0x" in printed
+        printed = _threads_printed(stack, after=0, naming=("serve.py",))
         assert requests.get(stack.http_url + "/v1/openapi.json", timeout=15).status_code == 200
         assert stack.process.poll() is None
+        # moto's process, named in the endpoints file, does the same
+        os.kill(json.loads(stack.local_file.read_text())["aws_pid"], signal.SIGQUIT)
+        # its main thread, and its server's threads (which the stack process has none of)
+        _threads_printed(stack, after=len(printed), naming=("_wait_for_stdin_to_close", "waitress"))
+        assert stack.moto("dynamodb").list_tables()["TableNames"]
+
+
+def _threads_printed(stack: LocalStack, after: int, naming: tuple[str, ...]) -> str:
+    """The stack's output once, past `after` characters, faulthandler has written
+    more than one thread's stack, and they name everything in `naming`."""
+    deadline = time.monotonic() + 15
+    while True:
+        printed = stack.output()
+        new = printed[after:]
+        # faulthandler writes thread after thread: wait for more than the first
+        if new.count("most recent call first") >= 2 and all(name in new for name in naming):
+            return printed
+        assert time.monotonic() < deadline, new[-3000:]
+        time.sleep(0.05)
 
 
 def test_stop_has_a_stack_that_will_not_stop_print_its_threads_then_kills_it(
