@@ -45,12 +45,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from parley_server.catalogue import Setting
 
-__all__ = ["MotoProcess", "MotoProcessFailed", "main"]
+if TYPE_CHECKING:
+    from local.resources import LocalAws
+
+__all__ = ["MotoProcess", "MotoProcessFailed", "local_aws", "main", "settings_of"]
 
 log = logging.getLogger("local")
 
@@ -209,16 +212,30 @@ def settings_of(ready: Mapping[str, Any]) -> dict[Setting, str]:
     return {Setting(name): value for name, value in ready["settings"].items()}
 
 
+def local_aws(moto: MotoProcess, ready: Mapping[str, Any], region: str) -> LocalAws:
+    """The resources moto's process made (ready()'s JSON), served by `moto`."""
+    from local.resources import LocalAws
+
+    jobs_url, jobs_arn = ready["fanout_queue"]
+    return LocalAws(
+        endpoint_url=moto.endpoint_url,
+        region=region,
+        settings=settings_of(ready),
+        push_apps=dict(ready["push_apps"]),
+        fanout_queue=(jobs_url, jobs_arn),
+        server=moto,
+    )
+
+
 # -- in moto's process -------------------------------------------------------------------
 
 
 class _Control:
     """The /_local/ routes, in front of moto's own app."""
 
-    def __init__(self, app: Any, state: Any, sinks: Any) -> None:
+    def __init__(self, app: Any, state: Any) -> None:
         self.app = app
-        self.state = state  # local.state.MotoState
-        self.sinks = sinks  # local.sinks.SnsSinks
+        self.state = state  # local.state.MotoState, with its sinks
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -241,9 +258,9 @@ class _Control:
         if route == ("GET", "/_local/changes"):
             return "200 OK", {"changes": self.state.changes()}
         if route == ("GET", "/_local/sms"):
-            return "200 OK", self.sinks.sms()
+            return "200 OK", self.state.sinks.sms()
         if route == ("GET", "/_local/push"):
-            return "200 OK", self.sinks.push()
+            return "200 OK", self.state.sinks.push()
         if route == ("POST", "/_local/capture"):
             request = _json_body(environ)
             return "200 OK", self.state.capture(Path(request["objects_dir"]))
@@ -309,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         state = MotoState.of(aws, ACCOUNT_ID, sinks)
         state.watch(server)
-        server.app = _Control(server.app, state, sinks)
+        server.app = _Control(server.app, state)
         threading.Thread(target=_echo_forever, args=(sinks,), name="sinks", daemon=True).start()
         ready = {
             "endpoint_url": endpoint_url,

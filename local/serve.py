@@ -124,8 +124,8 @@ class _Running:
 
 def _start_aws(args: argparse.Namespace) -> _Running | None:
     from local.gateway import bind
-    from local.moto_process import MotoProcess, settings_of
-    from local.resources import LocalAws, environment
+    from local.moto_process import MotoProcess, local_aws
+    from local.resources import environment
     from parley_server.config import reset_config
     from parley_server.store.aws import reset_clients
 
@@ -139,14 +139,7 @@ def _start_aws(args: argparse.Namespace) -> _Running | None:
     except BaseException:
         sock.close()
         raise
-    aws = LocalAws(
-        endpoint_url=moto.endpoint_url,
-        region=args.region,
-        settings=settings_of(ready),
-        push_apps=dict(ready["push_apps"]),
-        fanout_queue=(ready["fanout_queue"][0], ready["fanout_queue"][1]),
-        server=moto,
-    )
+    aws = local_aws(moto, ready, args.region)
     ws_endpoint = f"http://{args.host}:{sock.getsockname()[1]}/{STAGE}"
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(environment(aws, ws_endpoint=ws_endpoint))

@@ -323,6 +323,12 @@ def _settle(read: Callable[[], Any]) -> Any:
     return read()
 
 
+def _queue_names(aws: LocalAws) -> dict[str, str]:
+    """The fan-out queue's name and its dead-letter queue's, as the state names them."""
+    jobs = aws.fanout_queue[0].rsplit("/", 1)[-1]
+    return {"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")}
+
+
 class Moto(Protocol):
     """moto, as the state reaches it: local/moto_process.py's MotoProcess from the
     stack's process, or a MotoState in moto's own."""
@@ -364,14 +370,13 @@ class MotoState:
     @classmethod
     def of(cls, aws: LocalAws, account_id: str, sinks: SnsSinks | None = None) -> MotoState:
         """The state of the resources `aws` names."""
-        jobs = aws.fanout_queue[0].rsplit("/", 1)[-1]
         return cls(
             account_id=account_id,
             region=aws.region,
             tables={spec.id: aws.settings[spec.setting] for spec in TABLES},
             bucket=aws.settings[Setting.MEDIA_BUCKET],
             push_apps=dict(aws.push_apps),
-            queues={"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")},
+            queues=_queue_names(aws),
             sinks=sinks,
         )
 
@@ -637,8 +642,7 @@ class LocalState:
 
         assert self._aws is not None
         sqs = client(self._aws, "sqs")
-        jobs = self._aws.fanout_queue[0].rsplit("/", 1)[-1]
-        names = {"jobs": jobs, "dead": jobs.replace("-fanout.fifo", "-fanout-dead.fifo")}
+        names = _queue_names(self._aws)
         for which, messages in queues.items():
             if which not in names or not messages:
                 continue

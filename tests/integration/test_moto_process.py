@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from local.moto_process import MotoProcess, MotoProcessFailed, settings_of
+from local.moto_process import MotoProcess, MotoProcessFailed, local_aws, settings_of
+from local.state import LocalState
 from parley_server.catalogue import Setting
 
 REGION = "us-east-1"
@@ -93,3 +94,59 @@ def test_stop_ends_it_and_its_server() -> None:
     assert process.process.returncode == 0
     with pytest.raises(ConnectionRefusedError):
         process.changes()
+
+
+def test_a_state_saved_from_one_moto_process_comes_back_in_the_next(tmp_path: Path) -> None:
+    """What the stack's process saves through the handle (LocalState.flush) and puts
+    back into a fresh moto process (LocalState.restore): items, the fan-out queue's
+    waiting jobs, push endpoints and the signing secret."""
+    state_dir = tmp_path / "state"
+    first, ready = MotoProcess.start("127.0.0.1", REGION, quiet=True)
+    try:
+        aws = local_aws(first, ready, REGION)
+        state = LocalState(state_dir)
+        assert state.restore(aws, first) is None  # nothing saved yet
+        item = {"pk": {"S": "USER#kept"}, "sk": {"S": "PROFILE"}}
+        _client(first, "dynamodb").put_item(TableName=aws.settings[Setting.USERS_TABLE], Item=item)
+        _client(first, "sqs").send_message(
+            QueueUrl=aws.fanout_queue[0],
+            MessageBody="job-1",
+            MessageGroupId="g",
+            MessageDeduplicationId="d-1",
+        )
+        endpoint = _client(first, "sns").create_platform_endpoint(
+            PlatformApplicationArn=aws.push_apps["fcm"], Token="phone-token"
+        )["EndpointArn"]
+        secret = _client(first, "secretsmanager").get_secret_value(
+            SecretId=aws.settings[Setting.SIGNING_SECRET_ARN]
+        )["SecretString"]
+        assert state.flush()
+        assert not state.flush()  # nothing changed since: no second write
+        state.close()
+    finally:
+        first.stop()
+
+    second, ready = MotoProcess.start("127.0.0.1", REGION, quiet=True)
+    try:
+        aws = local_aws(second, ready, REGION)
+        state = LocalState(state_dir)
+        summary = state.restore(aws, second)
+        state.close()
+        assert summary is not None
+        assert summary.accounts == 1
+        users = _client(second, "dynamodb").scan(TableName=aws.settings[Setting.USERS_TABLE])
+        assert users["Items"] == [item]
+        jobs = _client(second, "sqs").receive_message(QueueUrl=aws.fanout_queue[0])
+        assert [m["Body"] for m in jobs["Messages"]] == ["job-1"]
+        endpoints = _client(second, "sns").list_endpoints_by_platform_application(
+            PlatformApplicationArn=aws.push_apps["fcm"]
+        )["Endpoints"]
+        assert [(e["EndpointArn"], e["Attributes"]["Token"]) for e in endpoints] == [
+            (endpoint, "phone-token")
+        ]
+        restored = _client(second, "secretsmanager").get_secret_value(
+            SecretId=aws.settings[Setting.SIGNING_SECRET_ARN]
+        )["SecretString"]
+        assert restored == secret
+    finally:
+        second.stop()
