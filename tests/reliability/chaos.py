@@ -53,7 +53,10 @@ IN_FLIGHT = 3  # messages a device has handed to the protocol and not yet had ac
 @dataclass(frozen=True)
 class ChaosPlan:
     messages: int  # in all, spread over the devices
-    drop_every_s: float  # mean time between a device's own connection drops or restarts
+    # mean number of messages accepted (across all devices) between two chaos events,
+    # each a device's connection dropped or the app restarted: counted in messages, not
+    # seconds, so a run meets as much chaos per message on a slow machine as on a fast one
+    accepted_per_event: float
     restart_share: float  # of those events, the share that are restarts
     deadline_s: float  # guard: the whole run may not take longer
     group_every: int = 0  # one message in this many goes to the sender's group (0: none)
@@ -87,6 +90,8 @@ class Ledger:
     delivered: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     rejected: list[tuple[str, str]] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # set each time a send is accepted (the chaos counts them)
+    progressed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def verdict(self) -> dict[str, int]:
         """Counts of what went wrong (all must be 0) and of what was done."""
@@ -196,6 +201,7 @@ class Device:
             self.proto.receipt_stored(event)
         elif isinstance(event, SendAccepted):
             ledger.accepted[event.entry.client_id] = event.ts
+            ledger.progressed.set()
             self.disk.outbox.pop(event.entry.client_id, None)
             self.queue_next()
         elif isinstance(event, SendRejected):
@@ -372,7 +378,7 @@ async def run_chaos(
 
     deadline = time.monotonic() + plan.deadline_s
     loop = asyncio.get_running_loop()
-    chaos = loop.create_task(_make_chaos(devices, plan, rng))
+    chaos = loop.create_task(_make_chaos(devices, ledger, plan, rng))
     progress = loop.create_task(_report_progress(ledger, plan)) if plan.progress_every_s else None
     try:
         await _until(lambda: all(not d.script and not d.disk.outbox for d in devices), deadline)
@@ -451,11 +457,23 @@ async def _until(done: Any, deadline: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _make_chaos(devices: list[Device], plan: ChaosPlan, rng: random.Random) -> None:
-    """Now and then, some device loses its connection or is restarted."""
-    mean_gap = plan.drop_every_s / len(devices)
+async def _make_chaos(
+    devices: list[Device], ledger: Ledger, plan: ChaosPlan, rng: random.Random
+) -> None:
+    """Now and then, some device loses its connection or is restarted: on average
+    once every `plan.accepted_per_event` messages accepted.
+
+    Counting messages rather than seconds keeps the chaos a run meets per message
+    the same however fast the machine is. Drops on a clock outran a loaded two-core
+    machine: a device dropped every 6 s, a send waited longer than that for its
+    answer, every drop sent its unanswered messages again, and the copies slowed the
+    stack further until almost nothing was accepted (docs/RELIABILITY.md)."""
+    due = 0.0
     while True:
-        await asyncio.sleep(rng.expovariate(1.0 / mean_gap))
+        due += rng.expovariate(1.0 / plan.accepted_per_event)
+        while len(ledger.accepted) < due:
+            ledger.progressed.clear()
+            await ledger.progressed.wait()
         device = rng.choice(devices)
         if rng.random() < plan.restart_share:
             await device.restart()

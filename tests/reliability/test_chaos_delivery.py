@@ -128,13 +128,15 @@ async def _chaos(stack: Stack, people: int, plan: ChaosPlan, name: str) -> None:
     assert left == 0, stuck
     assert faults.get("throttle", 0) > 0
     assert faults.get("gone", 0) > 0
+    assert ledger.events["connections dropped"] > 0
+    assert ledger.events["apps restarted"] > 0
 
 
 async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
     faulty_stack: Stack,
 ) -> None:
     plan = ChaosPlan(
-        messages=1200, drop_every_s=10.0, restart_share=0.3, deadline_s=600.0, group_every=20
+        messages=1200, accepted_per_event=4.0, restart_share=0.3, deadline_s=600.0, group_every=20
     )
     await _chaos(faulty_stack, 20, plan, "chaos delivery (CI size)")
 
@@ -143,7 +145,7 @@ async def test_chaos_every_accepted_message_is_shown_once_in_order_and_ticked(
 async def test_chaos_at_soak_size(faulty_stack: Stack) -> None:
     plan = ChaosPlan(
         messages=20_000,
-        drop_every_s=6.0,
+        accepted_per_event=4.0,
         restart_share=0.3,
         deadline_s=3600.0,
         group_every=10,

@@ -3,7 +3,10 @@ that passed because it counted nothing would hide every bug the suite looks for.
 
 from __future__ import annotations
 
-from tests.reliability.chaos import ChaosPlan, Ledger, progress_line
+import asyncio
+import random
+
+from tests.reliability.chaos import ChaosPlan, Ledger, _make_chaos, progress_line
 
 ALICE, BOB = "a" * 32, "b" * 32
 
@@ -51,7 +54,7 @@ def test_a_message_never_shown_is_lost_and_one_shown_twice_is_counted() -> None:
 
 
 def test_a_progress_line_says_how_far_a_run_is_and_its_recent_pace() -> None:
-    plan = ChaosPlan(messages=100, drop_every_s=1.0, restart_share=0.5, deadline_s=60.0)
+    plan = ChaosPlan(messages=100, accepted_per_event=4.0, restart_share=0.5, deadline_s=60.0)
     ledger = Ledger()
     for n in range(40):
         ledger.accepted[f"m{n}"] = n
@@ -63,3 +66,41 @@ def test_a_progress_line_says_how_far_a_run_is_and_its_recent_pace() -> None:
     expected = "chaos     60 s: 40/100 accepted (1.0/s lately), 30 shown, 25 ticked, 3 drops"
     assert line == expected + ", 0 restarts"
     assert "apps restarted" not in ledger.events  # reading it added no event to the figures
+
+
+class _Phone:
+    """A device as the chaos sees it: something to drop or restart."""
+
+    def __init__(self) -> None:
+        self.drops = self.restarts = 0
+
+    def drop(self) -> None:
+        self.drops += 1
+
+    async def restart(self) -> None:
+        self.restarts += 1
+
+
+async def test_the_chaos_comes_with_accepted_messages_not_with_time() -> None:
+    phones = [_Phone() for _ in range(5)]
+    ledger = Ledger()
+    plan = ChaosPlan(messages=400, accepted_per_event=4.0, restart_share=0.3, deadline_s=60.0)
+    chaos = asyncio.get_running_loop().create_task(
+        _make_chaos(phones, ledger, plan, random.Random(3))  # type: ignore[arg-type]
+    )
+    for _ in range(20):  # nothing accepted: however long it waits, nothing happens
+        await asyncio.sleep(0)
+    assert sum(p.drops + p.restarts for p in phones) == 0
+
+    for n in range(400):
+        ledger.accepted[f"m{n}"] = n
+        ledger.progressed.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+    chaos.cancel()
+    drops = sum(p.drops for p in phones)
+    restarts = sum(p.restarts for p in phones)
+    # about one event per four messages (100), about 30% of them restarts
+    assert 70 <= drops + restarts <= 130
+    assert 0.15 <= restarts / (drops + restarts) <= 0.45
+    assert all(p.drops + p.restarts > 0 for p in phones)  # any device may be hit
