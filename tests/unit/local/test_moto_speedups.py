@@ -295,3 +295,128 @@ def test_a_member_found_under_another_of_its_names_is_written_as_moto_writes_it(
         assert [_serialized_query(result) for _ in range(3)] == [expected] * 3
     finally:
         moto_speedups.remove()
+
+
+# (call, arguments) on table "c" (items pk=c / sk=0..5, n = sk), each run in three
+# rounds whose values differ (round r adds r to every number): the remembered tree of
+# an earlier round must take each round's own values
+_TWO = {":two": {"N": "2"}}
+CONDITIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "put_item",
+        {
+            "Item": {"pk": {"S": "c"}, "sk": {"N": "1"}, "n": {"N": "9"}},
+            "ConditionExpression": "attribute_not_exists(sk) OR n <= :now",
+            "ExpressionAttributeValues": {":now": {"N": "1"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        },
+    ),
+    (
+        "delete_item",
+        {
+            "Key": {"pk": {"S": "c"}, "sk": {"N": "2"}},
+            "ConditionExpression": "#n BETWEEN :lo AND :hi AND NOT begins_with(pk, :p)",
+            "ExpressionAttributeNames": {"#n": "n"},
+            "ExpressionAttributeValues": {":lo": {"N": "3"}, ":hi": {"N": "4"}, ":p": {"S": "x"}},
+            "ReturnValues": "ALL_OLD",
+        },
+    ),
+    (
+        "query",
+        {
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "n > :now OR n IN (:a, :b)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": "c"},
+                ":now": {"N": "3"},
+                ":a": {"N": "0"},
+                ":b": {"N": "1"},
+            },
+        },
+    ),
+    (
+        "scan",
+        {
+            "FilterExpression": "size(pk) = :one AND (n < :now)",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"N": "2"}},
+        },
+    ),
+    (  # the same expression with the other names: another tree
+        "scan",
+        {
+            "FilterExpression": "#k < :now",
+            "ExpressionAttributeNames": {"#k": "sk"},
+            "ExpressionAttributeValues": {":now": {"N": "2"}},
+        },
+    ),
+    (
+        "scan",
+        {
+            "FilterExpression": "#k < :now",
+            "ExpressionAttributeNames": {"#k": "n"},
+            "ExpressionAttributeValues": {":now": {"N": "1"}},
+        },
+    ),
+    (  # a value the request lacks, once the expression is known: refused
+        "query",
+        {
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "n > :now OR n IN (:a, :b)",
+            "ExpressionAttributeValues": {":pk": {"S": "c"}, ":now": {"N": "3"}, ":a": {"N": "0"}},
+        },
+    ),
+    (  # a value no expression uses: refused
+        "scan",
+        {
+            "FilterExpression": "n < :now",
+            "ExpressionAttributeValues": {":now": {"N": "2"}, ":spare": {"N": "2"}},
+        },
+    ),
+    ("scan", {"FilterExpression": "n < :two AND", "ExpressionAttributeValues": _TWO}),  # syntax
+    ("scan", {"FilterExpression": "size = :two", "ExpressionAttributeValues": _TWO}),  # keyword
+    ("scan", {"FilterExpression": "#m < :two", "ExpressionAttributeValues": _TWO}),  # no #m
+]
+
+
+def _shifted(value: Any, by: int) -> Any:
+    if isinstance(value, dict):
+        return {k: str(int(v) + by) if k == "N" else _shifted(v, by) for k, v in value.items()}
+    return value
+
+
+def _condition_outcomes(ddb: Any) -> list[Any]:
+    from botocore.exceptions import ClientError
+
+    ddb.create_table(TableName="c", **_keys(), BillingMode="PAY_PER_REQUEST")
+    outcomes: list[Any] = []
+    for by in range(3):
+        for n in range(6):
+            item = {"pk": {"S": "c"}, "sk": {"N": str(n)}, "n": {"N": str(n)}}
+            ddb.put_item(TableName="c", Item=item)
+        for call, arguments in CONDITIONS:
+            arguments = dict(arguments)
+            if "ExpressionAttributeValues" in arguments:
+                arguments["ExpressionAttributeValues"] = _shifted(
+                    arguments["ExpressionAttributeValues"], by
+                )
+            try:
+                answer = getattr(ddb, call)(TableName="c", **arguments)
+                answer.pop("ResponseMetadata")
+                outcomes.append(answer)
+            except ClientError as exc:
+                outcomes.append((exc.response["Error"], exc.response.get("Item")))
+            except KeyError as exc:  # moto's own lookup of a value the request lacks
+                outcomes.append(("KeyError", str(exc)))
+    ddb.delete_table(TableName="c")
+    return outcomes
+
+
+def test_a_condition_or_filter_answers_and_refuses_as_motos_own(table: Any) -> None:
+    moto_speedups.remove()
+    expected = _condition_outcomes(table)
+    moto_speedups.apply()
+    assert _condition_outcomes(table) == expected
+    refused = [outcome for outcome in expected if isinstance(outcome, tuple)]
+    assert len(refused) >= 5 * 3  # the refusals are compared too
+    rounds = [expected[i : i + len(CONDITIONS)] for i in range(0, len(expected), len(CONDITIONS))]
+    assert rounds[0] != rounds[1] != rounds[2]  # each round's values decided its answers
