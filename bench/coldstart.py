@@ -298,20 +298,26 @@ def probe_command(code: str, python: str = sys.executable) -> list[str]:
 
 
 def _import_seconds(
-    module: str, repeats: int, layout: LambdaLayout, python: str = sys.executable
-) -> float:
-    samples = []
+    modules: list[str], repeats: int, layout: LambdaLayout, python: str = sys.executable
+) -> dict[str, float]:
+    """The median import time of each module, sampled in rounds: each round imports every
+    module once, in an order turned by one each round. A machine that slows for a while
+    then slows every module's samples alike, where a module's samples taken one after
+    another could all land in the slow minute, and its ratio to boto3 with them."""
+    samples: dict[str, list[float]] = {module: [] for module in modules}
     for n in range(repeats):
         depth = PROBE_DEPTHS[n % len(PROBE_DEPTHS)]
-        out = subprocess.run(
-            probe_command(_PROBE.format(mod=module, depth=depth), python),
-            check=True,
-            capture_output=True,
-            text=True,
-            env=probe_environment(layout),
-        )
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+        turned = n % len(modules)
+        for module in modules[turned:] + modules[:turned]:
+            out = subprocess.run(
+                probe_command(_PROBE.format(mod=module, depth=depth), python),
+                check=True,
+                capture_output=True,
+                text=True,
+                env=probe_environment(layout),
+            )
+            samples[module].append(float(out.stdout.strip().splitlines()[-1]))
+    return {module: statistics.median(taken) for module, taken in samples.items()}
 
 
 @dataclass(frozen=True)
@@ -487,11 +493,12 @@ def _import_figures(
     repeats: int,
     python: str = sys.executable,
 ) -> list[Figure]:
-    """The bare boto3 handler, then every module, as `python` imports them in `layout`."""
-    baseline = _import_seconds("boto3", repeats, layout, python)
+    """The bare boto3 handler and every module, as `python` imports them in `layout`."""
+    medians = _import_seconds(["boto3", *modules], repeats, layout, python)
+    baseline = medians["boto3"]
     figures = [Figure(group, "bare `import boto3` handler", baseline * 1000, "ms", how)]
     for module in modules:
-        seconds = _import_seconds(module, repeats, layout, python)
+        seconds = medians[module]
         figures.append(
             Figure(
                 group,
@@ -524,8 +531,9 @@ def _uncompiled_and_compiled(
 def run(quick: bool = False) -> list[Figure]:
     repeats = 1 if quick else 7
     how = (
-        f"median of {repeats} fresh interpreters, import only (by importlib, each from"
-        " another stack depth), laid out as Lambda (asset without bytecode, tracer on)"
+        f"median of {repeats} fresh interpreters, in rounds of boto3 and every handler,"
+        " import only (by importlib, each from another stack depth), laid out as Lambda"
+        " (asset without bytecode, tracer on)"
     )
     modules = sorted({spec.handler.rsplit(".", 1)[0] for spec in FUNCTIONS})
     with lambda_layout() as layout:
