@@ -10,6 +10,7 @@ import pytest
 
 from parley_server.catalogue import Setting
 from parley_server.logic.messaging import SYNC_PAGE
+from parley_server.models.frames import BATCH_BYTES
 from tests.conftest import FakeAws
 from tests.integration.ws_harness import Device, Harness, harness
 
@@ -20,17 +21,22 @@ def ws(aws: FakeAws, function_env: Any) -> Iterator[Harness]:
         yield h
 
 
-def _sync_all(ws: Harness, device: Device) -> int:
+def _read(posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of `posts` as a client reads them: a batch's one by one."""
+    return [e for post in posts for e in (post["events"] if post["event"] == "batch" else [post])]
+
+
+def _sync_all(ws: Harness, device: Device, *, batch: bool = False) -> int:
     """Sync as the client does: repeat with the cursor while `more`; the number of frames."""
     frames = 0
-    frame: dict[str, Any] = {"action": "sync"}
+    frame: dict[str, Any] = {"action": "sync", "batch": batch}
     while True:
         frames += 1
         assert ws.frame(device, frame) == {"statusCode": 200}
-        synced = ws.events(device, "synced")[-1]
+        synced = [e for e in _read(ws.events(device)) if e["event"] == "synced"][-1]
         if not synced["more"]:
             return frames
-        frame = {"action": "sync", "after": synced["cursor"]}
+        frame = {"action": "sync", "after": synced["cursor"], "batch": batch}
 
 
 def test_offline_recipient_syncs_a_backlog_larger_than_a_page_in_order(ws: Harness) -> None:
@@ -55,6 +61,32 @@ def test_offline_recipient_syncs_a_backlog_larger_than_a_page_in_order(ws: Harne
     assert [e["more"] for e in got if e["event"] == "synced"] == [True, False]
     assert got[SYNC_PAGE]["event"] == "synced"
     assert len(ws.mailbox_items(bob)) == count  # nothing leaves without an ack
+
+
+def test_a_client_that_reads_batches_gets_each_page_in_one_post(ws: Harness) -> None:
+    ws.aws.settings[Setting.LIMITS] = json.dumps({"send_rate_per_s": 10_000})
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    alice = ws.connect(alice)
+    count = SYNC_PAGE + 5
+    for i in range(count):
+        ws.send(alice, bob.user_id, {bob.device_id: b"%d" % i}, f"m{i:04d}")
+    bob = ws.connect(bob)
+
+    assert _sync_all(ws, bob, batch=True) == 2
+
+    posts = ws.events(bob)
+    assert [p["event"] for p in posts] == ["batch", "batch"]  # 2 posts, not 107
+    assert all(len(json.dumps(p, separators=(",", ":"))) <= BATCH_BYTES for p in posts)
+    got = _read(posts)
+    assert [m["client_id"] for m in got if m["event"] == "message"] == [
+        f"m{i:04d}" for i in range(count)
+    ]
+    assert [(e["event"], e.get("more")) for e in got if e["event"] == "synced"] == [
+        ("synced", True),
+        ("synced", False),
+    ]
+    assert got[SYNC_PAGE]["event"] == "synced"
 
 
 def test_sync_after_ack_only_returns_what_is_still_pending(ws: Harness) -> None:

@@ -64,6 +64,14 @@ MAX_ACK_DELAY_S = 10.0
 SEEN_MEMORY = 10_000
 
 
+def _sync_frame(after: str | None = None) -> dict[str, Any]:
+    """`sync`, asking for the page in `batch` events (a few posts, not one an event)."""
+    frame: dict[str, Any] = {"action": "sync", "batch": True}
+    if after is not None:
+        frame["after"] = after
+    return frame
+
+
 @dataclass
 class _Flight:
     entry: OutboxEntry
@@ -128,9 +136,7 @@ class Protocol:
         """A connection is open: sync, then (re)send every conversation's head."""
         self.connected = True
         self.synced = False
-        self._control = [{"action": "sync"}] + [
-            f for f in self._control if f["action"] == "receipt"
-        ]
+        self._control = [_sync_frame()] + [f for f in self._control if f["action"] == "receipt"]
         self._flush()
         for queue in self._queues.values():
             self._launch(queue)
@@ -264,12 +270,12 @@ class Protocol:
         self._flush()
 
     def request_sync(self) -> None:
-        self._control.append({"action": "sync"})
+        self._control.append(_sync_frame())
         self._flush()
 
     def _sync_again(self) -> None:
-        if {"action": "sync"} not in self._control:
-            self._control.append({"action": "sync"})
+        if _sync_frame() not in self._control:
+            self._control.append(_sync_frame())
 
     # --- time ----------------------------------------------------------------
 
@@ -315,6 +321,10 @@ class Protocol:
         except (ValueError, UnicodeDecodeError):
             log.warning("ignored a frame that is not JSON (%d bytes)", len(text))
             return
+        self._dispatch(raw)
+        self._flush()
+
+    def _dispatch(self, raw: object) -> None:
         if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
             log.warning("ignored a frame without an event name")
             return
@@ -323,7 +333,6 @@ class Protocol:
             log.warning("ignored an unknown event %r", raw["event"][:40])
             return
         handler(self, raw)
-        self._flush()
 
     def events_received(self) -> list[ProtocolEvent]:
         events, self._events = self._events, []
@@ -450,10 +459,22 @@ class Protocol:
         self._pop(flight)
         self._events.append(SendRejected(entry, code, message, None, details))
 
+    def _on_batch(self, raw: dict[str, Any]) -> None:
+        """Several events in one post (a sync page): each as if it came alone, in order."""
+        events = raw.get("events")
+        if not isinstance(events, list):
+            log.warning("ignored a batch without a list of events")
+            return
+        for event in events:
+            if isinstance(event, dict) and event.get("event") == "batch":
+                log.warning("ignored a batch inside a batch")
+                continue
+            self._dispatch(event)
+
     def _on_synced(self, raw: dict[str, Any]) -> None:
         more, cursor = raw.get("more"), raw.get("cursor")
         if more is True and isinstance(cursor, str) and cursor:
-            self._control.append({"action": "sync", "after": cursor})
+            self._control.append(_sync_frame(cursor))
             return
         if more is True:
             log.warning("server said more events wait but gave no cursor; sync stops here")
@@ -479,6 +500,7 @@ class Protocol:
         "sent": _on_sent,
         "error": _on_error,
         "synced": _on_synced,
+        "batch": _on_batch,
         "typing": _on_typing,
         "devices_changed": _on_devices_changed,
         "prekeys_low": _on_prekeys_low,

@@ -418,18 +418,23 @@ class ReceiptFrame(msgspec.Struct, frozen=True):
 
 
 class SyncFrame(msgspec.Struct, frozen=True):
-    """`sync`: the next page of pending events, after `after` (a cursor from `synced`)."""
+    """`sync`: the next page of pending events, after `after` (a cursor from `synced`);
+    `batch`: the client reads `batch` events, so the page may go in a few posts."""
 
     after: Position | None
+    batch: bool = False
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SyncFrame:
+        batch = raw.get("batch", False)
+        if not isinstance(batch, bool):
+            raise BadRequest("`batch` must be true or false", field="batch")
         after = raw.get("after")
         if after is None:
-            return cls(None)
+            return cls(None, batch)
         if not isinstance(after, str):
             raise BadRequest("`after` must be a cursor from a synced event", field="after")
-        return cls(decode_cursor(after))
+        return cls(decode_cursor(after), batch)
 
 
 class DirectTypingFrame(msgspec.Struct, frozen=True):
@@ -665,6 +670,42 @@ def sent_event(client_id: str, ts: int, more: Sequence[tuple[str, int]] = ()) ->
 
 def synced_event(more: bool, cursor: str | None) -> dict[str, Any]:
     return {"event": "synced", "more": more, "cursor": cursor}
+
+
+# API Gateway meters WebSocket messages in units of 32 KB: events posted together up
+# to that size cost what one of them alone costs (and one PostToConnection).
+BATCH_BYTES = 32 * 1024
+_BATCH_OVERHEAD = len('{"event":"batch","events":[]}')
+
+
+def event_bytes(event: Mapping[str, Any]) -> int:
+    """The size of `event` as posted (compact JSON, as the gateway adapter writes it)."""
+    return len(json.dumps(event, separators=(",", ":")))
+
+
+def batches(
+    events: Sequence[Mapping[str, Any]], limit: int = BATCH_BYTES
+) -> list[list[Mapping[str, Any]]]:
+    """`events` in order, in runs that each fit one `batch` event of at most `limit`
+    bytes; an event too large to share a post goes alone."""
+    runs: list[list[Mapping[str, Any]]] = []
+    size = limit  # no run open yet
+    for event in events:
+        grown = size + 1 + event_bytes(event)  # its comma before it
+        if runs and grown <= limit:
+            runs[-1].append(event)
+            size = grown
+        else:
+            runs.append([event])
+            size = _BATCH_OVERHEAD + event_bytes(event)
+    return runs
+
+
+def batch_event(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """One post of `events`: the event itself when it is alone, else a `batch`."""
+    if len(events) == 1:
+        return events[0]
+    return {"event": "batch", "events": list(events)}
 
 
 def typing_event(

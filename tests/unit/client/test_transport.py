@@ -29,6 +29,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BOB = "b" * 32
 DEV = "1" * 16
+# the sync a client sends: it reads a page in `batch` events
+SYNC = {"action": "sync", "batch": True}
 
 
 @dataclass
@@ -147,7 +149,7 @@ async def test_it_connects_with_the_token_and_syncs_first(
     await harness.wait_for(SyncComplete)
     await harness.stop()
     assert fake.tokens_seen == ["t1"]
-    assert fake.frames[0] == {"action": "sync"}
+    assert fake.frames[0] == SYNC
     assert harness.states[0] == (True, "connected")
     assert harness.states[-1][0] is False
 
@@ -179,7 +181,7 @@ async def test_an_unanswered_send_is_resent_with_the_same_id_after_a_reconnect(
     assert [f["id"] for f in sends] == ["m1", "m1"]
     # the second connection synced before anything else
     second = fake.frames[fake.frames.index(sends[0]) + 1 :]
-    assert second[0] == {"action": "sync"}
+    assert second[0] == SYNC
 
 
 async def test_a_refused_handshake_refreshes_the_token_then_connects(

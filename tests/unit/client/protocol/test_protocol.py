@@ -29,6 +29,8 @@ from parley.protocol import (
 ALICE = "a" * 32
 BOB = "b" * 32
 CAROL = "c" * 32
+# the sync a client sends: it reads a page in `batch` events
+SYNC = {"action": "sync", "batch": True}
 DEV1 = "1" * 16
 DEV2 = "2" * 16
 
@@ -76,10 +78,10 @@ def connected(**kwargs: Any) -> Protocol:
 def test_connecting_starts_with_a_sync_and_follows_the_cursor_until_done() -> None:
     proto = Protocol()
     proto.connection_made()
-    assert frames(proto) == [{"action": "sync"}]
+    assert frames(proto) == [SYNC]
 
     proto.receive_data(json.dumps({"event": "synced", "more": True, "cursor": "c1"}))
-    assert frames(proto) == [{"action": "sync", "after": "c1"}]
+    assert frames(proto) == [{**SYNC, "after": "c1"}]
     assert proto.events_received() == []
     assert not proto.synced
 
@@ -96,7 +98,7 @@ def test_nothing_is_written_while_disconnected_and_the_outbox_goes_out_on_connec
 
     proto.connection_made()
     assert frames(proto) == [
-        {"action": "sync"},
+        SYNC,
         {"action": "send", "id": "m1", "to": BOB, "payloads": {DEV1: "Y2lwaGVy"}},
     ]
 
@@ -126,7 +128,7 @@ def test_an_interrupted_send_is_sent_again_with_the_same_client_id_after_reconne
     proto.connection_made()
 
     out = frames(proto)
-    assert out[0] == {"action": "sync"}
+    assert out[0] == SYNC
     assert [f["id"] for f in out[1:]] == ["m1"]  # m1 again, m2 still waiting behind it
 
 
@@ -157,6 +159,37 @@ def test_a_message_is_acked_only_after_it_is_reported_stored() -> None:
 
     proto.message_stored(incoming)
     assert frames(proto) == [{"action": "ack", "ids": ["s1"]}]
+
+
+def test_a_batch_is_read_as_its_events_one_after_another() -> None:
+    proto = connected()
+    synced = {"event": "synced", "more": True, "cursor": "c1"}
+    batch = {
+        "event": "batch",
+        "events": [
+            json.loads(message_event(client_id="m1", server_id="s1")),
+            json.loads(message_event(client_id="m2", server_id="s2")),
+            synced,
+        ],
+    }
+    proto.receive_data(json.dumps(batch))
+
+    got = proto.events_received()
+    assert [e.client_id for e in got if isinstance(e, IncomingMessage)] == ["m1", "m2"]
+    assert frames(proto) == [{**SYNC, "after": "c1"}]  # `synced` read, after the messages
+
+
+def test_what_is_not_an_event_in_a_batch_is_ignored_and_the_rest_read() -> None:
+    proto = connected()
+    nested = {"event": "batch", "events": [json.loads(message_event(server_id="s9"))]}
+    batch = {"event": "batch", "events": [7, {"no": "event"}, nested, json.loads(message_event())]}
+    proto.receive_data(json.dumps(batch))
+    proto.receive_data(json.dumps({"event": "batch", "events": "not a list"}))
+
+    (incoming,) = proto.events_received()
+    assert isinstance(incoming, IncomingMessage)
+    assert incoming.server_id == "s1"
+    assert frames(proto) == []
 
 
 def test_duplicates_by_sender_and_client_id_are_acked_but_not_surfaced() -> None:
@@ -233,7 +266,7 @@ def test_acks_made_while_offline_are_sent_on_the_next_connection() -> None:
     proto.message_stored(incoming)
     assert proto.data_to_send() == []
     proto.connection_made()
-    assert frames(proto) == [{"action": "sync"}, {"action": "ack", "ids": ["s1"]}]
+    assert frames(proto) == [SYNC, {"action": "ack", "ids": ["s1"]}]
 
 
 def _stored(proto: Protocol, *texts: str) -> None:
@@ -317,7 +350,7 @@ def test_acks_waiting_when_the_connection_drops_go_on_the_next_one() -> None:
     assert proto.next_deadline() is None  # nothing to do offline
     clock.now += 5
     proto.connection_made()
-    assert frames(proto) == [{"action": "sync"}, {"action": "ack", "ids": ["s1"]}]
+    assert frames(proto) == [SYNC, {"action": "ack", "ids": ["s1"]}]
 
 
 @pytest.mark.parametrize(
@@ -459,7 +492,7 @@ def test_typing_is_relayed_when_connected_and_dropped_offline() -> None:
     proto = Protocol()
     proto.send_typing(BOB, True)
     proto.connection_made()
-    assert frames(proto) == [{"action": "sync"}]
+    assert frames(proto) == [SYNC]
     proto.send_typing(BOB, True)
     assert frames(proto) == [{"action": "typing", "to": BOB, "state": "on"}]
     proto.receive_data(
@@ -485,7 +518,7 @@ def test_read_receipts_survive_a_disconnect() -> None:
     proto.send_receipt(ALICE, ["m1", "m2", "m1"])
     proto.connection_made()
     assert frames(proto) == [
-        {"action": "sync"},
+        SYNC,
         {"action": "receipt", "to": ALICE, "status": "read", "ids": ["m1", "m2"]},
     ]
 

@@ -22,12 +22,14 @@ from parley_server.models.errors import (
     RateLimited,
 )
 from parley_server.models.frames import (
+    BATCH_BYTES,
     CONNECTING_S,
     AckFrame,
     PostOutcome,
     ReceiptFrame,
     SyncFrame,
     decode_cursor,
+    event_bytes,
     parse_send,
     parse_typing,
 )
@@ -92,14 +94,29 @@ class World(Ports):
         return self.call(receipts.ack, frame, caller, now=now, limits=LIMITS)
 
     def sync(
-        self, caller: Caller, after: str | None = None, *, page_size: int = 100, now: float = NOW
+        self,
+        caller: Caller,
+        after: str | None = None,
+        *,
+        page_size: int = 100,
+        now: float = NOW,
+        batch: bool = False,
     ) -> messaging.SyncOutcome:
-        return self.call(
-            messaging.sync, SyncFrame.parse({"after": after}), caller, now=now, page_size=page_size
-        )
+        frame = SyncFrame.parse({"after": after, "batch": batch})
+        return self.call(messaging.sync, frame, caller, now=now, page_size=page_size)
+
+    def posts(self, caller: Caller) -> list[dict[str, Any]]:
+        """What was posted to the caller's connection, one entry a post."""
+        return self.gateway.posted.get(caller.connection_id, [])
 
     def events(self, caller: Caller, kind: str | None = None) -> list[dict[str, Any]]:
-        got = self.gateway.posted.get(caller.connection_id, [])
+        """The events posted to the caller, in order, as a client reads them (a batch's
+        events one by one)."""
+        got = [
+            event
+            for post in self.posts(caller)
+            for event in (post["events"] if post["event"] == "batch" else [post])
+        ]
         return [e for e in got if kind is None or e["event"] == kind]
 
 
@@ -942,6 +959,98 @@ def test_sync_of_an_empty_mailbox_says_synced_with_nothing_more(world: World) ->
     bob = world.online(bob_id, bob_dev)
     assert world.sync(bob).delivered == 0
     assert world.events(bob) == [{"event": "synced", "more": False, "cursor": None}]
+
+
+def test_a_sync_asking_for_batches_gets_a_page_in_one_post_synced_last(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 7)
+    bob = world.online(bob_id, bob_dev)
+
+    outcome = world.sync(bob, batch=True)
+
+    (post,) = world.posts(bob)
+    assert post["event"] == "batch"
+    assert [e["event"] for e in post["events"]] == ["message"] * 7 + ["synced"]
+    assert [e["client_id"] for e in post["events"][:7]] == [f"c{i:03d}" for i in range(7)]
+    assert post["events"][-1] == {"event": "synced", "more": False, "cursor": None}
+    assert (outcome.delivered, outcome.more) == (7, False)
+
+
+def test_a_sync_without_batch_gets_an_event_a_post_as_before(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+
+    world.sync(bob)
+
+    assert [p["event"] for p in world.posts(bob)] == ["message"] * 3 + ["synced"]
+
+
+def test_batched_sync_posts_stay_within_a_billed_websocket_message(world: World) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice = world.online(alice_id, alice_dev)
+    for i in range(12):  # over 12 KB posted each: two share a 32 KB post, not three
+        body = secrets.token_bytes(9 * 1024)
+        world.send(alice, bob_id, {bob_dev.device_id: body}, client_id=f"c{i:03d}", now=NOW + i)
+    bob = world.online(bob_id, bob_dev)
+
+    world.sync(bob, batch=True)
+
+    posts = world.posts(bob)
+    assert all(event_bytes(post) <= BATCH_BYTES for post in posts)
+    # `synced`, small, joins the last two
+    assert [len(post.get("events", [post])) for post in posts] == [2] * 5 + [3]
+    shown = [e["client_id"] for e in world.events(bob, "message")]
+    assert shown == [f"c{i:03d}" for i in range(12)]
+    assert world.events(bob)[-1]["event"] == "synced"
+
+
+def test_a_batched_sync_that_cannot_post_resumes_after_the_last_batch_that_got_through(
+    world: World,
+) -> None:
+    alice_id, (alice_dev,) = world.user()
+    bob_id, (bob_dev,) = world.user()
+    alice = world.online(alice_id, alice_dev)
+    for i in range(5):
+        body = secrets.token_bytes(9 * 1024)
+        world.send(alice, bob_id, {bob_dev.device_id: body}, client_id=f"c{i:03d}", now=NOW + i)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.DELIVERED, PostOutcome.FAILED]
+
+    outcome = world.sync(bob, batch=True)
+
+    assert outcome.delivered == 2
+    synced = world.events(bob, "synced")[-1]
+    assert synced["more"] is True
+    assert decode_cursor(synced["cursor"]).server_id == world.events(bob, "message")[1]["id"]
+    world.sync(bob, synced["cursor"], batch=True)
+    assert [e["client_id"] for e in world.events(bob, "message")] == [f"c{i:03d}" for i in range(5)]
+
+
+def test_a_batched_sync_whose_first_post_fails_asks_the_client_to_sync_again(
+    world: World,
+) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.FAILED]
+    with pytest.raises(DependencyUnavailable):
+        world.sync(bob, batch=True)
+    assert world.posts(bob) == []
+
+
+def test_a_batched_sync_stops_when_the_callers_connection_is_gone(world: World) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.GONE]
+
+    outcome = world.sync(bob, batch=True)
+
+    assert (outcome.delivered, outcome.gone, outcome.more) == (0, True, True)
+
+
+def test_sync_frames_refuse_a_batch_that_is_not_true_or_false() -> None:
+    with pytest.raises(BadRequest) as refused:
+        SyncFrame.parse({"batch": "yes"})
+    assert refused.value.details.get("field") == "batch"
 
 
 # -- typing and connections -----------------------------------------------------------

@@ -4,9 +4,12 @@ import base64
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from parley_server.models.errors import BadRequest, PayloadTooLarge
 from parley_server.models.frames import (
+    BATCH_BYTES,
     MAX_EPHEMERAL_TTL_S,
     MAX_IDS_PER_FRAME,
     MAX_MESSAGES_PER_SEND,
@@ -20,8 +23,11 @@ from parley_server.models.frames import (
     ReceiptEnvelope,
     ReceiptFrame,
     SyncFrame,
+    batch_event,
+    batches,
     decode_cursor,
     encode_cursor,
+    event_bytes,
     frame_ref,
     make_ord,
     parse_frame,
@@ -419,3 +425,46 @@ def test_one_send_carries_at_most_the_limit_of_messages() -> None:
     with pytest.raises(PayloadTooLarge) as caught:
         parse_send(send(more=more(MAX_MESSAGES_PER_SEND)), max_payload_bytes=LIMIT)
     assert caught.value.details["limit"] == MAX_MESSAGES_PER_SEND
+
+
+# -- batches ------------------------------------------------------------------------------
+
+
+def _event(n: int, size: int) -> dict[str, Any]:
+    return {"event": "message", "id": f"s{n}", "body": "x" * size}
+
+
+@given(st.lists(st.integers(min_value=0, max_value=40_000), max_size=40))
+def test_batches_keep_the_order_and_fill_each_post_up_to_a_billed_message(
+    sizes: list[int],
+) -> None:
+    events = [_event(n, size) for n, size in enumerate(sizes)]
+
+    runs = batches(events)
+
+    assert [event for run in runs for event in run] == events
+    for run, following in zip(runs, [*runs[1:], None], strict=False):
+        posted = batch_event(run)
+        if len(run) > 1:
+            assert posted == {"event": "batch", "events": run}
+            assert event_bytes(posted) <= BATCH_BYTES
+        else:
+            assert posted is run[0]  # alone: the event itself, as a client without batches reads
+        if following is not None:  # nothing that would have fit went to the next post
+            assert event_bytes(batch_event([*run, following[0]])) > BATCH_BYTES
+
+
+def test_an_event_too_large_to_share_a_post_goes_alone() -> None:
+    big, small = _event(1, BATCH_BYTES), _event(2, 10)
+    assert batches([small, big, small]) == [[small], [big], [small]]
+    assert batches([small, small]) == [[small, small]]
+
+
+def test_a_batch_of_exactly_a_billed_message_is_one_post_and_a_byte_more_is_two() -> None:
+    small = _event(1, 100)
+    room = BATCH_BYTES - event_bytes(batch_event([small, _event(2, 0)]))
+    exact, over = _event(2, room), _event(2, room + 1)
+
+    assert event_bytes(batch_event([small, exact])) == BATCH_BYTES
+    assert batches([small, exact]) == [[small, exact]]
+    assert batches([small, over]) == [[small], [over]]
