@@ -7,6 +7,8 @@ then Bob's client opens. Measured from that moment:
 
 - when the last message of the backlog is shown (the sync pages, decryption and
   the store), and when Alice's client has every delivered tick (✓✓);
+- how many posts Bob's client read until it had the backlog (each a PostToConnection
+  and a billed WebSocket message on AWS: the sync pages come in `batch` events);
 - how many `ack` frames Bob's client wrote for the backlog: each is a WsAck
   invocation, a billed WebSocket message and one read of the envelopes on AWS.
 
@@ -21,6 +23,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import Figure, print_table
@@ -36,29 +39,46 @@ HOW = "2 SDK clients on the local stack, 2-core machine"
 DELIVERED = MessageState.DELIVERED
 
 
-@contextmanager
-def _ack_frames() -> Iterator[dict[int, int]]:
-    """Ack frames written, by protocol (id), while inside."""
-    counts: dict[int, int] = {}
-    original = Protocol.data_to_send
+@dataclass
+class _Frames:
+    """Frames by protocol (id): the acks each wrote, the posts each read."""
 
-    def counting(proto: Protocol) -> list[list[str]]:
-        frames = original(proto)
+    acks: dict[int, int] = field(default_factory=dict)
+    posts: dict[int, int] = field(default_factory=dict)
+
+
+@contextmanager
+def _frames() -> Iterator[_Frames]:
+    """Count, while inside, the ack frames each protocol writes and the server's
+    posts it reads (a `batch` of events is one)."""
+    counts = _Frames()
+    writes, reads = Protocol.data_to_send, Protocol.receive_data
+
+    def counting_writes(proto: Protocol) -> list[list[str]]:
+        frames = writes(proto)
         acks = sum(json.loads("".join(f)).get("action") == "ack" for f in frames)
-        counts[id(proto)] = counts.get(id(proto), 0) + acks
+        counts.acks[id(proto)] = counts.acks.get(id(proto), 0) + acks
         return frames
 
-    setattr(Protocol, "data_to_send", counting)  # noqa: B010 (a method, swapped for the run)
+    def counting_reads(proto: Protocol, text: str | bytes) -> None:
+        counts.posts[id(proto)] = counts.posts.get(id(proto), 0) + 1
+        reads(proto, text)
+
+    # methods, swapped for the run
+    setattr(Protocol, "data_to_send", counting_writes)  # noqa: B010
+    setattr(Protocol, "receive_data", counting_reads)  # noqa: B010
     try:
         yield counts
     finally:
-        setattr(Protocol, "data_to_send", original)  # noqa: B010
+        setattr(Protocol, "data_to_send", writes)  # noqa: B010
+        setattr(Protocol, "receive_data", reads)  # noqa: B010
 
 
 async def _catch_up(
     endpoints: Endpoints, home: Path, bob_id: str, backlog: int, ack_delay: float
-) -> tuple[float, float, int]:
-    """Seconds to show the backlog and to tick it all on the sender, and Bob's ack frames."""
+) -> tuple[float, float, int, int]:
+    """Seconds to show the backlog and to tick it all on the sender, Bob's ack frames,
+    and the posts Bob read until he had it all."""
     alice = Client("alice", endpoints=endpoints, home=home, keyring=None)
     async with alice:
         alice_events = alice.events()
@@ -68,7 +88,7 @@ async def _catch_up(
         async with asyncio.timeout(120):
             await alice.wait_outbox_empty()
         bob = Client("bob", endpoints=endpoints, home=home, keyring=None, ack_delay=ack_delay)
-        with _ack_frames() as counts:
+        with _frames() as counts:
             opened = time.perf_counter()
             async with bob:
                 shown = 0
@@ -78,6 +98,7 @@ async def _catch_up(
                         if shown == backlog:
                             break
                     all_shown = time.perf_counter() - opened
+                    posts = counts.posts[id(bob.protocol)]
                     ticked: set[str] = set()
                     async for event in alice_events:
                         if isinstance(event, ReceiptUpdate) and event.state is DELIVERED:
@@ -85,8 +106,8 @@ async def _catch_up(
                         if ticked == sent:
                             break
                     all_ticked = time.perf_counter() - opened
-            frames = counts[id(bob.protocol)]
-    return all_shown, all_ticked, frames
+            frames = counts.acks[id(bob.protocol)]
+    return all_shown, all_ticked, frames, posts
 
 
 async def _measure(stack: LocalStack, home: Path, backlog: int) -> list[Figure]:
@@ -101,12 +122,20 @@ async def _measure(stack: LocalStack, home: Path, backlog: int) -> list[Figure]:
             relationships.accept(app.store, other)  # acquainted: acks tick
     # the first round pays for the session (X3DH) and the handlers' cold starts
     await _catch_up(endpoints, home, bob_id, 1, ACK_DELAY_S)
-    shown, ticked, frames = await _catch_up(endpoints, home, bob_id, backlog, ACK_DELAY_S)
-    _, _, frames_at_once = await _catch_up(endpoints, home, bob_id, backlog, 0.0)
+    shown, ticked, frames, posts = await _catch_up(endpoints, home, bob_id, backlog, ACK_DELAY_S)
+    _, _, frames_at_once, _ = await _catch_up(endpoints, home, bob_id, backlog, 0.0)
     how = f"backlog of {backlog} 1:1 messages, from opening the client; {HOW}"
     return [
         Figure("catching up", f"backlog of {backlog}: all shown", shown, "s", how),
         Figure("catching up", f"backlog of {backlog}: sender has every ✓✓", ticked, "s", how),
+        Figure(
+            "catching up",
+            f"backlog of {backlog}: posts read",
+            posts,
+            "posts",
+            "each a PostToConnection and a billed WebSocket message on AWS; the sync pages "
+            f"come in `batch` events (an event a post, as before: {backlog + 1})",
+        ),
         Figure(
             "catching up",
             f"backlog of {backlog}: ack frames",

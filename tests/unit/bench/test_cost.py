@@ -118,6 +118,14 @@ def test_sessions_pushes_and_media_add_to_each_message() -> None:
         assert usd[service] > 0, service
 
 
+def test_an_offline_devices_message_rides_in_its_syncs_post_not_one_of_its_own() -> None:
+    a = cost.USAGE
+    sessions = a.sessions_per_device_day / a.messages_received_per_device_day
+    overhead = cost.typical_overheads()
+    # each session's `sync` in and `synced` out, less the offline share's delivery posts
+    assert overhead.ws_messages == pytest.approx(a.session_ws_messages * sessions - a.offline_share)
+
+
 class _Model:
     def __init__(self, name: str) -> None:
         self.name = name
