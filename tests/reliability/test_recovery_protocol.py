@@ -38,7 +38,7 @@ def test_a_failed_ack_or_sync_makes_the_app_sync_again(code: str) -> None:
 
     proto.receive_data(json.dumps({"event": "error", "code": code, "message": "try again"}))
 
-    assert _frames(proto) == [{"action": "sync"}]
+    assert _frames(proto) == [{"action": "sync", "batch": True}]
     assert [type(e) for e in proto.events_received()] == [ServerError]
 
 
@@ -60,7 +60,7 @@ def test_the_message_handed_back_is_acked_again_and_not_shown_twice() -> None:
     assert _frames(proto) == [{"action": "ack", "ids": [message["id"]]}]
 
     proto.receive_data(json.dumps({"event": "error", "code": "service_unavailable"}))
-    assert _frames(proto) == [{"action": "sync"}]
+    assert _frames(proto) == [{"action": "sync", "batch": True}]
     proto.receive_data(json.dumps(message))  # the sync hands it back
 
     assert [type(e) for e in proto.events_received()] == [ServerError]
