@@ -455,19 +455,24 @@ def _function_environment(
 
 
 def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvocation]:
-    """Import + one first request of every handler module, each in fresh interpreters."""
-    found: dict[str, FirstInvocation] = {}
+    """Import + one first request of every handler module, each in fresh interpreters,
+    sampled in rounds as `_import_seconds` samples imports."""
     with _aws() as (aws_env, events), tempfile.TemporaryDirectory() as tmp:
+        runs: dict[str, tuple[str, Path, dict[str, str]]] = {}
         for spec in FUNCTIONS:
             module = spec.handler.rsplit(".", 1)[0]
             name = module.removeprefix("parley_server.handlers.")
-            if name in found:
+            if name in runs:
                 continue
             event_file = Path(tmp) / f"{name}.json"
             event_file.write_text(json.dumps(events[name]))
-            env = _function_environment(spec, aws_env, layout)
-            samples = []
-            for _ in range(repeats):
+            runs[name] = (module, event_file, _function_environment(spec, aws_env, layout))
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+        names = list(runs)
+        for n in range(repeats):
+            turned = n % len(names)
+            for name in names[turned:] + names[:turned]:
+                module, event_file, env = runs[name]
                 done = subprocess.run(
                     [*probe_command(_FIRST), module, str(event_file)],
                     check=True,
@@ -476,13 +481,15 @@ def first_invocations(repeats: int, layout: LambdaLayout) -> dict[str, FirstInvo
                     env=env,
                 )
                 line = [x for x in done.stdout.splitlines() if x.startswith(_RESULT)][-1]
-                samples.append(json.loads(line.removeprefix(_RESULT)))
-            found[name] = FirstInvocation(
-                import_s=statistics.median(x["import"] for x in samples),
-                request_s=statistics.median(x["request"] for x in samples),
-                answer=samples[-1]["answer"],
-            )
-    return found
+                samples[name].append(json.loads(line.removeprefix(_RESULT)))
+    return {
+        name: FirstInvocation(
+            import_s=statistics.median(x["import"] for x in taken),
+            request_s=statistics.median(x["request"] for x in taken),
+            answer=taken[-1]["answer"],
+        )
+        for name, taken in samples.items()
+    }
 
 
 def _import_figures(
@@ -547,7 +554,8 @@ def run(quick: bool = False) -> list[Figure]:
                     name,
                     first.total_s * 1000,
                     "ms",
-                    f"median of {first_repeats} fresh interpreters laid out as above: import"
+                    f"median of {first_repeats} fresh interpreters, in rounds of every"
+                    " handler, laid out as above: import"
                     f" {first.import_s * 1000:.0f} ms + first request"
                     f" {first.request_s * 1000:.0f} ms against moto on loopback;"
                     f" answered {_outcome(first.answer)}",
