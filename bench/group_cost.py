@@ -146,8 +146,8 @@ def _message(service: Service, members: int) -> GroupMessageCounts:
         result = invoke(service, "GroupFanout", sqs_event([job], url))
         assert result == {"batchItemFailures": []}, result
     delivered = {
-        connection: [e["id"] for e in events if e["event"] == "message"]
-        for connection, events in meter.posted.items()
+        connection: [e["id"] for e in meter.events(connection) if e["event"] == "message"]
+        for connection in meter.posted
     }
     assert sum(len(ids) for ids in delivered.values()) == members - 1, "every member reached"
     sent = meter.counts()
@@ -155,7 +155,7 @@ def _message(service: Service, members: int) -> GroupMessageCounts:
         ids = delivered[person.connection_id]
         ack = {"action": "ack", "ids": ids, "delivered": ids}  # members tick each other
         invoke(service, "WsAck", ws_event("ack", person, ack))
-    receipts = [e for e in meter.posted.get(sender.connection_id, []) if e["event"] == "receipt"]
+    receipts = [e for e in meter.events(sender.connection_id) if e["event"] == "receipt"]
     assert len(receipts) == members - 1, len(receipts)
     return GroupMessageCounts(sent, meter.counts())
 

@@ -67,15 +67,15 @@ def _conversation(service: Service, messages: int) -> Counts:
             answer = invoke(service, "WsSend", ws_event("send", alice, frame))["body"]
             assert json.loads(answer)["event"] == "sent", answer
             outbox.receive_data(answer)
-    delivered = [e["id"] for e in meter.posted[bob.connection_id] if e["event"] == "message"]
+    delivered = [e["id"] for e in meter.events(bob.connection_id) if e["event"] == "message"]
     assert len(delivered) == messages
     # Bob knows Alice: his ack ticks (parley.relationships)
     ack = {"action": "ack", "ids": delivered, "delivered": delivered}
     invoke(service, "WsAck", ws_event("ack", bob, ack))
-    receipts = [e["id"] for e in meter.posted[alice.connection_id] if e["event"] == "receipt"]
+    receipts = [e["id"] for e in meter.events(alice.connection_id) if e["event"] == "receipt"]
     assert len(receipts) == 1, receipts
     invoke(service, "WsAck", ws_event("ack", alice, {"action": "ack", "ids": receipts}))
-    assert not any(e["event"] == "error" for events in meter.posted.values() for e in events)
+    assert not any(e["event"] == "error" for c in meter.posted for e in meter.events(c))
     return meter.counts()
 
 

@@ -161,7 +161,7 @@ class Counts:
     read_units: float  # sized
     write_units: float  # sized
     reported_units: float  # what DynamoDB (here moto) reported
-    posted: Mapping[str, list[dict[str, Any]]]  # events posted, by connection id
+    posted: Mapping[str, list[dict[str, Any]]]  # posts (an event or a batch), by connection
     frames_in: tuple[int, ...] = ()  # bytes of each WebSocket frame a client sent
     answers_out: tuple[int, ...] = ()  # bytes of each route response (two-way routes)
 
@@ -186,6 +186,15 @@ class Meter:
     @property
     def sized_units(self) -> float:
         return self.read_units + self.write_units
+
+    def events(self, connection_id: str) -> list[dict[str, Any]]:
+        """The events posted to a connection, as its client reads them (a batch's one
+        by one)."""
+        return [
+            event
+            for post in self.posted.get(connection_id, [])
+            for event in (post["events"] if post["event"] == "batch" else [post])
+        ]
 
     def reset(self) -> None:
         self.requests.clear()
@@ -375,6 +384,8 @@ def ws_event(route: str, device: Device, body: dict[str, Any] | None = None) -> 
         },
         "isBase64Encoded": False,
     }
+    if route == "$connect":  # dialled as the SDK dials
+        event["queryStringParameters"] = {"token": "<access token>", "batch": "1"}
     if body is not None:
         event["body"] = json.dumps(body)
     return event

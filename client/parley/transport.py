@@ -136,7 +136,9 @@ class Transport:
 
     async def _serve_once(self) -> None:
         token = await self._token()
-        url = f"{self._url}{'&' if '?' in self._url else '?'}{urlencode({'token': token})}"
+        # batch=1: what the server posts together comes in `batch` events (fewer posts)
+        query = urlencode({"token": token, "batch": "1"})
+        url = f"{self._url}{'&' if '?' in self._url else '?'}{query}"
         async with connect(
             url,
             open_timeout=self._open_timeout,

@@ -45,6 +45,60 @@ def test_connect_without_an_authorized_caller_is_refused_and_records_nothing(
     assert ws.connection_ids("a" * 32) == set()
 
 
+def _recorded(ws: Harness, user_id: str) -> list[dict[str, Any]]:
+    answer = ws.aws.client("dynamodb").query(
+        TableName=ws.aws.settings[Setting.CONNECTIONS_TABLE],
+        KeyConditionExpression="user_id = :u",
+        ExpressionAttributeValues={":u": {"S": user_id}},
+    )
+    items: list[dict[str, Any]] = answer["Items"]
+    return items
+
+
+def _dialled(connection_id: str, user_id: str, device_id: str, batch: str) -> dict[str, Any]:
+    event = connect_event(connection_id, user_id, device_id)
+    event["queryStringParameters"]["batch"] = batch
+    event["multiValueQueryStringParameters"]["batch"] = [batch]
+    return event
+
+
+def test_a_connection_dialled_with_batch_gets_a_frames_messages_in_one_post(
+    ws: Harness,
+) -> None:
+    (alice,) = ws.user()
+    (bob,) = ws.user()
+    alice = ws.connect(alice)
+    connection_id = new_connection_id()
+    event = _dialled(connection_id, bob.user_id, bob.device_id, "1")
+    assert ws.invoke("WsConnect", event) == {"statusCode": 200}
+    (item,) = _recorded(ws, bob.user_id)
+    assert item["batched"] == {"BOOL": True}
+
+    frame = {
+        "action": "send",
+        "id": "m0",
+        "to": bob.user_id,
+        "payloads": {bob.device_id: "b25l"},
+        "more": [{"id": "m1", "payloads": {bob.device_id: "dHdv"}}],
+    }
+    assert ws.frame(alice, frame)["statusCode"] == 200
+
+    (post,) = ws.endpoint.events(connection_id)
+    assert post["event"] == "batch"
+    assert [e["client_id"] for e in post["events"]] == ["m0", "m1"]
+
+
+@pytest.mark.parametrize("batch", ["yes", "true", "2", ""])
+def test_a_connection_dialled_with_a_bad_batch_option_is_refused_and_records_nothing(
+    ws: Harness, batch: str
+) -> None:
+    (bob,) = ws.user()
+    event = _dialled(new_connection_id(), bob.user_id, bob.device_id, batch)
+
+    assert ws.invoke("WsConnect", event)["statusCode"] == 400
+    assert _recorded(ws, bob.user_id) == []
+
+
 def test_disconnect_forgets_the_connection_and_records_last_seen(ws: Harness) -> None:
     (bob,) = ws.user()
     bob = ws.connect(bob)

@@ -183,12 +183,13 @@ def one_way(work: Work) -> LambdaHandler:
     return _entry(respond)
 
 
-def lifecycle(work: Callable[[Caller, Adapters], None]) -> LambdaHandler:
-    """$connect / $disconnect: no frame and nobody to answer but API Gateway."""
+def lifecycle(work: Callable[[Caller, Mapping[str, Any], Adapters], None]) -> LambdaHandler:
+    """$connect / $disconnect: no frame and nobody to answer but API Gateway (`work` gets
+    the event too: $connect reads the options in the URL the client dialled)."""
 
     def respond(event: dict[str, Any]) -> dict[str, Any]:
         try:
-            work(caller_of(event), adapters())
+            work(caller_of(event), event, adapters())
         except ParleyError as error:
             logger.warning("connection event failed", extra={"code": error.code})
             count(Metric.CONNECTION_EVENTS_FAILED)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from parley_server.handlers import _ws
 from parley_server.logic import connections
@@ -16,12 +18,13 @@ __all__ = ["PRELOADED", "handler"]
 PRELOADED = preload("connections")
 
 
-def _connect(caller: Caller, deps: Adapters) -> None:
+def _connect(caller: Caller, event: Mapping[str, Any], deps: Adapters) -> None:
     connections.connect(
         caller,
         now=time.time(),
         limits=deps.config.limits,
         records=deps.connections,
+        batch=connections.batch_option(event.get("queryStringParameters")),
     )
     _ws.count(Metric.CONNECTS)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from parley_server.handlers import _ws
 from parley_server.logic import connections
@@ -16,7 +18,7 @@ __all__ = ["PRELOADED", "handler"]
 PRELOADED = preload("connections", "users")
 
 
-def _disconnect(caller: Caller, deps: Adapters) -> None:
+def _disconnect(caller: Caller, _event: Mapping[str, Any], deps: Adapters) -> None:
     connections.disconnect(caller, now=time.time(), records=deps.connections, last_seen=deps.users)
     _ws.count(Metric.DISCONNECTS)
 

@@ -127,17 +127,19 @@ def deliver_each(
     """`deliver` of several events per device, in order, after one read of the user's
     connections. A device is reached when one of its connections got them all: a post
     that fails ends that connection's share (what follows would arrive out of order;
-    the mailbox hands it all over at the next sync)."""
+    the mailbox hands it all over at the next sync). A connection that reads `batch`
+    events gets its share in as few posts of up to 32 KB as fit it."""
     reached: set[str] = set()
     posts = gone = 0
     for connection in connections.of_user(user_id, now=now):
         events = events_for(connection.device_id)
         if not events or connection.connection_id == skip:
             continue
+        runs = batches(events) if connection.batch else [[event] for event in events]
         outcome = PostOutcome.DELIVERED
-        for event in events:
+        for run in runs:
             posts += 1
-            outcome = gateway.post(connection.connection_id, event)
+            outcome = gateway.post(connection.connection_id, batch_event(run))
             if outcome is not PostOutcome.DELIVERED:
                 break
         if outcome is PostOutcome.DELIVERED:

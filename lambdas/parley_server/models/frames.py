@@ -640,6 +640,7 @@ class Connection(msgspec.Struct, frozen=True):
     connection_id: str
     device_id: str
     connected_at: float  # when $connect recorded it (epoch seconds)
+    batch: bool = False  # it reads `batch` events (it dialled with batch=1)
 
     def over(self, now: float) -> bool:
         """Whether a 410 for a post to it at `now` means the connection is over. Within

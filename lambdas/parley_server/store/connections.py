@@ -26,18 +26,28 @@ class ConnectionsStore:
         self._table = table
 
     def add(
-        self, user_id: str, connection_id: str, device_id: str, *, now: float, ttl_s: int
+        self,
+        user_id: str,
+        connection_id: str,
+        device_id: str,
+        *,
+        now: float,
+        ttl_s: int,
+        batch: bool = False,
     ) -> None:
+        item: dict[str, dict[str, Any]] = {
+            "user_id": {"S": user_id},
+            "connection_id": {"S": connection_id},
+            "device_id": {"S": device_id},
+            "connected_at": {"N": str(int(now))},
+            "expires_at": {"N": str(int(now) + ttl_s)},
+        }
+        if batch:  # it reads `batch` events
+            item["batched"] = {"BOOL": True}
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={
-                    "user_id": {"S": user_id},
-                    "connection_id": {"S": connection_id},
-                    "device_id": {"S": device_id},
-                    "connected_at": {"N": str(int(now))},
-                    "expires_at": {"N": str(int(now) + ttl_s)},
-                },
+                Item=item,
                 ReturnConsumedCapacity="TOTAL",
             )
         except ClientError as exc:
@@ -59,7 +69,7 @@ class ConnectionsStore:
             "TableName": self._table,
             "KeyConditionExpression": "user_id = :user",
             "FilterExpression": "expires_at > :now",
-            "ProjectionExpression": "connection_id, device_id, connected_at",
+            "ProjectionExpression": "connection_id, device_id, connected_at, batched",
             "ExpressionAttributeValues": {
                 ":user": {"S": user_id},
                 ":now": {"N": str(int(now))},
@@ -72,6 +82,7 @@ class ConnectionsStore:
                 item["connection_id"]["S"],
                 item["device_id"]["S"],
                 float(item["connected_at"]["N"]),
+                batch=item.get("batched", {}).get("BOOL", False),
             )
             for page in query_pages(self._ddb, kwargs, "connection store unavailable")
             for item in page.get("Items", [])

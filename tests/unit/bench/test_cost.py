@@ -201,8 +201,13 @@ def test_a_burst_goes_as_the_sdk_sends_it_and_its_frames_are_metered_as_they_wer
     assert len(counts.frames_in) == 3
     assert len(counts.answers_out) == 1  # `sent`: an ack has no route response
     usage = cost.one_to_one(10)
-    # in: 3 frames; out: `sent`, 10 messages posted, 1 receipt
-    assert usage.ws_messages == 3 + 1 + 10 + 1
+    # in: 3 frames; out: `sent`, the 10 messages in one `batch` post (the recipient
+    # dialled with batch=1, as the SDK does), 1 receipt
+    assert usage.ws_messages == 3 + 1 + 1 + 1
+    posts = [post for posted in counts.posted.values() for post in posted]
+    assert sorted(post["event"] for post in posts) == ["batch", "receipt"]
+    (batch,) = [post for post in posts if post["event"] == "batch"]
+    assert [event["event"] for event in batch["events"]] == ["message"] * 10
 
 
 # -- calls --------------------------------------------------------------------------------

@@ -39,13 +39,16 @@ class FakeService:
 
     accepted_tokens: set[str] = field(default_factory=lambda: {"t1"})
     tokens_seen: list[str] = field(default_factory=list)
+    queries: list[dict[str, list[str]]] = field(default_factory=list)
     connections: int = 0
     frames: list[dict[str, Any]] = field(default_factory=list)
     fragment_sizes: list[list[int]] = field(default_factory=list)
     script: Callable[[FakeService, ServerConnection, int], Awaitable[None]] | None = None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        token = parse_qs(urlparse(request.path).query).get("token", [""])[0]
+        query = parse_qs(urlparse(request.path).query)
+        self.queries.append(query)
+        token = query.get("token", [""])[0]
         self.tokens_seen.append(token)
         if token not in self.accepted_tokens:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
@@ -149,6 +152,7 @@ async def test_it_connects_with_the_token_and_syncs_first(
     await harness.wait_for(SyncComplete)
     await harness.stop()
     assert fake.tokens_seen == ["t1"]
+    assert fake.queries[0]["batch"] == ["1"]  # it reads what is posted together in batches
     assert fake.frames[0] == SYNC
     assert harness.states[0] == (True, "connected")
     assert harness.states[-1][0] is False

@@ -48,9 +48,12 @@ class World(Ports):
         self.directory.users[user_id] = found
         return user_id, found
 
-    def online(self, user_id: str, device: Device, *, since: float = NOW) -> Caller:
+    def online(
+        self, user_id: str, device: Device, *, since: float = NOW, batch: bool = False
+    ) -> Caller:
+        """The device connected (`batch`: dialled with batch=1, as the SDK does)."""
         caller = Caller(user_id, device.device_id, secrets.token_hex(6) + "=")
-        self.call(lifecycle.connect, caller, now=since, limits=LIMITS)
+        self.call(lifecycle.connect, caller, now=since, limits=LIMITS, batch=batch)
         return caller
 
     def online_user(self) -> tuple[Caller, Device]:
@@ -402,6 +405,42 @@ def send_many(
         raw["more"] = items[1:]
     frame = parse_send(raw, max_payload_bytes=limits.max_payload_bytes)
     return world.call(messaging.send, frame, caller, now=now, limits=limits)
+
+
+def test_a_connection_that_reads_batches_gets_a_frames_messages_in_one_post(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    phone, laptop = Device(secrets.token_hex(8)), Device(secrets.token_hex(8))
+    bob_id, _ = world.user(phone, laptop)
+    on_phone = world.online(bob_id, phone, batch=True)
+    on_laptop = world.online(bob_id, laptop)  # an older client: an event a post
+    bodies = [b"one", b"two", b"three"]
+
+    outcome = send_many(world, alice, bob_id, {phone.device_id: bodies, laptop.device_id: bodies})
+
+    (post,) = world.posts(on_phone)
+    assert post["event"] == "batch"
+    assert [e["client_id"] for e in post["events"]] == ["m0", "m1", "m2"]
+    assert [p["event"] for p in world.posts(on_laptop)] == ["message"] * 3
+    assert outcome.delivered == 2
+
+
+def test_a_batch_post_that_fails_leaves_the_frames_messages_to_the_next_sync(
+    world: World,
+) -> None:
+    alice, _ = world.online_user()
+    bob_id, (phone,) = world.user(Device(secrets.token_hex(8), "fcm", PUSHABLE + "p"))
+    on_phone = world.online(bob_id, phone, batch=True)
+    world.gateway.script[on_phone.connection_id] = [PostOutcome.FAILED]
+
+    outcome = send_many(world, alice, bob_id, {phone.device_id: [b"one", b"two"]})
+
+    assert world.posts(on_phone) == []
+    assert world.pusher.woken == [phone.device_id]  # not reached: woken to sync
+    assert outcome.delivered == 0
+    world.sync(on_phone, batch=True)
+    assert [e["client_id"] for e in world.events(on_phone, "message")] == ["m0", "m1"]
 
 
 def test_a_frame_of_several_messages_stores_posts_and_answers_them_in_order(
