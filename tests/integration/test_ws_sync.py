@@ -39,17 +39,22 @@ def _sync_all(ws: Harness, device: Device, *, batch: bool = False) -> int:
         frame = {"action": "sync", "after": synced["cursor"], "batch": batch}
 
 
-def test_offline_recipient_syncs_a_backlog_larger_than_a_page_in_order(ws: Harness) -> None:
+def _offline_backlog(ws: Harness, count: int) -> Device:
+    """Alice sends `count` messages (m0000, m0001, ...) to Bob while he is offline; Bob,
+    connected now."""
     ws.aws.settings[Setting.LIMITS] = json.dumps({"send_rate_per_s": 10_000})
     (alice,) = ws.user()
     (bob,) = ws.user()
     alice = ws.connect(alice)
-    count = SYNC_PAGE + 5
     for i in range(count):
-        assert (
-            ws.send(alice, bob.user_id, {bob.device_id: b"%d" % i}, f"m{i:04d}")["event"] == "sent"
-        )
-    bob = ws.connect(bob)
+        answer = ws.send(alice, bob.user_id, {bob.device_id: b"%d" % i}, f"m{i:04d}")
+        assert answer["event"] == "sent"
+    return ws.connect(bob)
+
+
+def test_offline_recipient_syncs_a_backlog_larger_than_a_page_in_order(ws: Harness) -> None:
+    count = SYNC_PAGE + 5
+    bob = _offline_backlog(ws, count)
 
     frames = _sync_all(ws, bob)
 
@@ -64,14 +69,8 @@ def test_offline_recipient_syncs_a_backlog_larger_than_a_page_in_order(ws: Harne
 
 
 def test_a_client_that_reads_batches_gets_each_page_in_one_post(ws: Harness) -> None:
-    ws.aws.settings[Setting.LIMITS] = json.dumps({"send_rate_per_s": 10_000})
-    (alice,) = ws.user()
-    (bob,) = ws.user()
-    alice = ws.connect(alice)
     count = SYNC_PAGE + 5
-    for i in range(count):
-        ws.send(alice, bob.user_id, {bob.device_id: b"%d" % i}, f"m{i:04d}")
-    bob = ws.connect(bob)
+    bob = _offline_backlog(ws, count)
 
     assert _sync_all(ws, bob, batch=True) == 2
 
