@@ -83,7 +83,7 @@ def test_a_connection_dialled_with_batch_gets_a_frames_messages_in_one_post(
     }
     assert ws.frame(alice, frame)["statusCode"] == 200
 
-    (post,) = ws.endpoint.events(connection_id)
+    (post,) = ws.endpoint.posted(connection_id)
     assert post["event"] == "batch"
     assert [e["client_id"] for e in post["events"]] == ["m0", "m1"]
 

@@ -119,9 +119,19 @@ class ConnectionsEndpoint:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def events(self, connection_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    def posted(self, connection_id: str) -> list[dict[str, Any]]:
+        """What was posted to the connection, one entry a post (an event or a batch)."""
         with self._lock:
-            got = list(self.received.get(connection_id, []))
+            return list(self.received.get(connection_id, []))
+
+    def events(self, connection_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The events posted to the connection as its client reads them (a batch's one
+        by one), of `kind` if given."""
+        got = [
+            event
+            for post in self.posted(connection_id)
+            for event in (post["events"] if post.get("event") == "batch" else [post])
+        ]
         return [e for e in got if kind is None or e.get("event") == kind]
 
     def clear(self) -> None:
@@ -336,6 +346,10 @@ class Harness:
     def events(self, device: Device, kind: str | None = None) -> list[dict[str, Any]]:
         assert device.connection_id is not None
         return self.endpoint.events(device.connection_id, kind)
+
+    def posted(self, device: Device) -> list[dict[str, Any]]:
+        assert device.connection_id is not None
+        return self.endpoint.posted(device.connection_id)
 
     # -- tables ------------------------------------------------------------------
 

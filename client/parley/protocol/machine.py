@@ -460,7 +460,8 @@ class Protocol:
         self._events.append(SendRejected(entry, code, message, None, details))
 
     def _on_batch(self, raw: dict[str, Any]) -> None:
-        """Several events in one post (a sync page): each as if it came alone, in order."""
+        """Several events in one post (a sync page, a frame's messages): each as if it
+        came alone, in order."""
         events = raw.get("events")
         if not isinstance(events, list):
             log.warning("ignored a batch without a list of events")

@@ -409,9 +409,9 @@ def sync(
             left = more or delivered < len(events)
             return SyncOutcome(delivered, left, gone=True, oldest_ts=oldest)
         if outcome is PostOutcome.FAILED:
-            if len(run) == 1 and run[0] is done:  # only `synced` was lost: every event got through
-                return SyncOutcome(delivered, more, gone=False, oldest_ts=oldest)
-            if last is None:
+            if last is None or (len(run) == 1 and run[0] is done):
+                # nothing got through, or only `synced` did not: without it the client
+                # would wait for the page's end; the error has it sync again
                 raise DependencyUnavailable("could not deliver; sync again")
             # resume right after the last event that did get through
             gateway.post(caller.connection, synced_event(True, encode_cursor(last)))

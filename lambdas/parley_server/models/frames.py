@@ -25,6 +25,7 @@ from parley_server.models.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
     "ACTIONS",
+    "BATCH_BYTES",
     "CONNECTING_S",
     "MAX_EPHEMERAL_TTL_S",
     "MAX_IDS_PER_FRAME",
@@ -45,9 +46,12 @@ __all__ = [
     "ServerId",
     "SyncFrame",
     "TypingFrame",
+    "batch_event",
+    "batches",
     "decode_cursor",
     "encode_cursor",
     "error_event",
+    "event_bytes",
     "frame_ref",
     "mailbox_key",
     "make_ord",
@@ -426,9 +430,7 @@ class SyncFrame(msgspec.Struct, frozen=True):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SyncFrame:
-        batch = raw.get("batch", False)
-        if not isinstance(batch, bool):
-            raise BadRequest("`batch` must be true or false", field="batch")
+        batch = _flag(raw, "batch")
         after = raw.get("after")
         if after is None:
             return cls(None, batch)

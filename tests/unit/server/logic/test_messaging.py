@@ -993,6 +993,28 @@ def test_sync_that_cannot_post_anything_asks_the_client_to_sync_again(world: Wor
         world.sync(bob)
 
 
+def test_a_sync_whose_synced_cannot_be_posted_asks_the_client_to_sync_again(
+    world: World,
+) -> None:
+    _, bob_id, bob_dev = _fill(world, 3)
+    bob = world.online(bob_id, bob_dev)
+    script = [PostOutcome.DELIVERED] * 3 + [PostOutcome.FAILED]  # the page, then `synced`
+    world.gateway.script[bob.connection_id] = script
+    with pytest.raises(DependencyUnavailable):  # the client would wait for the page's end
+        world.sync(bob)
+    assert len(world.events(bob, "message")) == 3
+
+
+def test_a_batched_sync_of_nothing_whose_synced_cannot_be_posted_asks_to_sync_again(
+    world: World,
+) -> None:
+    bob_id, (bob_dev,) = world.user()
+    bob = world.online(bob_id, bob_dev)
+    world.gateway.script[bob.connection_id] = [PostOutcome.FAILED]
+    with pytest.raises(DependencyUnavailable):
+        world.sync(bob, batch=True)
+
+
 def test_sync_of_an_empty_mailbox_says_synced_with_nothing_more(world: World) -> None:
     bob_id, (bob_dev,) = world.user()
     bob = world.online(bob_id, bob_dev)
