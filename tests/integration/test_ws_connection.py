@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from parley_server.catalogue import Setting
 from tests.conftest import FakeAws
 from tests.integration.ws_harness import Harness, connect_event, harness, new_connection_id
 
@@ -25,11 +24,7 @@ def test_connect_records_the_device_connection_with_a_ttl_past_two_hours(ws: Har
 
     bob = ws.connect(bob)
 
-    (item,) = ws.aws.client("dynamodb").query(
-        TableName=ws.aws.settings[Setting.CONNECTIONS_TABLE],
-        KeyConditionExpression="user_id = :u",
-        ExpressionAttributeValues={":u": {"S": bob.user_id}},
-    )["Items"]
+    (item,) = ws.connection_items(bob.user_id)
     assert item["connection_id"]["S"] == bob.connection_id
     assert item["device_id"]["S"] == bob.device_id
     assert int(item["expires_at"]["N"]) - before > 2 * 3600
@@ -43,16 +38,6 @@ def test_connect_without_an_authorized_caller_is_refused_and_records_nothing(
 
     assert ws.invoke("WsConnect", event)["statusCode"] == 401
     assert ws.connection_ids("a" * 32) == set()
-
-
-def _recorded(ws: Harness, user_id: str) -> list[dict[str, Any]]:
-    answer = ws.aws.client("dynamodb").query(
-        TableName=ws.aws.settings[Setting.CONNECTIONS_TABLE],
-        KeyConditionExpression="user_id = :u",
-        ExpressionAttributeValues={":u": {"S": user_id}},
-    )
-    items: list[dict[str, Any]] = answer["Items"]
-    return items
 
 
 def _dialled(connection_id: str, user_id: str, device_id: str, batch: str) -> dict[str, Any]:
@@ -71,7 +56,7 @@ def test_a_connection_dialled_with_batch_gets_a_frames_messages_in_one_post(
     connection_id = new_connection_id()
     event = _dialled(connection_id, bob.user_id, bob.device_id, "1")
     assert ws.invoke("WsConnect", event) == {"statusCode": 200}
-    (item,) = _recorded(ws, bob.user_id)
+    (item,) = ws.connection_items(bob.user_id)
     assert item["batched"] == {"BOOL": True}
 
     frame = {
@@ -96,7 +81,7 @@ def test_a_connection_dialled_with_a_bad_batch_option_is_refused_and_records_not
     event = _dialled(new_connection_id(), bob.user_id, bob.device_id, batch)
 
     assert ws.invoke("WsConnect", event)["statusCode"] == 400
-    assert _recorded(ws, bob.user_id) == []
+    assert ws.connection_items(bob.user_id) == []
 
 
 def test_disconnect_forgets_the_connection_and_records_last_seen(ws: Harness) -> None:

@@ -374,13 +374,18 @@ class Harness:
             ExpressionAttributeValues={":s": {"N": str(int(seconds))}},
         )
 
-    def connection_ids(self, user_id: str) -> set[str]:
+    def connection_items(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's items in the connections table, as stored (one Query)."""
         answer = self.aws.client("dynamodb").query(
             TableName=self.aws.settings[Setting.CONNECTIONS_TABLE],
             KeyConditionExpression="user_id = :u",
             ExpressionAttributeValues={":u": {"S": user_id}},
         )
-        return {item["connection_id"]["S"] for item in answer["Items"]}
+        items: list[dict[str, Any]] = answer["Items"]
+        return items
+
+    def connection_ids(self, user_id: str) -> set[str]:
+        return {item["connection_id"]["S"] for item in self.connection_items(user_id)}
 
     def snapshot(self) -> dict[str, Any]:
         """Every messaging table's items, to show that a refused frame changed nothing."""

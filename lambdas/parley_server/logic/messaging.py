@@ -135,9 +135,8 @@ def deliver_each(
         events = events_for(connection.device_id)
         if not events or connection.connection_id == skip:
             continue
-        runs = batches(events) if connection.batch else [[event] for event in events]
         outcome = PostOutcome.DELIVERED
-        for run in runs:
+        for run in batches(events, together=connection.batch):
             posts += 1
             outcome = gateway.post(connection.connection_id, batch_event(run))
             if outcome is not PostOutcome.DELIVERED:
@@ -399,10 +398,9 @@ def sync(
     events: list[Mapping[str, Any]] = [envelope.event() for envelope in page.envelopes]
     # where each event leaves the cursor (`synced`: nowhere)
     positions = iter([Position(e.ord, e.server_id) for e in page.envelopes] + [None])
-    runs = batches([*events, done]) if frame.batch else [[event] for event in (*events, done)]
     last = frame.after
     delivered = 0
-    for run in runs:
+    for run in batches([*events, done], together=frame.batch):
         ends = [next(positions) for _ in run]
         outcome = gateway.post(caller.connection, batch_event(run))
         if outcome is PostOutcome.GONE:

@@ -687,10 +687,13 @@ def event_bytes(event: Mapping[str, Any]) -> int:
 
 
 def batches(
-    events: Sequence[Mapping[str, Any]], limit: int = BATCH_BYTES
+    events: Sequence[Mapping[str, Any]], limit: int = BATCH_BYTES, *, together: bool = True
 ) -> list[list[Mapping[str, Any]]]:
     """`events` in order, in runs that each fit one `batch` event of at most `limit`
-    bytes; an event too large to share a post goes alone."""
+    bytes; an event too large to share a post goes alone. Not `together` (a client
+    that does not read batches): a run of one each."""
+    if not together:
+        return [[event] for event in events]
     runs: list[list[Mapping[str, Any]]] = []
     size = limit  # no run open yet
     for event in events:

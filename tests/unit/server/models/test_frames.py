@@ -458,6 +458,7 @@ def test_an_event_too_large_to_share_a_post_goes_alone() -> None:
     big, small = _event(1, BATCH_BYTES), _event(2, 10)
     assert batches([small, big, small]) == [[small], [big], [small]]
     assert batches([small, small]) == [[small, small]]
+    assert batches([small, small], together=False) == [[small], [small]]
 
 
 def test_a_batch_of_exactly_a_billed_message_is_one_post_and_a_byte_more_is_two() -> None:
