@@ -60,11 +60,17 @@ def _receipts_waiting(stack: LocalStack, device: Account) -> list[str]:
     return [i["sk"]["S"] for i in items if i["sk"]["S"].startswith("r#")]
 
 
-async def _until_mailbox_empty(stack: LocalStack, device: Account) -> None:
-    """Until `device` has acked everything (the service tells a sender `delivered`
-    before it deletes what was acked: after this, any receipt is stored)."""
+def _messages_waiting(stack: LocalStack, device: Account) -> list[str]:
+    items = stack.mailbox(device.user_id, device.device_id)
+    return [i["sk"]["S"] for i in items if i["sk"]["S"].startswith("m#")]
+
+
+async def _until_messages_acked(stack: LocalStack, device: Account) -> None:
+    """Until `device` has acked every message waiting for it (the service tells a
+    sender `delivered` before it deletes what was acked: after this, any receipt is
+    stored). Receipts to `device` may stay: their acks wait for the next ack frame."""
     async with asyncio.timeout(WAIT_S):
-        while stack.mailbox(device.user_id, device.device_id):  # noqa: ASYNC110 (moto holds it)
+        while _messages_waiting(stack, device):  # noqa: ASYNC110 (moto holds it)
             await asyncio.sleep(0.05)
 
 
@@ -84,7 +90,7 @@ async def test_a_strangers_message_is_a_request_that_tells_the_stranger_nothing_
 
     async with client(local_stack, tmp_path, "bob") as bob:
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)
-        await _until_mailbox_empty(local_stack, bob_account)
+        await _until_messages_acked(local_stack, bob_account)
         assert _receipts_waiting(local_stack, mallory) == []
         (request,) = bob.message_requests()
         assert (request.user_id, request.accepted) == (mallory.user_id, False)
@@ -109,7 +115,7 @@ async def test_a_strangers_message_is_a_request_that_tells_the_stranger_nothing_
             await app.wait_outbox_empty()
         # accepted: her message now ticks, and Bob's last seen is hers to see
         async with client(local_stack, tmp_path, "bob") as bob:
-            await _until_mailbox_empty(local_stack, bob_account)
+            await _until_messages_acked(local_stack, bob_account)
         update = await expect(events, ReceiptUpdate, lambda e: e.state is MessageState.DELIVERED)
         assert [m.text for m in update.messages] == ["great to hear from you"]
         assert (await app.last_seen("Bob"))["last_seen"] is not None
@@ -147,6 +153,54 @@ async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
 
         assert [m.text for m in alice.history("Bob")] == ["Hi Bob, first contact", "Hello Alice"]
         assert await alice.safety_number("Bob") == await bob.safety_number("Alice")
+
+
+async def _until_no_receipts(stack: LocalStack, device: Account) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while _receipts_waiting(stack, device):  # noqa: ASYNC110 (moto holds it)
+            await asyncio.sleep(0.05)
+
+
+async def test_a_receipts_ack_rides_with_the_replys_ack_and_goes_before_a_close(
+    local_stack: LocalStack, pair: tuple[Path, Account, Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, alice_account, bob_account = pair
+    written: dict[int, list[dict[str, object]]] = {}
+    data_to_send = Protocol.data_to_send
+
+    def recording(proto: Protocol) -> list[list[str]]:
+        frames = data_to_send(proto)
+        written.setdefault(id(proto), []).extend(json.loads("".join(f)) for f in frames)
+        return frames
+
+    monkeypatch.setattr(Protocol, "data_to_send", recording)
+    async with clients(local_stack, home, "alice", "bob") as (alice, bob):
+        alice_events, bob_events = alice.events(), bob.events()
+        await asyncio.wait_for(bob.wait_synced(), WAIT_S)
+        await alice.add_contact(bob_account.phone, "Bob")
+        first = await alice.send("Bob", "are you there?")
+        await expect(bob_events, MessageReceived)
+        await until_state(alice, alice_events, first.client_id, MessageState.DELIVERED)
+        # applied, and its ack waits for an ack frame that goes anyway
+        (receipt,) = _receipts_waiting(local_stack, alice_account)
+
+        reply = await bob.send(alice_account.user_id, "yes")
+        await expect(alice_events, MessageReceived)
+        await _until_no_receipts(local_stack, alice_account)
+        # one frame acked the reply (ticking it) and the receipt
+        (ack,) = [f for f in written[id(alice.protocol)] if f.get("action") == "ack"]
+        ids = ack["ids"]
+        assert isinstance(ids, list)
+        (message,) = [i for i in ids if i != receipt]
+        assert message.startswith(f"m#{bob_account.user_id}#")
+        assert message.endswith(f"#{reply.client_id}")
+        assert ack["delivered"] == [message]
+        await until_state(bob, bob_events, reply.client_id, MessageState.DELIVERED)
+        (waiting,) = _receipts_waiting(local_stack, bob_account)
+    # closing sent the ack Bob still held
+    await _until_no_receipts(local_stack, bob_account)
+    bobs = [f for f in written[id(bob.protocol)] if f.get("action") == "ack"]
+    assert bobs[-1] == {"action": "ack", "ids": [waiting]}
 
 
 async def _stored_for(sender: Client, recipient: Account, texts: list[str]) -> list[Message]:
@@ -212,7 +266,7 @@ async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_t
             bob_events = bob.events()
             received = [await expect(bob_events, MessageReceived) for _ in texts]
             assert [r.message.text for r in received] == texts
-            await _until_mailbox_empty(local_stack, bob_account)
+            await _until_messages_acked(local_stack, bob_account)
             acks = [f for f in written[id(bob.protocol)] if f.get("action") == "ack"]
         assert len(acks) == 1
         assert len(acks[0]["ids"]) == len(texts)  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ log = logging.getLogger("chaos")
 
 SYNC_WATCHDOG_S = 8.0  # a sync unanswered this long is asked again
 IN_FLIGHT = 3  # messages a device has handed to the protocol and not yet had accepted
+RECEIPT_ACK_WAIT_S = 2.0  # at most, for the ack of a receipt (the SDK: 300 s)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ class Device:
             # shorter wait resent what a loaded stack was still working on: at soak
             # size (150 sends in flight, 13 accepted a second) a third of the sends
             # were such copies, and the copies slowed the stack further
+            # A receipt's ack waits for the next ack frame, as the SDK's does, but at
+            # most 2 s, not its 300: the calm after the run waits 60 s for every
+            # mailbox to empty with the devices connected (an ack lost to a fault
+            # comes right by a sync and the acks of the copies, each of them waiting
+            # too).
+            receipt_ack_delay=RECEIPT_ACK_WAIT_S,
         )
         for entry in self.disk.outbox.values():
             proto.send(entry)  # what was written and not yet accepted goes again

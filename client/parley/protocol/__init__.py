@@ -16,7 +16,8 @@ protocol is tested without a network:
 - incoming messages are deduplicated by (sender, client id) and acked only once
   the caller reports them stored (or deliberately dropped); an ack waits up to
   ACK_DELAY_S for others, so what arrives together is acked in one frame
-  (`flush_acks` sends them at once, before a close);
+  (`flush_acks` sends them at once, before a close); the ack of a receipt, on
+  which no tick hangs, waits for the next ack frame (at most RECEIPT_ACK_DELAY_S);
 - frames above API Gateway's 32 KB frame limit leave as several fragments;
 - an entry may wait for others (`after`): a group message goes out only once
   the sender keys it needs have been stored by the server, so every member
@@ -56,7 +57,7 @@ from parley.protocol.frames import (
     check_size,
     fragment,
 )
-from parley.protocol.machine import ACK_BATCH, ACK_DELAY_S, Protocol
+from parley.protocol.machine import ACK_BATCH, ACK_DELAY_S, RECEIPT_ACK_DELAY_S, Protocol
 
 __all__ = [
     "ACK_BATCH",
@@ -64,6 +65,7 @@ __all__ = [
     "FRAGMENT_BYTES",
     "MAX_MESSAGES_PER_SEND",
     "MAX_MESSAGE_BYTES",
+    "RECEIPT_ACK_DELAY_S",
     "DevicesChangedNotice",
     "DevicesMismatched",
     "FrameTooLarge",

@@ -60,6 +60,13 @@ ACK_BATCH = 100
 ACK_DELAY_S = 0.2
 # Longer, and a device online all along would look offline to its senders for that long.
 MAX_ACK_DELAY_S = 10.0
+# How long the ack of a receipt may wait. No tick hangs on it (it only clears the
+# receipt from the mailbox), so it rides in the next ack frame that goes anyway: in a
+# conversation, the one that acks the reply. A connection lost meanwhile gets the
+# receipt again in its next sync, and applying it twice changes nothing.
+RECEIPT_ACK_DELAY_S = 300.0
+# Longer, and a receipt left unacked by a device online all along stays that long.
+MAX_RECEIPT_ACK_DELAY_S = 3600.0
 # (sender, client id) pairs remembered in memory on top of the caller's store.
 SEEN_MEMORY = 10_000
 
@@ -103,6 +110,7 @@ class Protocol:
         send_timeout: float = SEND_TIMEOUT_S,
         fragment_bytes: int = FRAGMENT_BYTES,
         ack_delay: float = ACK_DELAY_S,
+        receipt_ack_delay: float = RECEIPT_ACK_DELAY_S,
     ) -> None:
         self._is_seen_store = is_seen or (lambda _sender, _cid: False)
         # whether acking this message tells its sender `delivered` (the app's say,
@@ -113,6 +121,12 @@ class Protocol:
         if not 0 <= ack_delay <= MAX_ACK_DELAY_S:
             raise ValueError(f"ack_delay must be 0 to {MAX_ACK_DELAY_S} s, not {ack_delay!r}")
         self._ack_delay = ack_delay
+        if not ack_delay <= receipt_ack_delay <= MAX_RECEIPT_ACK_DELAY_S:
+            raise ValueError(
+                f"receipt_ack_delay must be ack_delay ({ack_delay}) to "
+                f"{MAX_RECEIPT_ACK_DELAY_S} s, not {receipt_ack_delay!r}"
+            )
+        self._receipt_ack_delay = receipt_ack_delay
         self._fragment_bytes = fragment_bytes
         # messages per `send` frame: the service's limit, lower if it says so
         self._max_batch = MAX_MESSAGES_PER_SEND
@@ -123,7 +137,7 @@ class Protocol:
         self._control: list[dict[str, Any]] = []  # sync/receipt/typing frames
         self._acks: list[str] = []
         self._ticked: set[str] = set()  # of _acks, those whose sender gets `delivered`
-        self._acks_due: float | None = None  # when the oldest waiting ack must go
+        self._acks_due: float | None = None  # when the first waiting ack must go
         self._out: list[list[str]] = []
         self._events: list[ProtocolEvent] = []
         # (sender, client id) handed to the caller and not yet resolved -> duplicate server ids
@@ -227,7 +241,9 @@ class Protocol:
         self._resolve(message, remember=False)
 
     def receipt_stored(self, receipt: IncomingReceipt) -> None:
-        self._queue_ack(receipt.server_id)
+        """The receipt is applied: acknowledge it, in the next ack frame that goes
+        (at the latest `receipt_ack_delay` from now)."""
+        self._queue_ack(receipt.server_id, delay=self._receipt_ack_delay)
         self._flush()
 
     def send_receipt(
@@ -611,13 +627,16 @@ class Protocol:
         if len(self._seen) > SEEN_MEMORY:
             self._seen.pop(next(iter(self._seen)))
 
-    def _queue_ack(self, server_id: str, *, tick: bool = False) -> None:
+    def _queue_ack(self, server_id: str, *, tick: bool = False, delay: float | None = None) -> None:
+        """Hold an ack for `server_id` (by default up to `ack_delay`): every waiting
+        ack goes in one frame when the first of them is due."""
         if server_id not in self._acks:
             self._acks.append(server_id)
         if tick:
             self._ticked.add(server_id)
-        if self._acks_due is None:
-            self._acks_due = self._clock() + self._ack_delay
+        due = self._clock() + (self._ack_delay if delay is None else delay)
+        if self._acks_due is None or due < self._acks_due:
+            self._acks_due = due
 
     def flush_acks(self) -> None:
         """Put every waiting ack on the wire now (before a close)."""

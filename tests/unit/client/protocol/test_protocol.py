@@ -12,6 +12,7 @@ from parley.protocol import (
     ACK_BATCH,
     FRAGMENT_BYTES,
     MAX_MESSAGES_PER_SEND,
+    RECEIPT_ACK_DELAY_S,
     DevicesMismatched,
     FrameTooLarge,
     IncomingMessage,
@@ -390,26 +391,81 @@ def test_garbage_frames_are_ignored_with_a_warning(
     assert caplog.records
 
 
-def test_receipts_are_surfaced_and_acked_once_applied() -> None:
-    proto = connected()
-    proto.receive_data(
-        json.dumps(
-            {
-                "event": "receipt",
-                "id": "r1",
-                "from": BOB,
-                "from_device": DEV2,
-                "status": "delivered",
-                "ids": ["m1", "m2"],
-                "ts": 7,
-            }
-        )
+def receipt_event(server_id: str = "r1", ids: tuple[str, ...] = ("m1", "m2")) -> str:
+    return json.dumps(
+        {
+            "event": "receipt",
+            "id": server_id,
+            "from": BOB,
+            "from_device": DEV2,
+            "status": "delivered",
+            "ids": list(ids),
+            "ts": 7,
+        }
     )
+
+
+def _applied(proto: Protocol, *texts: str) -> None:
+    for text in texts:
+        proto.receive_data(text)
+        for incoming in proto.events_received():
+            assert isinstance(incoming, IncomingReceipt)
+            proto.receipt_stored(incoming)
+
+
+def test_receipts_are_surfaced_and_acked_once_applied_at_the_latest_after_their_delay() -> None:
+    clock = Clock()
+    proto = connected(clock=clock)
+    proto.receive_data(receipt_event())
     (receipt,) = proto.events_received()
     assert receipt == IncomingReceipt("r1", BOB, DEV2, "delivered", ("m1", "m2"), 7)
     assert frames(proto) == []
+    assert proto.next_deadline() is None  # nothing to ack before it is applied
     proto.receipt_stored(receipt)
+    # no tick hangs on it: it waits for an ack frame that goes anyway, or its time
+    assert frames(proto) == []
+    assert proto.next_deadline() == pytest.approx(1000.0 + RECEIPT_ACK_DELAY_S)
+    clock.now += RECEIPT_ACK_DELAY_S - 0.01
+    proto.handle_timeout()
+    assert frames(proto) == []
+    clock.now += 0.01
+    proto.handle_timeout()
     assert frames(proto) == [{"action": "ack", "ids": ["r1"]}]
+    assert proto.next_deadline() is None
+
+
+def test_a_receipts_ack_rides_in_the_frame_that_acks_the_reply() -> None:
+    clock = Clock()
+    proto = connected(clock=clock, ticks=lambda _message: True, ack_delay=0.2)
+    _applied(proto, receipt_event("r1"))  # Bob's device got what Alice sent
+    clock.now += 5
+    _applied(proto, receipt_event("r2", ("m3",)))
+    clock.now += 20
+    _stored(proto, message_event("m9", "s9"))  # Bob replies
+    assert frames(proto) == []
+    assert proto.next_deadline() == pytest.approx(clock.now + 0.2)  # the reply's ack
+    clock.now += 0.2
+    proto.handle_timeout()
+    assert frames(proto) == [{"action": "ack", "ids": ["r1", "r2", "s9"], "delivered": ["s9"]}]
+    assert proto.next_deadline() is None
+
+
+def test_a_receipts_ack_waits_no_longer_than_a_messages_when_told_so() -> None:
+    clock = Clock()
+    proto = connected(clock=clock, ack_delay=0.2, receipt_ack_delay=0.2)
+    _applied(proto, receipt_event())
+    assert proto.next_deadline() == pytest.approx(1000.2)
+    clock.now += 0.2
+    proto.handle_timeout()
+    assert frames(proto) == [{"action": "ack", "ids": ["r1"]}]
+
+
+@pytest.mark.parametrize(
+    ("ack", "receipt"), [(0.2, 0.1), (0.0, -1.0), (0.2, 3601.0), (0.2, float("nan"))]
+)
+def test_a_receipt_ack_delay_out_of_range_is_refused(ack: float, receipt: float) -> None:
+    with pytest.raises(ValueError, match="receipt_ack_delay"):
+        Protocol(ack_delay=ack, receipt_ack_delay=receipt)
 
 
 def test_a_receipt_with_an_unknown_status_is_dropped_and_acked() -> None:
