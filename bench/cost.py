@@ -331,6 +331,11 @@ def one_to_one(messages: int) -> Usage:
     return _usage(deliveries=messages, counts=message_cost.count_conversation(messages))
 
 
+def one_to_one_replies() -> Usage:
+    """bench.message_cost's conversation of replies (scenario (c)), as Usage."""
+    return _usage(deliveries=message_cost.REPLIES, counts=message_cost.count_replies())
+
+
 def group_message(members: int) -> Usage:
     """bench.group_cost's group message to `members` members, every member acking, as Usage."""
     acked = group_cost.count_group_message(members).acked
@@ -474,6 +479,13 @@ def _scenarios(quick: bool) -> Iterable[tuple[str, Usage, str]]:
     yield "1:1 message", one_to_one(1), "send, delivery, ack, receipt, receipt ack (measured)"
     if not quick:
         yield "1:1 burst of 10", one_to_one(10), "ten sends acked in one frame (measured)"
+        yield (
+            "1:1 conversation",
+            one_to_one_replies(),
+            f"{message_cost.REPLIES} messages, each a reply {message_cost.REPLY_GAP_S:g} s "
+            "after the one before; each receipt's ack rides in the frame that acks the "
+            "reply (measured)",
+        )
     for members in (10,) if quick else group_cost.SIZES:
         yield (
             f"group of {members}",
@@ -486,8 +498,11 @@ def run(quick: bool = False) -> list[Figure]:
     """Price every scenario; `quick`: the single 1:1 message and a group of 10 only."""
     figures: list[Figure] = []
     core: Usage | None = None
+    conversation: Usage | None = None
     for name, usage, how in _scenarios(quick):
         core = core or usage
+        if name == "1:1 conversation":
+            conversation = usage
         figures.append(_figure(f"{name}: messaging core", usage, how))
     assert core is not None
     figures.append(
@@ -500,6 +515,17 @@ def run(quick: bool = False) -> list[Figure]:
             "(send, its answer, the delivery, the ack, the receipt, its ack)",
         )
     )
+    if conversation is not None:
+        figures.append(
+            Figure(
+                f"cost (us-east-1 list prices of {PRICES_AS_OF})",
+                "1:1 conversation: billed WebSocket messages",
+                conversation.per_delivery().ws_messages,
+                "messages",
+                "per message of the conversation above (send, its answer, the delivery, "
+                "the ack, the receipt; the receipt's ack shares the reply's ack frame)",
+            )
+        )
     typical = core.per_delivery() + replace(typical_overheads(), deliveries=0)
     a = USAGE
     figures.append(

@@ -9,12 +9,16 @@ LSI; eventually consistent reads 0.5 RCU per started 4 KB of items read).
 Scenarios (both people online and connected before counting starts):
   (a) one message: send, the recipient's ack (which sends `delivered` back to the
       online sender), the sender's ack of that receipt;
-  (b) a burst of ten messages, acked in one frame, then the one batched receipt acked.
+  (b) a burst of ten messages, acked in one frame, then the one batched receipt acked;
+  (c) a conversation: Alice and Bob take turns, each message a reply to the one
+      before, REPLY_GAP_S later; both apps close at the end.
 
 The sender's frames are the SDK's: its outbox (parley.protocol.Protocol) is given
 the messages and writes the frames, answered by the real WsSend. Ten messages
 queued together (an outbox sent on reconnect, a forward, what piles up behind a
-send in flight) go in one `send` frame.
+send in flight) go in one `send` frame. In (c) both people are the SDK's protocol
+on a clock of the bench's: every frame, acks included, is one the SDK would write,
+when it would write it (a receipt's ack waits for the frame that acks the reply).
 """
 
 from __future__ import annotations
@@ -22,18 +26,31 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from dataclasses import dataclass
+from typing import Any
 
 from bench.metering import Counts, Device, Service, invoke, service, ws_event
 from bench.report import Figure, print_table
-from parley.protocol import OutboxEntry, Protocol
+from parley.protocol import IncomingMessage, IncomingReceipt, OutboxEntry, Protocol
 from parley_server.catalogue import Setting
+from parley_server.models.frames import mailbox_key
 from parley_server.store.aws import client
 from parley_server.store.users import UsersStore
 from tests.device_lists import list_devices
 
-__all__ = ["CIPHERTEXT_BYTES", "count_conversation", "main", "run"]
+__all__ = [
+    "CIPHERTEXT_BYTES",
+    "REPLIES",
+    "REPLY_GAP_S",
+    "count_conversation",
+    "count_replies",
+    "main",
+    "run",
+]
 
 CIPHERTEXT_BYTES = 256  # a short text message after Double Ratchet encryption
+REPLIES = 20  # messages in scenario (c)
+REPLY_GAP_S = 5.0  # from one message of (c) to its reply
 # the bursts are the point here; the rate limiter still takes its write
 _LIMITS = {"send_rate_per_s": 10_000}
 
@@ -79,6 +96,119 @@ def _conversation(service: Service, messages: int) -> Counts:
     return meter.counts()
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+_ROUTES = {"send": "WsSend", "ack": "WsAck", "sync": "WsSync"}
+
+
+@dataclass
+class _App:
+    """One person's device as the SDK drives it: its protocol, on the bench's clock."""
+
+    service: Service
+    device: Device
+    proto: Protocol
+    read: int = 0  # posts to the device read so far
+
+    def step(self) -> bool:
+        """Read what was posted to the device and write what the protocol has due;
+        whether anything happened."""
+        busy = False
+        posts = self.service.meter.posted.get(self.device.connection_id, [])
+        while self.read < len(posts):
+            self._receive(json.dumps(posts[self.read]))
+            self.read += 1
+            busy = True
+        self.proto.handle_timeout()
+        for parts in self.proto.data_to_send():
+            frame = json.loads("".join(parts))
+            route = frame["action"]
+            answer = invoke(self.service, _ROUTES[route], ws_event(route, self.device, frame))
+            if isinstance(answer.get("body"), str):
+                self._receive(answer["body"])
+            busy = True
+        return busy
+
+    def _receive(self, text: str) -> None:
+        self.proto.receive_data(text)
+        for event in self.proto.events_received():
+            if isinstance(event, IncomingMessage):
+                self.proto.message_stored(event)
+            elif isinstance(event, IncomingReceipt):
+                self.proto.receipt_stored(event)
+
+
+def _replies(service: Service, messages: int, gap_s: float) -> Counts:
+    """Alice and Bob take turns, each message `gap_s` after the one it answers; then
+    both close (what acks wait go first, as the SDK's transport sends them)."""
+    clock = _Clock()
+    people = [_person(service, "+15550000001"), _person(service, "+15550000002")]
+    apps = [_App(service, p, Protocol(ticks=lambda _message: True, clock=clock)) for p in people]
+
+    def run_until(until: float) -> None:
+        """Everything the apps do until the clock reads `until`."""
+        while True:
+            while any([app.step() for app in apps]):
+                pass
+            due = [d for d in (app.proto.next_deadline() for app in apps) if d is not None]
+            if not due or min(due) > until:
+                clock.now = until
+                return
+            clock.now = max(clock.now, min(due))
+
+    for app in apps:
+        app.proto.connection_made()  # its sync
+    run_until(clock.now)
+    service.meter.reset()
+    for app in apps:
+        app.read = 0
+    body = base64.b64encode(secrets.token_bytes(CIPHERTEXT_BYTES)).decode()
+    for n in range(messages):
+        me, you = apps[n % 2], apps[1 - n % 2]
+        me.proto.send(
+            OutboxEntry(f"m{n}", you.device.user_id, payloads={you.device.device_id: body})
+        )
+        run_until(clock.now + gap_s)
+    for app in apps:
+        app.proto.flush_acks()
+    run_until(clock.now)
+    meter = service.meter
+    for i, (me, you) in enumerate((apps, apps[::-1])):
+        sent = len(range(i, messages, 2))
+        shown = [e for e in meter.events(you.device.connection_id) if e["event"] == "message"]
+        ticks = [e for e in meter.events(me.device.connection_id) if e["event"] == "receipt"]
+        assert len(shown) == len(ticks) == sent, (len(shown), len(ticks), sent)
+    assert not any(e["event"] == "error" for c in meter.posted for e in meter.events(c))
+    assert not any(app.proto.pending() for app in apps)
+    for person in people:
+        left = _mailbox(service, person)
+        assert not left, f"left in {person.user_id}'s mailbox: {left}"
+    return meter.counts()
+
+
+def _mailbox(service: Service, person: Device) -> list[Any]:
+    with service.meter.uncounted():
+        table = service.settings[Setting.MAILBOX_TABLE]
+        answer = client("dynamodb").query(
+            TableName=table,
+            KeyConditionExpression="device = :d",
+            ExpressionAttributeValues={":d": {"S": mailbox_key(person.user_id, person.device_id)}},
+        )
+    return list(answer["Items"])
+
+
+def count_replies(messages: int = REPLIES, gap_s: float = REPLY_GAP_S) -> Counts:
+    """What scenario (c) asks of AWS, setup not counted."""
+    with service(_LIMITS) as running:
+        return _replies(running, messages, gap_s)
+
+
 def count_conversation(messages: int) -> Counts:
     """What a conversation of `messages` messages (scenario (a) or (b)) asks of AWS,
     setup not counted."""
@@ -117,10 +247,11 @@ def _figures(group: str, counts: Counts, messages: int) -> list[Figure]:
 
 
 def run(quick: bool = False) -> list[Figure]:
-    """Both scenarios; `quick` changes nothing (the counts are exact, not sampled)."""
+    """The three scenarios; `quick` changes nothing (the counts are exact, not sampled)."""
     figures: list[Figure] = []
     for group, messages in (("(a) one message", 1), ("(b) burst of 10", 10)):
         figures.extend(_figures(group, count_conversation(messages), messages))
+    figures.extend(_figures(f"(c) {REPLIES} replies", count_replies(), REPLIES))
     return figures
 
 

@@ -26,10 +26,12 @@ import math
 import os
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import boto3
 
 from parley_server.catalogue import Setting, function
 from parley_server.config import reset_config
@@ -114,9 +116,15 @@ def _read(items: list[Mapping[str, Any]], consistent: bool) -> float:
 
 
 def capacity(
-    operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]
+    operation: str,
+    params: Mapping[str, Any],
+    parsed: Mapping[str, Any],
+    deleted: Mapping[str, list[Mapping[str, Any]]] | None = None,
 ) -> tuple[float, float]:
-    """(read units, write units) of one DynamoDB call, from what it sent and got back."""
+    """(read units, write units) of one DynamoDB call, from what it sent and got back;
+    `deleted`: for a BatchWriteItem, by table, each item its DeleteRequests removed as
+    it was before the call (DynamoDB sizes a delete by the item; its answer does not
+    say what that was). An item that was not there costs what its key does."""
     table = str(params.get("TableName", ""))
     if operation == "PutItem":
         return 0.0, _write(params["Item"], table)
@@ -126,12 +134,15 @@ def capacity(
         items = parsed.get("Items") or ([parsed["Item"]] if "Item" in parsed else [])
         return _read(items, bool(params.get("ConsistentRead"))), 0.0
     if operation == "BatchWriteItem":
-        return 0.0, sum(
-            _write(r["PutRequest"]["Item"], name)
-            for name, requests in params["RequestItems"].items()
-            for r in requests
-            if "PutRequest" in r
-        )
+        units = 0.0
+        for name, requests in params["RequestItems"].items():
+            removed = list((deleted or {}).get(name, []))
+            for r in requests:
+                if "PutRequest" in r:
+                    units += _write(r["PutRequest"]["Item"], name)
+                else:
+                    units += _write(removed.pop(0) if removed else r["DeleteRequest"]["Key"], name)
+        return 0.0, units
     if operation == "BatchGetItem":
         return sum(
             _read([item], bool(params["RequestItems"][name].get("ConsistentRead")))
@@ -174,6 +185,8 @@ class Counts:
 class Meter:
     """What the watched clients asked of AWS, per service and operation."""
 
+    # reads an item (table, key) without being counted: what a BatchWriteItem deletes
+    peek: Callable[[str, Mapping[str, Any]], Mapping[str, Any] | None] | None = None
     requests: Counter[str] = field(default_factory=Counter)
     invocations: Counter[str] = field(default_factory=Counter)
     read_units: float = 0.0
@@ -243,6 +256,16 @@ class Meter:
     ) -> tuple[Any, dict[str, Any]] | None:
         service = event_name.split(".")[1]
         self.requests[f"{service}.{model.name}"] += 1
+        if model.name == "BatchWriteItem" and self.peek is not None:
+            peek = self.peek
+            context["bench_deleted"] = {
+                name: [
+                    peek(name, r["DeleteRequest"]["Key"]) or r["DeleteRequest"]["Key"]
+                    for r in requests
+                    if "DeleteRequest" in r
+                ]
+                for name, requests in context["bench_params"]["RequestItems"].items()
+            }
         if model.name == "PostToConnection":
             params = context["bench_params"]
             self.posted[params["ConnectionId"]].append(json.loads(params["Data"]))
@@ -255,7 +278,9 @@ class Meter:
         consumed = parsed.get("ConsumedCapacity")
         if isinstance(consumed, dict):
             self.reported_units += float(consumed.get("CapacityUnits", 0))
-        reads, writes = capacity(model.name, context.get("bench_params", {}), parsed)
+        reads, writes = capacity(
+            model.name, context.get("bench_params", {}), parsed, context.get("bench_deleted")
+        )
         self.read_units += reads
         self.write_units += writes
 
@@ -309,7 +334,14 @@ def service(limits: Mapping[str, Any] | None = None) -> Iterator[Service]:
             queue = sqs.create_queue(
                 QueueName="parley-bench-fanout.fifo", Attributes={"FifoQueue": "true"}
             )["QueueUrl"]
-            meter = Meter()
+            unwatched = boto3.client("dynamodb", region_name=REGION)
+
+            def peek(table: str, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
+                answer = unwatched.get_item(TableName=table, Key=dict(key), ConsistentRead=True)
+                item: Mapping[str, Any] | None = answer.get("Item")
+                return item
+
+            meter = Meter(peek=peek)
             for watched in (
                 ddb,
                 sqs,

@@ -17,6 +17,7 @@ from botocore.hooks import HierarchicalEmitter
 from bench import cost, message_cost
 from bench.cost import PRICES, Prices, Usage
 from bench.metering import Counts, Meter, capacity
+from parley.protocol import RECEIPT_ACK_DELAY_S
 from parley_server.catalogue import Setting as S
 from parley_server.catalogue import function
 from parley_server.store.schema import TABLES
@@ -182,6 +183,18 @@ def test_a_mailbox_write_also_pays_for_its_local_index_entry() -> None:
     assert capacity("Query", query, {"Items": [_item(5000)]}) == (2.0, 0.0)
 
 
+def test_a_batch_write_pays_for_each_item_it_deletes_by_that_items_size() -> None:
+    mailbox = next(f"parley-bench-{t.id.lower()}" for t in TABLES if t.setting is S.MAILBOX_TABLE)
+    envelope = {**_item(1500), "ord": {"S": "0001"}}
+    key = _item(40)
+    params = {"RequestItems": {mailbox: [{"DeleteRequest": {"Key": key}}] * 2}}
+    # two started KB and the index entry's one; an item that was not there: its key
+    deleted = {mailbox: [envelope, key]}
+    assert capacity("BatchWriteItem", params, {}, deleted) == (0.0, 2.0 + 2.0 + 1.0)
+    # unknown, each is sized by its key: the floor, never nothing
+    assert capacity("BatchWriteItem", params, {}) == (0.0, 2.0)
+
+
 def test_one_to_one_usage_splits_exactly_the_capacity_message_cost_sizes() -> None:
     """The counts come from bench.message_cost, and reads + writes add up to its total."""
     usage = cost.one_to_one(1)
@@ -208,6 +221,22 @@ def test_a_burst_goes_as_the_sdk_sends_it_and_its_frames_are_metered_as_they_wer
     assert sorted(post["event"] for post in posts) == ["batch", "receipt"]
     (batch,) = [post for post in posts if post["event"] == "batch"]
     assert [event["event"] for event in batch["events"]] == ["message"] * 10
+    # writes, each under 1 KB: 2 rate-limit updates; 10 envelopes and the receipt,
+    # each with its index entry; the 10 envelopes deleted in one BatchWriteItem and
+    # the receipt by a DeleteItem, each with its index entry too
+    assert counts.write_units == 2 + 10 * 2 + 2 + 10 * 2 + 2
+
+
+def test_a_conversation_acks_each_receipt_in_the_frame_that_acks_the_reply() -> None:
+    counts = message_cost.count_replies(6, gap_s=5.0)  # asserts every mailbox is empty
+    # a send and an ack frame a message; every receipt but the last rode in the
+    # frame that acked its reply, and the last is acked as its app closes
+    assert counts.invocations == Counter({"WsSend": 6, "WsAck": 6 + 1})
+    assert counts.requests["dynamodb.BatchWriteItem"] == 5  # the ack of a reply and a receipt
+    assert counts.requests["dynamodb.DeleteItem"] == 2  # alone: the first message, the last receipt
+    alone = message_cost.count_replies(2, gap_s=RECEIPT_ACK_DELAY_S + 1)
+    # a reply later than a receipt's ack waits: that ack goes on its own
+    assert alone.invocations == Counter({"WsSend": 2, "WsAck": 4})
 
 
 # -- calls --------------------------------------------------------------------------------
