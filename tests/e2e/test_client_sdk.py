@@ -155,6 +155,20 @@ async def test_first_contact_messages_both_ways_with_ticks_and_read_receipts(
         assert await alice.safety_number("Bob") == await bob.safety_number("Alice")
 
 
+def _record_frames(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[dict[str, object]]]:
+    """Every frame each client writes from here on, by the id of its protocol."""
+    written: dict[int, list[dict[str, object]]] = {}
+    data_to_send = Protocol.data_to_send
+
+    def recording(proto: Protocol) -> list[list[str]]:
+        frames = data_to_send(proto)
+        written.setdefault(id(proto), []).extend(json.loads("".join(f)) for f in frames)
+        return frames
+
+    monkeypatch.setattr(Protocol, "data_to_send", recording)
+    return written
+
+
 async def _until_no_receipts(stack: LocalStack, device: Account) -> None:
     async with asyncio.timeout(WAIT_S):
         while _receipts_waiting(stack, device):  # noqa: ASYNC110 (moto holds it)
@@ -165,15 +179,7 @@ async def test_a_receipts_ack_rides_with_the_replys_ack_and_goes_before_a_close(
     local_stack: LocalStack, pair: tuple[Path, Account, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, alice_account, bob_account = pair
-    written: dict[int, list[dict[str, object]]] = {}
-    data_to_send = Protocol.data_to_send
-
-    def recording(proto: Protocol) -> list[list[str]]:
-        frames = data_to_send(proto)
-        written.setdefault(id(proto), []).extend(json.loads("".join(f)) for f in frames)
-        return frames
-
-    monkeypatch.setattr(Protocol, "data_to_send", recording)
+    written = _record_frames(monkeypatch)
     async with clients(local_stack, home, "alice", "bob") as (alice, bob):
         alice_events, bob_events = alice.events(), bob.events()
         await asyncio.wait_for(bob.wait_synced(), WAIT_S)
@@ -250,16 +256,7 @@ async def test_a_backlog_is_acked_in_one_frame_and_the_sender_still_gets_every_t
         alice_events = alice.events()
         sent = await _stored_for(alice, bob_account, texts)
 
-        # every frame Bob's client writes, by its protocol
-        written: dict[int, list[dict[str, object]]] = {}
-        data_to_send = Protocol.data_to_send
-
-        def recording(proto: Protocol) -> list[list[str]]:
-            frames = data_to_send(proto)
-            written.setdefault(id(proto), []).extend(json.loads("".join(f)) for f in frames)
-            return frames
-
-        monkeypatch.setattr(Protocol, "data_to_send", recording)
+        written = _record_frames(monkeypatch)  # every frame Bob's client writes
         # a delay far above the time the backlog takes (bench/catchup.py: 100 messages
         # shown in 0.17 s), so one frame is the only right answer
         async with client(local_stack, home, "bob", ack_delay=2.0) as bob:

@@ -271,11 +271,15 @@ def test_acks_made_while_offline_are_sent_on_the_next_connection() -> None:
 
 
 def _stored(proto: Protocol, *texts: str) -> None:
+    """Each message or receipt in `texts` received, then stored or applied."""
     for text in texts:
         proto.receive_data(text)
         for incoming in proto.events_received():
-            assert isinstance(incoming, IncomingMessage)
-            proto.message_stored(incoming)
+            if isinstance(incoming, IncomingReceipt):
+                proto.receipt_stored(incoming)
+            else:
+                assert isinstance(incoming, IncomingMessage)
+                proto.message_stored(incoming)
 
 
 def test_acks_of_what_arrives_together_share_one_frame() -> None:
@@ -405,14 +409,6 @@ def receipt_event(server_id: str = "r1", ids: tuple[str, ...] = ("m1", "m2")) ->
     )
 
 
-def _applied(proto: Protocol, *texts: str) -> None:
-    for text in texts:
-        proto.receive_data(text)
-        for incoming in proto.events_received():
-            assert isinstance(incoming, IncomingReceipt)
-            proto.receipt_stored(incoming)
-
-
 def test_receipts_are_surfaced_and_acked_once_applied_at_the_latest_after_their_delay() -> None:
     clock = Clock()
     proto = connected(clock=clock)
@@ -437,9 +433,9 @@ def test_receipts_are_surfaced_and_acked_once_applied_at_the_latest_after_their_
 def test_a_receipts_ack_rides_in_the_frame_that_acks_the_reply() -> None:
     clock = Clock()
     proto = connected(clock=clock, ticks=lambda _message: True, ack_delay=0.2)
-    _applied(proto, receipt_event("r1"))  # Bob's device got what Alice sent
+    _stored(proto, receipt_event("r1"))  # Bob's device got what Alice sent
     clock.now += 5
-    _applied(proto, receipt_event("r2", ("m3",)))
+    _stored(proto, receipt_event("r2", ("m3",)))
     clock.now += 20
     _stored(proto, message_event("m9", "s9"))  # Bob replies
     assert frames(proto) == []
@@ -453,7 +449,7 @@ def test_a_receipts_ack_rides_in_the_frame_that_acks_the_reply() -> None:
 def test_a_receipts_ack_waits_no_longer_than_a_messages_when_told_so() -> None:
     clock = Clock()
     proto = connected(clock=clock, ack_delay=0.2, receipt_ack_delay=0.2)
-    _applied(proto, receipt_event())
+    _stored(proto, receipt_event())
     assert proto.next_deadline() == pytest.approx(1000.2)
     clock.now += 0.2
     proto.handle_timeout()
