@@ -29,7 +29,7 @@ from parley.errors import ConfigurationError, NotRegistered, ParleyClientError
 from parley.groups.membership import Membership
 from parley.inbound import Inbound
 from parley.models import Event
-from parley.protocol import ACK_DELAY_S, Protocol
+from parley.protocol import ACK_DELAY_S, RECEIPT_ACK_DELAY_S, Protocol
 from parley.service import account_gone, check_service
 from parley.signup import KeyringChoice, open_store
 from parley.store import Store
@@ -124,6 +124,7 @@ def build_slices(
     has_service: bool,
     clock: Callable[[], float] = time.time,
     ack_delay: float = ACK_DELAY_S,
+    receipt_ack_delay: float = RECEIPT_ACK_DELAY_S,
 ) -> Slices:
     """The slices over `store`; `live` gets a protocol holding the stored outbox."""
 
@@ -144,6 +145,7 @@ def build_slices(
         is_seen=store.seen.contains,
         ticks=partial(relationships.ticks, store),
         ack_delay=ack_delay,
+        receipt_ack_delay=receipt_ack_delay,
     )
     # call signalling left from before a restart belongs to a call that is over
     store.outbox.drop_ephemeral()

@@ -71,7 +71,7 @@ from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
 from parley.models import Account, Contact, Event, Group, Message
 from parley.payments.calls import PaymentCalls
-from parley.protocol import ACK_DELAY_S, OutboxEntry, Protocol
+from parley.protocol import ACK_DELAY_S, RECEIPT_ACK_DELAY_S, OutboxEntry, Protocol
 from parley.signup import KeyringChoice
 from parley.store import Store
 from parley.transfers import MEDIA_DIR, fetch_file, upload_file
@@ -130,6 +130,8 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
     `connect=False` opens the profile without a WebSocket (history, contacts,
     safety numbers, HTTP calls only). `ack_delay` (s): how long an ack waits for
     others to share its frame (0: each goes at once, one Lambda invocation each).
+    `receipt_ack_delay` (s): how long the ack of a receipt, on which no tick hangs,
+    may wait for an ack frame that goes anyway (at least `ack_delay`).
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
         connect: bool = True,
         backoff: Backoff | None = None,
         ack_delay: float = ACK_DELAY_S,
+        receipt_ack_delay: float = RECEIPT_ACK_DELAY_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.profile = profile
@@ -155,6 +158,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
         self._connect = connect
         self._backoff = backoff
         self._ack_delay = ack_delay
+        self._receipt_ack_delay = receipt_ack_delay
         self._clock = clock
         self._subscribers: list[asyncio.Queue[Event | None]] = []
         self._http: aiohttp.ClientSession | None = None
@@ -212,6 +216,7 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
             has_service=access.api is not None,
             clock=self._clock,
             ack_delay=self._ack_delay,
+            receipt_ack_delay=self._receipt_ack_delay,
         )
         slices.inbound.on_history = self._history_arrived
         signaller = Signaller(slices.engine.sealer, self._queue_entry)

@@ -57,17 +57,60 @@ async def http_url() -> AsyncIterator[str]:
         yield url
 
 
-async def test_garbage_and_forgeries_are_dropped_and_acked_and_the_good_message_is_stored(
-    tmp_path: Path, http_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Bob's profile, as signup leaves it
-    home = tmp_path
+async def _bobs_profile(home: Path) -> KeyServer:
+    """Bob's profile under `home`, as signup leaves it; the keys it published."""
     store = Store.open(home / "profiles" / "bob", keyring=None, allow_plaintext=True)
     store.accounts.save(Account(BOB, BOB_DEV, "+15550000002"), IdentityKeyPair.generate())
     store.accounts.save_tokens(Tokens("access", "refresh", 10**12))
     published = KeyServer()
     await publish_initial_keys(published.uploader(BOB, BOB_DEV), store, 0.0)
     store.close()
+    return published
+
+
+async def test_the_client_holds_a_receipts_ack_as_long_as_it_is_told(
+    tmp_path: Path, http_url: str
+) -> None:
+    await _bobs_profile(tmp_path)
+    receipt = {
+        "event": "receipt",
+        "id": "r2",
+        "from": ALICE,
+        "from_device": ALICE_DEV,
+        "status": "delivered",
+        "ids": ["c9"],
+        "ts": 1,
+    }
+    acked = asyncio.Event()
+
+    async def server(ws: ServerConnection) -> None:
+        async for text in ws:
+            frame = json.loads(text)
+            if frame["action"] == "sync":
+                await ws.send(json.dumps(receipt))
+                await ws.send(json.dumps({"event": "synced", "more": False, "cursor": None}))
+            elif frame["action"] == "ack" and frame["ids"] == ["r2"]:
+                acked.set()
+
+    async with serve(server, "127.0.0.1", 0) as running:
+        port = next(iter(running.sockets)).getsockname()[1]
+        endpoints = Endpoints(http_url=http_url, ws_url=f"ws://127.0.0.1:{port}/local")
+        client = Client(
+            "bob", endpoints=endpoints, home=tmp_path, keyring=None, receipt_ack_delay=0.3
+        )
+        async with client as bob:
+            async with asyncio.timeout(10):
+                await bob.wait_synced()
+                # the SDK's own would hold it 300 s, this one 0.3 s; the connection stays
+                await acked.wait()
+            assert bob.protocol.next_deadline() is None  # nothing else is waiting
+
+
+async def test_garbage_and_forgeries_are_dropped_and_acked_and_the_good_message_is_stored(
+    tmp_path: Path, http_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path
+    published = await _bobs_profile(home)
 
     # Alice writes to Bob (first contact); tampered copies of it go first
     alice = Session.initiate(IdentityKeyPair.generate(), published.bundle(BOB, BOB_DEV))
