@@ -27,14 +27,13 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from bench.metering import Counts, Device, Service, invoke, service, ws_event
 from bench.report import Figure, print_table
 from parley.protocol import IncomingMessage, IncomingReceipt, OutboxEntry, Protocol
 from parley_server.catalogue import Setting
-from parley_server.models.frames import mailbox_key
 from parley_server.store.aws import client
+from parley_server.store.mailbox import Mailbox
 from parley_server.store.users import UsersStore
 from tests.device_lists import list_devices
 
@@ -192,15 +191,12 @@ def _replies(service: Service, messages: int, gap_s: float) -> Counts:
     return meter.counts()
 
 
-def _mailbox(service: Service, person: Device) -> list[Any]:
+def _mailbox(service: Service, person: Device) -> list[str]:
+    """The server ids still waiting for `person`'s device (not counted)."""
+    mailbox = Mailbox(client("dynamodb"), service.settings[Setting.MAILBOX_TABLE])
     with service.meter.uncounted():
-        table = service.settings[Setting.MAILBOX_TABLE]
-        answer = client("dynamodb").query(
-            TableName=table,
-            KeyConditionExpression="device = :d",
-            ExpressionAttributeValues={":d": {"S": mailbox_key(person.user_id, person.device_id)}},
-        )
-    return list(answer["Items"])
+        page = mailbox.page(person.user_id, person.device_id, after=None, limit=100, now=0)
+    return [envelope.server_id for envelope in page.envelopes]
 
 
 def count_replies(messages: int = REPLIES, gap_s: float = REPLY_GAP_S) -> Counts:
