@@ -150,6 +150,11 @@ def apply() -> None:
     _faster_conditions()
 
 
+def applied() -> bool:
+    """Whether moto runs with the changes above."""
+    return bool(_ORIGINALS)
+
+
 def remove() -> None:
     """moto as it comes again (for tests)."""
     from moto.core import responses

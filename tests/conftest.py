@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from local import moto_speedups
 from local.iam import enforce
 from local.iam.template import load_snapshot, resolve
 from parley_server.catalogue import Setting, function
@@ -26,6 +27,12 @@ REGION = "us-east-1"
 # Every boto3 call a handler makes is judged against its function's synthesized
 # IAM policy (local/iam); installed before any boto3 session exists.
 enforce.install()
+# In-process moto is the local stack's (local/moto_speedups.py: a Query reads only
+# its partition, expressions are parsed once, answers are written without moto's
+# search for each member's name; each change is checked against moto's own answers in
+# tests/unit/local/test_moto_speedups.py). moto as it comes sorts a whole table for
+# every Query, so a test that grows a table paid for it at every read.
+moto_speedups.apply()
 TEST_NUMBER = "+12065550100"  # the `aws` fixture's one test number
 AWS_ENV = {
     "AWS_DEFAULT_REGION": REGION,

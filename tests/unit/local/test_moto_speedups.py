@@ -30,6 +30,19 @@ def _keys(*more_attributes: dict[str, str]) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _moto_as_it_was() -> Iterator[None]:
+    """Each test here switches between moto as it comes and the faster one; the
+    session's other in-process tests run on the faster one (tests/conftest.py), so
+    each test leaves moto as it found it."""
+    was_applied = moto_speedups.applied()
+    yield
+    if was_applied:
+        moto_speedups.apply()
+    else:
+        moto_speedups.remove()
+
+
 @pytest.fixture
 def table() -> Iterator[Any]:
     with mock_aws():
