@@ -32,7 +32,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -64,12 +64,12 @@ from parley.devices.history import HistorySent, receive_history, send_history
 from parley.directory import add_contact, find_contact, find_conversation
 from parley.endpoints import Endpoints
 from parley.engine import Engine
-from parley.errors import ContactNotFound, ParleyClientError
+from parley.errors import AccountGone, ContactNotFound, ParleyClientError
 from parley.groups import MemberReceipt
 from parley.groups.admins import signed_admin
 from parley.groups.calls import GroupCalls
 from parley.groups.membership import Membership
-from parley.models import Account, Contact, Event, Group, Message
+from parley.models import Account, AccountMoved, Contact, Event, Group, Message
 from parley.payments.calls import PaymentCalls
 from parley.protocol import ACK_DELAY_S, RECEIPT_ACK_DELAY_S, OutboxEntry, Protocol
 from parley.signup import KeyringChoice
@@ -232,11 +232,26 @@ class Client(MessageCalls, PaymentCalls, SearchCalls, GroupCalls, DeviceCalls, P
             self._live.start(
                 self._endpoints.ws_url,
                 token=access.api.access_token,
-                refresh_token=access.api.refresh,
+                refresh_token=self._refresh_for_live(access.api),
                 on_event=slices.inbound.handle,
                 maintain=self.maintain_keys,
                 backoff=self._backoff,
             )
+
+    def _refresh_for_live(self, api: ApiClient) -> Callable[[], Awaitable[object]]:
+        """The connection's token refresh. A device offline when its number moved to
+        another phone learns it here, as it reconnects (an open connection is told by
+        `devices_changed`): AccountMoved, then the transport stops."""
+
+        async def refresh() -> object:
+            try:
+                return await api.refresh()
+            except AccountGone as gone:
+                if gone.reason == "moved":
+                    self._emit(AccountMoved())
+                raise
+
+        return refresh
 
     async def close(self) -> None:
         if self._calls is not None:

@@ -186,6 +186,8 @@ class AccountGone(AuthenticationError):
 
     - "signed_out": this device was signed out by its owner (from this device or
       another); the account still exists;
+    - "moved": this device was signed out because the account's number was registered
+      on another phone (the owner's new phone, or someone with a code for the number);
     - "unknown": the service does not know the sign-in at all: the account was
       deleted, the sign-in expired unused, or the service's data was reset;
     - "forgotten": the local stack the profile signed up with has since started empty

@@ -100,6 +100,19 @@ def account_gone(
 ) -> AuthenticationError:
     """What a refused refresh token means for this profile, in plain words (an
     AccountGone), or `error` itself when it means something else."""
+    if error.code == "device_signed_out" and error.details.get("reason") == "reregistered":
+        return AccountGone(
+            "moved",
+            f"this device (profile {profile!r}) has been signed out: the account's phone "
+            "number was registered on another phone, a new phone of its owner's or "
+            "someone who received a code sent to the number. If that was not you, sign "
+            "up with the number again at once (the other phone is then signed out) and "
+            "set a registration lock (parley pin set), which a code alone cannot get "
+            "past. " + _sign_up_again(directory, profile),
+            status=error.status,
+            code=error.code,
+            details=error.details,
+        )
     if error.code == "device_signed_out":
         return AccountGone(
             "signed_out",

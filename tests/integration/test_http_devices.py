@@ -71,6 +71,7 @@ def test_signing_out_another_device_revokes_it_and_closes_its_connections(
     refresh = http(ws, "POST", "/v1/auth/refresh", body={"refresh_token": laptop.refresh_token})
     # a code of its own: the app can say "signed out", not "unknown account"
     assert (refresh.status, refresh.code) == (401, "device_signed_out")
+    assert "reason" not in refresh.body["error"]  # its owner did it: no number moved
     # senders no longer encrypt for it
     bundle = http(ws, "GET", f"/v1/keys/{phone.user_id}", token=carol.access_token)
     assert [d["device_id"] for d in bundle.body["devices"]] == [phone.device_id]

@@ -122,9 +122,12 @@ def test_signing_in_again_moves_the_account_and_the_old_devices_are_told(
         {"event": "devices_changed", "reason": "reregistered", "device_id": new_device}
     ]
     assert ws.endpoint.closed == [online.connection_id]
-    # the old device is signed out
+    # the old device is signed out, and its refresh says why (a device that was
+    # offline, with no connection to tell, learns it there)
     refresh = http(ws, "POST", "/v1/auth/refresh", body={"refresh_token": old.refresh_token})
     assert (refresh.status, refresh.code) == (401, "device_signed_out")
+    assert refresh.body["error"]["reason"] == "reregistered"
+    assert "registered on another phone" in refresh.body["error"]["message"]
     assert http(ws, "GET", "/v1/devices", token=old.access_token).status == 401
     mine = http(ws, "GET", "/v1/devices", token=answer.body["access_token"])
     assert [d["device_id"] for d in mine.body["devices"]] == [new_device]

@@ -50,6 +50,7 @@ from parley import (
     sign_up,
 )
 from parley.devices.adv import LinkCode
+from parley.errors import AccountGone
 from parley.local_sms import code_from_local_sms, sms_count
 from parley.models import Account
 from parley.profiles import profile_dir
@@ -249,6 +250,14 @@ async def test_an_sms_code_holder_moves_the_account_visibly_and_gets_nothing_old
                     json={"refresh_token": tokens.refresh_token},
                 ) as r:
                     assert r.status == 401, await r.text()
+        # the laptop was away: it hears of the move as it connects (its refresh is
+        # refused with the reason), not that its owner signed it out
+        async with client(stack, tmp_path, "alice-laptop") as laptop_again:
+            await expect(laptop_again.events(), AccountMoved)
+            with pytest.raises(AccountGone) as gone:
+                await laptop_again.api.refresh()
+            assert gone.value.reason == "moved"
+            assert "registered on another phone" in str(gone.value)
         # what waited for the old devices stays theirs (ciphertext only they could read,
         # expiring with the mailbox): nothing of it is handed to the new device
         assert len(stack.mailbox(alice.user_id, laptop.device_id)) >= 2

@@ -39,7 +39,9 @@ NoticeReason = Literal["linked", "unlinked", "reregistered"]
 class DevicesPort(Protocol):
     def signed_in(self, user_id: str) -> list[DeviceSummary]: ...
 
-    def revoke_device(self, user_id: str, device_id: str, now: float) -> None: ...
+    def revoke_device(
+        self, user_id: str, device_id: str, now: float, *, reason: str | None = None
+    ) -> None: ...
 
 
 class CloserPort(Protocol):
@@ -144,7 +146,9 @@ def sign_out_all(
     tokens are refused, senders stop seeing them, their connections are closed. With
     `reason` and `device_id`, their live connections first get a `devices_changed`
     notice naming `device_id` (a re-registration: reason "reregistered", the new
-    primary). How many connections were closed; safe to ask again."""
+    primary), and each revocation keeps `reason`, so a device that was offline hears
+    it when its refresh is refused. How many connections were closed; safe to ask
+    again."""
     if reason is not None and device_id is not None:
         for connection in connections.of_user(user_id, now=now):
             if connection.device_id not in (keep, device_id):
@@ -152,7 +156,7 @@ def sign_out_all(
     open_now = [c for c in connections.of_user(user_id, now=now) if c.device_id != keep]
     for device in users.signed_in(user_id):
         if device.device_id != keep:
-            users.revoke_device(user_id, device.device_id, now)
+            users.revoke_device(user_id, device.device_id, now, reason=reason)
     return close_connections(user_id, open_now, connections=connections, gateway=gateway)
 
 

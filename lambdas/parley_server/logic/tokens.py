@@ -184,6 +184,18 @@ def sign_in_device(
     return _pair(principal, refresh_token, keys=keys, limits=limits, now=now)
 
 
+def _signed_out(reason: str | None) -> DeviceSignedOut:
+    """The refusal of a signed-out device's refresh; one signed out because its
+    number moved to a new phone is told so (`reason` "reregistered", as an open
+    connection is told by `devices_changed`)."""
+    if reason == "reregistered":
+        return DeviceSignedOut(
+            "this device has been signed out: the account's number was registered on another phone",
+            reason=reason,
+        )
+    return DeviceSignedOut("this device has been signed out")
+
+
 def refresh(
     refresh_token: str,
     *,
@@ -219,7 +231,7 @@ def refresh(
         # a device whose account is being deleted may still refresh: its new tokens,
         # like its old ones, reach nothing but the deletion (authenticate refuses them)
         if users.device(record.user_id, record.device_id, deleting=True) is None:
-            raise DeviceSignedOut("this device has been signed out")
+            raise _signed_out(users.revoked_reason(record.user_id, record.device_id))
         # the account is in use: its registration lock stays armed
         # (logic/registration_lock.py); recorded before the rotation (see above)
         users.record_active(principal.user_id, now)

@@ -4,7 +4,9 @@ Key design (see store/schema.py):
 
     USER#<uid>    / PROFILE          phone, created_at, presence setting, last_seen,
                                      registration lock, last_active (see its section)
-    USER#<uid>    / DEVICE#<did>     created_at, pending, revoked, deleting,
+    USER#<uid>    / DEVICE#<did>     created_at, pending, revoked (revoked_at, and
+                                     revoked_reason "reregistered" when the number
+                                     moved to a new phone), deleting,
                                      push_platform/token/endpoint (the verified push
                                      token), push_pending_platform/token,
                                      push_challenge, push_challenge_expires_at,
@@ -367,17 +369,39 @@ class UsersStore:
         """Make a device visible to senders (called once its keys are stored)."""
         self._update_device(user_id, device_id, "REMOVE pending", {})
 
-    def revoke_device(self, user_id: str, device_id: str, now: float) -> None:
-        """Sign a device out for good: its tokens are refused and senders stop seeing it."""
+    def revoke_device(
+        self, user_id: str, device_id: str, now: float, *, reason: str | None = None
+    ) -> None:
+        """Sign a device out for good: its tokens are refused and senders stop seeing it.
+        `reason` (kept as `revoked_reason`) is what its refresh is told later."""
+        expression = "SET revoked = :yes, revoked_at = :now"
+        values: dict[str, Any] = {":yes": {"BOOL": True}, ":now": {"N": str(int(now))}}
+        if reason is not None:
+            expression += ", revoked_reason = :why"
+            values[":why"] = {"S": reason}
         try:
-            self._update_device(
-                user_id,
-                device_id,
-                "SET revoked = :yes, revoked_at = :now",
-                {":yes": {"BOOL": True}, ":now": {"N": str(int(now))}},
-            )
+            self._update_device(user_id, device_id, expression, values)
         except NotFound:
             return  # nothing to revoke
+
+    def revoked_reason(self, user_id: str, device_id: str) -> str | None:
+        """Why a signed-out device was signed out, when it was for a reason of its own
+        ("reregistered"); None for a device signed out by its owner, or not signed out.
+        Strongly consistent, as `device` is."""
+        try:
+            answer = self._ddb.get_item(
+                TableName=self._table,
+                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
+                ConsistentRead=True,
+                ProjectionExpression="revoked, revoked_reason",
+            )
+        except ClientError as exc:
+            raise DependencyUnavailable("user store unavailable") from exc
+        item = answer.get("Item")
+        if item is None or not _flag(item, "revoked"):
+            return None
+        reason = item.get("revoked_reason", {}).get("S")
+        return str(reason) if reason is not None else None
 
     def set_push(
         self, user_id: str, device_id: str, platform: str, token: str, endpoint: str | None

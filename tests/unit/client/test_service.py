@@ -96,6 +96,17 @@ def test_a_refused_refresh_is_explained(tmp_path: Path, code: str, reason: str, 
     assert "401" not in str(explained).replace(str(tmp_path), "<profile>")
 
 
+def test_a_device_signed_out_by_a_move_of_its_number_is_told_so(tmp_path: Path) -> None:
+    error = AuthenticationError(401, "device_signed_out", "signed out", {"reason": "reregistered"})
+    explained = account_gone(error, profile="alice", directory=tmp_path)
+    assert isinstance(explained, AccountGone)
+    assert (explained.reason, explained.code) == ("moved", "device_signed_out")
+    assert "registered on another phone" in str(explained)
+    assert "registration lock" in str(explained)
+    assert "parley --profile alice signup <phone>" in str(explained)
+    assert "its owner signed it out" not in str(explained)
+
+
 def test_other_refusals_are_left_as_they_are(tmp_path: Path) -> None:
     wrong_code = AuthenticationError(401, "invalid_code", "wrong code")
     assert account_gone(wrong_code, profile="alice", directory=tmp_path) is wrong_code

@@ -49,6 +49,21 @@ def test_devices_lists_active_devices_only(aws: FakeAws) -> None:
     assert store.device(UID, "2" * 16) is None
 
 
+def test_a_revocation_keeps_its_reason_for_the_devices_refresh(aws: FakeAws) -> None:
+    store = _store(aws)
+    store.create_user(UID, "+447700900001", now=1.0)
+    moved, removed, kept = "1" * 16, "2" * 16, "3" * 16
+    for did in (moved, removed, kept):
+        store.add_device(UID, did, now=1.0)
+    store.revoke_device(UID, moved, now=2.0, reason="reregistered")
+    store.revoke_device(UID, removed, now=2.0)
+    assert store.revoked_reason(UID, moved) == "reregistered"
+    assert store.revoked_reason(UID, removed) is None  # its owner signed it out
+    assert store.revoked_reason(UID, kept) is None  # not signed out at all
+    assert store.revoked_reason(UID, "4" * 16) is None  # never was
+    assert store.device(UID, moved) is None
+
+
 def test_a_phone_number_belongs_to_one_user(aws: FakeAws) -> None:
     store = _store(aws)
     assert store.create_user(UID, "+447700900001", now=1.0) == UID
