@@ -322,15 +322,7 @@ class UsersStore:
 
         Strongly consistent: a revocation must take effect at once.
         """
-        try:
-            answer = self._ddb.get_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
-        item = answer.get("Item")
+        item = self._device_item(user_id, device_id)
         if item is None or _flag(item, "revoked"):
             return None
         if _flag(item, "deleting") and not deleting:
@@ -388,20 +380,29 @@ class UsersStore:
         """Why a signed-out device was signed out, when it was for a reason of its own
         ("reregistered"); None for a device signed out by its owner, or not signed out.
         Strongly consistent, as `device` is."""
+        item = self._device_item(user_id, device_id, "revoked, revoked_reason")
+        if item is None or not _flag(item, "revoked"):
+            return None
+        reason = item.get("revoked_reason", {}).get("S")
+        return str(reason) if reason is not None else None
+
+    def _device_item(
+        self, user_id: str, device_id: str, projection: str | None = None
+    ) -> dict[str, Any] | None:
+        """The device's item (only `projection`'s attributes, when given), read strongly
+        consistent: a revocation or a deletion must take effect at once."""
+        extra = {"ProjectionExpression": projection} if projection else {}
         try:
             answer = self._ddb.get_item(
                 TableName=self._table,
                 Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
                 ConsistentRead=True,
-                ProjectionExpression="revoked, revoked_reason",
+                **extra,
             )
         except ClientError as exc:
             raise DependencyUnavailable("user store unavailable") from exc
-        item = answer.get("Item")
-        if item is None or not _flag(item, "revoked"):
-            return None
-        reason = item.get("revoked_reason", {}).get("S")
-        return str(reason) if reason is not None else None
+        item: dict[str, Any] | None = answer.get("Item")
+        return item
 
     def set_push(
         self, user_id: str, device_id: str, platform: str, token: str, endpoint: str | None
@@ -420,15 +421,7 @@ class UsersStore:
 
     def push_state(self, user_id: str, device_id: str) -> PushState | None:
         """The device's push registration; None if it is unknown, revoked or deleting."""
-        try:
-            answer = self._ddb.get_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
-        item = answer.get("Item")
+        item = self._device_item(user_id, device_id)
         if item is None or _flag(item, "revoked") or _flag(item, "deleting"):
             return None
 
@@ -690,16 +683,7 @@ class UsersStore:
 
     def is_deleting(self, user_id: str, device_id: str) -> bool:
         """Whether this device's account deletion has started (marked by `mark_deleting`)."""
-        try:
-            answer = self._ddb.get_item(
-                TableName=self._table,
-                Key={"pk": _user_pk(user_id), "sk": {"S": f"DEVICE#{device_id}"}},
-                ConsistentRead=True,
-                ProjectionExpression="deleting",
-            )
-        except ClientError as exc:
-            raise DependencyUnavailable("user store unavailable") from exc
-        return _flag(answer.get("Item", {}), "deleting")
+        return _flag(self._device_item(user_id, device_id, "deleting") or {}, "deleting")
 
     def mark_deleting(self, user_id: str, device_id: str) -> None:
         """Hide a device from senders and refuse its tokens (but for the deletion)."""
